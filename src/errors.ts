@@ -1,0 +1,49 @@
+// One error type for weft, with stable codes (WEFT_ERR_*), so callers branch on code, never on message text.
+
+export type WeftErrorCode =
+  | 'WEFT_ERR_CONFIG' // daemon flags, env or file invalid
+  | 'WEFT_ERR_NETWORK_CONFIG' // <prefix>/config invalid
+  | 'WEFT_ERR_NETWORK_EXHAUSTED' // no free subnet left
+  | 'WEFT_ERR_LEASE' // lease lost or not renewable
+  | 'WEFT_ERR_ETCD' // etcd unreachable or refused
+  | 'WEFT_ERR_NATIVE' // a syscall in the addon failed
+  | 'WEFT_ERR_IPROUTE' // an iproute2 command failed
+  | 'WEFT_ERR_BACKEND'; // backend setup failed
+
+export class WeftError extends Error {
+  readonly code: WeftErrorCode;
+  constructor(code: WeftErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = 'WeftError';
+  }
+}
+
+export class ConfigError extends WeftError {
+  constructor(message: string) {
+    super('WEFT_ERR_CONFIG', message);
+    this.name = 'ConfigError';
+  }
+}
+
+export class NetworkConfigError extends WeftError {
+  constructor(message: string) {
+    super('WEFT_ERR_NETWORK_CONFIG', message);
+    this.name = 'NetworkConfigError';
+  }
+}
+
+export class NetworkExhaustedError extends WeftError {
+  constructor(message: string) {
+    super('WEFT_ERR_NETWORK_EXHAUSTED', message);
+    this.name = 'NetworkExhaustedError';
+  }
+}
+
+export function isWeftError(e: unknown): e is WeftError {
+  return e instanceof WeftError;
+}
+
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
