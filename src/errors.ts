@@ -40,6 +40,16 @@ export class NetworkExhaustedError extends WeftError {
   }
 }
 
+// The watch start revision was compacted away: the watcher must re-list, then watch from the new revision.
+export class EtcdCompactedError extends WeftError {
+  readonly compactRevision: string;
+  constructor(message: string, compactRevision: string) {
+    super('WEFT_ERR_ETCD', message);
+    this.name = 'EtcdCompactedError';
+    this.compactRevision = compactRevision;
+  }
+}
+
 export function isWeftError(e: unknown): e is WeftError {
   return e instanceof WeftError;
 }

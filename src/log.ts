@@ -3,7 +3,7 @@ import { pino, type Logger, type Level } from 'pino';
 
 export type { Logger };
 
-export function createLogger(level: Level = 'info', opts: { pretty?: boolean } = {}): Logger {
+export function createLogger(level: Level | 'silent' = 'info', opts: { pretty?: boolean } = {}): Logger {
   const pretty = opts.pretty ?? process.stderr.isTTY === true;
   if (pretty) {
     return pino({

@@ -1,0 +1,679 @@
+/*
+ * The one N-API file: argument checks, errors, the uv_poll bridge and exports.
+ * Byte work and syscalls live in the pure C core (weft.h). Each batch call checks
+ * its arrays once, then the core runs the whole batch without calling back into JS.
+ */
+#include <node_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "weft.h"
+
+/* Every napi_* call goes through NAPI(): on failure throw (unless JS already threw)
+ * and return 0, which is NULL for napi_value and false for the bool helpers. */
+#define NAPI(env, call)                     \
+  do {                                      \
+    if ((call) != napi_ok) {                \
+      napi_failed((env), #call);            \
+      return 0;                             \
+    }                                       \
+  } while (0)
+
+static void napi_failed(napi_env env, const char *call) {
+  bool pending = false;
+  const napi_extended_error_info *info = NULL;
+  napi_is_exception_pending(env, &pending);
+  if (pending) return;
+  napi_get_last_error_info(env, &info);
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s failed: %s", call, info && info->error_message ? info->error_message : "napi error");
+  napi_throw_error(env, "ERR_WEFT_NAPI", msg);
+}
+
+/* Set a string property; used only while building an error, so failures are ignored. */
+static void set_str(napi_env env, napi_value obj, const char *key, const char *val) {
+  napi_value v;
+  if (napi_create_string_utf8(env, val, NAPI_AUTO_LENGTH, &v) == napi_ok) napi_set_named_property(env, obj, key, v);
+}
+
+/* Throw like Node's own syscall errors: code = errno name, errno (negative), syscall. */
+static napi_value throw_sys(napi_env env, int err, const char *syscall, const char *arg) {
+  char msg[256];
+  napi_value code, text, error, num;
+  snprintf(msg, sizeof msg, "%s %s: %s", syscall, arg, uv_strerror(-err));
+  NAPI(env, napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &code));
+  NAPI(env, napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &text));
+  NAPI(env, napi_create_error(env, code, text, &error));
+  NAPI(env, napi_create_int32(env, -err, &num));
+  NAPI(env, napi_set_named_property(env, error, "errno", num));
+  set_str(env, error, "syscall", syscall);
+  NAPI(env, napi_throw(env, error));
+  return NULL;
+}
+
+static napi_value throw_weft(napi_env env, const weft_err *e, const char *arg) {
+  return throw_sys(env, e->code, e->syscall, arg);
+}
+
+/* Argument errors name the argument, with Node's codes. */
+static bool arg_fail(napi_env env, bool range, const char *name, const char *want) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "argument '%s' %s", name, want);
+  if (range) napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+  else napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+  return false;
+}
+
+static bool args_get(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < want) {
+    char msg[80];
+    snprintf(msg, sizeof msg, "expected %zu arguments, got %zu", want, argc);
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", msg);
+    return false;
+  }
+  return true;
+}
+
+static bool arg_type(napi_env env, napi_value v, napi_valuetype want, const char *name, const char *what) {
+  napi_valuetype t;
+  NAPI(env, napi_typeof(env, v, &t));
+  return t == want || arg_fail(env, false, name, what);
+}
+
+static bool arg_i32(napi_env env, napi_value v, const char *name, int32_t lo, int32_t hi, int32_t *out) {
+  double d;
+  if (!arg_type(env, v, napi_number, name, "must be a number")) return false;
+  NAPI(env, napi_get_value_double(env, v, &d));
+  if (!(d >= lo && d <= hi) || d != (double)(int32_t)d) return arg_fail(env, true, name, "is out of range");
+  *out = (int32_t)d;
+  return true;
+}
+
+static bool arg_u32(napi_env env, napi_value v, const char *name, uint32_t hi, uint32_t *out) {
+  double d;
+  if (!arg_type(env, v, napi_number, name, "must be a number")) return false;
+  NAPI(env, napi_get_value_double(env, v, &d));
+  if (!(d >= 0 && d <= hi) || d != (double)(uint32_t)d) return arg_fail(env, true, name, "is out of range");
+  *out = (uint32_t)d;
+  return true;
+}
+
+static bool arg_fd(napi_env env, napi_value v, const char *name, int *out) {
+  int32_t fd;
+  if (!arg_i32(env, v, name, 0, INT32_MAX, &fd)) return false;
+  *out = fd;
+  return true;
+}
+
+static bool arg_bool(napi_env env, napi_value v, const char *name, bool *out) {
+  if (!arg_type(env, v, napi_boolean, name, "must be a boolean")) return false;
+  NAPI(env, napi_get_value_bool(env, v, out));
+  return true;
+}
+
+static bool arg_str(napi_env env, napi_value v, const char *name, char *buf, size_t cap) {
+  size_t n;
+  if (!arg_type(env, v, napi_string, name, "must be a string")) return false;
+  NAPI(env, napi_get_value_string_utf8(env, v, NULL, 0, &n));
+  if (n >= cap) return arg_fail(env, true, name, "is too long");
+  NAPI(env, napi_get_value_string_utf8(env, v, buf, cap, &n));
+  return true;
+}
+
+/* A typed array of the wanted kind with at least min elements (Buffer is a Uint8Array). */
+static bool arg_typed(napi_env env, napi_value v, const char *name, napi_typedarray_type want, const char *what,
+                      size_t min, void **data, size_t *length) {
+  bool is = false;
+  napi_typedarray_type t;
+  napi_value ab;
+  size_t n, byte_off;
+  void *p;
+  NAPI(env, napi_is_typedarray(env, v, &is));
+  if (!is) return arg_fail(env, false, name, what);
+  NAPI(env, napi_get_typedarray_info(env, v, &t, &n, &p, &ab, &byte_off));
+  if (t != want) return arg_fail(env, false, name, what);
+  if (n < min) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "must hold at least %zu elements (has %zu)", min, n);
+    return arg_fail(env, true, name, msg);
+  }
+  *data = p;
+  if (length) *length = n;
+  return true;
+}
+
+#define ARG_U8(env, v, name, min, d, l) arg_typed(env, v, name, napi_uint8_array, "must be a Buffer", min, (void **)(d), l)
+#define ARG_I32A(env, v, name, min, d) \
+  arg_typed(env, v, name, napi_int32_array, "must be an Int32Array", min, (void **)(d), NULL)
+#define ARG_U32A(env, v, name, min, d) \
+  arg_typed(env, v, name, napi_uint32_array, "must be a Uint32Array", min, (void **)(d), NULL)
+#define ARG_COUNTERS(env, v, d)                                                                          \
+  arg_typed(env, v, "counters", napi_float64_array, "must be a Float64Array(COUNTER_COUNT)", WEFT_COUNTER_COUNT, \
+            (void **)(d), NULL)
+
+static bool arg_encap(napi_env env, napi_value v, const weft_encap_ops **ops) {
+  int32_t id;
+  if (!arg_i32(env, v, "encap", 0, WEFT_ENCAP_COUNT - 1, &id)) return false;
+  *ops = weft_encap_get(id);
+  return true;
+}
+
+/* slots * slotSize must fit the slab and an Int32 offset. */
+static bool check_slab(napi_env env, size_t slab_len, int32_t slots, int32_t slot_size) {
+  size_t need = (size_t)slots * (size_t)slot_size;
+  if (need > INT32_MAX) return arg_fail(env, true, "slab", "is larger than Int32 offsets allow");
+  if (need > slab_len) return arg_fail(env, true, "slab", "is smaller than count * slotSize");
+  return true;
+}
+
+static napi_value ret_i32(napi_env env, int32_t v) {
+  napi_value r;
+  NAPI(env, napi_create_int32(env, v, &r));
+  return r;
+}
+
+static napi_value ret_bool(napi_env env, bool v) {
+  napi_value r;
+  NAPI(env, napi_get_boolean(env, v, &r));
+  return r;
+}
+
+static napi_value ret_undefined(napi_env env) {
+  napi_value r;
+  NAPI(env, napi_get_undefined(env, &r));
+  return r;
+}
+
+/* ---- 1. TUN device and links ---- */
+
+static napi_value js_tun_open(napi_env env, napi_callback_info info) {
+  napi_value argv[3], obj, v;
+  char name[64], out[64];
+  bool mq, vnet;
+  weft_err e;
+  if (!args_get(env, info, 3, argv) || !arg_str(env, argv[0], "name", name, sizeof name) ||
+      !arg_bool(env, argv[1], "multiQueue", &mq) || !arg_bool(env, argv[2], "vnetHdr", &vnet))
+    return NULL;
+  int fd = weft_tun_open(name, mq, vnet, out, sizeof out, &e);
+  if (fd < 0) return throw_weft(env, &e, name[0] ? name : "(kernel-named)");
+  NAPI(env, napi_create_object(env, &obj));
+  NAPI(env, napi_create_int32(env, fd, &v));
+  NAPI(env, napi_set_named_property(env, obj, "fd", v));
+  NAPI(env, napi_create_string_utf8(env, out, NAPI_AUTO_LENGTH, &v));
+  NAPI(env, napi_set_named_property(env, obj, "name", v));
+  return obj;
+}
+
+static napi_value js_link_set(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  char name[64];
+  int32_t mtu;
+  bool up;
+  weft_err e;
+  if (!args_get(env, info, 3, argv) || !arg_str(env, argv[0], "name", name, sizeof name) ||
+      !arg_i32(env, argv[1], "mtu", 0, 65535, &mtu) || !arg_bool(env, argv[2], "up", &up))
+    return NULL;
+  if (weft_link_set(name, mtu, up, &e) < 0) return throw_weft(env, &e, name);
+  return ret_undefined(env);
+}
+
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int fd;
+  char arg[32];
+  weft_err e;
+  if (!args_get(env, info, 1, argv) || !arg_fd(env, argv[0], "fd", &fd)) return NULL;
+  if (weft_close(fd, &e) < 0) {
+    snprintf(arg, sizeof arg, "fd %d", fd);
+    return throw_weft(env, &e, arg);
+  }
+  return ret_undefined(env);
+}
+
+/* ---- 2. UDP socket ---- */
+
+static napi_value js_udp_open(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  char addr[64], arg[96];
+  int32_t port, buf;
+  bool reuse;
+  weft_err e;
+  if (!args_get(env, info, 4, argv) || !arg_str(env, argv[0], "bindAddr", addr, sizeof addr) ||
+      !arg_i32(env, argv[1], "port", 0, 65535, &port) || !arg_i32(env, argv[2], "bufBytes", 0, INT32_MAX, &buf) ||
+      !arg_bool(env, argv[3], "reusePort", &reuse))
+    return NULL;
+  int fd = weft_udp_open(addr, port, buf, reuse, &e);
+  if (fd < 0) {
+    snprintf(arg, sizeof arg, "%s:%d", addr, port);
+    return throw_weft(env, &e, arg);
+  }
+  return ret_i32(env, fd);
+}
+
+static napi_value js_udp_local_port(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int fd;
+  char arg[32];
+  weft_err e;
+  if (!args_get(env, info, 1, argv) || !arg_fd(env, argv[0], "fd", &fd)) return NULL;
+  int port = weft_udp_local_port(fd, &e);
+  if (port < 0) {
+    snprintf(arg, sizeof arg, "fd %d", fd);
+    return throw_weft(env, &e, arg);
+  }
+  return ret_i32(env, port);
+}
+
+/* ---- 3. Event loop: uv_poll on the main loop ---- */
+
+typedef struct {
+  uv_poll_t poll; /* first: the uv handle pointer is the struct pointer */
+  napi_env env;
+  napi_ref cb;
+  napi_async_context ctx;
+  int fd;
+  bool closing, closed, finalized;
+} weft_poll;
+
+/* Freed only when both libuv (close callback) and JS (external finalizer) let go. */
+static void poll_on_close(uv_handle_t *h) {
+  weft_poll *p = (weft_poll *)h;
+  p->closed = true;
+  if (p->finalized) free(p);
+}
+
+static void poll_finalize(napi_env env, void *data, void *hint) {
+  (void)env, (void)hint;
+  weft_poll *p = data;
+  p->finalized = true;
+  if (p->closed) free(p);
+}
+
+static void poll_call(weft_poll *p, int value) {
+  napi_env env = p->env;
+  napi_handle_scope scope;
+  napi_value cb, recv, arg, result;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) {
+    napi_fatal_error("weft poll", NAPI_AUTO_LENGTH, "napi_open_handle_scope failed", NAPI_AUTO_LENGTH);
+  }
+  /* napi_make_callback runs the callback like an I/O event: nextTicks and microtasks after it. */
+  napi_status s = napi_get_reference_value(env, p->cb, &cb);
+  if (s == napi_ok) s = napi_get_global(env, &recv); /* make_callback needs an object receiver */
+  if (s == napi_ok) s = napi_create_int32(env, value, &arg);
+  if (s == napi_ok) s = napi_make_callback(env, p->ctx, recv, cb, 1, &arg, &result);
+  if (s != napi_ok) {
+    /* A throw in the callback must surface as 'uncaughtException', not vanish. */
+    bool pending = false;
+    napi_value exc;
+    napi_is_exception_pending(env, &pending);
+    if (pending && napi_get_and_clear_last_exception(env, &exc) == napi_ok) {
+      napi_fatal_exception(env, exc);
+    } else if (!pending) {
+      napi_failed(env, "poll callback");
+      if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static void poll_on_event(uv_poll_t *h, int status, int events) {
+  weft_poll *p = (weft_poll *)h;
+  if (p->closing) return;
+  /* On error pass the negative errno: JS's next syscall on the fd reports it. */
+  poll_call(p, status < 0 ? status : events & (UV_READABLE | UV_WRITABLE));
+}
+
+static bool arg_events(napi_env env, napi_value v, int *out) {
+  int32_t ev;
+  if (!arg_i32(env, v, "events", 0, UV_READABLE | UV_WRITABLE, &ev)) return false;
+  *out = ev;
+  return true;
+}
+
+static bool arg_poll(napi_env env, napi_value v, weft_poll **out) {
+  void *data;
+  if (!arg_type(env, v, napi_external, "handle", "must be a PollHandle from pollStart")) return false;
+  NAPI(env, napi_get_value_external(env, v, &data));
+  *out = data;
+  return true;
+}
+
+static napi_value poll_uv_fail(napi_env env, int r, const char *call, int fd) {
+  char arg[32];
+  snprintf(arg, sizeof arg, "fd %d", fd);
+  return throw_sys(env, -r, call, arg);
+}
+
+static napi_value js_poll_start(napi_env env, napi_callback_info info) {
+  napi_value argv[3], ext, name;
+  int fd, events, r;
+  uv_loop_t *loop;
+  if (!args_get(env, info, 3, argv) || !arg_fd(env, argv[0], "fd", &fd) || !arg_events(env, argv[1], &events) ||
+      !arg_type(env, argv[2], napi_function, "cb", "must be a function"))
+    return NULL;
+  NAPI(env, napi_get_uv_event_loop(env, &loop));
+  weft_poll *p = calloc(1, sizeof *p);
+  if (!p) return throw_sys(env, ENOMEM, "calloc", "poll handle");
+  p->env = env;
+  p->fd = fd;
+  if ((r = uv_poll_init(loop, &p->poll, fd)) < 0) {
+    free(p);
+    return poll_uv_fail(env, r, "uv_poll_init", fd);
+  }
+  /* From here the handle is live: errors close it and free through the close callback. */
+  p->finalized = true;
+  if ((r = events ? uv_poll_start(&p->poll, events, poll_on_event) : 0) < 0) {
+    p->closing = true;
+    uv_close((uv_handle_t *)&p->poll, poll_on_close);
+    return poll_uv_fail(env, r, "uv_poll_start", fd);
+  }
+  if (napi_create_reference(env, argv[2], 1, &p->cb) != napi_ok ||
+      napi_create_string_utf8(env, "weft.poll", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, NULL, name, &p->ctx) != napi_ok ||
+      napi_create_external(env, p, poll_finalize, NULL, &ext) != napi_ok) {
+    napi_failed(env, "pollStart setup");
+    if (p->cb) napi_delete_reference(env, p->cb);
+    if (p->ctx) napi_async_destroy(env, p->ctx);
+    p->closing = true;
+    uv_close((uv_handle_t *)&p->poll, poll_on_close);
+    return NULL;
+  }
+  p->finalized = false; /* now JS owns one half of the lifetime */
+  return ext;
+}
+
+static napi_value js_poll_update(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  weft_poll *p;
+  int events, r;
+  if (!args_get(env, info, 2, argv) || !arg_poll(env, argv[0], &p) || !arg_events(env, argv[1], &events))
+    return NULL;
+  if (p->closing) return throw_sys(env, EBADF, "uv_poll_start", "stopped PollHandle");
+  r = events ? uv_poll_start(&p->poll, events, poll_on_event) : uv_poll_stop(&p->poll);
+  if (r < 0) return poll_uv_fail(env, r, "uv_poll_start", p->fd);
+  return ret_undefined(env);
+}
+
+static napi_value js_poll_stop(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  weft_poll *p;
+  if (!args_get(env, info, 1, argv) || !arg_poll(env, argv[0], &p)) return NULL;
+  if (p->closing) return ret_undefined(env); /* second stop is a no-op */
+  p->closing = true;
+  uv_poll_stop(&p->poll);
+  uv_close((uv_handle_t *)&p->poll, poll_on_close);
+  NAPI(env, napi_delete_reference(env, p->cb));
+  NAPI(env, napi_async_destroy(env, p->ctx));
+  return ret_undefined(env);
+}
+
+/* ---- 4. Outbound batch: TUN -> encap -> socket ---- */
+
+static napi_value js_tun_read(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  int fd;
+  uint8_t *slab;
+  size_t slab_len;
+  int32_t slot_size, headroom, max, *len;
+  double *counters;
+  weft_err e;
+  char arg[32];
+  if (!args_get(env, info, 7, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
+      !arg_i32(env, argv[3], "headroom", 0, slot_size - 1, &headroom) ||
+      !arg_i32(env, argv[5], "max", 0, INT32_MAX, &max) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
+      !ARG_I32A(env, argv[4], "len", (size_t)max, &len) || !ARG_COUNTERS(env, argv[6], &counters) ||
+      !check_slab(env, slab_len, max, slot_size))
+    return NULL;
+  int32_t n = weft_tun_read_batch(fd, slab, slot_size, headroom, len, max, counters, &e);
+  if (n < 0) {
+    snprintf(arg, sizeof arg, "fd %d", fd);
+    return throw_weft(env, &e, arg);
+  }
+  return ret_i32(env, n);
+}
+
+static napi_value js_encap_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[12];
+  const weft_encap_ops *ops;
+  uint8_t *slab, *table, *mac;
+  size_t slab_len, table_len;
+  int32_t slot_size, headroom, count, *len, *off, *peer;
+  uint32_t vni;
+  double *counters;
+  if (!args_get(env, info, 12, argv) || !arg_encap(env, argv[0], &ops) ||
+      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
+      !arg_i32(env, argv[3], "headroom", ops->hlen, slot_size - 1, &headroom) ||
+      !arg_i32(env, argv[7], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
+      !ARG_I32A(env, argv[4], "len", (size_t)count, &len) || !ARG_I32A(env, argv[5], "off", (size_t)count, &off) ||
+      !ARG_I32A(env, argv[6], "peer", (size_t)count, &peer) ||
+      !ARG_U8(env, argv[8], "peerTable", 0, &table, &table_len) || !ARG_U8(env, argv[9], "localMac", 6, &mac, NULL) ||
+      !arg_u32(env, argv[10], "vni", 0xffffff, &vni) || !ARG_COUNTERS(env, argv[11], &counters) ||
+      !check_slab(env, slab_len, count, slot_size))
+    return NULL;
+  weft_encap_batch(ops, slab, slot_size, headroom, len, off, peer, count, table,
+                   (int32_t)(table_len / WEFT_PEER_RECORD_SIZE), mac, vni, counters);
+  return ret_undefined(env);
+}
+
+static napi_value js_send_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  int fd;
+  uint8_t *slab, *table;
+  size_t slab_len, table_len;
+  int32_t start, count, *len, *off, *peer;
+  double *counters;
+  weft_err e;
+  char arg[32];
+  if (!args_get(env, info, 9, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+      !arg_i32(env, argv[6], "count", 0, INT32_MAX, &count) || !arg_i32(env, argv[5], "start", 0, count, &start) ||
+      !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) || !ARG_I32A(env, argv[2], "off", (size_t)count, &off) ||
+      !ARG_I32A(env, argv[3], "len", (size_t)count, &len) || !ARG_I32A(env, argv[4], "peer", (size_t)count, &peer) ||
+      !ARG_U8(env, argv[7], "peerTable", 0, &table, &table_len) || !ARG_COUNTERS(env, argv[8], &counters))
+    return NULL;
+  int32_t next = weft_udp_send_batch(fd, slab, slab_len, off, len, peer, start, count, table,
+                                     (int32_t)(table_len / WEFT_PEER_RECORD_SIZE), counters, &e);
+  if (next < 0) {
+    snprintf(arg, sizeof arg, "fd %d", fd);
+    return throw_weft(env, &e, arg);
+  }
+  return ret_i32(env, next);
+}
+
+/* ---- 5. Inbound batch: socket -> decap -> TUN ---- */
+
+static napi_value js_udp_recv(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  int fd;
+  uint8_t *slab;
+  size_t slab_len;
+  int32_t slot_size, max, *len;
+  uint32_t *addr;
+  double *counters;
+  weft_err e;
+  char arg[32];
+  if (!args_get(env, info, 7, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
+      !arg_i32(env, argv[5], "max", 0, INT32_MAX, &max) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
+      !ARG_I32A(env, argv[3], "len", (size_t)max, &len) || !ARG_U32A(env, argv[4], "addr", (size_t)max, &addr) ||
+      !ARG_COUNTERS(env, argv[6], &counters) || !check_slab(env, slab_len, max, slot_size))
+    return NULL;
+  int32_t n = weft_udp_recv_batch(fd, slab, slot_size, len, addr, max, counters, &e);
+  if (n < 0) {
+    snprintf(arg, sizeof arg, "fd %d", fd);
+    return throw_weft(env, &e, arg);
+  }
+  return ret_i32(env, n);
+}
+
+static napi_value js_decap_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  const weft_encap_ops *ops;
+  uint8_t *slab;
+  size_t slab_len;
+  int32_t slot_size, count, *len, *off;
+  uint32_t vni;
+  double *counters;
+  if (!args_get(env, info, 8, argv) || !arg_encap(env, argv[0], &ops) ||
+      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
+      !arg_i32(env, argv[5], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
+      !ARG_I32A(env, argv[3], "len", (size_t)count, &len) || !ARG_I32A(env, argv[4], "off", (size_t)count, &off) ||
+      !arg_u32(env, argv[6], "vni", 0xffffff, &vni) || !ARG_COUNTERS(env, argv[7], &counters) ||
+      !check_slab(env, slab_len, count, slot_size))
+    return NULL;
+  weft_decap_batch(ops, slab, slot_size, len, off, count, vni, counters);
+  return ret_undefined(env);
+}
+
+static napi_value js_tun_write(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  int fd;
+  uint8_t *slab;
+  size_t slab_len;
+  int32_t count, *len, *off;
+  double *counters;
+  if (!args_get(env, info, 6, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+      !arg_i32(env, argv[4], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
+      !ARG_I32A(env, argv[2], "off", (size_t)count, &off) || !ARG_I32A(env, argv[3], "len", (size_t)count, &len) ||
+      !ARG_COUNTERS(env, argv[5], &counters))
+    return NULL;
+  return ret_i32(env, weft_tun_write_batch(fd, slab, slab_len, off, len, count, counters));
+}
+
+/* ---- 6. ICMP errors back into TUN ---- */
+
+static bool arg_span(napi_env env, size_t buf_len, int32_t off, int32_t len) {
+  return (size_t)off + (size_t)len <= buf_len || arg_fail(env, true, "off + len", "exceeds the buffer");
+}
+
+static napi_value js_icmp_error(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  int fd;
+  uint8_t *slab, *scratch;
+  size_t slab_len, scratch_len;
+  int32_t pkt_off, pkt_len, type, code;
+  uint32_t from;
+  double *counters;
+  if (!args_get(env, info, 9, argv) || !arg_fd(env, argv[0], "tunFd", &fd) ||
+      !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) || !arg_i32(env, argv[2], "pktOff", 0, INT32_MAX, &pkt_off) ||
+      !arg_i32(env, argv[3], "pktLen", 0, INT32_MAX, &pkt_len) || !arg_span(env, slab_len, pkt_off, pkt_len) ||
+      !arg_i32(env, argv[4], "type", 0, 255, &type) || !arg_i32(env, argv[5], "code", 0, 255, &code) ||
+      !arg_u32(env, argv[6], "fromAddr", UINT32_MAX, &from) ||
+      !ARG_U8(env, argv[7], "scratch", WEFT_ICMP_SCRATCH_MIN, &scratch, &scratch_len) ||
+      !ARG_COUNTERS(env, argv[8], &counters))
+    return NULL;
+  int32_t n = weft_icmp_error_build(slab + pkt_off, pkt_len, (uint8_t)type, (uint8_t)code, from, scratch,
+                                    (int32_t)(scratch_len > INT32_MAX ? INT32_MAX : scratch_len));
+  if (n <= 0 || !weft_tun_write_one(fd, scratch, n, counters)) return ret_bool(env, false);
+  counters[WEFT_C_ICMP_SENT] += 1;
+  return ret_bool(env, true);
+}
+
+/* ---- 7. One packet per call, for the dgram tier ---- */
+
+static napi_value js_tun_read_one(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  int fd;
+  uint8_t *buf;
+  size_t buf_len;
+  int32_t off, max;
+  double *counters;
+  weft_err e;
+  char arg[32];
+  if (!args_get(env, info, 5, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+      !ARG_U8(env, argv[1], "buf", 0, &buf, &buf_len) || !arg_i32(env, argv[2], "off", 0, INT32_MAX, &off) ||
+      !arg_i32(env, argv[3], "max", 0, INT32_MAX, &max) || !arg_span(env, buf_len, off, max) ||
+      !ARG_COUNTERS(env, argv[4], &counters))
+    return NULL;
+  int32_t n = weft_tun_read_one(fd, buf + off, max, counters, &e);
+  if (n < 0) {
+    snprintf(arg, sizeof arg, "fd %d", fd);
+    return throw_weft(env, &e, arg);
+  }
+  return ret_i32(env, n);
+}
+
+static napi_value js_tun_write_one(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  int fd;
+  uint8_t *buf;
+  size_t buf_len;
+  int32_t off, len;
+  double *counters;
+  if (!args_get(env, info, 5, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+      !ARG_U8(env, argv[1], "buf", 0, &buf, &buf_len) || !arg_i32(env, argv[2], "off", 0, INT32_MAX, &off) ||
+      !arg_i32(env, argv[3], "len", 1, INT32_MAX, &len) || !arg_span(env, buf_len, off, len) ||
+      !ARG_COUNTERS(env, argv[4], &counters))
+    return NULL;
+  return ret_bool(env, weft_tun_write_one(fd, buf + off, len, counters));
+}
+
+/* ---- exports ---- */
+
+static bool export_i32(napi_env env, napi_value exports, const char *name, int32_t v) {
+  napi_value n;
+  NAPI(env, napi_create_int32(env, v, &n));
+  NAPI(env, napi_set_named_property(env, exports, name, n));
+  return true;
+}
+
+static bool export_names(napi_env env, napi_value exports, const char *name, const char *const *names, size_t n) {
+  napi_value arr, s;
+  NAPI(env, napi_create_array_with_length(env, n, &arr));
+  for (size_t i = 0; i < n; i++) {
+    NAPI(env, napi_create_string_utf8(env, names[i], NAPI_AUTO_LENGTH, &s));
+    NAPI(env, napi_set_element(env, arr, (uint32_t)i, s));
+  }
+  NAPI(env, napi_object_freeze(env, arr));
+  NAPI(env, napi_set_named_property(env, exports, name, arr));
+  return true;
+}
+
+static const char *const counter_names[WEFT_COUNTER_COUNT] = {
+#define WEFT_X(id, name) #name,
+    WEFT_COUNTERS(WEFT_X)
+#undef WEFT_X
+#define WEFT_X(id, name) "drop_" #name,
+        WEFT_DROPS(WEFT_X)
+#undef WEFT_X
+};
+
+static const char *const drop_names[WEFT_DROP_COUNT] = {
+#define WEFT_X(id, name) #name,
+    WEFT_DROPS(WEFT_X)
+#undef WEFT_X
+};
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor fns[] = {
+#define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
+      FN("tunOpen", js_tun_open),       FN("linkSet", js_link_set),       FN("close", js_close),
+      FN("udpOpen", js_udp_open),       FN("udpLocalPort", js_udp_local_port), FN("pollStart", js_poll_start),
+      FN("pollUpdate", js_poll_update), FN("pollStop", js_poll_stop),     FN("tunRead", js_tun_read),
+      FN("encapBatch", js_encap_batch), FN("sendBatch", js_send_batch),   FN("udpRecv", js_udp_recv),
+      FN("decapBatch", js_decap_batch), FN("tunWrite", js_tun_write),     FN("icmpError", js_icmp_error),
+      FN("tunReadOne", js_tun_read_one), FN("tunWriteOne", js_tun_write_one),
+#undef FN
+  };
+  NAPI(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
+  if (!export_i32(env, exports, "HEADROOM", WEFT_HEADROOM) || !export_i32(env, exports, "SLOT_SIZE", WEFT_SLOT_SIZE) ||
+      !export_i32(env, exports, "MAX_DATAGRAM", WEFT_MAX_DATAGRAM) ||
+      !export_i32(env, exports, "PEER_RECORD_SIZE", WEFT_PEER_RECORD_SIZE) ||
+      !export_i32(env, exports, "ENCAP_UDP", WEFT_ENCAP_UDP) ||
+      !export_i32(env, exports, "ENCAP_VXLAN", WEFT_ENCAP_VXLAN) ||
+      !export_i32(env, exports, "ENCAP_GENEVE", WEFT_ENCAP_GENEVE) ||
+      !export_i32(env, exports, "ENCAP_UDP_HLEN", weft_encap_udp.hlen) ||
+      !export_i32(env, exports, "ENCAP_VXLAN_HLEN", weft_encap_vxlan.hlen) ||
+      !export_i32(env, exports, "ENCAP_GENEVE_HLEN", weft_encap_geneve.hlen) ||
+      !export_i32(env, exports, "READABLE", UV_READABLE) || !export_i32(env, exports, "WRITABLE", UV_WRITABLE) ||
+      !export_i32(env, exports, "COUNTER_COUNT", WEFT_COUNTER_COUNT) ||
+      !export_i32(env, exports, "ICMP_SCRATCH_MIN", WEFT_ICMP_SCRATCH_MIN) ||
+      !export_names(env, exports, "counterNames", counter_names, WEFT_COUNTER_COUNT) ||
+      !export_names(env, exports, "dropNames", drop_names, WEFT_DROP_COUNT))
+    return NULL;
+  return exports;
+}

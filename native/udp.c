@@ -1,0 +1,165 @@
+/*
+ * UDP underlay socket: open with large buffers, and batched nonblocking I/O with
+ * sendmmsg/recvmmsg (one syscall per WEFT_MMSG_CHUNK datagrams). The mmsghdr arrays
+ * are on the stack: nothing is allocated per packet.
+ */
+#include "weft.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Root may exceed net.core.{r,w}mem_max with *BUFFORCE; others get what the cap allows. */
+static int set_buf(int fd, int force_opt, int opt, int bytes) {
+  if (setsockopt(fd, SOL_SOCKET, force_opt, &bytes, sizeof bytes) == 0) return 0;
+  if (errno != EPERM) return -1;
+  return setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof bytes);
+}
+
+int weft_udp_open(const char *bind_addr, int port, int buf_bytes, int reuse_port, weft_err *e) {
+  int fd = -1, one = 1;
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1) {
+    e->code = EINVAL, e->syscall = "inet_pton";
+    return -1;
+  }
+  WEFT_TRY(e, fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), "socket(AF_INET, SOCK_DGRAM)");
+  WEFT_TRY(e, setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), "setsockopt(SO_REUSEADDR)");
+  if (reuse_port) WEFT_TRY(e, setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one), "setsockopt(SO_REUSEPORT)");
+  if (buf_bytes > 0) {
+    WEFT_TRY(e, set_buf(fd, SO_RCVBUFFORCE, SO_RCVBUF, buf_bytes), "setsockopt(SO_RCVBUF)");
+    WEFT_TRY(e, set_buf(fd, SO_SNDBUFFORCE, SO_SNDBUF, buf_bytes), "setsockopt(SO_SNDBUF)");
+  }
+  WEFT_TRY(e, bind(fd, (struct sockaddr *)&sa, sizeof sa), "bind");
+  return fd;
+fail:
+  if (fd >= 0) close(fd);
+  return -1;
+}
+
+int weft_udp_local_port(int fd, weft_err *e) {
+  struct sockaddr_in sa;
+  socklen_t sl = sizeof sa;
+  WEFT_TRY(e, getsockname(fd, (struct sockaddr *)&sa, &sl), "getsockname");
+  return ntohs(sa.sin_port);
+fail:
+  return -1;
+}
+
+/* Errors that mean the fd itself is wrong: throw, do not drop packet by packet. */
+static int fd_error(int err) { return err == EBADF || err == ENOTSOCK || err == EFAULT; }
+
+int32_t weft_udp_send_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, const int32_t *len, int32_t *peer,
+                            int32_t start, int32_t count, const uint8_t *peer_table, int32_t peer_count,
+                            double *counters, weft_err *e) {
+  struct mmsghdr msgs[WEFT_MMSG_CHUNK];
+  struct iovec iov[WEFT_MMSG_CHUNK];
+  struct sockaddr_in sa[WEFT_MMSG_CHUNK];
+  int32_t idx[WEFT_MMSG_CHUNK];
+  int32_t i = start;
+  while (i < count) {
+    int m = 0;
+    for (; i < count && m < WEFT_MMSG_CHUNK; i++) {
+      if (peer[i] < 0) continue;
+      if (peer[i] >= peer_count) {
+        peer[i] = WEFT_VERDICT(WEFT_DROP_NO_ROUTE);
+        weft_drop(counters, WEFT_DROP_NO_ROUTE);
+        continue;
+      }
+      if (off[i] < 0 || len[i] < 0 || (size_t)off[i] + (size_t)len[i] > slab_len) {
+        peer[i] = WEFT_VERDICT(WEFT_DROP_MALFORMED);
+        weft_drop(counters, WEFT_DROP_MALFORMED);
+        continue;
+      }
+      const uint8_t *rec = peer_table + (size_t)peer[i] * WEFT_PEER_RECORD_SIZE;
+      memset(&sa[m], 0, sizeof sa[m]);
+      sa[m].sin_family = AF_INET;
+      memcpy(&sa[m].sin_addr.s_addr, rec + WEFT_PEER_ADDR, 4); /* both network order */
+      memcpy(&sa[m].sin_port, rec + WEFT_PEER_PORT, 2);
+      iov[m].iov_base = (void *)(slab + off[i]);
+      iov[m].iov_len = (size_t)len[i];
+      memset(&msgs[m], 0, sizeof msgs[m]);
+      msgs[m].msg_hdr.msg_name = &sa[m];
+      msgs[m].msg_hdr.msg_namelen = sizeof sa[m];
+      msgs[m].msg_hdr.msg_iov = &iov[m];
+      msgs[m].msg_hdr.msg_iovlen = 1;
+      idx[m++] = i;
+    }
+    int k = 0;
+    while (k < m) {
+      int r = sendmmsg(fd, msgs + k, (unsigned)(m - k), 0);
+      counters[WEFT_C_SYSCALLS_SEND] += 1;
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        /* Socket buffer or qdisc full: JS waits for WRITABLE and resumes here. */
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return idx[k];
+        if (fd_error(errno)) {
+          e->code = errno, e->syscall = "sendmmsg";
+          return -1;
+        }
+        /* sendmmsg reports the first failing message: drop it, go on with the rest. */
+        peer[idx[k]] = WEFT_VERDICT(WEFT_DROP_SEND_ERROR);
+        weft_drop(counters, WEFT_DROP_SEND_ERROR);
+        k++;
+        continue;
+      }
+      for (int j = k; j < k + r; j++) {
+        counters[WEFT_C_UDP_TX_PACKETS] += 1;
+        counters[WEFT_C_UDP_TX_BYTES] += msgs[j].msg_len;
+        counters[WEFT_C_COPIED_USER_TO_KERNEL_BYTES] += msgs[j].msg_len;
+      }
+      k += r;
+    }
+  }
+  return count;
+}
+
+int32_t weft_udp_recv_batch(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, int32_t max,
+                            double *counters, weft_err *e) {
+  struct mmsghdr msgs[WEFT_MMSG_CHUNK];
+  struct iovec iov[WEFT_MMSG_CHUNK];
+  struct sockaddr_in sa[WEFT_MMSG_CHUNK];
+  int32_t n = 0;
+  while (n < max) {
+    int want = max - n < WEFT_MMSG_CHUNK ? max - n : WEFT_MMSG_CHUNK;
+    for (int j = 0; j < want; j++) {
+      iov[j].iov_base = slab + (size_t)(n + j) * slot_size;
+      iov[j].iov_len = (size_t)slot_size;
+      memset(&msgs[j], 0, sizeof msgs[j]);
+      msgs[j].msg_hdr.msg_name = &sa[j];
+      msgs[j].msg_hdr.msg_namelen = sizeof sa[j];
+      msgs[j].msg_hdr.msg_iov = &iov[j];
+      msgs[j].msg_hdr.msg_iovlen = 1;
+    }
+    int r = recvmmsg(fd, msgs, (unsigned)want, MSG_DONTWAIT, NULL);
+    counters[WEFT_C_SYSCALLS_RECV] += 1;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (n > 0) break; /* hand over what we have; the error repeats on the next call */
+      e->code = errno, e->syscall = "recvmmsg";
+      return -1;
+    }
+    for (int j = 0; j < r; j++) {
+      unsigned got = msgs[j].msg_len;
+      addr[n + j] = ntohl(sa[j].sin_addr.s_addr);
+      counters[WEFT_C_UDP_RX_PACKETS] += 1;
+      counters[WEFT_C_UDP_RX_BYTES] += got;
+      counters[WEFT_C_COPIED_KERNEL_TO_USER_BYTES] += got;
+      if (msgs[j].msg_hdr.msg_flags & MSG_TRUNC) {
+        len[n + j] = WEFT_VERDICT(WEFT_DROP_TRUNCATED);
+        weft_drop(counters, WEFT_DROP_TRUNCATED);
+      } else {
+        len[n + j] = (int32_t)got;
+      }
+    }
+    n += r;
+    if (r < want) break; /* queue drained: skip the EAGAIN syscall */
+  }
+  return n;
+}

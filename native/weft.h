@@ -1,0 +1,185 @@
+/*
+ * weft native core: pure C11, no Node headers (binding.c alone speaks N-API).
+ *
+ * Batch contract shared by every batch call (JS allocates all of it once):
+ *   slab      slots * slot_size bytes; slot i starts at i * slot_size
+ *   len[i]    packet length, or a negative verdict (see WEFT_DROPS)
+ *   off[i]    absolute byte offset of the packet (or its encap header) in the slab
+ *   peer[i]   index into the peer table, or a negative verdict
+ *   addr[i]   outer IPv4 source of a received datagram, host order
+ *   counters  WEFT_COUNTER_COUNT doubles; C only ever adds to them
+ * binding.c checks array and slab sizes once per call; the core still checks each
+ * off/len that JS may have written before touching the slab.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Room in front of each TUN-read packet: VXLAN needs 8 + 14, Geneve 8; 64 leaves
+ * space for a 10/12-byte virtio header on the offload tier. */
+#define WEFT_HEADROOM 64
+/* A kernel VXLAN peer sends whole 64 KiB inner TCP packets in one datagram. */
+#define WEFT_MAX_DATAGRAM 65536
+#define WEFT_SLOT_SIZE (((WEFT_MAX_DATAGRAM + WEFT_HEADROOM) + 63) & ~63)
+#define WEFT_PEER_RECORD_SIZE 32
+/* sendmmsg/recvmmsg vector length; arrays live on the stack, never per packet. */
+#define WEFT_MMSG_CHUNK 64
+
+/* Peer record layout (written by JS). */
+#define WEFT_PEER_ADDR 0 /* IPv4, network order */
+#define WEFT_PEER_PORT 4 /* UDP port, big-endian */
+#define WEFT_PEER_MAC 6  /* VtepMAC */
+#define WEFT_PEER_VNI 12 /* VNI, big-endian u32 */
+
+enum weft_encap { WEFT_ENCAP_UDP = 0, WEFT_ENCAP_VXLAN = 1, WEFT_ENCAP_GENEVE = 2, WEFT_ENCAP_COUNT };
+
+/* Drop reasons, X(ID, name). Reason r has verdict -(r + 1) and counter drop_<name>.
+ * The last four are counted by JS (routing and anti-spoof live there). */
+#define WEFT_DROPS(X)                 \
+  X(MALFORMED, malformed)             \
+  X(TRUNCATED, truncated)             \
+  X(TTL_EXCEEDED, ttl_exceeded)       \
+  X(BAD_FLAGS, bad_flags)             \
+  X(BAD_VNI, bad_vni)                 \
+  X(BAD_ETHERTYPE, bad_ethertype)     \
+  X(BAD_VERSION, bad_version)         \
+  X(GENEVE_CRITICAL, geneve_critical) \
+  X(SEND_ERROR, send_error)           \
+  X(TUN_WRITE_ERROR, tun_write_error) \
+  X(NO_ROUTE, no_route)               \
+  X(UNKNOWN_PEER, unknown_peer)       \
+  X(SPOOFED_SOURCE, spoofed_source)   \
+  X(NO_SLOT, no_slot)
+
+/* Counters other than drops, X(ID, name). One list: binding.c exports the names. */
+#define WEFT_COUNTERS(X)                                    \
+  X(TUN_RX_PACKETS, tun_rx_packets)                         \
+  X(TUN_RX_BYTES, tun_rx_bytes)                             \
+  X(TUN_TX_PACKETS, tun_tx_packets)                         \
+  X(TUN_TX_BYTES, tun_tx_bytes)                             \
+  X(UDP_TX_PACKETS, udp_tx_packets)                         \
+  X(UDP_TX_BYTES, udp_tx_bytes)                             \
+  X(UDP_RX_PACKETS, udp_rx_packets)                         \
+  X(UDP_RX_BYTES, udp_rx_bytes)                             \
+  X(SYSCALLS_TUN_READ, syscalls_tun_read)                   \
+  X(SYSCALLS_TUN_WRITE, syscalls_tun_write)                 \
+  X(SYSCALLS_SEND, syscalls_send)                           \
+  X(SYSCALLS_RECV, syscalls_recv)                           \
+  X(COPIED_USER_TO_KERNEL_BYTES, copied_user_to_kernel_bytes) \
+  X(COPIED_KERNEL_TO_USER_BYTES, copied_kernel_to_user_bytes) \
+  X(ICMP_SENT, icmp_sent)
+
+enum weft_drop {
+#define WEFT_X(id, name) WEFT_DROP_##id,
+  WEFT_DROPS(WEFT_X)
+#undef WEFT_X
+  WEFT_DROP_COUNT
+};
+
+enum weft_counter {
+#define WEFT_X(id, name) WEFT_C_##id,
+  WEFT_COUNTERS(WEFT_X)
+#undef WEFT_X
+  WEFT_C_DROP_BASE,
+  WEFT_COUNTER_COUNT = WEFT_C_DROP_BASE + WEFT_DROP_COUNT
+};
+
+#define WEFT_VERDICT(drop) (-(int32_t)(drop) - 1)
+
+static inline void weft_drop(double *counters, int drop) { counters[WEFT_C_DROP_BASE + drop] += 1; }
+
+/* A failed syscall: errno value and the call's name, for binding.c to throw. */
+typedef struct {
+  int code;
+  const char *syscall;
+} weft_err;
+
+/* Setup calls check every libc call through this: on -1 record errno and name, jump to fail. */
+#define WEFT_TRY(e, call, name)  \
+  do {                           \
+    if ((call) < 0) {            \
+      (e)->code = errno;         \
+      (e)->syscall = (name);     \
+      goto fail;                 \
+    }                            \
+  } while (0)
+
+/* Byte helpers: packets are unaligned, so always go through bytes. */
+static inline uint16_t weft_rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t weft_rd32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline void weft_wr16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)(v >> 8);
+  p[1] = (uint8_t)v;
+}
+static inline void weft_wr32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+
+/* csum.c: Internet checksum (RFC 1071) and incremental update (RFC 1624). */
+uint64_t weft_csum_add(uint64_t sum, const uint8_t *p, size_t n);
+uint16_t weft_csum_fold(uint64_t sum);
+uint16_t weft_csum_update16(uint16_t check, uint16_t old_word, uint16_t new_word);
+
+/* ipv4.c: the inner-packet checks both directions share. */
+int weft_ipv4_valid_exact(const uint8_t *p, int32_t len);
+int32_t weft_ipv4_inner_len(const uint8_t *p, int32_t avail);
+int weft_ipv4_ttl_decrement(uint8_t *p);
+void weft_ipv4_complete_l4_csum(uint8_t *p, int32_t len);
+
+/* One object per encap, same operations. encode writes hlen bytes at hdr (just
+ * before the packet); decode returns the payload offset within the datagram or a
+ * negative verdict. */
+typedef struct {
+  const char *name;
+  int32_t hlen;
+  void (*encode)(uint8_t *hdr, const uint8_t *peer_rec, const uint8_t *local_mac, uint32_t vni);
+  int32_t (*decode)(const uint8_t *d, int32_t len, uint32_t vni);
+} weft_encap_ops;
+
+extern const weft_encap_ops weft_encap_udp;
+extern const weft_encap_ops weft_encap_vxlan;
+extern const weft_encap_ops weft_encap_geneve;
+const weft_encap_ops *weft_encap_get(int encap);
+
+/* encap.c: the per-batch loops. */
+void weft_encap_batch(const weft_encap_ops *ops, uint8_t *slab, int32_t slot_size, int32_t headroom,
+                      int32_t *len, int32_t *off, int32_t *peer, int32_t count, const uint8_t *peer_table,
+                      int32_t peer_count, const uint8_t *local_mac, uint32_t vni, double *counters);
+void weft_decap_batch(const weft_encap_ops *ops, uint8_t *slab, int32_t slot_size, int32_t *len, int32_t *off,
+                      int32_t count, uint32_t vni, double *counters);
+
+/* tun.c */
+int weft_tun_open(const char *name, int multi_queue, int vnet_hdr, char *out_name, size_t out_cap, weft_err *e);
+int weft_link_set(const char *name, int mtu, int up, weft_err *e);
+int weft_close(int fd, weft_err *e);
+int32_t weft_tun_read_batch(int fd, uint8_t *slab, int32_t slot_size, int32_t headroom, int32_t *len, int32_t max,
+                            double *counters, weft_err *e);
+int32_t weft_tun_write_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, int32_t *len,
+                             int32_t count, double *counters);
+int32_t weft_tun_read_one(int fd, uint8_t *buf, int32_t max, double *counters, weft_err *e);
+int weft_tun_write_one(int fd, const uint8_t *buf, int32_t len, double *counters);
+
+/* udp.c */
+int weft_udp_open(const char *bind_addr, int port, int buf_bytes, int reuse_port, weft_err *e);
+int weft_udp_local_port(int fd, weft_err *e);
+int32_t weft_udp_send_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, const int32_t *len, int32_t *peer,
+                            int32_t start, int32_t count, const uint8_t *peer_table, int32_t peer_count,
+                            double *counters, weft_err *e);
+int32_t weft_udp_recv_batch(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, int32_t max,
+                            double *counters, weft_err *e);
+
+/* icmp.c: returns total length built into scratch, or 0 when no error may be sent. */
+int32_t weft_icmp_error_build(const uint8_t *pkt, int32_t pkt_len, uint8_t type, uint8_t code, uint32_t from_addr,
+                              uint8_t *scratch, int32_t scratch_cap);
+#define WEFT_ICMP_SCRATCH_MIN (20 + 8 + 60 + 8)
+
+#endif

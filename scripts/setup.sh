@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what weft's tests, demo and bench need when it is missing, then builds. Safe to run again: each step
+# checks first. Usage: scripts/setup.sh [test|demo|bench]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-test}"
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "weft: $what needs root (network namespaces, TUN devices); run as root" >&2
+    exit 1
+  fi
+}
+
+# Debian packages, by the command each provides.
+declare -A PKG=(
+  [etcd]=etcd-server [etcdctl]=etcd-client [ip]=iproute2 [iperf3]=iperf3 [ping]=iputils-ping [tcpdump]=tcpdump
+)
+missing=()
+for cmd in "${!PKG[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${PKG[$cmd]}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  need_root
+  echo "weft: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node packages and the native addon (npm ci builds it through binding.gyp).
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+if [ ! -f build/Release/weft.node ] || [ -n "$(find native binding.gyp -newer build/Release/weft.node 2>/dev/null | head -1)" ]; then
+  npx node-gyp rebuild >/dev/null
+fi
+npx tsc -p tsconfig.json
+
+need_root
+# Namespace hosts forward between their pod bridge and the overlay device.
+modprobe tun 2>/dev/null || true
+[ -e /dev/net/tun ] || { echo "weft: /dev/net/tun is missing" >&2; exit 1; }

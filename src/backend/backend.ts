@@ -1,0 +1,50 @@
+// The backend contract, in flannel's shape (pkg/backend: RegisterNetwork -> Network { Lease(), MTU(), Run(ctx) }).
+// The daemon owns the lease; a backend turns our lease and the peers' leases into a forwarding path.
+//
+//   daemon                      backend
+//   leaseAttrs()  ─────────────> what to publish (BackendType, BackendData) before acquiring
+//   start(lease)  ─────────────> set up devices for our subnet; called again after a re-acquire
+//   peers(events) ─────────────> add/remove/change routes; called from the lease watch, any time after start
+//   stop()        ─────────────> remove what start made, except what keeps the node routable across a restart
+import type { NetworkConfig } from '../config/network.js';
+import type { DaemonConfig } from '../config/daemon.js';
+import type { Lease, LeaseEvent } from '../lease/lease.js';
+import type { Logger } from '../log.js';
+
+/** The host's underlay: where other hosts reach us. */
+export interface ExternalInterface {
+  readonly name: string;
+  readonly mtu: number;
+  readonly publicIp: string;
+  /** Address the sockets bind to (the interface's address; the public IP may be a NAT address). */
+  readonly ifaceIp: string;
+}
+
+export interface BackendContext {
+  readonly network: NetworkConfig;
+  readonly config: DaemonConfig;
+  readonly external: ExternalInterface;
+  readonly log: Logger;
+}
+
+export interface BackendStatus {
+  readonly type: string;
+  readonly datapath: string;
+  readonly device: string;
+  readonly peers: number;
+  readonly counters: Record<string, number>;
+}
+
+export interface Backend {
+  /** BackendType written in our lease and expected in peers'. */
+  readonly type: string;
+  /** MTU of the overlay device: FLANNEL_MTU in subnet.env. */
+  readonly mtu: number;
+  leaseData(): unknown;
+  start(lease: Lease): Promise<void>;
+  peers(events: readonly LeaseEvent[]): void;
+  /** True while the datapath runs (for /healthz). */
+  readonly running: boolean;
+  status(): BackendStatus;
+  stop(): Promise<void>;
+}

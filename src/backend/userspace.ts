@@ -1,0 +1,184 @@
+// The userspace backend: a TUN device and a forwarding tier (dgram or batch) carrying one encap (udp, vxlan,
+// geneve). Like flannel's UDP backend, the TUN device gets our subnet's network address with the prefix length of the
+// whole overlay Network, so the kernel routes every other host's subnet into it; the local subnet itself lives on
+// the container bridge (cni0/docker0) as a more specific route.
+import { createHash } from 'node:crypto';
+import { WeftError, errorMessage } from '../errors.js';
+import type { Encap, LocalEncapInfo } from '../encap/encap.js';
+import { encapByName } from '../encap/index.js';
+import { openDatapath, type Datapath, type Peer } from '../datapath/index.js';
+import { formatIPv4, parseIPv4 } from '../lease/subnet.js';
+import type { Lease, LeaseEvent } from '../lease/lease.js';
+import * as iproute from '../net/iproute.js';
+import * as native from '../native.js';
+import type { Backend, BackendContext, BackendStatus } from './backend.js';
+
+/** Options of Backend in `<prefix>/config` that the userspace backend reads, over its defaults. */
+interface UserspaceOptions {
+  readonly port: number;
+  readonly vni: number;
+}
+
+function backendOptions(ctx: BackendContext, encap: Encap): UserspaceOptions {
+  const b = ctx.network.backend;
+  const port = b['Port'] ?? encap.defaultPort;
+  const vni = b['VNI'] ?? 1;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new WeftError('WEFT_ERR_NETWORK_CONFIG', `network config: Backend.Port ${JSON.stringify(port)}: not a UDP port`);
+  }
+  if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) {
+    throw new WeftError('WEFT_ERR_NETWORK_CONFIG', `network config: Backend.VNI ${JSON.stringify(vni)}: not a 24-bit VNI`);
+  }
+  return { port, vni };
+}
+
+/**
+ * A locally administered unicast MAC derived from what identifies this node in the overlay, so the VtepMAC in our
+ * lease stays the same across restarts (peers' neighbour entries stay valid) without any state on disk.
+ */
+export function stableMac(publicIp: string, vni: number): Buffer {
+  const mac = createHash('sha256').update(`weft ${publicIp} ${vni}`).digest().subarray(0, 6);
+  mac[0] = ((mac[0] as number) & 0xfe) | 0x02;
+  return Buffer.from(mac);
+}
+
+export class UserspaceBackend implements Backend {
+  readonly type: string;
+  readonly mtu: number;
+  private readonly encap: Encap;
+  private readonly opts: UserspaceOptions;
+  private readonly local: LocalEncapInfo;
+  private tun: { fd: number; name: string } | null = null;
+  private datapath: Datapath | null = null;
+  private readonly leases = new Map<string, Lease>();
+  /** Peers we ignore, by key, so each is logged once. */
+  private readonly ignored = new Map<string, string>();
+  private ownKey: string | null = null;
+
+  constructor(private readonly ctx: BackendContext) {
+    const type = ctx.network.backend.Type;
+    const encap = encapByName(type);
+    if (!encap) throw new WeftError('WEFT_ERR_BACKEND', `backend type "${type}" has no userspace encap (udp, vxlan, geneve)`);
+    this.encap = encap;
+    this.type = encap.backendType;
+    this.opts = backendOptions(ctx, encap);
+    this.mtu = ctx.external.mtu - encap.mtuOverhead;
+    this.local = { mac: stableMac(ctx.external.publicIp, this.opts.vni), vni: this.opts.vni };
+  }
+
+  get running(): boolean {
+    return this.datapath !== null;
+  }
+
+  leaseData(): unknown {
+    return this.encap.leaseData(this.local);
+  }
+
+  async start(lease: Lease): Promise<void> {
+    const { ctx } = this;
+    const name = ctx.config.tunName;
+    this.ownKey = lease.key;
+    if (!this.tun) {
+      this.tun = native.tunOpen(name, false, false);
+      native.linkSet(this.tun.name, this.mtu, true);
+    }
+    // Our subnet's network address with the overlay's prefix: the kernel then routes all peers' subnets here.
+    const net = ctx.network.network;
+    const cidr = `${formatIPv4(lease.subnet.ip)}/${net.prefixLen}`;
+    const dev = this.tun.name;
+    const current = await iproute.interfaceByName(dev);
+    for (const old of current?.cidrs ?? []) if (old !== cidr) await iproute.addrDel(dev, old);
+    await iproute.addrReplace(dev, cidr);
+    if (!this.datapath) {
+      this.datapath = openDatapath(ctx.config.tier, {
+        tunFd: this.tun.fd,
+        encap: this.encap,
+        local: this.local,
+        bindAddress: ctx.external.ifaceIp,
+        port: this.opts.port,
+        networkIp: net.ip,
+        networkPrefixLen: net.prefixLen,
+        gatewayIp: lease.subnet.ip,
+        log: ctx.log,
+      });
+    }
+    // Our own subnet may have been someone else's a moment ago.
+    this.leases.delete(lease.key);
+    this.apply();
+    ctx.log.info({ device: dev, address: cidr, mtu: this.mtu, tier: ctx.config.tier, encap: this.encap.name, port: this.opts.port }, 'userspace datapath up');
+  }
+
+  peers(events: readonly LeaseEvent[]): void {
+    for (const ev of events) {
+      if (ev.lease.key === this.ownKey) continue;
+      if (ev.type === 'removed') this.leases.delete(ev.lease.key);
+      else this.leases.set(ev.lease.key, ev.lease);
+    }
+    this.apply();
+  }
+
+  private apply(): void {
+    const peers: Peer[] = [];
+    for (const lease of this.leases.values()) {
+      const why = this.peerProblem(lease);
+      const peer = why === null ? this.toPeer(lease) : why;
+      if (typeof peer === 'string') {
+        if (this.ignored.get(lease.key) !== peer) {
+          this.ignored.set(lease.key, peer);
+          this.ctx.log.warn({ subnet: lease.key, publicIp: lease.attrs.PublicIP, reason: peer }, 'ignoring peer');
+        }
+        continue;
+      }
+      this.ignored.delete(lease.key);
+      peers.push(peer);
+    }
+    for (const key of this.ignored.keys()) if (!this.leases.has(key)) this.ignored.delete(key);
+    this.datapath?.setPeers(peers);
+    this.ctx.log.debug({ peers: peers.length }, 'peers applied');
+  }
+
+  private peerProblem(lease: Lease): string | null {
+    if (lease.attrs.BackendType !== this.type) {
+      return `BackendType "${lease.attrs.BackendType}" is not ours ("${this.type}")`;
+    }
+    return null;
+  }
+
+  private toPeer(lease: Lease): Peer | string {
+    const publicIp = parseIPv4(lease.attrs.PublicIP);
+    if (publicIp === null) return `PublicIP ${JSON.stringify(lease.attrs.PublicIP)} is not IPv4`;
+    const info = this.encap.parsePeer(lease.attrs.BackendData, this.local);
+    if (typeof info === 'string') return info;
+    return { net: lease.subnet.ip, prefixLen: lease.subnet.prefixLen, publicIp, port: this.opts.port, encap: info };
+  }
+
+  status(): BackendStatus {
+    const counters: Record<string, number> = {};
+    const values = this.datapath?.counters;
+    native.counterNames.forEach((name, i) => (counters[name] = values ? (values[i] as number) : 0));
+    return {
+      type: this.type,
+      datapath: `userspace/${this.ctx.config.tier}/${this.encap.name}`,
+      device: this.tun?.name ?? this.ctx.config.tunName,
+      peers: this.leases.size - this.ignored.size,
+      counters,
+    };
+  }
+
+  get counters(): Float64Array | null {
+    return this.datapath?.counters ?? null;
+  }
+
+  async stop(): Promise<void> {
+    this.datapath?.close();
+    this.datapath = null;
+    if (this.tun) {
+      try {
+        native.close(this.tun.fd); // a non-persistent TUN device disappears with its last fd
+      } catch (e) {
+        this.ctx.log.warn({ err: errorMessage(e) }, 'closing TUN');
+      }
+      this.tun = null;
+    }
+  }
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+// weft's command line. Each command parses its flags, resolves configuration and hands over to one module; errors
+// end as one clear line on stderr and a non-zero exit, never a stack trace.
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { DAEMON_OPTIONS } from '../config/daemon.js';
+import { errorMessage, isWeftError } from '../errors.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+function addDaemonOptions(cmd: Command, only?: readonly string[]): Command {
+  for (const spec of DAEMON_OPTIONS) {
+    if (only && !only.includes(spec.flag)) continue;
+    const arg = spec.kind === 'bool' ? `--${spec.flag} [bool]` : `--${spec.flag} <value>`;
+    const fallback = spec.fallback === undefined ? '' : ` (default: ${String(spec.fallback)})`;
+    const opt = new Option(arg, spec.describe + fallback);
+    cmd.addOption(opt);
+  }
+  return cmd.option('--config <file>', 'JSON file with any of these options (keys as flag names)');
+}
+
+// Commander gives `true` for a bare boolean flag; the resolver coerces strings, so keep the user's words.
+function givenFlags(cmd: Command): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(cmd.opts())) {
+    if (v === undefined) continue;
+    out[k] = v === true ? 'true' : v;
+  }
+  return out;
+}
+
+const ETCD_FLAGS = [
+  'etcd-endpoints', 'etcd-prefix', 'etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password',
+  'log-level',
+];
+
+async function main(argv: string[]): Promise<void> {
+  const program = new Command('weft')
+    .description('userspace overlay network for container hosts, flannel-compatible')
+    .version(pkg.version)
+    .showHelpAfterError()
+    .configureOutput({ outputError: (s, write) => write(s) });
+
+  addDaemonOptions(program.command('daemon').description('run on every host: lease a subnet, forward packets'))
+    .action(async (_o, cmd: Command) => {
+      const { runDaemon } = await import('../daemon.js');
+      await runDaemon(givenFlags(cmd));
+    });
+
+  addDaemonOptions(program.command('leases').description('list the subnet leases in etcd'), ETCD_FLAGS)
+    .option('--json', 'print JSON instead of a table')
+    .action(async (_o, cmd: Command) => {
+      const { printLeases } = await import('./leases.js');
+      const flags = givenFlags(cmd);
+      const json = flags['json'] !== undefined;
+      delete flags['json'];
+      await printLeases(flags, json);
+    });
+
+  const network = program.command('network').description('read or write the network config (<prefix>/config)');
+  addDaemonOptions(network.command('get').description('print the network config'), ETCD_FLAGS).action(
+    async (_o, cmd: Command) => {
+      const { getNetwork } = await import('./network.js');
+      await getNetwork(givenFlags(cmd));
+    },
+  );
+  addDaemonOptions(
+    network.command('set').description('validate and write the network config').argument('<json|@file>', 'the config JSON, or @path'),
+    ETCD_FLAGS,
+  ).action(async (value: string, _o, cmd: Command) => {
+    const { setNetwork } = await import('./network.js');
+    await setNetwork(givenFlags(cmd), value);
+  });
+
+  program
+    .command('demo')
+    .description('local etcd + three namespace hosts running weft: leases, ping matrix, throughput; cleans up after')
+    .option('--tiers <list>', 'tiers to show', 'dgram,batch')
+    .option('--encap <name>', 'udp | vxlan | geneve', 'udp')
+    .option('--seconds <n>', 'seconds per throughput run', '3')
+    .action(async (o: { tiers: string; encap: string; seconds: string }) => {
+      const { runDemo } = await import('./demo.js');
+      await runDemo({ tiers: o.tiers.split(','), encap: o.encap, seconds: Number(o.seconds) });
+    });
+
+  await program.parseAsync(argv);
+}
+
+main(process.argv).catch((e: unknown) => {
+  // Expected failures (bad config, etcd down, exhausted network) are one line; anything else keeps its stack.
+  process.stderr.write(`weft: ${isWeftError(e) ? e.message : e instanceof Error ? (e.stack ?? e.message) : errorMessage(e)}\n`);
+  process.exitCode = isWeftError(e) && e.code === 'WEFT_ERR_CONFIG' ? 2 : 1;
+});
+

@@ -1,0 +1,171 @@
+// flannel's network config (`<prefix>/config`): parse, apply flannel's defaults, check coherence.
+// Mirrors flannel pkg/subnet/config.go (ParseConfig + CheckNetworkConfig) so one JSON serves both daemons.
+import { z } from 'zod';
+import { NetworkConfigError } from '../errors.js';
+import {
+  type Subnet,
+  countSubnets,
+  formatIPv4,
+  formatSubnet,
+  isAligned,
+  lastAddress,
+  parseCIDR,
+  parseIPv4,
+  subnetSize,
+  containsIP,
+} from '../lease/subnet.js';
+
+/** The backend blob: `Type` resolved, every other key kept for the backend to parse over its own defaults. */
+export interface BackendConfig {
+  readonly Type: string;
+  readonly [key: string]: unknown;
+}
+
+export interface NetworkConfig {
+  readonly network: Subnet;
+  readonly subnetLen: number;
+  readonly subnetMin: number; // network address of the first allocatable subnet
+  readonly subnetMax: number; // network address of the last allocatable subnet
+  readonly subnetCount: number; // subnets in [subnetMin, subnetMax]
+  readonly enableIPv4: true;
+  readonly enableIPv6: boolean; // accepted; weft's datapath carries IPv4 only
+  readonly ipv6Network: string | null;
+  readonly backend: BackendConfig;
+}
+
+// Known keys; Go's encoding/json matches them case-insensitively, so we do too.
+const FIELDS = [
+  'Network',
+  'SubnetLen',
+  'SubnetMin',
+  'SubnetMax',
+  'EnableIPv4',
+  'EnableIPv6',
+  'IPv6Network',
+  'Backend',
+] as const;
+type Field = (typeof FIELDS)[number];
+
+const schema = z.object({
+  Network: z.string().optional(),
+  // Go decodes into uint: negatives and fractions are decode errors; 0 means "unset".
+  SubnetLen: z.number().int().min(0).optional(),
+  SubnetMin: z.string().optional(),
+  SubnetMax: z.string().optional(),
+  EnableIPv4: z.boolean().optional(),
+  EnableIPv6: z.boolean().optional(),
+  IPv6Network: z.string().nullable().optional(),
+  Backend: z.record(z.string(), z.unknown()).nullable().optional(),
+});
+
+function show(v: unknown): string {
+  return JSON.stringify(v) ?? String(v);
+}
+
+function fail(field: string, value: unknown, why: string): never {
+  throw new NetworkConfigError(`network config: ${field} ${show(value)}: ${why}`);
+}
+
+/** Picks known keys: exact spelling first, else a case-insensitive match (as Go does); other keys ignored. */
+function pickKnown(obj: Record<string, unknown>): Partial<Record<Field, unknown>> {
+  const out: Partial<Record<Field, unknown>> = {};
+  for (const f of FIELDS) {
+    if (Object.hasOwn(obj, f)) {
+      out[f] = obj[f];
+      continue;
+    }
+    const k = Object.keys(obj).find((key) => key.toLowerCase() === f.toLowerCase());
+    if (k !== undefined) out[f] = obj[k];
+  }
+  return out;
+}
+
+function parseAddr(field: string, s: string | undefined): number | null {
+  if (s === undefined || s === '') return null;
+  const ip = parseIPv4(s);
+  if (ip === null) fail(field, s, 'not an IPv4 address');
+  // Go's zero IP4 means "unset": "0.0.0.0" falls back to the default as in flannel.
+  return ip === 0 ? null : ip;
+}
+
+/** Parses and checks `<prefix>/config`; throws NetworkConfigError naming the field and its value. */
+export function parseNetworkConfig(json: string): NetworkConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (e) {
+    throw new NetworkConfigError(`network config: not valid JSON (${(e as Error).message}): ${json.slice(0, 200)}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    fail('(document)', raw, 'must be a JSON object');
+  }
+  const picked = pickKnown(raw as Record<string, unknown>);
+  const parsed = schema.safeParse(picked);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = String(issue?.path[0] ?? '(document)');
+    fail(field, picked[field as Field], issue?.message ?? 'invalid');
+  }
+  const c = parsed.data;
+
+  const enableIPv4 = c.EnableIPv4 ?? true;
+  const enableIPv6 = c.EnableIPv6 ?? false;
+  if (!enableIPv4) {
+    if (enableIPv6) fail('EnableIPv4', false, 'IPv6-only networks are not supported by weft (EnableIPv6 needs EnableIPv4)');
+    fail('EnableIPv4', false, 'weft needs an IPv4 network');
+  }
+
+  // Network
+  if (c.Network === undefined || c.Network === '') fail('Network', c.Network ?? null, 'required (a CIDR such as "10.5.0.0/16")');
+  const cidr = parseCIDR(c.Network);
+  if (cidr === null) fail('Network', c.Network, 'not an IPv4 CIDR');
+  if (!isAligned(cidr.ip, cidr.prefixLen)) fail('Network', c.Network, 'has host bits set');
+  const network: Subnet = cidr;
+
+  // SubnetLen (flannel: explicit must be <= 30 and leave room for four subnets; default /24 or prefix+2)
+  let subnetLen: number;
+  if (c.SubnetLen !== undefined && c.SubnetLen > 0) {
+    subnetLen = c.SubnetLen;
+    if (subnetLen > 30) fail('SubnetLen', subnetLen, 'must be at most 30');
+    if (subnetLen < network.prefixLen + 2) {
+      fail('SubnetLen', subnetLen, `must be at least ${network.prefixLen + 2} so that ${formatSubnet(network)} holds four subnets`);
+    }
+  } else {
+    if (network.prefixLen > 28) fail('Network', c.Network, 'too small: the smallest useful network is a /28');
+    subnetLen = network.prefixLen <= 22 ? 24 : network.prefixLen + 2;
+  }
+  const size = subnetSize(subnetLen);
+
+  // SubnetMin / SubnetMax (default: skip the first subnet, whose .0 would clash with the network address)
+  const minGiven = parseAddr('SubnetMin', c.SubnetMin);
+  const maxGiven = parseAddr('SubnetMax', c.SubnetMax);
+  if (minGiven !== null && !containsIP(network, minGiven)) fail('SubnetMin', c.SubnetMin, `not within Network ${formatSubnet(network)}`);
+  if (maxGiven !== null && !containsIP(network, maxGiven)) fail('SubnetMax', c.SubnetMax, `not within Network ${formatSubnet(network)}`);
+  const subnetMin = minGiven ?? network.ip + size;
+  const subnetMax = maxGiven ?? lastAddress(network) + 1 - size;
+  if (!isAligned(subnetMin, subnetLen)) fail('SubnetMin', formatIPv4(subnetMin), `not on a /${subnetLen} boundary`);
+  if (!isAligned(subnetMax, subnetLen)) fail('SubnetMax', formatIPv4(subnetMax), `not on a /${subnetLen} boundary`);
+  if (subnetMin > subnetMax) {
+    fail('SubnetMin', formatIPv4(subnetMin), `is above SubnetMax ${formatIPv4(subnetMax)}`);
+  }
+  const subnetCount = countSubnets(subnetMin, subnetMax, subnetLen);
+  if (subnetCount < 1) fail('SubnetLen', subnetLen, 'leaves no subnet in [SubnetMin, SubnetMax]');
+
+  // Backend: opaque; Type defaults to "udp" (flannel only defaults when Backend is absent; we also fill an empty Type).
+  const be = c.Backend ?? {};
+  const type = be['Type'];
+  if (type !== undefined && type !== null && typeof type !== 'string') fail('Backend.Type', type, 'must be a string');
+  const backend: BackendConfig = { ...be, Type: typeof type === 'string' && type !== '' ? type : 'udp' };
+
+  return {
+    network,
+    subnetLen,
+    subnetMin,
+    subnetMax,
+    subnetCount,
+    enableIPv4: true,
+    enableIPv6,
+    ipv6Network: c.IPv6Network ?? null,
+    backend,
+  };
+}

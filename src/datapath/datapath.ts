@@ -1,0 +1,33 @@
+// The datapath contract: what a backend hands a tier and what it gets back. A tier moves packets between one TUN
+// device and one UDP socket; the backend owns the lease, the device's address and the peer list.
+import type { Encap, LocalEncapInfo } from '../encap/encap.js';
+import type { Logger } from '../log.js';
+import type { Peer } from './peers.js';
+
+export type Tier = 'dgram' | 'batch' | 'offload';
+
+export interface DatapathOptions {
+  /** TUN device, already opened, addressed and up. */
+  readonly tunFd: number;
+  readonly encap: Encap;
+  readonly local: LocalEncapInfo;
+  /** Where the UDP socket binds: this host's PublicIP (or 0.0.0.0) and the backend's port. */
+  readonly bindAddress: string;
+  readonly port: number;
+  /** The overlay Network: a destination inside it with no lease gets ICMP net-unreachable, as flannel does. */
+  readonly networkIp: number; // uint32
+  readonly networkPrefixLen: number;
+  /** Source address of the ICMP errors weft writes back to TUN (the TUN device's own address). */
+  readonly gatewayIp: number; // uint32
+  readonly log: Logger;
+}
+
+export interface Datapath {
+  readonly tier: Tier;
+  /** Counters named by `counterNames` of the native module; C and JS add to the same array. */
+  readonly counters: Float64Array;
+  /** Replaces the peer set; takes effect from the next batch. */
+  setPeers(peers: readonly Peer[]): void;
+  /** Stops polling and closes the socket. The TUN fd stays the caller's. Safe to call twice. */
+  close(): void;
+}

@@ -1,0 +1,116 @@
+// The dgram tier: the naive baseline, one packet per call, as flannel's UDP proxy works. Packets come from TUN one
+// read at a time and go out through Node's dgram socket one send at a time; received datagrams arrive as Node
+// allocates them. The bench uses it to show what batching buys. It speaks the same wire format as the other tiers.
+import dgram from 'node:dgram';
+import * as native from '../native.js';
+import type { Datapath, DatapathOptions } from './datapath.js';
+import { dropCounter } from './inbound.js';
+import { C, PathState } from './path-state.js';
+import { buildPeerSnapshot, type Peer } from './peers.js';
+import { NO_ROUTE } from './routes.js';
+import { decrementTtl, readIp } from './ttl.js';
+import { SOCKET_BUFFER_BYTES } from './batch-tier.js';
+
+/** Packets read per wake-up before yielding to the event loop. */
+const READS_PER_WAKEUP = 64;
+
+export class DgramTier implements Datapath {
+  readonly tier = 'dgram' as const;
+  private readonly path: PathState;
+  private readonly socket: dgram.Socket;
+  private readonly tunPoll: native.PollHandle;
+  private readonly decoded = new Int32Array(1);
+  private closed = false;
+
+  constructor(opts: DatapathOptions) {
+    this.path = new PathState(opts);
+    this.socket = dgram.createSocket({
+      type: 'udp4',
+      reuseAddr: true,
+      recvBufferSize: SOCKET_BUFFER_BYTES,
+      sendBufferSize: SOCKET_BUFFER_BYTES,
+    });
+    this.socket.on('message', (msg, rinfo) => this.receive(msg, rinfo.address));
+    this.socket.on('error', (err) => opts.log.warn({ err }, 'dgram socket error'));
+    this.socket.bind(opts.port, opts.bindAddress);
+    this.tunPoll = native.pollStart(opts.tunFd, native.READABLE, () => this.onTunReadable());
+  }
+
+  get counters(): Float64Array {
+    return this.path.counters;
+  }
+
+  setPeers(peers: readonly Peer[]): void {
+    this.path.snapshot = buildPeerSnapshot(peers);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    native.pollStop(this.tunPoll);
+    this.socket.close();
+  }
+
+  // TUN -> route -> encap -> socket, one packet at a time. Each send gets its own buffer, since dgram holds it
+  // until the send completes.
+  private onTunReadable(): void {
+    const { path } = this;
+    for (let r = 0; r < READS_PER_WAKEUP; r++) {
+      const buf = Buffer.allocUnsafe(native.SLOT_SIZE);
+      const len = native.tunReadOne(path.tunFd, buf, native.HEADROOM, buf.length - native.HEADROOM, path.counters);
+      if (len === 0) return;
+      this.send(buf, native.HEADROOM, len);
+    }
+  }
+
+  private send(buf: Buffer, pkt: number, len: number): void {
+    const { path } = this;
+    if (len < 20 || ((buf[pkt] as number) >> 4) !== 4) return path.count(C.dropMalformed);
+    const dst = readIp(buf, pkt + 16);
+    const snap = path.snapshot;
+    const peer = snap.routes.lookup(dst);
+    if (peer === NO_ROUTE) {
+      path.count(C.dropNoRoute);
+      if (path.inNetwork(dst)) {
+        native.icmpError(path.tunFd, buf, pkt, len, 3, 0, path.gatewayIp, path.scratch, path.counters);
+      }
+      return;
+    }
+    if (!decrementTtl(buf, pkt)) {
+      path.count(C.dropTtlExceeded);
+      native.icmpError(path.tunFd, buf, pkt, len, 11, 0, path.gatewayIp, path.scratch, path.counters);
+      return;
+    }
+    const p = snap.peers[peer]!;
+    const start = path.encap.encode(buf, pkt, len, p.encap, path.local);
+    const size = len + (pkt - start);
+    path.count(C.udpTxPackets);
+    path.count(C.udpTxBytes, size);
+    path.count(C.syscallsSend);
+    path.count(C.copiedUserToKernel, size);
+    this.socket.send(buf, start, size, p.port, snap.addresses[peer]!, (err) => {
+      if (err) path.count(C.dropSendError);
+    });
+  }
+
+  // socket -> decap -> sender checks -> TUN.
+  private receive(msg: Buffer, from: string): void {
+    const { path } = this;
+    path.count(C.udpRxPackets);
+    path.count(C.udpRxBytes, msg.length);
+    path.count(C.syscallsRecv);
+    path.count(C.copiedKernelToUser, msg.length);
+    const inner = path.encap.decode(msg, 0, msg.length, path.local, this.decoded);
+    if (inner < 0) return path.count(dropCounter(inner));
+    const routes = path.snapshot.routes;
+    const peer = routes.peerBySource(ipFromString(from));
+    if (peer === NO_ROUTE) return path.count(C.dropUnknownPeer);
+    if (!routes.allowsSource(peer, readIp(msg, inner + 12))) return path.count(C.dropSpoofedSource);
+    native.tunWriteOne(path.tunFd, msg, inner, this.decoded[0] as number, path.counters);
+  }
+}
+
+function ipFromString(s: string): number {
+  const p = s.split('.');
+  return ((Number(p[0]) << 24) | (Number(p[1]) << 16) | (Number(p[2]) << 8) | Number(p[3])) | 0;
+}

@@ -1,0 +1,125 @@
+// Route table of the userspace datapath: longest-prefix match from an inner destination to a peer index, plus the
+// reverse checks the receive path needs (which peer owns an outer source address, which subnet it may send from).
+//
+// A table is immutable once built. Lease events build a new one and the forwarder swaps it in between batches, so
+// forwarding never waits for the control plane. Lookups touch only typed arrays: no allocation per packet, and the
+// cost stays flat as hosts are added (one hash probe per distinct prefix length, usually one).
+//
+// Addresses are signed int32 here (`x | 0`): V8 keeps those unboxed, where uint32 above 2^30 would be heap numbers.
+
+export interface RouteEntry {
+  /** Network address of the peer's subnet (int32 form of the IPv4 address). */
+  readonly net: number;
+  readonly prefixLen: number;
+  /** Index into the peer table (the record C reads to address the datagram). */
+  readonly peer: number;
+}
+
+export interface PeerEntry {
+  readonly index: number;
+  /** Outer address the peer sends from (its lease's PublicIP), int32 form. */
+  readonly publicIp: number;
+  /** Inner subnet the peer may send from. */
+  readonly net: number;
+  readonly prefixLen: number;
+}
+
+export const NO_ROUTE = -1;
+
+export function maskOf(prefixLen: number): number {
+  return prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) | 0;
+}
+
+// Open addressing with linear probing over int32 keys; empty slots hold EMPTY in `vals`.
+const EMPTY = -1;
+
+class IntMap {
+  private readonly keys: Int32Array;
+  private readonly vals: Int32Array;
+  private readonly mask: number;
+
+  constructor(entries: ReadonlyArray<readonly [number, number]>) {
+    let cap = 8;
+    while (cap < entries.length * 2) cap <<= 1;
+    this.keys = new Int32Array(cap);
+    this.vals = new Int32Array(cap).fill(EMPTY);
+    this.mask = cap - 1;
+    for (const [k, v] of entries) this.set(k | 0, v);
+  }
+
+  private slot(key: number): number {
+    // Fibonacci hashing spreads subnet addresses that differ only in a few middle bits.
+    return Math.imul(key, 0x9e3779b1) >>> 0;
+  }
+
+  private set(key: number, val: number): void {
+    for (let i = this.slot(key) & this.mask; ; i = (i + 1) & this.mask) {
+      if (this.vals[i] === EMPTY || this.keys[i] === key) {
+        this.keys[i] = key;
+        this.vals[i] = val;
+        return;
+      }
+    }
+  }
+
+  get(key: number): number {
+    for (let i = this.slot(key) & this.mask; ; i = (i + 1) & this.mask) {
+      const v = this.vals[i] as number;
+      if (v === EMPTY) return EMPTY;
+      if (this.keys[i] === key) return v;
+    }
+  }
+}
+
+export class RouteTable {
+  /** Distinct prefix lengths, longest first: the match order. */
+  private readonly lengths: Int32Array;
+  private readonly masks: Int32Array;
+  private readonly byLength: IntMap[];
+  private readonly byPublicIp: IntMap;
+  /** Per peer index: the subnet it may send from (checked on receive). */
+  private readonly peerNet: Int32Array;
+  private readonly peerMask: Int32Array;
+  readonly size: number;
+
+  constructor(routes: readonly RouteEntry[], peers: readonly PeerEntry[]) {
+    const lengths = [...new Set(routes.map((r) => r.prefixLen))].sort((a, b) => b - a);
+    this.lengths = Int32Array.from(lengths);
+    this.masks = Int32Array.from(lengths.map(maskOf));
+    this.byLength = lengths.map(
+      (len) => new IntMap(routes.filter((r) => r.prefixLen === len).map((r) => [r.net & maskOf(len), r.peer] as const)),
+    );
+    this.byPublicIp = new IntMap(peers.map((p) => [p.publicIp, p.index] as const));
+    const maxIndex = peers.reduce((m, p) => Math.max(m, p.index), -1);
+    this.peerNet = new Int32Array(maxIndex + 1);
+    this.peerMask = new Int32Array(maxIndex + 1).fill(-1); // mask /32 of 0.0.0.0: matches nothing useful by default
+    for (const p of peers) {
+      this.peerNet[p.index] = p.net & maskOf(p.prefixLen);
+      this.peerMask[p.index] = maskOf(p.prefixLen);
+    }
+    this.size = routes.length;
+  }
+
+  static readonly empty = new RouteTable([], []);
+
+  /** Peer index for an inner destination, or NO_ROUTE. */
+  lookup(dst: number): number {
+    const n = this.lengths.length;
+    for (let i = 0; i < n; i++) {
+      const peer = this.byLength[i]!.get(dst & (this.masks[i] as number));
+      if (peer !== EMPTY) return peer;
+    }
+    return NO_ROUTE;
+  }
+
+  /** Peer index whose lease PublicIP is this outer source, or NO_ROUTE. */
+  peerBySource(src: number): number {
+    return this.byPublicIp.get(src | 0);
+  }
+
+  /** Whether `peer` may send packets with inner source `src` (anti-spoofing). */
+  allowsSource(peer: number, src: number): boolean {
+    if (peer < 0 || peer >= this.peerNet.length) return false;
+    return (src & (this.peerMask[peer] as number)) === this.peerNet[peer];
+  }
+}

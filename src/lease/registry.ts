@@ -1,0 +1,394 @@
+// Storage of flannel's network state in etcd v3: the config key and one key per subnet lease.
+// No policy here (that is manager.ts); every call is bounded in time and fails as WeftError WEFT_ERR_ETCD.
+//
+// Layout (flannel pkg/subnet/etcd/registry.go):
+//   <prefix>/config                 network config JSON
+//   <prefix>/subnets/10.5.3.0-24     LeaseAttrs JSON, attached to an etcd lease (none: a reservation)
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import { Etcd3, type IKeyValue, type IOptions, type IWatchResponse, type KVClient, type Watcher } from 'etcd3';
+import { EtcdCompactedError, WeftError, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import { type Lease, type LeaseAttrs, type LeaseEvent, parseLeaseAttrs, serializeLeaseAttrs } from './lease.js';
+import { type Subnet, keyToSubnet, subnetToKey } from './subnet.js';
+
+export interface RegistryOptions {
+  endpoints: string[];
+  prefix: string; // e.g. /coreos.com/network (no trailing "/")
+  tls?: { ca?: string; cert?: string; key?: string }; // file paths
+  auth?: { username: string; password: string };
+  log: Logger;
+  timeoutMs?: number; // per call; default 5000
+}
+
+export interface WatchHandle {
+  cancel(): Promise<void>;
+}
+
+type CallOptions = NonNullable<Parameters<KVClient['range']>[1]>;
+
+const NO_LEASE = '0';
+
+// Range end for a prefix scan: the prefix with its last byte incremented (etcd's clientv3.GetPrefixRangeEnd).
+function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
+export class EtcdRegistry {
+  readonly prefix: string;
+  private readonly subnetsPrefix: string;
+  private readonly client: Etcd3;
+  private readonly log: Logger;
+  private readonly timeoutMs: number;
+  private readonly where: string;
+  private closed = false;
+
+  constructor(opts: RegistryOptions) {
+    this.prefix = opts.prefix.replace(/\/+$/, '');
+    this.subnetsPrefix = `${this.prefix}/subnets/`;
+    this.log = opts.log;
+    this.timeoutMs = opts.timeoutMs ?? 5000;
+    this.where = opts.endpoints.join(',');
+    const options: IOptions = {
+      hosts: opts.endpoints,
+      dialTimeout: this.timeoutMs,
+      // Notice a silent etcd (no RST) on open streams; etcd accepts pings every 5 s or slower.
+      grpcOptions: { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000 },
+    };
+    if (opts.tls !== undefined && (opts.tls.ca !== undefined || opts.tls.cert !== undefined)) {
+      options.credentials = {
+        // Without a CA file, trust Node's bundled roots (flannel uses the system pool).
+        rootCertificate: opts.tls.ca !== undefined ? readFileSync(opts.tls.ca) : Buffer.from(rootCertificates.join('\n')),
+        ...(opts.tls.cert !== undefined ? { certChain: readFileSync(opts.tls.cert) } : {}),
+        ...(opts.tls.key !== undefined ? { privateKey: readFileSync(opts.tls.key) } : {}),
+      };
+    }
+    if (opts.auth !== undefined) {
+      options.auth = { username: opts.auth.username, password: opts.auth.password };
+    }
+    this.client = new Etcd3(options);
+  }
+
+  keyOf(sn: Subnet): string {
+    return this.subnetsPrefix + subnetToKey(sn);
+  }
+
+  /** The raw JSON of `<prefix>/config`, or null when the key is absent. */
+  async getNetworkConfig(): Promise<string | null> {
+    const res = await this.call('get config', (o) => this.client.kv.range({ key: Buffer.from(`${this.prefix}/config`) }, o));
+    const kv = res.kvs[0];
+    return kv === undefined ? null : kv.value.toString('utf8');
+  }
+
+  async putNetworkConfig(json: string): Promise<void> {
+    await this.call('put config', (o) => this.client.kv.put({ key: Buffer.from(`${this.prefix}/config`), value: Buffer.from(json) }, o));
+  }
+
+  /** One range read of `<prefix>/subnets/`, each key's etcd lease TTL resolved; revision to watch from (+1). */
+  async listLeases(): Promise<{ leases: Lease[]; revision: string }> {
+    const key = Buffer.from(this.subnetsPrefix);
+    const res = await this.call('list subnets', (o) => this.client.kv.range({ key, range_end: prefixEnd(key) }, o));
+    const ttls = await this.resolveTTLs(res.kvs.map((kv) => kv.lease));
+    const leases: Lease[] = [];
+    for (const kv of res.kvs) {
+      const l = this.toLease(kv, ttls.get(kv.lease) ?? null);
+      if (l !== null) leases.push(l);
+    }
+    return { leases, revision: res.header.revision };
+  }
+
+  async getLease(sn: Subnet): Promise<Lease | null> {
+    const key = this.keyOf(sn);
+    const res = await this.call(`get ${key}`, (o) => this.client.kv.range({ key: Buffer.from(key) }, o));
+    const kv = res.kvs[0];
+    if (kv === undefined) return null;
+    const ttls = await this.resolveTTLs([kv.lease]);
+    return this.toLease(kv, ttls.get(kv.lease) ?? null);
+  }
+
+  /**
+   * Creates the key attached to a new etcd lease, only if the key does not exist (one txn).
+   * Null when another host won the race; the granted etcd lease is then revoked.
+   */
+  async createLease(sn: Subnet, attrs: LeaseAttrs, ttlSeconds: number): Promise<Lease | null> {
+    const key = this.keyOf(sn);
+    const grant = await this.call(`grant lease for ${key}`, (o) => this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }, o));
+    const granted = Date.now();
+    let ok = false;
+    try {
+      const res = await this.call(`create ${key}`, (o) =>
+        this.client.kv.txn(
+          {
+            compare: [{ key: Buffer.from(key), target: 'Version', result: 'Equal', version: 0 }],
+            success: [{ request_put: { key: Buffer.from(key), value: Buffer.from(serializeLeaseAttrs(attrs)), lease: grant.ID } }],
+          },
+          o,
+        ),
+      );
+      ok = res.succeeded;
+    } finally {
+      if (!ok) await this.revokeQuietly(grant.ID);
+    }
+    if (!ok) return null;
+    return { subnet: sn, attrs, key, etcdLeaseId: grant.ID, expiresAt: granted + Number(grant.TTL) * 1000 };
+  }
+
+  /**
+   * Moves the key onto a fresh etcd lease of ttlSeconds (as flannel's updateSubnet does), only if the key is still
+   * attached to `lease.etcdLeaseId`. Null when the key is gone or someone else holds it. Reservations are returned
+   * as they are (they do not expire).
+   */
+  async renewLease(lease: Lease, ttlSeconds: number): Promise<Lease | null> {
+    if (lease.etcdLeaseId === null) return lease;
+    return this.replace(lease, lease.attrs, ttlSeconds, 'renew');
+  }
+
+  /** Writes new attrs for a lease we hold (same conditions as renewLease); the TTL restarts at ttlSeconds. */
+  async updateLease(lease: Lease, attrs: LeaseAttrs, ttlSeconds: number): Promise<Lease | null> {
+    if (lease.etcdLeaseId === null) {
+      // A reservation stays without etcd lease: write only while it still is one.
+      const key = lease.key;
+      const res = await this.call(`update reservation ${key}`, (o) =>
+        this.client.kv.txn(
+          {
+            compare: [
+              { key: Buffer.from(key), target: 'Version', result: 'Greater', version: 0 },
+              { key: Buffer.from(key), target: 'Lease', result: 'Equal', lease: NO_LEASE },
+            ],
+            success: [{ request_put: { key: Buffer.from(key), value: Buffer.from(serializeLeaseAttrs(attrs)) } }],
+          },
+          o,
+        ),
+      );
+      return res.succeeded ? { ...lease, attrs } : null;
+    }
+    return this.replace(lease, attrs, ttlSeconds, 'update');
+  }
+
+  /** Deletes the key only while it is attached to this etcd lease (never a reservation), then revokes the lease. */
+  async deleteLease(lease: Lease): Promise<boolean> {
+    if (lease.etcdLeaseId === null) {
+      throw new WeftError('WEFT_ERR_LEASE', `refusing to delete reservation ${lease.key}`);
+    }
+    const key = lease.key;
+    const id = lease.etcdLeaseId;
+    const res = await this.call(`delete ${key}`, (o) =>
+      this.client.kv.txn(
+        {
+          compare: [{ key: Buffer.from(key), target: 'Lease', result: 'Equal', lease: id }],
+          success: [{ request_delete_range: { key: Buffer.from(key) } }],
+        },
+        o,
+      ),
+    );
+    await this.revokeQuietly(id);
+    return res.succeeded;
+  }
+
+  /**
+   * Watches `<prefix>/subnets/` from `fromRevision`. Batches arrive in order with the revision they bring the
+   * reader to. The watch ends at the first error: onError gets EtcdCompactedError when the revision was compacted,
+   * else a WEFT_ERR_ETCD error (disconnect); the caller re-lists and watches again (no silent resume here).
+   */
+  watchLeases(
+    fromRevision: string,
+    onEvents: (events: LeaseEvent[], revision: string) => void,
+    onError: (err: WeftError) => void,
+  ): WatchHandle {
+    const key = Buffer.from(this.subnetsPrefix);
+    let done = false;
+    let watcher: Watcher | null = null;
+    let chain: Promise<void> = Promise.resolve();
+    let cancelling: Promise<void> = Promise.resolve();
+    // detach: false when etcd3 already dropped the watcher (a cancel response); cancelling it again would wait forever.
+    const finish = (err: WeftError | null, detach: boolean): void => {
+      if (done) return;
+      done = true;
+      const w = watcher;
+      watcher = null;
+      // etcd3 would reconnect on its own; the caller owns reconnection, so stop it.
+      if (w !== null && detach) {
+        cancelling = Promise.race([w.cancel().catch(() => undefined), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+      }
+      if (err !== null) chain = chain.then(() => onError(err));
+    };
+
+    const w = this.client
+      .watch()
+      .inRange({ start: key, end: prefixEnd(key) })
+      .startRevision(fromRevision)
+      .watcher();
+    watcher = w;
+    w.on('data', (res: IWatchResponse) => {
+      if (done) return;
+      if (res.canceled) return; // handled through 'error'
+      const revision = res.header.revision;
+      const events = res.events;
+      if (events.length === 0) return;
+      chain = chain.then(async () => {
+        if (done) return;
+        const ttls = await this.resolveTTLs(events.filter((e) => e.type === 'Put').map((e) => e.kv.lease), true);
+        const out: LeaseEvent[] = [];
+        for (const e of events) {
+          if (e.type === 'Delete') {
+            const sn = keyToSubnet(e.kv.key.toString('utf8'));
+            if (sn === null) continue;
+            const leaseId = e.prev_kv?.lease;
+            out.push({
+              type: 'removed',
+              lease: {
+                subnet: sn,
+                attrs: { PublicIP: '', BackendType: '' },
+                key: e.kv.key.toString('utf8'),
+                etcdLeaseId: leaseId === undefined || leaseId === NO_LEASE ? null : leaseId,
+                expiresAt: null,
+              },
+            });
+          } else {
+            const l = this.toLease(e.kv, ttls.get(e.kv.lease) ?? null);
+            if (l !== null) out.push({ type: 'added', lease: l });
+          }
+        }
+        if (!done && out.length > 0) onEvents(out, revision);
+      }).catch((e: unknown) => finish(this.wrap(`watch ${this.subnetsPrefix}`, e), true));
+    });
+    w.on('error', (err) => {
+      const msg = errorMessage(err);
+      const compacted = (): void =>
+        finish(new EtcdCompactedError(`etcd watch of ${this.subnetsPrefix} at ${this.where}: revision ${fromRevision} compacted`, ''), false);
+      if (/compacted/i.test(msg)) return compacted();
+      // etcd 3.4 cancels a watch on a compacted revision with an empty reason (the compact revision is in a field
+      // etcd3 drops): ask a range read at that revision, which names the compaction.
+      void this.call('check watch revision', (o) => this.client.kv.range({ key, revision: fromRevision, limit: 1 }, o)).then(
+        () => finish(this.wrap(`watch ${this.subnetsPrefix}`, err), false),
+        (e: unknown) => (/compacted/i.test(errorMessage(e)) ? compacted() : finish(this.wrap(`watch ${this.subnetsPrefix}`, err), false)),
+      );
+    });
+    w.on('disconnected', (err) => finish(this.wrap(`watch ${this.subnetsPrefix} (disconnected)`, err), true));
+    return {
+      cancel: async () => {
+        finish(null, true);
+        await cancelling;
+      },
+    };
+  }
+
+  /** Compacts history up to `revision` (tests and tools). */
+  async compact(revision: string): Promise<void> {
+    await this.call(`compact to ${revision}`, (o) => this.client.kv.compact({ revision, physical: true }, o));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.close();
+  }
+
+  // --- internals ---
+
+  private async replace(lease: Lease, attrs: LeaseAttrs, ttlSeconds: number, op: string): Promise<Lease | null> {
+    const key = lease.key;
+    const oldId = lease.etcdLeaseId ?? NO_LEASE;
+    const grant = await this.call(`grant lease for ${key}`, (o) => this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }, o));
+    const granted = Date.now();
+    let ok = false;
+    try {
+      const res = await this.call(`${op} ${key}`, (o) =>
+        this.client.kv.txn(
+          {
+            compare: [
+              { key: Buffer.from(key), target: 'Version', result: 'Greater', version: 0 },
+              { key: Buffer.from(key), target: 'Lease', result: 'Equal', lease: oldId },
+            ],
+            success: [{ request_put: { key: Buffer.from(key), value: Buffer.from(serializeLeaseAttrs(attrs)), lease: grant.ID } }],
+          },
+          o,
+        ),
+      );
+      ok = res.succeeded;
+    } finally {
+      if (!ok) await this.revokeQuietly(grant.ID);
+    }
+    if (!ok) return null;
+    // The old etcd lease now holds no key: revoke it rather than let it linger until its TTL.
+    if (oldId !== NO_LEASE) await this.revokeQuietly(oldId);
+    return { ...lease, attrs, etcdLeaseId: grant.ID, expiresAt: granted + Number(grant.TTL) * 1000 };
+  }
+
+  private toLease(kv: IKeyValue, expiresAt: number | null): Lease | null {
+    const key = kv.key.toString('utf8');
+    const sn = keyToSubnet(key);
+    if (sn === null) {
+      this.log.warn({ key }, 'ignoring key under subnets/ that is not a subnet');
+      return null;
+    }
+    const attrs = parseLeaseAttrs(kv.value.toString('utf8'));
+    if (attrs === null) {
+      this.log.warn({ key, value: kv.value.toString('utf8').slice(0, 200) }, 'ignoring subnet key with unparsable value');
+      return null;
+    }
+    const reservation = kv.lease === NO_LEASE || kv.lease === '';
+    return { subnet: sn, attrs, key, etcdLeaseId: reservation ? null : kv.lease, expiresAt: reservation ? null : expiresAt };
+  }
+
+  /** TTL of each distinct etcd lease id, as an absolute expiry; -1 (already expired) maps to now. */
+  private async resolveTTLs(ids: string[], lenient = false): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    const uniq = [...new Set(ids.filter((id) => id !== NO_LEASE && id !== ''))];
+    const now = Date.now();
+    // A few at a time: a big cluster has thousands of leases.
+    for (let i = 0; i < uniq.length; i += 32) {
+      await Promise.all(
+        uniq.slice(i, i + 32).map(async (id) => {
+          try {
+            const r = await this.call(`ttl of lease ${id}`, (o) => this.client.leaseClient.leaseTimeToLive({ ID: id }, o));
+            out.set(id, now + Math.max(0, Number(r.TTL)) * 1000);
+          } catch (e) {
+            if (!lenient) throw e;
+          }
+        }),
+      );
+    }
+    return out;
+  }
+
+  private async revokeQuietly(id: string): Promise<void> {
+    try {
+      await this.call(`revoke lease ${id}`, (o) => this.client.leaseClient.leaseRevoke({ ID: id }, o));
+    } catch (e) {
+      // It expires on its own; a leaked lease holds no key.
+      this.log.debug({ leaseId: id, err: errorMessage(e) }, 'could not revoke etcd lease');
+    }
+  }
+
+  private wrap(op: string, e: unknown): WeftError {
+    if (e instanceof WeftError) return e;
+    return new WeftError('WEFT_ERR_ETCD', `etcd ${op} at ${this.where}: ${errorMessage(e)}`, { cause: e });
+  }
+
+  // Every call carries a gRPC deadline and a timer of our own (etcd3's retries and auth could outlast the deadline).
+  private async call<T>(op: string, fn: (o: CallOptions) => Promise<T>): Promise<T> {
+    if (this.closed) throw new WeftError('WEFT_ERR_ETCD', `etcd ${op} at ${this.where}: registry closed`);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new WeftError('WEFT_ERR_ETCD', `etcd ${op} at ${this.where}: no answer within ${this.timeoutMs} ms`)),
+        this.timeoutMs + 250,
+      );
+    });
+    try {
+      return await Promise.race([fn({ deadline: Date.now() + this.timeoutMs }), timeout]);
+    } catch (e) {
+      throw this.wrap(op, e);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

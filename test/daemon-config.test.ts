@@ -1,0 +1,100 @@
+// Daemon configuration: precedence flag > env > file > default, both env spellings, and each validation error.
+import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveDaemonConfig } from '../src/config/daemon.js';
+import { ConfigError } from '../src/errors.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'weft-cfg-'));
+function file(obj: unknown): string {
+  const p = join(dir, `c${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(p, typeof obj === 'string' ? obj : JSON.stringify(obj));
+  return p;
+}
+
+function caught(fn: () => unknown): Error | undefined {
+  try {
+    fn();
+  } catch (e) {
+    return e as Error;
+  }
+  return undefined;
+}
+
+t.test('defaults are flannel\'s', async (t) => {
+  const c = resolveDaemonConfig({}, {});
+  t.same(c.etcdEndpoints, ['http://127.0.0.1:2379']);
+  t.equal(c.etcdPrefix, '/coreos.com/network');
+  t.equal(c.subnetFile, '/run/flannel/subnet.env');
+  t.equal(c.subnetLeaseRenewMargin, 60);
+  t.equal(c.tunName, 'weft0');
+  t.equal(c.tier, 'batch');
+  t.equal(c.healthzIp, '127.0.0.1');
+  t.equal(c.ipMasq, false);
+});
+
+t.test('precedence: flag > env > file > default', async (t) => {
+  const f = file({ 'etcd-prefix': '/from/file', 'tun-name': 'filetun', tier: 'dgram', queues: 3 });
+  const env = { WEFT_TUN_NAME: 'envtun', FLANNELD_ETCD_PREFIX: '/from/env' };
+  const c = resolveDaemonConfig({ config: f, tunName: 'flagtun' }, env);
+  t.equal(c.tunName, 'flagtun', 'flag beats env and file');
+  t.equal(c.etcdPrefix, '/from/env', 'env beats file');
+  t.equal(c.tier, 'dgram', 'file beats default');
+  t.equal(c.queues, 3);
+});
+
+t.test('environment: FLANNELD_ and WEFT_ names, WEFT_ wins', async (t) => {
+  const c = resolveDaemonConfig({}, {
+    FLANNELD_ETCD_ENDPOINTS: 'http://10.0.0.1:2379,http://10.0.0.2:2379',
+    FLANNELD_IP_MASQ: 'true',
+    FLANNELD_TUN_NAME: 'a',
+    WEFT_TUN_NAME: 'b',
+    FLANNELD_SUBNET_LEASE_RENEW_MARGIN: '30',
+  });
+  t.same(c.etcdEndpoints, ['http://10.0.0.1:2379', 'http://10.0.0.2:2379']);
+  t.equal(c.ipMasq, true);
+  t.equal(c.tunName, 'b');
+  t.equal(c.subnetLeaseRenewMargin, 30);
+});
+
+t.test('file keys may be camelCase; lists as arrays', async (t) => {
+  const c = resolveDaemonConfig({ config: file({ etcdEndpoints: ['https://e:2379'], ipMasq: true }) }, {});
+  t.same(c.etcdEndpoints, ['https://e:2379']);
+  t.equal(c.ipMasq, true);
+});
+
+const bad: [string, Record<string, unknown>, NodeJS.ProcessEnv, RegExp][] = [
+  ['endpoint not a URL', { etcdEndpoints: 'nope' }, {}, /--etcd-endpoints=\["nope"\]/],
+  ['tier unknown', { tier: 'fast' }, {}, /--tier="fast"/],
+  ['datapath unknown', { datapath: 'ebpf' }, {}, /--datapath="ebpf"/],
+  ['queues not a number', { queues: 'many' }, {}, /--queues: expected an integer, got "many"/],
+  ['queues out of range', { queues: '0' }, {}, /--queues=0/],
+  ['env bool garbage', {}, { WEFT_IP_MASQ: 'perhaps' }, /WEFT_IP_MASQ: expected true or false/],
+  ['public ip invalid', { publicIp: '300.1.1.1' }, {}, /--public-ip="300.1.1.1": an IPv4 address/],
+  ['tun name too long', { tunName: 'averyveryverylongname' }, {}, /--tun-name=/],
+  ['prefix relative', { etcdPrefix: 'coreos.com/network' }, {}, /--etcd-prefix=/],
+  ['cert without key', { etcdCertfile: '/c.pem' }, {}, /--etcd-certfile and --etcd-keyfile go together/],
+  ['unknown flag', { frobnicate: 'x' }, {}, /unknown option --frobnicate/],
+];
+for (const [name, flags, env, re] of bad) {
+  t.test(`error: ${name}`, async (t) => {
+    const e = caught(() => resolveDaemonConfig(flags, env));
+    t.ok(e instanceof ConfigError, 'a ConfigError');
+    t.match(e?.message, re);
+  });
+}
+
+t.test('file errors name the file and key', async (t) => {
+  t.throws(() => resolveDaemonConfig({ config: file({ wat: 1 }) }, {}), /unknown key "wat"/);
+  t.throws(() => resolveDaemonConfig({ config: file('{not json') }, {}), /not valid JSON/);
+  t.throws(() => resolveDaemonConfig({ config: join(dir, 'missing.json') }, {}), /missing\.json: ENOENT/);
+  t.throws(() => resolveDaemonConfig({ config: file([1, 2]) }, {}), /expected a JSON object/);
+});
+
+t.test('password never echoed in errors', async (t) => {
+  // Only a type error can carry the value; the message must mask it.
+  const e = caught(() => resolveDaemonConfig({ config: file({ 'etcd-password': 12345 }) }, {}));
+  t.ok(e instanceof ConfigError);
+  t.notMatch(e?.message, /12345/);
+});

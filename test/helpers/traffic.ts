@@ -1,0 +1,115 @@
+// Traffic for integration tests, run as small Node programs inside the testbed's namespaces: a TCP transfer whose
+// sha256 is compared on both ends, crafted datagrams aimed at a daemon, and a read of a daemon's /metrics.
+// Every program is bounded in count and time.
+import type { Host, Pod, Testbed } from '../../src/testbed/hosts.js';
+
+type Target = Host | Pod | string;
+
+const SERVER = `
+const net = require('node:net'), crypto = require('node:crypto');
+const h = crypto.createHash('sha256'); let n = 0;
+const srv = net.createServer((s) => {
+  s.on('data', (d) => { h.update(d); n += d.length; });
+  s.on('end', () => { process.stdout.write(JSON.stringify({ received: n, hash: h.digest('hex') })); process.exit(0); });
+});
+srv.listen(Number(process.argv[1]), () => process.stdout.write('listening\\n'));
+setTimeout(() => process.exit(3), Number(process.argv[2]));
+`;
+
+const CLIENT = `
+const net = require('node:net'), crypto = require('node:crypto');
+const [host, port, total] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
+const chunk = crypto.randomBytes(1 << 20); const h = crypto.createHash('sha256'); let sent = 0;
+const s = net.connect(port, host, () => {
+  const pump = () => {
+    while (sent < total) {
+      const part = chunk.subarray(0, Math.min(chunk.length, total - sent));
+      chunk[0] = (chunk[0] + 1) & 255; // each MiB differs, so a reordered or repeated chunk changes the hash
+      h.update(part); sent += part.length;
+      if (!s.write(Buffer.from(part))) return s.once('drain', pump);
+    }
+    s.end(() => { process.stdout.write(JSON.stringify({ sent, hash: h.digest('hex') })); });
+  };
+  pump();
+});
+s.on('error', (e) => { console.error(e.message); process.exit(2); });
+`;
+
+export interface TransferResult {
+  sent: number;
+  received: number;
+  sentHash: string;
+  receivedHash: string;
+}
+
+let nextPort = 9100;
+
+/** Sends `bytes` from `from` to `to` over TCP and returns both ends' counts and sha256. Bounded by `timeoutMs`. */
+export async function sha256Transfer(tb: Testbed, from: Pod, to: Pod, bytes: number, timeoutMs = 120_000): Promise<TransferResult> {
+  const port = nextPort++;
+  const server = tb.spawn(to, [process.execPath, '-e', SERVER, String(port), String(timeoutMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  server.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  const done = new Promise<void>((resolve) => server.once('exit', () => resolve()));
+  for (let i = 0; i < 100 && !out.includes('listening'); i++) await new Promise((r) => setTimeout(r, 50));
+  const c = await tb.exec(from, [process.execPath, '-e', CLIENT, to.ip, String(port), String(bytes)], { timeoutMs });
+  await done;
+  if (c.code !== 0) throw new Error(`transfer client failed (${c.code}): ${c.stderr}`);
+  const sent = JSON.parse(c.stdout) as { sent: number; hash: string };
+  const recvLine = out.split('\n').find((l) => l.startsWith('{'));
+  if (!recvLine) throw new Error(`transfer server gave no result: ${out}`);
+  const recv = JSON.parse(recvLine) as { received: number; hash: string };
+  return { sent: sent.sent, received: recv.received, sentHash: sent.hash, receivedHash: recv.hash };
+}
+
+export type Datagram =
+  | { kind: 'garbage'; count: number }
+  | { kind: 'truncated'; count: number }
+  | { kind: 'ipv4'; src: string; dst: string; count: number; prefix?: string /* hex bytes before the IP packet */ };
+
+const SENDER = `
+const dgram = require('node:dgram');
+const [dst, port, spec] = [process.argv[1], Number(process.argv[2]), JSON.parse(process.argv[3])];
+const ip = (s) => Buffer.from(s.split('.').map(Number));
+function ipv4(src, dst) {
+  const b = Buffer.alloc(28); b[0] = 0x45; b.writeUInt16BE(28, 2); b[8] = 64; b[9] = 17;
+  ip(src).copy(b, 12); ip(dst).copy(b, 16);
+  let sum = 0; for (let i = 0; i < 20; i += 2) sum += b.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  b.writeUInt16BE(~sum & 0xffff, 10); b.writeUInt16BE(9, 22); b.writeUInt16BE(9, 20); b.writeUInt16BE(8, 24);
+  return b;
+}
+const msgs = [];
+for (const s of spec) {
+  let m;
+  if (s.kind === 'garbage') m = Buffer.from('weft test garbage: not an IP packet at all');
+  else if (s.kind === 'truncated') m = Buffer.from([0x45, 0, 0, 60, 0, 0]);
+  else m = Buffer.concat([Buffer.from(s.prefix || '', 'hex'), ipv4(s.src, s.dst)]);
+  for (let i = 0; i < s.count; i++) msgs.push(m);
+}
+const sock = dgram.createSocket('udp4');
+let i = 0;
+const next = () => {
+  if (i >= msgs.length) return sock.close();
+  sock.send(msgs[i++], port, dst, next);
+};
+next();
+setTimeout(() => process.exit(3), 20000);
+`;
+
+/** Sends crafted datagrams from a namespace to `dst:port`, one after another (bounded: count and 20 s). */
+export async function sendDatagrams(tb: Testbed, from: Target, dst: string, port: number, spec: Datagram[]): Promise<void> {
+  const r = await tb.exec(from, [process.execPath, '-e', SENDER, dst, String(port), JSON.stringify(spec)], { timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(`datagram sender failed (${r.code}): ${r.stderr}`);
+  await new Promise((res) => setTimeout(res, 200)); // let the receiver drain its socket
+}
+
+/** The datapath counters of the daemon in `host`, from its /metrics on 127.0.0.1:port. */
+export async function metricsOf(tb: Testbed, host: Host, port: number): Promise<Record<string, number>> {
+  const script = `require('node:http').get('http://127.0.0.1:${port}/metrics', (r) => { let s = ''; r.on('data', (d) => s += d); r.on('end', () => process.stdout.write(s)); }).on('error', (e) => { console.error(e.message); process.exit(2); });`;
+  const r = await tb.exec(host, [process.execPath, '-e', script], { timeoutMs: 10_000 });
+  if (r.code !== 0) throw new Error(`metrics of ${host.name}: ${r.stderr}`);
+  const out: Record<string, number> = {};
+  for (const m of r.stdout.matchAll(/^weft_datapath_total\{counter="([a-z0-9_]+)"\} ([0-9.e+]+)$/gm)) out[m[1]!] = Number(m[2]);
+  return out;
+}

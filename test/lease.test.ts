@@ -1,0 +1,287 @@
+// Lease registry + manager against a real etcd (startEtcd on loopback). Each subtest uses its own prefix.
+import t from 'tap';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { startEtcd, type EtcdServer } from '../src/testbed/etcd.js';
+import { EtcdRegistry } from '../src/lease/registry.js';
+import { LeaseManager } from '../src/lease/manager.js';
+import { parseNetworkConfig, type NetworkConfig } from '../src/config/network.js';
+import { type Lease, type LeaseEvent, parseLeaseAttrs, serializeLeaseAttrs } from '../src/lease/lease.js';
+import { formatSubnet, parseSubnet, subnetToKey } from '../src/lease/subnet.js';
+import { readSubnetEnv, writeSubnetEnv } from '../src/lease/subnet-env.js';
+import { NetworkExhaustedError } from '../src/errors.js';
+import { silentLogger } from '../src/log.js';
+
+let etcd: EtcdServer;
+let raw: Etcd3;
+const registries: EtcdRegistry[] = [];
+const aborts: AbortController[] = [];
+let n = 0;
+
+t.before(async () => {
+  etcd = await startEtcd();
+  raw = new Etcd3({ hosts: etcd.endpoint });
+});
+t.teardown(async () => {
+  for (const a of aborts) a.abort();
+  for (const r of registries) r.close();
+  raw?.close();
+  await etcd?.wipe();
+});
+
+function setup(network = '10.5.0.0/16', extra: Record<string, unknown> = {}) {
+  const prefix = `/weft-test-${++n}/network`;
+  const json = JSON.stringify({ Network: network, Backend: { Type: 'vxlan' }, ...extra });
+  const cfg = parseNetworkConfig(json);
+  const reg = (): EtcdRegistry => {
+    const r = new EtcdRegistry({ endpoints: [etcd.endpoint], prefix, log: silentLogger, timeoutMs: 2000 });
+    registries.push(r);
+    return r;
+  };
+  return { prefix, cfg, reg, json };
+}
+
+function manager(registry: EtcdRegistry, cfg: NetworkConfig, ip: string, more: Partial<ConstructorParameters<typeof LeaseManager>[0]> = {}) {
+  return new LeaseManager({
+    registry, network: cfg, publicIP: ip, backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: 'aa:bb:cc:dd:ee:01' },
+    log: silentLogger, ...more,
+  });
+}
+
+function runInBackground(m: LeaseManager): AbortController {
+  const a = new AbortController();
+  aborts.push(a);
+  void m.run(a.signal);
+  return a;
+}
+
+async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      if (await cond()) return;
+    } catch {
+      // etcd may be down for a moment
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+t.test('config round trip and acquire', async (t) => {
+  const { cfg, reg, json } = setup();
+  const r = reg();
+  t.equal(await r.getNetworkConfig(), null);
+  await r.putNetworkConfig(json);
+  t.equal(await r.getNetworkConfig(), json);
+  const m = manager(r, cfg, '192.0.2.1');
+  const l = await m.acquire();
+  t.equal(l.subnet.prefixLen, 24);
+  t.ok(l.subnet.ip >= cfg.subnetMin && l.subnet.ip <= cfg.subnetMax);
+  t.not(l.etcdLeaseId, null);
+  t.ok(l.expiresAt! > Date.now() + 86000_000);
+  const { leases } = await r.listLeases();
+  t.equal(leases.length, 1);
+  t.equal(leases[0]!.attrs.PublicIP, '192.0.2.1');
+  t.same(m.lease, l);
+});
+
+t.test('renew with a short TTL keeps the key', async (t) => {
+  const { cfg, reg } = setup();
+  const r = reg();
+  const m = manager(r, cfg, '192.0.2.1', { ttlSeconds: 3 });
+  const l = await m.acquire();
+  const a = runInBackground(m);
+  await sleep(6500); // 2x TTL: without renewal the key would be gone
+  const now = await r.getLease(l.subnet);
+  t.ok(now, 'key still present after 2x TTL');
+  t.not(now!.etcdLeaseId, l.etcdLeaseId, 'moved onto a fresh etcd lease');
+  a.abort();
+});
+
+t.test('restart with the same PublicIP reuses the subnet, attrs updated', async (t) => {
+  const { cfg, reg } = setup();
+  const l1 = await manager(reg(), cfg, '192.0.2.7').acquire();
+  const m2 = manager(reg(), cfg, '192.0.2.7', { backendData: { VNI: 1, VtepMAC: 'aa:bb:cc:dd:ee:99' } });
+  const l2 = await m2.acquire();
+  t.same(l2.subnet, l1.subnet);
+  const stored = await reg().getLease(l1.subnet);
+  t.same(stored!.attrs.BackendData, { VNI: 1, VtepMAC: 'aa:bb:cc:dd:ee:99' });
+});
+
+t.test('previous subnet from subnet.env is honored', async (t) => {
+  const { cfg, reg } = setup();
+  const dir = await mkdtemp(join(tmpdir(), 'weft-lease-'));
+  const path = join(dir, 'subnet.env');
+  await writeSubnetEnv(path, { network: cfg.network, subnet: parseSubnet('10.5.77.0/24')!, mtu: 1450, ipMasq: false });
+  const prev = readSubnetEnv(path)?.subnet ?? null;
+  const l = await manager(reg(), cfg, '192.0.2.8', { previousSubnet: prev }).acquire();
+  t.equal(formatSubnet(l.subnet), '10.5.77.0/24');
+  // Taken by someone else now: a different subnet.
+  const l2 = await manager(reg(), cfg, '192.0.2.9', { previousSubnet: prev }).acquire();
+  t.not(formatSubnet(l2.subnet), '10.5.77.0/24');
+});
+
+t.test('16 concurrent managers share 16 subnets; a 17th is refused', async (t) => {
+  // /26 network with /30 subnets: 16 subnets, minus the first = 15; widen with SubnetMin at the network.
+  const { cfg, reg } = setup('10.9.0.0/26', { SubnetLen: 30, SubnetMin: '10.9.0.0' });
+  t.equal(cfg.subnetCount, 16);
+  const ms = Array.from({ length: 16 }, (_, i) => manager(reg(), cfg, `192.0.2.${100 + i}`));
+  const leases = await Promise.all(ms.map((m) => m.acquire()));
+  t.equal(new Set(leases.map((l) => formatSubnet(l.subnet))).size, 16, '16 distinct subnets');
+  await t.rejects(manager(reg(), cfg, '192.0.2.200').acquire(), NetworkExhaustedError);
+  try {
+    await manager(reg(), cfg, '192.0.2.200').acquire();
+  } catch (e) {
+    t.match((e as Error).message, /10\.9\.0\.0\/26.*16 subnets, 16 taken/);
+  }
+});
+
+t.test('reservations are never taken and never deleted', async (t) => {
+  const { prefix, cfg, reg } = setup('10.8.0.0/28'); // /30 subnets: 3 allocatable
+  const keys = ['10.8.0.4-30', '10.8.0.8-30'].map((k) => `${prefix}/subnets/${k}`);
+  for (const k of keys) await raw.put(k).value('{"PublicIP":"198.51.100.1","PublicIPv6":null,"BackendType":"vxlan"}');
+  const l = await manager(reg(), cfg, '192.0.2.1').acquire();
+  t.equal(formatSubnet(l.subnet), '10.8.0.12/30', 'the only non-reserved subnet');
+  await t.rejects(manager(reg(), cfg, '192.0.2.2').acquire(), NetworkExhaustedError);
+  for (const k of keys) t.ok(await raw.get(k).string(), `${k} still there`);
+  // The host named in a reservation gets it, and it stays a reservation.
+  const owner = await manager(reg(), cfg, '198.51.100.1').acquire();
+  t.equal(owner.etcdLeaseId, null);
+  t.match(formatSubnet(owner.subnet), /10\.8\.0\.(4|8)\/30/);
+  const kv = await raw.get(keys[0]!).exec();
+  t.equal(kv.kvs[0]!.lease, '0', 'still without etcd lease');
+});
+
+t.test('own key deleted -> re-acquired (same subnet), lease event emitted', async (t) => {
+  const { cfg, reg } = setup();
+  const r = reg();
+  const m = manager(r, cfg, '192.0.2.1');
+  const l = await m.acquire();
+  const got: Lease[] = [];
+  m.onLease((x) => got.push(x));
+  const a = runInBackground(m);
+  await sleep(300);
+  await raw.delete().key(l.key);
+  await until('re-acquired', () => got.length > 0);
+  t.same(got[0]!.subnet, l.subnet);
+  await until('key back', async () => (await r.getLease(l.subnet)) !== null);
+  a.abort();
+});
+
+t.test('peers: add and remove events; own subnet excluded', async (t) => {
+  const { cfg, reg } = setup();
+  const me = manager(reg(), cfg, '192.0.2.1');
+  const mine = await me.acquire();
+  const other = manager(reg(), cfg, '192.0.2.2');
+  const first = await other.acquire();
+  const batches: LeaseEvent[][] = [];
+  const a = new AbortController();
+  aborts.push(a);
+  const done = me.watchPeers(a.signal, (evs) => batches.push(evs));
+  await until('initial batch', () => batches.length >= 1);
+  t.same(batches[0]!.map((e) => [e.type, formatSubnet(e.lease.subnet)]), [['added', formatSubnet(first.subnet)]]);
+  const third = await manager(reg(), cfg, '192.0.2.3').acquire();
+  await until('add event', () => batches.flat().some((e) => e.type === 'added' && e.lease.attrs.PublicIP === '192.0.2.3'));
+  await raw.delete().key(third.key);
+  await until('remove event', () => batches.flat().some((e) => e.type === 'removed' && e.lease.attrs.PublicIP === '192.0.2.3'));
+  t.notOk(batches.flat().some((e) => formatSubnet(e.lease.subnet) === formatSubnet(mine.subnet)), 'own lease never delivered');
+  a.abort();
+  await done;
+});
+
+t.test('compaction while the watcher is away: re-list converges', async (t) => {
+  const { cfg, reg } = setup();
+  const r = reg();
+  const me = manager(r, cfg, '192.0.2.1');
+  await me.acquire();
+  const p1 = await manager(reg(), cfg, '192.0.2.2').acquire();
+  const state = new Map<string, string>();
+  const apply = (evs: LeaseEvent[]) => {
+    for (const e of evs) {
+      if (e.type === 'added') state.set(e.lease.key, e.lease.attrs.PublicIP);
+      else state.delete(e.lease.key);
+    }
+  };
+  // Watch from an old revision after changes + compaction: the registry must report compaction.
+  const { revision } = await r.listLeases();
+  await raw.delete().key(p1.key);
+  const p2 = await manager(reg(), cfg, '192.0.2.3').acquire();
+  const head = (await raw.get('x').exec()).header.revision;
+  await r.compact(head);
+  const err = await new Promise<Error>((resolve) => {
+    r.watchLeases((BigInt(revision) + 1n).toString(), () => undefined, resolve);
+  });
+  t.equal(err.name, 'EtcdCompactedError', err.message);
+
+  // The manager's peer watch: start, kill etcd, change + compact while it is away, restart.
+  const a = new AbortController();
+  aborts.push(a);
+  const p3 = await manager(reg(), cfg, '192.0.2.4').acquire();
+  const done = me.watchPeers(a.signal, apply);
+  await until('initial', () => state.size === 2);
+  await etcd.stop();
+  await etcd.restart();
+  // etcd is back; change things and compact before the watcher's backoff reconnect (it re-lists in any case).
+  await raw.delete().key(p3.key).catch(() => undefined);
+  const p4 = await manager(reg(), cfg, '192.0.2.5').acquire();
+  const head2 = (await raw.get('x').exec()).header.revision;
+  await r.compact(head2);
+  await until('converged', () => state.size === 2 && state.has(p2.key) && state.has(p4.key) && !state.has(p3.key), 20000);
+  t.pass('converged');
+  a.abort();
+  await done;
+});
+
+t.test('etcd killed and restarted under a running manager', async (t) => {
+  const { cfg, reg } = setup();
+  const r = reg();
+  const m = manager(r, cfg, '192.0.2.1', { ttlSeconds: 4 });
+  const l = await m.acquire();
+  let running = true;
+  const a = new AbortController();
+  aborts.push(a);
+  const p = m.run(a.signal).finally(() => (running = false));
+  await sleep(500);
+  await etcd.kill();
+  await sleep(2500);
+  t.ok(running, 'manager survives etcd being down');
+  await etcd.restart();
+  // The lease may have expired while etcd was down (TTL 4 s): either way the key must come back and be renewed.
+  await until('lease present after restart', async () => (await r.getLease(l.subnet)) !== null, 20000);
+  const before = (await r.getLease(l.subnet))!.etcdLeaseId;
+  await until('renewed after restart', async () => (await r.getLease(l.subnet))?.etcdLeaseId !== before, 20000);
+  t.ok(running);
+  a.abort();
+  await p;
+});
+
+t.test('flanneld lease value: parsed, and written byte for byte', async (t) => {
+  const { prefix, cfg, reg } = setup();
+  const flanneld = '{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"},"BackendV6Data":null}';
+  const lease = await raw.lease(60, { autoKeepAlive: false });
+  await lease.put(`${prefix}/subnets/10.5.52.0-24`).value(flanneld);
+  const r = reg();
+  const { leases } = await r.listLeases();
+  t.equal(leases.length, 1);
+  const got = leases[0]!;
+  t.equal(formatSubnet(got.subnet), '10.5.52.0/24');
+  t.equal(got.attrs.PublicIP, '192.0.2.11');
+  t.equal(got.attrs.BackendType, 'vxlan');
+  t.same(got.attrs.BackendData, { VNI: 1, VtepMAC: 'aa:bb:cc:dd:ee:ff' });
+  t.ok(got.expiresAt! > Date.now());
+  t.equal(serializeLeaseAttrs(got.attrs), flanneld, 'round trip of what flanneld wrote');
+  // What flanneld writes for fresh attrs (BackendV6Data nil: omitted).
+  const fresh = '{"PublicIP":"192.0.2.12","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:01"}}';
+  const m = manager(r, cfg, '192.0.2.12');
+  const mine = await m.acquire();
+  t.equal(await raw.get(mine.key).string(), fresh);
+  t.equal(subnetToKey(mine.subnet), mine.key.split('/').pop());
+  t.same(parseLeaseAttrs('{"PublicIP":"1.2.3.4","BackendType":"udp","Future":true}'), { PublicIP: '1.2.3.4', PublicIPv6: null, BackendType: 'udp', Future: true });
+  t.equal(serializeLeaseAttrs({ PublicIP: '1.2.3.4', BackendType: 'x', BackendData: { s: '<&>' } }), '{"PublicIP":"1.2.3.4","PublicIPv6":null,"BackendType":"x","BackendData":{"s":"\\u003c\\u0026\\u003e"}}');
+  await lease.revoke();
+});

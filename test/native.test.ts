@@ -1,0 +1,444 @@
+// Native addon against real devices (run as root). Only loopback and the TUN's own subnet:
+//
+//   ping ──> 10.99.X.2 ──route──> wtstN (TUN, 10.99.X.1/24, MTU 1400) ──fd──> this process
+//   this process ──tunWrite──> echo reply / ICMP error ──> kernel ──> ping
+//
+//   socket A (127.0.0.1:pa) ──sendBatch──> socket B (127.0.0.1:pb) ──udpRecv──> slab
+//
+// Every fd, poll handle and link is released in teardown, also when a test fails.
+import t from 'tap';
+import { execFile, execFileSync } from 'node:child_process';
+import dgram from 'node:dgram';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as n from '../src/native.js';
+
+const X = 20 + (process.pid % 200);
+const NET = `10.99.${X}`;
+const NAME = `wtst${process.pid % 1000}`;
+const HR = n.HEADROOM;
+
+// ---- resources, released whatever happens ----
+
+const fds = new Set<number>();
+const polls = new Set<n.PollHandle>();
+function track(fd: number): number {
+  fds.add(fd);
+  return fd;
+}
+function closeFd(fd: number): void {
+  fds.delete(fd);
+  n.close(fd);
+}
+function watch(fd: number, events: number, cb: (ev: number) => void): n.PollHandle {
+  const h = n.pollStart(fd, events, cb);
+  polls.add(h);
+  return h;
+}
+function unwatch(h: n.PollHandle): void {
+  polls.delete(h);
+  n.pollStop(h);
+}
+t.teardown(() => {
+  for (const h of polls) n.pollStop(h);
+  for (const fd of fds) {
+    try {
+      n.close(fd);
+    } catch {
+      // already gone
+    }
+  }
+  for (const name of [NAME, `${NAME}m`, `${NAME}v`]) {
+    if (existsSync(`/sys/class/net/${name}`)) execFileSync('ip', ['link', 'del', name], { stdio: 'ignore' });
+  }
+});
+
+// ---- helpers ----
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(10)) if (cond()) return true;
+  return cond();
+}
+
+function run(cmd: string, args: string[], timeout = 10000): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, out: stdout + stderr });
+    });
+  });
+}
+
+function csum(b: Uint8Array, start: number, end: number): number {
+  let s = 0;
+  for (let i = start; i < end; i += 2) s += (b[i]! << 8) + (i + 1 < end ? b[i + 1]! : 0);
+  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
+  return s;
+}
+
+/** An IPv4 ICMP echo request to `dst` at slab[at, at+len)? */
+function isEchoRequest(s: Buffer, at: number, len: number, dst: string): boolean {
+  return len >= 28 && s[at]! >> 4 === 4 && s[at + 9] === 1 && s.readUInt32BE(at + 16) === n.ipv4ToU32(dst) &&
+    s[at + (s[at]! & 15) * 4] === 8;
+}
+
+/** Turn an echo request into its reply in place. */
+function makeReply(s: Buffer, at: number, len: number): void {
+  const src = s.readUInt32BE(at + 12);
+  s.writeUInt32BE(s.readUInt32BE(at + 16), at + 12);
+  s.writeUInt32BE(src, at + 16); // swapping words keeps the IP checksum
+  const icmp = at + (s[at]! & 15) * 4;
+  s[icmp] = 0;
+  s.writeUInt16BE(0, icmp + 2);
+  s.writeUInt16BE(~csum(s, icmp, at + len) & 0xffff, icmp + 2);
+}
+
+const ping = (dst: string, count: number) =>
+  run('ping', ['-n', '-c', String(count), '-W', '1', '-i', '0.2', dst], 15000);
+
+// ---- TUN ----
+
+t.test('tun: open, link, ping answered through tunRead/tunWrite, ICMP errors, close', async (t) => {
+  const tun = n.tunOpen(NAME, false, false);
+  track(tun.fd);
+  t.equal(tun.name, NAME);
+  t.ok(existsSync(`/sys/class/net/${NAME}`), 'device exists');
+  t.equal(parseInt(readFileSync(`/sys/class/net/${NAME}/tun_flags`, 'utf8'), 16), 0x1001, 'IFF_TUN|IFF_NO_PI');
+  n.linkSet(NAME, 1400, true);
+  t.equal(readFileSync(`/sys/class/net/${NAME}/mtu`, 'utf8').trim(), '1400');
+  t.equal(parseInt(readFileSync(`/sys/class/net/${NAME}/flags`, 'utf8'), 16) & 1, 1, 'IFF_UP');
+  execFileSync('ip', ['addr', 'add', `${NET}.1/24`, 'dev', NAME]);
+
+  // A quiet TUN reads 0 (EAGAIN), counted as a syscall. Stray IPv6 control packets may come first.
+  const one = Buffer.alloc(2048);
+  const c1 = new Float64Array(n.COUNTER_COUNT);
+  let reads = 0;
+  while (n.tunReadOne(tun.fd, one, 0, one.length, c1) > 0 && reads < 50) reads++;
+  t.equal(c1[n.Counter.syscalls_tun_read], reads + 1, 'tunReadOne: 0 on EAGAIN');
+
+  await t.test('batch calls answer ping', async (t) => {
+    const b = n.createBatch(16);
+    let requests = 0;
+    const h = watch(tun.fd, n.READABLE, (ev) => {
+      t.equal(ev & n.READABLE, n.READABLE);
+      const cnt = n.tunRead(tun.fd, b.slab, b.slotSize, HR, b.len, b.slots, b.counters);
+      for (let i = 0; i < cnt; i++) {
+        const at = i * b.slotSize + HR;
+        if (isEchoRequest(b.slab, at, b.len[i]!, `${NET}.2`)) {
+          requests++;
+          makeReply(b.slab, at, b.len[i]!);
+          b.off[i] = at;
+        } else {
+          b.len[i] = 0; // not ours: skipped by tunWrite
+        }
+      }
+      n.tunWrite(tun.fd, b.slab, b.off, b.len, cnt, b.counters);
+    });
+    const r = await ping(`${NET}.2`, 3);
+    unwatch(h);
+    t.equal(r.code, 0, 'ping succeeds');
+    t.match(r.out, /3 packets transmitted, 3 received/);
+    t.equal(requests, 3, 'tunRead saw 3 echo requests');
+    const k = b.counters;
+    t.ok(k[n.Counter.tun_rx_packets]! >= 3);
+    t.equal(k[n.Counter.tun_tx_packets], 3);
+    t.equal(k[n.Counter.tun_tx_bytes], 3 * 84, 'default ping is 84 bytes of IPv4');
+    t.ok(k[n.Counter.syscalls_tun_read]! > k[n.Counter.tun_rx_packets]!, 'EAGAIN reads counted');
+    t.equal(k[n.Counter.copied_kernel_to_user_bytes], k[n.Counter.tun_rx_bytes]);
+    t.equal(k[n.Counter.copied_user_to_kernel_bytes], 3 * 84);
+  });
+
+  await t.test('single-packet calls answer ping', async (t) => {
+    const buf = Buffer.alloc(2048);
+    const k = new Float64Array(n.COUNTER_COUNT);
+    let replies = 0;
+    const h = watch(tun.fd, n.READABLE, () => {
+      for (let len; (len = n.tunReadOne(tun.fd, buf, 16, buf.length - 16, k)) > 0;) {
+        if (!isEchoRequest(buf, 16, len, `${NET}.2`)) continue;
+        makeReply(buf, 16, len);
+        if (n.tunWriteOne(tun.fd, buf, 16, len, k)) replies++;
+      }
+    });
+    const r = await ping(`${NET}.2`, 2);
+    unwatch(h);
+    t.equal(r.code, 0);
+    t.equal(replies, 2);
+    t.equal(k[n.Counter.tun_tx_packets], 2);
+  });
+
+  await t.test('icmpError: net unreachable reaches ping', async (t) => {
+    const b = n.createBatch(4);
+    const scratch = Buffer.alloc(n.ICMP_SCRATCH_MIN);
+    let sent = 0;
+    const h = watch(tun.fd, n.READABLE, () => {
+      const cnt = n.tunRead(tun.fd, b.slab, b.slotSize, HR, b.len, b.slots, b.counters);
+      for (let i = 0; i < cnt; i++) {
+        const at = i * b.slotSize + HR;
+        if (!isEchoRequest(b.slab, at, b.len[i]!, `${NET}.3`)) continue;
+        if (n.icmpError(tun.fd, b.slab, at, b.len[i]!, n.ICMP_DEST_UNREACH, n.ICMP_NET_UNREACH,
+          n.ipv4ToU32(`${NET}.254`), scratch, b.counters)) sent++;
+      }
+    });
+    const r = await ping(`${NET}.3`, 1);
+    unwatch(h);
+    t.equal(sent, 1);
+    t.equal(b.counters[n.Counter.icmp_sent], 1);
+    t.match(r.out, new RegExp(`From ${NET.replace(/\./g, '\\.')}\\.254 .*Destination Net Unreachable`));
+  });
+
+  closeFd(tun.fd);
+  t.ok(await waitFor(() => !existsSync(`/sys/class/net/${NAME}`), 3000), 'TUN disappears when closed');
+});
+
+t.test('tun: multi-queue and vnet header flags', async (t) => {
+  const q1 = n.tunOpen(`${NAME}m`, true, false);
+  track(q1.fd);
+  const q2 = n.tunOpen(`${NAME}m`, true, false);
+  track(q2.fd);
+  t.equal(q2.name, `${NAME}m`, 'second queue attaches to the same device');
+  t.equal(parseInt(readFileSync(`/sys/class/net/${NAME}m/tun_flags`, 'utf8'), 16), 0x1101, 'IFF_MULTI_QUEUE');
+  const v = n.tunOpen(`${NAME}v`, false, true);
+  track(v.fd);
+  t.equal(parseInt(readFileSync(`/sys/class/net/${NAME}v/tun_flags`, 'utf8'), 16), 0x5001, 'IFF_VNET_HDR');
+  for (const fd of [q1.fd, q2.fd, v.fd]) closeFd(fd);
+  t.ok(await waitFor(() => !existsSync(`/sys/class/net/${NAME}m`) && !existsSync(`/sys/class/net/${NAME}v`), 3000));
+});
+
+t.test('errors carry the errno name, syscall and argument', async (t) => {
+  t.throws(() => n.tunOpen('x'.repeat(16), false, false), { code: 'EINVAL', message: /TUNSETIFF/ });
+  t.throws(() => n.linkSet('wtstnosuch0', 1400, true), { code: 'ENODEV', syscall: 'ioctl(SIOCSIFMTU)', message: /wtstnosuch0/ });
+  t.throws(() => n.udpOpen('not-an-ip', 0, 0, false), { code: 'EINVAL', message: /inet_pton not-an-ip:0/ });
+  t.throws(() => n.udpOpen('192.0.2.1', 0, 0, false), { code: 'EADDRNOTAVAIL', syscall: 'bind', message: /^bind 192\.0\.2\.1:0: / });
+  const fd = n.udpOpen('127.0.0.1', 0, 0, false);
+  n.close(fd);
+  t.throws(() => n.close(fd), { code: 'EBADF', errno: -9, message: new RegExp(`close fd ${fd}`) });
+  t.throws(() => n.udpLocalPort(fd), { code: 'EBADF', syscall: 'getsockname' });
+  const b = n.createBatch(1);
+  t.throws(() => n.udpRecv(fd, b.slab, b.slotSize, b.len, b.addr, 1, b.counters), { code: 'EBADF', syscall: 'recvmmsg' });
+  t.throws(() => n.tunRead(fd, b.slab, b.slotSize, HR, b.len, 1, b.counters), { code: 'EBADF', syscall: 'read' });
+  b.len[0] = 10;
+  b.peer[0] = 0;
+  t.throws(() => n.sendBatch(fd, b.slab, b.off, b.len, b.peer, 0, 1, Buffer.alloc(32), b.counters), { code: 'EBADF' });
+  t.throws(() => n.udpOpen('127.0.0.1', 70000, 0, false), { code: 'ERR_OUT_OF_RANGE', message: /'port'/ });
+});
+
+// ---- UDP ----
+
+function udpPair(t: { teardown(fn: () => void): void }) {
+  const a = track(n.udpOpen('127.0.0.1', 0, 4 << 20, false));
+  const b = track(n.udpOpen('127.0.0.1', 0, 4 << 20, true));
+  t.teardown(() => {
+    for (const fd of [a, b]) if (fds.has(fd)) closeFd(fd);
+  });
+  return { a, b, pa: n.udpLocalPort(a), pb: n.udpLocalPort(b) };
+}
+
+function table(port: number, ip = '127.0.0.1'): Buffer {
+  const tab = Buffer.alloc(n.PEER_RECORD_SIZE);
+  n.writePeerRecord(tab, 0, ip, port, '02:00:00:00:00:01', 1);
+  return tab;
+}
+
+/** Wait until fd is readable (bounded), via pollStart. */
+function readable(fd: number, ms = 2000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      unwatch(h);
+      resolve(false);
+    }, ms);
+    const h = watch(fd, n.READABLE, () => {
+      clearTimeout(timer);
+      unwatch(h);
+      resolve(true);
+    });
+  });
+}
+
+t.test('udp: socket buffers forced, local port', async (t) => {
+  const { pb } = udpPair(t);
+  t.ok(pb > 0);
+  const ss = execFileSync('ss', ['-u', '-a', '-n', '-m', 'sport', '=', `:${pb}`], { encoding: 'utf8' });
+  const rb = /rb(\d+)/.exec(ss);
+  const tb = /tb(\d+)/.exec(ss);
+  t.ok(rb && Number(rb[1]) >= 4 << 20, `receive buffer ${rb?.[1]} >= 4 MiB (beyond rmem_max)`);
+  t.ok(tb && Number(tb[1]) >= 4 << 20, `send buffer ${tb?.[1]} >= 4 MiB`);
+});
+
+t.test('udp: sendBatch / udpRecv of 100 datagrams over loopback', async (t) => {
+  const { a, b, pa, pb } = udpPair(t);
+  const tab = table(pb);
+  const tx = n.createBatch(110);
+  let bytes = 0;
+  const sizes: number[] = [];
+  for (let i = 0; i < 110; i++) {
+    const at = i * tx.slotSize + HR;
+    tx.off[i] = at;
+    tx.len[i] = 100 + i * 7;
+    tx.slab.fill(i, at, at + tx.len[i]!);
+    tx.peer[i] = i % 11 === 10 ? -1 : 0; // 10 slots JS decided not to send
+    if (tx.peer[i]! >= 0) {
+      bytes += tx.len[i]!;
+      sizes.push(tx.len[i]!);
+    }
+  }
+  t.equal(sizes.length, 100);
+  t.equal(n.sendBatch(a, tx.slab, tx.off, tx.len, tx.peer, 0, 110, tab, tx.counters), 110, 'all sent');
+  const k = tx.counters;
+  t.equal(k[n.Counter.udp_tx_packets], 100);
+  t.equal(k[n.Counter.udp_tx_bytes], bytes);
+  t.equal(k[n.Counter.copied_user_to_kernel_bytes], bytes);
+  t.equal(k[n.Counter.syscalls_send], 2, 'two sendmmsg chunks of <= 64');
+
+  const rx = n.createBatch(128);
+  const got: number[] = [];
+  let wrong = 0;
+  while (got.length < 100) {
+    if (!(await readable(b))) break;
+    const cnt = n.udpRecv(b, rx.slab, rx.slotSize, rx.len, rx.addr, rx.slots, rx.counters);
+    for (let i = 0; i < cnt; i++) {
+      const len = rx.len[i]!;
+      const seq = rx.slab[i * rx.slotSize]!;
+      if (rx.addr[i] !== 0x7f000001 || len !== 100 + seq * 7 || rx.slab[i * rx.slotSize + len - 1] !== seq) wrong++;
+      got.push(len);
+    }
+  }
+  t.same(got, sizes, 'every datagram, in order, with its length');
+  t.equal(wrong, 0, 'source address and contents correct');
+  t.equal(rx.counters[n.Counter.udp_rx_packets], 100);
+  t.equal(rx.counters[n.Counter.udp_rx_bytes], bytes);
+  t.equal(rx.counters[n.Counter.copied_kernel_to_user_bytes], bytes);
+  t.ok(rx.counters[n.Counter.syscalls_recv]! <= 6, `few recvmmsg calls (${rx.counters[n.Counter.syscalls_recv]})`);
+  t.equal(n.udpRecv(b, rx.slab, rx.slotSize, rx.len, rx.addr, rx.slots, rx.counters), 0, '0 when drained');
+
+  // the source port the peer sees is socket A's
+  const sock = dgram.createSocket('udp4');
+  t.teardown(() => sock.close());
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+  const seen = new Promise<dgram.RemoteInfo>((r) => sock.once('message', (_m, info) => r(info)));
+  tx.peer.fill(-1);
+  tx.peer[3] = 0;
+  t.equal(n.sendBatch(a, tx.slab, tx.off, tx.len, tx.peer, 0, 110, table(sock.address().port), tx.counters), 110);
+  const info = await seen;
+  t.equal(info.address, '127.0.0.1');
+  t.equal(info.port, pa, 'source port is the sending socket');
+  t.equal(info.size, tx.len[3]);
+
+  // resume from `start`: slots before it are not sent again
+  tx.peer.fill(0);
+  const before = k[n.Counter.udp_tx_packets]!;
+  t.equal(n.sendBatch(a, tx.slab, tx.off, tx.len, tx.peer, 105, 110, tab, tx.counters), 110);
+  t.equal(k[n.Counter.udp_tx_packets]! - before, 5);
+});
+
+t.test('udp: sendBatch drops a failing message and goes on', async (t) => {
+  const { a, b, pb } = udpPair(t);
+  const tab = Buffer.alloc(2 * n.PEER_RECORD_SIZE);
+  n.writePeerRecord(tab, 0, '127.0.0.1', pb, '02:00:00:00:00:01', 1);
+  n.writePeerRecord(tab, 1, '0.0.0.0', 0, '02:00:00:00:00:01', 1); // port 0: EINVAL
+  const tx = n.createBatch(3);
+  for (let i = 0; i < 3; i++) {
+    tx.off[i] = i * tx.slotSize + HR;
+    tx.len[i] = 50;
+  }
+  tx.peer.set([0, 1, 0]);
+  t.equal(n.sendBatch(a, tx.slab, tx.off, tx.len, tx.peer, 0, 3, tab, tx.counters), 3);
+  t.same([...tx.peer], [0, n.VERDICT_SEND_ERROR, 0]);
+  t.equal(tx.counters[n.Counter.drop_send_error], 1);
+  t.equal(tx.counters[n.Counter.udp_tx_packets], 2);
+  t.ok(await readable(b));
+  const rx = n.createBatch(4);
+  let total = 0;
+  for (let tries = 0; total < 2 && tries < 50; tries++) {
+    total += n.udpRecv(b, rx.slab, rx.slotSize, rx.len, rx.addr, rx.slots, rx.counters);
+    if (total < 2) await sleep(10);
+  }
+  t.equal(total, 2);
+});
+
+t.test('udp: 60 KiB and 65507-byte datagrams arrive whole; truncation is a verdict', async (t) => {
+  const { a, b, pb } = udpPair(t);
+  const tx = n.createBatch(2);
+  for (const [i, size] of [[0, 60 * 1024], [1, 65507]] as const) {
+    tx.off[i] = i * tx.slotSize + HR;
+    tx.len[i] = size;
+    for (let j = 0; j < size; j++) tx.slab[tx.off[i]! + j] = (j * 31 + i) & 0xff;
+  }
+  t.equal(n.sendBatch(a, tx.slab, tx.off, tx.len, tx.peer, 0, 2, table(pb), tx.counters), 2);
+  const rx = n.createBatch(4);
+  const lens: number[] = [];
+  let same = true;
+  while (lens.length < 2 && (await readable(b))) {
+    const cnt = n.udpRecv(b, rx.slab, rx.slotSize, rx.len, rx.addr, rx.slots, rx.counters);
+    for (let i = 0; i < cnt; i++) {
+      const k = lens.length;
+      lens.push(rx.len[i]!);
+      same &&= rx.slab.subarray(i * rx.slotSize, i * rx.slotSize + rx.len[i]!)
+        .equals(tx.slab.subarray(tx.off[k]!, tx.off[k]! + tx.len[k]!));
+    }
+  }
+  t.same(lens, [61440, 65507]);
+  t.ok(same, 'contents intact');
+  t.equal(rx.counters[n.Counter.drop_truncated], 0);
+
+  // a slot smaller than the datagram: MSG_TRUNC -> VERDICT_TRUNCATED
+  tx.len[0] = 2000;
+  t.equal(n.sendBatch(a, tx.slab, tx.off, tx.len, tx.peer, 0, 1, table(pb), tx.counters), 1);
+  t.ok(await readable(b));
+  const small = n.createBatch(2, 1024);
+  t.equal(n.udpRecv(b, small.slab, 1024, small.len, small.addr, 2, small.counters), 1);
+  t.equal(small.len[0], n.VERDICT_TRUNCATED);
+  t.equal(small.counters[n.Counter.drop_truncated], 1);
+});
+
+// ---- event loop ----
+
+t.test('poll: fires on readable and writable, stop is clean and idempotent', async (t) => {
+  const { b, pb } = udpPair(t);
+  const sock = dgram.createSocket('udp4');
+  t.teardown(() => sock.close());
+  const events: number[] = [];
+  const fired = new Promise<void>((resolve) => {
+    const h = watch(b, n.READABLE, (ev) => {
+      events.push(ev);
+      unwatch(h);
+      t.doesNotThrow(() => n.pollStop(h), 'second pollStop is a no-op');
+      t.throws(() => n.pollUpdate(h, n.READABLE), { code: 'EBADF' });
+      resolve();
+    });
+  });
+  sock.send(Buffer.from('wake'), pb, '127.0.0.1');
+  await fired;
+  t.same(events, [n.READABLE]);
+
+  const w = await new Promise<number>((resolve) => {
+    const h = watch(b, 0, (ev) => {
+      unwatch(h);
+      resolve(ev);
+    });
+    n.pollUpdate(h, n.WRITABLE);
+  });
+  t.equal(w, n.WRITABLE, 'pollUpdate to WRITABLE fires at once on an idle socket');
+  const rx = n.createBatch(1);
+  t.equal(n.udpRecv(b, rx.slab, rx.slotSize, rx.len, rx.addr, 1, rx.counters), 1);
+  t.equal(rx.addr[0], 0x7f000001);
+  t.throws(() => n.pollStart(b, 4, () => {}), { code: 'ERR_OUT_OF_RANGE' });
+});
+
+t.test('poll: a throw in the callback surfaces as uncaughtException', async (t) => {
+  const addon = fileURLToPath(new URL('../build/Release/weft.node', import.meta.url));
+  const script = `
+    import { createRequire } from 'node:module';
+    import dgram from 'node:dgram';
+    const w = createRequire(import.meta.url)(${JSON.stringify(addon)});
+    const fd = w.udpOpen('127.0.0.1', 0, 0, false);
+    process.on('uncaughtException', (e) => { console.log('uncaught: ' + e.message); process.exit(0); });
+    w.pollStart(fd, w.READABLE, () => { throw new Error('boom in poll'); });
+    const s = dgram.createSocket('udp4');
+    s.send('x', w.udpLocalPort(fd), '127.0.0.1', () => s.close());
+    setTimeout(() => { console.log('timeout'); process.exit(1); }, 3000);
+  `;
+  const r = await run(process.execPath, ['--input-type=module', '-e', script], 10000);
+  t.equal(r.code, 0);
+  t.match(r.out, /uncaught: boom in poll/);
+});
