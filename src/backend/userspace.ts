@@ -3,6 +3,7 @@
 // whole overlay Network, so the kernel routes every other host's subnet into it; the local subnet itself lives on
 // the container bridge (cni0/docker0) as a more specific route.
 import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { WeftError, errorMessage } from '../errors.js';
 import type { Encap, LocalEncapInfo } from '../encap/encap.js';
 import { encapByName } from '../encap/index.js';
@@ -89,6 +90,10 @@ export class UserspaceBackend implements Backend {
     const current = await iproute.interfaceByName(dev);
     for (const old of current?.cidrs ?? []) if (old !== cidr) await iproute.addrDel(dev, old);
     await iproute.addrReplace(dev, cidr);
+    // ICMP errors weft writes to TUN come from the TUN's own address; without accept_local the kernel drops them
+    // as martians (a packet arriving with a local source) and senders only see a timeout.
+    await writeFile(`/proc/sys/net/ipv4/conf/${dev}/accept_local`, '1').catch((e: unknown) =>
+      ctx.log.warn({ err: errorMessage(e), device: dev }, 'cannot set accept_local: ICMP errors from weft will be dropped'));
     if (!this.datapath) {
       this.datapath = openDatapath(ctx.config.tier, {
         tunFd: this.tun.fd,

@@ -1,6 +1,6 @@
 // A real single-member etcd for tests, demo and bench: free ports, a temp data dir, health-checked start,
 // and no orphans (survivors are SIGKILLed when this process exits).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -66,7 +66,14 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function healthy(endpoint: string): Promise<boolean> {
+// In another namespace the endpoint is out of this process's reach: ask etcdctl from inside it.
+async function healthy(endpoint: string, netns?: string): Promise<boolean> {
+  if (netns !== undefined) {
+    return new Promise((resolve) => {
+      execFile('ip', ['netns', 'exec', netns, 'etcdctl', `--endpoints=${endpoint}`, '--command-timeout=1s', 'endpoint', 'health'],
+        { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 3000 }, (err) => resolve(err === null));
+    });
+  }
   try {
     const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
     if (!res.ok) return false;
@@ -135,7 +142,7 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
         const why = spawnError !== null ? (spawnError as Error).message : `exited with ${c.exitCode ?? c.signalCode}`;
         throw new WeftError('WEFT_ERR_ETCD', `etcd at ${endpoint} failed to start (${why}); stderr tail:\n${stderrTail}`);
       }
-      if (await healthy(endpoint)) return;
+      if (await healthy(endpoint, opts.netns)) return;
       if (Date.now() > deadline) {
         c.kill('SIGKILL');
         await waitExit(c);

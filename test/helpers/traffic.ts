@@ -13,7 +13,7 @@ const srv = net.createServer((s) => {
   s.on('end', () => { process.stdout.write(JSON.stringify({ received: n, hash: h.digest('hex') })); process.exit(0); });
 });
 srv.listen(Number(process.argv[1]), () => process.stdout.write('listening\\n'));
-setTimeout(() => process.exit(3), Number(process.argv[2]));
+setTimeout(() => process.exit(3), Number(process.argv[2])).unref();
 `;
 
 const CLIENT = `
@@ -94,7 +94,7 @@ const next = () => {
   sock.send(msgs[i++], port, dst, next);
 };
 next();
-setTimeout(() => process.exit(3), 20000);
+setTimeout(() => process.exit(3), 20000).unref();
 `;
 
 /** Sends crafted datagrams from a namespace to `dst:port`, one after another (bounded: count and 20 s). */
