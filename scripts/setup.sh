@@ -15,10 +15,11 @@ need_root() {
 # Debian packages, by the command each provides.
 declare -A PKG=(
   [etcd]=etcd-server [etcdctl]=etcd-client [ip]=iproute2 [iperf3]=iperf3 [ping]=iputils-ping [tcpdump]=tcpdump
+  [/usr/lib/cni/bridge]=containernetworking-plugins
 )
 missing=()
 for cmd in "${!PKG[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${PKG[$cmd]}")
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "$cmd" ] || missing+=("${PKG[$cmd]}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   need_root
