@@ -14,6 +14,9 @@ import * as iproute from '../net/iproute.js';
 import * as native from '../native.js';
 import type { Backend, BackendContext, BackendStatus } from './backend.js';
 
+/** Packets the kernel may queue for weft to read from the TUN device. */
+const TUN_TXQUEUELEN = 4096;
+
 /** Options of Backend in `<prefix>/config` that the userspace backend reads, over its defaults. */
 interface UserspaceOptions {
   readonly port: number;
@@ -94,6 +97,11 @@ export class UserspaceBackend implements Backend {
     // as martians (a packet arriving with a local source) and senders only see a timeout.
     await writeFile(`/proc/sys/net/ipv4/conf/${dev}/accept_local`, '1').catch((e: unknown) =>
       ctx.log.warn({ err: errorMessage(e), device: dev }, 'cannot set accept_local: ICMP errors from weft will be dropped'));
+    // The overlay carries IPv4 only; without this the kernel queues its own IPv6 chatter (RS, MLD) into the TUN.
+    await writeFile(`/proc/sys/net/ipv6/conf/${dev}/disable_ipv6`, '1').catch(() => undefined);
+    // The TUN's queue towards weft (500 packets by default) overflows in TCP bursts and the kernel drops there;
+    // a longer queue absorbs a burst while weft drains it in batches.
+    await iproute.ip(['link', 'set', 'dev', dev, 'txqueuelen', String(TUN_TXQUEUELEN)]);
     if (!this.datapath) {
       this.datapath = openDatapath(ctx.config.tier, {
         tunFd: this.tun.fd,
