@@ -37,7 +37,7 @@ fi
 if [ ! -f build/Release/weft.node ] || [ -n "$(find native binding.gyp -newer build/Release/weft.node 2>/dev/null | head -1)" ]; then
   npx node-gyp rebuild >/dev/null
 fi
-npx tsc -p tsconfig.json
+npm run --silent build
 
 need_root
 # Namespace hosts forward between their pod bridge and the overlay device.

@@ -4,8 +4,13 @@
 //   bridge netns w<id>-br: bridge wbr<id> 198.18.<id>.254, etcd :2379
 //   host netns w<id>-hN:   eth0 198.18.<id>.N, weft daemon -> TUN weft0, cni0 = FLANNEL_SUBNET gateway
 //   pod netns w<id>-hN-pod: eth0 = FLANNEL_SUBNET .2, default route via cni0
+//
+// Pods are made as a CNI runtime makes them when Debian's CNI plugins are installed (/usr/lib/cni/bridge): weft-cni
+// ADD from dist/, delegating to the real bridge and host-local plugins, with every piece of CNI state (weft-cni's
+// records, host-local's reservations) under the cluster's temp directory and DEL run on destroy(). Without them,
+// the testbed's hand-made pod (tb.addPod) stands in.
 import type { ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -13,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { WeftError } from '../errors.js';
 import { readSubnetEnv } from '../lease/subnet-env.js';
 import { formatIPv4, firstHost } from '../lease/subnet.js';
+import { ip } from '../net/iproute.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
 import { createTestbed, killChild, type Host, type Pod, type Testbed } from './hosts.js';
 
@@ -28,6 +34,40 @@ export const PACKAGE_ROOT = (() => {
 })();
 export const WEFT_CLI = join(PACKAGE_ROOT, 'dist', 'cli', 'main.js');
 export const PREFIX = '/coreos.com/network';
+/** The CNI plugin as built, and where Debian's containernetworking-plugins puts bridge, host-local, loopback. */
+export const WEFT_CNI = join(PACKAGE_ROOT, 'dist', 'cni', 'main.js');
+export const SYSTEM_CNI_DIR = '/usr/lib/cni';
+const DELEGATES = ['bridge', 'host-local', 'loopback'];
+
+/** True when pods can be made through weft-cni and the real bridge plugin. */
+export function cniPluginsInstalled(): boolean {
+  return existsSync(join(SYSTEM_CNI_DIR, 'bridge')) && existsSync(join(SYSTEM_CNI_DIR, 'host-local'));
+}
+
+/** A pod made by weft-cni ADD: the testbed's Pod plus what DEL needs and what ADD returned. */
+export interface CniPod extends Pod {
+  containerId: string;
+  /** CNI_NETNS given to the plugin. */
+  netnsPath: string;
+  /** The plugin's ADD result (CNI result JSON). */
+  result: unknown;
+}
+
+export interface CniRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** stdout parsed as JSON, undefined when empty or not JSON. */
+  json: unknown;
+}
+
+export interface CniCall {
+  containerId?: string;
+  netns?: string;
+  ifName?: string;
+  /** The network config on stdin: an object (JSON-encoded) or raw text; default cniNetConf(n). */
+  conf?: Record<string, unknown> | string;
+}
 
 export interface ClusterOptions {
   hosts: number;
@@ -48,6 +88,9 @@ export interface DaemonHandle {
 export class Cluster {
   readonly daemons = new Map<number, DaemonHandle>();
   readonly pods = new Map<number, Pod>();
+  /** Pods attached through weft-cni, by container ID; destroy() runs DEL for each. */
+  readonly cniPods = new Map<string, CniPod>();
+  private cniBin: string | undefined;
   private readonly dir = mkdtempSync(join(tmpdir(), 'weft-cluster-'));
 
   private constructor(readonly tb: Testbed, readonly etcd: EtcdServer) {}
@@ -145,22 +188,144 @@ export class Cluster {
     await killChild(d.child);
   }
 
-  /** A pod behind host n's cni0, addressed from the daemon's FLANNEL_SUBNET (as the bridge CNI plugin would). */
-  async ensurePod(n: number): Promise<Pod> {
+  /**
+   * A pod behind host n's cni0 on the daemon's FLANNEL_SUBNET. `via: 'cni'` (the default when Debian's CNI plugins
+   * are installed) attaches it with weft-cni ADD; `via: 'manual'` uses the testbed's hand-made pod.
+   */
+  async ensurePod(n: number, opts: { via?: 'cni' | 'manual' } = {}): Promise<Pod> {
     const have = this.pods.get(n);
     if (have) return have;
     const d = this.daemons.get(n);
     if (!d) throw new WeftError('WEFT_ERR_BACKEND', `no daemon in h${n}: start it before adding its pod`);
-    const pod = await this.tb.addPod(d.host, d.subnetGateway);
+    const via = opts.via ?? (cniPluginsInstalled() ? 'cni' : 'manual');
+    const pod = via === 'cni' ? await this.addCniPod(n) : await this.tb.addPod(d.host, d.subnetGateway);
     this.pods.set(n, pod);
     return pod;
   }
 
+  /**
+   * CNI_PATH for this cluster: weft-cni (dist/cni/main.js, made executable) and Debian's delegates, as symlinks in
+   * one temp directory, the way a runtime finds plugins.
+   */
+  cniPath(): string {
+    if (this.cniBin !== undefined) return this.cniBin;
+    if (!existsSync(WEFT_CNI)) throw new WeftError('WEFT_ERR_CONFIG', `${WEFT_CNI} is missing: build first (npx tsc -p .)`);
+    const bin = join(this.dir, 'cni-bin');
+    mkdirSync(bin, { recursive: true });
+    chmodSync(WEFT_CNI, 0o755); // tsc writes 0644; a runtime execs the file itself
+    symlinkSync(WEFT_CNI, join(bin, 'weft-cni'));
+    for (const p of DELEGATES) {
+      if (existsSync(join(SYSTEM_CNI_DIR, p))) symlinkSync(join(SYSTEM_CNI_DIR, p), join(bin, p));
+    }
+    this.cniBin = bin;
+    return bin;
+  }
+
+  /**
+   * weft-cni's network config for host n: its subnet.env, and every state directory (weft-cni's records,
+   * host-local's reservations) under the cluster's temp directory so nothing lands in the machine's /var/lib/cni.
+   * The delegate is kube-flannel's (hairpin, default route via cni0) with ipMasq off: weft's daemon does no NAT, and
+   * the bridge's masquerade would rewrite pod-to-pod sources (the hand-made pods have none either).
+   */
+  cniNetConf(n: number): Record<string, unknown> {
+    return {
+      cniVersion: '1.0.0',
+      name: 'weft',
+      type: 'weft-cni',
+      subnetFile: this.subnetFile(n),
+      dataDir: join(this.dir, `h${n}`, 'cni'),
+      ipam: { dataDir: join(this.dir, `h${n}`, 'ipam') },
+      delegate: { hairpinMode: true, isDefaultGateway: true, ipMasq: false },
+    };
+  }
+
+  /** Runs weft-cni `command` in host n's namespace as a runtime would (bounded); never rejects on a CNI error. */
+  async cni(n: number, command: string, call: CniCall = {}): Promise<CniRun> {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      // The shebang is `/usr/bin/env node`: make sure it finds the node running us.
+      PATH: `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`,
+      CNI_COMMAND: command,
+      CNI_PATH: this.cniPath(),
+    };
+    if (call.containerId !== undefined) env.CNI_CONTAINERID = call.containerId;
+    if (call.netns !== undefined) env.CNI_NETNS = call.netns;
+    env.CNI_IFNAME = call.ifName ?? 'eth0';
+    const conf = call.conf ?? this.cniNetConf(n);
+    const r = await this.tb.exec(this.tb.host(n), [join(this.cniPath(), 'weft-cni')], {
+      env,
+      input: typeof conf === 'string' ? conf : JSON.stringify(conf),
+      timeoutMs: 30_000,
+    });
+    let json: unknown;
+    try {
+      json = r.stdout.trim() === '' ? undefined : JSON.parse(r.stdout);
+    } catch {
+      json = undefined;
+    }
+    return { code: r.code, stdout: r.stdout, stderr: r.stderr, json };
+  }
+
+  /**
+   * A new pod on host n attached by weft-cni ADD (any number per host); its address is host-local's pick. `conf`
+   * replaces the network config (default cniNetConf(n)); keep its dataDir so destroy()'s DEL finds the record.
+   */
+  async addCniPod(n: number, conf?: Record<string, unknown>): Promise<CniPod> {
+    const d = this.daemons.get(n);
+    if (!d) throw new WeftError('WEFT_ERR_BACKEND', `no daemon in h${n}: start it before adding its pod`);
+    // The testbed registers (and on exit deletes) only namespaces it made itself, so have it make the pod, then
+    // take its hand-made links away and let the CNI plugins build them; the first pod's cni0 goes too, so the
+    // bridge plugin creates it as on a real node.
+    const pod = await this.tb.addPod(d.host, d.subnetGateway);
+    await ip(['link', 'del', 'eth0'], { netns: pod.ns });
+    if (d.host.pods.length === 1) await ip(['link', 'del', 'cni0'], { netns: d.host.ns });
+    const containerId = pod.ns;
+    const netnsPath = `/run/netns/${pod.ns}`;
+    const r = await this.cni(n, 'ADD', { containerId, netns: netnsPath, conf });
+    const addr = cniResultAddress(r.json);
+    if (r.code !== 0 || addr === undefined) {
+      throw new WeftError('WEFT_ERR_BACKEND', `weft-cni ADD in h${n} failed (exit ${r.code}): ${r.stdout.trim()} ${r.stderr.trim()}`);
+    }
+    const cniPod = Object.assign(pod, {
+      ip: addr.ip,
+      cidr: addr.cidr,
+      gateway: addr.gateway ?? pod.gateway,
+      containerId,
+      netnsPath,
+      result: r.json,
+    });
+    this.cniPods.set(containerId, cniPod);
+    return cniPod;
+  }
+
+  /** weft-cni DEL for a pod made by addCniPod; the namespace stays (the testbed removes it). */
+  async delCniPod(pod: CniPod): Promise<CniRun> {
+    const r = await this.cni(pod.host, 'DEL', { containerId: pod.containerId, netns: pod.netnsPath });
+    if (r.code === 0) this.cniPods.delete(pod.containerId);
+    return r;
+  }
+
   async destroy(): Promise<void> {
+    // DEL while the namespaces still exist; best effort, the namespaces and temp directory go anyway.
+    for (const pod of [...this.cniPods.values()]) await this.delCniPod(pod).catch(() => undefined);
     for (const n of [...this.daemons.keys()]) await this.stopDaemon(n);
     await this.etcd.stop().catch(() => undefined);
     await this.tb.destroy();
     await this.etcd.wipe().catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/** The first IPv4 address of a CNI result (any version from 0.3.0 on: `ips[].address` with prefix length). */
+function cniResultAddress(result: unknown): { ip: string; cidr: string; gateway: string | undefined } | undefined {
+  if (typeof result !== 'object' || result === null) return undefined;
+  const ips = (result as { ips?: unknown }).ips;
+  if (!Array.isArray(ips)) return undefined;
+  for (const e of ips as unknown[]) {
+    if (typeof e !== 'object' || e === null) continue;
+    const { address, gateway } = e as { address?: unknown; gateway?: unknown };
+    const m = typeof address === 'string' ? /^(\d+\.\d+\.\d+\.\d+)\/\d+$/.exec(address) : null;
+    if (m) return { ip: m[1]!, cidr: address as string, gateway: typeof gateway === 'string' ? gateway : undefined };
+  }
+  return undefined;
 }
