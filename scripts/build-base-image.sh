@@ -28,13 +28,16 @@ node_major="$("$node_bin" -p 'process.versions.node.split(".")[0]')"
 # What a weft host, the etcd service and the compose entrypoints run.
 tools=(
   "$node_bin" ip bridge etcd etcdctl iperf3 ping
-  sh dash bash cat sleep mkdir rm ls touch env timeout tail head grep sed tr cut date hostname id true false echo
-  wc sort uname ps kill
+  sh dash bash cat sleep mkdir rm ls touch env timeout tail head grep sed tr cut date hostname id
+  wc sort uname ps seq dirname basename mv cp ln stat readlink chmod find
 )
 
 root="$(mktemp -d "${TMPDIR:-/tmp}/weft-base-root.XXXXXX")"
 trap 'rm -rf "$root"' EXIT
-mkdir -p "$root"/{bin,usr/bin,usr/sbin,usr/local/bin,etc,tmp,run,var/lib,root,lib64,dev,proc,sys}
+# Debian's merged /usr: /bin, /sbin, /lib, /lib64 are links into /usr, so both spellings of a path work
+# (scripts' #!/bin/bash, ldd's /lib/x86_64-linux-gnu/...).
+mkdir -p "$root"/{usr/bin,usr/sbin,usr/lib,usr/lib64,usr/local/bin,etc,tmp,run,var/lib,root,dev,proc,sys}
+for d in bin sbin lib lib64; do ln -s "usr/$d" "$root/$d"; done
 chmod 1777 "$root/tmp"
 
 copy_file() {
@@ -58,7 +61,6 @@ done
 # Where scripts expect them.
 [ -e "$root/bin/sh" ] || ln -s /usr/bin/dash "$root/bin/sh"
 [ -e "$root/usr/bin/node" ] || ln -s "$node_bin" "$root/usr/bin/node"
-# Debian has merged /usr: /bin and /lib are links there; copy_file may have made real dirs, which is fine.
 
 cat >"$root/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
