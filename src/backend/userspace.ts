@@ -2,8 +2,7 @@
 // geneve). Like flannel's UDP backend, the TUN device gets our subnet's network address with the prefix length of the
 // whole overlay Network, so the kernel routes every other host's subnet into it; the local subnet itself lives on
 // the container bridge (cni0/docker0) as a more specific route.
-import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { WeftError, errorMessage } from '../errors.js';
 import type { Encap, LocalEncapInfo } from '../encap/encap.js';
 import { encapByName } from '../encap/index.js';
@@ -13,6 +12,13 @@ import type { Lease, LeaseEvent } from '../lease/lease.js';
 import * as iproute from '../net/iproute.js';
 import * as native from '../native.js';
 import type { Backend, BackendContext, BackendStatus } from './backend.js';
+import { stableMac } from './vtep-mac.js';
+
+/** Writes a sysctl unless it already holds the value (in a container /proc/sys is read-only, often preset). */
+async function setSysctl(path: string, value: string): Promise<void> {
+  if ((await readFile(path, 'utf8').catch(() => '')).trim() === value) return;
+  await writeFile(path, value);
+}
 
 /** Packets the kernel may queue for weft to read from the TUN device. */
 const TUN_TXQUEUELEN = 4096;
@@ -34,16 +40,6 @@ function backendOptions(ctx: BackendContext, encap: Encap): UserspaceOptions {
     throw new WeftError('WEFT_ERR_NETWORK_CONFIG', `network config: Backend.VNI ${JSON.stringify(vni)}: not a 24-bit VNI`);
   }
   return { port, vni };
-}
-
-/**
- * A locally administered unicast MAC derived from what identifies this node in the overlay, so the VtepMAC in our
- * lease stays the same across restarts (peers' neighbour entries stay valid) without any state on disk.
- */
-export function stableMac(publicIp: string, vni: number): Buffer {
-  const mac = createHash('sha256').update(`weft ${publicIp} ${vni}`).digest().subarray(0, 6);
-  mac[0] = ((mac[0] as number) & 0xfe) | 0x02;
-  return Buffer.from(mac);
 }
 
 export class UserspaceBackend implements Backend {
@@ -95,10 +91,10 @@ export class UserspaceBackend implements Backend {
     await iproute.addrReplace(dev, cidr);
     // ICMP errors weft writes to TUN come from the TUN's own address; without accept_local the kernel drops them
     // as martians (a packet arriving with a local source) and senders only see a timeout.
-    await writeFile(`/proc/sys/net/ipv4/conf/${dev}/accept_local`, '1').catch((e: unknown) =>
+    await setSysctl(`/proc/sys/net/ipv4/conf/${dev}/accept_local`, '1').catch((e: unknown) =>
       ctx.log.warn({ err: errorMessage(e), device: dev }, 'cannot set accept_local: ICMP errors from weft will be dropped'));
     // The overlay carries IPv4 only; without this the kernel queues its own IPv6 chatter (RS, MLD) into the TUN.
-    await writeFile(`/proc/sys/net/ipv6/conf/${dev}/disable_ipv6`, '1').catch(() => undefined);
+    await setSysctl(`/proc/sys/net/ipv6/conf/${dev}/disable_ipv6`, '1').catch(() => undefined);
     // The TUN's queue towards weft (500 packets by default) overflows in TCP bursts and the kernel drops there;
     // a longer queue absorbs a burst while weft drains it in batches.
     await iproute.ip(['link', 'set', 'dev', dev, 'txqueuelen', String(TUN_TXQUEUELEN)]);

@@ -34,6 +34,7 @@ export const DAEMON_OPTIONS: readonly OptionSpec[] = [
   { flag: 'datapath', kind: 'string', describe: 'userspace | kernel', fallback: 'userspace' },
   { flag: 'tier', kind: 'string', describe: 'userspace tier: dgram | batch | offload', fallback: 'batch' },
   { flag: 'queues', kind: 'int', describe: 'TUN queues and sockets (offload tier)', fallback: 1 },
+  { flag: 'encap-module', kind: 'string', describe: 'ES module (built JS) exporting an extra encap; Backend.Type names it' },
   { flag: 'log-level', kind: 'string', describe: 'trace | debug | info | warn | error', fallback: 'info' },
 ];
 
@@ -63,6 +64,7 @@ const daemonSchema = z
     datapath: z.enum(['userspace', 'kernel']),
     tier: z.enum(['dgram', 'batch', 'offload']),
     queues: z.number().int().min(1).max(64),
+    encapModule: z.string().min(1).optional(),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
   })
   .strict()

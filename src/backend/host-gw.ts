@@ -1,0 +1,324 @@
+// The host-gw backend (`--datapath kernel`, Backend.Type "host-gw"), as flanneld programs it: no device and no
+// encapsulation, one kernel route per peer, `<peer subnet> via <peer PublicIP> dev <iface>`. That only works when
+// the peer is on our L2 segment (its PublicIP inside our underlay interface's subnet); other peers are reported as
+// errors in the log and skipped, as flannel does.
+//
+// This file also holds what both kernel backends (host-gw, kernel-vxlan) share: the peer table that logs each
+// ignored lease once, the underlay's L2 test, the periodic re-sync loop, and the route reconciliation.
+//
+// Re-sync: every RESYNC_MS (and after each peer event) the wanted state is compared with the kernel's and only the
+// differences are programmed, in one `ip -batch`; a route someone deleted comes back within one period, and routes
+// of removed peers are deleted. On stop (SIGTERM) routes stay, as flanneld leaves them: traffic keeps flowing
+// across a daemon restart, and the restarted daemon reconciles whatever changed meanwhile.
+import { WeftError, errorMessage } from '../errors.js';
+import type { Lease, LeaseEvent } from '../lease/lease.js';
+import { containsSubnet, formatIPv4, formatSubnet, parseCIDR, parseIPv4, prefixMask, type Subnet } from '../lease/subnet.js';
+import type { Logger } from '../log.js';
+import * as iproute from '../net/iproute.js';
+import type { Backend, BackendContext, BackendStatus, ExternalInterface } from './backend.js';
+
+/** How often the kernel state is compared with the wanted one (flanneld: 10 s for routes). */
+export const RESYNC_MS = 5_000;
+
+// ---- the underlay's L2 segment ----
+
+export interface UnderlayNet {
+  readonly ip: number;
+  readonly prefixLen: number;
+}
+
+/** The subnet of our underlay interface address (e.g. 198.18.7.0/24 for eth0 198.18.7.1/24). */
+export async function underlayNet(ext: ExternalInterface): Promise<UnderlayNet> {
+  const iface = await iproute.interfaceByName(ext.name);
+  const cidr = iface?.cidrs.find((c) => c.startsWith(`${ext.ifaceIp}/`));
+  const parsed = cidr === undefined ? null : parseCIDR(cidr);
+  if (parsed === null) {
+    throw new WeftError('WEFT_ERR_BACKEND', `underlay ${ext.name} has no address ${ext.ifaceIp}: cannot tell which peers share its L2`);
+  }
+  return { ip: (parsed.ip & prefixMask(parsed.prefixLen)) >>> 0, prefixLen: parsed.prefixLen };
+}
+
+/** True when `ip` is inside our underlay interface's subnet: reachable without a router. */
+export function onSameL2(net: UnderlayNet, ip: number): boolean {
+  const mask = prefixMask(net.prefixLen);
+  return ((ip & mask) >>> 0) === net.ip;
+}
+
+// ---- peers ----
+
+/**
+ * The peers' leases by key, as the lease watch delivers them. `usable` turns each into what a backend programs, or a
+ * reason to skip it; each (lease, reason) is logged once, not on every re-sync.
+ */
+export class PeerLeases {
+  readonly leases = new Map<string, Lease>();
+  private readonly ignored = new Map<string, string>();
+  ownKey: string | null = null;
+  private heard = false;
+  private readonly since = Date.now();
+
+  constructor(private readonly log: Logger) {}
+
+  /**
+   * True once the lease watch has delivered its first list (or, since it delivers nothing when there are no peers,
+   * after two re-sync periods). Until then entries nobody wants must not be deleted: after a restart they are the
+   * previous run's peers, still live, and deleting them would cut traffic the kept routes were meant to carry.
+   */
+  get complete(): boolean {
+    return this.heard || Date.now() - this.since > 2 * RESYNC_MS;
+  }
+
+  apply(events: readonly LeaseEvent[]): void {
+    this.heard = true;
+    for (const ev of events) {
+      if (ev.lease.key === this.ownKey) continue;
+      if (ev.type === 'removed') this.leases.delete(ev.lease.key);
+      else this.leases.set(ev.lease.key, ev.lease);
+    }
+    for (const key of this.ignored.keys()) if (!this.leases.has(key)) this.ignored.delete(key);
+  }
+
+  /** `check` returns what to program for a lease, or a string (the reason to skip it) and the log level for it. */
+  usable<T>(check: (lease: Lease) => T | Skip): Array<{ lease: Lease; value: T }> {
+    const out: Array<{ lease: Lease; value: T }> = [];
+    for (const lease of this.leases.values()) {
+      if (lease.key === this.ownKey) continue;
+      const v = check(lease);
+      if (isSkip(v)) {
+        if (this.ignored.get(lease.key) !== v.skip) {
+          this.ignored.set(lease.key, v.skip);
+          this.log[v.level]({ subnet: lease.key, publicIp: lease.attrs.PublicIP, reason: v.skip }, 'ignoring peer');
+        }
+        continue;
+      }
+      this.ignored.delete(lease.key);
+      out.push({ lease, value: v });
+    }
+    return out;
+  }
+
+  get ignoredCount(): number {
+    return this.ignored.size;
+  }
+}
+
+/** Why a lease is not programmed, and how loudly to say so. */
+export interface Skip {
+  readonly skip: string;
+  readonly level: 'warn' | 'error';
+}
+
+function isSkip(v: unknown): v is Skip {
+  return typeof v === 'object' && v !== null && typeof (v as { skip?: unknown }).skip === 'string';
+}
+
+/** The peer's PublicIP as a number, or a reason to skip it. */
+export function peerPublicIp(lease: Lease): number | string {
+  const ip = parseIPv4(lease.attrs.PublicIP);
+  return ip === null ? `PublicIP ${JSON.stringify(lease.attrs.PublicIP)} is not IPv4` : ip;
+}
+
+// ---- the re-sync loop ----
+
+/**
+ * Runs `sync` at start, every `periodMs`, and on kick(); never two at once (a kick during a run runs it once more
+ * afterwards). Errors are logged and counted; the next period tries again.
+ */
+export class Resync {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private again = false;
+  runs = 0;
+  errors = 0;
+
+  constructor(
+    private readonly sync: () => Promise<void>,
+    private readonly periodMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  get active(): boolean {
+    return this.timer !== null;
+  }
+
+  start(): void {
+    if (this.timer === null) this.timer = setInterval(() => this.kick(), this.periodMs);
+    this.kick();
+  }
+
+  kick(): void {
+    if (this.timer === null) return;
+    if (this.running !== null) {
+      this.again = true;
+      return;
+    }
+    this.running = this.loop().finally(() => (this.running = null));
+  }
+
+  /** Resolves when the run in progress (if any) has finished. */
+  async settled(): Promise<void> {
+    while (this.running !== null) await this.running;
+  }
+
+  private async loop(): Promise<void> {
+    do {
+      this.again = false;
+      this.runs++;
+      try {
+        await this.sync();
+      } catch (e) {
+        this.errors++;
+        this.log.error({ err: errorMessage(e) }, 'kernel re-sync failed; retrying next period');
+      }
+    } while (this.again && this.timer !== null);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    await this.settled();
+  }
+}
+
+// ---- routes ----
+
+export interface WantedRoute {
+  readonly dst: Subnet;
+  readonly via: string;
+  readonly dev: string;
+  readonly onlink: boolean;
+}
+
+/**
+ * Batch lines (for `ip -batch`) that bring the kernel's main table to `want` for routes inside the overlay `network`
+ * on the devices in `devs`: missing or different routes are replaced, gatewayed routes there that nobody wants
+ * (removed peers, a previous run's leftovers) are deleted. `own` (our subnet) is never touched.
+ */
+export function routeFixes(
+  current: readonly iproute.Route[],
+  want: readonly WantedRoute[],
+  network: Subnet,
+  own: Subnet | null,
+  devs: readonly string[],
+  deleteUnwanted = true,
+): { lines: string[][]; restored: string[]; deleted: string[] } {
+  const lines: string[][] = [];
+  const restored: string[] = [];
+  const deleted: string[] = [];
+  const byDst = new Map<string, iproute.Route>();
+  for (const r of current) byDst.set(normalDst(r.dst), r);
+  const wanted = new Set<string>();
+  for (const w of want) {
+    const dst = formatSubnet(w.dst);
+    wanted.add(dst);
+    const have = byDst.get(dst);
+    const ok = have !== undefined && have.gateway === w.via && have.dev === w.dev && (!w.onlink || have.flags.includes('onlink'));
+    if (ok) continue;
+    const line = ['route', 'replace', dst, 'via', w.via, 'dev', w.dev];
+    if (w.onlink) line.push('onlink');
+    lines.push(line);
+    restored.push(dst);
+  }
+  for (const r of deleteUnwanted ? current : []) {
+    const dst = normalDst(r.dst);
+    const sn = parseCIDR(dst);
+    if (sn === null || r.gateway === undefined || r.dev === undefined || !devs.includes(r.dev)) continue;
+    if (wanted.has(dst) || !containsSubnet(network, sn) || (own !== null && sn.ip === own.ip && sn.prefixLen === own.prefixLen)) continue;
+    lines.push(['route', 'del', dst, 'via', r.gateway, 'dev', r.dev]);
+    deleted.push(dst);
+  }
+  return { lines, restored, deleted };
+}
+
+// ip prints host routes without "/32".
+function normalDst(dst: string): string {
+  return dst.includes('/') ? dst : `${dst}/32`;
+}
+
+/** Runs fix-up lines in one ip process; with -force a bad line does not stop the others. */
+export async function applyLines(lines: string[][]): Promise<void> {
+  if (lines.length > 0) await iproute.ipBatch(lines, { force: true });
+}
+
+// ---- the host-gw backend ----
+
+export class HostGwBackend implements Backend {
+  readonly type = 'host-gw';
+  /** No encapsulation: the overlay MTU is the underlay's. */
+  readonly mtu: number;
+  private readonly peerSet: PeerLeases;
+  private readonly resync: Resync;
+  private l2: UnderlayNet | null = null;
+  private own: Subnet | null = null;
+  private restoredTotal = 0;
+
+  constructor(private readonly ctx: BackendContext) {
+    this.mtu = ctx.external.mtu;
+    this.peerSet = new PeerLeases(ctx.log);
+    this.resync = new Resync(() => this.sync(), RESYNC_MS, ctx.log);
+  }
+
+  get running(): boolean {
+    return this.resync.active;
+  }
+
+  /** flanneld's host-gw lease carries no BackendData at all (the key is omitted). */
+  leaseData(): unknown {
+    return undefined;
+  }
+
+  async start(lease: Lease): Promise<void> {
+    this.l2 = await underlayNet(this.ctx.external);
+    this.own = lease.subnet;
+    this.peerSet.ownKey = lease.key;
+    this.peerSet.leases.delete(lease.key);
+    this.resync.start();
+    this.ctx.log.info({ iface: this.ctx.external.name, mtu: this.mtu, l2: `${formatIPv4(this.l2.ip)}/${this.l2.prefixLen}` }, 'host-gw datapath up (kernel routes)');
+  }
+
+  peers(events: readonly LeaseEvent[]): void {
+    this.peerSet.apply(events);
+    this.resync.kick();
+  }
+
+  private async sync(): Promise<void> {
+    const l2 = this.l2;
+    if (l2 === null) return;
+    const dev = this.ctx.external.name;
+    const want: WantedRoute[] = this.peerSet
+      .usable<number>((lease) => {
+        if (lease.attrs.BackendType !== this.type) {
+          return { skip: `BackendType "${lease.attrs.BackendType}" is not ours ("${this.type}")`, level: 'warn' as const };
+        }
+        const ip = peerPublicIp(lease);
+        if (typeof ip === 'string') return { skip: ip, level: 'warn' as const };
+        if (!onSameL2(l2, ip)) {
+          return { skip: `host-gw needs peers on the same L2: ${lease.attrs.PublicIP} is outside ${formatIPv4(l2.ip)}/${l2.prefixLen}`, level: 'error' as const };
+        }
+        return ip;
+      })
+      .map(({ lease, value }) => ({ dst: lease.subnet, via: formatIPv4(value), dev, onlink: false }));
+    const current = await iproute.listRoutes({ dev });
+    const fix = routeFixes(current, want, this.ctx.network.network, this.own, [dev], this.peerSet.complete);
+    await applyLines(fix.lines);
+    this.restoredTotal += fix.restored.length;
+    if (fix.restored.length + fix.deleted.length > 0) {
+      this.ctx.log.info({ replaced: fix.restored, deleted: fix.deleted }, 'routes synced');
+    }
+  }
+
+  status(): BackendStatus {
+    return {
+      type: this.type,
+      datapath: 'kernel/host-gw',
+      device: this.ctx.external.name,
+      peers: this.peerSet.leases.size - this.peerSet.ignoredCount,
+      counters: { resync_runs: this.resync.runs, resync_errors: this.resync.errors, routes_replaced: this.restoredTotal },
+    };
+  }
+
+  /** Stops re-syncing; the routes stay (see the header). */
+  async stop(): Promise<void> {
+    await this.resync.stop();
+  }
+}

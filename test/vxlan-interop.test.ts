@@ -1,0 +1,106 @@
+// Mixed clusters: a weft userspace VXLAN node and a weft kernel VXLAN node forward to each other both ways, and a
+// node of another BackendType ignores them with a log line.
+//
+//   bridge netns: etcd 198.18.<id>.254:2379
+//   h1: weft daemon --datapath userspace --tier batch, Backend vxlan -> TUN weft0 (encap in weft's C/TS)
+//   h2: weft daemon --datapath kernel,                  Backend vxlan -> flannel.1 (the kernel's vxlan driver)
+//   h3: weft daemon --datapath userspace, Backend udp (config switched after h1 and h2 started)
+//
+// The kernel side hands over inner TCP with partial checksums and large GSO datagrams; the 50 MB transfers each
+// way (sha256 on both ends) are what shows the userspace side copes (NOTES.md "Talking to a kernel VXLAN peer").
+import { readFileSync } from 'node:fs';
+import t, { type Test } from 'tap';
+import { Cluster, PREFIX } from '../src/testbed/cluster.js';
+import { ping, type Pod } from '../src/testbed/hosts.js';
+import { sha256Transfer } from './helpers/traffic.js';
+
+const MB50 = 50 << 20;
+
+/** TcpInCsumErrors and the UDP receive-buffer drops of a namespace, from nstat (absolute counters). */
+async function csumErrors(cluster: Cluster, ns: string): Promise<Record<string, number>> {
+  const r = await cluster.tb.exec(ns, ['nstat', '-a', '-z', '-j'], { timeoutMs: 10_000 });
+  if (r.code !== 0) return {};
+  const all = (JSON.parse(r.stdout) as { kernel?: Record<string, number> }).kernel ?? {};
+  const pick: Record<string, number> = {};
+  for (const k of ['TcpInCsumErrors', 'TcpRetransSegs', 'UdpInCsumErrors', 'UdpRcvbufErrors']) pick[k] = all[k] ?? 0;
+  return pick;
+}
+
+t.test('userspace VXLAN <-> kernel VXLAN', async (t) => {
+  const cluster = await Cluster.create({
+    hosts: 3,
+    network: { Network: '10.7.0.0/16', SubnetLen: 24, Backend: { Type: 'vxlan' } },
+  });
+  t.teardown(() => cluster.destroy());
+  await cluster.startDaemon(1, ['--datapath=userspace', '--tier=batch']);
+  await cluster.startDaemon(2, ['--datapath=kernel']);
+  const pod1 = await cluster.ensurePod(1);
+  const pod2 = await cluster.ensurePod(2);
+
+  await t.test('pods ping both ways', async (t) => {
+    const a = await ping(pod1, pod2.ip, { count: 3, timeoutSec: 3 });
+    t.ok(a.ok, `userspace h1 ${pod1.ip} -> kernel h2 ${pod2.ip}`);
+    const b = await ping(pod2, pod1.ip, { count: 3, timeoutSec: 3 });
+    t.ok(b.ok, `kernel h2 ${pod2.ip} -> userspace h1 ${pod1.ip}`);
+  });
+
+  const transfer = async (t: Test, from: Pod, to: Pod, timeoutMs: number): Promise<void> => {
+    const before = await csumErrors(cluster, to.ns);
+    try {
+      const r = await sha256Transfer(cluster.tb, from, to, MB50, timeoutMs);
+      t.equal(r.received, MB50, 'every byte arrived');
+      t.equal(r.receivedHash, r.sentHash, 'same sha256 on both ends');
+    } catch (e) {
+      t.fail(`transfer did not finish in ${timeoutMs / 1000} s: ${(e as Error).message.split('\n')[0] ?? ''}`);
+    }
+    const after = await csumErrors(cluster, to.ns);
+    const delta = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]));
+    t.comment(`receiver pod counters during the transfer: ${JSON.stringify(delta)}`);
+    t.equal(delta['TcpInCsumErrors'], 0, 'no TCP checksum errors at the receiving pod');
+  };
+
+  await t.test('50 MB TCP userspace -> kernel arrives intact (sha256)', (t) => transfer(t, pod1, pod2, 60_000));
+
+  // Known gap (see the report): the kernel peer's GSO sends one VXLAN datagram per TCP super-packet (inner up to
+  // 64 KiB); the batch tier writes it to TUN as one packet larger than cni0's MTU with DF set, the host answers
+  // ICMP frag-needed and the sender's TCP stalls. Needs a GSO split in the C decap path (weft_gso_split exists in
+  // native/offload.c). Bounded at 15 s so the stall costs little.
+  await t.test('50 MB TCP kernel -> userspace arrives intact (sha256)', { todo: 'C decap must split GSO super-packets before TUN' },
+    (t) => transfer(t, pod2, pod1, 15_000));
+
+  await t.test('kernel -> userspace with the kernel side segmenting (gso_max_segs 1 on flannel.1)', async (t) => {
+    // Confirms the diagnosis: with datagrams of at most one MTU, the same path (partial checksums completed in C)
+    // carries the transfer intact.
+    const set = (segs: string) => cluster.tb.exec(cluster.tb.host(2), ['ip', 'link', 'set', 'dev', 'flannel.1', 'gso_max_segs', segs]);
+    t.equal((await set('1')).code, 0, 'gso_max_segs 1 on h2 flannel.1');
+    try {
+      await transfer(t, pod2, pod1, 60_000);
+    } finally {
+      await set('65535');
+    }
+  });
+
+  await t.test('a udp node ignores both vxlan peers with a log line; they ignore it', async (t) => {
+    await cluster.etcdctl(['put', `${PREFIX}/config`, JSON.stringify({ Network: '10.7.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } })]);
+    const d3 = await cluster.startDaemon(3, ['--datapath=userspace']);
+    const logged = async (file: string, re: RegExp): Promise<boolean> => {
+      for (let i = 0; i < 40; i++) {
+        if (re.test(readFileSync(file, 'utf8'))) return true;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return false;
+    };
+    for (const n of [1, 2]) {
+      const ip = cluster.tb.hostIP(n).replace(/\./g, '\\.');
+      t.ok(await logged(d3.logFile, new RegExp(`"publicIp":"${ip}"[^\\n]*BackendType \\\\"vxlan\\\\" is not ours[^\\n]*ignoring peer`)),
+        `udp node h3 logs that it ignores vxlan peer h${n}`);
+    }
+    const ip3 = cluster.tb.hostIP(3).replace(/\./g, '\\.');
+    for (const n of [1, 2]) {
+      t.ok(await logged(cluster.daemons.get(n)!.logFile, new RegExp(`"publicIp":"${ip3}"[^\\n]*BackendType \\\\"udp\\\\" is not ours`)),
+        `vxlan node h${n} logs that it ignores the udp peer h3`);
+    }
+    const r = await ping(pod1, pod2.ip, { count: 2, timeoutSec: 3 });
+    t.ok(r.ok, 'h1 <-> h2 unaffected');
+  });
+});
