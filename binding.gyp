@@ -12,7 +12,8 @@
         "native/encap_geneve.c",
         "native/icmp.c",
         "native/tun.c",
-        "native/udp.c"
+        "native/udp.c",
+        "native/offload.c"
       ],
       "defines": ["_GNU_SOURCE"],
       "cflags!": ["-Wno-unused-parameter"],

@@ -612,6 +612,274 @@ static napi_value js_tun_write_one(napi_env env, napi_callback_info info) {
   return ret_bool(env, weft_tun_write_one(fd, buf + off, len, counters));
 }
 
+
+/* ---- 8. Offload tier (weft.h, offload.c) ---- */
+
+static napi_value js_tun_set_offload(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int fd;
+  uint32_t flags;
+  weft_err e;
+  char arg[32];
+  if (!args_get(env, info, 2, argv) || !arg_fd(env, argv[0], "fd", &fd) || !arg_u32(env, argv[1], "flags", 0xff, &flags))
+    return NULL;
+  int r = weft_tun_set_offload(fd, flags, &e);
+  if (r < 0) {
+    snprintf(arg, sizeof arg, "fd %d", fd);
+    return throw_weft(env, &e, arg);
+  }
+  return ret_bool(env, r == 1);
+}
+
+static napi_value js_tun_get_iff(napi_env env, napi_callback_info info) {
+  napi_value argv[1], obj, v;
+  int fd;
+  char name[64], arg[32];
+  weft_err e;
+  if (!args_get(env, info, 1, argv) || !arg_fd(env, argv[0], "fd", &fd)) return NULL;
+  int flags = weft_tun_get_iff(fd, name, sizeof name, &e);
+  if (flags < 0) {
+    snprintf(arg, sizeof arg, "fd %d", fd);
+    return throw_weft(env, &e, arg);
+  }
+  NAPI(env, napi_create_object(env, &obj));
+  NAPI(env, napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &v));
+  NAPI(env, napi_set_named_property(env, obj, "name", v));
+  NAPI(env, napi_create_int32(env, flags, &v));
+  NAPI(env, napi_set_named_property(env, obj, "flags", v));
+  return obj;
+}
+
+static napi_value js_udp_offload(napi_env env, napi_callback_info info) {
+  napi_value argv[2], obj, v;
+  int fd, seg, gro;
+  bool want_gro;
+  weft_err e;
+  char arg[32];
+  if (!args_get(env, info, 2, argv) || !arg_fd(env, argv[0], "fd", &fd) || !arg_bool(env, argv[1], "wantGro", &want_gro))
+    return NULL;
+  if (weft_udp_offload(fd, want_gro, &seg, &gro, &e) < 0) {
+    snprintf(arg, sizeof arg, "fd %d", fd);
+    return throw_weft(env, &e, arg);
+  }
+  NAPI(env, napi_create_object(env, &obj));
+  NAPI(env, napi_get_boolean(env, seg, &v));
+  NAPI(env, napi_set_named_property(env, obj, "segment", v));
+  NAPI(env, napi_get_boolean(env, gro, &v));
+  NAPI(env, napi_set_named_property(env, obj, "gro", v));
+  return obj;
+}
+
+static napi_value js_tun_read_vnet(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  int fd;
+  uint8_t *slab;
+  size_t slab_len;
+  int32_t slot_size, headroom, max, *len;
+  double *counters;
+  weft_err e;
+  char arg[32];
+  if (!args_get(env, info, 7, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+      !arg_i32(env, argv[2], "slotSize", WEFT_VNET_HDR_LEN + 1, INT32_MAX, &slot_size) ||
+      !arg_i32(env, argv[3], "headroom", WEFT_VNET_HDR_LEN, slot_size - 1, &headroom) ||
+      !arg_i32(env, argv[5], "max", 0, INT32_MAX, &max) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
+      !ARG_I32A(env, argv[4], "len", (size_t)max, &len) || !ARG_COUNTERS(env, argv[6], &counters) ||
+      !check_slab(env, slab_len, max, slot_size))
+    return NULL;
+  int32_t n = weft_tun_read_vnet(fd, slab, slot_size, headroom, len, max, counters, &e);
+  if (n < 0) {
+    snprintf(arg, sizeof arg, "fd %d", fd);
+    return throw_weft(env, &e, arg);
+  }
+  return ret_i32(env, n);
+}
+
+static napi_value js_offload_encap(napi_env env, napi_callback_info info) {
+  napi_value argv[18];
+  const weft_encap_ops *ops;
+  uint8_t *slab, *table, *mac, *train;
+  size_t slab_len, table_len, train_len;
+  int32_t slot_size, headroom, count, mtu, max_msgs, *len, *peer, *moff, *mlen, *mgso, *mpeer;
+  uint32_t vni;
+  double *counters;
+  if (!args_get(env, info, 18, argv) || !arg_encap(env, argv[0], &ops) ||
+      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
+      !arg_i32(env, argv[3], "headroom", WEFT_VNET_HDR_LEN, slot_size - 1, &headroom) ||
+      !arg_i32(env, argv[6], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
+      !ARG_I32A(env, argv[4], "len", (size_t)count, &len) || !ARG_I32A(env, argv[5], "peer", (size_t)count, &peer) ||
+      !ARG_U8(env, argv[7], "peerTable", 0, &table, &table_len) || !ARG_U8(env, argv[8], "localMac", 6, &mac, NULL) ||
+      !arg_u32(env, argv[9], "vni", 0xffffff, &vni) || !arg_i32(env, argv[10], "mtu", 68, 65535, &mtu) ||
+      !ARG_U8(env, argv[11], "train", 0, &train, &train_len) ||
+      !arg_i32(env, argv[16], "maxMsgs", 0, INT32_MAX, &max_msgs) ||
+      !ARG_I32A(env, argv[12], "msgOff", (size_t)max_msgs, &moff) ||
+      !ARG_I32A(env, argv[13], "msgLen", (size_t)max_msgs, &mlen) ||
+      !ARG_I32A(env, argv[14], "msgGso", (size_t)max_msgs, &mgso) ||
+      !ARG_I32A(env, argv[15], "msgPeer", (size_t)max_msgs, &mpeer) || !ARG_COUNTERS(env, argv[17], &counters) ||
+      !check_slab(env, slab_len, count, slot_size))
+    return NULL;
+  if (train_len > INT32_MAX) train_len = INT32_MAX; /* offsets are Int32 */
+  return ret_i32(env, weft_offload_encap(ops, slab, slot_size, headroom, len, peer, count, table,
+                                         (int32_t)(table_len / WEFT_PEER_RECORD_SIZE), mac, vni, mtu, train, train_len,
+                                         moff, mlen, mgso, mpeer, max_msgs, counters));
+}
+
+static napi_value js_send_train(napi_env env, napi_callback_info info) {
+  napi_value argv[11];
+  int fd;
+  uint8_t *train, *table;
+  size_t train_len, table_len;
+  int32_t start, count, *moff, *mlen, *mgso, *mpeer, *state;
+  double *counters;
+  weft_err e;
+  char arg[32];
+  if (!args_get(env, info, 11, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+      !ARG_U8(env, argv[1], "train", 0, &train, &train_len) ||
+      !arg_i32(env, argv[7], "count", 0, INT32_MAX, &count) || !arg_i32(env, argv[6], "start", 0, count, &start) ||
+      !ARG_I32A(env, argv[2], "msgOff", (size_t)count, &moff) || !ARG_I32A(env, argv[3], "msgLen", (size_t)count, &mlen) ||
+      !ARG_I32A(env, argv[4], "msgGso", (size_t)count, &mgso) ||
+      !ARG_I32A(env, argv[5], "msgPeer", (size_t)count, &mpeer) ||
+      !ARG_U8(env, argv[8], "peerTable", 0, &table, &table_len) || !ARG_I32A(env, argv[9], "state", 1, &state) ||
+      !ARG_COUNTERS(env, argv[10], &counters))
+    return NULL;
+  int32_t next = weft_send_train(fd, train, train_len, moff, mlen, mgso, mpeer, start, count, table,
+                                 (int32_t)(table_len / WEFT_PEER_RECORD_SIZE), state, counters, &e);
+  if (next < 0) {
+    snprintf(arg, sizeof arg, "fd %d", fd);
+    return throw_weft(env, &e, arg);
+  }
+  return ret_i32(env, next);
+}
+
+static napi_value js_udp_recv_gro(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  int fd;
+  uint8_t *slab;
+  size_t slab_len;
+  int32_t slot_size, max, *len, *gso;
+  uint32_t *addr;
+  double *counters;
+  weft_err e;
+  char arg[32];
+  if (!args_get(env, info, 8, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
+      !arg_i32(env, argv[6], "max", 0, INT32_MAX, &max) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
+      !ARG_I32A(env, argv[3], "len", (size_t)max, &len) || !ARG_U32A(env, argv[4], "addr", (size_t)max, &addr) ||
+      !ARG_I32A(env, argv[5], "gso", (size_t)max, &gso) || !ARG_COUNTERS(env, argv[7], &counters) ||
+      !check_slab(env, slab_len, max, slot_size))
+    return NULL;
+  int32_t n = weft_udp_recv_gro(fd, slab, slot_size, len, addr, gso, max, counters, &e);
+  if (n < 0) {
+    snprintf(arg, sizeof arg, "fd %d", fd);
+    return throw_weft(env, &e, arg);
+  }
+  return ret_i32(env, n);
+}
+
+static napi_value js_offload_decap(napi_env env, napi_callback_info info) {
+  napi_value argv[13];
+  const weft_encap_ops *ops;
+  uint8_t *slab;
+  size_t slab_len;
+  int32_t slot_size, count, seg_max, *len, *gso, *soff, *slen;
+  uint32_t vni, *addr, *saddr;
+  double *counters;
+  if (!args_get(env, info, 13, argv) || !arg_encap(env, argv[0], &ops) ||
+      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
+      !arg_i32(env, argv[6], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
+      !ARG_I32A(env, argv[3], "len", (size_t)count, &len) || !ARG_I32A(env, argv[4], "gso", (size_t)count, &gso) ||
+      !ARG_U32A(env, argv[5], "addr", (size_t)count, &addr) || !arg_u32(env, argv[7], "vni", 0xffffff, &vni) ||
+      !arg_i32(env, argv[11], "segMax", 0, INT32_MAX, &seg_max) ||
+      !ARG_I32A(env, argv[8], "segOff", (size_t)seg_max, &soff) ||
+      !ARG_I32A(env, argv[9], "segLen", (size_t)seg_max, &slen) ||
+      !ARG_U32A(env, argv[10], "segAddr", (size_t)seg_max, &saddr) || !ARG_COUNTERS(env, argv[12], &counters) ||
+      !check_slab(env, slab_len, count, slot_size))
+    return NULL;
+  return ret_i32(env, weft_offload_decap(ops, slab, slot_size, len, gso, addr, count, vni, soff, slen, saddr, seg_max,
+                                         counters));
+}
+
+static napi_value js_gro_write(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  int fd;
+  uint8_t *slab;
+  size_t slab_len;
+  int32_t count, *soff, *slen;
+  bool coalesce;
+  double *counters;
+  if (!args_get(env, info, 7, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+      !arg_i32(env, argv[4], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
+      !ARG_I32A(env, argv[2], "segOff", (size_t)count, &soff) ||
+      !ARG_I32A(env, argv[3], "segLen", (size_t)count, &slen) || !arg_bool(env, argv[5], "coalesce", &coalesce) ||
+      !ARG_COUNTERS(env, argv[6], &counters))
+    return NULL;
+  return ret_i32(env, weft_gro_run(slab, slab_len, soff, slen, count, coalesce, weft_tun_sink, &fd, counters));
+}
+
+/* Test sink: each output packet (virtio header + packet) back to back in a Buffer. */
+typedef struct {
+  uint8_t *out;
+  size_t cap, used;
+  int32_t *lens;
+  int32_t max, n;
+} buf_sink;
+
+static int buffer_sink(void *ctx, const struct iovec *iov, int iovcnt, double *counters) {
+  (void)counters;
+  buf_sink *b = ctx;
+  size_t total = 0;
+  for (int k = 0; k < iovcnt; k++) total += iov[k].iov_len;
+  if (b->n >= b->max || b->used + total > b->cap) return 0;
+  for (int k = 0; k < iovcnt; k++) {
+    memcpy(b->out + b->used, iov[k].iov_base, iov[k].iov_len);
+    b->used += iov[k].iov_len;
+  }
+  b->lens[b->n++] = (int32_t)total;
+  return 1;
+}
+
+static napi_value js_gro_build(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  uint8_t *slab, *out;
+  size_t slab_len, out_len;
+  int32_t count, max, *soff, *slen, *olen;
+  bool coalesce;
+  double *counters;
+  if (!args_get(env, info, 8, argv) || !arg_i32(env, argv[3], "count", 0, INT32_MAX, &count) ||
+      !ARG_U8(env, argv[0], "slab", 0, &slab, &slab_len) || !ARG_I32A(env, argv[1], "segOff", (size_t)count, &soff) ||
+      !ARG_I32A(env, argv[2], "segLen", (size_t)count, &slen) || !arg_bool(env, argv[4], "coalesce", &coalesce) ||
+      !ARG_U8(env, argv[5], "out", 0, &out, &out_len) || !ARG_I32A(env, argv[6], "outLen", 0, &olen) ||
+      !ARG_COUNTERS(env, argv[7], &counters))
+    return NULL;
+  napi_typedarray_type t;
+  size_t n;
+  void *d;
+  napi_value ab;
+  size_t bo;
+  NAPI(env, napi_get_typedarray_info(env, argv[6], &t, &n, &d, &ab, &bo));
+  max = n > INT32_MAX ? INT32_MAX : (int32_t)n;
+  buf_sink b = {out, out_len, 0, olen, max, 0};
+  weft_gro_run(slab, slab_len, soff, slen, count, coalesce, buffer_sink, &b, counters);
+  return ret_i32(env, b.n);
+}
+
+static napi_value js_gso_split(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  uint8_t *buf, *out;
+  size_t buf_len, out_len;
+  int32_t pkt_off, len, mtu, room, *result;
+  bool ttl_dec;
+  double *counters;
+  if (!args_get(env, info, 9, argv) || !ARG_U8(env, argv[0], "buf", 0, &buf, &buf_len) ||
+      !arg_i32(env, argv[1], "pktOff", WEFT_VNET_HDR_LEN, INT32_MAX, &pkt_off) ||
+      !arg_i32(env, argv[2], "len", 0, INT32_MAX, &len) || !arg_span(env, buf_len, pkt_off, len) ||
+      !arg_i32(env, argv[3], "mtu", 68, 65535, &mtu) || !ARG_U8(env, argv[4], "out", 0, &out, &out_len) ||
+      !arg_i32(env, argv[5], "room", 0, 256, &room) || !arg_bool(env, argv[6], "ttlDec", &ttl_dec) ||
+      !ARG_I32A(env, argv[7], "result", 2, &result) || !ARG_COUNTERS(env, argv[8], &counters))
+    return NULL;
+  return ret_i32(env, weft_gso_split(buf + pkt_off, len, mtu, out, out_len, room, ttl_dec, &result[0], &result[1],
+                                     counters));
+}
+
 /* ---- exports ---- */
 
 static bool export_i32(napi_env env, napi_value exports, const char *name, int32_t v) {
@@ -657,6 +925,10 @@ NAPI_MODULE_INIT() {
       FN("encapBatch", js_encap_batch), FN("sendBatch", js_send_batch),   FN("udpRecv", js_udp_recv),
       FN("decapBatch", js_decap_batch), FN("tunWrite", js_tun_write),     FN("icmpError", js_icmp_error),
       FN("tunReadOne", js_tun_read_one), FN("tunWriteOne", js_tun_write_one),
+      FN("tunSetOffload", js_tun_set_offload), FN("tunGetIff", js_tun_get_iff), FN("udpOffload", js_udp_offload), FN("tunReadVnet", js_tun_read_vnet),
+      FN("offloadEncap", js_offload_encap), FN("sendTrain", js_send_train), FN("udpRecvGro", js_udp_recv_gro),
+      FN("offloadDecap", js_offload_decap), FN("groWrite", js_gro_write), FN("groBuild", js_gro_build),
+      FN("gsoSplit", js_gso_split),
 #undef FN
   };
   NAPI(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
@@ -672,6 +944,10 @@ NAPI_MODULE_INIT() {
       !export_i32(env, exports, "READABLE", UV_READABLE) || !export_i32(env, exports, "WRITABLE", UV_WRITABLE) ||
       !export_i32(env, exports, "COUNTER_COUNT", WEFT_COUNTER_COUNT) ||
       !export_i32(env, exports, "ICMP_SCRATCH_MIN", WEFT_ICMP_SCRATCH_MIN) ||
+      !export_i32(env, exports, "VNET_HDR_LEN", WEFT_VNET_HDR_LEN) ||
+      !export_i32(env, exports, "TRAIN_PER_PACKET", WEFT_TRAIN_PER_PACKET) ||
+      !export_i32(env, exports, "GRO_MAX_SEGS", WEFT_GRO_MAX_SEGS) ||
+      !export_i32(env, exports, "GSO_MAX_SEGS", WEFT_GSO_MAX_SEGS) ||
       !export_names(env, exports, "counterNames", counter_names, WEFT_COUNTER_COUNT) ||
       !export_names(env, exports, "dropNames", drop_names, WEFT_DROP_COUNT))
     return NULL;

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 /* Room in front of each TUN-read packet: VXLAN needs 8 + 14, Geneve 8; 64 leaves
  * space for a 10/12-byte virtio header on the offload tier. */
@@ -71,7 +72,16 @@ enum weft_encap { WEFT_ENCAP_UDP = 0, WEFT_ENCAP_VXLAN = 1, WEFT_ENCAP_GENEVE = 
   X(SYSCALLS_RECV, syscalls_recv)                           \
   X(COPIED_USER_TO_KERNEL_BYTES, copied_user_to_kernel_bytes) \
   X(COPIED_KERNEL_TO_USER_BYTES, copied_kernel_to_user_bytes) \
-  X(ICMP_SENT, icmp_sent)
+  X(ICMP_SENT, icmp_sent)                                   \
+  X(GSO_SUPERPACKETS, gso_superpackets)                     \
+  X(GSO_SEGMENTS, gso_segments)                             \
+  X(CSUM_COMPLETED, csum_completed)                         \
+  X(UDP_GSO_SENDS, udp_gso_sends)                           \
+  X(UDP_GSO_FALLBACKS, udp_gso_fallbacks)                   \
+  X(UDP_GRO_DATAGRAMS, udp_gro_datagrams)                   \
+  X(GRO_SUPERPACKETS, gro_superpackets)                     \
+  X(GRO_COALESCED, gro_coalesced)                           \
+  X(GRO_CSUM_BAD, gro_csum_bad)
 
 enum weft_drop {
 #define WEFT_X(id, name) WEFT_DROP_##id,
@@ -176,6 +186,76 @@ int32_t weft_udp_send_batch(int fd, const uint8_t *slab, size_t slab_len, const 
                             double *counters, weft_err *e);
 int32_t weft_udp_recv_batch(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, int32_t max,
                             double *counters, weft_err *e);
+
+/* ---- offload.c: the offload tier (virtio_net_hdr on TUN, GSO/GRO, UDP_SEGMENT/UDP_GRO) ----
+ *
+ * Outbound: tun_read_vnet reads each (super-)packet at slot + headroom with its 10-byte
+ * virtio_net_hdr just in front. offload_encap splits each into MTU-sized segments (GSO)
+ * written into `train` at a stride of (encap hlen + segment), so the encap header goes in
+ * place in front of every segment and the segments of one super-packet are back to back:
+ * one message with UDP_SEGMENT (gso = stride) sends them all. Messages are described by
+ * msg_off/msg_len/msg_gso/msg_peer; send_train sends them with sendmmsg and, when the
+ * kernel refuses UDP_SEGMENT (EIO), clears state[0] and sends segment by segment.
+ * Inbound: udp_recv_gro receives datagrams with their UDP_GRO segment size (gso[i], 0 when
+ * not coalesced); offload_decap splits each into its datagrams and decapsulates them into
+ * seg_off/seg_len/seg_addr; gro_write coalesces consecutive TCP segments of one flow into
+ * super-packets and writes everything to TUN with a virtio_net_hdr. */
+#define WEFT_VNET_HDR_LEN 10
+#define WEFT_VNET_F_NEEDS_CSUM 1
+#define WEFT_VNET_GSO_NONE 0
+#define WEFT_VNET_GSO_TCPV4 1
+#define WEFT_VNET_GSO_UDP 3
+#define WEFT_VNET_GSO_TCPV6 4
+#define WEFT_VNET_GSO_UDP_L4 5
+#define WEFT_VNET_GSO_ECN 0x80
+/* Segments one super-packet may be split into (64 KiB at an MSS of 256 bytes). */
+#define WEFT_GSO_MAX_SEGS 256
+/* Train bytes one super-packet may need: payload + per-segment headers at the limit. */
+#define WEFT_TRAIN_PER_PACKET (65536 + WEFT_GSO_MAX_SEGS * (64 + 120))
+/* Kernel limits of one UDP_SEGMENT send: UDP_MAX_SEGMENTS (64 before 6.x raised it) and
+ * an IP datagram of 64 KiB. */
+#define WEFT_UDP_GSO_MAX_SEGS 64
+#define WEFT_UDP_GSO_MAX_BYTES (65535 - 20 - 8)
+/* A UDP_GRO receive holds at most UDP_GRO_CNT_MAX (64) datagrams. */
+#define WEFT_GRO_MAX_SEGS 64
+/* TUNSETOFFLOAD bits weft asks for, as in linux/if_tun.h. */
+#define WEFT_TUN_F_CSUM 0x01
+#define WEFT_TUN_F_TSO4 0x02
+#define WEFT_TUN_F_TSO6 0x04
+#define WEFT_TUN_F_TSO_ECN 0x08
+#define WEFT_TUN_F_USO4 0x20
+#define WEFT_TUN_F_USO6 0x40
+
+int weft_tun_set_offload(int fd, unsigned flags, weft_err *e);
+/* TUNGETIFF: the device name into name, returns its IFF_* flags (IFF_VNET_HDR 0x4000, IFF_MULTI_QUEUE 0x100). */
+int weft_tun_get_iff(int fd, char *name, size_t cap, weft_err *e);
+int weft_udp_offload(int fd, int want_gro, int *has_segment, int *has_gro, weft_err *e);
+int32_t weft_tun_read_vnet(int fd, uint8_t *slab, int32_t slot_size, int32_t headroom, int32_t *len, int32_t max,
+                           double *counters, weft_err *e);
+/* Splits the packet at pkt (virtio header at pkt - WEFT_VNET_HDR_LEN) into segments of at
+ * most mtu bytes at out + k * (room + *seg_len) + room. Returns the segment count (the last
+ * segment is *last_len bytes) or a negative verdict. ttl_dec: decrement TTL in each segment
+ * (a TTL that would reach 0 gives WEFT_DROP_TTL_EXCEEDED). */
+int32_t weft_gso_split(const uint8_t *pkt, int32_t len, int32_t mtu, uint8_t *out, size_t cap, int32_t room,
+                       int ttl_dec, int32_t *seg_len, int32_t *last_len, double *counters);
+int32_t weft_offload_encap(const weft_encap_ops *ops, uint8_t *slab, int32_t slot_size, int32_t headroom,
+                           const int32_t *len, int32_t *peer, int32_t count, const uint8_t *peer_table,
+                           int32_t peer_count, const uint8_t *local_mac, uint32_t vni, int32_t mtu, uint8_t *train,
+                           size_t train_cap, int32_t *msg_off, int32_t *msg_len, int32_t *msg_gso, int32_t *msg_peer,
+                           int32_t max_msgs, double *counters);
+int32_t weft_send_train(int fd, const uint8_t *train, size_t train_len, int32_t *msg_off, int32_t *msg_len,
+                        const int32_t *msg_gso, int32_t *msg_peer, int32_t start, int32_t count,
+                        const uint8_t *peer_table, int32_t peer_count, int32_t *state, double *counters, weft_err *e);
+int32_t weft_udp_recv_gro(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, int32_t *gso,
+                          int32_t max, double *counters, weft_err *e);
+int32_t weft_offload_decap(const weft_encap_ops *ops, const uint8_t *slab, int32_t slot_size, const int32_t *len,
+                           const int32_t *gso, const uint32_t *addr, int32_t count, uint32_t vni, int32_t *seg_off,
+                           int32_t *seg_len, uint32_t *seg_addr, int32_t seg_max, double *counters);
+/* Where gro_run hands each output packet: iov[0] is the virtio header. Returns 1 if taken. */
+typedef int (*weft_sink)(void *ctx, const struct iovec *iov, int iovcnt, double *counters);
+int32_t weft_gro_run(uint8_t *slab, size_t slab_len, const int32_t *seg_off, int32_t *seg_len, int32_t count,
+                     int coalesce, weft_sink sink, void *ctx, double *counters);
+int weft_tun_sink(void *ctx, const struct iovec *iov, int iovcnt, double *counters);
 
 /* icmp.c: returns total length built into scratch, or 0 when no error may be sent. */
 int32_t weft_icmp_error_build(const uint8_t *pkt, int32_t pkt_len, uint8_t type, uint8_t code, uint32_t from_addr,

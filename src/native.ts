@@ -63,6 +63,31 @@ interface Addon {
     fromAddr: number, scratch: Buffer, counters: Float64Array): boolean;
   tunReadOne(fd: number, buf: Buffer, off: number, max: number, counters: Float64Array): number;
   tunWriteOne(fd: number, buf: Buffer, off: number, len: number, counters: Float64Array): boolean;
+  readonly VNET_HDR_LEN: number;
+  readonly TRAIN_PER_PACKET: number;
+  readonly GRO_MAX_SEGS: number;
+  readonly GSO_MAX_SEGS: number;
+  tunSetOffload(fd: number, flags: number): boolean;
+  tunGetIff(fd: number): { name: string; flags: number };
+  udpOffload(fd: number, wantGro: boolean): { segment: boolean; gro: boolean };
+  tunReadVnet(fd: number, slab: Buffer, slotSize: number, headroom: number, len: Int32Array, max: number,
+    counters: Float64Array): number;
+  offloadEncap(encap: number, slab: Buffer, slotSize: number, headroom: number, len: Int32Array, peer: Int32Array,
+    count: number, peerTable: Buffer, localMac: Buffer, vni: number, mtu: number, train: Buffer, msgOff: Int32Array,
+    msgLen: Int32Array, msgGso: Int32Array, msgPeer: Int32Array, maxMsgs: number, counters: Float64Array): number;
+  sendTrain(fd: number, train: Buffer, msgOff: Int32Array, msgLen: Int32Array, msgGso: Int32Array, msgPeer: Int32Array,
+    start: number, count: number, peerTable: Buffer, state: Int32Array, counters: Float64Array): number;
+  udpRecvGro(fd: number, slab: Buffer, slotSize: number, len: Int32Array, addr: Uint32Array, gso: Int32Array,
+    max: number, counters: Float64Array): number;
+  offloadDecap(encap: number, slab: Buffer, slotSize: number, len: Int32Array, gso: Int32Array, addr: Uint32Array,
+    count: number, vni: number, segOff: Int32Array, segLen: Int32Array, segAddr: Uint32Array, segMax: number,
+    counters: Float64Array): number;
+  groWrite(tunFd: number, slab: Buffer, segOff: Int32Array, segLen: Int32Array, count: number, coalesce: boolean,
+    counters: Float64Array): number;
+  groBuild(slab: Buffer, segOff: Int32Array, segLen: Int32Array, count: number, coalesce: boolean, out: Buffer,
+    outLen: Int32Array, counters: Float64Array): number;
+  gsoSplit(buf: Buffer, pktOff: number, len: number, mtu: number, out: Buffer, room: number, ttlDec: boolean,
+    result: Int32Array, counters: Float64Array): number;
 }
 
 const require = createRequire(import.meta.url);
@@ -104,7 +129,11 @@ export type CounterName =
   | 'tun_rx_packets' | 'tun_rx_bytes' | 'tun_tx_packets' | 'tun_tx_bytes' | 'udp_tx_packets' | 'udp_tx_bytes'
   | 'udp_rx_packets' | 'udp_rx_bytes' | 'syscalls_tun_read' | 'syscalls_tun_write' | 'syscalls_send'
   | 'syscalls_recv' | 'copied_user_to_kernel_bytes' | 'copied_kernel_to_user_bytes' | 'icmp_sent'
-  | `drop_${DropName}`;
+  | OffloadCounterName | `drop_${DropName}`;
+/** Counters only the offload tier moves (zero on the others). */
+export type OffloadCounterName =
+  | 'gso_superpackets' | 'gso_segments' | 'csum_completed' | 'udp_gso_sends' | 'udp_gso_fallbacks'
+  | 'udp_gro_datagrams' | 'gro_superpackets' | 'gro_coalesced' | 'gro_csum_bad';
 
 /** Counter names in index order, straight from C. */
 export const counterNames = addon.counterNames as readonly CounterName[];
@@ -164,6 +193,8 @@ export const VERDICT_NO_SLOT = verdictOf('no_slot');
     'tun_rx_packets', 'tun_rx_bytes', 'tun_tx_packets', 'tun_tx_bytes', 'udp_tx_packets', 'udp_tx_bytes',
     'udp_rx_packets', 'udp_rx_bytes', 'syscalls_tun_read', 'syscalls_tun_write', 'syscalls_send', 'syscalls_recv',
     'copied_user_to_kernel_bytes', 'copied_kernel_to_user_bytes', 'icmp_sent',
+    'gso_superpackets', 'gso_segments', 'csum_completed', 'udp_gso_sends', 'udp_gso_fallbacks', 'udp_gro_datagrams',
+    'gro_superpackets', 'gro_coalesced', 'gro_csum_bad',
   ] satisfies readonly CounterName[];
   const drops: readonly DropName[] = [
     'malformed', 'truncated', 'ttl_exceeded', 'bad_flags', 'bad_vni', 'bad_ethertype', 'bad_version',
@@ -311,3 +342,58 @@ export const ICMP_EXC_TTL = 0;
 export const tunReadOne: Addon['tunReadOne'] = addon.tunReadOne;
 /** One write() to TUN. false (counted as drop_tun_write_error) when it failed. */
 export const tunWriteOne: Addon['tunWriteOne'] = addon.tunWriteOne;
+
+// ---- 8. offload tier (virtio_net_hdr on TUN, GSO/GRO, UDP_SEGMENT/UDP_GRO; native/offload.c) ----
+//
+// Outbound: tunReadVnet -> (JS: one route lookup per super-packet) -> offloadEncap -> sendTrain.
+// Inbound:  udpRecvGro -> offloadDecap -> (JS: sender checks per segment) -> groWrite.
+
+/** Bytes of the virtio_net_hdr in front of every packet on a TUN opened with vnetHdr. */
+export const VNET_HDR_LEN: number = addon.VNET_HDR_LEN;
+/** Train bytes to allow per super-packet given to offloadEncap. */
+export const TRAIN_PER_PACKET: number = addon.TRAIN_PER_PACKET;
+/** Most datagrams one UDP_GRO receive holds (the kernel's UDP_GRO_CNT_MAX). */
+export const GRO_MAX_SEGS: number = addon.GRO_MAX_SEGS;
+export const GSO_MAX_SEGS: number = addon.GSO_MAX_SEGS;
+/** TUNSETOFFLOAD bits (linux/if_tun.h). */
+export const TUN_F_CSUM = 0x01;
+export const TUN_F_TSO4 = 0x02;
+export const TUN_F_TSO6 = 0x04;
+export const TUN_F_TSO_ECN = 0x08;
+export const TUN_F_USO4 = 0x20;
+export const TUN_F_USO6 = 0x40;
+
+/** ioctl(TUNSETOFFLOAD, flags) on a TUN opened with vnetHdr. false when the kernel refuses the set (EINVAL): ask
+ *  for less. Other errors throw. */
+export const tunSetOffload: Addon['tunSetOffload'] = addon.tunSetOffload;
+/** ioctl(TUNGETIFF): the device's name and IFF_* flags (IFF_VNET_HDR, IFF_MULTI_QUEUE below). */
+export const tunGetIff: Addon['tunGetIff'] = addon.tunGetIff;
+export const IFF_MULTI_QUEUE = 0x100;
+export const IFF_VNET_HDR = 0x4000;
+/** Probe UDP_SEGMENT (getsockopt) and, with wantGro, turn UDP_GRO on. Reports what this kernel has. */
+export const udpOffload: Addon['udpOffload'] = addon.udpOffload;
+/** Like tunRead on a vnetHdr TUN: packet i at i*slotSize+headroom, its virtio_net_hdr in the VNET_HDR_LEN bytes
+ *  just before it; len[i] excludes the header (VERDICT_MALFORMED for a read shorter than the header). */
+export const tunReadVnet: Addon['tunReadVnet'] = addon.tunReadVnet;
+/** For each slot with peer[i] >= 0: split per its virtio header (TCPv4/UDP GSO, or complete a NEEDS_CSUM checksum)
+ *  into segments of at most `mtu` bytes, decrement TTL, write the encap header in front of each, back to back in
+ *  `train`, and describe the sends: msgOff/msgLen/msgGso(UDP_SEGMENT size, 0 for one datagram)/msgPeer.
+ *  Returns the message count. Failures set peer[i] to a verdict, counted. The slab is not modified. */
+export const offloadEncap: Addon['offloadEncap'] = addon.offloadEncap;
+/** sendmmsg messages [start, count), each a UDP_SEGMENT train while state[0] is 1; on EIO C sets state[0] = 0
+ *  (counted as udp_gso_fallbacks) and sends datagram by datagram from then on. Returns the index to resume from
+ *  (count when done; partial progress is kept in msgOff/msgLen). */
+export const sendTrain: Addon['sendTrain'] = addon.sendTrain;
+/** recvmmsg with UDP_GRO: gso[i] = the segment size of a coalesced datagram, 0 for a single one. */
+export const udpRecvGro: Addon['udpRecvGro'] = addon.udpRecvGro;
+/** Split each received buffer into its datagrams (by gso[i]), decapsulate and check each inner IPv4 packet:
+ *  segOff/segLen/segAddr (outer source) per good one. Returns the count; drops are counted by reason. */
+export const offloadDecap: Addon['offloadDecap'] = addon.offloadDecap;
+/** Write segments with segLen[k] > 0 to TUN (writev, virtio header first). With coalesce, consecutive TCP segments
+ *  of one flow become one GSO super-packet (headers of the first are rewritten in the slab). Returns writes done. */
+export const groWrite: Addon['groWrite'] = addon.groWrite;
+/** groWrite into a Buffer instead of TUN (tests): outputs (virtio header + packet) back to back, lengths in outLen. */
+export const groBuild: Addon['groBuild'] = addon.groBuild;
+/** One super-packet at buf[pktOff] (virtio header before it) split into `out` at a stride of room + result[0];
+ *  result[1] is the last segment's length. Returns the segment count or a negative verdict (tests, tools). */
+export const gsoSplit: Addon['gsoSplit'] = addon.gsoSplit;

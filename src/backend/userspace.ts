@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { WeftError, errorMessage } from '../errors.js';
 import type { Encap, LocalEncapInfo } from '../encap/encap.js';
 import { encapByName } from '../encap/index.js';
-import { openDatapath, type Datapath, type Peer } from '../datapath/index.js';
+import { openDatapath, tunFlagsFor, type Datapath, type Peer } from '../datapath/index.js';
 import { formatIPv4, parseIPv4 } from '../lease/subnet.js';
 import type { Lease, LeaseEvent } from '../lease/lease.js';
 import * as iproute from '../net/iproute.js';
@@ -79,7 +79,8 @@ export class UserspaceBackend implements Backend {
     const name = ctx.config.tunName;
     this.ownKey = lease.key;
     if (!this.tun) {
-      this.tun = native.tunOpen(name, false, false);
+      const flags = tunFlagsFor(ctx.config.tier, ctx.config.queues);
+      this.tun = native.tunOpen(name, flags.multiQueue, flags.vnetHdr);
       native.linkSet(this.tun.name, this.mtu, true);
     }
     // Our subnet's network address with the overlay's prefix: the kernel then routes all peers' subnets here.
@@ -108,6 +109,7 @@ export class UserspaceBackend implements Backend {
         networkIp: net.ip,
         networkPrefixLen: net.prefixLen,
         gatewayIp: lease.subnet.ip,
+        queues: ctx.config.queues,
         log: ctx.log,
       });
     }

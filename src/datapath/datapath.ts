@@ -20,6 +20,8 @@ export interface DatapathOptions {
   /** Source address of the ICMP errors weft writes back to TUN (the TUN device's own address). */
   readonly gatewayIp: number; // uint32
   readonly log: Logger;
+  /** Offload tier: TUN queues and sockets, one worker each (default 1). The TUN must then be multi-queue. */
+  readonly queues?: number;
 }
 
 export interface Datapath {

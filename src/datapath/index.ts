@@ -1,8 +1,8 @@
 // Opens the tier the daemon was asked for.
-import { WeftError } from '../errors.js';
 import { BatchTier } from './batch-tier.js';
 import type { Datapath, DatapathOptions, Tier } from './datapath.js';
 import { DgramTier } from './dgram-tier.js';
+import { OffloadTier } from './offload-tier.js';
 
 export function openDatapath(tier: Tier, opts: DatapathOptions): Datapath {
   switch (tier) {
@@ -11,9 +11,10 @@ export function openDatapath(tier: Tier, opts: DatapathOptions): Datapath {
     case 'batch':
       return new BatchTier(opts);
     case 'offload':
-      throw new WeftError('WEFT_ERR_BACKEND', 'the offload tier is not built yet: use --tier batch');
+      return new OffloadTier(opts);
   }
 }
 
 export type { Datapath, DatapathOptions, Tier } from './datapath.js';
 export type { Peer } from './peers.js';
+export { tunFlagsFor } from './offload-tier.js';

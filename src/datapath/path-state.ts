@@ -10,7 +10,7 @@ export class PathState {
   readonly tunFd: number;
   readonly encap: Encap;
   readonly local: LocalEncapInfo;
-  readonly counters = new Float64Array(COUNTER_COUNT);
+  readonly counters: Float64Array;
   /** int32 form, for comparisons with addresses read by readIp. */
   readonly networkNet: number;
   readonly networkMask: number;
@@ -19,7 +19,9 @@ export class PathState {
   readonly scratch = Buffer.alloc(128);
   snapshot: PeerSnapshot = buildPeerSnapshot([]);
 
-  constructor(opts: DatapathOptions) {
+  /** counters: where this direction pair adds (a worker's share of a SharedArrayBuffer on the offload tier). */
+  constructor(opts: DatapathOptions, counters: Float64Array = new Float64Array(COUNTER_COUNT)) {
+    this.counters = counters;
     this.tunFd = opts.tunFd;
     this.encap = opts.encap;
     this.local = opts.local;

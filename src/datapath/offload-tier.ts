@@ -1,0 +1,103 @@
+// The offload tier: 64 KiB super-packets through userspace instead of 1500-byte ones, as wireguard-go and Tailscale
+// do. The TUN device carries a virtio_net_hdr (IFF_VNET_HDR) with TSO/USO and checksum offload negotiated
+// (TUNSETOFFLOAD), the socket sends UDP_SEGMENT trains and receives UDP_GRO buffers, and C splits (GSO) and
+// coalesces (GRO) TCP in between. TypeScript picks the route once per super-packet.
+//
+// Multi-queue (--queues N): the TUN is multi-queue; queue 0 runs here, queues 1..N-1 each in a worker thread
+// (offload-worker.ts) with its own TUN queue and its own SO_REUSEPORT socket on the same port. The kernel spreads
+// flows over TUN queues by flow hash, and incoming datagrams over the sockets by 4-tuple. Each queue counts into its
+// share of one SharedArrayBuffer; `counters` sums them.
+//
+// The backend must open the TUN with vnetHdr (and multiQueue when queues > 1): see tunFlagsFor().
+import { Worker } from 'node:worker_threads';
+import { WeftError } from '../errors.js';
+import * as native from '../native.js';
+import type { Datapath, DatapathOptions, Tier } from './datapath.js';
+import { disabledOffloads, probeTunOffloads } from './offload-config.js';
+import { QueueRunner, tunMtu, type RunnerSetup } from './offload-runner.js';
+import type { WorkerInit, WorkerReply, WorkerRequest, WirePeer } from './offload-worker.js';
+import { PathState } from './path-state.js';
+import { buildPeerSnapshot, type Peer } from './peers.js';
+
+/** How the backend should open the TUN for a tier: the offload tier needs the virtio header (and queues). */
+export function tunFlagsFor(tier: Tier, queues = 1): { multiQueue: boolean; vnetHdr: boolean } {
+  return tier === 'offload' ? { multiQueue: queues > 1, vnetHdr: true } : { multiQueue: false, vnetHdr: false };
+}
+
+export class OffloadTier implements Datapath {
+  readonly tier = 'offload' as const;
+  private readonly path: PathState;
+  private readonly runner: QueueRunner;
+  private readonly workers: Worker[] = [];
+  private readonly shared: SharedArrayBuffer;
+  private readonly perQueue: Float64Array[] = [];
+  private readonly total = new Float64Array(native.COUNTER_COUNT);
+  private closed = false;
+
+  constructor(opts: DatapathOptions) {
+    const queues = opts.queues ?? 1;
+    if (opts.encap.nativeId === null) {
+      throw new WeftError('WEFT_ERR_BACKEND', `the offload tier needs a native encap; "${opts.encap.name}" has none: use --tier batch`);
+    }
+    const iff = native.tunGetIff(opts.tunFd);
+    if (!(iff.flags & native.IFF_VNET_HDR)) {
+      throw new WeftError('WEFT_ERR_BACKEND', `offload tier: TUN ${iff.name} was opened without IFF_VNET_HDR (open it with tunFlagsFor('offload'))`);
+    }
+    if (queues > 1 && !(iff.flags & native.IFF_MULTI_QUEUE)) {
+      throw new WeftError('WEFT_ERR_BACKEND', `offload tier: --queues ${queues} needs TUN ${iff.name} opened with IFF_MULTI_QUEUE`);
+    }
+    this.shared = new SharedArrayBuffer(queues * native.COUNTER_COUNT * 8);
+    for (let q = 0; q < queues; q++) this.perQueue.push(new Float64Array(this.shared, q * native.COUNTER_COUNT * 8, native.COUNTER_COUNT));
+    const disabled = disabledOffloads();
+    const tun = probeTunOffloads(opts.tunFd, disabled);
+    const setup: RunnerSetup = {
+      bindAddress: opts.bindAddress, port: opts.port, reusePort: queues > 1, mtu: tunMtu(iff.name), tun, disabled,
+    };
+    this.path = new PathState(opts, this.perQueue[0]);
+    this.runner = new QueueRunner(this.path, setup);
+    opts.log.info({
+      device: iff.name, queues, mtu: setup.mtu, tunOffload: { csum: tun.csum, tso: tun.tso, uso: tun.uso },
+      udpSegment: this.runner.report.udpSegment, udpGro: this.runner.report.udpGro, gro: this.runner.report.gro,
+      disabled: [...disabled],
+    }, 'offload tier: offloads in use');
+    for (let q = 1; q < queues; q++) {
+      const init: WorkerInit = {
+        queue: q, tunName: iff.name, encapName: opts.encap.name, local: { mac: Uint8Array.from(opts.local.mac), vni: opts.local.vni },
+        bindAddress: opts.bindAddress, port: opts.port, networkIp: opts.networkIp, networkPrefixLen: opts.networkPrefixLen,
+        gatewayIp: opts.gatewayIp, mtu: setup.mtu, tun, disabled: [...disabled], counters: this.shared,
+      };
+      const w = new Worker(new URL('./offload-worker.js', import.meta.url), { workerData: init });
+      w.on('message', (m: WorkerReply) => {
+        if (m.type === 'error') opts.log.error({ queue: q, err: m.message }, 'offload queue failed');
+        else opts.log.debug({ queue: q }, 'offload queue up');
+      });
+      w.on('error', (err) => opts.log.error({ queue: q, err: err.message }, 'offload worker died'));
+      w.unref();
+      this.workers.push(w);
+    }
+  }
+
+  get counters(): Float64Array {
+    if (this.perQueue.length === 1) return this.perQueue[0] as Float64Array;
+    this.total.fill(0);
+    for (const c of this.perQueue) for (let i = 0; i < c.length; i++) this.total[i] = (this.total[i] as number) + (c[i] as number);
+    return this.total;
+  }
+
+  setPeers(peers: readonly Peer[]): void {
+    this.path.snapshot = buildPeerSnapshot(peers);
+    const wire: WirePeer[] = peers.map((p) => ({
+      net: p.net, prefixLen: p.prefixLen, publicIp: p.publicIp, port: p.port, mac: Uint8Array.from(p.encap.mac), vni: p.encap.vni,
+    }));
+    const msg: WorkerRequest = { type: 'peers', peers: wire };
+    for (const w of this.workers) w.postMessage(msg);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.runner.close();
+    const msg: WorkerRequest = { type: 'close' };
+    for (const w of this.workers) w.postMessage(msg);
+  }
+}

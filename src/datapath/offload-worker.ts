@@ -1,0 +1,84 @@
+// A worker thread running one more queue of the offload tier (queues 1..N-1): its own TUN queue, opened on the
+// same multi-queue device, and its own SO_REUSEPORT socket, driven by the same QueueRunner as queue 0. The main
+// thread sends the peer set on every change and 'close' at the end; counters go straight into the shared buffer.
+import { parentPort, workerData } from 'node:worker_threads';
+import { encapByName } from '../encap/index.js';
+import { silentLogger } from '../log.js';
+import * as native from '../native.js';
+import type { OffloadPart, TunOffloads } from './offload-config.js';
+import { QueueRunner } from './offload-runner.js';
+import { PathState } from './path-state.js';
+import { buildPeerSnapshot, type Peer } from './peers.js';
+
+export interface WirePeer {
+  readonly net: number;
+  readonly prefixLen: number;
+  readonly publicIp: number;
+  readonly port: number;
+  readonly mac: Uint8Array;
+  readonly vni: number;
+}
+
+export interface WorkerInit {
+  readonly queue: number;
+  readonly tunName: string;
+  readonly encapName: string;
+  readonly local: { readonly mac: Uint8Array; readonly vni: number };
+  readonly bindAddress: string;
+  readonly port: number;
+  readonly networkIp: number;
+  readonly networkPrefixLen: number;
+  readonly gatewayIp: number;
+  readonly mtu: number;
+  readonly tun: TunOffloads;
+  readonly disabled: readonly OffloadPart[];
+  readonly counters: SharedArrayBuffer;
+}
+
+export type WorkerRequest = { type: 'peers'; peers: WirePeer[] } | { type: 'close' };
+export type WorkerReply = { type: 'ready' } | { type: 'error'; message: string };
+
+function start(init: WorkerInit): void {
+  const port = parentPort;
+  if (!port) return;
+  const encap = encapByName(init.encapName);
+  if (!encap) throw new Error(`no encap ${init.encapName}`);
+  const tun = native.tunOpen(init.tunName, true, true);
+  let runner: QueueRunner;
+  try {
+    native.tunSetOffload(tun.fd, init.tun.flags);
+    const counters = new Float64Array(init.counters, init.queue * native.COUNTER_COUNT * 8, native.COUNTER_COUNT);
+    const path = new PathState({
+      tunFd: tun.fd, encap, local: { mac: Buffer.from(init.local.mac), vni: init.local.vni }, bindAddress: init.bindAddress,
+      port: init.port, networkIp: init.networkIp, networkPrefixLen: init.networkPrefixLen, gatewayIp: init.gatewayIp,
+      log: silentLogger,
+    }, counters);
+    runner = new QueueRunner(path, {
+      bindAddress: init.bindAddress, port: init.port, reusePort: true, mtu: init.mtu, tun: init.tun, disabled: new Set(init.disabled),
+    });
+    port.on('message', (m: WorkerRequest) => {
+      if (m.type === 'peers') {
+        const peers: Peer[] = m.peers.map((p) => ({
+          net: p.net, prefixLen: p.prefixLen, publicIp: p.publicIp, port: p.port, encap: { mac: Buffer.from(p.mac), vni: p.vni },
+        }));
+        path.snapshot = buildPeerSnapshot(peers);
+      } else {
+        runner.close();
+        native.close(tun.fd);
+        port.close();
+      }
+    });
+  } catch (e) {
+    native.close(tun.fd);
+    throw e;
+  }
+  const ready: WorkerReply = { type: 'ready' };
+  port.postMessage(ready);
+}
+
+try {
+  start(workerData as WorkerInit);
+} catch (e) {
+  const reply: WorkerReply = { type: 'error', message: e instanceof Error ? e.message : String(e) };
+  parentPort?.postMessage(reply);
+}
