@@ -1,18 +1,54 @@
 // `weft daemon`: config -> network config -> backend -> lease -> datapath, then keep the lease and follow the
 // peers until SIGTERM/SIGINT. On a clean stop the lease stays in etcd, so a restart gets the same subnet.
+//
+// Startup failures end the process with one line and a non-zero exit, never a retry loop: an invalid flag (exit 2),
+// a Network that overlaps the underlay, and a network with no free subnet left (NetworkExhaustedError; a supervisor
+// may retry later). etcd being unreachable is waited out, before and after the lease.
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { resolveDaemonConfig, type DaemonConfig } from './config/daemon.js';
 import { parseNetworkConfig, type NetworkConfig } from './config/network.js';
-import { ConfigError, WeftError, errorMessage } from './errors.js';
+import { ConfigError, NetworkConfigError, WeftError, errorMessage } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { createBackend, type Backend, type ExternalInterface } from './backend/index.js';
 import { EtcdRegistry } from './lease/registry.js';
 import { LeaseManager } from './lease/manager.js';
 import { readSubnetEnv, writeSubnetEnv } from './lease/subnet-env.js';
-import type { Lease } from './lease/lease.js';
-import { parseIPv4 } from './lease/subnet.js';
+import { type Lease, type LeaseEvent, isReservation } from './lease/lease.js';
+import { containsIP, formatSubnet, overlaps, parseCIDR, parseIPv4, makeSubnet } from './lease/subnet.js';
 import * as iproute from './net/iproute.js';
-import { startMetricsServer } from './metrics/server.js';
+import { openMasq, type Masq } from './net/masq.js';
+import { startMetricsServer, type PeerStatus, type StatusDoc } from './metrics/server.js';
+
+const VERSION = (() => {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+})();
+
+/**
+ * Refuses a Network that overlaps the underlay (the interface's own subnets or the public IP): the TUN route for the
+ * Network would swallow the traffic to the other hosts, and the overlay would carry itself.
+ */
+export function checkUnderlayOverlap(network: NetworkConfig, external: ExternalInterface, underlayCidrs: readonly string[]): void {
+  const net = network.network;
+  for (const addr of [external.publicIp, external.ifaceIp]) {
+    const ip = parseIPv4(addr);
+    if (ip !== null && containsIP(net, ip)) {
+      throw new NetworkConfigError(`network config: Network ${formatSubnet(net)} contains the underlay address ${addr} (${external.name}): pick a Network that does not overlap the hosts' own addresses`);
+    }
+  }
+  for (const cidr of underlayCidrs) {
+    const c = parseCIDR(cidr);
+    if (c === null) continue;
+    const sn = makeSubnet(c.ip, c.prefixLen);
+    if (overlaps(sn, net)) {
+      throw new NetworkConfigError(`network config: Network ${formatSubnet(net)} overlaps the underlay ${formatSubnet(sn)} on ${external.name}: pick a Network that does not overlap the hosts' own addresses`);
+    }
+  }
+}
 
 export async function findExternalInterface(config: DaemonConfig): Promise<ExternalInterface> {
   let iface: iproute.Interface | null;
@@ -77,8 +113,11 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     log,
   });
   let backend: Backend | null = null;
+  let masq: Masq | null = null;
+  let server: ReturnType<typeof startMetricsServer> | null = null;
   try {
     const network = await waitForNetworkConfig(registry, config, log, signal);
+    checkUnderlayOverlap(network, external, (await iproute.interfaceByName(external.name))?.cidrs ?? []);
     backend = createBackend({ network, config, external, log });
     const previous = readSubnetEnv(config.subnetFile);
     const manager = new LeaseManager({
@@ -90,37 +129,108 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
       previousSubnet: previous?.subnet ?? null,
       ttlSeconds: config.subnetLeaseTtl,
       renewMarginSeconds: config.subnetLeaseRenewMargin * 60,
+      followNetworkConfig: true,
       log,
     });
     const active = backend;
+    masq = config.ipMasq ? await openMasq(formatSubnet(network.network), log) : null;
     const onLease = async (lease: Lease) => {
       await active.start(lease);
+      await masq?.apply(formatSubnet(lease.subnet));
       await writeSubnetEnv(config.subnetFile, { network: network.network, subnet: lease.subnet, mtu: active.mtu, ipMasq: config.ipMasq });
       log.info({ subnet: lease.key, file: config.subnetFile }, 'subnet.env written');
     };
-    await onLease(await manager.acquire(signal));
+    await onLease(await acquireAtStart(manager, log, signal));
     manager.onLease((lease) => {
       onLease(lease).catch((e: unknown) => log.error({ err: errorMessage(e) }, 'applying the re-acquired lease failed'));
     });
-    const server = config.healthzPort > 0
+
+    // Peer leases as the watch delivered them, for /status and the per-peer metrics.
+    const peerLeases = new Map<string, Lease>();
+    const onPeers = (events: readonly LeaseEvent[]): void => {
+      for (const ev of events) {
+        if (ev.type === 'removed') peerLeases.delete(ev.lease.key);
+        else peerLeases.set(ev.lease.key, ev.lease);
+      }
+      active.peers(events);
+    };
+    const secondsLeft = (l: Lease | null): number | null =>
+      l === null || l.expiresAt === null || isReservation(l) ? null : Math.round((l.expiresAt - Date.now()) / 100) / 10;
+    const started = Date.now();
+    const healthy = (): boolean => active.running && (manager.lease?.expiresAt ?? (manager.lease ? Infinity : 0)) > Date.now();
+    const peerList = (): PeerStatus[] =>
+      [...peerLeases.values()].map((l) => ({
+        subnet: formatSubnet(l.subnet),
+        publicIp: l.attrs.PublicIP,
+        backendType: l.attrs.BackendType,
+        leaseSecondsLeft: secondsLeft(l),
+      }));
+    const status = (): StatusDoc => {
+      const st = active.status();
+      const lease = manager.lease;
+      return {
+        version: VERSION,
+        healthy: healthy(),
+        pid: process.pid,
+        uptimeSeconds: Math.round((Date.now() - started) / 1000),
+        network: formatSubnet(network.network),
+        backendType: st.type,
+        datapath: st.datapath,
+        tier: config.datapath === 'userspace' ? config.tier : config.datapath,
+        encap: network.backend.Type,
+        device: st.device,
+        publicIp: external.publicIp,
+        lease: lease === null ? null : { subnet: formatSubnet(lease.subnet), key: lease.key, secondsLeft: secondsLeft(lease) },
+        peers: peerList(),
+        control: { ...manager.stats },
+        counters: st.counters,
+      };
+    };
+    server = config.healthzPort > 0
       ? startMetricsServer(config.healthzIp, config.healthzPort, {
-          healthy: () => active.running && (manager.lease?.expiresAt ?? 0) > Date.now(),
+          healthy,
           counters: () => active.status().counters,
-          leaseSecondsLeft: () => (manager.lease?.expiresAt != null ? (manager.lease.expiresAt - Date.now()) / 1000 : null),
+          leaseSecondsLeft: () => secondsLeft(manager.lease),
           peers: () => active.status().peers,
+          peerList,
+          control: () => ({ ...manager.stats }),
+          status,
         }, log)
       : null;
     await Promise.all([
       manager.run(signal),
-      manager.watchPeers(signal, (events) => active.peers(events)),
+      manager.watchPeers(signal, onPeers),
     ]).catch((e: unknown) => {
       if (!signal.aborted) throw e;
     });
-    server?.close();
   } catch (e) {
     if (!signal.aborted) throw e;
   } finally {
+    // Abort the lease loops too when we leave on an error (e.g. the network config changed under us).
+    abort.abort();
+    server?.close();
+    await masq?.remove().catch((e: unknown) => log.warn({ err: errorMessage(e) }, '--ip-masq: removing the rules failed'));
     await backend?.stop();
     await registry.close();
+  }
+}
+
+/**
+ * The first lease: etcd trouble is waited out (backoff, said once); an exhausted network is fatal here, so a host
+ * that cannot get a subnet fails visibly at startup instead of retrying forever.
+ */
+async function acquireAtStart(manager: LeaseManager, log: Logger, signal: AbortSignal): Promise<Lease> {
+  let delay = 100;
+  let said = false;
+  for (;;) {
+    try {
+      return await manager.acquire(signal);
+    } catch (e) {
+      if (signal.aborted || !(e instanceof WeftError) || e.code !== 'WEFT_ERR_ETCD') throw e;
+      if (!said) log.warn({ err: errorMessage(e) }, 'etcd unreachable while acquiring the lease, retrying');
+      said = true;
+      await sleep(delay, undefined, { signal });
+      delay = Math.min(delay * 2, 5000);
+    }
   }
 }

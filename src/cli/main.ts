@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { DAEMON_OPTIONS } from '../config/daemon.js';
-import { errorMessage, isWeftError } from '../errors.js';
+import { ConfigError, errorMessage, isWeftError } from '../errors.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -73,6 +73,34 @@ async function main(argv: string[]): Promise<void> {
   });
 
   program
+    .command('status')
+    .description('ask a running daemon (its --healthz-port) for lease, tier, encap, peers and counters')
+    .requiredOption('--healthz-port <port>', 'the daemon\'s --healthz-port')
+    .option('--healthz-ip <ip>', 'the daemon\'s --healthz-ip', '127.0.0.1')
+    .option('--json', 'print the JSON document')
+    .option('--all', 'show zero counters too')
+    .action(async (o: { healthzPort: string; healthzIp: string; json?: boolean; all?: boolean }) => {
+      const { printStatus } = await import('./status.js');
+      const port = Number(o.healthzPort);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) {
+        throw new ConfigError(`--healthz-port=${JSON.stringify(o.healthzPort)}: expected a port 1..65535`);
+      }
+      await printStatus({ healthzIp: o.healthzIp, healthzPort: port, json: o.json === true, all: o.all === true });
+    });
+
+  program
+    .command('soak')
+    .description('bounded soak: iperf3 at a capped rate between pods while peers join and leave; RSS and crashes')
+    .option('--minutes <n>', 'how long', '10')
+    .option('--hosts <n>', 'steady hosts (a churn host joins and leaves beside them)', '3')
+    .option('--bitrate <rate>', 'iperf3 --bitrate cap per stream', '200M')
+    .option('--encap <name>', 'udp | vxlan | geneve', 'udp')
+    .action(async (o: { minutes: string; hosts: string; bitrate: string; encap: string }) => {
+      const { runSoak } = await import('../soak/main.js');
+      await runSoak({ minutes: Number(o.minutes), hosts: Number(o.hosts), bitrate: o.bitrate, encap: o.encap });
+    });
+
+  program
     .command('demo')
     .description('local etcd + three namespace hosts running weft: leases, ping matrix, throughput; cleans up after')
     .option('--tiers <list>', 'tiers to show', 'dgram,batch')
@@ -81,6 +109,21 @@ async function main(argv: string[]): Promise<void> {
     .action(async (o: { tiers: string; encap: string; seconds: string }) => {
       const { runDemo } = await import('./demo.js');
       await runDemo({ tiers: o.tiers.split(','), encap: o.encap, seconds: Number(o.seconds) });
+    });
+
+  program
+    .command('bench')
+    .description('benchmark every path (underlay, kernel VXLAN, host-gw, weft tiers x encaps) on fresh namespace hosts')
+    .option('--quick', 'within 2 minutes: 1 repeat, short tests, paths underlay,kernel-vxlan,dgram/udp,batch/udp')
+    .option('--only <paths>', 'comma list of paths, e.g. underlay,kernel-vxlan,batch/vxlan')
+    .option('--repeats <n>', 'repeats of every test (default 3, --quick 1)')
+    .option('--seconds <n>', 'seconds per test (default: fit the full run into 17 minutes; --quick 2)')
+    .option('--round-trips <n>', 'ping-pong round trips per latency test (default 2000)')
+    .option('--out <dir>', 'output folder (default bench/results/<timestamp>)')
+    .option('--json', 'print the result JSON to stdout')
+    .action(async (o: import('./bench.js').BenchCliOptions) => {
+      const { benchCommand } = await import('./bench.js');
+      await benchCommand(o);
     });
 
   await program.parseAsync(argv);

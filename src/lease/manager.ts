@@ -5,8 +5,13 @@
 // Acquire order: 1. a lease already carrying our PublicIP (reservations included: that is how an operator
 // pins a host), 2. the previous subnet from subnet.env if free, 3. a random free subnet in [SubnetMin, SubnetMax].
 // Keys without etcd lease are reservations: never allocated to another host, never deleted.
+//
+// With followNetworkConfig (the daemon's setting): when etcd comes back empty (restored or wiped), the network
+// config is gone too, and the manager waits for it to reappear before re-acquiring, rather than leasing in a network nobody defines. If it reappears with another
+// Network, SubnetLen, SubnetMin/SubnetMax or Backend.Type, run() rejects with WEFT_ERR_NETWORK_CONFIG: the daemon
+// exits and its supervisor restarts it on the new config (devices and routes depend on it).
 import { NetworkExhaustedError, EtcdCompactedError, WeftError, errorMessage } from '../errors.js';
-import type { NetworkConfig } from '../config/network.js';
+import { type NetworkConfig, parseNetworkConfig } from '../config/network.js';
 import type { Logger } from '../log.js';
 import { type Lease, type LeaseAttrs, type LeaseEvent, isReservation, sameAttrs } from './lease.js';
 import type { EtcdRegistry, WatchHandle } from './registry.js';
@@ -19,6 +24,23 @@ import {
   subnetEquals,
 } from './subnet.js';
 
+/** Control-plane events since start, for /metrics; all monotonic. */
+export interface LeaseStats {
+  /** etcd became reachable again after the lease loop saw it unreachable. */
+  etcdReconnects: number;
+  /** The lease loop found etcd unreachable (each outage counts once). */
+  etcdOutages: number;
+  /** Peer watch restarts after a disconnect or compaction. */
+  watchRestarts: number;
+  /** Successful acquisitions: the first one and each re-acquisition. */
+  acquisitions: number;
+  /** Our key was found gone or taken over. */
+  losses: number;
+  renewals: number;
+  /** Peer lease events delivered to the datapath. */
+  peerEvents: number;
+}
+
 export interface LeaseManagerOptions {
   registry: EtcdRegistry;
   network: NetworkConfig;
@@ -29,6 +51,8 @@ export interface LeaseManagerOptions {
   ttlSeconds?: number; // default 86400 (flannel's 24 h)
   renewMarginSeconds?: number; // default 3600; clamped to half the TTL
   raceRetries?: number; // default 32: one lost race per concurrent winner at worst
+  /** Re-acquire only while `<prefix>/config` exists and describes our network (the daemon sets this). Default false. */
+  followNetworkConfig?: boolean;
   log: Logger;
 }
 
@@ -79,6 +103,11 @@ export class LeaseManager {
   private current: Lease | null = null;
   private readonly leaseListeners = new Set<(l: Lease) => void>();
   private etcdOk = true;
+  private configMissingSaid = false;
+  private readonly followNetworkConfig: boolean;
+  readonly stats: LeaseStats = {
+    etcdReconnects: 0, etcdOutages: 0, watchRestarts: 0, acquisitions: 0, losses: 0, renewals: 0, peerEvents: 0,
+  };
 
   constructor(opts: LeaseManagerOptions) {
     this.registry = opts.registry;
@@ -95,6 +124,7 @@ export class LeaseManager {
     const margin = (opts.renewMarginSeconds ?? 3600) * 1000;
     this.renewMarginMs = Math.min(margin, (this.ttlSeconds * 1000) / 2);
     this.raceRetries = opts.raceRetries ?? 32;
+    this.followNetworkConfig = opts.followNetworkConfig ?? false;
     this.log = opts.log.child({ component: 'lease', publicIP: opts.publicIP });
   }
 
@@ -120,6 +150,7 @@ export class LeaseManager {
       if (l !== null) {
         this.current = l;
         this.previousSubnet = l.subnet;
+        this.stats.acquisitions++;
         return l;
       }
     }
@@ -240,6 +271,11 @@ export class LeaseManager {
     while (!signal.aborted) {
       try {
         if (this.current === null) {
+          if (this.followNetworkConfig && !(await this.networkConfigPresent())) {
+            this.etcdBack();
+            await sleep(backoff.next(), signal);
+            continue;
+          }
           const l = await this.acquire(signal);
           this.etcdBack();
           this.emitLease(l);
@@ -248,6 +284,7 @@ export class LeaseManager {
         backoff.reset();
       } catch (e) {
         if (signal.aborted) break;
+        if (e instanceof WeftError && e.code === 'WEFT_ERR_NETWORK_CONFIG') throw e;
         if (e instanceof WeftError && e.code === 'WEFT_ERR_ETCD') {
           this.etcdDown(e);
         } else {
@@ -298,6 +335,7 @@ export class LeaseManager {
           }
           lease = r;
           this.current = r;
+          this.stats.renewals++;
           this.log.info({ subnet: formatSubnet(r.subnet), expiresAt: new Date(r.expiresAt ?? 0).toISOString() }, 'lease renewed');
           continue;
         }
@@ -349,7 +387,40 @@ export class LeaseManager {
     return isReservation(held) ? isReservation(now) : true;
   }
 
+  /**
+   * False while `<prefix>/config` is missing (etcd restored empty); throws WEFT_ERR_NETWORK_CONFIG when it came back
+   * describing another network than the one this daemon was set up for.
+   */
+  private async networkConfigPresent(): Promise<boolean> {
+    const json = await this.registry.getNetworkConfig();
+    if (json === null) {
+      if (!this.configMissingSaid) this.log.warn({ key: `${this.registry.prefix}/config` }, 'network config is gone from etcd; waiting for it before re-acquiring');
+      this.configMissingSaid = true;
+      return false;
+    }
+    if (this.configMissingSaid) this.log.info('network config is back');
+    this.configMissingSaid = false;
+    let now: NetworkConfig;
+    try {
+      now = parseNetworkConfig(json);
+    } catch (e) {
+      // An operator mid-edit: wait for a valid one rather than exit.
+      this.log.warn({ err: errorMessage(e) }, 'network config in etcd is invalid; waiting for a valid one before re-acquiring');
+      this.configMissingSaid = true;
+      return false;
+    }
+    const a = this.network;
+    if (now.network.ip !== a.network.ip || now.network.prefixLen !== a.network.prefixLen || now.subnetLen !== a.subnetLen ||
+        now.subnetMin !== a.subnetMin || now.subnetMax !== a.subnetMax || now.backend.Type !== a.backend.Type) {
+      throw new WeftError('WEFT_ERR_NETWORK_CONFIG',
+        `network config in etcd changed (${formatSubnet(a.network)} /${a.subnetLen} ${a.backend.Type} -> ` +
+        `${formatSubnet(now.network)} /${now.subnetLen} ${now.backend.Type}): restart weft to apply it`);
+    }
+    return true;
+  }
+
   private lost(l: Lease, why: string): void {
+    this.stats.losses++;
     this.log.warn({ subnet: formatSubnet(l.subnet), reason: why }, 'lease lost, re-acquiring (same subnet if still free)');
     this.previousSubnet = l.subnet;
     this.current = null;
@@ -368,12 +439,14 @@ export class LeaseManager {
   private etcdDown(e: unknown): void {
     if (!this.etcdOk) return;
     this.etcdOk = false;
+    this.stats.etcdOutages++;
     this.log.warn({ err: errorMessage(e) }, 'etcd unreachable, retrying with backoff');
   }
 
   private etcdBack(): void {
     if (this.etcdOk) return;
     this.etcdOk = true;
+    this.stats.etcdReconnects++;
     this.log.info('etcd reachable again');
   }
 
@@ -393,6 +466,7 @@ export class LeaseManager {
     const isOwn = (l: Lease): boolean => this.current !== null && subnetEquals(this.current.subnet, l.subnet);
     const deliver = (events: LeaseEvent[]): void => {
       if (events.length === 0) return;
+      this.stats.peerEvents += events.length;
       try {
         onEvents(events);
       } catch (e) {
@@ -470,6 +544,7 @@ export class LeaseManager {
       } catch (e) {
         if (signal.aborted) break;
         if (!logged) this.log.warn({ err: errorMessage(e) }, 'peer watch interrupted, re-listing with backoff');
+        if (!logged) this.stats.watchRestarts++;
         logged = true;
         await sleep(backoff.next(), signal);
       }

@@ -370,6 +370,11 @@ export class EtcdRegistry {
 
   private wrap(op: string, e: unknown): WeftError {
     if (e instanceof WeftError) return e;
+    // Wrong credentials are no outage to wait out: fail as a configuration error (the daemon exits with one line).
+    const msg = errorMessage(e);
+    if (/authentication failed|permission denied|user name is empty|invalid user ID or password/i.test(msg)) {
+      return new WeftError('WEFT_ERR_CONFIG', `etcd at ${this.where} refused ${op}: ${msg} (check --etcd-username/--etcd-password and the user's role)`, { cause: e });
+    }
     return new WeftError('WEFT_ERR_ETCD', `etcd ${op} at ${this.where}: ${errorMessage(e)}`, { cause: e });
   }
 

@@ -1,30 +1,101 @@
-// /healthz and /metrics for the daemon, on --healthz-ip:--healthz-port (127.0.0.1 by default: counters tell an
-// observer about the traffic, so they are not published to the network unless asked).
+// /healthz, /metrics (Prometheus text) and /status (JSON for `weft status`) for the daemon, on
+// --healthz-ip:--healthz-port (127.0.0.1 by default: counters tell an observer about the traffic, so they are not
+// published to the network unless asked).
+//
+//   /healthz  200 "ok" only while our lease is valid (not past its expiry) and the datapath runs; else 503
+//   /metrics  datapath counters, lease TTL, peers with their lease TTLs, etcd reconnects, lease renewals/acquisitions
+//   /status   the same as one JSON document (StatusDoc)
+//
+// Per-peer packet and byte counters need counters in the datapath (follow-up); per-peer here is what the control
+// plane knows: each peer's subnet, PublicIP, backend and lease TTL.
 import http from 'node:http';
-import { Registry, Gauge } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from '../log.js';
+
+export interface PeerStatus {
+  readonly subnet: string; // "10.5.7.0/24"
+  readonly publicIp: string;
+  readonly backendType: string;
+  /** Seconds until the peer's lease expires; null for a reservation or when unknown. */
+  readonly leaseSecondsLeft: number | null;
+}
+
+export interface ControlStats {
+  readonly etcdReconnects: number;
+  readonly etcdOutages: number;
+  readonly watchRestarts: number;
+  readonly acquisitions: number;
+  readonly losses: number;
+  readonly renewals: number;
+  readonly peerEvents: number;
+}
+
+/** What `GET /status` returns. */
+export interface StatusDoc {
+  readonly version: string;
+  readonly healthy: boolean;
+  readonly pid: number;
+  readonly uptimeSeconds: number;
+  readonly network: string;
+  readonly backendType: string;
+  readonly datapath: string; // e.g. userspace/batch/udp
+  readonly tier: string;
+  readonly encap: string;
+  readonly device: string;
+  readonly publicIp: string;
+  readonly lease: { readonly subnet: string; readonly key: string; readonly secondsLeft: number | null } | null;
+  readonly peers: readonly PeerStatus[];
+  readonly control: ControlStats;
+  readonly counters: Readonly<Record<string, number>>;
+}
 
 export interface MetricsSource {
   /** True when the lease is valid and the datapath runs. */
   healthy(): boolean;
-  /** Datapath counters by name (packets, bytes, syscalls, drops by reason). */
+  /** Datapath counters by name (packets, bytes, syscalls, drops by reason); monotonic while the datapath lives. */
   counters(): Record<string, number>;
   leaseSecondsLeft(): number | null;
+  /** Peers the datapath forwards to. */
   peers(): number;
+  /** Optional richer views; /metrics and /status show what is given. */
+  peerList?(): readonly PeerStatus[];
+  control?(): ControlStats;
+  status?(): StatusDoc;
 }
 
-export function startMetricsServer(host: string, port: number, source: MetricsSource, log: Logger): http.Server {
+const CONTROL_METRICS: readonly [keyof ControlStats, string, string][] = [
+  ['etcdReconnects', 'weft_etcd_reconnects_total', 'times etcd became reachable again after an outage'],
+  ['etcdOutages', 'weft_etcd_outages_total', 'times the lease loop found etcd unreachable'],
+  ['watchRestarts', 'weft_peer_watch_restarts_total', 'peer watch restarts after a disconnect'],
+  ['acquisitions', 'weft_lease_acquisitions_total', 'subnet leases acquired (the first and each re-acquisition)'],
+  ['losses', 'weft_lease_losses_total', 'times our lease key was found gone or taken over'],
+  ['renewals', 'weft_lease_renewals_total', 'lease renewals'],
+  ['peerEvents', 'weft_peer_events_total', 'peer lease events (added, changed, removed) applied'],
+];
+
+/** The Prometheus registry behind /metrics (exported for tests). */
+export function metricsRegistry(source: MetricsSource): Registry {
   const registry = new Registry();
-  const datapath = new Gauge({
+  // The datapath's counters only grow while it runs; a counter reset() + inc() per scrape mirrors them exactly (a
+  // restarted datapath starts again at 0, which Prometheus reads as a counter reset).
+  new Counter({
     name: 'weft_datapath_total',
-    help: 'datapath counters (packets, bytes, syscalls, copies, drops by reason); monotonic',
+    help: 'datapath counters (packets, bytes, syscalls, copies, drops by reason)',
     labelNames: ['counter'],
     registers: [registry],
     collect() {
-      for (const [name, value] of Object.entries(source.counters())) this.set({ counter: name }, value);
+      this.reset();
+      for (const [name, value] of Object.entries(source.counters())) this.inc({ counter: name }, Math.max(0, value));
     },
   });
-  void datapath;
+  new Gauge({
+    name: 'weft_healthy',
+    help: '1 while the lease is valid and the datapath runs (as /healthz)',
+    registers: [registry],
+    collect() {
+      this.set(source.healthy() ? 1 : 0);
+    },
+  });
   new Gauge({
     name: 'weft_lease_ttl_seconds',
     help: 'seconds until our subnet lease expires',
@@ -42,22 +113,65 @@ export function startMetricsServer(host: string, port: number, source: MetricsSo
       this.set(source.peers());
     },
   });
+  if (source.peerList) {
+    const list = source.peerList.bind(source);
+    new Gauge({
+      name: 'weft_peer_lease_ttl_seconds',
+      help: 'seconds until each peer\'s lease expires (-1: a reservation or unknown)',
+      labelNames: ['subnet', 'public_ip', 'backend_type'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const p of list()) {
+          this.set({ subnet: p.subnet, public_ip: p.publicIp, backend_type: p.backendType }, p.leaseSecondsLeft ?? -1);
+        }
+      },
+    });
+  }
+  if (source.control) {
+    const control = source.control.bind(source);
+    for (const [field, name, help] of CONTROL_METRICS) {
+      new Counter({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc(control()[field]);
+        },
+      });
+    }
+  }
+  return registry;
+}
+
+export function startMetricsServer(host: string, port: number, source: MetricsSource, log: Logger): http.Server {
+  const registry = metricsRegistry(source);
   const server = http.createServer((req, res) => {
-    if (req.url === '/healthz') {
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/healthz') {
       const ok = source.healthy();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'unhealthy\n');
       return;
     }
-    if (req.url === '/metrics') {
+    if (path === '/metrics') {
       registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
         (err: unknown) => res.writeHead(500).end(String(err)),
       );
       return;
     }
+    if (path === '/status' && source.status) {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(source.status()) + '\n');
+      return;
+    }
     res.writeHead(404).end();
   });
   server.on('error', (err) => log.error({ err, host, port }, 'metrics listener failed'));
-  server.listen(port, host, () => log.info({ host, port }, 'serving /healthz and /metrics'));
+  server.listen(port, host, () => log.info({ host, port }, 'serving /healthz, /metrics and /status'));
   return server;
 }

@@ -10,7 +10,7 @@
 // records, host-local's reservations) under the cluster's temp directory and DEL run on destroy(). Without them,
 // the testbed's hand-made pod (tb.addPod) stands in.
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
+import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -19,7 +19,7 @@ import { WeftError } from '../errors.js';
 import { readSubnetEnv } from '../lease/subnet-env.js';
 import { formatIPv4, firstHost } from '../lease/subnet.js';
 import { ip } from '../net/iproute.js';
-import { startEtcd, type EtcdServer } from './etcd.js';
+import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from './etcd.js';
 import { createTestbed, killChild, type Host, type Pod, type Testbed } from './hosts.js';
 
 /** The package root: dist/ and src/ both sit one level below it. */
@@ -34,6 +34,14 @@ export const PACKAGE_ROOT = (() => {
 })();
 export const WEFT_CLI = join(PACKAGE_ROOT, 'dist', 'cli', 'main.js');
 export const PREFIX = '/coreos.com/network';
+
+function writtenSince(file: string, ms: number): boolean {
+  try {
+    return statSync(file).mtimeMs >= ms - 50; // file times come from a coarser clock than Date.now()
+  } catch {
+    return false;
+  }
+}
 /** The CNI plugin as built, and where Debian's containernetworking-plugins puts bridge, host-local, loopback. */
 export const WEFT_CNI = join(PACKAGE_ROOT, 'dist', 'cni', 'main.js');
 export const SYSTEM_CNI_DIR = '/usr/lib/cni';
@@ -74,6 +82,12 @@ export interface ClusterOptions {
   /** `<prefix>/config` JSON. */
   network: Record<string, unknown>;
   mtu?: number;
+  /**
+   * Run etcd as a cluster of this many members instead of one etcd in the bridge namespace: each member gets a
+   * namespace host of its own (tb.addHost(), numbered after the weft hosts) and listens on its underlay IP.
+   * `etcd` then acts on all members and `etcdCluster` reaches each one.
+   */
+  etcdMembers?: number;
 }
 
 export interface DaemonHandle {
@@ -93,13 +107,20 @@ export class Cluster {
   private cniBin: string | undefined;
   private readonly dir = mkdtempSync(join(tmpdir(), 'weft-cluster-'));
 
-  private constructor(readonly tb: Testbed, readonly etcd: EtcdServer) {}
+  private constructor(readonly tb: Testbed, readonly etcd: EtcdServer, readonly etcdCluster?: EtcdCluster) {}
 
   static async create(opts: ClusterOptions): Promise<Cluster> {
     const tb = await createTestbed({ hosts: opts.hosts, mtu: opts.mtu });
     try {
-      const etcd = await startEtcd({ host: tb.bridgeIP, port: 2379, netns: tb.bridgeNs });
-      const c = new Cluster(tb, etcd);
+      let c: Cluster;
+      if (opts.etcdMembers !== undefined && opts.etcdMembers > 1) {
+        const hosts: Host[] = [];
+        for (let i = 0; i < opts.etcdMembers; i++) hosts.push(await tb.addHost());
+        const ec = await startEtcdCluster({ members: hosts.map((h) => ({ netns: h.ns, host: h.ip })), ctlNetns: tb.bridgeNs });
+        c = new Cluster(tb, clusterAsServer(ec), ec);
+      } else {
+        c = new Cluster(tb, await startEtcd({ host: tb.bridgeIP, port: 2379, netns: tb.bridgeNs }));
+      }
       await c.etcdctl(['put', `${PREFIX}/config`, JSON.stringify(opts.network)]);
       return c;
     } catch (e) {
@@ -141,6 +162,7 @@ export class Cluster {
     const host = this.tb.host(n);
     const subnetFile = this.subnetFile(n);
     const logFile = join(this.dir, `h${n}.log`);
+    const started = Date.now();
     const child = this.tb.spawn(host, [
       process.execPath, WEFT_CLI, 'daemon',
       `--etcd-endpoints=${this.endpoint}`,
@@ -151,10 +173,10 @@ export class Cluster {
     ], { stdio: ['ignore', 'ignore', 'pipe'] });
     const log = createWriteStream(logFile, { flags: 'a' });
     child.stderr?.pipe(log);
-    const started = Date.now();
-    await rm(subnetFile, { force: true });
+    // The daemon reads the previous subnet.env (flannel's reuse rule), so keep it; a write after the spawn is the sign
+    // that this daemon has its lease.
     for (;;) {
-      const env = readSubnetEnv(subnetFile);
+      const env = writtenSince(subnetFile, started) ? readSubnetEnv(subnetFile) : null;
       if (env) {
         const handle: DaemonHandle = {
           host, child, subnetFile, logFile,
@@ -314,6 +336,29 @@ export class Cluster {
     await this.etcd.wipe().catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/** A multi-member cluster behind the single-server interface: each operation acts on every member. */
+function clusterAsServer(ec: EtcdCluster): EtcdServer {
+  const first = ec.members[0]!;
+  return {
+    endpoint: ec.endpoint,
+    clientPort: 2379,
+    peerPort: 2380,
+    dataDir: first.dataDir,
+    get pid() {
+      return first.pid;
+    },
+    stop: () => ec.stop(),
+    kill: async () => {
+      await Promise.all(ec.members.map((m) => m.kill()));
+    },
+    restart: async () => {
+      await ec.stop();
+      await Promise.all(ec.members.map((m) => m.start()));
+    },
+    wipe: () => ec.wipe(),
+  };
 }
 
 /** The first IPv4 address of a CNI result (any version from 0.3.0 on: `ips[].address` with prefix length). */

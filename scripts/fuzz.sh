@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Builds weft's libFuzzer harnesses (native/fuzz/*.c over the C core, never the N-API binding) and optionally runs
+# them, each bounded in time. Installs clang from Debian when missing.
+#
+#   scripts/fuzz.sh build                 build every target into build/fuzz/
+#   scripts/fuzz.sh run [SECONDS] [T...]  build, then run each target (or the named ones) SECONDS (default 40) on a
+#                                         scratch copy of native/fuzz/corpus/<target>; a crash leaves its input in
+#                                         build/fuzz/crash-<target>-* and exits non-zero
+#   scripts/fuzz.sh targets               list the targets
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-build}"
+out=build/fuzz
+mkdir -p "$out"
+
+core=(native/csum.c native/ipv4.c native/encap.c native/encap_udp.c native/encap_vxlan.c native/encap_geneve.c native/icmp.c)
+# target -> harness source and extra defines
+declare -A SRC=(
+  [decap_udp]="native/fuzz/fuzz_decap.c -DWEFT_FUZZ_ENCAP=WEFT_ENCAP_UDP"
+  [decap_vxlan]="native/fuzz/fuzz_decap.c -DWEFT_FUZZ_ENCAP=WEFT_ENCAP_VXLAN"
+  [decap_geneve]="native/fuzz/fuzz_decap.c -DWEFT_FUZZ_ENCAP=WEFT_ENCAP_GENEVE"
+  [icmp]="native/fuzz/fuzz_icmp.c"
+)
+# GRO coalescing, once native/offload*.c and its harness exist (the harness is added with the offload code).
+if [ -f native/fuzz/fuzz_gro.c ] && compgen -G 'native/offload*.c' >/dev/null; then
+  SRC[gro]="native/fuzz/fuzz_gro.c $(ls native/offload*.c | tr '\n' ' ')"
+fi
+targets=(decap_udp decap_vxlan decap_geneve icmp)
+[ -n "${SRC[gro]:-}" ] && targets+=(gro)
+
+if [ "$what" = targets ]; then printf '%s\n' "${targets[@]}"; exit 0; fi
+
+# clang alone lacks libFuzzer and the sanitizer runtimes: Debian ships them in libclang-rt-<major>-dev.
+have_fuzzer_rt() {
+  command -v clang >/dev/null 2>&1 && [ -f "$(clang -print-resource-dir)/lib/linux/libclang_rt.fuzzer-x86_64.a" ]
+}
+if ! have_fuzzer_rt; then
+  if [ "$(id -u)" != 0 ]; then echo "weft fuzz: clang with libFuzzer is missing and only root can install it" >&2; exit 3; fi
+  echo "weft fuzz: installing clang and its libFuzzer runtime" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
+  { command -v clang >/dev/null 2>&1 || { apt_get update -qq && apt_get install -y -qq --no-install-recommends clang >/dev/null; }; } ||
+    { echo "weft fuzz: could not install clang" >&2; exit 3; }
+  major=$(clang -dumpversion | cut -d. -f1)
+  { apt_get install -y -qq --no-install-recommends "libclang-rt-$major-dev" >/dev/null ||
+    { apt_get update -qq && apt_get install -y -qq --no-install-recommends "libclang-rt-$major-dev" >/dev/null; }; } ||
+    { echo "weft fuzz: could not install libclang-rt-$major-dev" >&2; exit 3; }
+fi
+
+build() {
+  local t=$1 bin="$out/fuzz_$1"
+  # Rebuild only when a source is newer than the binary.
+  if [ -x "$bin" ] && [ -z "$(find native/*.c native/*.h native/fuzz/*.c -newer "$bin" 2>/dev/null | head -1)" ]; then return; fi
+  # shellcheck disable=SC2086 # SRC holds a file and its -D flags, split on purpose
+  clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -Inative ${SRC[$t]} "${core[@]}" -o "$bin"
+}
+for t in "${targets[@]}"; do build "$t"; done
+[ "$what" = build ] && { echo "weft fuzz: built ${targets[*]} in $out"; exit 0; }
+
+if [ "$what" = run ]; then
+  secs="${2:-40}"
+  shift $(( $# >= 2 ? 2 : $# ))
+  [ $# -gt 0 ] && targets=("$@")
+  status=0
+  for t in "${targets[@]}"; do
+    work=$(mktemp -d)
+    cp native/fuzz/corpus/"$t"/* "$work"/
+    # -max_total_time bounds the run; crashes land in build/fuzz with the target's name.
+    if ! "$out/fuzz_$t" -max_total_time="$secs" -timeout=5 -rss_limit_mb=1024 -print_final_stats=1 \
+        -artifact_prefix="$out/crash-$t-" "$work" 2>"$out/$t.log"; then
+      echo "weft fuzz: $t FAILED, see $out/$t.log" >&2; status=1
+    fi
+    runs=$(grep -o 'Done [0-9]* runs' "$out/$t.log" | grep -o '[0-9]*' || echo '?')
+    echo "weft fuzz: $t: $runs executions in ${secs}s"
+    rm -rf "$work"
+  done
+  exit $status
+fi
+echo "usage: scripts/fuzz.sh build | run [SECONDS] [TARGET...] | targets" >&2; exit 2

@@ -1,0 +1,208 @@
+// Outages against a real etcd (the Cluster's, in the bridge namespace) and real daemons:
+//   1. etcd stopped 60 s under traffic: pods keep pinging on the last known routes; etcd back -> the daemon
+//      reconnects and renews; nothing is re-leased (same keys, same subnets, one acquisition)
+//   (the order below is 1, 3, 4, 2, 5: step 2's 5 s leases would expire across a restart of the daemons and the
+//   pods would be left on old subnets)
+//   2. lease expires during an outage: h1's path to etcd is blackholed (a route in h1's namespace only) while etcd
+//      runs, so etcd expires the 5 s lease; the route removed -> the daemon re-acquires the same subnet
+//   3. etcd restarted empty: the daemons wait for the network config, then re-create their leases (same subnets)
+//   4. kill -9 and restart: same subnet, pods ping again
+//   5. 16 daemons at once (4 hosts x 4 daemons, each on its own address): room for 16 -> 16 distinct subnets;
+//      room for 8 -> 8 leases and 8 daemons exiting non-zero with one NetworkExhaustedError line
+//
+//   bridge netns: etcd 198.18.<id>.254:2379
+//   h1 ── h2 (── h3, h4 for step 5)   weft daemon (udp) + pod each; h1 serves /status on 127.0.0.1:8471
+import t, { type Test } from 'tap';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cluster, PREFIX, WEFT_CLI } from '../src/testbed/cluster.js';
+import { killChild, ping, type Host } from '../src/testbed/hosts.js';
+import { readSubnetEnv } from '../src/lease/subnet-env.js';
+import { formatSubnet } from '../src/lease/subnet.js';
+import type { StatusDoc } from '../src/metrics/server.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function status(cluster: Cluster, n = 1): Promise<StatusDoc | null> {
+  const r = await cluster.tb.exec(cluster.tb.host(n), [process.execPath, '-e',
+    "fetch('http://127.0.0.1:8471/status').then((r) => r.text()).then((s) => process.stdout.write(s), () => process.exit(2))"], { timeoutMs: 10_000 });
+  return r.code === 0 ? (JSON.parse(r.stdout) as StatusDoc) : null;
+}
+
+/** Polls until `check` is true (bounded); returns whether it became true. */
+async function until(check: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check().catch(() => false)) return true;
+    await sleep(500);
+  }
+  return false;
+}
+
+async function subnetKeys(cluster: Cluster, prefix = PREFIX): Promise<string[]> {
+  const out = await cluster.etcdctl(['get', '--prefix', '--keys-only', `${prefix}/subnets/`]);
+  return out.split('\n').map((s) => s.trim()).filter((s) => s.length > 0).sort();
+}
+
+function subnetOf(cluster: Cluster, n: number): string {
+  const env = readSubnetEnv(cluster.subnetFile(n));
+  return env ? formatSubnet(env.subnet) : '(none)';
+}
+
+async function pingPods(t: Test, cluster: Cluster, what: string): Promise<void> {
+  const p = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 3, timeoutSec: 3 });
+  t.ok(p.ok, `pod h1 -> pod h2 pings ${what}`);
+}
+
+t.test('outages', { timeout: 600_000 }, async (t) => {
+  const cluster = await Cluster.create({ hosts: 2, network: { Network: '10.47.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } } });
+  t.teardown(() => cluster.destroy());
+
+  const restartDaemons = async (args: string[]): Promise<void> => {
+    for (const n of [1, 2]) await cluster.stopDaemon(n);
+    for (const n of [1, 2]) await cluster.startDaemon(n, [...args, ...(n === 1 ? ['--healthz-port=8471'] : [])]);
+    for (const n of [1, 2]) await cluster.ensurePod(n);
+  };
+
+  await t.test('etcd stopped for 60 s under traffic: forwarding continues, then reconnect and renew, no re-lease', async (t) => {
+    // TTL 30 s, renewed every 15 s (the margin is clamped to half the TTL): renewals fail during the outage.
+    await restartDaemons(['--subnet-lease-ttl=30', '--subnet-lease-renew-margin=1']);
+    await pingPods(t, cluster, 'before the outage');
+    const keys = await subnetKeys(cluster);
+    const subnets = [subnetOf(cluster, 1), subnetOf(cluster, 2)];
+    const before = (await status(cluster))!;
+    await cluster.etcd.stop();
+    // One ping per second for the whole outage; every one must come back.
+    const loop = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 60, intervalSec: 1, timeoutSec: 3 });
+    t.ok(loop.ok, `pings during the 60 s outage: ${loop.received}/${loop.transmitted} came back`);
+    const during = (await status(cluster))!;
+    t.ok(during.control.etcdOutages > before.control.etcdOutages, 'the daemon noticed the outage');
+    await cluster.etcd.restart();
+    const renewed = await until(async () => {
+      const s = await status(cluster);
+      return s !== null && s.control.etcdReconnects > before.control.etcdReconnects && s.control.renewals > during.control.renewals && s.healthy;
+    }, 45_000);
+    const after = (await status(cluster))!;
+    t.ok(renewed, `reconnected (${after.control.etcdReconnects} reconnects) and renewed (${during.control.renewals} -> ${after.control.renewals} renewals), healthy again`);
+    t.equal(after.control.acquisitions, 1, 'nothing re-leased: still one acquisition');
+    t.same(await subnetKeys(cluster), keys, 'same keys in etcd');
+    t.same([subnetOf(cluster, 1), subnetOf(cluster, 2)], subnets, 'same subnets');
+    await pingPods(t, cluster, 'after etcd is back');
+  });
+
+  await t.test('etcd restarted empty: leases come back when the config does', async (t) => {
+    await restartDaemons([]);
+    const subnets = [subnetOf(cluster, 1), subnetOf(cluster, 2)];
+    const before = (await status(cluster))!;
+    await cluster.etcd.wipe();
+    await cluster.etcd.restart();
+    await sleep(8000);
+    t.same(await subnetKeys(cluster), [], 'no lease written while the network config is missing');
+    await cluster.etcdctl(['put', `${PREFIX}/config`, JSON.stringify({ Network: '10.47.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } })]);
+    const back = await until(async () => (await subnetKeys(cluster)).length === 2, 45_000);
+    t.ok(back, 'both daemons re-created their leases once the config was back');
+    t.same([subnetOf(cluster, 1), subnetOf(cluster, 2)], subnets, 'same subnets as before');
+    t.same(await subnetKeys(cluster), subnets.map((s) => `${PREFIX}/subnets/${s.replace('/', '-')}`).sort(), 'keys match');
+    const after = (await status(cluster))!;
+    t.equal(after.control.acquisitions, before.control.acquisitions + 1, 'one re-acquisition');
+    const pinged = await until(async () => (await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 1, timeoutSec: 2 })).ok, 20_000);
+    t.ok(pinged, 'pods ping again');
+  });
+
+  await t.test('kill -9 and restart: same subnet, routes back', async (t) => {
+    const subnet = subnetOf(cluster, 1);
+    await cluster.stopDaemon(1, 'SIGKILL');
+    await cluster.startDaemon(1, ['--healthz-port=8471']);
+    t.equal(subnetOf(cluster, 1), subnet, 'same subnet after a crash');
+    const pinged = await until(async () => (await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 1, timeoutSec: 2 })).ok, 20_000);
+    t.ok(pinged, 'pods ping after the restart');
+    t.equal((await subnetKeys(cluster)).length, 2, 'still two leases');
+  });
+
+  await t.test('lease expires while h1 cannot reach etcd: the same subnet is re-acquired', async (t) => {
+    await restartDaemons(['--subnet-lease-ttl=5', '--subnet-lease-renew-margin=1']);
+    const subnet = subnetOf(cluster, 1);
+    const key = `${PREFIX}/subnets/${subnet.replace('/', '-')}`;
+    const before = (await status(cluster))!;
+    const h1 = cluster.tb.host(1);
+    // Only h1 loses etcd: a blackhole route to the bridge address inside h1's namespace. Pod traffic goes host to
+    // host on the same L2 and is untouched.
+    const add = await cluster.tb.exec(h1, ['ip', 'route', 'add', 'blackhole', `${cluster.tb.bridgeIP}/32`]);
+    t.equal(add.code, 0, 'h1 cut off from etcd');
+    try {
+      const expired = await until(async () => !(await subnetKeys(cluster)).includes(key), 30_000);
+      t.ok(expired, `etcd expired h1's lease ${key}`);
+      // No ping check here: h2 sees h1's key expire and rightly drops h1's routes until h1 is back.
+    } finally {
+      await cluster.tb.exec(h1, ['ip', 'route', 'del', 'blackhole', `${cluster.tb.bridgeIP}/32`]);
+    }
+    const back = await until(async () => {
+      const s = await status(cluster);
+      return s !== null && s.control.acquisitions > before.control.acquisitions && (await subnetKeys(cluster)).includes(key);
+    }, 90_000);
+    const after = await status(cluster);
+    t.ok(back, `re-acquired after the path came back (acquisitions ${before.control.acquisitions} -> ${after?.control.acquisitions}, losses ${after?.control.losses})`);
+    t.equal(subnetOf(cluster, 1), subnet, 'the same subnet');
+    t.equal(after?.lease?.subnet, subnet, '/status shows it');
+    await pingPods(t, cluster, 'after re-acquiring');
+  });
+
+  await t.test('16 daemons started at once', async (t) => {
+    for (const n of [1, 2]) await cluster.stopDaemon(n);
+    while (cluster.tb.hosts.length < 4) await cluster.tb.addHost();
+    const dir = mkdtempSync(join(tmpdir(), 'weft-16-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    // Daemon k (0..15) lives in host 1 + k/4 on its own address 198.18.<id>.<100+k>: its PublicIP, its socket.
+    const hosts: Host[] = [1, 2, 3, 4].map((n) => cluster.tb.host(n));
+    const addrOf = (k: number): string => cluster.tb.hostIP(100 + k);
+    for (let k = 0; k < 16; k++) {
+      const r = await cluster.tb.exec(hosts[k >> 2]!, ['ip', 'addr', 'add', `${addrOf(k)}/32`, 'dev', 'eth0']);
+      if (r.code !== 0) throw new Error(`ip addr add: ${r.stderr}`);
+    }
+
+    const runAll = async (prefix: string, network: object): Promise<{ subnets: (string | null)[]; codes: (number | null)[]; lines: string[] }> => {
+      await cluster.etcdctl(['put', `${prefix}/config`, JSON.stringify(network)]);
+      const children: ChildProcess[] = [];
+      const errs: string[] = Array.from({ length: 16 }, () => '');
+      for (let k = 0; k < 16; k++) {
+        const c = cluster.tb.spawn(hosts[k >> 2]!, [process.execPath, WEFT_CLI, 'daemon', `--etcd-endpoints=${cluster.endpoint}`,
+          `--etcd-prefix=${prefix}`, `--iface=${addrOf(k)}`, `--tun-name=wt${k}`, `--subnet-file=${join(dir, `${prefix.slice(1).replace(/\//g, '_')}-${k}.env`)}`,
+          '--log-level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+        c.stderr?.on('data', (d: Buffer) => (errs[k] += d.toString()));
+        children.push(c);
+      }
+      try {
+        const file = (k: number) => join(dir, `${prefix.slice(1).replace(/\//g, '_')}-${k}.env`);
+        await until(async () => children.every((c, k) => c.exitCode !== null || readSubnetEnv(file(k)) !== null), 120_000);
+        return {
+          subnets: children.map((_, k) => {
+            const env = readSubnetEnv(file(k));
+            return env ? formatSubnet(env.subnet) : null;
+          }),
+          codes: children.map((c) => c.exitCode),
+          lines: errs.map((e) => e.trim().split('\n').pop() ?? ''),
+        };
+      } finally {
+        for (const c of children) await killChild(c);
+      }
+    };
+
+    const room16 = await runAll('/weft-test/room16', { Network: '10.60.0.0/16', SubnetLen: 24, SubnetMin: '10.60.1.0', SubnetMax: '10.60.16.0', Backend: { Type: 'udp' } });
+    const got16 = room16.subnets.filter((s): s is string => s !== null);
+    t.equal(got16.length, 16, `room for 16: all 16 leased (${room16.lines.filter((l) => l.startsWith('weft:')).join('; ')})`);
+    t.equal(new Set(got16).size, 16, 'all distinct');
+
+    const room8 = await runAll('/weft-test/room8', { Network: '10.61.0.0/16', SubnetLen: 24, SubnetMin: '10.61.1.0', SubnetMax: '10.61.8.0', Backend: { Type: 'udp' } });
+    const got8 = room8.subnets.filter((s): s is string => s !== null);
+    t.equal(got8.length, 8, 'room for 8: 8 leased');
+    t.equal(new Set(got8).size, 8, 'distinct');
+    const failed = room8.codes.map((c, k) => ({ c, line: room8.lines[k]!, leased: room8.subnets[k] !== null })).filter((x) => !x.leased);
+    t.equal(failed.length, 8, '8 did not get a subnet');
+    t.ok(failed.every((x) => x.c === 1), `each exited with code 1 (${failed.map((x) => x.c).join(',')})`);
+    t.ok(failed.every((x) => /^weft: no free \/24 left in 10\.61\.0\.0\/16 \[10\.61\.1\.0 \.\. 10\.61\.8\.0\]: 8 subnets, 8 taken/.test(x.line)),
+      `with one clear line: ${failed[0]?.line}`);
+    t.equal((await subnetKeys(cluster, '/weft-test/room8')).length, 8, 'etcd holds exactly 8 leases');
+  });
+});

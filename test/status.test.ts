@@ -1,0 +1,101 @@
+// Observability: /metrics in Prometheus text, /healthz, /status and `weft status`; first against the metrics server
+// with a fake source (no root), then against two real daemons on namespace hosts.
+//
+//   bridge netns: etcd    h1 ── h2   each: weft daemon --healthz-port=8471 (127.0.0.1 in its namespace), pod .2
+import t from 'tap';
+import type { AddressInfo } from 'node:net';
+import { silentLogger } from '../src/log.js';
+import { metricsRegistry, startMetricsServer, type MetricsSource, type StatusDoc } from '../src/metrics/server.js';
+import { formatStatus } from '../src/cli/status.js';
+import { Cluster } from '../src/testbed/cluster.js';
+import { ping } from '../src/testbed/hosts.js';
+
+function fakeSource(state: { healthy: boolean; counters: Record<string, number> }): MetricsSource {
+  const doc = (): StatusDoc => ({
+    version: '0.0.0', healthy: state.healthy, pid: 1, uptimeSeconds: 3, network: '10.5.0.0/16', backendType: 'udp',
+    datapath: 'userspace/batch/udp', tier: 'batch', encap: 'udp', device: 'weft0', publicIp: '198.18.1.1',
+    lease: { subnet: '10.5.3.0/24', key: '/coreos.com/network/subnets/10.5.3.0-24', secondsLeft: 86000 },
+    peers: [{ subnet: '10.5.7.0/24', publicIp: '198.18.1.2', backendType: 'udp', leaseSecondsLeft: 500 }],
+    control: { etcdReconnects: 2, etcdOutages: 2, watchRestarts: 1, acquisitions: 1, losses: 0, renewals: 4, peerEvents: 3 },
+    counters: state.counters,
+  });
+  return {
+    healthy: () => state.healthy,
+    counters: () => state.counters,
+    leaseSecondsLeft: () => 86000,
+    peers: () => 1,
+    peerList: () => doc().peers,
+    control: () => doc().control,
+    status: doc,
+  };
+}
+
+t.test('metrics text: counters are Prometheus counters, per-peer gauges, control-plane counters', async (t) => {
+  const state = { healthy: true, counters: { udp_rx_packets: 10, drop_malformed: 3, drop_bad_vni: 0 } };
+  const reg = metricsRegistry(fakeSource(state));
+  let text = await reg.metrics();
+  t.match(text, /# TYPE weft_datapath_total counter/, 'datapath counters typed counter');
+  t.match(text, /^weft_datapath_total\{counter="udp_rx_packets"\} 10$/m);
+  t.match(text, /^weft_datapath_total\{counter="drop_malformed"\} 3$/m);
+  t.match(text, /^weft_datapath_total\{counter="drop_bad_vni"\} 0$/m, 'zero counters are still exported');
+  t.match(text, /^weft_peer_lease_ttl_seconds\{subnet="10.5.7.0\/24",public_ip="198.18.1.2",backend_type="udp"\} 500$/m);
+  t.match(text, /# TYPE weft_etcd_reconnects_total counter\nweft_etcd_reconnects_total 2$/m);
+  t.match(text, /^weft_lease_renewals_total 4$/m);
+  t.match(text, /^weft_lease_ttl_seconds 86000$/m);
+  t.match(text, /^weft_healthy 1$/m);
+  state.counters.udp_rx_packets = 25;
+  text = await reg.metrics();
+  t.match(text, /^weft_datapath_total\{counter="udp_rx_packets"\} 25$/m, 'a scrape shows the current value, not a sum');
+});
+
+t.test('/healthz follows health; /status is JSON; bound to the address asked for', async (t) => {
+  const state = { healthy: true, counters: { udp_rx_packets: 1 } };
+  const server = startMetricsServer('127.0.0.1', 0, fakeSource(state), silentLogger);
+  t.teardown(() => void server.close());
+  await new Promise<void>((r) => server.once('listening', () => r()));
+  const addr = server.address() as AddressInfo;
+  t.equal(addr.address, '127.0.0.1', 'listens on loopback only');
+  const base = `http://127.0.0.1:${addr.port}`;
+  t.equal((await fetch(`${base}/healthz`)).status, 200, 'healthy: 200');
+  state.healthy = false;
+  const r = await fetch(`${base}/healthz`);
+  t.equal(r.status, 503, 'lease expired or datapath down: 503');
+  t.equal(await r.text(), 'unhealthy\n');
+  const doc = (await (await fetch(`${base}/status`)).json()) as StatusDoc;
+  t.equal(doc.peers.length, 1);
+  t.equal(doc.healthy, false);
+  t.equal((await fetch(`${base}/nope`)).status, 404);
+  t.equal((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405, 'read-only');
+  const text = formatStatus(doc);
+  t.match(text, /health\s+UNHEALTHY/);
+  t.match(text, /10\.5\.7\.0\/24\s+198\.18\.1\.2\s+udp\s+8m/, 'peer row: subnet, public ip, backend, lease left');
+  t.match(text, /udp_rx_packets\s+1/);
+});
+
+t.test('weft status against two running daemons', async (t) => {
+  const cluster = await Cluster.create({ hosts: 2, network: { Network: '10.31.0.0/16', SubnetLen: 24, Backend: { Type: 'vxlan' } } });
+  t.teardown(() => cluster.destroy());
+  for (const n of [1, 2]) await cluster.startDaemon(n, ['--healthz-port=8471']);
+  for (const n of [1, 2]) await cluster.ensurePod(n);
+  const p = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 3, timeoutSec: 3 });
+  t.ok(p.ok, 'pods ping through the overlay');
+  const h1 = cluster.tb.host(1);
+  const out = await cluster.weft(['status', '--healthz-port=8471'], h1.ns);
+  t.comment(out);
+  t.match(out, /health\s+healthy/, 'healthy');
+  t.match(out, /tier\s+batch/, 'tier');
+  t.match(out, /encap\s+vxlan/, 'encap');
+  const peerSubnet = cluster.daemons.get(2)!.subnetGateway.replace(/\.1\/24$/, '.0/24');
+  t.match(out, new RegExp(`${peerSubnet.replace(/\./g, '\\.')}\\s+${cluster.tb.hostIP(2).replace(/\./g, '\\.')}\\s+vxlan`), 'the peer with its PublicIP');
+  t.match(out, /tun_tx_packets\s+[1-9]/, 'counters with traffic');
+  const json = JSON.parse(await cluster.weft(['status', '--healthz-port=8471', '--json'], h1.ns)) as StatusDoc;
+  t.equal(json.control.acquisitions, 1, 'one acquisition');
+  t.ok(json.lease !== null && (json.lease.secondsLeft ?? 0) > 86000, 'lease TTL close to 24 h');
+  // Nothing listens on the underlay address: the default bind is 127.0.0.1.
+  const r = await cluster.tb.exec(cluster.tb.host(2), [process.execPath, '-e',
+    `fetch('http://${cluster.tb.hostIP(1)}:8471/healthz').then(() => process.exit(0), () => process.exit(7))`], { timeoutMs: 10_000 });
+  t.equal(r.code, 7, '/healthz is not reachable from another host');
+  const none = await cluster.tb.exec(h1, [process.execPath, (await import('../src/testbed/cluster.js')).WEFT_CLI, 'status', '--healthz-port=8479'], { timeoutMs: 10_000 });
+  t.not(none.code, 0, 'no daemon: non-zero exit');
+  t.match(none.stderr, /^weft: no weft daemon answers at http:\/\/127\.0\.0\.1:8479\/status/, 'one clear line');
+});
