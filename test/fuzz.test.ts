@@ -1,7 +1,7 @@
 // Fuzzing: the native parsers that see network input run under libFuzzer with ASan + UBSan (harnesses in
 // native/fuzz/, built by scripts/fuzz.sh, seeds in native/fuzz/corpus/<target>/), each bounded in time; and
 // property-based tests (fast-check) of the TypeScript parsers of untrusted text: daemon config, network config,
-// lease JSON. WEFT_FUZZ_SECONDS sets the seconds per native target (default 25, so the four targets take ~100 s of CI; 0 skips the native part).
+// lease JSON. WEFT_FUZZ_SECONDS sets the seconds per native target (default 15, so the four targets take ~60 s of CI; 0 skips the native part).
 import t from 'tap';
 import fc from 'fast-check';
 import { spawn, spawnSync } from 'node:child_process';
@@ -15,7 +15,7 @@ import { type LeaseAttrs, parseLeaseAttrs, sameAttrs, serializeLeaseAttrs } from
 import { ConfigError, NetworkConfigError } from '../src/errors.js';
 import { containsIP, formatIPv4, formatSubnet, isAligned, lastAddress, makeSubnet, subnetSize } from '../src/lease/subnet.js';
 
-const SECONDS = Number(process.env['WEFT_FUZZ_SECONDS'] ?? 25);
+const SECONDS = Number(process.env['WEFT_FUZZ_SECONDS'] ?? 15);
 
 function runFuzzer(bin: string, corpus: string, seconds: number): Promise<{ code: number | null; log: string }> {
   return new Promise((resolve) => {
