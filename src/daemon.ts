@@ -10,8 +10,8 @@ import { resolveDaemonConfig, type DaemonConfig } from './config/daemon.js';
 import { parseNetworkConfig, type NetworkConfig } from './config/network.js';
 import { ConfigError, NetworkConfigError, WeftError, errorMessage } from './errors.js';
 import { createLogger, type Logger } from './log.js';
-import { createBackend, type Backend, type ExternalInterface } from './backend/index.js';
-import { EtcdRegistry } from './lease/registry.js';
+import { createBackend, loadEncapModule, type Backend, type ExternalInterface } from './backend/index.js';
+import { registryFromConfig, type EtcdRegistry } from './lease/registry.js';
 import { LeaseManager } from './lease/manager.js';
 import { readSubnetEnv, writeSubnetEnv } from './lease/subnet-env.js';
 import { type Lease, type LeaseEvent, isReservation } from './lease/lease.js';
@@ -103,21 +103,17 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
 
   const external = await findExternalInterface(config);
   log.info({ iface: external.name, publicIp: external.publicIp, mtu: external.mtu }, 'underlay interface');
-  const registry = new EtcdRegistry({
-    endpoints: config.etcdEndpoints,
-    prefix: config.etcdPrefix,
-    tls: config.etcdCafile || config.etcdCertfile
-      ? { ca: config.etcdCafile, cert: config.etcdCertfile, key: config.etcdKeyfile }
-      : undefined,
-    auth: config.etcdUsername ? { username: config.etcdUsername, password: config.etcdPassword ?? '' } : undefined,
-    log,
-  });
+  const registry = registryFromConfig(config, log);
   let backend: Backend | null = null;
   let masq: Masq | null = null;
   let server: ReturnType<typeof startMetricsServer> | null = null;
   try {
     const network = await waitForNetworkConfig(registry, config, log, signal);
     checkUnderlayOverlap(network, external, (await iproute.interfaceByName(external.name))?.cidrs ?? []);
+    if (config.encapModule !== undefined) {
+      const encap = await loadEncapModule(config.encapModule);
+      log.info({ module: config.encapModule, encap: encap.name, backendType: encap.backendType }, 'encap module loaded');
+    }
     backend = createBackend({ network, config, external, log });
     const previous = readSubnetEnv(config.subnetFile);
     const manager = new LeaseManager({

@@ -1,7 +1,6 @@
 // Backends by name, as flannel registers them. `--datapath userspace` carries udp/vxlan/geneve (and encaps loaded
 // with --encap-module) through weft's own forwarder; `--datapath kernel` programs the kernel (vxlan, host-gw) the way
 // flanneld does.
-import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { WeftError, errorMessage } from '../errors.js';
@@ -27,22 +26,6 @@ export async function loadEncapModule(path: string): Promise<Encap> {
   let mod: unknown;
   try {
     mod = await import(pathToFileURL(abs).href);
-  } catch (e) {
-    throw new WeftError('WEFT_ERR_BACKEND', `--encap-module ${path}: cannot load: ${errorMessage(e)}`, { cause: e });
-  }
-  return registerModule(path, abs, mod);
-}
-
-// createBackend is synchronous (the daemon reads type and leaseData() right after it), so when the daemon has not
-// awaited loadEncapModule first, the module is loaded here with require(), which Node >= 20.19 allows for ES
-// modules without top-level await.
-function loadEncapModuleSync(path: string): Encap {
-  const abs = absolute(path);
-  const have = loadedModules.get(abs);
-  if (have) return have;
-  let mod: unknown;
-  try {
-    mod = createRequire(import.meta.url)(abs);
   } catch (e) {
     throw new WeftError('WEFT_ERR_BACKEND', `--encap-module ${path}: cannot load: ${errorMessage(e)}`, { cause: e });
   }
@@ -93,11 +76,7 @@ export function encapProblem(e: unknown): string | null {
 
 export function createBackend(ctx: BackendContext): Backend {
   const type = ctx.network.backend.Type;
-  const modulePath = ctx.config.encapModule;
-  if (modulePath !== undefined) {
-    const encap = loadEncapModuleSync(modulePath);
-    ctx.log.info({ module: modulePath, encap: encap.name, backendType: encap.backendType }, 'encap module loaded');
-  }
+  // An --encap-module has been loaded and registered by the daemon (loadEncapModule) before this point.
   if (ctx.config.datapath === 'userspace') {
     if (type === 'host-gw') {
       throw new WeftError('WEFT_ERR_BACKEND', 'backend host-gw has no userspace datapath: run with --datapath kernel');

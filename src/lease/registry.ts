@@ -4,6 +4,7 @@
 // Layout (flannel pkg/subnet/etcd/registry.go):
 //   <prefix>/config                 network config JSON
 //   <prefix>/subnets/10.5.3.0-24     LeaseAttrs JSON, attached to an etcd lease (none: a reservation)
+import type { DaemonConfig } from '../config/daemon.js';
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import { Etcd3, type IKeyValue, type IOptions, type IWatchResponse, type KVClient, type Watcher } from 'etcd3';
@@ -396,4 +397,20 @@ export class EtcdRegistry {
       clearTimeout(timer);
     }
   }
+}
+
+/** The registry for the daemon's etcd flags (endpoints, prefix, TLS files, user and password). */
+export function registryFromConfig(
+  config: Pick<DaemonConfig, 'etcdEndpoints' | 'etcdPrefix' | 'etcdCafile' | 'etcdCertfile' | 'etcdKeyfile' | 'etcdUsername' | 'etcdPassword'>,
+  log: Logger,
+): EtcdRegistry {
+  return new EtcdRegistry({
+    endpoints: config.etcdEndpoints,
+    prefix: config.etcdPrefix,
+    tls: config.etcdCafile || config.etcdCertfile
+      ? { ca: config.etcdCafile, cert: config.etcdCertfile, key: config.etcdKeyfile }
+      : undefined,
+    auth: config.etcdUsername ? { username: config.etcdUsername, password: config.etcdPassword ?? '' } : undefined,
+    log,
+  });
 }
