@@ -129,9 +129,14 @@ async function main(argv: string[]): Promise<void> {
   await program.parseAsync(argv);
 }
 
-main(process.argv).catch((e: unknown) => {
-  // Expected failures (bad config, etcd down, exhausted network) are one line; anything else keeps its stack.
-  process.stderr.write(`weft: ${isWeftError(e) ? e.message : e instanceof Error ? (e.stack ?? e.message) : errorMessage(e)}\n`);
-  process.exitCode = isWeftError(e) && e.code === 'WEFT_ERR_CONFIG' ? 2 : 1;
-});
+main(process.argv).then(
+  // Every command has finished its work and cleanup here; a client library's stray timer (seen with gRPC and a
+  // DNS-named etcd endpoint in containers) must not keep a one-shot command alive.
+  () => process.exit(),
+  (e: unknown) => {
+    // Expected failures (bad config, etcd down, exhausted network) are one line; anything else keeps its stack.
+    process.stderr.write(`weft: ${isWeftError(e) ? e.message : e instanceof Error ? (e.stack ?? e.message) : errorMessage(e)}\n`);
+    process.exit(isWeftError(e) && e.code === 'WEFT_ERR_CONFIG' ? 2 : 1);
+  },
+);
 
