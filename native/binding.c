@@ -529,19 +529,32 @@ static napi_value js_decap_batch(napi_env env, napi_callback_info info) {
   return ret_undefined(env);
 }
 
+/* The TUN MTU, an optional trailing argument at index `at`: absent or undefined = 0 (no limit). */
+static bool arg_opt_mtu(napi_env env, napi_callback_info info, size_t at, int32_t *mtu) {
+  napi_value argv[8];
+  size_t argc = 8;
+  napi_valuetype t;
+  *mtu = 0;
+  NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc <= at) return true;
+  NAPI(env, napi_typeof(env, argv[at], &t));
+  if (t == napi_undefined) return true;
+  return arg_i32(env, argv[at], "mtu", 0, 65535, mtu);
+}
+
 static napi_value js_tun_write(napi_env env, napi_callback_info info) {
   napi_value argv[6];
   int fd;
   uint8_t *slab;
   size_t slab_len;
-  int32_t count, *len, *off;
+  int32_t count, mtu, *len, *off;
   double *counters;
   if (!args_get(env, info, 6, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
       !arg_i32(env, argv[4], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
       !ARG_I32A(env, argv[2], "off", (size_t)count, &off) || !ARG_I32A(env, argv[3], "len", (size_t)count, &len) ||
-      !ARG_COUNTERS(env, argv[5], &counters))
+      !ARG_COUNTERS(env, argv[5], &counters) || !arg_opt_mtu(env, info, 6, &mtu))
     return NULL;
-  return ret_i32(env, weft_tun_write_batch(fd, slab, slab_len, off, len, count, counters));
+  return ret_i32(env, weft_tun_write_batch(fd, slab, slab_len, off, len, count, mtu, counters));
 }
 
 /* ---- 6. ICMP errors back into TUN ---- */
@@ -602,14 +615,14 @@ static napi_value js_tun_write_one(napi_env env, napi_callback_info info) {
   int fd;
   uint8_t *buf;
   size_t buf_len;
-  int32_t off, len;
+  int32_t off, len, mtu;
   double *counters;
   if (!args_get(env, info, 5, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
       !ARG_U8(env, argv[1], "buf", 0, &buf, &buf_len) || !arg_i32(env, argv[2], "off", 0, INT32_MAX, &off) ||
       !arg_i32(env, argv[3], "len", 1, INT32_MAX, &len) || !arg_span(env, buf_len, off, len) ||
-      !ARG_COUNTERS(env, argv[4], &counters))
+      !ARG_COUNTERS(env, argv[4], &counters) || !arg_opt_mtu(env, info, 5, &mtu))
     return NULL;
-  return ret_bool(env, weft_tun_write_one(fd, buf + off, len, counters));
+  return ret_bool(env, weft_tun_write_mtu(fd, buf + off, len, mtu, counters) > 0);
 }
 
 

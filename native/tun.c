@@ -1,7 +1,8 @@
 /*
  * TUN device: open (IFF_TUN | IFF_NO_PI, optionally multi-queue / vnet header),
  * link MTU and up/down, and batched nonblocking read/write. Each read() or write()
- * on TUN moves exactly one packet; there is no batch syscall for it.
+ * on TUN moves exactly one packet; there is no batch syscall for it. Inbound packets
+ * longer than the TUN MTU are cut into TCP segments on the way (weft_tun_write_mtu).
  */
 #include "weft.h"
 
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int weft_tun_open(const char *name, int multi_queue, int vnet_hdr, char *out_name, size_t out_cap, weft_err *e) {
@@ -110,7 +112,7 @@ int weft_tun_write_one(int fd, const uint8_t *buf, int32_t len, double *counters
 }
 
 int32_t weft_tun_write_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, int32_t *len,
-                             int32_t count, double *counters) {
+                             int32_t count, int32_t mtu, double *counters) {
   int32_t n = 0;
   for (int32_t i = 0; i < count; i++) {
     if (len[i] <= 0) continue;
@@ -119,10 +121,106 @@ int32_t weft_tun_write_batch(int fd, const uint8_t *slab, size_t slab_len, const
       weft_drop(counters, WEFT_DROP_MALFORMED);
       continue;
     }
-    if (weft_tun_write_one(fd, slab + off[i], len[i], counters)) n++;
-    else len[i] = WEFT_VERDICT(WEFT_DROP_TUN_WRITE_ERROR);
+    int32_t r = weft_tun_write_mtu(fd, slab + off[i], len[i], mtu, counters);
+    if (r > 0) n++;
+    else len[i] = r;
   }
   return n;
+}
+
+/* ---- packets longer than the TUN MTU ----
+ *
+ * A kernel VXLAN peer on veth never resolves GSO: one datagram carries a whole TCP burst as
+ * one inner packet of up to 64 KiB. Written as it is to a TUN without IFF_VNET_HDR, the
+ * kernel takes it as one ordinary packet, larger than the next hop's MTU with DF set, and
+ * answers ICMP frag-needed: the sender's TCP stalls. So it is cut here into the segments
+ * tcp_gso_segment would have made. */
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_PSH 0x08
+#define TCP_CWR 0x80
+
+void weft_tcp4_segment_headers(uint8_t *h, int32_t ihl, int32_t thl, int32_t chunk, uint64_t chunk_sum, int32_t k,
+                               int32_t nseg, int32_t mss, uint16_t id0, uint32_t seq0, uint8_t flags0) {
+  uint8_t *tcp = h + ihl;
+  uint8_t f = flags0;
+  if (k != nseg - 1) f &= (uint8_t)~(TCP_FIN | TCP_PSH);
+  if (k != 0) f &= (uint8_t)~TCP_CWR;
+  weft_wr16(h + 2, (uint16_t)(ihl + thl + chunk));
+  weft_wr16(h + 4, (uint16_t)(id0 + k)); /* as inet_gso_segment does for a non-fixed ID */
+  h[10] = h[11] = 0;
+  weft_wr16(h + 10, (uint16_t)~weft_csum_fold(weft_csum_add(0, h, (size_t)ihl)));
+  weft_wr32(tcp + 4, seq0 + (uint32_t)k * (uint32_t)mss);
+  tcp[13] = f;
+  tcp[16] = tcp[17] = 0;
+  uint64_t s = weft_csum_add(0, h + 12, 8) + 6 + (uint32_t)(thl + chunk);
+  s += weft_csum_add(0, tcp, (size_t)thl) + chunk_sum;
+  weft_wr16(tcp + 16, (uint16_t)~weft_csum_fold(s));
+}
+
+static inline uint16_t swap16(uint16_t v) { return (uint16_t)(v << 8 | v >> 8); }
+
+static int32_t drop(double *counters, int reason) {
+  weft_drop(counters, reason);
+  return WEFT_VERDICT(reason);
+}
+
+static int32_t tun_write_tcp_segments(int fd, const uint8_t *p, int32_t len, int32_t mtu, double *counters) {
+  /* Only what tcp_gso_segment would cut: unfragmented IPv4 TCP, no SYN/RST (their sequence
+   * space is not plain payload). */
+  if (!weft_ipv4_valid_exact(p, len) || p[9] != 6 || (weft_rd16(p + 6) & 0x3fff))
+    return drop(counters, WEFT_DROP_TOO_BIG);
+  int32_t ihl = (p[0] & 0x0f) * 4;
+  if (len < ihl + 20) return drop(counters, WEFT_DROP_TOO_BIG);
+  const uint8_t *tcp = p + ihl;
+  int32_t thl = (tcp[12] >> 4) * 4, hdr = ihl + thl;
+  if (thl < 20 || hdr > len || (tcp[13] & (TCP_SYN | TCP_RST))) return drop(counters, WEFT_DROP_TOO_BIG);
+  int32_t payload = len - hdr, mss = mtu - hdr;
+  if (mss < 1) return drop(counters, WEFT_DROP_TOO_BIG);
+  int32_t nseg = (payload + mss - 1) / mss; /* >= 2: len > mtu */
+  if (nseg > WEFT_GSO_MAX_SEGS) return drop(counters, WEFT_DROP_TOO_BIG);
+
+  /* One pass over the payload: each chunk's sum serves its segment's checksum, and together
+   * they verify the original's. After decap the checksum must be complete; a wrong one is
+   * corruption and must not get valid checksums from us. A chunk at an odd offset counts
+   * byte-swapped (RFC 1071 2(B)). */
+  uint16_t sums[WEFT_GSO_MAX_SEGS];
+  uint64_t total = weft_csum_add(0, p + 12, 8) + 6 + (uint32_t)(len - ihl) + weft_csum_add(0, tcp, (size_t)thl);
+  for (int32_t k = 0; k < nseg; k++) {
+    int32_t at = k * mss, chunk = k == nseg - 1 ? payload - at : mss;
+    sums[k] = weft_csum_fold(weft_csum_add(0, p + hdr + at, (size_t)chunk));
+    total += (at & 1) ? swap16(sums[k]) : sums[k];
+  }
+  if (weft_csum_fold(total) != 0xffff) return drop(counters, WEFT_DROP_BAD_CSUM);
+
+  uint8_t h[60 + 60];
+  uint16_t id = weft_rd16(p + 4);
+  uint32_t seq = weft_rd32(tcp + 4);
+  uint8_t flags = tcp[13];
+  for (int32_t k = 0; k < nseg; k++) {
+    int32_t at = k * mss, chunk = k == nseg - 1 ? payload - at : mss;
+    memcpy(h, p, (size_t)hdr);
+    weft_tcp4_segment_headers(h, ihl, thl, chunk, sums[k], k, nseg, mss, id, seq, flags);
+    struct iovec iov[2] = {{h, (size_t)hdr}, {(void *)(p + hdr + at), (size_t)chunk}};
+    ssize_t r;
+    do {
+      r = writev(fd, iov, 2);
+      counters[WEFT_C_SYSCALLS_TUN_WRITE] += 1;
+    } while (r < 0 && errno == EINTR);
+    /* The rest would fail the same way; TCP resends what is missing. */
+    if (r < 0) return drop(counters, WEFT_DROP_TUN_WRITE_ERROR);
+    counters[WEFT_C_TUN_TX_PACKETS] += 1;
+    counters[WEFT_C_TUN_TX_BYTES] += (double)r;
+    counters[WEFT_C_COPIED_USER_TO_KERNEL_BYTES] += (double)r;
+  }
+  return 1;
+}
+
+int32_t weft_tun_write_mtu(int fd, const uint8_t *pkt, int32_t len, int32_t mtu, double *counters) {
+  if (mtu > 0 && len > mtu) return tun_write_tcp_segments(fd, pkt, len, mtu, counters);
+  return weft_tun_write_one(fd, pkt, len, counters) ? 1 : WEFT_VERDICT(WEFT_DROP_TUN_WRITE_ERROR);
 }
 
 int32_t weft_tun_read_one(int fd, uint8_t *buf, int32_t max, double *counters, weft_err *e) {

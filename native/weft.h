@@ -39,7 +39,8 @@
 enum weft_encap { WEFT_ENCAP_UDP = 0, WEFT_ENCAP_VXLAN = 1, WEFT_ENCAP_GENEVE = 2, WEFT_ENCAP_COUNT };
 
 /* Drop reasons, X(ID, name). Reason r has verdict -(r + 1) and counter drop_<name>.
- * The last four are counted by JS (routing and anti-spoof live there). */
+ * no_route, unknown_peer and spoofed_source are counted by JS (routing and anti-spoof live
+ * there). New reasons go at the end so existing verdicts keep their values. */
 #define WEFT_DROPS(X)                 \
   X(MALFORMED, malformed)             \
   X(TRUNCATED, truncated)             \
@@ -54,7 +55,9 @@ enum weft_encap { WEFT_ENCAP_UDP = 0, WEFT_ENCAP_VXLAN = 1, WEFT_ENCAP_GENEVE = 
   X(NO_ROUTE, no_route)               \
   X(UNKNOWN_PEER, unknown_peer)       \
   X(SPOOFED_SOURCE, spoofed_source)   \
-  X(NO_SLOT, no_slot)
+  X(NO_SLOT, no_slot)                 \
+  X(TOO_BIG, too_big)                 \
+  X(BAD_CSUM, bad_csum)
 
 /* Counters other than drops, X(ID, name). One list: binding.c exports the names. */
 #define WEFT_COUNTERS(X)                                    \
@@ -173,10 +176,24 @@ int weft_link_set(const char *name, int mtu, int up, weft_err *e);
 int weft_close(int fd, weft_err *e);
 int32_t weft_tun_read_batch(int fd, uint8_t *slab, int32_t slot_size, int32_t headroom, int32_t *len, int32_t max,
                             double *counters, weft_err *e);
+/* mtu: the TUN's MTU, 0 = no limit. A packet longer than mtu is written as MTU-sized TCP
+ * segments (weft_tun_write_mtu) or dropped; len[i] then holds its verdict. */
 int32_t weft_tun_write_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, int32_t *len,
-                             int32_t count, double *counters);
+                             int32_t count, int32_t mtu, double *counters);
 int32_t weft_tun_read_one(int fd, uint8_t *buf, int32_t max, double *counters, weft_err *e);
 int weft_tun_write_one(int fd, const uint8_t *buf, int32_t len, double *counters);
+/* One inbound packet to a TUN without a virtio header. Up to mtu bytes (or mtu 0): one write.
+ * Longer: an unfragmented IPv4 TCP packet whose checksum verifies is written as segments of at
+ * most mtu bytes (one writev each: header copy on the stack + payload slice in place); anything
+ * else is dropped as too_big, a wrong TCP checksum as bad_csum. Returns 1 when written, else the
+ * negative verdict (already counted). */
+int32_t weft_tun_write_mtu(int fd, const uint8_t *pkt, int32_t len, int32_t mtu, double *counters);
+/* Headers of TCP segment k of nseg cut from one IPv4 TCP packet at h (ihl + thl bytes, a copy
+ * of the original's): total length, IP ID id0 + k, IP checksum, sequence seq0 + k * mss, FIN/PSH
+ * only on the last segment and CWR only on the first (tcp_gso_segment), and the TCP checksum
+ * over pseudo header + h's TCP header + the chunk, whose weft_csum_add sum is chunk_sum. */
+void weft_tcp4_segment_headers(uint8_t *h, int32_t ihl, int32_t thl, int32_t chunk, uint64_t chunk_sum, int32_t k,
+                               int32_t nseg, int32_t mss, uint16_t id0, uint32_t seq0, uint8_t flags0);
 
 /* udp.c */
 int weft_udp_open(const char *bind_addr, int port, int buf_bytes, int reuse_port, weft_err *e);

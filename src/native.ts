@@ -58,11 +58,12 @@ interface Addon {
     counters: Float64Array): number;
   decapBatch(encap: number, slab: Buffer, slotSize: number, len: Int32Array, off: Int32Array, count: number,
     vni: number, counters: Float64Array): void;
-  tunWrite(fd: number, slab: Buffer, off: Int32Array, len: Int32Array, count: number, counters: Float64Array): number;
+  tunWrite(fd: number, slab: Buffer, off: Int32Array, len: Int32Array, count: number, counters: Float64Array,
+    mtu?: number): number;
   icmpError(tunFd: number, slab: Buffer, pktOff: number, pktLen: number, type: number, code: number,
     fromAddr: number, scratch: Buffer, counters: Float64Array): boolean;
   tunReadOne(fd: number, buf: Buffer, off: number, max: number, counters: Float64Array): number;
-  tunWriteOne(fd: number, buf: Buffer, off: number, len: number, counters: Float64Array): boolean;
+  tunWriteOne(fd: number, buf: Buffer, off: number, len: number, counters: Float64Array, mtu?: number): boolean;
   readonly VNET_HDR_LEN: number;
   readonly TRAIN_PER_PACKET: number;
   readonly GRO_MAX_SEGS: number;
@@ -124,7 +125,7 @@ export const ICMP_SCRATCH_MIN: number = addon.ICMP_SCRATCH_MIN;
 export type DropName =
   | 'malformed' | 'truncated' | 'ttl_exceeded' | 'bad_flags' | 'bad_vni' | 'bad_ethertype' | 'bad_version'
   | 'geneve_critical' | 'send_error' | 'tun_write_error' | 'no_route' | 'unknown_peer' | 'spoofed_source'
-  | 'no_slot';
+  | 'no_slot' | 'too_big' | 'bad_csum';
 export type CounterName =
   | 'tun_rx_packets' | 'tun_rx_bytes' | 'tun_tx_packets' | 'tun_tx_bytes' | 'udp_tx_packets' | 'udp_tx_bytes'
   | 'udp_rx_packets' | 'udp_rx_bytes' | 'syscalls_tun_read' | 'syscalls_tun_write' | 'syscalls_send'
@@ -186,6 +187,8 @@ export const VERDICT_SPOOFED_SOURCE = verdictOf('spoofed_source');
 /** Alias of VERDICT_SPOOFED_SOURCE (src/datapath uses this name). */
 export const VERDICT_SPOOFED = VERDICT_SPOOFED_SOURCE;
 export const VERDICT_NO_SLOT = verdictOf('no_slot');
+export const VERDICT_TOO_BIG = verdictOf('too_big');
+export const VERDICT_BAD_CSUM = verdictOf('bad_csum');
 
 // A stale build must fail loudly at load, not miscount silently.
 {
@@ -199,6 +202,7 @@ export const VERDICT_NO_SLOT = verdictOf('no_slot');
   const drops: readonly DropName[] = [
     'malformed', 'truncated', 'ttl_exceeded', 'bad_flags', 'bad_vni', 'bad_ethertype', 'bad_version',
     'geneve_critical', 'send_error', 'tun_write_error', 'no_route', 'unknown_peer', 'spoofed_source', 'no_slot',
+    'too_big', 'bad_csum',
   ];
   const c = new Set<string>(counterNames);
   const d = new Set<string>(dropNames);
@@ -323,7 +327,10 @@ export const udpRecv: Addon['udpRecv'] = addon.udpRecv;
  *  left partial by a kernel VXLAN sender. Inner source: slab.readUInt32BE(off[i] + 12). */
 export const decapBatch: Addon['decapBatch'] = addon.decapBatch;
 /** write() each slot with len[i] > 0 to TUN; a failure sets len[i] = VERDICT_TUN_WRITE_ERROR, counted.
- *  Returns packets written. */
+ *  mtu (the TUN's MTU; absent or 0 = no limit): a longer packet, as a kernel VXLAN peer sends a whole TCP burst, is
+ *  written as MTU-sized TCP segments (one writev each, payload not copied) after its TCP checksum verifies;
+ *  len[i] = VERDICT_BAD_CSUM when it does not, VERDICT_TOO_BIG when it is not unfragmented IPv4 TCP. Counters move
+ *  per segment written. Returns packets written. */
 export const tunWrite: Addon['tunWrite'] = addon.tunWrite;
 
 // ---- 6. ICMP ----
@@ -340,7 +347,8 @@ export const ICMP_EXC_TTL = 0;
 
 /** One read() from TUN into buf[off, off+max). Returns its length, 0 on EAGAIN. */
 export const tunReadOne: Addon['tunReadOne'] = addon.tunReadOne;
-/** One write() to TUN. false (counted as drop_tun_write_error) when it failed. */
+/** One write() to TUN. false (counted as drop_tun_write_error) when it failed. mtu: as for tunWrite (a longer
+ *  packet is split into TCP segments or dropped as too_big / bad_csum, counted; false then). */
 export const tunWriteOne: Addon['tunWriteOne'] = addon.tunWriteOne;
 
 // ---- 8. offload tier (virtio_net_hdr on TUN, GSO/GRO, UDP_SEGMENT/UDP_GRO; native/offload.c) ----

@@ -61,12 +61,10 @@ t.test('userspace VXLAN <-> kernel VXLAN', async (t) => {
 
   await t.test('50 MB TCP userspace -> kernel arrives intact (sha256)', (t) => transfer(t, pod1, pod2, 60_000));
 
-  // Known gap (see the report): the kernel peer's GSO sends one VXLAN datagram per TCP super-packet (inner up to
-  // 64 KiB); the batch tier writes it to TUN as one packet larger than cni0's MTU with DF set, the host answers
-  // ICMP frag-needed and the sender's TCP stalls. Needs a GSO split in the C decap path (weft_gso_split exists in
-  // native/offload.c). Bounded at 15 s so the stall costs little.
-  await t.test('50 MB TCP kernel -> userspace arrives intact (sha256)', { todo: 'C decap must split GSO super-packets before TUN' },
-    (t) => transfer(t, pod2, pod1, 15_000));
+  // The kernel peer's GSO sends one VXLAN datagram per TCP super-packet (inner up to 64 KiB); the batch tier cuts it
+  // into TUN-MTU-sized TCP segments before the TUN write (native/tun.c weft_tun_write_mtu), since a packet larger than
+  // cni0's MTU with DF set would get ICMP frag-needed and stall the sender's TCP.
+  await t.test('50 MB TCP kernel -> userspace arrives intact (sha256)', (t) => transfer(t, pod2, pod1, 60_000));
 
   await t.test('kernel -> userspace with the kernel side segmenting (gso_max_segs 1 on flannel.1)', async (t) => {
     // Confirms the diagnosis: with datagrams of at most one MTU, the same path (partial checksums completed in C)

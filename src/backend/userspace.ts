@@ -109,6 +109,7 @@ export class UserspaceBackend implements Backend {
         networkIp: net.ip,
         networkPrefixLen: net.prefixLen,
         gatewayIp: lease.subnet.ip,
+        tunMtu: this.mtu,
         queues: ctx.config.queues,
         log: ctx.log,
       });

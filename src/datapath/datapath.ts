@@ -20,6 +20,9 @@ export interface DatapathOptions {
   /** Source address of the ICMP errors weft writes back to TUN (the TUN device's own address). */
   readonly gatewayIp: number; // uint32
   readonly log: Logger;
+  /** The TUN device's MTU. The batch and dgram tiers cut a received packet longer than this (a kernel VXLAN peer's
+   *  TCP burst) into TCP segments before writing it to TUN; absent or 0 = no limit. */
+  readonly tunMtu?: number;
   /** Offload tier: TUN queues and sockets, one worker each (default 1). The TUN must then be multi-queue. */
   readonly queues?: number;
 }

@@ -106,7 +106,7 @@ export class DgramTier implements Datapath {
     const peer = routes.peerBySource(ipFromString(from));
     if (peer === NO_ROUTE) return path.count(C.dropUnknownPeer);
     if (!routes.allowsSource(peer, readIp(msg, inner + 12))) return path.count(C.dropSpoofedSource);
-    native.tunWriteOne(path.tunFd, msg, inner, this.decoded[0] as number, path.counters);
+    native.tunWriteOne(path.tunFd, msg, inner, this.decoded[0] as number, path.counters, path.tunMtu);
   }
 }
 

@@ -6,7 +6,8 @@
 //     negative verdict already counted by reason. A TypeScript-only encap decodes here, packet by packet.
 //  3. JS checks the sender: the outer source must be a peer's lease PublicIP, and the inner source must lie in that
 //     peer's subnet. Anything else is dropped and counted (anti-spoofing).
-//  4. C writes the accepted packets to TUN (tunWrite).
+//  4. C writes the accepted packets to TUN (tunWrite). A packet longer than the TUN MTU (a kernel VXLAN peer sends a
+//     whole TCP burst as one inner packet) is written as MTU-sized TCP segments, or dropped and counted.
 import * as native from '../native.js';
 import { DecodeVerdict } from '../encap/encap.js';
 import { Batch } from './batch.js';
@@ -34,7 +35,7 @@ export class Inbound {
       if (n === 0) return;
       this.decap(n);
       this.checkSenders(n);
-      native.tunWrite(path.tunFd, batch.slab, batch.off, batch.len, n, path.counters);
+      native.tunWrite(path.tunFd, batch.slab, batch.off, batch.len, n, path.counters, path.tunMtu);
       if (n < batch.size) return;
     }
   }

@@ -15,6 +15,8 @@ export class PathState {
   readonly networkNet: number;
   readonly networkMask: number;
   readonly gatewayIp: number;
+  /** TUN MTU for tunWrite/tunWriteOne (0 = no limit). */
+  readonly tunMtu: number;
   /** Room for one ICMP error (IP + ICMP header + quoted IP header with options + 8 bytes). */
   readonly scratch = Buffer.alloc(128);
   snapshot: PeerSnapshot = buildPeerSnapshot([]);
@@ -28,6 +30,7 @@ export class PathState {
     this.networkMask = maskOf(opts.networkPrefixLen);
     this.networkNet = opts.networkIp & this.networkMask;
     this.gatewayIp = opts.gatewayIp >>> 0;
+    this.tunMtu = opts.tunMtu ?? 0;
   }
 
   /** Destination inside the overlay Network (so no lease means unreachable, not "not ours"). */
