@@ -6,24 +6,12 @@
 // Checks: all-pairs pod ping per tier and with mixed tiers, a 100 MB TCP transfer verified by sha256, a 4th host
 // joining and leaving updates the others without restart, and malformed or spoofed datagrams are counted and
 // dropped while traffic flows.
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { Cluster } from '../src/testbed/cluster.js';
-import { ping, type Pod } from '../src/testbed/hosts.js';
-import { sha256Transfer, metricsOf, sendDatagrams } from './helpers/traffic.js';
+import { ping } from '../src/testbed/hosts.js';
+import { sha256Transfer, metricsOf, pingMatrix, sendDatagrams } from './helpers/traffic.js';
 
 const HOSTS = [1, 2, 3];
-
-async function pingMatrix(t: Test, cluster: Cluster, hosts: number[]): Promise<void> {
-  for (const from of hosts) {
-    for (const to of hosts) {
-      if (from === to) continue;
-      const a = cluster.pods.get(from) as Pod;
-      const b = cluster.pods.get(to) as Pod;
-      const r = await ping(a, b.ip, { count: 2, timeoutSec: 3, intervalSec: 0.2 });
-      t.ok(r.ok, `pod h${from} ${a.ip} -> pod h${to} ${b.ip}`);
-    }
-  }
-}
 
 t.test('udp encap across three namespace hosts', async (t) => {
   const cluster = await Cluster.create({

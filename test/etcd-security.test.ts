@@ -162,7 +162,7 @@ t.test('--ip-masq: flannel\'s rules in the host namespace, removed on stop', asy
   const cluster = await Cluster.create({ hosts: 1, network: { Network: '10.45.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } } });
   t.teardown(() => cluster.destroy());
   const probe = await cluster.tb.exec(cluster.tb.host(1), ['iptables', '-t', 'nat', '-S', 'POSTROUTING'], { timeoutMs: 10_000 });
-  if (probe.code !== 0) return t.skip(`no working iptables here (${probe.stderr.trim()}): the daemon logs that it adds no rules`);
+  if (probe.code !== 0) return void t.plan(0, `no working iptables here (${probe.stderr.trim()}): the daemon logs that it adds no rules`); // a plan of 0 with a reason is tap's skip
   const d = await cluster.startDaemon(1, ['--ip-masq']);
   const subnet = d.subnetGateway.replace(/\.1\/24$/, '.0/24');
   const rules = (await cluster.tb.exec(d.host, ['iptables', '-t', 'nat', '-S'], { timeoutMs: 10_000 })).stdout;

@@ -38,9 +38,9 @@ function runFuzzer(bin: string, corpus: string, seconds: number): Promise<{ code
 }
 
 t.test('native parsers under libFuzzer (ASan + UBSan)', { timeout: (SECONDS * 6 + 300) * 1000 }, async (t) => {
-  if (SECONDS <= 0) return t.skip('WEFT_FUZZ_SECONDS=0');
+  if (SECONDS <= 0) return void t.plan(0, 'WEFT_FUZZ_SECONDS=0'); // a plan of 0 with a reason is tap's skip
   const build = spawnSync('bash', [join(PACKAGE_ROOT, 'scripts', 'fuzz.sh'), 'build'], { encoding: 'utf8', timeout: 900_000 });
-  if (build.status === 3) return t.skip(`no clang with libFuzzer: ${build.stderr.trim()}`);
+  if (build.status === 3) return void t.plan(0, `no clang with libFuzzer: ${build.stderr.trim()}`); // a plan of 0 with a reason is tap's skip
   t.equal(build.status, 0, `harnesses build: ${build.stderr.trim().slice(-2000)}`);
   if (build.status !== 0) return;
   const targets = spawnSync('bash', [join(PACKAGE_ROOT, 'scripts', 'fuzz.sh'), 'targets'], { encoding: 'utf8' }).stdout.trim().split('\n');

@@ -10,27 +10,16 @@
 // flannel.1 with wrong settings is replaced; the VtepMAC survives a restart; host-gw skips an off-L2 peer with an
 // error line in the log.
 import { readFileSync } from 'node:fs';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { Cluster, PREFIX } from '../src/testbed/cluster.js';
-import { ping, type Pod } from '../src/testbed/hosts.js';
+import { ping } from '../src/testbed/hosts.js';
+import { pingMatrix } from './helpers/traffic.js';
 import { stableMac } from '../src/backend/vtep-mac.js';
 import { formatMac } from '../src/encap/vxlan.js';
 
 const POLL_MS = 250;
 /** Re-sync runs every 5 s; allow three periods before calling it a failure. */
 const RESYNC_BOUND_MS = 15_000;
-
-async function pingMatrix(t: Test, cluster: Cluster, hosts: number[]): Promise<void> {
-  for (const from of hosts) {
-    for (const to of hosts) {
-      if (from === to) continue;
-      const a = cluster.pods.get(from) as Pod;
-      const b = cluster.pods.get(to) as Pod;
-      const r = await ping(a, b.ip, { count: 2, timeoutSec: 3, intervalSec: 0.2 });
-      t.ok(r.ok, `pod h${from} ${a.ip} -> pod h${to} ${b.ip}`);
-    }
-  }
-}
 
 /** "10.5.3.1/24" -> "10.5.3.0/24" */
 function subnetOf(cluster: Cluster, n: number): string {

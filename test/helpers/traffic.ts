@@ -1,7 +1,9 @@
 // Traffic for integration tests, run as small Node programs inside the testbed's namespaces: a TCP transfer whose
 // sha256 is compared on both ends, crafted datagrams aimed at a daemon, and a read of a daemon's /metrics.
 // Every program is bounded in count and time.
-import type { Host, Pod, Testbed } from '../../src/testbed/hosts.js';
+import type { Test } from 'tap';
+import type { Cluster } from '../../src/testbed/cluster.js';
+import { ping, type Host, type Pod, type Testbed } from '../../src/testbed/hosts.js';
 
 type Target = Host | Pod | string;
 
@@ -112,4 +114,17 @@ export async function metricsOf(tb: Testbed, host: Host, port: number): Promise<
   const out: Record<string, number> = {};
   for (const m of r.stdout.matchAll(/^weft_datapath_total\{counter="([a-z0-9_]+)"\} ([0-9.e+]+)$/gm)) out[m[1]!] = Number(m[2]);
   return out;
+}
+
+/** Every pod pings every other pod (2 pings each); one assertion per ordered pair. */
+export async function pingMatrix(t: Test, cluster: Cluster, hosts: number[]): Promise<void> {
+  for (const from of hosts) {
+    for (const to of hosts) {
+      if (from === to) continue;
+      const a = cluster.pods.get(from) as Pod;
+      const b = cluster.pods.get(to) as Pod;
+      const r = await ping(a, b.ip, { count: 2, timeoutSec: 3, intervalSec: 0.2 });
+      t.ok(r.ok, `pod h${from} ${a.ip} -> pod h${to} ${b.ip}`);
+    }
+  }
 }
