@@ -126,6 +126,22 @@ async function main(argv: string[]): Promise<void> {
       await benchCommand(o);
     });
 
+  program
+    .command('scale')
+    .description('a few real weft hosts against thousands of simulated ones (leases in etcd); writes bench/results/scale-<timestamp>/')
+    .option('--sizes <list>', 'simulated hosts, loaded cumulatively (default 1000,5000)')
+    .option('--hosts <n>', 'real weft hosts (default 3)')
+    .option('--probes <n>', 'probe leases per size for the route-live latency (default 20; 0: skip)')
+    .option('--lookup <list>', 'route counts for the lookup micro-benchmark (default 10,1000,5000; none: skip)')
+    .option('--kernel <list>', 'peer counts for the ip -batch timing (default: the sizes; none: skip)')
+    .option('--failover', 'also run the 3-member etcd failover scenario and add it to the report')
+    .option('--out <dir>', 'output folder (default bench/results/scale-<timestamp>)')
+    .option('--json', 'print the results as JSON')
+    .action(async (o: import('./scale.js').ScaleCliOptions) => {
+      const { scaleCommand } = await import('./scale.js');
+      await scaleCommand(o);
+    });
+
   await program.parseAsync(argv);
 }
 
