@@ -20,6 +20,9 @@ async function setSysctl(path: string, value: string): Promise<void> {
   await writeFile(path, value);
 }
 
+/** Window in which peer events are gathered into one route-table rebuild. */
+const APPLY_DELAY_MS = 10;
+
 /** Packets the kernel may queue for weft to read from the TUN device. */
 const TUN_TXQUEUELEN = 4096;
 
@@ -51,6 +54,9 @@ export class UserspaceBackend implements Backend {
   private tun: { fd: number; name: string } | null = null;
   private datapath: Datapath | null = null;
   private readonly leases = new Map<string, Lease>();
+  /** Usable peers by lease key, parsed when their event arrived. */
+  private readonly parsed = new Map<string, Peer>();
+  private applyTimer: NodeJS.Timeout | null = null;
   /** Peers we ignore, by key, so each is logged once. */
   private readonly ignored = new Map<string, string>();
   private ownKey: string | null = null;
@@ -116,35 +122,56 @@ export class UserspaceBackend implements Backend {
     }
     // Our own subnet may have been someone else's a moment ago.
     this.leases.delete(lease.key);
+    this.parsed.delete(lease.key);
     this.apply();
     ctx.log.info({ device: dev, address: cidr, mtu: this.mtu, tier: ctx.config.tier, encap: this.encap.name, port: this.opts.port }, 'userspace datapath up');
   }
 
   peers(events: readonly LeaseEvent[]): void {
     for (const ev of events) {
-      if (ev.lease.key === this.ownKey) continue;
-      if (ev.type === 'removed') this.leases.delete(ev.lease.key);
-      else this.leases.set(ev.lease.key, ev.lease);
+      const key = ev.lease.key;
+      if (key === this.ownKey) continue;
+      if (ev.type === 'removed') {
+        this.leases.delete(key);
+        this.ignored.delete(key);
+        continue;
+      }
+      this.leases.set(key, ev.lease);
+      this.parse(ev.lease);
     }
-    this.apply();
+    this.scheduleApply();
+  }
+
+  // Each lease is parsed once, when its event arrives; the snapshot rebuild is O(peers), so event bursts (thousands
+  // of hosts joining) are coalesced into one rebuild per APPLY_DELAY_MS instead of one per event.
+  private parse(lease: Lease): void {
+    const peer = this.peerProblem(lease) ?? this.toPeer(lease);
+    if (typeof peer !== 'string') {
+      this.parsed.set(lease.key, peer);
+      this.ignored.delete(lease.key);
+      return;
+    }
+    this.parsed.delete(lease.key);
+    if (this.ignored.get(lease.key) !== peer) {
+      this.ignored.set(lease.key, peer);
+      this.ctx.log.warn({ subnet: lease.key, publicIp: lease.attrs.PublicIP, reason: peer }, 'ignoring peer');
+    }
+  }
+
+  private scheduleApply(): void {
+    if (this.applyTimer !== null) return;
+    this.applyTimer = setTimeout(() => {
+      this.applyTimer = null;
+      this.apply();
+    }, APPLY_DELAY_MS);
   }
 
   private apply(): void {
     const peers: Peer[] = [];
-    for (const lease of this.leases.values()) {
-      const why = this.peerProblem(lease);
-      const peer = why === null ? this.toPeer(lease) : why;
-      if (typeof peer === 'string') {
-        if (this.ignored.get(lease.key) !== peer) {
-          this.ignored.set(lease.key, peer);
-          this.ctx.log.warn({ subnet: lease.key, publicIp: lease.attrs.PublicIP, reason: peer }, 'ignoring peer');
-        }
-        continue;
-      }
-      this.ignored.delete(lease.key);
-      peers.push(peer);
+    for (const key of this.leases.keys()) {
+      const peer = this.parsed.get(key);
+      if (peer) peers.push(peer);
     }
-    for (const key of this.ignored.keys()) if (!this.leases.has(key)) this.ignored.delete(key);
     this.datapath?.setPeers(peers);
     this.ctx.log.debug({ peers: peers.length }, 'peers applied');
   }
@@ -172,7 +199,7 @@ export class UserspaceBackend implements Backend {
       type: this.type,
       datapath: `userspace/${this.ctx.config.tier}/${this.encap.name}`,
       device: this.tun?.name ?? this.ctx.config.tunName,
-      peers: this.leases.size - this.ignored.size,
+      peers: this.parsed.size,
       counters,
     };
   }
@@ -182,6 +209,8 @@ export class UserspaceBackend implements Backend {
   }
 
   async stop(): Promise<void> {
+    if (this.applyTimer !== null) clearTimeout(this.applyTimer);
+    this.applyTimer = null;
     this.datapath?.close();
     this.datapath = null;
     if (this.tun) {

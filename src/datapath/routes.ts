@@ -37,19 +37,26 @@ class IntMap {
   private readonly keys: Int32Array;
   private readonly vals: Int32Array;
   private readonly mask: number;
+  private readonly shift: number;
 
   constructor(entries: ReadonlyArray<readonly [number, number]>) {
     let cap = 8;
-    while (cap < entries.length * 2) cap <<= 1;
+    let bits = 3;
+    while (cap < entries.length * 2) {
+      cap <<= 1;
+      bits++;
+    }
     this.keys = new Int32Array(cap);
     this.vals = new Int32Array(cap).fill(EMPTY);
     this.mask = cap - 1;
+    this.shift = 32 - bits;
     for (const [k, v] of entries) this.set(k | 0, v);
   }
 
+  // Fibonacci hashing, taking the product's high bits: subnet addresses share their low (host) bits, all zero, and
+  // the low bits of the product would be zero too, piling every key onto a few slots.
   private slot(key: number): number {
-    // Fibonacci hashing spreads subnet addresses that differ only in a few middle bits.
-    return Math.imul(key, 0x9e3779b1) >>> 0;
+    return Math.imul(key, 0x9e3779b1) >>> this.shift;
   }
 
   private set(key: number, val: number): void {

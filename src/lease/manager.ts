@@ -199,7 +199,15 @@ export class LeaseManager {
     }
 
     const taken = leases.map((l) => l.subnet);
-    const free = (sn: Subnet): boolean => !taken.some((t) => overlaps(t, sn));
+    // Leases of our SubnetLen clash only when equal: a set lookup, so picking among 65,536 candidates next to
+    // thousands of leases stays linear. Other lengths (odd reservations) are checked for overlap.
+    const sameLen = new Set<number>();
+    const otherLen: Subnet[] = [];
+    for (const t of taken) {
+      if (t.prefixLen === this.network.subnetLen) sameLen.add(t.ip);
+      else otherLen.push(t);
+    }
+    const free = (sn: Subnet): boolean => !sameLen.has(sn.ip) && !otherLen.some((t) => overlaps(t, sn));
 
     // 2. the previous subnet (subnet.env), if still free
     let pick: Subnet | null = null;
