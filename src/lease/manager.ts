@@ -330,6 +330,7 @@ export class LeaseManager {
         box.err = err;
         box.wake?.();
       },
+      held.subnet,
     );
     try {
       for (;;) {

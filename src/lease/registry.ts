@@ -194,7 +194,7 @@ export class EtcdRegistry {
   }
 
   /**
-   * Watches `<prefix>/subnets/` from `fromRevision`. Batches arrive in order with the revision they bring the
+   * Watches `<prefix>/subnets/` (or the key of subnet `only`) from `fromRevision`. Batches arrive in order with the revision they bring the
    * reader to. The watch ends at the first error: onError gets EtcdCompactedError when the revision was compacted,
    * else a WEFT_ERR_ETCD error (disconnect); the caller re-lists and watches again (no silent resume here).
    */
@@ -202,6 +202,7 @@ export class EtcdRegistry {
     fromRevision: string,
     onEvents: (events: LeaseEvent[], revision: string) => void,
     onError: (err: WeftError) => void,
+    only?: Subnet,
   ): WatchHandle {
     const key = Buffer.from(this.subnetsPrefix);
     let done = false;
@@ -221,11 +222,10 @@ export class EtcdRegistry {
       if (err !== null) chain = chain.then(() => onError(err));
     };
 
-    const w = this.client
-      .watch()
-      .inRange({ start: key, end: prefixEnd(key) })
-      .startRevision(fromRevision)
-      .watcher();
+    // `only`: one lease's key (the daemon's own), so its watch does not wake, and resolve TTLs, for every peer event.
+    const builder = this.client.watch();
+    const ranged = only === undefined ? builder.inRange({ start: key, end: prefixEnd(key) }) : builder.key(this.keyOf(only));
+    const w = ranged.startRevision(fromRevision).watcher();
     watcher = w;
     w.on('data', (res: IWatchResponse) => {
       if (done) return;
