@@ -192,24 +192,22 @@ int32_t weft_gso_split(const uint8_t *pkt, int32_t len, int32_t mtu, uint8_t *ou
     uint8_t *o = out + (size_t)k * stride + room;
     memcpy(o, pkt, (size_t)hdr);
     memcpy(o + hdr, pkt + hdr + (size_t)k * mss, (size_t)chunk);
+    if (ttl_dec) o[8] = (uint8_t)(o[8] - 1);
+    if (tcp) {
+      /* The same fix-ups as the batch tier's TUN-side split (tun.c). */
+      weft_tcp4_segment_headers(o, ihl, l4h, chunk, weft_csum_add(0, o + hdr, (size_t)chunk), k, nseg, mss, id, seq,
+                                tflags);
+      continue;
+    }
     weft_wr16(o + 2, (uint16_t)tot);
     weft_wr16(o + 4, (uint16_t)(id + k)); /* as inet_gso_segment does for a non-fixed ID */
-    if (ttl_dec) o[8] = (uint8_t)(o[8] - 1);
     ip_header_csum(o, ihl);
     uint8_t *l4 = o + ihl;
-    if (tcp) {
-      uint8_t f = tflags;
-      if (k != nseg - 1) f &= (uint8_t)~(TCP_FIN | TCP_PSH);
-      if (k != 0) f &= (uint8_t)~TCP_CWR;
-      weft_wr32(l4 + 4, seq + (uint32_t)k * (uint32_t)mss);
-      l4[13] = f;
-    } else {
-      weft_wr16(l4 + 4, (uint16_t)(8 + chunk));
-    }
+    weft_wr16(l4 + 4, (uint16_t)(8 + chunk));
     weft_wr16(l4 + field, 0);
     uint16_t c = (uint16_t)~weft_csum_fold(addrs + proto + (uint32_t)(tot - ihl) +
                                             weft_csum_add(0, l4, (size_t)(tot - ihl)));
-    if (!tcp && c == 0) c = 0xffff;
+    if (c == 0) c = 0xffff;
     weft_wr16(l4 + field, c);
   }
   *seg_len = full;
