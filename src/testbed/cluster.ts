@@ -10,7 +10,7 @@
 // records, host-local's reservations) under the cluster's temp directory and DEL run on destroy(). Without them,
 // the testbed's hand-made pod (tb.addPod) stands in.
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync } from 'node:fs';
+import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -18,7 +18,6 @@ import { fileURLToPath } from 'node:url';
 import { WeftError } from '../errors.js';
 import { readSubnetEnv } from '../lease/subnet-env.js';
 import { formatIPv4, firstHost } from '../lease/subnet.js';
-import { ip } from '../net/iproute.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from './etcd.js';
 import { createTestbed, killChild, type Host, type Pod, type Testbed } from './hosts.js';
 
@@ -99,13 +98,25 @@ export interface DaemonHandle {
   readonly subnetGateway: string;
 }
 
+// Temp folders of live clusters; an interrupted run (Ctrl-C in the bench) removes them on the way out.
+const liveDirs = new Set<string>();
+process.on('exit', () => {
+  for (const d of liveDirs) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'weft-cluster-'));
+  liveDirs.add(d);
+  return d;
+}
+
 export class Cluster {
   readonly daemons = new Map<number, DaemonHandle>();
   readonly pods = new Map<number, Pod>();
   /** Pods attached through weft-cni, by container ID; destroy() runs DEL for each. */
   readonly cniPods = new Map<string, CniPod>();
   private cniBin: string | undefined;
-  private readonly dir = mkdtempSync(join(tmpdir(), 'weft-cluster-'));
+  private readonly dir = tempDir();
 
   private constructor(readonly tb: Testbed, readonly etcd: EtcdServer, readonly etcdCluster?: EtcdCluster) {}
 
@@ -295,12 +306,8 @@ export class Cluster {
   async addCniPod(n: number, conf?: Record<string, unknown>): Promise<CniPod> {
     const d = this.daemons.get(n);
     if (!d) throw new WeftError('WEFT_ERR_BACKEND', `no daemon in h${n}: start it before adding its pod`);
-    // The testbed registers (and on exit deletes) only namespaces it made itself, so have it make the pod, then
-    // take its hand-made links away and let the CNI plugins build them; the first pod's cni0 goes too, so the
-    // bridge plugin creates it as on a real node.
-    const pod = await this.tb.addPod(d.host, d.subnetGateway);
-    await ip(['link', 'del', 'eth0'], { netns: pod.ns });
-    if (d.host.pods.length === 1) await ip(['link', 'del', 'cni0'], { netns: d.host.ns });
+    // A bare namespace, registered with the testbed for cleanup; the CNI plugins build its links and addresses.
+    const pod = await this.tb.addPod(d.host, d.subnetGateway, { bare: true });
     const containerId = pod.ns;
     const netnsPath = `/run/netns/${pod.ns}`;
     const r = await this.cni(n, 'ADD', { containerId, netns: netnsPath, conf });
@@ -335,6 +342,7 @@ export class Cluster {
     await this.tb.destroy();
     await this.etcd.wipe().catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true });
+    liveDirs.delete(this.dir);
   }
 }
 

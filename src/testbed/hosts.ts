@@ -27,6 +27,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, 
 import { WeftError, errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { ip, ipBatch, linkDel } from '../net/iproute.js';
+import { formatIPv4, parseIPv4 } from '../lease/subnet.js';
 
 export const RUN_DIR = '/run/weft-testbed';
 const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
@@ -127,8 +128,9 @@ export interface Testbed {
   spawn(target: Target, argv: string[], opts?: SpawnOptions): ChildProcess;
   addHost(): Promise<Host>;
   removeHost(host: Host | number): Promise<void>;
-  /** gatewayCidr like "10.5.3.1/24": cni0 gets it in the host, the k-th pod gets gateway + k. */
-  addPod(host: Host | number, gatewayCidr: string, opts?: { mtu?: number }): Promise<Pod>;
+  /** gatewayCidr like "10.5.3.1/24": cni0 gets it in the host, the k-th pod gets gateway + k. `bare`: only the
+   *  registered namespace, for a CNI plugin to wire up. */
+  addPod(host: Host | number, gatewayCidr: string, opts?: { mtu?: number; bare?: boolean }): Promise<Pod>;
   destroy(): Promise<void>;
 }
 
@@ -196,15 +198,9 @@ function installHandlers(signals: boolean): void {
 // ---- small helpers ----
 
 function ipToInt(a: string): number {
-  const p = a.split('.').map((x) => Number(x));
-  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) {
-    throw new TestbedError(`not an IPv4 address: ${a}`);
-  }
-  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
-}
-
-function intToIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+  const ip = parseIPv4(a);
+  if (ip === null) throw new TestbedError(`not an IPv4 address: ${a}`);
+  return ip;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -600,7 +596,8 @@ class TestbedImpl implements Testbed {
     if (this.nsSet.has(h.ns)) await this.delNs(h.ns);
   }
 
-  async addPod(host: Host | number, gatewayCidr: string, opts: { mtu?: number } = {}): Promise<Pod> {
+  /** `bare`: only the pod's namespace (registered for cleanup); a CNI plugin builds its links and addresses. */
+  async addPod(host: Host | number, gatewayCidr: string, opts: { mtu?: number; bare?: boolean } = {}): Promise<Pod> {
     const h = typeof host === 'number' ? this.host(host) : host;
     const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(gatewayCidr);
     if (!m) throw new TestbedError(`addPod: want "a.b.c.d/len", got ${gatewayCidr}`);
@@ -621,8 +618,8 @@ class TestbedImpl implements Testbed {
     }
     const pod: Pod = {
       ns: `${h.ns}-pod${k === 1 ? '' : k}`,
-      ip: intToIp(podInt),
-      cidr: `${intToIp(podInt)}/${len}`,
+      ip: formatIPv4(podInt),
+      cidr: `${formatIPv4(podInt)}/${len}`,
       gateway,
       host: h.n,
       dev: 'eth0',
@@ -631,6 +628,10 @@ class TestbedImpl implements Testbed {
     const port = `vpod${k}`;
     h.pods.push(pod);
     await this.addNs(pod.ns);
+    if (opts.bare === true) {
+      await ip(['link', 'set', 'lo', 'up'], { netns: pod.ns });
+      return pod;
+    }
     const hostLines: string[][] = [];
     if (k === 1) {
       hostLines.push(
