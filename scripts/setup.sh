@@ -14,7 +14,7 @@ need_root() {
 
 # Debian packages, by the command each provides.
 declare -A PKG=(
-  [etcd]=etcd-server [etcdctl]=etcd-client [ip]=iproute2 [iperf3]=iperf3 [ping]=iputils-ping [tcpdump]=tcpdump [ethtool]=ethtool
+  [etcd]=etcd-server [etcdctl]=etcd-client [ip]=iproute2 [iperf3]=iperf3 [ping]=iputils-ping [tcpdump]=tcpdump [ethtool]=ethtool [perf]=linux-perf
   [/usr/lib/cni/bridge]=containernetworking-plugins
 )
 missing=()

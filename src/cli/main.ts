@@ -121,6 +121,8 @@ async function main(argv: string[]): Promise<void> {
     .option('--round-trips <n>', 'ping-pong round trips per latency test (default 2000)')
     .option('--out <dir>', 'output folder (default bench/results/<timestamp>)')
     .option('--json', 'print the result JSON to stdout')
+    .option('--profile', 'perf CPU split per path (default: on without --quick when perf works; installs linux-perf when missing)')
+    .option('--no-profile', 'no perf CPU split')
     .action(async (o: import('./bench.js').BenchCliOptions) => {
       const { benchCommand } = await import('./bench.js');
       await benchCommand(o);
