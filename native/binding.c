@@ -57,6 +57,13 @@ static napi_value throw_weft(napi_env env, const weft_err *e, const char *arg) {
   return throw_sys(env, e->code, e->syscall, arg);
 }
 
+/* A failed call on an fd names it: "recvmmsg fd 12: ...". */
+static napi_value throw_fd(napi_env env, int err, const char *syscall, int fd) {
+  char arg[32];
+  snprintf(arg, sizeof arg, "fd %d", fd);
+  return throw_sys(env, err, syscall, arg);
+}
+
 /* Argument errors name the argument, with Node's codes. */
 static bool arg_fail(napi_env env, bool range, const char *name, const char *want) {
   char msg[160];
@@ -188,6 +195,19 @@ static napi_value ret_undefined(napi_env env) {
   return r;
 }
 
+/* The tail of the calls on fd that return a count or an index: negative means e holds the error. */
+static napi_value ret_or_throw(napi_env env, int32_t n, const weft_err *e, int fd) {
+  return n < 0 ? throw_fd(env, e->code, e->syscall, fd) : ret_i32(env, n);
+}
+
+/* The peer table: records of WEFT_PEER_RECORD_SIZE bytes (a partial one at the end is not read). */
+static bool arg_peers(napi_env env, napi_value v, uint8_t **table, int32_t *count) {
+  size_t n;
+  if (!ARG_U8(env, v, "peerTable", 0, table, &n)) return false;
+  *count = (int32_t)(n / WEFT_PEER_RECORD_SIZE);
+  return true;
+}
+
 /* ---- 1. TUN device and links ---- */
 
 static napi_value js_tun_open(napi_env env, napi_callback_info info) {
@@ -224,13 +244,9 @@ static napi_value js_link_set(napi_env env, napi_callback_info info) {
 static napi_value js_close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   int fd;
-  char arg[32];
   weft_err e;
   if (!args_get(env, info, 1, argv) || !arg_fd(env, argv[0], "fd", &fd)) return NULL;
-  if (weft_close(fd, &e) < 0) {
-    snprintf(arg, sizeof arg, "fd %d", fd);
-    return throw_weft(env, &e, arg);
-  }
+  if (weft_close(fd, &e) < 0) return throw_fd(env, e.code, e.syscall, fd);
   return ret_undefined(env);
 }
 
@@ -257,15 +273,9 @@ static napi_value js_udp_open(napi_env env, napi_callback_info info) {
 static napi_value js_udp_local_port(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   int fd;
-  char arg[32];
   weft_err e;
   if (!args_get(env, info, 1, argv) || !arg_fd(env, argv[0], "fd", &fd)) return NULL;
-  int port = weft_udp_local_port(fd, &e);
-  if (port < 0) {
-    snprintf(arg, sizeof arg, "fd %d", fd);
-    return throw_weft(env, &e, arg);
-  }
-  return ret_i32(env, port);
+  return ret_or_throw(env, weft_udp_local_port(fd, &e), &e, fd);
 }
 
 /* ---- 3. Event loop: uv_poll on the main loop ---- */
@@ -342,12 +352,6 @@ static bool arg_poll(napi_env env, napi_value v, weft_poll **out) {
   return true;
 }
 
-static napi_value poll_uv_fail(napi_env env, int r, const char *call, int fd) {
-  char arg[32];
-  snprintf(arg, sizeof arg, "fd %d", fd);
-  return throw_sys(env, -r, call, arg);
-}
-
 static napi_value js_poll_start(napi_env env, napi_callback_info info) {
   napi_value argv[3], ext, name;
   int fd, events, r;
@@ -362,14 +366,14 @@ static napi_value js_poll_start(napi_env env, napi_callback_info info) {
   p->fd = fd;
   if ((r = uv_poll_init(loop, &p->poll, fd)) < 0) {
     free(p);
-    return poll_uv_fail(env, r, "uv_poll_init", fd);
+    return throw_fd(env, -r, "uv_poll_init", fd);
   }
   /* From here the handle is live: errors close it and free through the close callback. */
   p->finalized = true;
   if ((r = events ? uv_poll_start(&p->poll, events, poll_on_event) : 0) < 0) {
     p->closing = true;
     uv_close((uv_handle_t *)&p->poll, poll_on_close);
-    return poll_uv_fail(env, r, "uv_poll_start", fd);
+    return throw_fd(env, -r, "uv_poll_start", fd);
   }
   if (napi_create_reference(env, argv[2], 1, &p->cb) != napi_ok ||
       napi_create_string_utf8(env, "weft.poll", NAPI_AUTO_LENGTH, &name) != napi_ok ||
@@ -394,7 +398,7 @@ static napi_value js_poll_update(napi_env env, napi_callback_info info) {
     return NULL;
   if (p->closing) return throw_sys(env, EBADF, "uv_poll_start", "stopped PollHandle");
   r = events ? uv_poll_start(&p->poll, events, poll_on_event) : uv_poll_stop(&p->poll);
-  if (r < 0) return poll_uv_fail(env, r, "uv_poll_start", p->fd);
+  if (r < 0) return throw_fd(env, -r, "uv_poll_start", p->fd);
   return ret_undefined(env);
 }
 
@@ -413,36 +417,36 @@ static napi_value js_poll_stop(napi_env env, napi_callback_info info) {
 
 /* ---- 4. Outbound batch: TUN -> encap -> socket ---- */
 
-static napi_value js_tun_read(napi_env env, napi_callback_info info) {
+/* tunRead and tunReadVnet: (fd, slab, slotSize, headroom, len, max, counters). With vnet the headroom must
+ * hold the virtio header the kernel writes in front of each packet. */
+static napi_value tun_read(napi_env env, napi_callback_info info, bool vnet) {
   napi_value argv[7];
   int fd;
   uint8_t *slab;
   size_t slab_len;
-  int32_t slot_size, headroom, max, *len;
+  int32_t hdr = vnet ? WEFT_VNET_HDR_LEN : 0, slot_size, headroom, max, *len;
   double *counters;
   weft_err e;
-  char arg[32];
   if (!args_get(env, info, 7, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
-      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
-      !arg_i32(env, argv[3], "headroom", 0, slot_size - 1, &headroom) ||
+      !arg_i32(env, argv[2], "slotSize", hdr + 1, INT32_MAX, &slot_size) ||
+      !arg_i32(env, argv[3], "headroom", hdr, slot_size - 1, &headroom) ||
       !arg_i32(env, argv[5], "max", 0, INT32_MAX, &max) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
       !ARG_I32A(env, argv[4], "len", (size_t)max, &len) || !ARG_COUNTERS(env, argv[6], &counters) ||
       !check_slab(env, slab_len, max, slot_size))
     return NULL;
-  int32_t n = weft_tun_read_batch(fd, slab, slot_size, headroom, len, max, counters, &e);
-  if (n < 0) {
-    snprintf(arg, sizeof arg, "fd %d", fd);
-    return throw_weft(env, &e, arg);
-  }
-  return ret_i32(env, n);
+  int32_t n = vnet ? weft_tun_read_vnet(fd, slab, slot_size, headroom, len, max, counters, &e)
+                   : weft_tun_read_batch(fd, slab, slot_size, headroom, len, max, counters, &e);
+  return ret_or_throw(env, n, &e, fd);
 }
+
+static napi_value js_tun_read(napi_env env, napi_callback_info info) { return tun_read(env, info, false); }
 
 static napi_value js_encap_batch(napi_env env, napi_callback_info info) {
   napi_value argv[12];
   const weft_encap_ops *ops;
   uint8_t *slab, *table, *mac;
-  size_t slab_len, table_len;
-  int32_t slot_size, headroom, count, *len, *off, *peer;
+  size_t slab_len;
+  int32_t slot_size, headroom, count, peers, *len, *off, *peer;
   uint32_t vni;
   double *counters;
   if (!args_get(env, info, 12, argv) || !arg_encap(env, argv[0], &ops) ||
@@ -450,13 +454,12 @@ static napi_value js_encap_batch(napi_env env, napi_callback_info info) {
       !arg_i32(env, argv[3], "headroom", ops->hlen, slot_size - 1, &headroom) ||
       !arg_i32(env, argv[7], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
       !ARG_I32A(env, argv[4], "len", (size_t)count, &len) || !ARG_I32A(env, argv[5], "off", (size_t)count, &off) ||
-      !ARG_I32A(env, argv[6], "peer", (size_t)count, &peer) ||
-      !ARG_U8(env, argv[8], "peerTable", 0, &table, &table_len) || !ARG_U8(env, argv[9], "localMac", 6, &mac, NULL) ||
+      !ARG_I32A(env, argv[6], "peer", (size_t)count, &peer) || !arg_peers(env, argv[8], &table, &peers) ||
+      !ARG_U8(env, argv[9], "localMac", 6, &mac, NULL) ||
       !arg_u32(env, argv[10], "vni", 0xffffff, &vni) || !ARG_COUNTERS(env, argv[11], &counters) ||
       !check_slab(env, slab_len, count, slot_size))
     return NULL;
-  weft_encap_batch(ops, slab, slot_size, headroom, len, off, peer, count, table,
-                   (int32_t)(table_len / WEFT_PEER_RECORD_SIZE), mac, vni, counters);
+  weft_encap_batch(ops, slab, slot_size, headroom, len, off, peer, count, table, peers, mac, vni, counters);
   return ret_undefined(env);
 }
 
@@ -464,51 +467,44 @@ static napi_value js_send_batch(napi_env env, napi_callback_info info) {
   napi_value argv[9];
   int fd;
   uint8_t *slab, *table;
-  size_t slab_len, table_len;
-  int32_t start, count, *len, *off, *peer;
+  size_t slab_len;
+  int32_t start, count, peers, *len, *off, *peer;
   double *counters;
   weft_err e;
-  char arg[32];
   if (!args_get(env, info, 9, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
       !arg_i32(env, argv[6], "count", 0, INT32_MAX, &count) || !arg_i32(env, argv[5], "start", 0, count, &start) ||
       !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) || !ARG_I32A(env, argv[2], "off", (size_t)count, &off) ||
       !ARG_I32A(env, argv[3], "len", (size_t)count, &len) || !ARG_I32A(env, argv[4], "peer", (size_t)count, &peer) ||
-      !ARG_U8(env, argv[7], "peerTable", 0, &table, &table_len) || !ARG_COUNTERS(env, argv[8], &counters))
+      !arg_peers(env, argv[7], &table, &peers) || !ARG_COUNTERS(env, argv[8], &counters))
     return NULL;
-  int32_t next = weft_udp_send_batch(fd, slab, slab_len, off, len, peer, start, count, table,
-                                     (int32_t)(table_len / WEFT_PEER_RECORD_SIZE), counters, &e);
-  if (next < 0) {
-    snprintf(arg, sizeof arg, "fd %d", fd);
-    return throw_weft(env, &e, arg);
-  }
-  return ret_i32(env, next);
+  return ret_or_throw(
+      env, weft_udp_send_batch(fd, slab, slab_len, off, len, peer, start, count, table, peers, counters, &e), &e, fd);
 }
 
 /* ---- 5. Inbound batch: socket -> decap -> TUN ---- */
 
-static napi_value js_udp_recv(napi_env env, napi_callback_info info) {
-  napi_value argv[7];
+/* udpRecv and udpRecvGro: (fd, slab, slotSize, len, addr, [gso,] max, counters); gso only with gro. */
+static napi_value udp_recv(napi_env env, napi_callback_info info, bool gro) {
+  napi_value argv[8];
+  size_t k = gro ? 1 : 0; /* gso shifts max and counters by one */
   int fd;
   uint8_t *slab;
   size_t slab_len;
-  int32_t slot_size, max, *len;
+  int32_t slot_size, max, *len, *gso = NULL;
   uint32_t *addr;
   double *counters;
   weft_err e;
-  char arg[32];
-  if (!args_get(env, info, 7, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+  if (!args_get(env, info, 7 + k, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
       !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
-      !arg_i32(env, argv[5], "max", 0, INT32_MAX, &max) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
+      !arg_i32(env, argv[5 + k], "max", 0, INT32_MAX, &max) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
       !ARG_I32A(env, argv[3], "len", (size_t)max, &len) || !ARG_U32A(env, argv[4], "addr", (size_t)max, &addr) ||
-      !ARG_COUNTERS(env, argv[6], &counters) || !check_slab(env, slab_len, max, slot_size))
+      (gro && !ARG_I32A(env, argv[5], "gso", (size_t)max, &gso)) || !ARG_COUNTERS(env, argv[6 + k], &counters) ||
+      !check_slab(env, slab_len, max, slot_size))
     return NULL;
-  int32_t n = weft_udp_recv_batch(fd, slab, slot_size, len, addr, max, counters, &e);
-  if (n < 0) {
-    snprintf(arg, sizeof arg, "fd %d", fd);
-    return throw_weft(env, &e, arg);
-  }
-  return ret_i32(env, n);
+  return ret_or_throw(env, weft_udp_recv(fd, slab, slot_size, len, addr, gso, max, counters, &e), &e, fd);
 }
+
+static napi_value js_udp_recv(napi_env env, napi_callback_info info) { return udp_recv(env, info, false); }
 
 static napi_value js_decap_batch(napi_env env, napi_callback_info info) {
   napi_value argv[8];
@@ -559,27 +555,38 @@ static napi_value js_tun_write(napi_env env, napi_callback_info info) {
 
 /* ---- 6. ICMP errors back into TUN ---- */
 
-static bool arg_span(napi_env env, size_t buf_len, int32_t off, int32_t len) {
-  return (size_t)off + (size_t)len <= buf_len || arg_fail(env, true, "off + len", "exceeds the buffer");
+/* A Buffer (argv[0]) and a span in it: offset argv[1] >= off_min, length argv[2] >= len_min, named as given. */
+typedef struct {
+  uint8_t *buf;
+  size_t cap;
+  int32_t off, len;
+} buf_span;
+
+static bool arg_buf_span(napi_env env, const napi_value *argv, const char *buf_name, const char *off_name,
+                         int32_t off_min, const char *len_name, int32_t len_min, buf_span *s) {
+  return ARG_U8(env, argv[0], buf_name, 0, &s->buf, &s->cap) &&
+         arg_i32(env, argv[1], off_name, off_min, INT32_MAX, &s->off) &&
+         arg_i32(env, argv[2], len_name, len_min, INT32_MAX, &s->len) &&
+         ((size_t)s->off + (size_t)s->len <= s->cap || arg_fail(env, true, "off + len", "exceeds the buffer"));
 }
 
 static napi_value js_icmp_error(napi_env env, napi_callback_info info) {
   napi_value argv[9];
   int fd;
-  uint8_t *slab, *scratch;
-  size_t slab_len, scratch_len;
-  int32_t pkt_off, pkt_len, type, code;
+  uint8_t *scratch;
+  size_t scratch_len;
+  buf_span pkt;
+  int32_t type, code;
   uint32_t from;
   double *counters;
   if (!args_get(env, info, 9, argv) || !arg_fd(env, argv[0], "tunFd", &fd) ||
-      !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) || !arg_i32(env, argv[2], "pktOff", 0, INT32_MAX, &pkt_off) ||
-      !arg_i32(env, argv[3], "pktLen", 0, INT32_MAX, &pkt_len) || !arg_span(env, slab_len, pkt_off, pkt_len) ||
+      !arg_buf_span(env, argv + 1, "slab", "pktOff", 0, "pktLen", 0, &pkt) ||
       !arg_i32(env, argv[4], "type", 0, 255, &type) || !arg_i32(env, argv[5], "code", 0, 255, &code) ||
       !arg_u32(env, argv[6], "fromAddr", UINT32_MAX, &from) ||
       !ARG_U8(env, argv[7], "scratch", WEFT_ICMP_SCRATCH_MIN, &scratch, &scratch_len) ||
       !ARG_COUNTERS(env, argv[8], &counters))
     return NULL;
-  int32_t n = weft_icmp_error_build(slab + pkt_off, pkt_len, (uint8_t)type, (uint8_t)code, from, scratch,
+  int32_t n = weft_icmp_error_build(pkt.buf + pkt.off, pkt.len, (uint8_t)type, (uint8_t)code, from, scratch,
                                     (int32_t)(scratch_len > INT32_MAX ? INT32_MAX : scratch_len));
   if (n <= 0 || !weft_tun_write_one(fd, scratch, n, counters)) return ret_bool(env, false);
   counters[WEFT_C_ICMP_SENT] += 1;
@@ -591,38 +598,26 @@ static napi_value js_icmp_error(napi_env env, napi_callback_info info) {
 static napi_value js_tun_read_one(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   int fd;
-  uint8_t *buf;
-  size_t buf_len;
-  int32_t off, max;
+  buf_span b;
   double *counters;
   weft_err e;
-  char arg[32];
   if (!args_get(env, info, 5, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
-      !ARG_U8(env, argv[1], "buf", 0, &buf, &buf_len) || !arg_i32(env, argv[2], "off", 0, INT32_MAX, &off) ||
-      !arg_i32(env, argv[3], "max", 0, INT32_MAX, &max) || !arg_span(env, buf_len, off, max) ||
-      !ARG_COUNTERS(env, argv[4], &counters))
+      !arg_buf_span(env, argv + 1, "buf", "off", 0, "max", 0, &b) || !ARG_COUNTERS(env, argv[4], &counters))
     return NULL;
-  int32_t n = weft_tun_read_one(fd, buf + off, max, counters, &e);
-  if (n < 0) {
-    snprintf(arg, sizeof arg, "fd %d", fd);
-    return throw_weft(env, &e, arg);
-  }
-  return ret_i32(env, n);
+  return ret_or_throw(env, weft_tun_read_one(fd, b.buf + b.off, b.len, counters, &e), &e, fd);
 }
 
 static napi_value js_tun_write_one(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   int fd;
-  uint8_t *buf;
-  size_t buf_len;
-  int32_t off, len, mtu;
+  buf_span b;
+  int32_t mtu;
   double *counters;
   if (!args_get(env, info, 5, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
-      !ARG_U8(env, argv[1], "buf", 0, &buf, &buf_len) || !arg_i32(env, argv[2], "off", 0, INT32_MAX, &off) ||
-      !arg_i32(env, argv[3], "len", 1, INT32_MAX, &len) || !arg_span(env, buf_len, off, len) ||
-      !ARG_COUNTERS(env, argv[4], &counters) || !arg_opt_mtu(env, info, 5, &mtu))
+      !arg_buf_span(env, argv + 1, "buf", "off", 0, "len", 1, &b) || !ARG_COUNTERS(env, argv[4], &counters) ||
+      !arg_opt_mtu(env, info, 5, &mtu))
     return NULL;
-  return ret_bool(env, weft_tun_write_mtu(fd, buf + off, len, mtu, counters) > 0);
+  return ret_bool(env, weft_tun_write_mtu(fd, b.buf + b.off, b.len, mtu, counters) > 0);
 }
 
 
@@ -633,28 +628,21 @@ static napi_value js_tun_set_offload(napi_env env, napi_callback_info info) {
   int fd;
   uint32_t flags;
   weft_err e;
-  char arg[32];
   if (!args_get(env, info, 2, argv) || !arg_fd(env, argv[0], "fd", &fd) || !arg_u32(env, argv[1], "flags", 0xff, &flags))
     return NULL;
   int r = weft_tun_set_offload(fd, flags, &e);
-  if (r < 0) {
-    snprintf(arg, sizeof arg, "fd %d", fd);
-    return throw_weft(env, &e, arg);
-  }
+  if (r < 0) return throw_fd(env, e.code, e.syscall, fd);
   return ret_bool(env, r == 1);
 }
 
 static napi_value js_tun_get_iff(napi_env env, napi_callback_info info) {
   napi_value argv[1], obj, v;
   int fd;
-  char name[64], arg[32];
+  char name[64];
   weft_err e;
   if (!args_get(env, info, 1, argv) || !arg_fd(env, argv[0], "fd", &fd)) return NULL;
   int flags = weft_tun_get_iff(fd, name, sizeof name, &e);
-  if (flags < 0) {
-    snprintf(arg, sizeof arg, "fd %d", fd);
-    return throw_weft(env, &e, arg);
-  }
+  if (flags < 0) return throw_fd(env, e.code, e.syscall, fd);
   NAPI(env, napi_create_object(env, &obj));
   NAPI(env, napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &v));
   NAPI(env, napi_set_named_property(env, obj, "name", v));
@@ -668,13 +656,9 @@ static napi_value js_udp_offload(napi_env env, napi_callback_info info) {
   int fd, seg, gro;
   bool want_gro;
   weft_err e;
-  char arg[32];
   if (!args_get(env, info, 2, argv) || !arg_fd(env, argv[0], "fd", &fd) || !arg_bool(env, argv[1], "wantGro", &want_gro))
     return NULL;
-  if (weft_udp_offload(fd, want_gro, &seg, &gro, &e) < 0) {
-    snprintf(arg, sizeof arg, "fd %d", fd);
-    return throw_weft(env, &e, arg);
-  }
+  if (weft_udp_offload(fd, want_gro, &seg, &gro, &e) < 0) return throw_fd(env, e.code, e.syscall, fd);
   NAPI(env, napi_create_object(env, &obj));
   NAPI(env, napi_get_boolean(env, seg, &v));
   NAPI(env, napi_set_named_property(env, obj, "segment", v));
@@ -683,36 +667,25 @@ static napi_value js_udp_offload(napi_env env, napi_callback_info info) {
   return obj;
 }
 
-static napi_value js_tun_read_vnet(napi_env env, napi_callback_info info) {
-  napi_value argv[7];
-  int fd;
-  uint8_t *slab;
-  size_t slab_len;
-  int32_t slot_size, headroom, max, *len;
-  double *counters;
-  weft_err e;
-  char arg[32];
-  if (!args_get(env, info, 7, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
-      !arg_i32(env, argv[2], "slotSize", WEFT_VNET_HDR_LEN + 1, INT32_MAX, &slot_size) ||
-      !arg_i32(env, argv[3], "headroom", WEFT_VNET_HDR_LEN, slot_size - 1, &headroom) ||
-      !arg_i32(env, argv[5], "max", 0, INT32_MAX, &max) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
-      !ARG_I32A(env, argv[4], "len", (size_t)max, &len) || !ARG_COUNTERS(env, argv[6], &counters) ||
-      !check_slab(env, slab_len, max, slot_size))
-    return NULL;
-  int32_t n = weft_tun_read_vnet(fd, slab, slot_size, headroom, len, max, counters, &e);
-  if (n < 0) {
-    snprintf(arg, sizeof arg, "fd %d", fd);
-    return throw_weft(env, &e, arg);
-  }
-  return ret_i32(env, n);
+static napi_value js_tun_read_vnet(napi_env env, napi_callback_info info) { return tun_read(env, info, true); }
+
+/* A train's message descriptors: msgOff, msgLen, msgGso, msgPeer at argv[0..3], n elements each. */
+typedef struct {
+  int32_t *off, *len, *gso, *peer;
+} train_msgs;
+
+static bool arg_msgs(napi_env env, const napi_value *argv, int32_t n, train_msgs *m) {
+  return ARG_I32A(env, argv[0], "msgOff", (size_t)n, &m->off) && ARG_I32A(env, argv[1], "msgLen", (size_t)n, &m->len) &&
+         ARG_I32A(env, argv[2], "msgGso", (size_t)n, &m->gso) && ARG_I32A(env, argv[3], "msgPeer", (size_t)n, &m->peer);
 }
 
 static napi_value js_offload_encap(napi_env env, napi_callback_info info) {
   napi_value argv[18];
   const weft_encap_ops *ops;
   uint8_t *slab, *table, *mac, *train;
-  size_t slab_len, table_len, train_len;
-  int32_t slot_size, headroom, count, mtu, max_msgs, *len, *peer, *moff, *mlen, *mgso, *mpeer;
+  size_t slab_len, train_len;
+  int32_t slot_size, headroom, count, peers, mtu, max_msgs, *len, *peer;
+  train_msgs m;
   uint32_t vni;
   double *counters;
   if (!args_get(env, info, 18, argv) || !arg_encap(env, argv[0], &ops) ||
@@ -720,73 +693,39 @@ static napi_value js_offload_encap(napi_env env, napi_callback_info info) {
       !arg_i32(env, argv[3], "headroom", WEFT_VNET_HDR_LEN, slot_size - 1, &headroom) ||
       !arg_i32(env, argv[6], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
       !ARG_I32A(env, argv[4], "len", (size_t)count, &len) || !ARG_I32A(env, argv[5], "peer", (size_t)count, &peer) ||
-      !ARG_U8(env, argv[7], "peerTable", 0, &table, &table_len) || !ARG_U8(env, argv[8], "localMac", 6, &mac, NULL) ||
+      !arg_peers(env, argv[7], &table, &peers) || !ARG_U8(env, argv[8], "localMac", 6, &mac, NULL) ||
       !arg_u32(env, argv[9], "vni", 0xffffff, &vni) || !arg_i32(env, argv[10], "mtu", 68, 65535, &mtu) ||
       !ARG_U8(env, argv[11], "train", 0, &train, &train_len) ||
-      !arg_i32(env, argv[16], "maxMsgs", 0, INT32_MAX, &max_msgs) ||
-      !ARG_I32A(env, argv[12], "msgOff", (size_t)max_msgs, &moff) ||
-      !ARG_I32A(env, argv[13], "msgLen", (size_t)max_msgs, &mlen) ||
-      !ARG_I32A(env, argv[14], "msgGso", (size_t)max_msgs, &mgso) ||
-      !ARG_I32A(env, argv[15], "msgPeer", (size_t)max_msgs, &mpeer) || !ARG_COUNTERS(env, argv[17], &counters) ||
-      !check_slab(env, slab_len, count, slot_size))
+      !arg_i32(env, argv[16], "maxMsgs", 0, INT32_MAX, &max_msgs) || !arg_msgs(env, argv + 12, max_msgs, &m) ||
+      !ARG_COUNTERS(env, argv[17], &counters) || !check_slab(env, slab_len, count, slot_size))
     return NULL;
   if (train_len > INT32_MAX) train_len = INT32_MAX; /* offsets are Int32 */
-  return ret_i32(env, weft_offload_encap(ops, slab, slot_size, headroom, len, peer, count, table,
-                                         (int32_t)(table_len / WEFT_PEER_RECORD_SIZE), mac, vni, mtu, train, train_len,
-                                         moff, mlen, mgso, mpeer, max_msgs, counters));
+  return ret_i32(env, weft_offload_encap(ops, slab, slot_size, headroom, len, peer, count, table, peers, mac, vni, mtu,
+                                         train, train_len, m.off, m.len, m.gso, m.peer, max_msgs, counters));
 }
 
 static napi_value js_send_train(napi_env env, napi_callback_info info) {
   napi_value argv[11];
   int fd;
   uint8_t *train, *table;
-  size_t train_len, table_len;
-  int32_t start, count, *moff, *mlen, *mgso, *mpeer, *state;
+  size_t train_len;
+  int32_t start, count, peers, *state;
+  train_msgs m;
   double *counters;
   weft_err e;
-  char arg[32];
   if (!args_get(env, info, 11, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
       !ARG_U8(env, argv[1], "train", 0, &train, &train_len) ||
       !arg_i32(env, argv[7], "count", 0, INT32_MAX, &count) || !arg_i32(env, argv[6], "start", 0, count, &start) ||
-      !ARG_I32A(env, argv[2], "msgOff", (size_t)count, &moff) || !ARG_I32A(env, argv[3], "msgLen", (size_t)count, &mlen) ||
-      !ARG_I32A(env, argv[4], "msgGso", (size_t)count, &mgso) ||
-      !ARG_I32A(env, argv[5], "msgPeer", (size_t)count, &mpeer) ||
-      !ARG_U8(env, argv[8], "peerTable", 0, &table, &table_len) || !ARG_I32A(env, argv[9], "state", 1, &state) ||
-      !ARG_COUNTERS(env, argv[10], &counters))
+      !arg_msgs(env, argv + 2, count, &m) || !arg_peers(env, argv[8], &table, &peers) ||
+      !ARG_I32A(env, argv[9], "state", 1, &state) || !ARG_COUNTERS(env, argv[10], &counters))
     return NULL;
-  int32_t next = weft_send_train(fd, train, train_len, moff, mlen, mgso, mpeer, start, count, table,
-                                 (int32_t)(table_len / WEFT_PEER_RECORD_SIZE), state, counters, &e);
-  if (next < 0) {
-    snprintf(arg, sizeof arg, "fd %d", fd);
-    return throw_weft(env, &e, arg);
-  }
-  return ret_i32(env, next);
+  return ret_or_throw(env,
+                      weft_send_train(fd, train, train_len, m.off, m.len, m.gso, m.peer, start, count, table, peers,
+                                      state, counters, &e),
+                      &e, fd);
 }
 
-static napi_value js_udp_recv_gro(napi_env env, napi_callback_info info) {
-  napi_value argv[8];
-  int fd;
-  uint8_t *slab;
-  size_t slab_len;
-  int32_t slot_size, max, *len, *gso;
-  uint32_t *addr;
-  double *counters;
-  weft_err e;
-  char arg[32];
-  if (!args_get(env, info, 8, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
-      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
-      !arg_i32(env, argv[6], "max", 0, INT32_MAX, &max) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
-      !ARG_I32A(env, argv[3], "len", (size_t)max, &len) || !ARG_U32A(env, argv[4], "addr", (size_t)max, &addr) ||
-      !ARG_I32A(env, argv[5], "gso", (size_t)max, &gso) || !ARG_COUNTERS(env, argv[7], &counters) ||
-      !check_slab(env, slab_len, max, slot_size))
-    return NULL;
-  int32_t n = weft_udp_recv_gro(fd, slab, slot_size, len, addr, gso, max, counters, &e);
-  if (n < 0) {
-    snprintf(arg, sizeof arg, "fd %d", fd);
-    return throw_weft(env, &e, arg);
-  }
-  return ret_i32(env, n);
-}
+static napi_value js_udp_recv_gro(napi_env env, napi_callback_info info) { return udp_recv(env, info, true); }
 
 static napi_value js_offload_decap(napi_env env, napi_callback_info info) {
   napi_value argv[13];
@@ -811,21 +750,30 @@ static napi_value js_offload_decap(napi_env env, napi_callback_info info) {
                                          counters));
 }
 
+/* (slab, segOff, segLen, count, coalesce) at argv[0..4]: groWrite after its fd, groBuild first. */
+typedef struct {
+  uint8_t *slab;
+  size_t slab_len;
+  int32_t count, *off, *len;
+  bool coalesce;
+} gro_segs;
+
+static bool arg_gro_segs(napi_env env, const napi_value *argv, gro_segs *g) {
+  return arg_i32(env, argv[3], "count", 0, INT32_MAX, &g->count) &&
+         ARG_U8(env, argv[0], "slab", 0, &g->slab, &g->slab_len) &&
+         ARG_I32A(env, argv[1], "segOff", (size_t)g->count, &g->off) &&
+         ARG_I32A(env, argv[2], "segLen", (size_t)g->count, &g->len) && arg_bool(env, argv[4], "coalesce", &g->coalesce);
+}
+
 static napi_value js_gro_write(napi_env env, napi_callback_info info) {
   napi_value argv[7];
   int fd;
-  uint8_t *slab;
-  size_t slab_len;
-  int32_t count, *soff, *slen;
-  bool coalesce;
+  gro_segs g;
   double *counters;
-  if (!args_get(env, info, 7, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
-      !arg_i32(env, argv[4], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
-      !ARG_I32A(env, argv[2], "segOff", (size_t)count, &soff) ||
-      !ARG_I32A(env, argv[3], "segLen", (size_t)count, &slen) || !arg_bool(env, argv[5], "coalesce", &coalesce) ||
+  if (!args_get(env, info, 7, argv) || !arg_fd(env, argv[0], "fd", &fd) || !arg_gro_segs(env, argv + 1, &g) ||
       !ARG_COUNTERS(env, argv[6], &counters))
     return NULL;
-  return ret_i32(env, weft_gro_run(slab, slab_len, soff, slen, count, coalesce, weft_tun_sink, &fd, counters));
+  return ret_i32(env, weft_gro_run(g.slab, g.slab_len, g.off, g.len, g.count, g.coalesce, weft_tun_sink, &fd, counters));
 }
 
 /* Test sink: each output packet (virtio header + packet) back to back in a Buffer. */
@@ -852,45 +800,35 @@ static int buffer_sink(void *ctx, const struct iovec *iov, int iovcnt, double *c
 
 static napi_value js_gro_build(napi_env env, napi_callback_info info) {
   napi_value argv[8];
-  uint8_t *slab, *out;
-  size_t slab_len, out_len;
-  int32_t count, max, *soff, *slen, *olen;
-  bool coalesce;
+  gro_segs g;
+  uint8_t *out;
+  size_t out_len, n;
+  int32_t *olen;
   double *counters;
-  if (!args_get(env, info, 8, argv) || !arg_i32(env, argv[3], "count", 0, INT32_MAX, &count) ||
-      !ARG_U8(env, argv[0], "slab", 0, &slab, &slab_len) || !ARG_I32A(env, argv[1], "segOff", (size_t)count, &soff) ||
-      !ARG_I32A(env, argv[2], "segLen", (size_t)count, &slen) || !arg_bool(env, argv[4], "coalesce", &coalesce) ||
-      !ARG_U8(env, argv[5], "out", 0, &out, &out_len) || !ARG_I32A(env, argv[6], "outLen", 0, &olen) ||
+  if (!args_get(env, info, 8, argv) || !arg_gro_segs(env, argv, &g) || !ARG_U8(env, argv[5], "out", 0, &out, &out_len) ||
+      !arg_typed(env, argv[6], "outLen", napi_int32_array, "must be an Int32Array", 0, (void **)&olen, &n) ||
       !ARG_COUNTERS(env, argv[7], &counters))
     return NULL;
-  napi_typedarray_type t;
-  size_t n;
-  void *d;
-  napi_value ab;
-  size_t bo;
-  NAPI(env, napi_get_typedarray_info(env, argv[6], &t, &n, &d, &ab, &bo));
-  max = n > INT32_MAX ? INT32_MAX : (int32_t)n;
-  buf_sink b = {out, out_len, 0, olen, max, 0};
-  weft_gro_run(slab, slab_len, soff, slen, count, coalesce, buffer_sink, &b, counters);
+  buf_sink b = {out, out_len, 0, olen, n > INT32_MAX ? INT32_MAX : (int32_t)n, 0};
+  weft_gro_run(g.slab, g.slab_len, g.off, g.len, g.count, g.coalesce, buffer_sink, &b, counters);
   return ret_i32(env, b.n);
 }
 
 static napi_value js_gso_split(napi_env env, napi_callback_info info) {
   napi_value argv[9];
-  uint8_t *buf, *out;
-  size_t buf_len, out_len;
-  int32_t pkt_off, len, mtu, room, *result;
+  buf_span pkt;
+  uint8_t *out;
+  size_t out_len;
+  int32_t mtu, room, *result;
   bool ttl_dec;
   double *counters;
-  if (!args_get(env, info, 9, argv) || !ARG_U8(env, argv[0], "buf", 0, &buf, &buf_len) ||
-      !arg_i32(env, argv[1], "pktOff", WEFT_VNET_HDR_LEN, INT32_MAX, &pkt_off) ||
-      !arg_i32(env, argv[2], "len", 0, INT32_MAX, &len) || !arg_span(env, buf_len, pkt_off, len) ||
+  if (!args_get(env, info, 9, argv) || !arg_buf_span(env, argv, "buf", "pktOff", WEFT_VNET_HDR_LEN, "len", 0, &pkt) ||
       !arg_i32(env, argv[3], "mtu", 68, 65535, &mtu) || !ARG_U8(env, argv[4], "out", 0, &out, &out_len) ||
       !arg_i32(env, argv[5], "room", 0, 256, &room) || !arg_bool(env, argv[6], "ttlDec", &ttl_dec) ||
       !ARG_I32A(env, argv[7], "result", 2, &result) || !ARG_COUNTERS(env, argv[8], &counters))
     return NULL;
-  return ret_i32(env, weft_gso_split(buf + pkt_off, len, mtu, out, out_len, room, ttl_dec, &result[0], &result[1],
-                                     counters));
+  return ret_i32(env, weft_gso_split(pkt.buf + pkt.off, pkt.len, mtu, out, out_len, room, ttl_dec, &result[0],
+                                     &result[1], counters));
 }
 
 /* ---- exports ---- */

@@ -1,8 +1,9 @@
 /*
  * The offload tier's byte work and syscalls: TUN with a virtio_net_hdr (IFF_VNET_HDR,
  * TUNSETOFFLOAD), segmentation of TCP/UDP super-packets (GSO), UDP_SEGMENT trains with a
- * sendmmsg fallback, UDP_GRO receive, and coalescing of TCP segments back into
- * super-packets (GRO) before they are written to TUN. The contract is in weft.h.
+ * sendmmsg fallback, splitting of UDP_GRO receives (the receive itself is weft_udp_recv
+ * in udp.c), and coalescing of TCP segments back into super-packets (GRO) before they
+ * are written to TUN. The contract is in weft.h.
  *
  * What the kernel does and we mirror: tcp_gso_segment / __udp_gso_segment (sequence
  * numbers, FIN/PSH only on the last segment, CWR only on the first, IP ID + k),
@@ -22,15 +23,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#ifndef SOL_UDP
-#define SOL_UDP 17
-#endif
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
 
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -303,17 +295,7 @@ refill:
       int32_t pos = 0; /* bytes of message i queued in this chunk */
       while (pos < msg_len[i] && mm < WEFT_MMSG_CHUNK) {
         int32_t piece = split ? (msg_len[i] - pos < gso ? msg_len[i] - pos : gso) : msg_len[i];
-        memset(&sa[mm], 0, sizeof sa[mm]);
-        sa[mm].sin_family = AF_INET;
-        memcpy(&sa[mm].sin_addr.s_addr, rec + WEFT_PEER_ADDR, 4);
-        memcpy(&sa[mm].sin_port, rec + WEFT_PEER_PORT, 2);
-        iov[mm].iov_base = (void *)(train + msg_off[i] + pos);
-        iov[mm].iov_len = (size_t)piece;
-        memset(&msgs[mm], 0, sizeof msgs[mm]);
-        msgs[mm].msg_hdr.msg_name = &sa[mm];
-        msgs[mm].msg_hdr.msg_namelen = sizeof sa[mm];
-        msgs[mm].msg_hdr.msg_iov = &iov[mm];
-        msgs[mm].msg_hdr.msg_iovlen = 1;
+        weft_mmsg_set(&msgs[mm], &sa[mm], rec, &iov[mm], train + msg_off[i] + pos, (size_t)piece);
         if (gso > 0 && !split) {
           struct cmsghdr *cm = (struct cmsghdr *)ctl[mm].buf;
           uint16_t g = (uint16_t)gso;
@@ -378,64 +360,6 @@ refill:
 }
 
 /* ---- inbound ---- */
-
-int32_t weft_udp_recv_gro(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, int32_t *gso,
-                          int32_t max, double *counters, weft_err *e) {
-  struct mmsghdr msgs[WEFT_MMSG_CHUNK];
-  struct iovec iov[WEFT_MMSG_CHUNK];
-  struct sockaddr_in sa[WEFT_MMSG_CHUNK];
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } ctl[WEFT_MMSG_CHUNK];
-  int32_t n = 0;
-  while (n < max) {
-    int want = max - n < WEFT_MMSG_CHUNK ? max - n : WEFT_MMSG_CHUNK;
-    for (int j = 0; j < want; j++) {
-      iov[j].iov_base = slab + (size_t)(n + j) * slot_size;
-      iov[j].iov_len = (size_t)slot_size;
-      memset(&msgs[j], 0, sizeof msgs[j]);
-      msgs[j].msg_hdr.msg_name = &sa[j];
-      msgs[j].msg_hdr.msg_namelen = sizeof sa[j];
-      msgs[j].msg_hdr.msg_iov = &iov[j];
-      msgs[j].msg_hdr.msg_iovlen = 1;
-      msgs[j].msg_hdr.msg_control = ctl[j].buf;
-      msgs[j].msg_hdr.msg_controllen = sizeof ctl[j].buf;
-    }
-    int r = recvmmsg(fd, msgs, (unsigned)want, MSG_DONTWAIT, NULL);
-    counters[WEFT_C_SYSCALLS_RECV] += 1;
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      if (n > 0) break;
-      e->code = errno, e->syscall = "recvmmsg";
-      return -1;
-    }
-    for (int j = 0; j < r; j++) {
-      unsigned got = msgs[j].msg_len;
-      int g = 0;
-      for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msgs[j].msg_hdr); cm; cm = CMSG_NXTHDR(&msgs[j].msg_hdr, cm)) {
-        if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO && cm->cmsg_len >= CMSG_LEN(sizeof(int)))
-          memcpy(&g, CMSG_DATA(cm), sizeof g);
-      }
-      if (g < 0 || (unsigned)g >= got) g = 0; /* one datagram, or nothing we can trust */
-      addr[n + j] = ntohl(sa[j].sin_addr.s_addr);
-      gso[n + j] = g;
-      counters[WEFT_C_UDP_RX_PACKETS] += g ? (double)((got + (unsigned)g - 1) / (unsigned)g) : 1;
-      counters[WEFT_C_UDP_RX_BYTES] += got;
-      counters[WEFT_C_COPIED_KERNEL_TO_USER_BYTES] += got;
-      if (msgs[j].msg_hdr.msg_flags & MSG_TRUNC) {
-        len[n + j] = WEFT_VERDICT(WEFT_DROP_TRUNCATED);
-        weft_drop(counters, WEFT_DROP_TRUNCATED);
-      } else {
-        len[n + j] = (int32_t)got;
-      }
-    }
-    n += r;
-    if (r < want) break;
-  }
-  return n;
-}
 
 int32_t weft_offload_decap(const weft_encap_ops *ops, const uint8_t *slab, int32_t slot_size, const int32_t *len,
                            const int32_t *gso, const uint32_t *addr, int32_t count, uint32_t vni, int32_t *seg_off,
@@ -595,18 +519,5 @@ int32_t weft_gro_run(uint8_t *slab, size_t slab_len, const int32_t *seg_off, int
 }
 
 int weft_tun_sink(void *ctx, const struct iovec *iov, int iovcnt, double *counters) {
-  int fd = *(const int *)ctx;
-  ssize_t r;
-  do {
-    r = writev(fd, iov, iovcnt);
-    counters[WEFT_C_SYSCALLS_TUN_WRITE] += 1;
-  } while (r < 0 && errno == EINTR);
-  if (r < 0) {
-    weft_drop(counters, WEFT_DROP_TUN_WRITE_ERROR);
-    return 0;
-  }
-  counters[WEFT_C_TUN_TX_PACKETS] += 1;
-  counters[WEFT_C_TUN_TX_BYTES] += (double)(r - WEFT_VNET_HDR_LEN);
-  counters[WEFT_C_COPIED_USER_TO_KERNEL_BYTES] += (double)r;
-  return 1;
+  return weft_tun_writev(*(const int *)ctx, iov, iovcnt, WEFT_VNET_HDR_LEN, counters);
 }

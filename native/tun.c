@@ -16,15 +16,21 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+/* ifr named `name`; a name the kernel would cut is EINVAL, reported as the ioctl that would have failed. */
+static int ifr_named(struct ifreq *ifr, const char *name, const char *syscall, weft_err *e) {
+  memset(ifr, 0, sizeof *ifr);
+  if (strlen(name) >= IFNAMSIZ) {
+    e->code = EINVAL, e->syscall = syscall;
+    return -1;
+  }
+  strncpy(ifr->ifr_name, name, IFNAMSIZ - 1);
+  return 0;
+}
+
 int weft_tun_open(const char *name, int multi_queue, int vnet_hdr, char *out_name, size_t out_cap, weft_err *e) {
   int fd = -1;
   struct ifreq ifr;
-  memset(&ifr, 0, sizeof ifr);
-  if (strlen(name) >= IFNAMSIZ) {
-    e->code = EINVAL, e->syscall = "ioctl(TUNSETIFF)";
-    return -1;
-  }
-  strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+  if (ifr_named(&ifr, name, "ioctl(TUNSETIFF)", e) < 0) return -1;
   ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
   if (multi_queue) ifr.ifr_flags |= IFF_MULTI_QUEUE;
   if (vnet_hdr) ifr.ifr_flags |= IFF_VNET_HDR;
@@ -40,12 +46,7 @@ fail:
 int weft_link_set(const char *name, int mtu, int up, weft_err *e) {
   int s = -1;
   struct ifreq ifr;
-  memset(&ifr, 0, sizeof ifr);
-  if (strlen(name) >= IFNAMSIZ) {
-    e->code = EINVAL, e->syscall = "ioctl(SIOCGIFFLAGS)";
-    return -1;
-  }
-  strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+  if (ifr_named(&ifr, name, "ioctl(SIOCGIFFLAGS)", e) < 0) return -1;
   WEFT_TRY(e, s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), "socket(AF_INET, SOCK_DGRAM)");
   if (mtu > 0) {
     ifr.ifr_mtu = mtu;
@@ -96,9 +97,14 @@ int32_t weft_tun_read_batch(int fd, uint8_t *slab, int32_t slot_size, int32_t he
 /* One packet to TUN. A failure is a counted drop: TUN has no back-pressure to wait on,
  * the kernel queues the packet or drops it. */
 int weft_tun_write_one(int fd, const uint8_t *buf, int32_t len, double *counters) {
+  struct iovec iov = {(void *)buf, (size_t)len};
+  return weft_tun_writev(fd, &iov, 1, 0, counters);
+}
+
+int weft_tun_writev(int fd, const struct iovec *iov, int iovcnt, int32_t hdr, double *counters) {
   ssize_t r;
   do {
-    r = write(fd, buf, (size_t)len);
+    r = writev(fd, iov, iovcnt);
     counters[WEFT_C_SYSCALLS_TUN_WRITE] += 1;
   } while (r < 0 && errno == EINTR);
   if (r < 0) {
@@ -106,7 +112,7 @@ int weft_tun_write_one(int fd, const uint8_t *buf, int32_t len, double *counters
     return 0;
   }
   counters[WEFT_C_TUN_TX_PACKETS] += 1;
-  counters[WEFT_C_TUN_TX_BYTES] += (double)r;
+  counters[WEFT_C_TUN_TX_BYTES] += (double)(r - hdr);
   counters[WEFT_C_COPIED_USER_TO_KERNEL_BYTES] += (double)r;
   return 1;
 }
@@ -204,16 +210,8 @@ static int32_t tun_write_tcp_segments(int fd, const uint8_t *p, int32_t len, int
     memcpy(h, p, (size_t)hdr);
     weft_tcp4_segment_headers(h, ihl, thl, chunk, sums[k], k, nseg, mss, id, seq, flags);
     struct iovec iov[2] = {{h, (size_t)hdr}, {(void *)(p + hdr + at), (size_t)chunk}};
-    ssize_t r;
-    do {
-      r = writev(fd, iov, 2);
-      counters[WEFT_C_SYSCALLS_TUN_WRITE] += 1;
-    } while (r < 0 && errno == EINTR);
-    /* The rest would fail the same way; TCP resends what is missing. */
-    if (r < 0) return drop(counters, WEFT_DROP_TUN_WRITE_ERROR);
-    counters[WEFT_C_TUN_TX_PACKETS] += 1;
-    counters[WEFT_C_TUN_TX_BYTES] += (double)r;
-    counters[WEFT_C_COPIED_USER_TO_KERNEL_BYTES] += (double)r;
+    /* The rest would fail the same way (the drop is counted); TCP resends what is missing. */
+    if (!weft_tun_writev(fd, iov, 2, 0, counters)) return WEFT_VERDICT(WEFT_DROP_TUN_WRITE_ERROR);
   }
   return 1;
 }

@@ -54,6 +54,23 @@ fail:
 /* Errors that mean the fd itself is wrong: throw, do not drop packet by packet. */
 static int fd_error(int err) { return err == EBADF || err == ENOTSOCK || err == EFAULT; }
 
+void weft_mmsg_set(struct mmsghdr *m, struct sockaddr_in *sa, const uint8_t *rec, struct iovec *iov, const void *buf,
+                   size_t len) {
+  if (rec) {
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    memcpy(&sa->sin_addr.s_addr, rec + WEFT_PEER_ADDR, 4); /* both network order */
+    memcpy(&sa->sin_port, rec + WEFT_PEER_PORT, 2);
+  }
+  iov->iov_base = (void *)buf;
+  iov->iov_len = len;
+  memset(m, 0, sizeof *m);
+  m->msg_hdr.msg_name = sa;
+  m->msg_hdr.msg_namelen = sizeof *sa;
+  m->msg_hdr.msg_iov = iov;
+  m->msg_hdr.msg_iovlen = 1;
+}
+
 int32_t weft_udp_send_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, const int32_t *len, int32_t *peer,
                             int32_t start, int32_t count, const uint8_t *peer_table, int32_t peer_count,
                             double *counters, weft_err *e) {
@@ -76,18 +93,8 @@ int32_t weft_udp_send_batch(int fd, const uint8_t *slab, size_t slab_len, const 
         weft_drop(counters, WEFT_DROP_MALFORMED);
         continue;
       }
-      const uint8_t *rec = peer_table + (size_t)peer[i] * WEFT_PEER_RECORD_SIZE;
-      memset(&sa[m], 0, sizeof sa[m]);
-      sa[m].sin_family = AF_INET;
-      memcpy(&sa[m].sin_addr.s_addr, rec + WEFT_PEER_ADDR, 4); /* both network order */
-      memcpy(&sa[m].sin_port, rec + WEFT_PEER_PORT, 2);
-      iov[m].iov_base = (void *)(slab + off[i]);
-      iov[m].iov_len = (size_t)len[i];
-      memset(&msgs[m], 0, sizeof msgs[m]);
-      msgs[m].msg_hdr.msg_name = &sa[m];
-      msgs[m].msg_hdr.msg_namelen = sizeof sa[m];
-      msgs[m].msg_hdr.msg_iov = &iov[m];
-      msgs[m].msg_hdr.msg_iovlen = 1;
+      weft_mmsg_set(&msgs[m], &sa[m], peer_table + (size_t)peer[i] * WEFT_PEER_RECORD_SIZE, &iov[m], slab + off[i],
+                    (size_t)len[i]);
       idx[m++] = i;
     }
     int k = 0;
@@ -119,22 +126,24 @@ int32_t weft_udp_send_batch(int fd, const uint8_t *slab, size_t slab_len, const 
   return count;
 }
 
-int32_t weft_udp_recv_batch(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, int32_t max,
-                            double *counters, weft_err *e) {
+int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, int32_t *gso, int32_t max,
+                      double *counters, weft_err *e) {
   struct mmsghdr msgs[WEFT_MMSG_CHUNK];
   struct iovec iov[WEFT_MMSG_CHUNK];
   struct sockaddr_in sa[WEFT_MMSG_CHUNK];
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl[WEFT_MMSG_CHUNK];
   int32_t n = 0;
   while (n < max) {
     int want = max - n < WEFT_MMSG_CHUNK ? max - n : WEFT_MMSG_CHUNK;
     for (int j = 0; j < want; j++) {
-      iov[j].iov_base = slab + (size_t)(n + j) * slot_size;
-      iov[j].iov_len = (size_t)slot_size;
-      memset(&msgs[j], 0, sizeof msgs[j]);
-      msgs[j].msg_hdr.msg_name = &sa[j];
-      msgs[j].msg_hdr.msg_namelen = sizeof sa[j];
-      msgs[j].msg_hdr.msg_iov = &iov[j];
-      msgs[j].msg_hdr.msg_iovlen = 1;
+      weft_mmsg_set(&msgs[j], &sa[j], NULL, &iov[j], slab + (size_t)(n + j) * slot_size, (size_t)slot_size);
+      if (gso) {
+        msgs[j].msg_hdr.msg_control = ctl[j].buf;
+        msgs[j].msg_hdr.msg_controllen = sizeof ctl[j].buf;
+      }
     }
     int r = recvmmsg(fd, msgs, (unsigned)want, MSG_DONTWAIT, NULL);
     counters[WEFT_C_SYSCALLS_RECV] += 1;
@@ -147,8 +156,17 @@ int32_t weft_udp_recv_batch(int fd, uint8_t *slab, int32_t slot_size, int32_t *l
     }
     for (int j = 0; j < r; j++) {
       unsigned got = msgs[j].msg_len;
+      int g = 0;
+      if (gso) {
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msgs[j].msg_hdr); cm; cm = CMSG_NXTHDR(&msgs[j].msg_hdr, cm)) {
+          if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO && cm->cmsg_len >= CMSG_LEN(sizeof(int)))
+            memcpy(&g, CMSG_DATA(cm), sizeof g);
+        }
+        if (g < 0 || (unsigned)g >= got) g = 0; /* one datagram, or nothing we can trust */
+        gso[n + j] = g;
+      }
       addr[n + j] = ntohl(sa[j].sin_addr.s_addr);
-      counters[WEFT_C_UDP_RX_PACKETS] += 1;
+      counters[WEFT_C_UDP_RX_PACKETS] += g ? (double)((got + (unsigned)g - 1) / (unsigned)g) : 1;
       counters[WEFT_C_UDP_RX_BYTES] += got;
       counters[WEFT_C_COPIED_KERNEL_TO_USER_BYTES] += got;
       if (msgs[j].msg_hdr.msg_flags & MSG_TRUNC) {

@@ -182,6 +182,9 @@ int32_t weft_tun_write_batch(int fd, const uint8_t *slab, size_t slab_len, const
                              int32_t count, int32_t mtu, double *counters);
 int32_t weft_tun_read_one(int fd, uint8_t *buf, int32_t max, double *counters, weft_err *e);
 int weft_tun_write_one(int fd, const uint8_t *buf, int32_t len, double *counters);
+/* One writev to TUN, the first hdr bytes a virtio header (not counted in tun_tx_bytes). A failure is a
+ * counted drop. Returns 1 when written. */
+int weft_tun_writev(int fd, const struct iovec *iov, int iovcnt, int32_t hdr, double *counters);
 /* One inbound packet to a TUN without a virtio header. Up to mtu bytes (or mtu 0): one write.
  * Longer: an unfragmented IPv4 TCP packet whose checksum verifies is written as segments of at
  * most mtu bytes (one writev each: header copy on the stack + payload slice in place); anything
@@ -201,8 +204,25 @@ int weft_udp_local_port(int fd, weft_err *e);
 int32_t weft_udp_send_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, const int32_t *len, int32_t *peer,
                             int32_t start, int32_t count, const uint8_t *peer_table, int32_t peer_count,
                             double *counters, weft_err *e);
-int32_t weft_udp_recv_batch(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, int32_t max,
-                            double *counters, weft_err *e);
+/* recvmmsg into slot i of the slab. gso NULL: plain datagrams (batch tier). gso given: with UDP_GRO on the socket,
+ * gso[i] = the segment size of a coalesced datagram, 0 for a single one (offload tier). */
+int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, int32_t *gso, int32_t max,
+                      double *counters, weft_err *e);
+/* One mmsghdr entry over one buffer, no control data; rec (a peer record, or NULL to leave sa for
+ * recvmmsg to fill) sets the destination. Shared by the batch and offload tiers' send and receive. */
+struct mmsghdr;
+struct sockaddr_in;
+void weft_mmsg_set(struct mmsghdr *m, struct sockaddr_in *sa, const uint8_t *rec, struct iovec *iov, const void *buf,
+                   size_t len);
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 /* ---- offload.c: the offload tier (virtio_net_hdr on TUN, GSO/GRO, UDP_SEGMENT/UDP_GRO) ----
  *
@@ -213,7 +233,7 @@ int32_t weft_udp_recv_batch(int fd, uint8_t *slab, int32_t slot_size, int32_t *l
  * one message with UDP_SEGMENT (gso = stride) sends them all. Messages are described by
  * msg_off/msg_len/msg_gso/msg_peer; send_train sends them with sendmmsg and, when the
  * kernel refuses UDP_SEGMENT (EIO), clears state[0] and sends segment by segment.
- * Inbound: udp_recv_gro receives datagrams with their UDP_GRO segment size (gso[i], 0 when
+ * Inbound: udp_recv (with gso) receives datagrams with their UDP_GRO segment size (gso[i], 0 when
  * not coalesced); offload_decap splits each into its datagrams and decapsulates them into
  * seg_off/seg_len/seg_addr; gro_write coalesces consecutive TCP segments of one flow into
  * super-packets and writes everything to TUN with a virtio_net_hdr. */
@@ -263,8 +283,6 @@ int32_t weft_offload_encap(const weft_encap_ops *ops, uint8_t *slab, int32_t slo
 int32_t weft_send_train(int fd, const uint8_t *train, size_t train_len, int32_t *msg_off, int32_t *msg_len,
                         const int32_t *msg_gso, int32_t *msg_peer, int32_t start, int32_t count,
                         const uint8_t *peer_table, int32_t peer_count, int32_t *state, double *counters, weft_err *e);
-int32_t weft_udp_recv_gro(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, int32_t *gso,
-                          int32_t max, double *counters, weft_err *e);
 int32_t weft_offload_decap(const weft_encap_ops *ops, const uint8_t *slab, int32_t slot_size, const int32_t *len,
                            const int32_t *gso, const uint32_t *addr, int32_t count, uint32_t vni, int32_t *seg_off,
                            int32_t *seg_len, uint32_t *seg_addr, int32_t seg_max, double *counters);

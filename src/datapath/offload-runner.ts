@@ -1,12 +1,12 @@
-// Drives one OffloadQueue from an event loop (the main thread's or a worker's): libuv polls the TUN queue and the
-// socket; each wake-up moves a few batches so neither direction starves the other. Shared by offload-tier.ts
-// (queue 0) and offload-worker.ts (queues 1..N-1), so every queue runs the same forwarding code.
+// Drives one OffloadQueue from an event loop (the main thread's or a worker's) through a PollPair. Shared by
+// offload-tier.ts (queue 0) and offload-worker.ts (queues 1..N-1), so every queue runs the same forwarding code.
 import { readFileSync } from 'node:fs';
 import * as native from '../native.js';
 import { SOCKET_BUFFER_BYTES } from './batch-tier.js';
 import type { OffloadPart, TunOffloads } from './offload-config.js';
 import { OffloadQueue } from './offload-queue.js';
 import type { PathState } from './path-state.js';
+import { PollPair } from './poll-pair.js';
 
 export interface RunnerSetup {
   readonly bindAddress: string;
@@ -28,28 +28,29 @@ export interface QueueReport {
 export class QueueRunner {
   readonly queue: OffloadQueue;
   readonly report: QueueReport;
-  private readonly sockFd: number;
-  private readonly tunPoll: native.PollHandle;
-  private readonly sockPoll: native.PollHandle;
-  private closed = false;
+  private readonly polls: PollPair;
 
   constructor(path: PathState, setup: RunnerSetup) {
-    this.sockFd = native.udpOpen(setup.bindAddress, setup.port, SOCKET_BUFFER_BYTES, setup.reusePort);
+    const sockFd = native.udpOpen(setup.bindAddress, setup.port, SOCKET_BUFFER_BYTES, setup.reusePort);
     try {
-      const udp = native.udpOffload(this.sockFd, !setup.disabled.has('udp_gro'));
+      const udp = native.udpOffload(sockFd, !setup.disabled.has('udp_gro'));
       // Coalescing writes GSO packets to TUN, which the kernel only takes once TSO is negotiated on it.
       this.report = {
         udpSegment: udp.segment && !setup.disabled.has('udp_segment'),
         udpGro: udp.gro,
         gro: setup.tun.tso && !setup.disabled.has('gro'),
       };
-      this.queue = new OffloadQueue(path, this.sockFd, { mtu: setup.mtu, udpSegment: this.report.udpSegment, gro: this.report.gro });
-      this.tunPoll = native.pollStart(path.tunFd, native.READABLE, () => this.onTunReadable());
+      const queue = new OffloadQueue(path, sockFd, { mtu: setup.mtu, udpSegment: this.report.udpSegment, gro: this.report.gro });
+      this.queue = queue;
+      this.polls = new PollPair(path.tunFd, sockFd, {
+        outbound: () => queue.runOutbound(),
+        flush: () => queue.flush(),
+        inbound: () => queue.runInbound(),
+      });
     } catch (e) {
-      native.close(this.sockFd);
+      native.close(sockFd);
       throw e;
     }
-    this.sockPoll = native.pollStart(this.sockFd, native.READABLE, (events) => this.onSocket(events));
   }
 
   /** UDP_SEGMENT still in use (false after the kernel refused it with EIO). */
@@ -58,29 +59,7 @@ export class QueueRunner {
   }
 
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    native.pollStop(this.tunPoll);
-    native.pollStop(this.sockPoll);
-    native.close(this.sockFd);
-  }
-
-  private onTunReadable(): void {
-    if (!this.queue.runOutbound()) this.pushBack(true);
-  }
-
-  private onSocket(events: number): void {
-    if (events & native.WRITABLE && this.queue.flush()) {
-      this.pushBack(false);
-      this.onTunReadable();
-    }
-    if (events & native.READABLE) this.queue.runInbound();
-  }
-
-  private pushBack(on: boolean): void {
-    if (this.closed) return;
-    native.pollUpdate(this.tunPoll, on ? 0 : native.READABLE);
-    native.pollUpdate(this.sockPoll, on ? native.READABLE | native.WRITABLE : native.READABLE);
+    this.polls.close();
   }
 }
 
