@@ -111,28 +111,116 @@ t.test('quick run on underlay and batch/udp: schema, numbers, files, cleanup', a
   }
 });
 
-t.test('SIGINT in the middle of a test removes namespaces and processes', async (t) => {
+// ---- peers (src/bench/peers/): wireguard-go set up, measured and torn down like any path ----
+
+// A peer of testbed <id> carries w<id> in its device name or its temp folder, so it shows in its command line.
+function peerLeftovers(id: number): string[] {
+  const left: string[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const comm = readFileSync(`/proc/${d}/comm`, 'utf8').trim();
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').join(' ');
+      if (['wireguard-go', 'nebula', 'tincd'].includes(comm) && new RegExp(`w${id}(wg|neb|tinc|-)`).test(cmd)) left.push(`process ${d}: ${cmd}`);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  for (const n of [1, 2]) if (existsSync(`/var/run/wireguard/w${id}wg${n}.sock`)) left.push(`socket /var/run/wireguard/w${id}wg${n}.sock`);
+  for (const f of readdirSync(tmpdir())) if (f.startsWith(`weft-peer-w${id}-`)) left.push(`temp folder ${join(tmpdir(), f)}`);
+  return left;
+}
+
+t.test('wireguard-go: installed, measured like weft\'s paths, nothing of it left', async (t) => {
+  const out = mkdtempSync(join(tmpdir(), 'weft-bench-peer-'));
+  t.teardown(() => rmSync(out, { recursive: true, force: true }));
+  const r = await runCli(
+    ['bench', '--only', 'underlay,wireguard-go', '--repeats', '1', '--seconds', '1', '--round-trips', '100', '--out', out, '--json'],
+    // the first run may install the Debian packages
+    600_000,
+  );
+  t.equal(r.code, 0, `bench exits 0 (stderr tail: ${r.stderr.slice(-400)})`);
+  const res = JSON.parse(r.stdout) as BenchResult;
+  const wg = res.paths.find((p) => p.name === 'wireguard-go');
+  t.equal(wg?.status, 'ok', `wireguard-go ok${wg?.reason ? ` (${wg.reason})` : ''}`);
+  t.equal(wg?.kind, 'peer', 'kind peer');
+  t.match(wg?.title ?? '', /wireguard-go \d[^,]*, wireguard-tools \d/, 'title names the installed Debian versions');
+  for (const k of ['tcp1_gbps', 'tcp4_gbps', 'udp64_kpps', 'lat_p50_us', 'cpu_daemon_s_per_gb', 'host_rcvbuf_errors', 'daemon_rss_mb'] as MetricKey[]) {
+    t.ok(finite(wg?.summary[k]?.median), `wireguard-go: ${METRICS[k].label} is a number (${wg?.summary[k]?.median})`);
+  }
+  const report = readFileSync(join(out, 'report.md'), 'utf8');
+  t.match(report, /\| wireguard-go \| yes \|/, 'report marks wireguard-go as encrypted');
+  t.match(report, /\| underlay \| no \|/, 'and the underlay as not');
+  t.match(readFileSync(join(out, 'throughput.svg'), 'utf8'), /wireguard-go \(encrypted\)/, 'the chart has the peer row');
+  if (wg?.testbed != null) {
+    t.same(namespacesOf(wg.testbed), [], 'no namespace left');
+    t.same(peerLeftovers(wg.testbed), [], 'no wireguard-go process, socket or temp folder left');
+  }
+});
+
+// One interrupted run covers both kinds of path: batch/udp finishes (its sample must survive in the partial
+// results), then SIGINT lands while wireguard-go carries a test.
+t.test('SIGINT in the middle of a run: partial results kept, no namespace, daemon or peer left', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'weft-bench-int-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   let id: number | null = null;
   let sent = false;
-  const r = await runCli(['bench', '--only', 'batch/udp', '--seconds', '3', '--repeats', '2', '--out', out], 90_000, (text, kill) => {
-    const m = /up on testbed w(\d+)/.exec(text);
+  const r = await runCli(['bench', '--only', 'batch/udp,wireguard-go', '--seconds', '2', '--repeats', '1', '--round-trips', '100', '--out', out], 600_000, (text, kill) => {
+    const m = /path wireguard-go: up on testbed w(\d+)/.exec(text);
     if (m) id = Number(m[1]);
-    // Interrupt once the second test (4 TCP streams through the daemons) is under way.
-    if (!sent && id !== null && /tcp4 \(repeat 1/.test(text)) {
+    // Interrupt once wireguard-go's second test (4 TCP streams) is under way.
+    if (!sent && /wireguard-go tcp4 \(repeat 1/.test(text)) {
       sent = true;
-      setTimeout(() => kill('SIGINT'), 1_500);
+      setTimeout(() => kill('SIGINT'), 1_000);
     }
   });
-  t.ok(sent, 'the run reached a test and was interrupted');
+  t.ok(sent, 'the run reached wireguard-go and was interrupted');
   t.equal(r.code, 130, 'exits with 130 after SIGINT');
-  t.ok(id !== null, 'the run named its testbed');
+  t.ok(id !== null, 'the run named its testbeds');
   if (id !== null) {
     t.same(namespacesOf(id), [], `no namespace of testbed w${id} left`);
     t.same(processesOf(id), [], `no daemon or etcd of testbed w${id} left`);
+    t.same(peerLeftovers(id), [], 'no wireguard-go process, socket or temp folder left');
   }
   const partial = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as BenchResult;
   t.equal(partial.interrupted, true, 'partial results.json says interrupted');
-  t.ok(partial.paths[0]?.samples.some((s) => s.test === 'tcp1' && s.ok), 'and keeps the finished sample');
+  const batch = partial.paths.find((p) => p.name === 'batch/udp');
+  t.ok(batch?.samples.some((s) => s.test === 'tcp1' && s.ok), 'and keeps the finished batch/udp samples');
+});
+
+// --profile (src/bench/profile.ts): not --quick, so profiling is on by default when perf works here. Checks the
+// shape of the profile section and its files; without perf, that the run says why once and carries on.
+t.test('profile: the perf CPU split of batch/udp (schema only)', async (t) => {
+  const out = mkdtempSync(join(tmpdir(), 'weft-bench-prof-'));
+  t.teardown(() => rmSync(out, { recursive: true, force: true }));
+  const r = await runCli(['bench', '--only', 'batch/udp', '--repeats', '1', '--seconds', '3', '--round-trips', '100', '--out', out, '--json'], 150_000);
+  t.equal(r.code, 0, `bench exits 0 (stderr tail: ${r.stderr.slice(-400)})`);
+  const res = JSON.parse(r.stdout) as BenchResult;
+  t.ok(res.profile, 'the run records whether it profiled');
+  if (!res.profile?.enabled) {
+    t.match(res.profile?.reason ?? '', /perf/, `profiling off says why: ${res.profile?.reason}`);
+    t.equal(r.stderr.match(/profile: off/g)?.length, 1, 'said once on stderr');
+    t.equal(res.paths[0]?.profile, undefined, 'no split without perf');
+    return;
+  }
+  const p = res.paths[0]!;
+  const prof = p.profile;
+  t.ok(prof, 'batch/udp has a profile');
+  if (!prof) return;
+  t.equal(prof.ok, true, `profile ok${prof.error ? `: ${prof.error}` : ''}`);
+  t.equal(prof.test, 'tcp1');
+  for (const k of ['windowSeconds', 'samples', 'periodNs', 'bytes', 'idleShare'] as const) t.ok(finite(prof[k]), `${k} is a number (${prof[k]})`);
+  for (const c of ['forwarder', 'app', 'kernel', 'other'] as const) {
+    t.ok(finite(prof.classSPerGb[c]), `class ${c}: CPU-s/GB is a number`);
+    t.ok(Object.values(prof.sPerGb[c]).every(finite), `class ${c}: every group's CPU-s/GB is a number`);
+  }
+  t.ok(prof.classSPerGb.forwarder > 0, 'the weft daemons were seen working');
+  t.ok(finite(prof.copySyscallSPerGb.path), 'copies + syscalls per GB');
+  t.ok(prof.top.length > 0, 'hottest symbols listed');
+  t.equal(prof.folded, 'batch-udp.folded');
+  const folded = readFileSync(join(out, 'batch-udp.folded'), 'utf8').trim().split('\n');
+  t.ok(folded.length > 0 && folded.every((l) => /^\S+ \d+$/.test(l)), 'folded stacks: "frame;frame;... count" lines');
+  t.match(readFileSync(join(out, 'report.md'), 'utf8'), /## Where the CPU goes \(perf\)/, 'report.md has the split');
+  t.ok(readFileSync(join(out, 'cpu-split.svg'), 'utf8').startsWith('<svg'), 'cpu-split.svg written');
+  if (p.testbed !== null) t.same(namespacesOf(p.testbed), [], 'no namespace left');
 });

@@ -8,6 +8,8 @@
 //   weft-kernel-vxlan  weft daemon --datapath kernel, Backend vxlan (flannel's layout, programmed by weft)
 //   <tier>/<encap>  weft daemon --tier <dgram|batch|offload>, Backend <udp|vxlan|geneve>: pod ─ cni0 ─ weft0 (TUN)
 //                   ─ daemon ─ UDP socket on eth0 ── ... ── the same on h2
+//   wireguard-go, nebula, tinc   the userspace overlays a user would otherwise install (peers/): pod ─ cni0 ─ the
+//                   peer's TUN 10.77.0.N/24 ─ its daemon (encrypting) ─ UDP on eth0 ── ... ── the same on h2
 //
 // Pods get the MTU their path gives them (FLANNEL_MTU from subnet.env, 1450 for the reference), as the CNI bridge
 // plugin would. Failures while building a path are reported as that path's failure; the run goes on.
@@ -17,8 +19,9 @@ import { readSubnetEnv } from '../lease/subnet-env.js';
 import { bridge, ipBatch } from '../net/iproute.js';
 import { Cluster } from '../testbed/cluster.js';
 import { ping, type Target } from '../testbed/hosts.js';
+import { buildPeer, PEER_NAMES, peerVersion, type PeerName } from './peers/index.js';
 
-export type PathKind = 'underlay' | 'kernel-reference' | 'weft-kernel' | 'weft-userspace';
+export type PathKind = 'underlay' | 'kernel-reference' | 'weft-kernel' | 'weft-userspace' | 'peer';
 
 export interface PathDef {
   name: string;
@@ -57,7 +60,22 @@ export const ALL_PATHS: readonly PathDef[] = [
       daemonArgs: [`--tier=${tier}`],
     })),
   ),
+  ...PEER_NAMES.map((peer): PathDef => ({
+    name: peer,
+    kind: 'peer',
+    // read when the run records the path: with the installed version once `weft bench` has installed the peers
+    get title(): string {
+      const v = peerVersion(peer);
+      return `${PEER_TITLES[peer]}${v ? ` (Debian: ${v})` : ''}`;
+    },
+  })),
 ];
+
+const PEER_TITLES: Record<PeerName, string> = {
+  'wireguard-go': 'wireguard-go, userspace WireGuard (encrypted; configured with wg over UAPI)',
+  nebula: 'nebula (encrypted; static host map, no lighthouse, pod subnets as unsafe_routes)',
+  tinc: 'tinc 1.0, router mode (encrypted; default cipher)',
+};
 
 export const QUICK_PATHS: readonly string[] = ['underlay', 'kernel-vxlan', 'dgram/udp', 'batch/udp'];
 
@@ -89,6 +107,8 @@ export interface PathEnv {
   readonly endpointNs: readonly string[];
   readonly daemons: readonly DaemonInfo[];
   readonly mtu: number | null;
+  /** Synchronous cleanups (peer temp folders, wireguard-go's socket), run last first after the cluster is gone. */
+  readonly cleanups?: readonly (() => void)[];
 }
 
 /** Builds `def` on a fresh two-host cluster; on failure removes what it made and throws with the reason. */
@@ -97,24 +117,34 @@ export async function openPath(def: PathDef): Promise<PathEnv> {
     hosts: 2,
     network: { Network: NETWORK, SubnetLen: 24, Backend: { Type: def.backend ?? 'vxlan' } },
   });
+  const cleanups: (() => void)[] = [];
   try {
-    const env = await build(def, cluster);
+    const env = await build(def, cluster, cleanups);
     await waitReachable(env);
     return env;
   } catch (e) {
     await cluster.destroy().catch(() => undefined);
+    for (const f of cleanups.reverse()) f();
     throw e;
   }
 }
 
 export async function closePath(env: PathEnv): Promise<void> {
   await env.cluster.destroy();
+  for (const f of [...(env.cleanups ?? [])].reverse()) f();
 }
 
-async function build(def: PathDef, cluster: Cluster): Promise<PathEnv> {
+async function build(def: PathDef, cluster: Cluster, cleanups: (() => void)[]): Promise<PathEnv> {
   const tb = cluster.tb;
   const [h1, h2] = [tb.host(1), tb.host(2)];
   const hostNs = [h1.ns, h2.ns];
+  if (def.kind === 'peer') {
+    // The peer's processes stand in for weft's daemons (CPU, RSS); they have no /metrics (port 0).
+    const p = await buildPeer(def.name as PeerName, cluster, cleanups);
+    const [a, b] = p.pods;
+    const daemons = p.daemons.map((d) => ({ ...d, metricsPort: 0 }));
+    return { def, cluster, client: a, server: b, serverIp: b.ip, hostNs, endpointNs: [a.ns, b.ns], daemons, mtu: p.mtu, cleanups };
+  }
   if (def.kind === 'underlay') {
     // No overlay socket to watch: the hosts are the endpoints (iperf3's own socket drops count there).
     return { def, cluster, client: h1, server: h2, serverIp: h2.ip, hostNs: [], endpointNs: hostNs, daemons: [], mtu: tb.mtu };

@@ -4,8 +4,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatTable } from '../cli/table.js';
-import { METRICS, type BenchResult, type MetricKey, type PathResult, type Summary } from './schema.js';
+import { METRICS, encryptionOf, type BenchResult, type MetricKey, type PathResult, type Summary } from './schema.js';
 import { renderBarChart, type Bar, type BarGroup } from './svg.js';
+import { PROFILE_CHART, renderProfileChart, renderProfileSection } from './profile-report.js';
 
 /** Where each path copies packet bytes between user space and the kernel (the model the counters are checked against). */
 export const COPY_MODEL: Record<string, string> = {
@@ -27,6 +28,12 @@ export const COPY_MODEL: Record<string, string> = {
     'Four copies per super-packet (up to 64 KiB of TCP): TUN read of a TSO super-packet with its virtio header, ' +
     'one UDP_SEGMENT send, one UDP_GRO receive, one TUN write of the coalesced packet; syscalls per wire packet ' +
     'fall far below 1 while bytes copied per byte stay ~4.',
+  // The peers have no counters; this is what their code does (not measured here).
+  'wireguard-go':
+    'As weft\'s dgram tier (TUN read, UDP send, UDP receive, TUN write: four copies, one packet per syscall; this ' +
+    'release predates wireguard-go\'s batched I/O and TUN offloads) plus one encryption and one decryption pass over each byte.',
+  nebula: 'As weft\'s dgram tier (four copies, one packet per read/write) plus one encryption and one decryption pass over each byte.',
+  tinc: 'As weft\'s dgram tier (four copies, one packet per read/write) plus one encryption and one decryption pass over each byte.',
 };
 
 export function copyModelFor(name: string): string {
@@ -112,6 +119,7 @@ function flannelStyle(r: BenchResult): string {
   for (const p of r.paths) {
     if (p.kind === 'weft-userspace' && p.name !== 'dgram/udp') add(`weft ${p.name}`, p.name);
   }
+  for (const p of r.paths) if (p.kind === 'peer') add(`${p.name} (encrypted)`, p.name);
   add('underlay (no overlay)', 'underlay');
   return mdTable(['backend', 'path', 'bandwidth MB/s (TCP 1 stream)', 'latency p50 us', 'bandwidth vs kernel VXLAN', 'latency vs kernel VXLAN'], rows);
 }
@@ -125,7 +133,7 @@ function bars(p: PathResult, keys: MetricKey[]): (Bar | null)[] {
 
 function groups(r: BenchResult, keys: MetricKey[], only?: (p: PathResult) => boolean): BarGroup[] {
   return r.paths.filter((p) => !only || only(p)).map((p) => ({
-    label: p.name,
+    label: encryptionOf(p.name) ? `${p.name} (encrypted)` : p.name,
     bars: p.status === 'ok' ? bars(p, keys) : keys.map(() => null),
     note: p.status === 'ok' ? 'no data' : 'failed',
   }));
@@ -183,9 +191,9 @@ export function renderReport(r: BenchResult): string {
   lines.push('## Throughput and latency');
   lines.push('');
   lines.push(mdTable(
-    ['path', 'TCP 1 stream Gbit/s', 'TCP 4 streams Gbit/s', 'TCP 1 retransmits', 'UDP 64 B kpps (loss)', 'UDP 1400 B Gbit/s (loss)', 'latency p50 us', 'p99 us', 'load avg (1 min) at build'],
-    r.paths.map((p) => p.status !== 'ok' ? [p.name, 'failed', '', '', '', '', '', '', ''] : [
-      p.name, metric(p, 'tcp1_gbps'), metric(p, 'tcp4_gbps'), metric(p, 'tcp1_retransmits'),
+    ['path', 'encrypted', 'TCP 1 stream Gbit/s', 'TCP 4 streams Gbit/s', 'TCP 1 retransmits', 'UDP 64 B kpps (loss)', 'UDP 1400 B Gbit/s (loss)', 'latency p50 us', 'p99 us', 'load avg (1 min) at build'],
+    r.paths.map((p) => p.status !== 'ok' ? [p.name, encryptionOf(p.name) ? 'yes' : 'no', 'failed', '', '', '', '', '', '', ''] : [
+      p.name, encryptionOf(p.name) ? 'yes' : 'no', metric(p, 'tcp1_gbps'), metric(p, 'tcp4_gbps'), metric(p, 'tcp1_retransmits'),
       withLoss(p, 'udp64_kpps', 'udp64_loss_pct'), withLoss(p, 'udp1400_gbps', 'udp1400_loss_pct'),
       metric(p, 'lat_p50_us'), metric(p, 'lat_p99_us'), p.loadAvg1 != null ? p.loadAvg1.toFixed(1) : '-',
     ]),
@@ -195,16 +203,17 @@ export function renderReport(r: BenchResult): string {
   lines.push('CPU per GB from the TCP 1-stream test. *weft daemons*: utime+stime of both daemon processes (/proc/<pid>/stat). ' +
     '*machine system+softirq*: kernel time of the whole machine (/proc/stat), which includes both iperf3 ends and any other load ' +
     'on the machine. *machine busy*: the same plus user time. Syscalls and bytes copied are the daemons\' own counters (/metrics), ' +
-    'summed over both hosts, per packet that entered a daemon through its TUN. RcvbufErrors: /proc/net/snmp in the namespaces, ' +
+    'summed over both hosts, per packet that entered a daemon through its TUN. On the peer paths *daemon* means the ' +
+    'peer\'s own processes (wireguard-go, nebula, tincd on both hosts). RcvbufErrors: /proc/net/snmp in the namespaces, ' +
     'summed over all tests of a repeat (hosts: the overlay sockets; pods: iperf3\'s receiving socket, the hosts themselves on the underlay path).');
   lines.push('');
   lines.push(mdTable(
     ['path', 'daemon CPU s/GB', 'machine sys+softirq s/GB', 'machine busy s/GB', 'syscalls/packet', 'bytes copied/packet', 'copies/byte', 'RcvbufErrors hosts', 'RcvbufErrors pods', 'daemon RSS MB'],
     r.paths.map((p) => p.status !== 'ok' ? [p.name, 'failed', '', '', '', '', '', '', '', ''] : [
       p.name, metric(p, 'cpu_daemon_s_per_gb'), metric(p, 'cpu_kernel_s_per_gb'), metric(p, 'cpu_total_s_per_gb'),
-      p.kind === 'weft-userspace' ? metric(p, 'syscalls_per_packet') : '0 (kernel)',
-      p.kind === 'weft-userspace' ? metric(p, 'copied_bytes_per_packet') : '0 (kernel)',
-      p.kind === 'weft-userspace' ? metric(p, 'copies_per_byte') : '0 (kernel)',
+      p.kind === 'weft-userspace' ? metric(p, 'syscalls_per_packet') : p.kind === 'peer' ? '- (no counters)' : '0 (kernel)',
+      p.kind === 'weft-userspace' ? metric(p, 'copied_bytes_per_packet') : p.kind === 'peer' ? '- (no counters)' : '0 (kernel)',
+      p.kind === 'weft-userspace' ? metric(p, 'copies_per_byte') : p.kind === 'peer' ? '- (no counters)' : '0 (kernel)',
       p.kind === 'underlay' ? '- (no overlay)' : metric(p, 'host_rcvbuf_errors'), metric(p, 'endpoint_rcvbuf_errors'),
       metric(p, 'daemon_rss_mb'),
     ]),
@@ -218,6 +227,7 @@ export function renderReport(r: BenchResult): string {
       ratio(p.ratios.lat_p50_us), ratio(p.ratios.lat_p99_us), ratio(p.ratios.cpu_total_s_per_gb),
     ]),
   ));
+  lines.push(...peerSection(r));
   if (failed.length > 0 || partial.length > 0) {
     lines.push('## Paths that failed');
     lines.push('');
@@ -235,6 +245,8 @@ export function renderReport(r: BenchResult): string {
     lines.push(`- **${key}**: ${copyModelFor(p.name)}`);
   }
   lines.push('');
+  const profile = renderProfileSection(r); // perf CPU split (profile-report.ts); '' when not profiled
+  if (profile) lines.push(profile);
   lines.push('## Charts');
   lines.push('');
   lines.push('![throughput](throughput.svg)\n\n![CPU per GB](cpu-per-gb.svg)\n\n![latency](latency.svg)\n\n![copies per packet](copies-per-packet.svg)');
@@ -244,7 +256,36 @@ export function renderReport(r: BenchResult): string {
   return lines.join('\n');
 }
 
+/** The userspace overlays a user would otherwise install, and weft's userspace paths as ratios to each. */
+function peerSection(r: BenchResult): string[] {
+  const peers = r.paths.filter((p) => p.kind === 'peer');
+  if (peers.length === 0) return [];
+  const out = ['## weft against the userspace overlays a user would otherwise install', ''];
+  out.push('Same testbed, same tests, same run. The peers encrypt every packet (weft, kernel VXLAN and host-gw do not); ' +
+    'each runs as its Debian package ships it, between the two hosts\' tunnel addresses 10.77.0.N/24, with the other ' +
+    'host\'s pod subnet routed through the tunnel. wireguard-go\'s UAPI socket is the one file outside the run\'s temp ' +
+    'folder: wireguard-go and wg hard-code /var/run/wireguard/<dev>.sock, so the bench creates it and removes exactly it.');
+  out.push('');
+  out.push(mdTable(['peer', 'as installed', 'encryption', 'pod MTU', 'TCP 1 Gbit/s', 'p50 us', 'CPU s/GB (its processes)'],
+    peers.map((p) => [p.name, p.title, encryptionOf(p.name), p.mtu !== null ? String(p.mtu) : '-',
+      p.status === 'ok' ? metric(p, 'tcp1_gbps') : `failed: ${p.reason ?? '?'}`, metric(p, 'lat_p50_us'), metric(p, 'cpu_daemon_s_per_gb')])));
+  const okPeers = peers.filter((p) => p.status === 'ok');
+  const weft = okPaths(r).filter((p) => p.kind === 'weft-userspace');
+  if (okPeers.length > 0 && weft.length > 0) {
+    const q = (a: Summary | undefined, b: Summary | undefined): number | null => (a && b && b.median !== 0 ? a.median / b.median : null);
+    out.push('weft path / peer, from the medians (TCP 1 stream: above 1 is faster; daemon CPU per GB: below 1 is cheaper):');
+    out.push('');
+    out.push(mdTable(['weft path', ...okPeers.flatMap((p) => [`TCP 1 vs ${p.name}`, `CPU/GB vs ${p.name}`])],
+      weft.map((w) => [w.name, ...okPeers.flatMap((p) => [
+        ratio(q(w.summary.tcp1_gbps, p.summary.tcp1_gbps)), ratio(q(w.summary.cpu_daemon_s_per_gb, p.summary.cpu_daemon_s_per_gb)),
+      ])])));
+  }
+  return out;
+}
+
 export function writeReport(r: BenchResult, outDir: string): void {
   writeFileSync(join(outDir, 'report.md'), renderReport(r));
   for (const [name, svg] of Object.entries(renderCharts(r))) writeFileSync(join(outDir, name), svg);
+  const split = renderProfileChart(r);
+  if (split) writeFileSync(join(outDir, PROFILE_CHART), split);
 }

@@ -14,6 +14,7 @@ import { errorMessage } from '../errors.js';
 import { PACKAGE_ROOT } from '../testbed/cluster.js';
 import { runTest, type TestSettings } from './measurements.js';
 import { closePath, openPath, REFERENCE_PATH, selectPaths, type PathDef, type PathEnv } from './paths.js';
+import { setupProfiler, type Profiler } from './profile.js';
 import { COPY_MODEL, writeReport } from './report.js';
 import {
   SCHEMA, TEST_KINDS, ratiosAgainst, summarizePath, type BenchResult, type PathResult, type TestKind,
@@ -39,6 +40,9 @@ export interface BenchOptions {
   outDir?: string;
   /** Progress lines to stderr (default true). */
   progress?: boolean;
+  /** perf CPU split of each path's TCP 1-stream test (profile.ts). Default: on without --quick when perf works;
+   *  true also installs linux-perf when missing. */
+  profile?: boolean;
 }
 
 export interface BenchRun {
@@ -147,6 +151,13 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRun> {
   process.on('SIGTERM', onTerm);
 
   progress.line(`${defs.length} paths x ${repeats} repeats x ${TEST_KINDS.length} tests, ${seconds} s per test -> ${outDir}`);
+  let profiler: Profiler | null = null;
+  if (opts.profile ?? !quick) {
+    const p = await setupProfiler({ install: opts.profile === true, outDir, log: (l) => progress.line(l) });
+    result.profile = p.run;
+    profiler = p.profiler;
+    progress.line(p.run.enabled ? `profile: perf samples every CPU during each path's TCP 1-stream test (${p.run.perf})` : `profile: off: ${p.run.reason}`);
+  }
   try {
     for (const def of defs) {
       const pr: PathResult = {
@@ -154,10 +165,11 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRun> {
         samples: [], summary: {}, ratios: {},
       };
       result.paths.push(pr); // now, so an interrupted run still writes this path's samples
-      await runPath(def, pr, repeats, settings, progress, (env) => (current = env));
+      await runPath(def, pr, repeats, settings, progress, (env) => (current = env), profiler);
       current = null;
     }
   } finally {
+    profiler?.close();
     process.removeListener('SIGINT', onInt);
     process.removeListener('SIGTERM', onTerm);
   }
@@ -172,6 +184,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRun> {
 
 async function runPath(
   def: PathDef, pr: PathResult, repeats: number, settings: TestSettings, progress: Progress, onOpen: (env: PathEnv) => void,
+  profiler: Profiler | null = null,
 ): Promise<void> {
   const t0 = Date.now();
   progress.line(`path ${def.name}: building (${def.title})`);
@@ -194,7 +207,12 @@ async function runPath(
     for (let r = 1; r <= repeats; r++) {
       for (const kind of TEST_KINDS) {
         progress.step(`${def.name} ${kind} (repeat ${r}/${repeats})`);
+        const prof = profiler && kind === 'tcp1' && r === 1 ? profiler.start(env, settings.seconds, r) : null;
         const s = await runTest(env, kind, r, settings);
+        if (prof) {
+          pr.profile = await prof.finish(s);
+          if (!pr.profile.ok) progress.line(`path ${def.name}: profile failed: ${pr.profile.error}`);
+        }
         progress.done();
         if (!s.ok) progress.line(`path ${def.name}: ${kind} failed: ${s.error}`);
         pr.samples.push(s);

@@ -2,6 +2,8 @@
 // Every raw sample is kept; summaries (median, min, max, spread) and ratios against the reference path are derived
 // from them, so a reader can recompute any figure from the file.
 
+import type { PathProfile, ProfileRun } from './profile-groups.js';
+
 export const SCHEMA = 'weft-bench/1';
 
 /** The test kinds each path runs, in order. */
@@ -51,7 +53,7 @@ export interface Summary {
 export interface PathResult {
   name: string;
   title: string;
-  kind: 'underlay' | 'kernel-reference' | 'weft-kernel' | 'weft-userspace';
+  kind: 'underlay' | 'kernel-reference' | 'weft-kernel' | 'weft-userspace' | 'peer';
   status: 'ok' | 'failed';
   /** Why the path failed (setup) or which tests failed. */
   reason?: string;
@@ -66,6 +68,8 @@ export interface PathResult {
   summary: Partial<Record<MetricKey, Summary>>;
   /** median / reference median, per metric; null when either is missing. */
   ratios: Partial<Record<MetricKey, number | null>>;
+  /** CPU split of the TCP 1-stream test of repeat 1 (`--profile`, profile-groups.ts); absent when not profiled. */
+  profile?: PathProfile;
 }
 
 export interface BenchResult {
@@ -79,6 +83,8 @@ export interface BenchResult {
   paths: PathResult[];
   copyModel: Record<string, string>;
   interrupted: boolean;
+  /** Whether perf profiled the paths, with what, or why not (absent in results from before profiling existed). */
+  profile?: ProfileRun;
 }
 
 export interface MetricInfo {
@@ -111,6 +117,17 @@ export const METRICS = {
   endpoint_rcvbuf_errors: { label: 'RcvbufErrors, pod namespaces (all tests of a repeat)', unit: '', higherIsBetter: false, digits: 0 },
   daemon_rss_mb: { label: 'daemon RSS (largest)', unit: 'MB', higherIsBetter: false, digits: 1 },
 } as const satisfies Record<string, MetricInfo>;
+
+/** What encrypts the traffic on each path ('' for none): the peers do, weft and the kernel paths do not. */
+export const PATH_ENCRYPTION: Record<string, string> = {
+  'wireguard-go': 'Noise IK handshake, ChaCha20-Poly1305',
+  nebula: 'Noise IX handshake, AES-256-GCM',
+  tinc: 'RSA key exchange, Blowfish-CBC + HMAC-SHA1 (tinc 1.0 defaults)',
+};
+
+export function encryptionOf(path: string): string {
+  return PATH_ENCRYPTION[path] ?? '';
+}
 
 export type MetricKey = keyof typeof METRICS;
 export const METRIC_KEYS = Object.keys(METRICS) as MetricKey[];

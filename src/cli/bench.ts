@@ -4,6 +4,8 @@
 import { ConfigError } from '../errors.js';
 import { runBench } from '../bench/runner.js';
 import { terminalTable } from '../bench/report.js';
+import { ALL_PATHS, QUICK_PATHS, REFERENCE_PATH } from '../bench/paths.js';
+import { ensurePeerInstalled, isPeerName, PEER_NAMES } from '../bench/peers/index.js';
 
 export interface BenchCliOptions {
   quick?: boolean;
@@ -13,6 +15,32 @@ export interface BenchCliOptions {
   roundTrips?: string;
   out?: string;
   json?: boolean;
+  /** Add the peer overlays (wireguard-go, nebula, tinc); alone: the reference, weft's UDP paths and the peers. */
+  peers?: boolean;
+  /** perf CPU split per path (`--profile`; `--no-profile` gives false). Default: on without --quick when perf works. */
+  profile?: boolean;
+}
+
+// `--peers` alone compares like for like: kernel VXLAN (the reference), weft's UDP-encap tiers and the three peers.
+const PEER_RUN: readonly string[] = [REFERENCE_PATH, 'dgram/udp', 'batch/udp', 'offload/udp', ...PEER_NAMES];
+
+function pathsWithPeers(only: string[] | undefined, quick: boolean): string[] {
+  const base = only ?? (quick ? [...QUICK_PATHS] : [...PEER_RUN]);
+  const names = new Set([...base, ...PEER_NAMES]);
+  return ALL_PATHS.map((p) => p.name).filter((n) => names.has(n));
+}
+
+/** Installs the selected peers' packages before the run, so their versions are in the titles; a failure is only
+ * reported here (the path then fails with the same reason and the run goes on). */
+async function preparePeers(names: readonly string[]): Promise<void> {
+  for (const n of names.filter(isPeerName)) {
+    process.stderr.write(`bench: ${n}: checking its Debian packages (installing when missing)\n`);
+    try {
+      process.stderr.write(`bench: ${n}: ${await ensurePeerInstalled(n)}\n`);
+    } catch (e) {
+      process.stderr.write(`bench: ${n}: not available: ${e instanceof Error ? e.message : String(e)}\n`);
+    }
+  }
 }
 
 function positiveInt(flag: string, v: string | undefined): number | undefined {
@@ -24,14 +52,20 @@ function positiveInt(flag: string, v: string | undefined): number | undefined {
 
 export async function benchCommand(o: BenchCliOptions): Promise<void> {
   if (process.getuid?.() !== 0) throw new ConfigError('weft bench needs root (network namespaces, TUN devices)');
-  const only = o.only?.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const listed = o.only?.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  let only = listed && listed.length > 0 ? listed : undefined;
+  if (o.peers === true) only = pathsWithPeers(only, o.quick === true);
+  const selected = only ?? (o.quick === true ? QUICK_PATHS : ALL_PATHS.map((p) => p.name));
+  // unknown names are left to runBench, which rejects them before anything is installed or built
+  if (selected.every((n) => ALL_PATHS.some((p) => p.name === n))) await preparePeers(selected);
   const { result, outDir } = await runBench({
     quick: o.quick === true,
-    only: only && only.length > 0 ? only : undefined,
+    only,
     repeats: positiveInt('repeats', o.repeats),
     seconds: positiveInt('seconds', o.seconds),
     latencyRoundTrips: positiveInt('round-trips', o.roundTrips),
     outDir: o.out,
+    profile: o.profile,
   });
   if (o.json === true) {
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');

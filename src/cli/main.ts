@@ -123,6 +123,7 @@ async function main(argv: string[]): Promise<void> {
     .option('--json', 'print the result JSON to stdout')
     .option('--profile', 'perf CPU split per path (default: on without --quick when perf works; installs linux-perf when missing)')
     .option('--no-profile', 'no perf CPU split')
+    .option('--peers', 'add wireguard-go, nebula and tinc (alone: kernel-vxlan, weft udp tiers and the peers)')
     .action(async (o: import('./bench.js').BenchCliOptions) => {
       const { benchCommand } = await import('./bench.js');
       await benchCommand(o);
