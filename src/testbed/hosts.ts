@@ -225,6 +225,7 @@ export function execIn(ns: string, argv: string[], opts: ExecOptions = {}): Prom
         env: opts.env,
       },
       (err, stdout, stderr) => {
+        registry.children.delete(child);
         if (!err) {
           resolve({ stdout, stderr, code: 0, signal: null, timedOut: false });
           return;
@@ -240,6 +241,9 @@ export function execIn(ns: string, argv: string[], opts: ExecOptions = {}): Prom
         });
       },
     );
+    // Tracked like spawned children, so an interrupted run (Ctrl-C in the bench) also kills a command still running
+    // in a namespace (an iperf3 client outlives its deleted namespace otherwise).
+    registry.children.set(child, ns);
     if (opts.input !== undefined) {
       child.stdin?.on('error', () => undefined);
       child.stdin?.end(opts.input);
