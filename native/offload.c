@@ -399,6 +399,8 @@ int32_t weft_offload_decap(const weft_encap_ops *ops, const uint8_t *slab, int32
 static int32_t tcp_candidate(const uint8_t *p, int32_t len) {
   if (len < 40 || p[0] != 0x45 || p[9] != 6) return -1;
   if (weft_rd16(p + 6) & 0x3fff) return -1;
+  /* A merged super-packet gets a fresh IP checksum: never let one hide a bad header (inet_gro_receive checks too). */
+  if (weft_csum_fold(weft_csum_add(0, p, 20)) != 0xffff) return -1;
   int32_t thl = (p[32] >> 4) * 4;
   if (thl < 20 || 20 + thl >= len) return -1;
   if (p[33] & (TCP_SYN | TCP_FIN | TCP_RST | TCP_URG | TCP_CWR)) return -1;

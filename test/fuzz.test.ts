@@ -1,7 +1,8 @@
 // Fuzzing: the native parsers that see network input run under libFuzzer with ASan + UBSan (harnesses in
 // native/fuzz/, built by scripts/fuzz.sh, seeds in native/fuzz/corpus/<target>/), each bounded in time; and
 // property-based tests (fast-check) of the TypeScript parsers of untrusted text: daemon config, network config,
-// lease JSON. WEFT_FUZZ_SECONDS sets the seconds per native target (default 15, so the four targets take ~60 s of CI; 0 skips the native part).
+// lease JSON. WEFT_FUZZ_SECONDS sets the seconds per native target (default 15, so the six targets take ~90 s of CI; 0 skips
+// the native part).
 import t from 'tap';
 import fc from 'fast-check';
 import { spawn, spawnSync } from 'node:child_process';
@@ -16,6 +17,9 @@ import { ConfigError, NetworkConfigError } from '../src/errors.js';
 import { containsIP, formatIPv4, formatSubnet, isAligned, lastAddress, makeSubnet, subnetSize } from '../src/lease/subnet.js';
 
 const SECONDS = Number(process.env['WEFT_FUZZ_SECONDS'] ?? 15);
+// Every harness scripts/fuzz.sh must list: the decap path per encap, ICMP errors, and the offload tier's receive
+// (offload_decap + GRO) and send (GSO split) sides. It may list more (any new native/fuzz/fuzz_*.c).
+const EXPECTED_TARGETS = ['decap_udp', 'decap_vxlan', 'decap_geneve', 'icmp', 'gro', 'gso'];
 
 function runFuzzer(bin: string, corpus: string, seconds: number): Promise<{ code: number | null; log: string }> {
   return new Promise((resolve) => {
@@ -37,14 +41,14 @@ function runFuzzer(bin: string, corpus: string, seconds: number): Promise<{ code
   });
 }
 
-t.test('native parsers under libFuzzer (ASan + UBSan)', { timeout: (SECONDS * 6 + 300) * 1000 }, async (t) => {
+t.test('native parsers under libFuzzer (ASan + UBSan)', { timeout: (SECONDS * 10 + 300) * 1000 }, async (t) => {
   if (SECONDS <= 0) return void t.plan(0, 'WEFT_FUZZ_SECONDS=0'); // a plan of 0 with a reason is tap's skip
   const build = spawnSync('bash', [join(PACKAGE_ROOT, 'scripts', 'fuzz.sh'), 'build'], { encoding: 'utf8', timeout: 900_000 });
   if (build.status === 3) return void t.plan(0, `no clang with libFuzzer: ${build.stderr.trim()}`); // a plan of 0 with a reason is tap's skip
   t.equal(build.status, 0, `harnesses build: ${build.stderr.trim().slice(-2000)}`);
   if (build.status !== 0) return;
   const targets = spawnSync('bash', [join(PACKAGE_ROOT, 'scripts', 'fuzz.sh'), 'targets'], { encoding: 'utf8' }).stdout.trim().split('\n');
-  t.ok(targets.length >= 4, `targets: ${targets.join(', ')}`);
+  for (const want of EXPECTED_TARGETS) t.ok(targets.includes(want), `fuzz.sh lists target ${want} (has: ${targets.join(', ')})`);
   for (const target of targets) {
     const r = await runFuzzer(join(PACKAGE_ROOT, 'build', 'fuzz', `fuzz_${target}`), join(PACKAGE_ROOT, 'native', 'fuzz', 'corpus', target), SECONDS);
     const runs = /Done (\d+) runs in (\d+) second/.exec(r.log);

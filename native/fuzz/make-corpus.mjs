@@ -63,6 +63,62 @@ const truncated = Buffer.from([0x45, 0, 0, 60, 0, 0]);
 const lying = (() => { const b = ipv4(); b.writeUInt16BE(1400, 2); return b; })();
 const garbage = Buffer.from('weft fuzz seed: not a packet at all');
 
+// ---- offload tier (fuzz_gro.c, fuzz_gso.c) ----
+
+// A TCP segment of one flow: IPv4 (no options) + TCP with `opts` option bytes (timestamps: 12), payload bytes
+// derived from seq so concatenations are checkable; l4csum as in ipv4().
+function tcpSeg({ seq = 1000, payload = 100, flags = 0x10, opts = 12, l4csum = 'partial', id = 1, sport = 4000, ttl = 64, src = [10, 5, 3, 2], dst = [10, 5, 7, 2] } = {}) {
+  const thl = 20 + opts;
+  const b = Buffer.alloc(20 + thl + payload);
+  b[0] = 0x45; b.writeUInt16BE(b.length, 2); b.writeUInt16BE(id, 4); b.writeUInt16BE(0x4000, 6); b[8] = ttl; b[9] = 6;
+  Buffer.from(src).copy(b, 12); Buffer.from(dst).copy(b, 16);
+  b.writeUInt16BE(~csum(b.subarray(0, 20)) & 0xffff, 10);
+  const l4 = b.subarray(20);
+  l4.writeUInt16BE(sport, 0); l4.writeUInt16BE(5000, 2); l4.writeUInt32BE(seq >>> 0, 4); l4.writeUInt32BE(777, 8);
+  l4[12] = (thl / 4) << 4; l4[13] = flags; l4.writeUInt16BE(502, 14);
+  if (opts >= 12) { l4[20] = 1; l4[21] = 1; l4[22] = 8; l4[23] = 10; l4.writeUInt32BE(12345, 24); l4.writeUInt32BE(678, 28); }
+  for (let i = 0; i < payload; i++) l4[thl + i] = (seq + i) & 0xff;
+  const pseudo = csum(Buffer.concat([b.subarray(12, 20), Buffer.from([0, 6, l4.length >> 8, l4.length & 255])]));
+  if (l4csum === 'partial') l4.writeUInt16BE(pseudo, 16);
+  else if (l4csum === 'full') l4.writeUInt16BE(~csum(l4, pseudo) & 0xffff, 16);
+  else if (l4csum === 'bad') l4.writeUInt16BE(0xdead, 16);
+  return b;
+}
+// n back-to-back segments of mss bytes (the last `lastPayload`), the last with PSH.
+function train(n, { mss = 100, lastPayload = mss, seq = 1000, l4csum = 'partial', ...o } = {}) {
+  return Array.from({ length: n }, (_, k) => tcpSeg({ ...o, l4csum, seq: seq + k * mss, id: 1 + k, payload: k === n - 1 ? lastPayload : mss, flags: k === n - 1 ? 0x18 : 0x10 }));
+}
+const ENCAP = { udp: [0, (x) => x], vxlan: [1, (x) => vxlan(x)], geneve: [2, (x) => geneve(x)] };
+// fuzz_gro input: encap, flags (bit 0 coalesce, bit 1 two buffers, bits 4..7 seg_max), gso0, gso1, split, buffers.
+// Every datagram of a UDP_GRO buffer but the last is gso bytes long: pad shorter ones so the split holds.
+function groInput(encap, bufs, { coalesce = true, segMax = 0 } = {}) {
+  const [id, wrap] = ENCAP[encap];
+  const built = bufs.map((pkts) => {
+    const dg = pkts.map(wrap);
+    const g = dg.length > 1 ? Math.max(...dg.slice(0, -1).map((d) => d.length)) : 0;
+    return { g, bytes: Buffer.concat(dg.map((d, i) => (i < dg.length - 1 ? Buffer.concat([d, Buffer.alloc(g - d.length)]) : d))) };
+  });
+  const h = Buffer.alloc(8);
+  h[0] = id; h[1] = (coalesce ? 1 : 0) | (built.length > 1 ? 2 : 0) | (segMax << 4);
+  h.writeUInt16BE(built[0]?.g ?? 0, 2); h.writeUInt16BE(built[1]?.g ?? 0, 4); h.writeUInt16BE(built[0]?.bytes.length ?? 0, 6);
+  return Buffer.concat([h, ...built.map((b) => b.bytes)]);
+}
+// fuzz_gso input: virtio header (LE fields), mtu, room, mode (bit 0 ttl_dec, bit 1 cap from the next field, bit 2 fix
+// the IP length), cap, then the packet.
+function gsoInput(pkt, { flags = 1, type = 1, hdrLen = 0, gsoSize = 0, csStart = 20, csOff = 16, mtu = 1450, room = 22, mode = 1, cap = 0 } = {}) {
+  const h = Buffer.alloc(16);
+  h[0] = flags; h[1] = type; h.writeUInt16LE(hdrLen, 2); h.writeUInt16LE(gsoSize, 4); h.writeUInt16LE(csStart, 6); h.writeUInt16LE(csOff, 8);
+  h.writeUInt16BE(mtu, 10); h[12] = room; h[13] = mode; h.writeUInt16BE(cap, 14);
+  return Buffer.concat([h, pkt]);
+}
+// A TCP or UDP super-packet as TUN hands it over with TSO/USO: one header, a long payload, partial checksum.
+const superTcp = (payload, opts = 12) => tcpSeg({ payload, opts, flags: 0x18 });
+const superUdp = (payload) => ipv4({ payload, l4csum: 'partial' });
+const cross = (() => { const a = train(3, { seq: 5000 }); const b = train(3, { seq: 5000 + 300 }); return [a, b]; })();
+const badMid = (() => { const t = train(4); t[1] = tcpSeg({ seq: 1100, id: 2, l4csum: 'bad' }); return t; })();
+const gap = (() => { const t = train(4); t[2] = tcpSeg({ seq: 1250, id: 3 }); return t; })();
+const twoFlows = [...train(2, { sport: 4000 }), ...train(2, { sport: 4001 }), ipv4({ l4csum: 'partial', payload: 100 })];
+
 const targets = {
   decap_udp: { ...inners, truncated, lying, garbage, ipv6: Buffer.concat([Buffer.from([0x60]), Buffer.alloc(47)]) },
   decap_vxlan: {
@@ -81,6 +137,42 @@ const targets = {
     'version-1': geneve(inners['udp-full'], { ver: 1 }),
     'proto-ipv6': geneve(inners['udp-full'], { proto: 0x86dd }),
     'options-past-end': geneve(Buffer.alloc(4), { optWords: 63 }).subarray(0, 20),
+  },
+  gro: {
+    'vxlan-train': groInput('vxlan', [train(4)]),
+    'udp-train-full-csum': groInput('udp', [train(3, { l4csum: 'full', lastPayload: 40 })]),
+    'geneve-two-buffers': groInput('geneve', cross),
+    'vxlan-two-flows-and-udp': groInput('vxlan', [twoFlows]),
+    'vxlan-64-segments': groInput('vxlan', [train(64, { mss: 60, opts: 0 })]),
+    'no-coalesce': groInput('vxlan', [train(4)], { coalesce: false }),
+    'bad-csum-mid': groInput('vxlan', [badMid]),
+    'seq-gap': groInput('udp', [gap]),
+    'seg-max-2': groInput('vxlan', [train(4)], { segMax: 2 }),
+    'wrong-vni-single': Buffer.concat([Buffer.from([1, 1, 0, 0, 0, 0, 0, 0]), vxlan(tcpSeg(), { vni: 9 })]),
+    'truncated-last': (() => { const b = groInput('vxlan', [train(3)]); return b.subarray(0, b.length - 30); })(),
+    'gso-1': (() => { const b = groInput('udp', [train(2)]); b.writeUInt16BE(1, 2); return b; })(),
+    'empty': Buffer.from([1, 1, 0, 0, 0, 0, 0, 0]),
+    // At the limits: one full 64 KiB receive; a flow over two receives that a 64 KiB super-packet must cut.
+    'vxlan-64k-receive': groInput('vxlan', [train(64, { mss: 940 })]),
+    'geneve-two-64k-receives': groInput('geneve', [train(40, { mss: 1400, lastPayload: 1400 }), train(40, { mss: 1400, seq: 1000 + 40 * 1400 })].map((t, b) => (b === 0 ? t.map((x) => { x[33] = 0x10; return x; }) : t))),
+  },
+  gso: {
+    'tcp-super-ts': gsoInput(superTcp(4000), { hdrLen: 52, gsoSize: 1398 }),
+    'tcp-cut-finer': gsoInput(superTcp(3000, 0), { hdrLen: 40, gsoSize: 8000, mtu: 1280, room: 8 }),
+    'tcp-exact-one': gsoInput(superTcp(1398), { hdrLen: 52, gsoSize: 1398 }),
+    'tcp-ecn-no-ttl-dec': gsoInput(superTcp(2500), { type: 0x81, hdrLen: 52, gsoSize: 1000, mode: 0 }),
+    'udp-l4': gsoInput(superUdp(3000), { type: 5, hdrLen: 28, gsoSize: 1000, csOff: 6 }),
+    'udp-l4-too-big-for-mtu': gsoInput(superUdp(3000), { type: 5, hdrLen: 28, gsoSize: 1500, csOff: 6 }),
+    'none-udp-partial': gsoInput(superUdp(200), { type: 0, csOff: 6 }),
+    'none-plain': gsoInput(ipv4({ payload: 64 }), { flags: 0, type: 0, csStart: 0, csOff: 0 }),
+    'none-csum-past-end': gsoInput(superUdp(20), { type: 0, csStart: 44, csOff: 6 }),
+    'small-cap': gsoInput(superTcp(4000), { hdrLen: 52, gsoSize: 1398, mode: 3, cap: 3000 }),
+    'tcpv6-type': gsoInput(superTcp(2000), { type: 4, hdrLen: 52, gsoSize: 1000 }),
+    'no-needs-csum': gsoInput(superTcp(2000), { flags: 0, hdrLen: 52, gsoSize: 1000 }),
+    'ttl-1': gsoInput(tcpSeg({ payload: 2000, ttl: 1 }), { hdrLen: 52, gsoSize: 1000 }),
+    'length-lies': gsoInput((() => { const b = superTcp(2000); b.writeUInt16BE(9000, 2); return b; })(), { hdrLen: 52, gsoSize: 1000, mode: 1 }),
+    'mss-1-too-many': gsoInput(superTcp(3000), { hdrLen: 52, gsoSize: 1 }),
+    'tcp-super-64k': gsoInput(superTcp(65535 - 52), { hdrLen: 52, gsoSize: 1398 }),
   },
   icmp: {
     'unreach-udp': Buffer.concat([Buffer.from([3, 0, 96]), inners['udp-full']]),
