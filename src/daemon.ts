@@ -189,6 +189,7 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
           leaseSecondsLeft: () => secondsLeft(manager.lease),
           peers: () => active.status().peers,
           peerList,
+          peerTraffic: () => active.status().peerTraffic ?? [],
           control: () => ({ ...manager.stats }),
           status,
         }, log)

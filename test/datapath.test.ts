@@ -9,7 +9,7 @@
 import t from 'tap';
 import { Cluster } from '../src/testbed/cluster.js';
 import { ping } from '../src/testbed/hosts.js';
-import { sha256Transfer, metricsOf, pingMatrix, sendDatagrams } from './helpers/traffic.js';
+import { sha256Transfer, metricsOf, peerPacketsOf, pingMatrix, sendDatagrams } from './helpers/traffic.js';
 
 const HOSTS = [1, 2, 3];
 
@@ -26,6 +26,13 @@ t.test('udp encap across three namespace hosts', async (t) => {
     const subnets = new Set(HOSTS.map((n) => cluster.daemons.get(n)!.subnetGateway));
     t.equal(subnets.size, 3, 'three distinct subnets');
     await pingMatrix(t, cluster, HOSTS);
+    // Per-peer counters: h1 sent to and accepted from each of the two others.
+    const perPeer = await peerPacketsOf(cluster.tb, cluster.tb.host(1), 8471);
+    for (const n of [2, 3]) {
+      const subnet = cluster.daemons.get(n)!.subnetGateway.replace(/\.1\/24$/, '.0/24');
+      t.ok((perPeer[`${subnet} tx`] ?? 0) >= 4, `h1 counts packets sent to h${n} (${perPeer[`${subnet} tx`]})`);
+      t.ok((perPeer[`${subnet} rx`] ?? 0) >= 4, `h1 counts packets accepted from h${n} (${perPeer[`${subnet} rx`]})`);
+    }
   });
 
   await t.test('100 MB TCP transfer arrives intact (sha256)', async (t) => {

@@ -33,6 +33,8 @@ export interface BackendStatus {
   readonly device: string;
   readonly peers: number;
   readonly counters: Record<string, number>;
+  /** Per-peer inner traffic where the datapath counts it (userspace tiers). */
+  readonly peerTraffic?: readonly { subnet: string; publicIp: string; txPackets: number; txBytes: number; rxPackets: number; rxBytes: number }[];
 }
 
 export interface Backend {

@@ -201,6 +201,14 @@ export class UserspaceBackend implements Backend {
       device: this.tun?.name ?? this.ctx.config.tunName,
       peers: this.parsed.size,
       counters,
+      peerTraffic: (this.datapath?.peerTraffic() ?? []).map((t) => ({
+        subnet: `${formatIPv4(t.net >>> 0)}/${t.prefixLen}`,
+        publicIp: formatIPv4(t.publicIp >>> 0),
+        txPackets: t.txPackets,
+        txBytes: t.txBytes,
+        rxPackets: t.rxPackets,
+        rxBytes: t.rxBytes,
+      })),
     };
   }
 

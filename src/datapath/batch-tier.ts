@@ -4,8 +4,8 @@ import * as native from '../native.js';
 import type { Datapath, DatapathOptions } from './datapath.js';
 import { Inbound } from './inbound.js';
 import { Outbound } from './outbound.js';
-import { PathState } from './path-state.js';
-import { buildPeerSnapshot, type Peer } from './peers.js';
+import { PathState, type PeerTraffic } from './path-state.js';
+import type { Peer } from './peers.js';
 import { PollPair } from './poll-pair.js';
 
 export const BATCH_SIZE = 64;
@@ -35,8 +35,12 @@ export class BatchTier implements Datapath {
     return this.path.counters;
   }
 
+  peerTraffic(): PeerTraffic[] {
+    return this.path.peerTraffic();
+  }
+
   setPeers(peers: readonly Peer[]): void {
-    this.path.snapshot = buildPeerSnapshot(peers);
+    this.path.setPeers(peers);
   }
 
   close(): void {

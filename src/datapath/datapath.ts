@@ -3,6 +3,7 @@
 import type { Encap, LocalEncapInfo } from '../encap/encap.js';
 import type { Logger } from '../log.js';
 import type { Peer } from './peers.js';
+import type { PeerTraffic } from './path-state.js';
 
 export type Tier = 'dgram' | 'batch' | 'offload';
 
@@ -33,6 +34,8 @@ export interface Datapath {
   readonly counters: Float64Array;
   /** Replaces the peer set; takes effect from the next batch. */
   setPeers(peers: readonly Peer[]): void;
+  /** Inner packets and bytes per current peer (offload tier: the main thread's queue only). */
+  peerTraffic(): PeerTraffic[];
   /** Stops polling and closes the socket. The TUN fd stays the caller's. Safe to call twice. */
   close(): void;
 }

@@ -5,8 +5,8 @@ import dgram from 'node:dgram';
 import * as native from '../native.js';
 import type { Datapath, DatapathOptions } from './datapath.js';
 import { dropCounter } from './inbound.js';
-import { C, PathState } from './path-state.js';
-import { buildPeerSnapshot, type Peer } from './peers.js';
+import { C, PathState, type PeerTraffic } from './path-state.js';
+import type { Peer } from './peers.js';
 import { NO_ROUTE } from './routes.js';
 import { decrementTtl, readIp } from './ttl.js';
 import { SOCKET_BUFFER_BYTES } from './batch-tier.js';
@@ -41,8 +41,12 @@ export class DgramTier implements Datapath {
     return this.path.counters;
   }
 
+  peerTraffic(): PeerTraffic[] {
+    return this.path.peerTraffic();
+  }
+
   setPeers(peers: readonly Peer[]): void {
-    this.path.snapshot = buildPeerSnapshot(peers);
+    this.path.setPeers(peers);
   }
 
   close(): void {
@@ -82,6 +86,7 @@ export class DgramTier implements Datapath {
       native.icmpError(path.tunFd, buf, pkt, len, 11, 0, path.gatewayIp, path.scratch, path.counters);
       return;
     }
+    path.sentTo(peer, len);
     const p = snap.peers[peer]!;
     const start = path.encap.encode(buf, pkt, len, p.encap, path.local);
     const size = len + (pkt - start);
@@ -123,6 +128,7 @@ export class DgramTier implements Datapath {
     const peer = routes.peerBySource(ipFromString(from));
     if (peer === NO_ROUTE) return path.count(C.dropUnknownPeer);
     if (!routes.allowsSource(peer, readIp(msg, inner + 12))) return path.count(C.dropSpoofedSource);
+    path.receivedFrom(peer, this.decoded[0] as number);
     native.tunWriteOne(path.tunFd, msg, inner, this.decoded[0] as number, path.counters, path.tunMtu);
   }
 }

@@ -76,6 +76,8 @@ export class Inbound {
       } else if (!routes.allowsSource(peer, readIp(batch.slab, (batch.off[i] as number) + 12))) {
         batch.len[i] = native.VERDICT_SPOOFED;
         path.count(C.dropSpoofedSource);
+      } else {
+        path.receivedFrom(peer, batch.len[i] as number);
       }
     }
   }

@@ -139,7 +139,10 @@ export class OffloadQueue {
       const dst = readIp(outSlab, pkt + 16);
       const peer = routes.lookup(dst);
       outPeer[i] = peer;
-      if (peer !== NO_ROUTE) continue;
+      if (peer !== NO_ROUTE) {
+        path.sentTo(peer, len);
+        continue;
+      }
       outPeer[i] = native.VERDICT_NO_ROUTE;
       path.count(C.dropNoRoute);
       if (path.inNetwork(dst) && icmp++ < ICMP_PER_BATCH) {
@@ -196,6 +199,8 @@ export class OffloadQueue {
       } else if (!routes.allowsSource(peer, readIp(inSlab, (segOff[k] as number) + 12))) {
         segLen[k] = native.VERDICT_SPOOFED;
         path.count(C.dropSpoofedSource);
+      } else {
+        path.receivedFrom(peer, segLen[k] as number);
       }
     }
   }

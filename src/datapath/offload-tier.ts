@@ -16,8 +16,8 @@ import type { Datapath, DatapathOptions, Tier } from './datapath.js';
 import { disabledOffloads, probeTunOffloads } from './offload-config.js';
 import { QueueRunner, tunMtu, type RunnerSetup } from './offload-runner.js';
 import type { WorkerInit, WorkerReply, WorkerRequest, WirePeer } from './offload-worker.js';
-import { PathState } from './path-state.js';
-import { buildPeerSnapshot, type Peer } from './peers.js';
+import { PathState, type PeerTraffic } from './path-state.js';
+import type { Peer } from './peers.js';
 
 /** How the backend should open the TUN for a tier: the offload tier needs the virtio header (and queues). */
 export function tunFlagsFor(tier: Tier, queues = 1): { multiQueue: boolean; vnetHdr: boolean } {
@@ -84,8 +84,12 @@ export class OffloadTier implements Datapath {
     return this.total;
   }
 
+  peerTraffic(): PeerTraffic[] {
+    return this.path.peerTraffic();
+  }
+
   setPeers(peers: readonly Peer[]): void {
-    this.path.snapshot = buildPeerSnapshot(peers);
+    this.path.setPeers(peers);
     const wire: WirePeer[] = peers.map((p) => ({
       net: p.net, prefixLen: p.prefixLen, publicIp: p.publicIp, port: p.port, mac: Uint8Array.from(p.encap.mac), vni: p.encap.vni,
     }));

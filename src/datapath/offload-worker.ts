@@ -8,7 +8,7 @@ import * as native from '../native.js';
 import type { OffloadPart, TunOffloads } from './offload-config.js';
 import { QueueRunner } from './offload-runner.js';
 import { PathState } from './path-state.js';
-import { buildPeerSnapshot, type Peer } from './peers.js';
+import type { Peer } from './peers.js';
 
 export interface WirePeer {
   readonly net: number;
@@ -61,7 +61,7 @@ function start(init: WorkerInit): void {
         const peers: Peer[] = m.peers.map((p) => ({
           net: p.net, prefixLen: p.prefixLen, publicIp: p.publicIp, port: p.port, encap: { mac: Buffer.from(p.mac), vni: p.vni },
         }));
-        path.snapshot = buildPeerSnapshot(peers);
+        path.setPeers(peers);
       } else {
         runner.close();
         native.close(tun.fd);

@@ -84,7 +84,10 @@ export class Outbound {
       const dst = readIp(batch.slab, pkt + 16);
       const peer = routes.lookup(dst);
       batch.peer[i] = peer;
-      if (peer !== NO_ROUTE) continue;
+      if (peer !== NO_ROUTE) {
+        path.sentTo(peer, len);
+        continue;
+      }
       batch.peer[i] = native.VERDICT_NO_ROUTE;
       path.count(C.dropNoRoute);
       if (path.inNetwork(dst) && icmp++ < ICMP_PER_BATCH) {

@@ -4,7 +4,24 @@ import type { Encap, LocalEncapInfo } from '../encap/encap.js';
 import { counterIndex, COUNTER_COUNT } from '../native.js';
 import type { DatapathOptions } from './datapath.js';
 import { maskOf } from './routes.js';
-import { buildPeerSnapshot, type PeerSnapshot } from './peers.js';
+import { buildPeerSnapshot, type Peer, type PeerSnapshot } from './peers.js';
+
+export const PEER_COUNTERS = 4;
+
+/** Inner packets and bytes exchanged with one peer (a super-packet counts once on the offload tier). */
+export interface PeerTraffic {
+  readonly net: number;
+  readonly prefixLen: number;
+  readonly publicIp: number;
+  readonly txPackets: number;
+  readonly txBytes: number;
+  readonly rxPackets: number;
+  readonly rxBytes: number;
+}
+
+function peerKey(p: Peer): string {
+  return `${p.net}/${p.prefixLen}@${p.publicIp}`;
+}
 
 export class PathState {
   readonly tunFd: number;
@@ -20,6 +37,12 @@ export class PathState {
   /** Room for one ICMP error (IP + ICMP header + quoted IP header with options + 8 bytes). */
   readonly scratch = Buffer.alloc(128);
   snapshot: PeerSnapshot = buildPeerSnapshot([]);
+  /**
+   * Per peer index of the current snapshot, PEER_COUNTERS doubles: packets and bytes sent to it, packets and bytes
+   * accepted from it. JS adds to them in the per-batch loops it already runs (no allocation); setPeers carries each
+   * peer's totals over to its new index.
+   */
+  peerCounters = new Float64Array(0);
 
   /** counters: where this direction pair adds (a worker's share of a SharedArrayBuffer on the offload tier). */
   constructor(opts: DatapathOptions, counters: Float64Array = new Float64Array(COUNTER_COUNT)) {
@@ -31,6 +54,41 @@ export class PathState {
     this.networkNet = opts.networkIp & this.networkMask;
     this.gatewayIp = opts.gatewayIp >>> 0;
     this.tunMtu = opts.tunMtu ?? 0;
+  }
+
+  /** Swaps in a new peer set, keeping each remaining peer's counters. */
+  setPeers(peers: readonly Peer[]): void {
+    const old = new Map<string, number>();
+    this.snapshot.peers.forEach((p, i) => old.set(peerKey(p), i));
+    const next = new Float64Array(peers.length * PEER_COUNTERS);
+    peers.forEach((p, i) => {
+      const was = old.get(peerKey(p));
+      if (was !== undefined) next.set(this.peerCounters.subarray(was * PEER_COUNTERS, (was + 1) * PEER_COUNTERS), i * PEER_COUNTERS);
+    });
+    this.snapshot = buildPeerSnapshot(peers);
+    this.peerCounters = next;
+  }
+
+  /** Traffic per peer, for /metrics and weft status. */
+  peerTraffic(): PeerTraffic[] {
+    return this.snapshot.peers.map((p, i) => {
+      const c = this.peerCounters.subarray(i * PEER_COUNTERS, (i + 1) * PEER_COUNTERS);
+      return { net: p.net, prefixLen: p.prefixLen, publicIp: p.publicIp, txPackets: c[0]!, txBytes: c[1]!, rxPackets: c[2]!, rxBytes: c[3]! };
+    });
+  }
+
+  sentTo(peer: number, bytes: number): void {
+    const c = this.peerCounters;
+    const i = peer * PEER_COUNTERS;
+    c[i] = (c[i] as number) + 1;
+    c[i + 1] = (c[i + 1] as number) + bytes;
+  }
+
+  receivedFrom(peer: number, bytes: number): void {
+    const c = this.peerCounters;
+    const i = peer * PEER_COUNTERS + 2;
+    c[i] = (c[i] as number) + 1;
+    c[i + 1] = (c[i + 1] as number) + bytes;
   }
 
   /** Destination inside the overlay Network (so no lease means unreachable, not "not ours"). */

@@ -20,6 +20,16 @@ export interface PeerStatus {
   readonly leaseSecondsLeft: number | null;
 }
 
+/** Inner packets and bytes exchanged with one peer, from the datapath's per-peer counters. */
+export interface PeerTrafficStatus {
+  readonly subnet: string;
+  readonly publicIp: string;
+  readonly txPackets: number;
+  readonly txBytes: number;
+  readonly rxPackets: number;
+  readonly rxBytes: number;
+}
+
 export interface ControlStats {
   readonly etcdReconnects: number;
   readonly etcdOutages: number;
@@ -59,6 +69,7 @@ export interface MetricsSource {
   peers(): number;
   /** Optional richer views; /metrics and /status show what is given. */
   peerList?(): readonly PeerStatus[];
+  peerTraffic?(): readonly PeerTrafficStatus[];
   control?(): ControlStats;
   status?(): StatusDoc;
 }
@@ -127,6 +138,28 @@ export function metricsRegistry(source: MetricsSource): Registry {
         }
       },
     });
+  }
+  if (source.peerTraffic) {
+    const traffic = source.peerTraffic.bind(source);
+    // Monotonic per peer while it stays a peer; a peer that leaves takes its series with it.
+    for (const [name, help, tx, rx] of [
+      ['weft_peer_packets_total', 'inner packets sent to (tx) and accepted from (rx) each peer', 'txPackets', 'rxPackets'],
+      ['weft_peer_bytes_total', 'inner bytes sent to (tx) and accepted from (rx) each peer', 'txBytes', 'rxBytes'],
+    ] as const) {
+      new Counter({
+        name,
+        help,
+        labelNames: ['subnet', 'public_ip', 'direction'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const p of traffic()) {
+            this.inc({ subnet: p.subnet, public_ip: p.publicIp, direction: 'tx' }, p[tx]);
+            this.inc({ subnet: p.subnet, public_ip: p.publicIp, direction: 'rx' }, p[rx]);
+          }
+        },
+      });
+    }
   }
   if (source.control) {
     const control = source.control.bind(source);

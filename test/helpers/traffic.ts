@@ -106,13 +106,29 @@ export async function sendDatagrams(tb: Testbed, from: Target, dst: string, port
   await new Promise((res) => setTimeout(res, 200)); // let the receiver drain its socket
 }
 
-/** The datapath counters of the daemon in `host`, from its /metrics on 127.0.0.1:port. */
-export async function metricsOf(tb: Testbed, host: Host, port: number): Promise<Record<string, number>> {
+/** The daemon's /metrics text (127.0.0.1:port inside `host`). */
+async function metricsText(tb: Testbed, host: Host, port: number): Promise<string> {
   const script = `require('node:http').get('http://127.0.0.1:${port}/metrics', (r) => { let s = ''; r.on('data', (d) => s += d); r.on('end', () => process.stdout.write(s)); }).on('error', (e) => { console.error(e.message); process.exit(2); });`;
   const r = await tb.exec(host, [process.execPath, '-e', script], { timeoutMs: 10_000 });
   if (r.code !== 0) throw new Error(`metrics of ${host.name}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Per-peer packet counters: key "<subnet> <tx|rx>". */
+export async function peerPacketsOf(tb: Testbed, host: Host, port: number): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const m of r.stdout.matchAll(/^weft_datapath_total\{counter="([a-z0-9_]+)"\} ([0-9.e+]+)$/gm)) out[m[1]!] = Number(m[2]);
+  const text = await metricsText(tb, host, port);
+  for (const m of text.matchAll(/^weft_peer_packets_total\{subnet="([^"]+)",public_ip="[^"]+",direction="(tx|rx)"\} ([0-9.e+]+)$/gm)) {
+    out[`${m[1]} ${m[2]}`] = Number(m[3]);
+  }
+  return out;
+}
+
+/** The datapath counters of the daemon in `host`, from its /metrics on 127.0.0.1:port. */
+export async function metricsOf(tb: Testbed, host: Host, port: number): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const text = await metricsText(tb, host, port);
+  for (const m of text.matchAll(/^weft_datapath_total\{counter="([a-z0-9_]+)"\} ([0-9.e+]+)$/gm)) out[m[1]!] = Number(m[2]);
   return out;
 }
 
