@@ -2,10 +2,10 @@
 // pooled slab. Wires the two directions (outbound.ts, inbound.ts) to the event loop through a PollPair.
 import * as native from '../native.js';
 import type { Datapath, DatapathOptions } from './datapath.js';
+import { TierBase } from './tier-base.js';
 import { Inbound } from './inbound.js';
 import { Outbound } from './outbound.js';
-import { PathState, type PeerTraffic } from './path-state.js';
-import type { Peer } from './peers.js';
+import { PathState } from './path-state.js';
 import { PollPair } from './poll-pair.js';
 
 export const BATCH_SIZE = 64;
@@ -14,13 +14,12 @@ const ROUNDS = 4;
 /** Socket buffers: the default 208 KiB drops bursts (RcvbufErrors), see NOTES.md. */
 export const SOCKET_BUFFER_BYTES = 8 << 20;
 
-export class BatchTier implements Datapath {
+export class BatchTier extends TierBase implements Datapath {
   readonly tier = 'batch' as const;
-  private readonly path: PathState;
   private readonly polls: PollPair;
 
   constructor(opts: DatapathOptions) {
-    this.path = new PathState(opts);
+    super(new PathState(opts));
     const sockFd = native.udpOpen(opts.bindAddress, opts.port, SOCKET_BUFFER_BYTES, false);
     const outbound = new Outbound(this.path, sockFd, BATCH_SIZE);
     const inbound = new Inbound(this.path, sockFd, BATCH_SIZE);
@@ -29,18 +28,6 @@ export class BatchTier implements Datapath {
       flush: () => outbound.flush(),
       inbound: () => inbound.run(ROUNDS),
     });
-  }
-
-  get counters(): Float64Array {
-    return this.path.counters;
-  }
-
-  peerTraffic(): PeerTraffic[] {
-    return this.path.peerTraffic();
-  }
-
-  setPeers(peers: readonly Peer[]): void {
-    this.path.setPeers(peers);
   }
 
   close(): void {

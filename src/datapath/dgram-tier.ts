@@ -4,9 +4,9 @@
 import dgram from 'node:dgram';
 import * as native from '../native.js';
 import type { Datapath, DatapathOptions } from './datapath.js';
+import { TierBase } from './tier-base.js';
 import { dropCounter } from './inbound.js';
-import { C, PathState, type PeerTraffic } from './path-state.js';
-import type { Peer } from './peers.js';
+import { C, PathState } from './path-state.js';
 import { NO_ROUTE } from './routes.js';
 import { decrementTtl, readIp } from './ttl.js';
 import { SOCKET_BUFFER_BYTES } from './batch-tier.js';
@@ -14,9 +14,8 @@ import { SOCKET_BUFFER_BYTES } from './batch-tier.js';
 /** Packets read per wake-up before yielding to the event loop. */
 const READS_PER_WAKEUP = 64;
 
-export class DgramTier implements Datapath {
+export class DgramTier extends TierBase implements Datapath {
   readonly tier = 'dgram' as const;
-  private readonly path: PathState;
   private readonly socket: dgram.Socket;
   private readonly tunPoll: native.PollHandle;
   private readonly decoded = new Int32Array(1);
@@ -24,7 +23,7 @@ export class DgramTier implements Datapath {
   private closed = false;
 
   constructor(opts: DatapathOptions) {
-    this.path = new PathState(opts);
+    super(new PathState(opts));
     this.socket = dgram.createSocket({
       type: 'udp4',
       reuseAddr: true,
@@ -35,18 +34,6 @@ export class DgramTier implements Datapath {
     this.socket.on('error', (err) => opts.log.warn({ err }, 'dgram socket error'));
     this.socket.bind(opts.port, opts.bindAddress);
     this.tunPoll = native.pollStart(opts.tunFd, native.READABLE, () => this.onTunReadable());
-  }
-
-  get counters(): Float64Array {
-    return this.path.counters;
-  }
-
-  peerTraffic(): PeerTraffic[] {
-    return this.path.peerTraffic();
-  }
-
-  setPeers(peers: readonly Peer[]): void {
-    this.path.setPeers(peers);
   }
 
   close(): void {
@@ -61,7 +48,8 @@ export class DgramTier implements Datapath {
   private onTunReadable(): void {
     const { path } = this;
     for (let r = 0; r < READS_PER_WAKEUP; r++) {
-      const buf = Buffer.allocUnsafe(native.SLOT_SIZE);
+      // Sized to the TUN MTU, so Node's buffer pool serves it instead of a fresh 64 KiB allocation per packet.
+      const buf = Buffer.allocUnsafe(native.HEADROOM + (path.tunMtu || native.MAX_DATAGRAM));
       const len = native.tunReadOne(path.tunFd, buf, native.HEADROOM, buf.length - native.HEADROOM, path.counters);
       if (len === 0) return;
       this.send(buf, native.HEADROOM, len);
