@@ -28,7 +28,7 @@ t.test('scale tool at 100 simulated hosts', { timeout: 180_000 }, async (t) => {
   t.ok(s.etcdDuringProbes !== null && s.etcdDuringProbes.rangeRpcs < 3 * 2, 'watch events cost no re-list of the prefix (fewer Range RPCs than events)');
   t.not(s.join?.convergedMs ?? null, null, 'a host joining later gets a lease and counts every peer');
   t.same(r.lookup.map((l) => l.routes), [10, 100], 'route lookup measured at each size');
-  t.ok(r.lookup.every((l) => l.nsPerLookup > 0 && l.nsPerLookupHighBits > 0), 'lookup figures are positive');
+  t.ok(r.lookup.every((l) => l.nsPerLookup > 0), 'lookup figures are positive');
   t.equal(r.kernel[0]?.routesInstalled, 100, 'ip -batch installed 100 routes');
   t.equal(r.kernel[0]?.neighboursInstalled, 100, 'and 100 permanent neighbours');
   t.ok(r.kernel[0]?.lastRouteLive, 'ip route get resolves through flannel.1');

@@ -9,50 +9,8 @@ export interface LookupResult {
   routes: number;
   /** Median over runs of ns per lookup (src/datapath/routes.ts as it is). */
   nsPerLookup: number;
-  /** The same with the slot taken from the hash's high bits (the proposed fix, see HighBitsTable). */
-  nsPerLookupHighBits: number;
   runs: number[];
   lookupsPerRun: number;
-}
-
-/**
- * RouteTable's IntMap takes the slot from the LOW bits of the Fibonacci product; a /24 network address has 8 zero
- * low bits, so the product's low 8 bits are zero too and every key starts on a multiple of 256: long linear-probe
- * runs (about 60 probes per hit at 1,000 routes). Fibonacci hashing wants the HIGH bits (product >>> (32 - log2
- * cap)). This single-length copy measures what that one-line change would give.
- */
-class HighBitsTable {
-  private readonly keys: Int32Array;
-  private readonly vals: Int32Array;
-  private readonly mask: number;
-  private readonly shift: number;
-
-  constructor(entries: ReadonlyArray<readonly [number, number]>) {
-    let cap = 8;
-    while (cap < entries.length * 2) cap <<= 1;
-    this.keys = new Int32Array(cap);
-    this.vals = new Int32Array(cap).fill(-1);
-    this.mask = cap - 1;
-    this.shift = 32 - Math.log2(cap);
-    for (const [k, v] of entries) {
-      for (let i = Math.imul(k, 0x9e3779b1) >>> this.shift; ; i = (i + 1) & this.mask) {
-        if (this.vals[i] === -1 || this.keys[i] === k) {
-          this.keys[i] = k;
-          this.vals[i] = v;
-          break;
-        }
-      }
-    }
-  }
-
-  lookup(dst: number): number {
-    const key = dst & 0xffffff00;
-    for (let i = Math.imul(key, 0x9e3779b1) >>> this.shift; ; i = (i + 1) & this.mask) {
-      const v = this.vals[i] as number;
-      if (v === -1) return NO_ROUTE;
-      if (this.keys[i] === key) return v;
-    }
-  }
 }
 
 export function buildTable(n: number): RouteTable {
@@ -77,9 +35,8 @@ export function benchLookup(n: number, opts: { runs?: number; lookups?: number }
     const i = miss ? 30_000 + k : (k * 7919) % Math.max(1, n);
     dsts[k] = ((simSubnet(i).ip + 1 + (k % 250)) | 0);
   }
-  const high = new HighBitsTable(Array.from({ length: n }, (_, i) => [simSubnet(i).ip | 0, i] as const));
   let sink = 0;
-  const measure = (t: { lookup(d: number): number }): number[] => {
+  const measure = (t: RouteTable): number[] => {
     const once = (count: number): number => {
       const t0 = process.hrtime.bigint();
       for (let j = 0; j < count; j++) {
@@ -94,7 +51,6 @@ export function benchLookup(n: number, opts: { runs?: number; lookups?: number }
     return results;
   };
   const results = measure(table);
-  const highResults = measure(high);
   if (sink === -1) results.push(0); // keep `sink` alive so the loop is not optimised away
-  return { routes: n, nsPerLookup: median(results), nsPerLookupHighBits: median(highResults), runs: results, lookupsPerRun: lookups };
+  return { routes: n, nsPerLookup: median(results), runs: results, lookupsPerRun: lookups };
 }

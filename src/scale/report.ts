@@ -56,13 +56,13 @@ export function scaleMarkdown(r: ScaleResult, failover?: FailoverResult): string
   }
   L.push('', 'Counted from etcd\'s /metrics (`grpc_server_handled_total`, `etcd_debugging_mvcc_range_total`) across the ' +
     'probe phase; the loader\'s own create transactions account for the mvcc ranges (its compare). No Range RPC per ' +
-    'event: the watches do not re-list the prefix. Each event costs every daemon 2 LeaseTimeToLive calls: one from its ' +
-    'peer watch and one from its own-lease watch, which also watches the whole `subnets/` prefix.', '');
+    'event: the watches do not re-list the prefix. LeaseTimeToLive calls come from the peer watch resolving each new ' +
+    'lease\'s TTL (the own-lease watch follows only the daemon\'s own key).', '');
 
   L.push('### Route lookup (src/datapath/routes.ts), ns per lookup', '');
-  L.push('| routes | RouteTable.lookup (as is) | with the slot from the hash\'s high bits |');
-  L.push('|---|---|---|');
-  for (const l of r.lookup) L.push(`| ${n0(l.routes)} | ${f(l.nsPerLookup)} | ${f(l.nsPerLookupHighBits)} |`);
+  L.push('| routes | RouteTable.lookup ns |');
+  L.push('|---|---|');
+  for (const l of r.lookup) L.push(`| ${n0(l.routes)} | ${f(l.nsPerLookup)} |`);
   L.push('', 'In-process, /24 routes, 1 in 8 destinations a miss; median of 7 runs of 2,000,000 lookups after a warm-up.', '');
 
   if (r.kernel.length > 0) {
@@ -129,8 +129,7 @@ export function scaleSvg(r: ScaleResult): string {
     {
       title: 'route lookup', unit: 'ns',
       series: [
-        { name: 'as is', color: '#b5485d', points: r.lookup.map((l) => [l.routes, l.nsPerLookup]) },
-        { name: 'high-bit slot', color: '#7d62a8', points: r.lookup.map((l) => [l.routes, l.nsPerLookupHighBits]) },
+        { name: 'lookup', color: '#b5485d', points: r.lookup.map((l) => [l.routes, l.nsPerLookup]) },
       ],
     },
     {

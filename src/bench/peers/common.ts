@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WeftError } from '../../errors.js';
 import type { Host, Testbed } from '../../testbed/hosts.js';
+import { ipBatch } from '../../net/iproute.js';
 
 export const PEER_NAMES = ['wireguard-go', 'nebula', 'tinc'] as const;
 export type PeerName = (typeof PEER_NAMES)[number];
@@ -33,6 +34,15 @@ export const PEER_PACKAGES: Record<PeerName, readonly string[]> = {
 export const tunnelIp = (n: number): string => `10.77.0.${n}`;
 export const podSubnet = (n: number): string => `10.5.${n}.0/24`;
 export const podGateway = (n: number): string => `10.5.${n}.1/24`;
+
+/** Gives a peer's tunnel device in host `h` its address and MTU, and routes the other host's pod subnet over it. */
+export async function tunnelUp(h: Host, dev: string, other: Host, mtu: number): Promise<void> {
+  await ipBatch([
+    ['addr', 'add', `${tunnelIp(h.n)}/24`, 'dev', dev],
+    ['link', 'set', dev, 'mtu', String(mtu), 'up'],
+    ['route', 'add', podSubnet(other.n), 'dev', dev],
+  ], { netns: h.ns });
+}
 
 const APT_TIMEOUT_MS = 15 * 60_000;
 const APT_ARGS = ['-y', '--no-install-recommends', '-o', 'DPkg::Lock::Timeout=600'];

@@ -10,9 +10,8 @@
 // Everything lives in the temp folder (-c, --pidfile, --logfile), so /etc/tinc and /run stay untouched.
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ipBatch } from '../../net/iproute.js';
 import {
-  linkExists, must, podSubnet, tailOutput, tunnelIp, waitFor, type PeerBuilt, type PeerContext,
+  linkExists, must, podSubnet, tailOutput, tunnelIp, tunnelUp, waitFor, type PeerBuilt, type PeerContext,
 } from './common.js';
 
 const PORT = 655;
@@ -63,11 +62,7 @@ export async function buildTinc(ctx: PeerContext): Promise<PeerBuilt> {
     if (child.pid === undefined) throw new Error(`tincd in ${h.name} has no pid`);
     daemons.push({ ns: h.ns, pid: child.pid });
     const peer = hosts[1 - i]!;
-    await ipBatch([
-      ['addr', 'add', `${tunnelIp(h.n)}/24`, 'dev', dev],
-      ['link', 'set', dev, 'mtu', String(MTU), 'up'],
-      ['route', 'add', podSubnet(peer.n), 'dev', dev],
-    ], { netns: h.ns });
+    await tunnelUp(h, dev, peer, MTU);
   }
   return { daemons, mtu: MTU };
 }

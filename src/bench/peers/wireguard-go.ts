@@ -15,9 +15,8 @@
 // not on SIGKILL).
 import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ipBatch } from '../../net/iproute.js';
 import {
-  linkExists, must, podSubnet, tailOutput, tunnelIp, waitFor, type PeerBuilt, type PeerContext,
+  linkExists, must, podSubnet, tailOutput, tunnelIp, tunnelUp, waitFor, type PeerBuilt, type PeerContext,
 } from './common.js';
 
 export const WG_SOCKET_DIR = '/var/run/wireguard';
@@ -68,11 +67,7 @@ export async function buildWireguard(ctx: PeerContext): Promise<PeerBuilt> {
       'wg', 'set', dev, 'listen-port', String(PORT), 'private-key', keys[i]!.file,
       'peer', keys[1 - i]!.pub, 'allowed-ips', `${tunnelIp(peer.n)}/32,${podSubnet(peer.n)}`, 'endpoint', `${peer.ip}:${PORT}`,
     ]);
-    await ipBatch([
-      ['addr', 'add', `${tunnelIp(h.n)}/24`, 'dev', dev],
-      ['link', 'set', dev, 'mtu', String(MTU), 'up'],
-      ['route', 'add', podSubnet(peer.n), 'dev', dev],
-    ], { netns: h.ns });
+    await tunnelUp(h, dev, peer, MTU);
   }
   return { daemons, mtu: MTU };
 }
