@@ -161,6 +161,20 @@ function syncCleanup(): void {
   }
   registry.rootLinks.clear();
   for (const ns of registry.namespaces) {
+    // Dying by a signal, this process runs no 'exit' handlers, so what others started in our namespaces (an etcd
+    // from testbed/etcd.ts) would outlive them: everything inside a namespace of this run is this run's.
+    try {
+      const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', timeout: 5_000 }).split('\n').filter(Boolean);
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
+    } catch {
+      // the namespace is gone already
+    }
     try {
       execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore', timeout: 5_000 });
     } catch {
