@@ -89,6 +89,33 @@ function waitExit(c: ChildProcess): Promise<void> {
   return new Promise((resolve) => c.once('exit', () => resolve()));
 }
 
+/** etcd's flags for one member; a single server is a cluster of one. */
+function memberArgs(m: { name: string; dataDir: string; endpoint: string; peerUrl: string; initialCluster: string; token?: string }): string[] {
+  return [
+    '--name', m.name,
+    '--data-dir', m.dataDir,
+    '--listen-client-urls', m.endpoint,
+    '--advertise-client-urls', m.endpoint,
+    '--listen-peer-urls', m.peerUrl,
+    '--initial-advertise-peer-urls', m.peerUrl,
+    '--initial-cluster', m.initialCluster,
+    '--initial-cluster-state', 'new',
+    ...(m.token === undefined ? [] : ['--initial-cluster-token', m.token]),
+    '--log-level', 'warn',
+  ];
+}
+
+/** Signals a member and waits for it to go; SIGKILL after 5 s when a polite signal is ignored. */
+async function stopChild(c: ChildProcess, sig: NodeJS.Signals): Promise<void> {
+  if (c.exitCode === null && c.signalCode === null) {
+    c.kill(sig);
+    const t = sig === 'SIGKILL' ? null : setTimeout(() => c.kill('SIGKILL'), 5000);
+    await waitExit(c);
+    if (t !== null) clearTimeout(t);
+  }
+  live.delete(c);
+}
+
 export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
   installExitHook();
   const host = opts.host ?? '127.0.0.1';
@@ -103,17 +130,7 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
   const name = `weft-${clientPort}`;
   const peerUrl = `http://${host}:${peerPort}`;
 
-  const etcdArgs = [
-    '--name', name,
-    '--data-dir', dataDir,
-    '--listen-client-urls', endpoint,
-    '--advertise-client-urls', endpoint,
-    '--listen-peer-urls', peerUrl,
-    '--initial-advertise-peer-urls', peerUrl,
-    '--initial-cluster', `${name}=${peerUrl}`,
-    '--initial-cluster-state', 'new',
-    '--log-level', 'warn',
-  ];
+  const etcdArgs = memberArgs({ name, dataDir, endpoint, peerUrl, initialCluster: `${name}=${peerUrl}` });
   const [cmd, args] = opts.netns === undefined
     ? [binary, etcdArgs]
     : ['ip', ['netns', 'exec', opts.netns, binary, ...etcdArgs]];
@@ -156,17 +173,7 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
     const c: ChildProcess | null = child;
     if (c === null) return;
     child = null;
-    if (c.exitCode === null && c.signalCode === null) {
-      c.kill(sig);
-      if (sig !== 'SIGKILL') {
-        const t = setTimeout(() => c.kill('SIGKILL'), 5000);
-        await waitExit(c);
-        clearTimeout(t);
-      } else {
-        await waitExit(c);
-      }
-    }
-    live.delete(c);
+    await stopChild(c, sig);
   };
 
   await launch();
@@ -355,19 +362,7 @@ export async function startEtcdCluster(opts: EtcdClusterOptions): Promise<EtcdCl
     spawn(): void {
       if (this.running) return;
       this.stderrTail = '';
-      const args = [
-        'netns', 'exec', this.netns, binary,
-        '--name', this.name,
-        '--data-dir', this.dataDir,
-        '--listen-client-urls', this.endpoint,
-        '--advertise-client-urls', this.endpoint,
-        '--listen-peer-urls', this.peerUrl,
-        '--initial-advertise-peer-urls', this.peerUrl,
-        '--initial-cluster', initialCluster,
-        '--initial-cluster-state', 'new',
-        '--initial-cluster-token', token,
-        '--log-level', 'warn',
-      ];
+      const args = ['netns', 'exec', this.netns, binary, ...memberArgs({ name: this.name, dataDir: this.dataDir, endpoint: this.endpoint, peerUrl: this.peerUrl, initialCluster, token })];
       const c = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], shell: false });
       this.child = c;
       live.add(c);
@@ -401,13 +396,7 @@ export async function startEtcdCluster(opts: EtcdClusterOptions): Promise<EtcdCl
       const c = this.child;
       if (c === null) return;
       this.child = null;
-      if (c.exitCode === null && c.signalCode === null) {
-        c.kill(sig);
-        const t = sig === 'SIGKILL' ? null : setTimeout(() => c.kill('SIGKILL'), 5000);
-        await waitExit(c);
-        if (t !== null) clearTimeout(t);
-      }
-      live.delete(c);
+      await stopChild(c, sig);
     }
 
     kill(): Promise<void> {
