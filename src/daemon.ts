@@ -1,5 +1,5 @@
-// `weft daemon`: config -> network config -> backend -> lease -> datapath, then keep the lease and follow the
-// peers until SIGTERM/SIGINT. On a clean stop the lease stays in etcd, so a restart gets the same subnet.
+// `weft daemon`: config -> network config -> backend -> lease -> datapath -> peers -> subnet.env, then keep the lease
+// and follow the peers until SIGTERM/SIGINT. On a clean stop the lease stays in etcd, so a restart gets the same subnet.
 //
 // Startup failures end the process with one line and a non-zero exit, never a retry loop: an invalid flag (exit 2),
 // a Network that overlaps the underlay, and a network with no free subnet left (NetworkExhaustedError; a supervisor
@@ -130,15 +130,20 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     });
     const active = backend;
     masq = config.ipMasq ? await openMasq(formatSubnet(network.network), log) : null;
-    const onLease = async (lease: Lease) => {
+    const program = async (lease: Lease): Promise<void> => {
       await active.start(lease);
       await masq?.apply(formatSubnet(lease.subnet));
-      await writeSubnetEnv(config.subnetFile, { network: network.network, subnet: lease.subnet, mtu: active.mtu, ipMasq: config.ipMasq });
-      log.info({ subnet: lease.key, file: config.subnetFile }, 'subnet.env written');
     };
-    await onLease(await acquireAtStart(manager, log, signal));
+    const publish = async (lease: Lease): Promise<void> => {
+      await writeSubnetEnv(config.subnetFile, { network: network.network, subnet: lease.subnet, mtu: active.mtu, ipMasq: config.ipMasq });
+      log.info({ subnet: lease.key, file: config.subnetFile, peers: active.status().peers }, 'subnet.env written');
+    };
+    const first = await acquireAtStart(manager, log, signal);
+    await program(first);
     manager.onLease((lease) => {
-      onLease(lease).catch((e: unknown) => log.error({ err: errorMessage(e) }, 'applying the re-acquired lease failed'));
+      program(lease)
+        .then(() => publish(lease))
+        .catch((e: unknown) => log.error({ err: errorMessage(e) }, 'applying the re-acquired lease failed'));
     });
 
     // Peer leases as the watch delivered them, for /status and the per-peer metrics.
@@ -194,12 +199,18 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
           status,
         }, log)
       : null;
-    await Promise.all([
+    // The loops run from here on; `loops` settles to their error (or null) so nothing rejects unobserved meanwhile.
+    let listed = (): void => {};
+    const peersListed = new Promise<void>((resolve) => (listed = resolve));
+    const loops = Promise.all([
       manager.run(signal),
-      manager.watchPeers(signal, onPeers),
-    ]).catch((e: unknown) => {
-      if (!signal.aborted) throw e;
-    });
+      manager.watchPeers(signal, onPeers, () => listed()),
+    ]).then(() => null, (e: unknown) => e);
+    // subnet.env is what Docker and weft-cni start pods from, so it is written once the peers are in the forwarding
+    // path: a pod's first packet then finds its route. A slow first listing delays it by PEERS_WAIT_MS at most.
+    if (await Promise.race([peersInPath(peersListed, active, log), loops.then(() => false)])) await publish(first);
+    const err = await loops;
+    if (err !== null && !signal.aborted) throw err;
   } catch (e) {
     if (!signal.aborted) throw e;
   } finally {
@@ -210,6 +221,21 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     await backend?.stop();
     await registry.close();
   }
+}
+
+const PEERS_WAIT_MS = 10_000;
+
+/** Waits for the first peer listing to reach the datapath, at most PEERS_WAIT_MS (then says so); always true. */
+async function peersInPath(listed: Promise<void>, backend: Backend, log: Logger): Promise<true> {
+  let timer: NodeJS.Timeout | undefined;
+  const inTime = await Promise.race([
+    listed.then(() => true),
+    new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), PEERS_WAIT_MS))),
+  ]);
+  clearTimeout(timer);
+  if (inTime) await backend.settled();
+  else log.warn({ waitedMs: PEERS_WAIT_MS }, 'peer list not loaded yet; writing subnet.env anyway, peers follow when etcd answers');
+  return true;
 }
 
 /**

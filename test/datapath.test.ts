@@ -6,6 +6,7 @@
 // Checks: all-pairs pod ping per tier and with mixed tiers, a 100 MB TCP transfer verified by sha256, a 4th host
 // joining and leaving updates the others without restart, and malformed or spoofed datagrams are counted and
 // dropped while traffic flows.
+import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { Cluster } from '../src/testbed/cluster.js';
 import { ping } from '../src/testbed/hosts.js';
@@ -93,7 +94,20 @@ t.test('udp encap across three namespace hosts', async (t) => {
 
   await t.test('dgram tier and mixed tiers interoperate', async (t) => {
     await cluster.stopDaemon(1);
-    await cluster.startDaemon(1, ['--tier=dgram']);
+    await cluster.startDaemon(1, ['--tier=dgram', '--healthz-port=8471']);
+    // subnet.env is written only once the peers are in the datapath, so a pod may send from then on (the daemon logs
+    // how many were in it at that moment).
+    const { logFile, child } = cluster.daemons.get(1)!;
+    let written: { peers?: number } | undefined;
+    for (let i = 0; i < 50 && written === undefined; i++) {
+      written = readFileSync(logFile, 'utf8').split('\n').filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg?: string; pid?: number; peers?: number })
+        .find((r) => r.msg === 'subnet.env written' && r.pid === child.pid);
+      if (written === undefined) await new Promise((r) => setTimeout(r, 100)); // the log line follows subnet.env
+    }
+    t.equal(written?.peers, 2, 'the restarted daemon had both peers in its datapath when it wrote subnet.env');
+    const peers = new Set(Object.keys(await peerPacketsOf(cluster.tb, cluster.tb.host(1), 8471)).map((k) => k.split(' ')[0]));
+    t.equal(peers.size, 2, `its /metrics shows both (${[...peers].join(', ')})`);
     await pingMatrix(t, cluster, HOSTS);
     for (const n of [2, 3]) {
       await cluster.stopDaemon(n);

@@ -5,6 +5,7 @@
 //   leaseAttrs()  ─────────────> what to publish (BackendType, BackendData) before acquiring
 //   start(lease)  ─────────────> set up devices for our subnet; called again after a re-acquire
 //   peers(events) ─────────────> add/remove/change routes; called from the lease watch, any time after start
+//   settled()     ─────────────> resolves once the peers given so far are in the forwarding path
 //   stop()        ─────────────> remove what start made, except what keeps the node routable across a restart
 import type { NetworkConfig } from '../config/network.js';
 import type { DaemonConfig } from '../config/daemon.js';
@@ -45,6 +46,8 @@ export interface Backend {
   leaseData(): unknown;
   start(lease: Lease): Promise<void>;
   peers(events: readonly LeaseEvent[]): void;
+  /** Resolves once every peers() call so far has reached the forwarding path (peers() may batch its work). */
+  settled(): Promise<void>;
   /** True while the datapath runs (for /healthz). */
   readonly running: boolean;
   status(): BackendStatus;

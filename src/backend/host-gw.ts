@@ -281,6 +281,10 @@ export class HostGwBackend implements Backend {
     this.resync.kick();
   }
 
+  settled(): Promise<void> {
+    return this.resync.settled();
+  }
+
   private async sync(): Promise<void> {
     const l2 = this.l2;
     if (l2 === null) return;

@@ -104,6 +104,10 @@ export class KernelVxlanBackend implements Backend {
     this.resync.kick();
   }
 
+  settled(): Promise<void> {
+    return this.resync.settled();
+  }
+
   // ---- the device ----
 
   /** Creates flannel.<VNI> as wanted (replacing one with other settings); sets MTU, our /32 address, up. */

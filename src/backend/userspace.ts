@@ -57,6 +57,8 @@ export class UserspaceBackend implements Backend {
   /** Usable peers by lease key, parsed when their event arrived. */
   private readonly parsed = new Map<string, Peer>();
   private applyTimer: NodeJS.Timeout | null = null;
+  /** Peers in the datapath's current snapshot. */
+  private applied = 0;
   /** Peers we ignore, by key, so each is logged once. */
   private readonly ignored = new Map<string, string>();
   private ownKey: string | null = null;
@@ -158,6 +160,13 @@ export class UserspaceBackend implements Backend {
     }
   }
 
+  async settled(): Promise<void> {
+    if (this.applyTimer === null) return;
+    clearTimeout(this.applyTimer);
+    this.applyTimer = null;
+    this.apply();
+  }
+
   private scheduleApply(): void {
     if (this.applyTimer !== null) return;
     this.applyTimer = setTimeout(() => {
@@ -173,6 +182,7 @@ export class UserspaceBackend implements Backend {
       if (peer) peers.push(peer);
     }
     this.datapath?.setPeers(peers);
+    this.applied = peers.length;
     this.ctx.log.debug({ peers: peers.length }, 'peers applied');
   }
 
@@ -199,7 +209,7 @@ export class UserspaceBackend implements Backend {
       type: this.type,
       datapath: `userspace/${this.ctx.config.tier}/${this.encap.name}`,
       device: this.tun?.name ?? this.ctx.config.tunName,
-      peers: this.parsed.size,
+      peers: this.applied,
       counters,
       peerTraffic: (this.datapath?.peerTraffic() ?? []).map((t) => ({
         subnet: `${formatIPv4(t.net >>> 0)}/${t.prefixLen}`,

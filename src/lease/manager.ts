@@ -467,8 +467,9 @@ export class LeaseManager {
    * (reservations included, recognisable by etcdLeaseId === null), then changes as they happen. After a
    * disconnect or a compaction it re-lists and delivers only the difference, so the consumer converges.
    * Renewals that change nothing but the etcd lease are not delivered. Our own subnet is never delivered.
+   * `onListed` is called once, after the first listing was delivered (even when it held no peers).
    */
-  async watchPeers(signal: AbortSignal, onEvents: (events: LeaseEvent[]) => void): Promise<void> {
+  async watchPeers(signal: AbortSignal, onEvents: (events: LeaseEvent[]) => void, onListed?: () => void): Promise<void> {
     const known = new Map<string, Lease>(); // by key
     const backoff = new Backoff();
     let logged = false;
@@ -508,6 +509,8 @@ export class LeaseManager {
           }
         }
         deliver(batch);
+        onListed?.();
+        onListed = undefined;
 
         const err = await new Promise<WeftError | null>((resolve) => {
           const onAbort = (): void => resolve(null);
