@@ -270,6 +270,19 @@ static napi_value js_udp_open(napi_env env, napi_callback_info info) {
   return ret_i32(env, fd);
 }
 
+static napi_value js_udp_steer_by_inner_flow(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int fd;
+  int32_t off, queues;
+  bool geneve;
+  weft_err e;
+  if (!args_get(env, info, 4, argv) || !arg_fd(env, argv[0], "fd", &fd) || !arg_i32(env, argv[1], "innerOffset", 0, 255, &off) ||
+      !arg_bool(env, argv[2], "geneve", &geneve) || !arg_i32(env, argv[3], "queues", 1, 256, &queues))
+    return NULL;
+  if (weft_udp_steer_by_inner_flow(fd, off, geneve, queues, &e) < 0) return throw_fd(env, e.code, e.syscall, fd);
+  return ret_undefined(env);
+}
+
 static napi_value js_udp_local_port(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   int fd;
@@ -871,7 +884,8 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor fns[] = {
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
       FN("tunOpen", js_tun_open),       FN("linkSet", js_link_set),       FN("close", js_close),
-      FN("udpOpen", js_udp_open),       FN("udpLocalPort", js_udp_local_port), FN("pollStart", js_poll_start),
+      FN("udpOpen", js_udp_open),       FN("udpLocalPort", js_udp_local_port),
+      FN("udpSteerByInnerFlow", js_udp_steer_by_inner_flow), FN("pollStart", js_poll_start),
       FN("pollUpdate", js_poll_update), FN("pollStop", js_poll_stop),     FN("tunRead", js_tun_read),
       FN("encapBatch", js_encap_batch), FN("sendBatch", js_send_batch),   FN("udpRecv", js_udp_recv),
       FN("decapBatch", js_decap_batch), FN("tunWrite", js_tun_write),     FN("icmpError", js_icmp_error),

@@ -6,6 +6,7 @@
 #include "weft.h"
 
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -39,6 +40,65 @@ int weft_udp_open(const char *bind_addr, int port, int buf_bytes, int reuse_port
   return fd;
 fail:
   if (fd >= 0) close(fd);
+  return -1;
+}
+
+/*
+ * Multi-queue receive steering. Datagrams from one peer share one 4-tuple, so SO_REUSEPORT's hash puts all of them
+ * in one socket, and the multi-queue TUN then steers every flow's outgoing packets to the queue that wrote the
+ * flow's incoming ones: everything collapses onto one queue. This classic BPF program, attached to the reuseport
+ * group, picks the socket from the inner packet instead: a multiplicative hash of (src ip ^ dst ip ^ src port ^
+ * dst port), modulo `queues`. It is symmetric, so both directions of a flow use the same queue index on both hosts.
+ *   inner_off: the inner IPv4 header's offset from the UDP payload (udp 0, vxlan 8 + 14 Ethernet, geneve 8),
+ *   geneve: add Geneve's option length ((byte 0 & 0x3f) * 4) to it.
+ * A short or odd packet makes a load fail, which returns index 0; an index past the group falls back to the hash.
+ */
+int weft_udp_steer_by_inner_flow(int fd, int inner_off, int geneve, int queues, weft_err *e) {
+  const uint32_t o = (uint32_t)inner_off;
+  struct sock_filter code[] = {
+      /* A = variable part before the inner header (Geneve options), kept in M[2] and X */
+      geneve ? (struct sock_filter)BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0) : (struct sock_filter)BPF_STMT(BPF_LD | BPF_IMM, 0),
+      BPF_STMT(BPF_ALU | BPF_AND | BPF_K, geneve ? 0x3f : 0),
+      BPF_STMT(BPF_ALU | BPF_LSH | BPF_K, 2),
+      BPF_STMT(BPF_ST, 2),
+      BPF_STMT(BPF_MISC | BPF_TAX, 0),
+      /* X = base + inner IHL * 4: where the inner ports are */
+      BPF_STMT(BPF_LD | BPF_B | BPF_IND, o),
+      BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x0f),
+      BPF_STMT(BPF_ALU | BPF_LSH | BPF_K, 2),
+      BPF_STMT(BPF_ALU | BPF_ADD | BPF_X, 0),
+      BPF_STMT(BPF_MISC | BPF_TAX, 0),
+      /* M[0] = src port ^ dst port */
+      BPF_STMT(BPF_LD | BPF_H | BPF_IND, o),
+      BPF_STMT(BPF_ST, 0),
+      BPF_STMT(BPF_LD | BPF_H | BPF_IND, o + 2),
+      BPF_STMT(BPF_LDX | BPF_MEM, 0),
+      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+      BPF_STMT(BPF_ST, 0),
+      /* A = src ip ^ dst ip ^ M[0] */
+      BPF_STMT(BPF_LDX | BPF_MEM, 2),
+      BPF_STMT(BPF_LD | BPF_W | BPF_IND, o + 12),
+      BPF_STMT(BPF_ST, 1),
+      BPF_STMT(BPF_LD | BPF_W | BPF_IND, o + 16),
+      BPF_STMT(BPF_LDX | BPF_MEM, 1),
+      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+      BPF_STMT(BPF_LDX | BPF_MEM, 0),
+      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+      /* multiplicative hash, high half: every input bit counts (connect() hands out even ports, so low bits alone
+         would put every flow on one queue) */
+      BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 0x9e3779b1u),
+      BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
+      BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (uint32_t)queues),
+      BPF_STMT(BPF_RET | BPF_A, 0),
+  };
+  struct sock_fprog prog = {.len = (unsigned short)(sizeof code / sizeof code[0]), .filter = code};
+  if (queues < 1 || inner_off < 0) {
+    e->code = EINVAL, e->syscall = "weft_udp_steer_by_inner_flow";
+    return -1;
+  }
+  WEFT_TRY(e, setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog), "setsockopt(SO_ATTACH_REUSEPORT_CBPF)");
+  return 0;
+fail:
   return -1;
 }
 

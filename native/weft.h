@@ -200,6 +200,8 @@ void weft_tcp4_segment_headers(uint8_t *h, int32_t ihl, int32_t thl, int32_t chu
 
 /* udp.c */
 int weft_udp_open(const char *bind_addr, int port, int buf_bytes, int reuse_port, weft_err *e);
+/* SO_REUSEPORT group: pick the socket by the inner packet's flow (multi-queue); see udp.c. */
+int weft_udp_steer_by_inner_flow(int fd, int inner_off, int geneve, int queues, weft_err *e);
 int weft_udp_local_port(int fd, weft_err *e);
 int32_t weft_udp_send_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, const int32_t *len, int32_t *peer,
                             int32_t start, int32_t count, const uint8_t *peer_table, int32_t peer_count,

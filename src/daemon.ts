@@ -185,6 +185,7 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
         peers: peerList(),
         control: { ...manager.stats },
         counters: st.counters,
+        ...(st.queues ? { queues: st.queues } : {}),
       };
     };
     server = config.healthzPort > 0

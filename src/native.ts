@@ -45,6 +45,7 @@ interface Addon {
   close(fd: number): void;
   udpOpen(bindAddr: string, port: number, bufBytes: number, reusePort: boolean): number;
   udpLocalPort(fd: number): number;
+  udpSteerByInnerFlow(fd: number, innerOffset: number, geneve: boolean, queues: number): void;
   pollStart(fd: number, events: number, cb: (events: number) => void): PollHandle;
   pollUpdate(h: PollHandle, events: number): void;
   pollStop(h: PollHandle): void;
@@ -292,6 +293,11 @@ export const close: Addon['close'] = addon.close;
 /** AF_INET UDP socket, nonblocking, cloexec, SO_REUSEADDR (+SO_REUSEPORT), buffers forced to bufBytes (0 = default). */
 export const udpOpen: Addon['udpOpen'] = addon.udpOpen;
 export const udpLocalPort: Addon['udpLocalPort'] = addon.udpLocalPort;
+/**
+ * On a SO_REUSEPORT socket: the group picks the receiving socket by the inner packet's flow, `% queues` (the order
+ * in which the sockets joined). innerOffset: the inner IPv4 header's offset in the UDP payload; geneve: plus options.
+ */
+export const udpSteerByInnerFlow: Addon['udpSteerByInnerFlow'] = addon.udpSteerByInnerFlow;
 
 // ---- 3. event loop ----
 

@@ -331,6 +331,51 @@ t.test('udp: sendBatch / udpRecv of 100 datagrams over loopback', async (t) => {
   t.equal(k[n.Counter.udp_tx_packets]! - before, 5);
 });
 
+t.test('udp: reuseport steering by inner flow spreads flows and keeps both directions of a flow together', async (t) => {
+  const a = n.udpOpen('127.0.0.1', 0, 0, true);
+  const port = n.udpLocalPort(a);
+  n.udpSteerByInnerFlow(a, 22, false, 2); // VXLAN: 8-byte header + inner Ethernet before the inner IPv4 header
+  const b = n.udpOpen('127.0.0.1', port, 0, true);
+  t.teardown(() => { n.close(a); n.close(b); });
+  // 32 TCP flows 10.5.1.2:<even port> <-> 10.5.2.2:5201 (connect() hands out even ports), each direction once.
+  const datagram = (flow: number, reverse: boolean): Buffer => {
+    const d = Buffer.alloc(22 + 40);
+    d[0] = 0x08; // VXLAN I flag
+    d.writeUInt16BE(0x0800, 20); // inner EtherType
+    d[22] = 0x45;
+    d[22 + 9] = 6;
+    const [src, dst, sport, dport] = [0x0a050102, 0x0a050202, 40000 + 2 * flow, 5201];
+    d.writeUInt32BE(reverse ? dst : src, 22 + 12);
+    d.writeUInt32BE(reverse ? src : dst, 22 + 16);
+    d.writeUInt16BE(reverse ? dport : sport, 42);
+    d.writeUInt16BE(reverse ? sport : dport, 44);
+    return d;
+  };
+  const sender = dgram.createSocket('udp4');
+  t.teardown(() => sender.close());
+  for (let flow = 0; flow < 32; flow++) {
+    for (const reverse of [false, true]) await new Promise((r) => sender.send(datagram(flow, reverse), port, '127.0.0.1', r));
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  const socketOf = new Map<string, number>(); // "flow direction" -> 0 (a) or 1 (b)
+  const rx = n.createBatch(128);
+  for (const [i, fd] of [a, b].entries()) {
+    const cnt = n.udpRecv(fd, rx.slab, rx.slotSize, rx.len, rx.addr, rx.slots, rx.counters);
+    for (let k = 0; k < cnt; k++) {
+      const at = k * rx.slotSize;
+      const sport = rx.slab.readUInt16BE(at + 42);
+      const forward = sport !== 5201;
+      const flow = ((forward ? sport : rx.slab.readUInt16BE(at + 44)) - 40000) / 2;
+      socketOf.set(`${flow} ${forward ? 'fwd' : 'rev'}`, i);
+    }
+  }
+  t.equal(socketOf.size, 64, 'every datagram arrived in one of the two sockets');
+  const onA = [...Array(32).keys()].filter((f) => socketOf.get(`${f} fwd`) === 0).length;
+  t.ok(onA > 0 && onA < 32, `the flows spread over both sockets (${onA} / ${32 - onA})`);
+  t.ok([...Array(32).keys()].every((f) => socketOf.get(`${f} fwd`) === socketOf.get(`${f} rev`)), 'each flow\'s two directions share a socket');
+  t.throws(() => n.udpSteerByInnerFlow(a, 22, false, 0), { code: 'ERR_OUT_OF_RANGE' }, 'queues 0 refused');
+});
+
 t.test('udp: sendBatch drops a failing message and goes on', async (t) => {
   const { a, b, pb } = udpPair(t);
   const tab = Buffer.alloc(2 * n.PEER_RECORD_SIZE);

@@ -36,6 +36,16 @@ export interface BackendStatus {
   readonly counters: Record<string, number>;
   /** Per-peer inner traffic where the datapath counts it (userspace tiers). */
   readonly peerTraffic?: readonly { subnet: string; publicIp: string; txPackets: number; txBytes: number; rxPackets: number; rxBytes: number }[];
+  /** Packets per queue where there are several (offload tier, --queues > 1). */
+  readonly queues?: readonly QueueStatus[];
+}
+
+export interface QueueStatus {
+  readonly queue: number;
+  readonly tunRxPackets: number;
+  readonly udpTxPackets: number;
+  readonly udpRxPackets: number;
+  readonly tunTxPackets: number;
 }
 
 export interface Backend {

@@ -11,7 +11,7 @@ import { formatIPv4, parseIPv4 } from '../lease/subnet.js';
 import type { Lease, LeaseEvent } from '../lease/lease.js';
 import * as iproute from '../net/iproute.js';
 import * as native from '../native.js';
-import type { Backend, BackendContext, BackendStatus } from './backend.js';
+import type { Backend, BackendContext, BackendStatus, QueueStatus } from './backend.js';
 import { stableMac } from './vtep-mac.js';
 
 /** Writes a sysctl unless it already holds the value (in a container /proc/sys is read-only, often preset). */
@@ -219,6 +219,7 @@ export class UserspaceBackend implements Backend {
         rxPackets: t.rxPackets,
         rxBytes: t.rxBytes,
       })),
+      queues: queueStatus(this.datapath?.queueCounters?.() ?? []),
     };
   }
 
@@ -240,4 +241,16 @@ export class UserspaceBackend implements Backend {
       this.tun = null;
     }
   }
+}
+
+const Q = {
+  tunRx: native.counterIndex('tun_rx_packets'), udpTx: native.counterIndex('udp_tx_packets'),
+  udpRx: native.counterIndex('udp_rx_packets'), tunTx: native.counterIndex('tun_tx_packets'),
+};
+
+function queueStatus(queues: readonly Float64Array[]): QueueStatus[] | undefined {
+  if (queues.length < 2) return undefined;
+  return queues.map((c, queue) => ({
+    queue, tunRxPackets: c[Q.tunRx] ?? 0, udpTxPackets: c[Q.udpTx] ?? 0, udpRxPackets: c[Q.udpRx] ?? 0, tunTxPackets: c[Q.tunTx] ?? 0,
+  }));
 }

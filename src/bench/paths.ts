@@ -31,6 +31,8 @@ export interface PathDef {
   backend?: string;
   /** Extra `weft daemon` flags. */
   daemonArgs?: string[];
+  /** Run only when named in --only. */
+  optIn?: boolean;
 }
 
 export const REFERENCE_PATH = 'kernel-vxlan';
@@ -60,6 +62,14 @@ export const ALL_PATHS: readonly PathDef[] = [
       daemonArgs: [`--tier=${tier}`],
     })),
   ),
+  {
+    name: 'offload-q2/vxlan',
+    title: 'weft offload tier, vxlan encap, --queues 2 (flows spread over two TUN queues and sockets)',
+    kind: 'weft-userspace',
+    backend: 'vxlan',
+    daemonArgs: ['--tier=offload', '--queues=2'],
+    optIn: true,
+  },
   ...PEER_NAMES.map((peer): PathDef => ({
     name: peer,
     kind: 'peer',
@@ -81,7 +91,7 @@ export const QUICK_PATHS: readonly string[] = ['underlay', 'kernel-vxlan', 'dgra
 
 /** The paths to run, in catalogue order; unknown names are a clear error. */
 export function selectPaths(only: readonly string[] | undefined, quick: boolean): PathDef[] {
-  const names = only ?? (quick ? QUICK_PATHS : ALL_PATHS.map((p) => p.name));
+  const names = only ?? (quick ? QUICK_PATHS : ALL_PATHS.filter((p) => p.optIn !== true).map((p) => p.name));
   for (const n of names) {
     if (!ALL_PATHS.some((p) => p.name === n)) {
       throw new WeftError('WEFT_ERR_CONFIG', `unknown bench path "${n}"; paths: ${ALL_PATHS.map((p) => p.name).join(', ')}`);

@@ -28,6 +28,9 @@ export const COPY_MODEL: Record<string, string> = {
     'Four copies per super-packet (up to 64 KiB of TCP): TUN read of a TSO super-packet with its virtio header, ' +
     'one UDP_SEGMENT send, one UDP_GRO receive, one TUN write of the coalesced packet; syscalls per wire packet ' +
     'fall far below 1 while bytes copied per byte stay ~4.',
+  'offload-q2':
+    'As offload, split over two queues (TUN queue, socket and worker thread each); received datagrams pick their ' +
+    'socket by inner flow, so each flow stays on one queue both ways.',
   // The peers have no counters; this is what their code does (not measured here).
   'wireguard-go':
     'As weft\'s dgram tier (TUN read, UDP send, UDP receive, TUN write: four copies, one packet per syscall; this ' +

@@ -55,7 +55,7 @@ export async function benchCommand(o: BenchCliOptions): Promise<void> {
   const listed = o.only?.split(',').map((s) => s.trim()).filter((s) => s !== '');
   let only = listed && listed.length > 0 ? listed : undefined;
   if (o.peers === true) only = pathsWithPeers(only, o.quick === true);
-  const selected = only ?? (o.quick === true ? QUICK_PATHS : ALL_PATHS.map((p) => p.name));
+  const selected = only ?? (o.quick === true ? QUICK_PATHS : ALL_PATHS.filter((p) => p.optIn !== true).map((p) => p.name));
   // unknown names are left to runBench, which rejects them before anything is installed or built
   if (selected.every((n) => ALL_PATHS.some((p) => p.name === n))) await preparePeers(selected);
   const { result, outDir } = await runBench({

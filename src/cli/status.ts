@@ -60,6 +60,10 @@ export function formatStatus(doc: StatusDoc, all = false): string {
   const drops = counters.filter(([k]) => k.startsWith('drop_'));
   out.push('counters:\n' + (traffic.length === 0 ? '  (all zero)\n' : formatTable(['counter', 'value'], traffic.map(([k, v]) => [k, num(v)]))));
   out.push('drops by reason:\n' + (drops.length === 0 ? '  (none)\n' : formatTable(['reason', 'packets'], drops.map(([k, v]) => [k.slice(5), num(v)]))));
+  if (doc.queues) {
+    out.push('queues:\n' + formatTable(['queue', 'tun rx', 'udp tx', 'udp rx', 'tun tx'],
+      doc.queues.map((q) => [String(q.queue), num(q.tunRxPackets), num(q.udpTxPackets), num(q.udpRxPackets), num(q.tunTxPackets)])));
+  }
   return out.join('\n');
 }
 

@@ -11,8 +11,10 @@ import { PollPair } from './poll-pair.js';
 export interface RunnerSetup {
   readonly bindAddress: string;
   readonly port: number;
-  /** SO_REUSEPORT: several queues share the port, the kernel spreads senders' 4-tuples over them. */
+  /** SO_REUSEPORT: several queues share the port. */
   readonly reusePort: boolean;
+  /** Queue 0 of several: attach the reuseport group's steering by inner flow (native.udpSteerByInnerFlow). */
+  readonly steerQueues?: number;
   readonly mtu: number;
   readonly tun: TunOffloads;
   readonly disabled: ReadonlySet<OffloadPart>;
@@ -33,6 +35,9 @@ export class QueueRunner {
   constructor(path: PathState, setup: RunnerSetup) {
     const sockFd = native.udpOpen(setup.bindAddress, setup.port, SOCKET_BUFFER_BYTES, setup.reusePort);
     try {
+      if (setup.steerQueues !== undefined && setup.steerQueues > 1) {
+        native.udpSteerByInnerFlow(sockFd, path.encap.headerLength, path.encap.nativeId === native.ENCAP_GENEVE, setup.steerQueues);
+      }
       const udp = native.udpOffload(sockFd, !setup.disabled.has('udp_gro'));
       // Coalescing writes GSO packets to TUN, which the kernel only takes once TSO is negotiated on it.
       this.report = {

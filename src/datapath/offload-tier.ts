@@ -4,9 +4,12 @@
 // coalesces (GRO) TCP in between. TypeScript picks the route once per super-packet.
 //
 // Multi-queue (--queues N): the TUN is multi-queue; queue 0 runs here, queues 1..N-1 each in a worker thread
-// (offload-worker.ts) with its own TUN queue and its own SO_REUSEPORT socket on the same port. The kernel spreads
-// flows over TUN queues by flow hash, and incoming datagrams over the sockets by 4-tuple. Each queue counts into its
-// share of one SharedArrayBuffer; `counters` sums them.
+// (offload-worker.ts) with its own TUN queue and its own SO_REUSEPORT socket on the same port. Incoming datagrams
+// pick their socket by the inner flow (a BPF program on the reuseport group: every datagram from a peer has the
+// same 4-tuple, so the default hash would put them all in one socket); the TUN then hands each flow's outgoing
+// packets to the queue that wrote its incoming ones, so a flow stays on one queue both ways. Each queue counts into its
+// share of one SharedArrayBuffer; `counters` sums them. Per-peer counters: queue 0's live, the workers' from their
+// latest report (every TRAFFIC_REPORT_MS), summed per peer.
 //
 // The backend must open the TUN with vnetHdr (and multiQueue when queues > 1): see tunFlagsFor().
 import { Worker } from 'node:worker_threads';
@@ -32,6 +35,8 @@ export class OffloadTier implements Datapath {
   private readonly shared: SharedArrayBuffer;
   private readonly perQueue: Float64Array[] = [];
   private readonly total = new Float64Array(native.COUNTER_COUNT);
+  /** Each worker's latest per-peer report, by queue. */
+  private readonly workerTraffic = new Map<number, PeerTraffic[]>();
   private closed = false;
 
   constructor(opts: DatapathOptions) {
@@ -52,6 +57,7 @@ export class OffloadTier implements Datapath {
     const tun = probeTunOffloads(opts.tunFd, disabled);
     const setup: RunnerSetup = {
       bindAddress: opts.bindAddress, port: opts.port, reusePort: queues > 1, mtu: tunMtu(iff.name), tun, disabled,
+      steerQueues: queues,
     };
     this.path = new PathState(opts, this.perQueue[0]);
     this.runner = new QueueRunner(this.path, setup);
@@ -68,7 +74,8 @@ export class OffloadTier implements Datapath {
       };
       const w = new Worker(new URL('./offload-worker.js', import.meta.url), { workerData: init });
       w.on('message', (m: WorkerReply) => {
-        if (m.type === 'error') opts.log.error({ queue: q, err: m.message }, 'offload queue failed');
+        if (m.type === 'traffic') this.workerTraffic.set(q, m.traffic);
+        else if (m.type === 'error') opts.log.error({ queue: q, err: m.message }, 'offload queue failed');
         else opts.log.debug({ queue: q }, 'offload queue up');
       });
       w.on('error', (err) => opts.log.error({ queue: q, err: err.message }, 'offload worker died'));
@@ -85,7 +92,25 @@ export class OffloadTier implements Datapath {
   }
 
   peerTraffic(): PeerTraffic[] {
-    return this.path.peerTraffic();
+    const mine = this.path.peerTraffic();
+    if (this.workerTraffic.size === 0) return mine;
+    // Only current peers: a worker's report may still hold one that left (its counts go with it, as on queue 0).
+    const byPeer = new Map(mine.map((t) => [trafficKey(t), { ...t }]));
+    for (const report of this.workerTraffic.values()) {
+      for (const w of report) {
+        const t = byPeer.get(trafficKey(w));
+        if (t === undefined) continue;
+        t.txPackets += w.txPackets;
+        t.txBytes += w.txBytes;
+        t.rxPackets += w.rxPackets;
+        t.rxBytes += w.rxBytes;
+      }
+    }
+    return [...byPeer.values()];
+  }
+
+  queueCounters(): readonly Float64Array[] {
+    return this.perQueue;
   }
 
   setPeers(peers: readonly Peer[]): void {
@@ -105,3 +130,5 @@ export class OffloadTier implements Datapath {
     for (const w of this.workers) w.postMessage(msg);
   }
 }
+
+const trafficKey = (t: PeerTraffic): string => `${t.net}/${t.prefixLen}@${t.publicIp}`;

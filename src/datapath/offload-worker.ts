@@ -1,13 +1,14 @@
 // A worker thread running one more queue of the offload tier (queues 1..N-1): its own TUN queue, opened on the
 // same multi-queue device, and its own SO_REUSEPORT socket, driven by the same QueueRunner as queue 0. The main
-// thread sends the peer set on every change and 'close' at the end; counters go straight into the shared buffer.
+// thread sends the peer set on every change and 'close' at the end; counters go straight into the shared buffer, the
+// per-peer counters (indexed by this thread's own peer snapshot) come back as a report every second.
 import { parentPort, workerData } from 'node:worker_threads';
 import { encapByName } from '../encap/index.js';
 import { silentLogger } from '../log.js';
 import * as native from '../native.js';
 import type { OffloadPart, TunOffloads } from './offload-config.js';
 import { QueueRunner } from './offload-runner.js';
-import { PathState } from './path-state.js';
+import { PathState, type PeerTraffic } from './path-state.js';
 import type { Peer } from './peers.js';
 
 export interface WirePeer {
@@ -36,7 +37,10 @@ export interface WorkerInit {
 }
 
 export type WorkerRequest = { type: 'peers'; peers: WirePeer[] } | { type: 'close' };
-export type WorkerReply = { type: 'ready' } | { type: 'error'; message: string };
+export type WorkerReply = { type: 'ready' } | { type: 'error'; message: string } | { type: 'traffic'; traffic: PeerTraffic[] };
+
+/** How often a worker reports its per-peer counters (they are not shared memory: the peer set is per thread). */
+export const TRAFFIC_REPORT_MS = 1000;
 
 function start(init: WorkerInit): void {
   const port = parentPort;
@@ -56,6 +60,10 @@ function start(init: WorkerInit): void {
     runner = new QueueRunner(path, {
       bindAddress: init.bindAddress, port: init.port, reusePort: true, mtu: init.mtu, tun: init.tun, disabled: new Set(init.disabled),
     });
+    const report = setInterval(() => {
+      const reply: WorkerReply = { type: 'traffic', traffic: path.peerTraffic() };
+      port.postMessage(reply);
+    }, TRAFFIC_REPORT_MS);
     port.on('message', (m: WorkerRequest) => {
       if (m.type === 'peers') {
         const peers: Peer[] = m.peers.map((p) => ({
@@ -63,6 +71,7 @@ function start(init: WorkerInit): void {
         }));
         path.setPeers(peers);
       } else {
+        clearInterval(report);
         runner.close();
         native.close(tun.fd);
         port.close();

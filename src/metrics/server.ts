@@ -11,6 +11,7 @@
 import http from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from '../log.js';
+import type { QueueStatus } from '../backend/backend.js';
 
 export interface PeerStatus {
   readonly subnet: string; // "10.5.7.0/24"
@@ -57,6 +58,8 @@ export interface StatusDoc {
   readonly peers: readonly PeerStatus[];
   readonly control: ControlStats;
   readonly counters: Readonly<Record<string, number>>;
+  /** Offload tier with --queues > 1: packets per queue. */
+  readonly queues?: readonly QueueStatus[];
 }
 
 export interface MetricsSource {

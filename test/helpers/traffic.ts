@@ -4,6 +4,7 @@
 import type { Test } from 'tap';
 import type { Cluster } from '../../src/testbed/cluster.js';
 import { ping, type Host, type Pod, type Testbed } from '../../src/testbed/hosts.js';
+import type { StatusDoc } from '../../src/metrics/server.js';
 
 type Target = Host | Pod | string;
 
@@ -106,12 +107,17 @@ export async function sendDatagrams(tb: Testbed, from: Target, dst: string, port
   await new Promise((res) => setTimeout(res, 200)); // let the receiver drain its socket
 }
 
-/** The daemon's /metrics text (127.0.0.1:port inside `host`). */
-async function metricsText(tb: Testbed, host: Host, port: number): Promise<string> {
-  const script = `require('node:http').get('http://127.0.0.1:${port}/metrics', (r) => { let s = ''; r.on('data', (d) => s += d); r.on('end', () => process.stdout.write(s)); }).on('error', (e) => { console.error(e.message); process.exit(2); });`;
+/** The daemon's /metrics text, or another of its paths (127.0.0.1:port inside `host`). */
+async function metricsText(tb: Testbed, host: Host, port: number, path = '/metrics'): Promise<string> {
+  const script = `require('node:http').get('http://127.0.0.1:${port}${path}', (r) => { let s = ''; r.on('data', (d) => s += d); r.on('end', () => process.stdout.write(s)); }).on('error', (e) => { console.error(e.message); process.exit(2); });`;
   const r = await tb.exec(host, [process.execPath, '-e', script], { timeoutMs: 10_000 });
   if (r.code !== 0) throw new Error(`metrics of ${host.name}: ${r.stderr}`);
   return r.stdout;
+}
+
+/** The daemon's /status document. */
+export async function statusOf(tb: Testbed, host: Host, port: number): Promise<StatusDoc> {
+  return JSON.parse(await metricsText(tb, host, port, '/status')) as StatusDoc;
 }
 
 /** Per-peer packet counters: key "<subnet> <tx|rx>". */
