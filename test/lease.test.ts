@@ -237,6 +237,77 @@ t.test('compaction while the watcher is away: re-list converges', async (t) => {
   await done;
 });
 
+// The real registry on the real etcd; once `between` is armed, the first listing (before the caller's watch starts
+// from that listing's revision + 1) runs it: changes and a compaction past them, so the watch meets compaction.
+class CompactAfterFirstList extends EtcdRegistry {
+  /** Listings since `between` was armed (acquiring lists too). */
+  lists = 0;
+  between: (() => Promise<void>) | null = null;
+  override async listLeases(): Promise<{ leases: Lease[]; revision: string }> {
+    const listed = await super.listLeases();
+    const between = this.between;
+    if (between === null) return listed;
+    if (++this.lists === 1) await between();
+    return listed;
+  }
+}
+
+t.test('the manager\'s own peer watch falls behind compaction: it re-lists and converges', async (t) => {
+  const { cfg, prefix } = setup();
+  const r = new CompactAfterFirstList({ endpoints: [etcd.endpoint], prefix, log: silentLogger, timeoutMs: 2000 });
+  registries.push(r);
+  const other = (): EtcdRegistry => {
+    const o = new EtcdRegistry({ endpoints: [etcd.endpoint], prefix, log: silentLogger, timeoutMs: 2000 });
+    registries.push(o);
+    return o;
+  };
+  const me = manager(r, cfg, '192.0.2.1');
+  await me.acquire();
+  const p1 = await manager(other(), cfg, '192.0.2.2').acquire();
+  let p2: Lease | null = null;
+  r.between = async () => {
+    await raw.delete().key(p1.key);
+    p2 = await manager(other(), cfg, '192.0.2.3').acquire();
+    await r.compact((await raw.get('x').exec()).header.revision);
+  };
+  const state = new Map<string, string>();
+  const a = new AbortController();
+  aborts.push(a);
+  const done = me.watchPeers(a.signal, (evs) => {
+    for (const e of evs) {
+      if (e.type === 'added') state.set(e.lease.key, e.lease.attrs.PublicIP);
+      else state.delete(e.lease.key);
+    }
+  });
+  await until('converged', () => p2 !== null && state.size === 1 && state.has(p2.key), 20000);
+  t.ok(!state.has(p1.key), 'the peer that left during the gap is gone');
+  t.equal(r.lists, 2, 'one re-list after the compacted watch');
+  t.equal(me.stats.watchRestarts, 0, 'taken as compaction, not as an interrupted watch');
+  a.abort();
+  await done;
+});
+
+t.test('the manager\'s own-lease watch falls behind compaction: it re-reads and keeps the lease', async (t) => {
+  const { cfg, prefix } = setup();
+  const r = new CompactAfterFirstList({ endpoints: [etcd.endpoint], prefix, log: silentLogger, timeoutMs: 2000 });
+  registries.push(r);
+  const me = manager(r, cfg, '192.0.2.1', { ttlSeconds: 30 });
+  const held = await me.acquire();
+  r.between = async () => {
+    // Two writes, so the compaction (at the head) lies past the watch's start (the listing's revision + 1).
+    await raw.put(`${prefix}/unrelated`).value('x');
+    await raw.put(`${prefix}/unrelated`).value('y');
+    await r.compact((await raw.get('x').exec()).header.revision);
+  };
+  runInBackground(me);
+  await until('re-read', () => r.lists >= 2);
+  t.equal(me.lease?.key, held.key, 'still holds its key');
+  t.equal(me.stats.losses, 0, 'no loss');
+  t.equal(me.stats.acquisitions, 1, 'no re-acquire');
+  const value = await raw.get(held.key).string();
+  t.ok(value !== null && value.includes('192.0.2.1'), 'the key in etcd is still ours');
+});
+
 t.test('etcd killed and restarted under a running manager', async (t) => {
   const { cfg, reg } = setup();
   const r = reg();
