@@ -22,7 +22,9 @@ function say(line: string): void {
 export async function runDemo(opts: DemoOptions): Promise<void> {
   const encap = encapByName(opts.encap);
   if (!encap || encap.nativeId === null) throw new WeftError('WEFT_ERR_CONFIG', `--encap ${opts.encap}: use udp, vxlan or geneve`);
-  for (const t of opts.tiers) if (t !== 'dgram' && t !== 'batch') throw new WeftError('WEFT_ERR_CONFIG', `--tiers: unknown tier "${t}"`);
+  for (const t of opts.tiers) {
+    if (t !== 'dgram' && t !== 'batch' && t !== 'offload') throw new WeftError('WEFT_ERR_CONFIG', `--tiers: unknown tier "${t}"`);
+  }
   const seconds = Math.min(Math.max(1, opts.seconds), 30);
 
   say(`weft demo: 3 namespace hosts, etcd, Backend.Type=${encap.name}`);

@@ -103,7 +103,7 @@ async function main(argv: string[]): Promise<void> {
   program
     .command('demo')
     .description('local etcd + three namespace hosts running weft: leases, ping matrix, throughput; cleans up after')
-    .option('--tiers <list>', 'tiers to show', 'dgram,batch')
+    .option('--tiers <list>', 'tiers to show: dgram, batch, offload', 'dgram,batch,offload')
     .option('--encap <name>', 'udp | vxlan | geneve', 'udp')
     .option('--seconds <n>', 'seconds per throughput run', '3')
     .action(async (o: { tiers: string; encap: string; seconds: string }) => {
