@@ -7,6 +7,7 @@ import { WeftError, errorMessage } from '../errors.js';
 import type { Encap, LocalEncapInfo } from '../encap/encap.js';
 import { encapByName } from '../encap/index.js';
 import { openDatapath, tunFlagsFor, type Datapath, type Peer } from '../datapath/index.js';
+import { C } from '../datapath/path-state.js';
 import { formatIPv4, parseIPv4 } from '../lease/subnet.js';
 import type { Lease, LeaseEvent } from '../lease/lease.js';
 import * as iproute from '../net/iproute.js';
@@ -243,14 +244,10 @@ export class UserspaceBackend implements Backend {
   }
 }
 
-const Q = {
-  tunRx: native.counterIndex('tun_rx_packets'), udpTx: native.counterIndex('udp_tx_packets'),
-  udpRx: native.counterIndex('udp_rx_packets'), tunTx: native.counterIndex('tun_tx_packets'),
-};
-
 function queueStatus(queues: readonly Float64Array[]): QueueStatus[] | undefined {
   if (queues.length < 2) return undefined;
   return queues.map((c, queue) => ({
-    queue, tunRxPackets: c[Q.tunRx] ?? 0, udpTxPackets: c[Q.udpTx] ?? 0, udpRxPackets: c[Q.udpRx] ?? 0, tunTxPackets: c[Q.tunTx] ?? 0,
+    queue, tunRxPackets: c[C.tunRxPackets] ?? 0, udpTxPackets: c[C.udpTxPackets] ?? 0,
+    udpRxPackets: c[C.udpRxPackets] ?? 0, tunTxPackets: c[C.tunTxPackets] ?? 0,
   }));
 }

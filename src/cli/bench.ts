@@ -4,7 +4,7 @@
 import { ConfigError } from '../errors.js';
 import { runBench } from '../bench/runner.js';
 import { terminalTable } from '../bench/report.js';
-import { ALL_PATHS, QUICK_PATHS, REFERENCE_PATH } from '../bench/paths.js';
+import { ALL_PATHS, QUICK_PATHS, REFERENCE_PATH, selectPaths } from '../bench/paths.js';
 import { ensurePeerInstalled, isPeerName, PEER_NAMES } from '../bench/peers/index.js';
 
 export interface BenchCliOptions {
@@ -55,9 +55,8 @@ export async function benchCommand(o: BenchCliOptions): Promise<void> {
   const listed = o.only?.split(',').map((s) => s.trim()).filter((s) => s !== '');
   let only = listed && listed.length > 0 ? listed : undefined;
   if (o.peers === true) only = pathsWithPeers(only, o.quick === true);
-  const selected = only ?? (o.quick === true ? QUICK_PATHS : ALL_PATHS.filter((p) => p.optIn !== true).map((p) => p.name));
-  // unknown names are left to runBench, which rejects them before anything is installed or built
-  if (selected.every((n) => ALL_PATHS.some((p) => p.name === n))) await preparePeers(selected);
+  // selectPaths rejects unknown names, before anything is installed or built
+  await preparePeers(selectPaths(only, o.quick === true).map((p) => p.name));
   const { result, outDir } = await runBench({
     quick: o.quick === true,
     only,
