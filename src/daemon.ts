@@ -231,7 +231,8 @@ async function peersInPath(listed: Promise<void>, backend: Backend, log: Logger)
   let timer: NodeJS.Timeout | undefined;
   const inTime = await Promise.race([
     listed.then(() => true),
-    new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), PEERS_WAIT_MS))),
+    // unref: a stop during startup must not wait for this timer
+    new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), PEERS_WAIT_MS).unref())),
   ]);
   clearTimeout(timer);
   if (inTime) await backend.settled();
