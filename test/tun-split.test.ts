@@ -52,19 +52,25 @@ interface TcpOpts {
   readonly sport?: number;
 }
 
-/** An IPv4/TCP packet of `len` bytes (DF, TTL 64) with valid checksums; payload byte i is (i * 7 + 3) & 255. */
-function tcpPacket(o: TcpOpts): Buffer {
-  const thl = o.timestamps ? 32 : 20;
-  const p = Buffer.alloc(o.len);
+/** A `len`-byte buffer starting with an IPv4 header REMOTE -> LOCAL (DF, TTL 64, valid checksum). */
+function ipv4Packet(len: number, protocol: number, id = 0): Buffer {
+  const p = Buffer.alloc(len);
   p[0] = 0x45;
-  p.writeUInt16BE(o.len, 2);
-  p.writeUInt16BE(o.id ?? 0x1234, 4);
+  p.writeUInt16BE(len, 2);
+  p.writeUInt16BE(id, 4);
   p.writeUInt16BE(0x4000, 6);
   p[8] = 64;
-  p[9] = 6;
+  p[9] = protocol;
   p.writeUInt32BE(REMOTE, 12);
   p.writeUInt32BE(LOCAL, 16);
   p.writeUInt16BE(~sum16(p, 0, 20) & 0xffff, 10);
+  return p;
+}
+
+/** An IPv4/TCP packet of `len` bytes (DF, TTL 64) with valid checksums; payload byte i is (i * 7 + 3) & 255. */
+function tcpPacket(o: TcpOpts): Buffer {
+  const thl = o.timestamps ? 32 : 20;
+  const p = ipv4Packet(o.len, 6, o.id ?? 0x1234);
   const tcp = 20;
   p.writeUInt16BE(o.sport ?? 40000, tcp);
   p.writeUInt16BE(DPORT, tcp + 2);
@@ -84,15 +90,7 @@ function tcpPacket(o: TcpOpts): Buffer {
 }
 
 function udpPacket(len: number): Buffer {
-  const p = Buffer.alloc(len);
-  p[0] = 0x45;
-  p.writeUInt16BE(len, 2);
-  p.writeUInt16BE(0x4000, 6);
-  p[8] = 64;
-  p[9] = 17;
-  p.writeUInt32BE(REMOTE, 12);
-  p.writeUInt32BE(LOCAL, 16);
-  p.writeUInt16BE(~sum16(p, 0, 20) & 0xffff, 10);
+  const p = ipv4Packet(len, 17);
   p.writeUInt16BE(40001, 20);
   p.writeUInt16BE(DPORT, 22);
   p.writeUInt16BE(len - 20, 24);
