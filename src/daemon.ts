@@ -22,7 +22,8 @@ import { startMetricsServer, type PeerStatus, type StatusDoc } from './metrics/s
 
 const VERSION = (() => {
   try {
-    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
+      .version;
   } catch {
     return 'unknown';
   }
@@ -32,12 +33,18 @@ const VERSION = (() => {
  * Refuses a Network that overlaps the underlay (the interface's own subnets or the public IP): the TUN route for the
  * Network would swallow the traffic to the other hosts, and the overlay would carry itself.
  */
-export function checkUnderlayOverlap(network: NetworkConfig, external: ExternalInterface, underlayCidrs: readonly string[]): void {
+export function checkUnderlayOverlap(
+  network: NetworkConfig,
+  external: ExternalInterface,
+  underlayCidrs: readonly string[],
+): void {
   const net = network.network;
   for (const addr of [external.publicIp, external.ifaceIp]) {
     const ip = parseIPv4(addr);
     if (ip !== null && containsIP(net, ip)) {
-      throw new NetworkConfigError(`network config: Network ${formatSubnet(net)} contains the underlay address ${addr} (${external.name}): pick a Network that does not overlap the hosts' own addresses`);
+      throw new NetworkConfigError(
+        `network config: Network ${formatSubnet(net)} contains the underlay address ${addr} (${external.name}): pick a Network that does not overlap the hosts' own addresses`,
+      );
     }
   }
   for (const cidr of underlayCidrs) {
@@ -45,7 +52,9 @@ export function checkUnderlayOverlap(network: NetworkConfig, external: ExternalI
     if (c === null) continue;
     const sn = makeSubnet(c.ip, c.prefixLen);
     if (overlaps(sn, net)) {
-      throw new NetworkConfigError(`network config: Network ${formatSubnet(net)} overlaps the underlay ${formatSubnet(sn)} on ${external.name}: pick a Network that does not overlap the hosts' own addresses`);
+      throw new NetworkConfigError(
+        `network config: Network ${formatSubnet(net)} overlaps the underlay ${formatSubnet(sn)} on ${external.name}: pick a Network that does not overlap the hosts' own addresses`,
+      );
     }
   }
 }
@@ -53,9 +62,10 @@ export function checkUnderlayOverlap(network: NetworkConfig, external: ExternalI
 export async function findExternalInterface(config: DaemonConfig): Promise<ExternalInterface> {
   let iface: iproute.Interface | null;
   if (config.iface !== undefined) {
-    iface = parseIPv4(config.iface) !== null
-      ? await iproute.interfaceByAddress(config.iface)
-      : await iproute.interfaceByName(config.iface);
+    iface =
+      parseIPv4(config.iface) !== null
+        ? await iproute.interfaceByAddress(config.iface)
+        : await iproute.interfaceByName(config.iface);
     if (!iface) throw new ConfigError(`--iface=${config.iface}: no such interface or address`);
   } else {
     iface = await iproute.defaultRouteInterface();
@@ -67,7 +77,12 @@ export async function findExternalInterface(config: DaemonConfig): Promise<Exter
 }
 
 /** Reads `<prefix>/config`, waiting (and saying so once) while it is missing or etcd is unreachable. */
-async function waitForNetworkConfig(registry: EtcdRegistry, config: DaemonConfig, log: Logger, signal: AbortSignal): Promise<NetworkConfig> {
+async function waitForNetworkConfig(
+  registry: EtcdRegistry,
+  config: DaemonConfig,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<NetworkConfig> {
   let said = '';
   let delay = 100;
   for (;;) {
@@ -81,7 +96,8 @@ async function waitForNetworkConfig(registry: EtcdRegistry, config: DaemonConfig
     } catch (e) {
       if (!(e instanceof WeftError) || e.code !== 'WEFT_ERR_ETCD') throw e;
       state = 'unreachable';
-      if (said !== state) log.warn({ endpoints: config.etcdEndpoints, err: errorMessage(e) }, 'etcd unreachable, retrying');
+      if (said !== state)
+        log.warn({ endpoints: config.etcdEndpoints, err: errorMessage(e) }, 'etcd unreachable, retrying');
     }
     said = state;
     await sleep(delay, undefined, { signal });
@@ -112,7 +128,10 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     checkUnderlayOverlap(network, external, (await iproute.interfaceByName(external.name))?.cidrs ?? []);
     if (config.encapModule !== undefined) {
       const encap = await loadEncapModule(config.encapModule);
-      log.info({ module: config.encapModule, encap: encap.name, backendType: encap.backendType }, 'encap module loaded');
+      log.info(
+        { module: config.encapModule, encap: encap.name, backendType: encap.backendType },
+        'encap module loaded',
+      );
     }
     backend = createBackend({ network, config, external, log });
     const previous = readSubnetEnv(config.subnetFile);
@@ -135,7 +154,12 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
       await masq?.apply(formatSubnet(lease.subnet));
     };
     const publish = async (lease: Lease): Promise<void> => {
-      await writeSubnetEnv(config.subnetFile, { network: network.network, subnet: lease.subnet, mtu: active.mtu, ipMasq: config.ipMasq });
+      await writeSubnetEnv(config.subnetFile, {
+        network: network.network,
+        subnet: lease.subnet,
+        mtu: active.mtu,
+        ipMasq: config.ipMasq,
+      });
       log.info({ subnet: lease.key, file: config.subnetFile, peers: active.status().peers }, 'subnet.env written');
     };
     const first = await acquireAtStart(manager, log, signal);
@@ -158,7 +182,8 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     const secondsLeft = (l: Lease | null): number | null =>
       l === null || l.expiresAt === null || isReservation(l) ? null : Math.round((l.expiresAt - Date.now()) / 100) / 10;
     const started = Date.now();
-    const healthy = (): boolean => active.running && (manager.lease?.expiresAt ?? (manager.lease ? Infinity : 0)) > Date.now();
+    const healthy = (): boolean =>
+      active.running && (manager.lease?.expiresAt ?? (manager.lease ? Infinity : 0)) > Date.now();
     const peerList = (): PeerStatus[] =>
       [...peerLeases.values()].map((l) => ({
         subnet: formatSubnet(l.subnet),
@@ -181,32 +206,41 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
         encap: network.backend.Type,
         device: st.device,
         publicIp: external.publicIp,
-        lease: lease === null ? null : { subnet: formatSubnet(lease.subnet), key: lease.key, secondsLeft: secondsLeft(lease) },
+        lease:
+          lease === null
+            ? null
+            : { subnet: formatSubnet(lease.subnet), key: lease.key, secondsLeft: secondsLeft(lease) },
         peers: peerList(),
         control: { ...manager.stats },
         counters: st.counters,
         ...(st.queues ? { queues: st.queues } : {}),
       };
     };
-    server = config.healthzPort > 0
-      ? startMetricsServer(config.healthzIp, config.healthzPort, {
-          healthy,
-          counters: () => active.status().counters,
-          leaseSecondsLeft: () => secondsLeft(manager.lease),
-          peers: () => active.status().peers,
-          peerList,
-          peerTraffic: () => active.status().peerTraffic ?? [],
-          control: () => ({ ...manager.stats }),
-          status,
-        }, log)
-      : null;
+    server =
+      config.healthzPort > 0
+        ? startMetricsServer(
+            config.healthzIp,
+            config.healthzPort,
+            {
+              healthy,
+              counters: () => active.status().counters,
+              leaseSecondsLeft: () => secondsLeft(manager.lease),
+              peers: () => active.status().peers,
+              peerList,
+              peerTraffic: () => active.status().peerTraffic ?? [],
+              control: () => ({ ...manager.stats }),
+              status,
+            },
+            log,
+          )
+        : null;
     // The loops run from here on; `loops` settles to their error (or null) so nothing rejects unobserved meanwhile.
     let listed = (): void => {};
     const peersListed = new Promise<void>((resolve) => (listed = resolve));
-    const loops = Promise.all([
-      manager.run(signal),
-      manager.watchPeers(signal, onPeers, () => listed()),
-    ]).then(() => null, (e: unknown) => e);
+    const loops = Promise.all([manager.run(signal), manager.watchPeers(signal, onPeers, () => listed())]).then(
+      () => null,
+      (e: unknown) => e,
+    );
     // subnet.env is what Docker and weft-cni start pods from, so it is written once the peers are in the forwarding
     // path: a pod's first packet then finds its route. A slow first listing delays it by PEERS_WAIT_MS at most.
     if (await Promise.race([peersInPath(peersListed, active, log), loops.then(() => false)])) await publish(first);
@@ -218,7 +252,9 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     // Abort the lease loops too when we leave on an error (e.g. the network config changed under us).
     abort.abort();
     server?.close();
-    await masq?.remove().catch((e: unknown) => log.warn({ err: errorMessage(e) }, '--ip-masq: removing the rules failed'));
+    await masq
+      ?.remove()
+      .catch((e: unknown) => log.warn({ err: errorMessage(e) }, '--ip-masq: removing the rules failed'));
     await backend?.stop();
     await registry.close();
   }
@@ -236,7 +272,11 @@ async function peersInPath(listed: Promise<void>, backend: Backend, log: Logger)
   ]);
   clearTimeout(timer);
   if (inTime) await backend.settled();
-  else log.warn({ waitedMs: PEERS_WAIT_MS }, 'peer list not loaded yet; writing subnet.env anyway, peers follow when etcd answers');
+  else
+    log.warn(
+      { waitedMs: PEERS_WAIT_MS },
+      'peer list not loaded yet; writing subnet.env anyway, peers follow when etcd answers',
+    );
   return true;
 }
 

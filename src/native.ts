@@ -49,20 +49,79 @@ interface Addon {
   pollStart(fd: number, events: number, cb: (events: number) => void): PollHandle;
   pollUpdate(h: PollHandle, events: number): void;
   pollStop(h: PollHandle): void;
-  tunRead(fd: number, slab: Buffer, slotSize: number, headroom: number, len: Int32Array, max: number,
-    counters: Float64Array): number;
-  encapBatch(encap: number, slab: Buffer, slotSize: number, headroom: number, len: Int32Array, off: Int32Array,
-    peer: Int32Array, count: number, peerTable: Buffer, localMac: Buffer, vni: number, counters: Float64Array): void;
-  sendBatch(fd: number, slab: Buffer, off: Int32Array, len: Int32Array, peer: Int32Array, start: number, count: number,
-    peerTable: Buffer, counters: Float64Array): number;
-  udpRecv(fd: number, slab: Buffer, slotSize: number, len: Int32Array, addr: Uint32Array, max: number,
-    counters: Float64Array): number;
-  decapBatch(encap: number, slab: Buffer, slotSize: number, len: Int32Array, off: Int32Array, count: number,
-    vni: number, counters: Float64Array): void;
-  tunWrite(fd: number, slab: Buffer, off: Int32Array, len: Int32Array, count: number, counters: Float64Array,
-    mtu?: number): number;
-  icmpError(tunFd: number, slab: Buffer, pktOff: number, pktLen: number, type: number, code: number,
-    fromAddr: number, scratch: Buffer, counters: Float64Array): boolean;
+  tunRead(
+    fd: number,
+    slab: Buffer,
+    slotSize: number,
+    headroom: number,
+    len: Int32Array,
+    max: number,
+    counters: Float64Array,
+  ): number;
+  encapBatch(
+    encap: number,
+    slab: Buffer,
+    slotSize: number,
+    headroom: number,
+    len: Int32Array,
+    off: Int32Array,
+    peer: Int32Array,
+    count: number,
+    peerTable: Buffer,
+    localMac: Buffer,
+    vni: number,
+    counters: Float64Array,
+  ): void;
+  sendBatch(
+    fd: number,
+    slab: Buffer,
+    off: Int32Array,
+    len: Int32Array,
+    peer: Int32Array,
+    start: number,
+    count: number,
+    peerTable: Buffer,
+    counters: Float64Array,
+  ): number;
+  udpRecv(
+    fd: number,
+    slab: Buffer,
+    slotSize: number,
+    len: Int32Array,
+    addr: Uint32Array,
+    max: number,
+    counters: Float64Array,
+  ): number;
+  decapBatch(
+    encap: number,
+    slab: Buffer,
+    slotSize: number,
+    len: Int32Array,
+    off: Int32Array,
+    count: number,
+    vni: number,
+    counters: Float64Array,
+  ): void;
+  tunWrite(
+    fd: number,
+    slab: Buffer,
+    off: Int32Array,
+    len: Int32Array,
+    count: number,
+    counters: Float64Array,
+    mtu?: number,
+  ): number;
+  icmpError(
+    tunFd: number,
+    slab: Buffer,
+    pktOff: number,
+    pktLen: number,
+    type: number,
+    code: number,
+    fromAddr: number,
+    scratch: Buffer,
+    counters: Float64Array,
+  ): boolean;
   tunReadOne(fd: number, buf: Buffer, off: number, max: number, counters: Float64Array): number;
   tunWriteOne(fd: number, buf: Buffer, off: number, len: number, counters: Float64Array, mtu?: number): boolean;
   readonly VNET_HDR_LEN: number;
@@ -72,24 +131,103 @@ interface Addon {
   tunSetOffload(fd: number, flags: number): boolean;
   tunGetIff(fd: number): { name: string; flags: number };
   udpOffload(fd: number, wantGro: boolean): { segment: boolean; gro: boolean };
-  tunReadVnet(fd: number, slab: Buffer, slotSize: number, headroom: number, len: Int32Array, max: number,
-    counters: Float64Array): number;
-  offloadEncap(encap: number, slab: Buffer, slotSize: number, headroom: number, len: Int32Array, peer: Int32Array,
-    count: number, peerTable: Buffer, localMac: Buffer, vni: number, mtu: number, train: Buffer, msgOff: Int32Array,
-    msgLen: Int32Array, msgGso: Int32Array, msgPeer: Int32Array, maxMsgs: number, counters: Float64Array): number;
-  sendTrain(fd: number, train: Buffer, msgOff: Int32Array, msgLen: Int32Array, msgGso: Int32Array, msgPeer: Int32Array,
-    start: number, count: number, peerTable: Buffer, state: Int32Array, counters: Float64Array): number;
-  udpRecvGro(fd: number, slab: Buffer, slotSize: number, len: Int32Array, addr: Uint32Array, gso: Int32Array,
-    max: number, counters: Float64Array): number;
-  offloadDecap(encap: number, slab: Buffer, slotSize: number, len: Int32Array, gso: Int32Array, addr: Uint32Array,
-    count: number, vni: number, segOff: Int32Array, segLen: Int32Array, segAddr: Uint32Array, segMax: number,
-    counters: Float64Array): number;
-  groWrite(tunFd: number, slab: Buffer, segOff: Int32Array, segLen: Int32Array, count: number, coalesce: boolean,
-    counters: Float64Array): number;
-  groBuild(slab: Buffer, segOff: Int32Array, segLen: Int32Array, count: number, coalesce: boolean, out: Buffer,
-    outLen: Int32Array, counters: Float64Array): number;
-  gsoSplit(buf: Buffer, pktOff: number, len: number, mtu: number, out: Buffer, room: number, ttlDec: boolean,
-    result: Int32Array, counters: Float64Array): number;
+  tunReadVnet(
+    fd: number,
+    slab: Buffer,
+    slotSize: number,
+    headroom: number,
+    len: Int32Array,
+    max: number,
+    counters: Float64Array,
+  ): number;
+  offloadEncap(
+    encap: number,
+    slab: Buffer,
+    slotSize: number,
+    headroom: number,
+    len: Int32Array,
+    peer: Int32Array,
+    count: number,
+    peerTable: Buffer,
+    localMac: Buffer,
+    vni: number,
+    mtu: number,
+    train: Buffer,
+    msgOff: Int32Array,
+    msgLen: Int32Array,
+    msgGso: Int32Array,
+    msgPeer: Int32Array,
+    maxMsgs: number,
+    counters: Float64Array,
+  ): number;
+  sendTrain(
+    fd: number,
+    train: Buffer,
+    msgOff: Int32Array,
+    msgLen: Int32Array,
+    msgGso: Int32Array,
+    msgPeer: Int32Array,
+    start: number,
+    count: number,
+    peerTable: Buffer,
+    state: Int32Array,
+    counters: Float64Array,
+  ): number;
+  udpRecvGro(
+    fd: number,
+    slab: Buffer,
+    slotSize: number,
+    len: Int32Array,
+    addr: Uint32Array,
+    gso: Int32Array,
+    max: number,
+    counters: Float64Array,
+  ): number;
+  offloadDecap(
+    encap: number,
+    slab: Buffer,
+    slotSize: number,
+    len: Int32Array,
+    gso: Int32Array,
+    addr: Uint32Array,
+    count: number,
+    vni: number,
+    segOff: Int32Array,
+    segLen: Int32Array,
+    segAddr: Uint32Array,
+    segMax: number,
+    counters: Float64Array,
+  ): number;
+  groWrite(
+    tunFd: number,
+    slab: Buffer,
+    segOff: Int32Array,
+    segLen: Int32Array,
+    count: number,
+    coalesce: boolean,
+    counters: Float64Array,
+  ): number;
+  groBuild(
+    slab: Buffer,
+    segOff: Int32Array,
+    segLen: Int32Array,
+    count: number,
+    coalesce: boolean,
+    out: Buffer,
+    outLen: Int32Array,
+    counters: Float64Array,
+  ): number;
+  gsoSplit(
+    buf: Buffer,
+    pktOff: number,
+    len: number,
+    mtu: number,
+    out: Buffer,
+    room: number,
+    ttlDec: boolean,
+    result: Int32Array,
+    counters: Float64Array,
+  ): number;
 }
 
 const require = createRequire(import.meta.url);
@@ -124,18 +262,51 @@ export const ICMP_SCRATCH_MIN: number = addon.ICMP_SCRATCH_MIN;
 // below only give them types and are checked against C when this module loads. ----
 
 export type DropName =
-  | 'malformed' | 'truncated' | 'ttl_exceeded' | 'bad_flags' | 'bad_vni' | 'bad_ethertype' | 'bad_version'
-  | 'geneve_critical' | 'send_error' | 'tun_write_error' | 'no_route' | 'unknown_peer' | 'spoofed_source'
-  | 'no_slot' | 'too_big' | 'bad_csum';
+  | 'malformed'
+  | 'truncated'
+  | 'ttl_exceeded'
+  | 'bad_flags'
+  | 'bad_vni'
+  | 'bad_ethertype'
+  | 'bad_version'
+  | 'geneve_critical'
+  | 'send_error'
+  | 'tun_write_error'
+  | 'no_route'
+  | 'unknown_peer'
+  | 'spoofed_source'
+  | 'no_slot'
+  | 'too_big'
+  | 'bad_csum';
 export type CounterName =
-  | 'tun_rx_packets' | 'tun_rx_bytes' | 'tun_tx_packets' | 'tun_tx_bytes' | 'udp_tx_packets' | 'udp_tx_bytes'
-  | 'udp_rx_packets' | 'udp_rx_bytes' | 'syscalls_tun_read' | 'syscalls_tun_write' | 'syscalls_send'
-  | 'syscalls_recv' | 'copied_user_to_kernel_bytes' | 'copied_kernel_to_user_bytes' | 'icmp_sent'
-  | OffloadCounterName | `drop_${DropName}`;
+  | 'tun_rx_packets'
+  | 'tun_rx_bytes'
+  | 'tun_tx_packets'
+  | 'tun_tx_bytes'
+  | 'udp_tx_packets'
+  | 'udp_tx_bytes'
+  | 'udp_rx_packets'
+  | 'udp_rx_bytes'
+  | 'syscalls_tun_read'
+  | 'syscalls_tun_write'
+  | 'syscalls_send'
+  | 'syscalls_recv'
+  | 'copied_user_to_kernel_bytes'
+  | 'copied_kernel_to_user_bytes'
+  | 'icmp_sent'
+  | OffloadCounterName
+  | `drop_${DropName}`;
 /** Counters only the offload tier moves (zero on the others). */
 export type OffloadCounterName =
-  | 'gso_superpackets' | 'gso_segments' | 'csum_completed' | 'udp_gso_sends' | 'udp_gso_fallbacks'
-  | 'udp_gro_datagrams' | 'gro_superpackets' | 'gro_coalesced' | 'gro_csum_bad';
+  | 'gso_superpackets'
+  | 'gso_segments'
+  | 'csum_completed'
+  | 'udp_gso_sends'
+  | 'udp_gso_fallbacks'
+  | 'udp_gro_datagrams'
+  | 'gro_superpackets'
+  | 'gro_coalesced'
+  | 'gro_csum_bad';
 
 /** Counter names in index order, straight from C. */
 export const counterNames = addon.counterNames as readonly CounterName[];
@@ -194,21 +365,57 @@ export const VERDICT_BAD_CSUM = verdictOf('bad_csum');
 // A stale build must fail loudly at load, not miscount silently.
 {
   const want: readonly string[] = [
-    'tun_rx_packets', 'tun_rx_bytes', 'tun_tx_packets', 'tun_tx_bytes', 'udp_tx_packets', 'udp_tx_bytes',
-    'udp_rx_packets', 'udp_rx_bytes', 'syscalls_tun_read', 'syscalls_tun_write', 'syscalls_send', 'syscalls_recv',
-    'copied_user_to_kernel_bytes', 'copied_kernel_to_user_bytes', 'icmp_sent',
-    'gso_superpackets', 'gso_segments', 'csum_completed', 'udp_gso_sends', 'udp_gso_fallbacks', 'udp_gro_datagrams',
-    'gro_superpackets', 'gro_coalesced', 'gro_csum_bad',
+    'tun_rx_packets',
+    'tun_rx_bytes',
+    'tun_tx_packets',
+    'tun_tx_bytes',
+    'udp_tx_packets',
+    'udp_tx_bytes',
+    'udp_rx_packets',
+    'udp_rx_bytes',
+    'syscalls_tun_read',
+    'syscalls_tun_write',
+    'syscalls_send',
+    'syscalls_recv',
+    'copied_user_to_kernel_bytes',
+    'copied_kernel_to_user_bytes',
+    'icmp_sent',
+    'gso_superpackets',
+    'gso_segments',
+    'csum_completed',
+    'udp_gso_sends',
+    'udp_gso_fallbacks',
+    'udp_gro_datagrams',
+    'gro_superpackets',
+    'gro_coalesced',
+    'gro_csum_bad',
   ] satisfies readonly CounterName[];
   const drops: readonly DropName[] = [
-    'malformed', 'truncated', 'ttl_exceeded', 'bad_flags', 'bad_vni', 'bad_ethertype', 'bad_version',
-    'geneve_critical', 'send_error', 'tun_write_error', 'no_route', 'unknown_peer', 'spoofed_source', 'no_slot',
-    'too_big', 'bad_csum',
+    'malformed',
+    'truncated',
+    'ttl_exceeded',
+    'bad_flags',
+    'bad_vni',
+    'bad_ethertype',
+    'bad_version',
+    'geneve_critical',
+    'send_error',
+    'tun_write_error',
+    'no_route',
+    'unknown_peer',
+    'spoofed_source',
+    'no_slot',
+    'too_big',
+    'bad_csum',
   ];
   const c = new Set<string>(counterNames);
   const d = new Set<string>(dropNames);
-  const ok = counterNames.length === COUNTER_COUNT && c.size === want.length + drops.length &&
-    want.every((n) => c.has(n)) && drops.every((n) => d.has(n) && c.has(`drop_${n}`)) && d.size === drops.length;
+  const ok =
+    counterNames.length === COUNTER_COUNT &&
+    c.size === want.length + drops.length &&
+    want.every((n) => c.has(n)) &&
+    drops.every((n) => d.has(n) && c.has(`drop_${n}`)) &&
+    d.size === drops.length;
   if (!ok) throw new Error(`weft.node counters do not match src/native.ts: ${counterNames.join(',')}`);
 }
 
@@ -226,8 +433,11 @@ export interface BatchState {
 }
 
 /** Allocate a direction's batch state once; every batch call reuses it. */
-export function createBatch(slots: number, slotSize: number = SLOT_SIZE,
-  counters: Float64Array = new Float64Array(COUNTER_COUNT)): BatchState {
+export function createBatch(
+  slots: number,
+  slotSize: number = SLOT_SIZE,
+  counters: Float64Array = new Float64Array(COUNTER_COUNT),
+): BatchState {
   if (!Number.isInteger(slots) || slots < 1 || slots * slotSize > 0x7fffffff) {
     throw new RangeError(`createBatch: slots ${slots} * slotSize ${slotSize} out of range`);
   }
@@ -244,8 +454,14 @@ export function createBatch(slots: number, slotSize: number = SLOT_SIZE,
 }
 
 /** Fill peer record `index` of a JS-owned table (no native call). mac: 'aa:bb:..' or 6 bytes. */
-export function writePeerRecord(table: Buffer, index: number, ipv4: string, port: number,
-  mac: string | Uint8Array, vni: number): void {
+export function writePeerRecord(
+  table: Buffer,
+  index: number,
+  ipv4: string,
+  port: number,
+  mac: string | Uint8Array,
+  vni: number,
+): void {
   const at = index * PEER_RECORD_SIZE;
   if (!Number.isInteger(index) || index < 0 || at + PEER_RECORD_SIZE > table.length) {
     throw new RangeError(`peer index ${index} outside a table of ${table.length / PEER_RECORD_SIZE} records`);

@@ -20,7 +20,11 @@ interface Run {
   stderr: string;
 }
 
-function runCli(args: string[], timeoutMs: number, onStderr?: (text: string, kill: (s: NodeJS.Signals) => void) => void): Promise<Run> {
+function runCli(
+  args: string[],
+  timeoutMs: number,
+  onStderr?: (text: string, kill: (s: NodeJS.Signals) => void) => void,
+): Promise<Run> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [WEFT_CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -40,7 +44,10 @@ function runCli(args: string[], timeoutMs: number, onStderr?: (text: string, kil
 
 function namespacesOf(id: number): string[] {
   const out = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-  return out.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith(`w${id}-`));
+  return out
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => n.startsWith(`w${id}-`));
 }
 
 // Daemons and etcd of testbed <id> carry its bridge address (198.18.<id>.254) on their command line.
@@ -70,7 +77,19 @@ t.test('quick run on underlay and batch/udp: schema, numbers, files, cleanup', a
   const out = mkdtempSync(join(tmpdir(), 'weft-bench-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   const r = await runCli(
-    ['bench', '--quick', '--only', 'underlay,batch/udp', '--seconds', '1', '--round-trips', '200', '--out', out, '--json'],
+    [
+      'bench',
+      '--quick',
+      '--only',
+      'underlay,batch/udp',
+      '--seconds',
+      '1',
+      '--round-trips',
+      '200',
+      '--out',
+      out,
+      '--json',
+    ],
     150_000,
   );
   t.equal(r.code, 0, `bench exits 0 (stderr tail: ${r.stderr.slice(-400)})`);
@@ -82,14 +101,42 @@ t.test('quick run on underlay and batch/udp: schema, numbers, files, cleanup', a
   t.same(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')), res, 'results.json holds the same result');
 
   const want: Record<string, MetricKey[]> = {
-    underlay: ['tcp1_gbps', 'tcp4_gbps', 'udp64_kpps', 'udp64_loss_pct', 'udp1400_gbps', 'udp1400_loss_pct', 'lat_p50_us', 'lat_p99_us',
-      'cpu_kernel_s_per_gb', 'cpu_total_s_per_gb', 'endpoint_rcvbuf_errors'],
-    'batch/udp': ['tcp1_gbps', 'tcp4_gbps', 'udp64_kpps', 'udp1400_gbps', 'lat_p50_us', 'lat_p99_us', 'cpu_daemon_s_per_gb',
-      'cpu_kernel_s_per_gb', 'syscalls_per_packet', 'copied_bytes_per_packet', 'copies_per_byte', 'host_rcvbuf_errors', 'daemon_rss_mb'],
+    underlay: [
+      'tcp1_gbps',
+      'tcp4_gbps',
+      'udp64_kpps',
+      'udp64_loss_pct',
+      'udp1400_gbps',
+      'udp1400_loss_pct',
+      'lat_p50_us',
+      'lat_p99_us',
+      'cpu_kernel_s_per_gb',
+      'cpu_total_s_per_gb',
+      'endpoint_rcvbuf_errors',
+    ],
+    'batch/udp': [
+      'tcp1_gbps',
+      'tcp4_gbps',
+      'udp64_kpps',
+      'udp1400_gbps',
+      'lat_p50_us',
+      'lat_p99_us',
+      'cpu_daemon_s_per_gb',
+      'cpu_kernel_s_per_gb',
+      'syscalls_per_packet',
+      'copied_bytes_per_packet',
+      'copies_per_byte',
+      'host_rcvbuf_errors',
+      'daemon_rss_mb',
+    ],
   };
   for (const p of res.paths) {
     t.equal(p.status, 'ok', `${p.name}: ok${p.reason ? ` (${p.reason})` : ''}`);
-    t.same(p.samples.map((s) => s.test), [...TEST_KINDS], `${p.name}: one sample per test kind`);
+    t.same(
+      p.samples.map((s) => s.test),
+      [...TEST_KINDS],
+      `${p.name}: one sample per test kind`,
+    );
     for (const s of p.samples) t.ok(s.ok, `${p.name} ${s.test} succeeded${s.error ? `: ${s.error}` : ''}`);
     for (const k of want[p.name] ?? []) {
       t.ok(finite(p.summary[k]?.median), `${p.name}: ${METRICS[k].label} is a number (${p.summary[k]?.median})`);
@@ -121,21 +168,37 @@ function peerLeftovers(id: number): string[] {
     try {
       const comm = readFileSync(`/proc/${d}/comm`, 'utf8').trim();
       const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').join(' ');
-      if (['wireguard-go', 'nebula', 'tincd'].includes(comm) && new RegExp(`w${id}(wg|neb|tinc|-)`).test(cmd)) left.push(`process ${d}: ${cmd}`);
+      if (['wireguard-go', 'nebula', 'tincd'].includes(comm) && new RegExp(`w${id}(wg|neb|tinc|-)`).test(cmd))
+        left.push(`process ${d}: ${cmd}`);
     } catch {
       // exited meanwhile
     }
   }
-  for (const n of [1, 2]) if (existsSync(`/var/run/wireguard/w${id}wg${n}.sock`)) left.push(`socket /var/run/wireguard/w${id}wg${n}.sock`);
-  for (const f of readdirSync(tmpdir())) if (f.startsWith(`weft-peer-w${id}-`)) left.push(`temp folder ${join(tmpdir(), f)}`);
+  for (const n of [1, 2])
+    if (existsSync(`/var/run/wireguard/w${id}wg${n}.sock`)) left.push(`socket /var/run/wireguard/w${id}wg${n}.sock`);
+  for (const f of readdirSync(tmpdir()))
+    if (f.startsWith(`weft-peer-w${id}-`)) left.push(`temp folder ${join(tmpdir(), f)}`);
   return left;
 }
 
-t.test('wireguard-go: installed, measured like weft\'s paths, nothing of it left', async (t) => {
+t.test("wireguard-go: installed, measured like weft's paths, nothing of it left", async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'weft-bench-peer-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   const r = await runCli(
-    ['bench', '--only', 'underlay,wireguard-go', '--repeats', '1', '--seconds', '1', '--round-trips', '100', '--out', out, '--json'],
+    [
+      'bench',
+      '--only',
+      'underlay,wireguard-go',
+      '--repeats',
+      '1',
+      '--seconds',
+      '1',
+      '--round-trips',
+      '100',
+      '--out',
+      out,
+      '--json',
+    ],
     // the first run may install the Debian packages
     600_000,
   );
@@ -145,13 +208,25 @@ t.test('wireguard-go: installed, measured like weft\'s paths, nothing of it left
   t.equal(wg?.status, 'ok', `wireguard-go ok${wg?.reason ? ` (${wg.reason})` : ''}`);
   t.equal(wg?.kind, 'peer', 'kind peer');
   t.match(wg?.title ?? '', /wireguard-go \d[^,]*, wireguard-tools \d/, 'title names the installed Debian versions');
-  for (const k of ['tcp1_gbps', 'tcp4_gbps', 'udp64_kpps', 'lat_p50_us', 'cpu_daemon_s_per_gb', 'host_rcvbuf_errors', 'daemon_rss_mb'] as MetricKey[]) {
+  for (const k of [
+    'tcp1_gbps',
+    'tcp4_gbps',
+    'udp64_kpps',
+    'lat_p50_us',
+    'cpu_daemon_s_per_gb',
+    'host_rcvbuf_errors',
+    'daemon_rss_mb',
+  ] as MetricKey[]) {
     t.ok(finite(wg?.summary[k]?.median), `wireguard-go: ${METRICS[k].label} is a number (${wg?.summary[k]?.median})`);
   }
   const report = readFileSync(join(out, 'report.md'), 'utf8');
   t.match(report, /\| wireguard-go \| yes \|/, 'report marks wireguard-go as encrypted');
   t.match(report, /\| underlay \| no \|/, 'and the underlay as not');
-  t.match(readFileSync(join(out, 'throughput.svg'), 'utf8'), /wireguard-go \(encrypted\)/, 'the chart has the peer row');
+  t.match(
+    readFileSync(join(out, 'throughput.svg'), 'utf8'),
+    /wireguard-go \(encrypted\)/,
+    'the chart has the peer row',
+  );
   if (wg?.testbed != null) {
     t.same(namespacesOf(wg.testbed), [], 'no namespace left');
     t.same(peerLeftovers(wg.testbed), [], 'no wireguard-go process, socket or temp folder left');
@@ -165,15 +240,31 @@ t.test('SIGINT in the middle of a run: partial results kept, no namespace, daemo
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   let id: number | null = null;
   let sent = false;
-  const r = await runCli(['bench', '--only', 'batch/udp,wireguard-go', '--seconds', '2', '--repeats', '1', '--round-trips', '100', '--out', out], 600_000, (text, kill) => {
-    const m = /path wireguard-go: up on testbed w(\d+)/.exec(text);
-    if (m) id = Number(m[1]);
-    // Interrupt once wireguard-go's second test (4 TCP streams) is under way.
-    if (!sent && /wireguard-go tcp4 \(repeat 1/.test(text)) {
-      sent = true;
-      setTimeout(() => kill('SIGINT'), 1_000);
-    }
-  });
+  const r = await runCli(
+    [
+      'bench',
+      '--only',
+      'batch/udp,wireguard-go',
+      '--seconds',
+      '2',
+      '--repeats',
+      '1',
+      '--round-trips',
+      '100',
+      '--out',
+      out,
+    ],
+    600_000,
+    (text, kill) => {
+      const m = /path wireguard-go: up on testbed w(\d+)/.exec(text);
+      if (m) id = Number(m[1]);
+      // Interrupt once wireguard-go's second test (4 TCP streams) is under way.
+      if (!sent && /wireguard-go tcp4 \(repeat 1/.test(text)) {
+        sent = true;
+        setTimeout(() => kill('SIGINT'), 1_000);
+      }
+    },
+  );
   t.ok(sent, 'the run reached wireguard-go and was interrupted');
   t.equal(r.code, 130, 'exits with 130 after SIGINT');
   t.ok(id !== null, 'the run named its testbeds');
@@ -185,7 +276,10 @@ t.test('SIGINT in the middle of a run: partial results kept, no namespace, daemo
   const partial = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as BenchResult;
   t.equal(partial.interrupted, true, 'partial results.json says interrupted');
   const batch = partial.paths.find((p) => p.name === 'batch/udp');
-  t.ok(batch?.samples.some((s) => s.test === 'tcp1' && s.ok), 'and keeps the finished batch/udp samples');
+  t.ok(
+    batch?.samples.some((s) => s.test === 'tcp1' && s.ok),
+    'and keeps the finished batch/udp samples',
+  );
 });
 
 // --profile (src/bench/profile.ts): not --quick, so profiling is on by default when perf works here. Checks the
@@ -193,7 +287,23 @@ t.test('SIGINT in the middle of a run: partial results kept, no namespace, daemo
 t.test('profile: the perf CPU split of batch/udp (schema only)', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'weft-bench-prof-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
-  const r = await runCli(['bench', '--only', 'batch/udp', '--repeats', '1', '--seconds', '3', '--round-trips', '100', '--out', out, '--json'], 150_000);
+  const r = await runCli(
+    [
+      'bench',
+      '--only',
+      'batch/udp',
+      '--repeats',
+      '1',
+      '--seconds',
+      '3',
+      '--round-trips',
+      '100',
+      '--out',
+      out,
+      '--json',
+    ],
+    150_000,
+  );
   t.equal(r.code, 0, `bench exits 0 (stderr tail: ${r.stderr.slice(-400)})`);
   const res = JSON.parse(r.stdout) as BenchResult;
   t.ok(res.profile, 'the run records whether it profiled');
@@ -209,7 +319,8 @@ t.test('profile: the perf CPU split of batch/udp (schema only)', async (t) => {
   if (!prof) return;
   t.equal(prof.ok, true, `profile ok${prof.error ? `: ${prof.error}` : ''}`);
   t.equal(prof.test, 'tcp1');
-  for (const k of ['windowSeconds', 'samples', 'periodNs', 'bytes', 'idleShare'] as const) t.ok(finite(prof[k]), `${k} is a number (${prof[k]})`);
+  for (const k of ['windowSeconds', 'samples', 'periodNs', 'bytes', 'idleShare'] as const)
+    t.ok(finite(prof[k]), `${k} is a number (${prof[k]})`);
   for (const c of ['forwarder', 'app', 'kernel', 'other'] as const) {
     t.ok(finite(prof.classSPerGb[c]), `class ${c}: CPU-s/GB is a number`);
     t.ok(Object.values(prof.sPerGb[c]).every(finite), `class ${c}: every group's CPU-s/GB is a number`);

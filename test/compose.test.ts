@@ -22,7 +22,10 @@ import { PACKAGE_ROOT } from '../src/testbed/cluster.js';
 const HOSTS = ['weft1', 'weft2', 'weft3'] as const;
 const PREFIX = '/coreos.com/network';
 const PROJECT = `weft-compose-test-${process.pid}`;
-const BACKENDS = (process.env['WEFT_COMPOSE_BACKENDS'] ?? 'udp').split(',').map((s) => s.trim()).filter(Boolean);
+const BACKENDS = (process.env['WEFT_COMPOSE_BACKENDS'] ?? 'udp')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
 
 interface Run {
   code: number;
@@ -36,7 +39,12 @@ function run(argv: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promis
   return new Promise((resolve) => {
     execFile(cmd, args, { cwd: PACKAGE_ROOT, env, timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
-      const why = err !== null && err.killed ? `\n(killed after ${timeoutMs} ms)` : err !== null && code === -1 ? `\n${err.message}` : '';
+      const why =
+        err !== null && err.killed
+          ? `\n(killed after ${timeoutMs} ms)`
+          : err !== null && code === -1
+            ? `\n${err.message}`
+            : '';
       resolve({ code, stdout: String(stdout), stderr: String(stderr) + why });
     });
   });
@@ -44,7 +52,8 @@ function run(argv: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promis
 
 async function must(argv: string[], env: NodeJS.ProcessEnv, timeoutMs?: number): Promise<string> {
   const r = await run(argv, env, timeoutMs);
-  if (r.code !== 0) throw new Error(`${argv.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(-2000)}`);
+  if (r.code !== 0)
+    throw new Error(`${argv.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(-2000)}`);
   return r.stdout;
 }
 
@@ -78,14 +87,20 @@ async function getEngine(t: Test): Promise<Engine | { skip: string }> {
     }
   }
   const r = await run(['bash', join(PACKAGE_ROOT, 'scripts', 'docker-engine.sh'), 'start'], env, 240_000);
-  if (r.code === 3) return { skip: `Docker cannot be installed or started here: ${r.stderr.trim().split('\n').slice(-2).join(' ')}` };
+  if (r.code === 3)
+    return { skip: `Docker cannot be installed or started here: ${r.stderr.trim().split('\n').slice(-2).join(' ')}` };
   if (r.code !== 0) throw new Error(`scripts/docker-engine.sh start exited ${r.code}: ${r.stderr.trim().slice(-2000)}`);
   const vars = Object.fromEntries(
-    r.stdout.trim().split('\n').map((l) => l.split('=', 2) as [string, string]).filter((kv) => kv.length === 2),
+    r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.split('=', 2) as [string, string])
+      .filter((kv) => kv.length === 2),
   );
   const dir = vars['WEFT_DOCKER_DIR'];
   const host = vars['DOCKER_HOST'];
-  if (dir === undefined || host === undefined) throw new Error(`scripts/docker-engine.sh start printed no engine: ${r.stdout}`);
+  if (dir === undefined || host === undefined)
+    throw new Error(`scripts/docker-engine.sh start printed no engine: ${r.stdout}`);
   t.comment(`started a private Docker engine in ${dir}`);
   return { env: { ...env, DOCKER_HOST: host }, privateDir: dir };
 }
@@ -106,7 +121,11 @@ t.test('docker-compose cluster: three weft hosts over a real Docker engine', asy
   }
   const stopEngine = async () => {
     if (engine.privateDir === null) return;
-    const r = await run(['bash', join(PACKAGE_ROOT, 'scripts', 'docker-engine.sh'), 'stop', engine.privateDir], process.env, 60_000);
+    const r = await run(
+      ['bash', join(PACKAGE_ROOT, 'scripts', 'docker-engine.sh'), 'stop', engine.privateDir],
+      process.env,
+      60_000,
+    );
     if (r.code !== 0) t.comment(`stopping the engine: ${r.stderr.trim()}`);
   };
   t.teardown(stopEngine);
@@ -133,8 +152,15 @@ t.test('docker-compose cluster: three weft hosts over a real Docker engine', asy
     }
     // Every service shares one image; building it once for etcd builds it for all.
     await must([...compose, '-p', PROJECT, 'build', 'etcd'], baseEnv, 180_000);
-    const id = await must(['docker', 'image', 'inspect', '--format', '{{.Id}}', baseEnv['WEFT_IMAGE'] as string], baseEnv);
-    t.match(id.trim(), /^sha256:/, `image ${baseEnv['WEFT_IMAGE']} built (${baseEnv['WEFT_BUILD']} on ${baseEnv['BASE_IMAGE']})`);
+    const id = await must(
+      ['docker', 'image', 'inspect', '--format', '{{.Id}}', baseEnv['WEFT_IMAGE'] as string],
+      baseEnv,
+    );
+    t.match(
+      id.trim(),
+      /^sha256:/,
+      `image ${baseEnv['WEFT_IMAGE']} built (${baseEnv['WEFT_BUILD']} on ${baseEnv['BASE_IMAGE']})`,
+    );
   });
   t.teardown(async () => {
     await run(['docker', 'image', 'rm', '-f', baseEnv['WEFT_IMAGE'] as string], baseEnv, 60_000);
@@ -173,7 +199,11 @@ async function clusterScenario(t: Test, compose: string[], env: NodeJS.ProcessEn
 
   const etcd = await idOf('etcd');
   const leaseKeys = async () => {
-    const r = await exec(etcd, ['etcdctl', '--endpoints=http://127.0.0.1:2379', 'get', '--prefix', '--keys-only', `${PREFIX}/subnets/`], 15_000);
+    const r = await exec(
+      etcd,
+      ['etcdctl', '--endpoints=http://127.0.0.1:2379', 'get', '--prefix', '--keys-only', `${PREFIX}/subnets/`],
+      15_000,
+    );
     return r.code === 0 ? r.stdout.split('\n').filter((l) => l.trim().length > 0) : [];
   };
   const keys = await until('three leases in etcd', 60_000, async () => {
@@ -190,7 +220,7 @@ async function clusterScenario(t: Test, compose: string[], env: NodeJS.ProcessEn
     return until(`${service}'s pod side`, 60_000, async () => {
       const r = await exec(id, ['cat', '/run/weft/pod.env'], 10_000);
       const m = /^POD_IP=(\d+\.\d+\.\d+\.\d+)$/m.exec(r.stdout);
-      return m ? m[1] as string : null;
+      return m ? (m[1] as string) : null;
     });
   };
   const subnetOf = async (service: string) => {
@@ -199,13 +229,18 @@ async function clusterScenario(t: Test, compose: string[], env: NodeJS.ProcessEn
   };
   const pods = new Map<string, string>();
   for (const h of HOSTS) pods.set(h, await podIp(h));
-  for (const [h, ip] of pods) t.match(ip, /^10\.5\.\d+\.1$/, `${h} pod address ${ip} is on its FLANNEL_SUBNET (${await subnetOf(h)})`);
+  for (const [h, ip] of pods)
+    t.match(ip, /^10\.5\.\d+\.1$/, `${h} pod address ${ip} is on its FLANNEL_SUBNET (${await subnetOf(h)})`);
 
   const pingPair = async (t: Test, from: string, to: string) => {
     const src = pods.get(from) as string;
     const dst = pods.get(to) as string;
     const r = await exec(await idOf(from), ['ping', '-c', '2', '-i', '0.2', '-W', '3', '-I', src, dst], 20_000);
-    t.equal(r.code, 0, `${from} ${src} -> ${to} ${dst} over the overlay${r.code === 0 ? '' : ': ' + (r.stdout + r.stderr).trim().slice(-300)}`);
+    t.equal(
+      r.code,
+      0,
+      `${from} ${src} -> ${to} ${dst} over the overlay${r.code === 0 ? '' : ': ' + (r.stdout + r.stderr).trim().slice(-300)}`,
+    );
   };
 
   await t.test('every container pair pings over the overlay', async (t) => {
@@ -221,7 +256,9 @@ async function clusterScenario(t: Test, compose: string[], env: NodeJS.ProcessEn
     const report = JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second?: number; bytes?: number } } };
     const got = report.end?.sum_received;
     t.ok((got?.bytes ?? 0) > 0, 'bytes arrived at the other host');
-    t.comment(`weft1 -> weft2 (${env['WEFT_BACKEND']}): ${((got?.bits_per_second ?? 0) / 1e6).toFixed(0)} Mbit/s received`);
+    t.comment(
+      `weft1 -> weft2 (${env['WEFT_BACKEND']}): ${((got?.bits_per_second ?? 0) / 1e6).toFixed(0)} Mbit/s received`,
+    );
   });
 
   await t.test('a killed host comes back with the same subnet', async (t) => {

@@ -22,7 +22,7 @@ function caught(fn: () => unknown): Error | undefined {
   return undefined;
 }
 
-t.test('defaults are flannel\'s', async (t) => {
+t.test("defaults are flannel's", async (t) => {
   const c = resolveDaemonConfig({}, {});
   t.same(c.etcdEndpoints, ['http://127.0.0.1:2379']);
   t.equal(c.etcdPrefix, '/coreos.com/network');
@@ -45,13 +45,16 @@ t.test('precedence: flag > env > file > default', async (t) => {
 });
 
 t.test('environment: FLANNELD_ and WEFT_ names, WEFT_ wins', async (t) => {
-  const c = resolveDaemonConfig({}, {
-    FLANNELD_ETCD_ENDPOINTS: 'http://10.0.0.1:2379,http://10.0.0.2:2379',
-    FLANNELD_IP_MASQ: 'true',
-    FLANNELD_TUN_NAME: 'a',
-    WEFT_TUN_NAME: 'b',
-    FLANNELD_SUBNET_LEASE_RENEW_MARGIN: '30',
-  });
+  const c = resolveDaemonConfig(
+    {},
+    {
+      FLANNELD_ETCD_ENDPOINTS: 'http://10.0.0.1:2379,http://10.0.0.2:2379',
+      FLANNELD_IP_MASQ: 'true',
+      FLANNELD_TUN_NAME: 'a',
+      WEFT_TUN_NAME: 'b',
+      FLANNELD_SUBNET_LEASE_RENEW_MARGIN: '30',
+    },
+  );
   t.same(c.etcdEndpoints, ['http://10.0.0.1:2379', 'http://10.0.0.2:2379']);
   t.equal(c.ipMasq, true);
   t.equal(c.tunName, 'b');

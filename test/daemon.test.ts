@@ -36,13 +36,18 @@ t.test('daemons on two hosts', async (t) => {
   const cluster = await Cluster.create({ hosts: 2, network: NETWORK });
   t.teardown(() => cluster.destroy());
 
-  await t.test('distinct subnets in flannel\'s key format, correct subnet.env', async (t) => {
+  await t.test("distinct subnets in flannel's key format, correct subnet.env", async (t) => {
     const d1 = await cluster.startDaemon(1);
     const d2 = await cluster.startDaemon(2);
-    const keys = (await cluster.etcdctl(['get', '--prefix', '--keys-only', '/coreos.com/network/subnets/'])).split('\n').filter(Boolean);
+    const keys = (await cluster.etcdctl(['get', '--prefix', '--keys-only', '/coreos.com/network/subnets/']))
+      .split('\n')
+      .filter(Boolean);
     t.equal(keys.length, 2, 'two leases');
     for (const k of keys) t.match(k, /^\/coreos\.com\/network\/subnets\/10\.5\.\d+\.0-24$/);
-    for (const [n, d] of [[1, d1], [2, d2]] as const) {
+    for (const [n, d] of [
+      [1, d1],
+      [2, d2],
+    ] as const) {
       const env = readFileSync(d.subnetFile, 'utf8');
       t.match(env, /^FLANNEL_NETWORK=10\.5\.0\.0\/16$/m);
       t.match(env, new RegExp(`^FLANNEL_SUBNET=${d.subnetGateway.replace(/\./g, '\\.')}$`, 'm'));
@@ -50,7 +55,11 @@ t.test('daemons on two hosts', async (t) => {
       t.match(env, /^FLANNEL_IPMASQ=false$/m);
       const key = `/coreos.com/network/subnets/${d.subnetGateway.replace(/\.1\/24$/, '.0-24')}`;
       const value = (await cluster.etcdctl(['get', '--print-value-only', key])).trim();
-      t.equal(value, `{"PublicIP":"${cluster.tb.hostIP(n)}","PublicIPv6":null,"BackendType":"udp","BackendData":null}`, 'flanneld\'s value, byte for byte');
+      t.equal(
+        value,
+        `{"PublicIP":"${cluster.tb.hostIP(n)}","PublicIPv6":null,"BackendType":"udp","BackendData":null}`,
+        "flanneld's value, byte for byte",
+      );
     }
     t.not(d1.subnetGateway, d2.subnetGateway);
   });
@@ -89,34 +98,80 @@ t.test('daemons on two hosts', async (t) => {
   await t.test('weft leases and weft network get/set', async (t) => {
     const table = await cluster.weft(['leases', `--etcd-endpoints=${cluster.endpoint}`]);
     t.match(table, /^SUBNET\s+PUBLIC IP\s+BACKEND\s+TTL LEFT$/m);
-    for (const n of [1, 2]) t.match(table, new RegExp(`10\\.5\\.\\d+\\.0/24\\s+${cluster.tb.hostIP(n).replace(/\./g, '\\.')}\\s+udp\\s+23h`));
-    const json = JSON.parse(await cluster.weft(['leases', '--json', `--etcd-endpoints=${cluster.endpoint}`])) as unknown[];
+    for (const n of [1, 2])
+      t.match(table, new RegExp(`10\\.5\\.\\d+\\.0/24\\s+${cluster.tb.hostIP(n).replace(/\./g, '\\.')}\\s+udp\\s+23h`));
+    const json = JSON.parse(
+      await cluster.weft(['leases', '--json', `--etcd-endpoints=${cluster.endpoint}`]),
+    ) as unknown[];
     t.equal(json.length, 2);
     const got = await cluster.weft(['network', 'get', `--etcd-endpoints=${cluster.endpoint}`]);
     t.same(JSON.parse(got), NETWORK);
-    const bad = await cluster.tb.exec(cluster.tb.bridgeNs, [process.execPath, WEFT_CLI, 'network', 'set', '{"Network":"10.5.0.0/33"}', `--etcd-endpoints=${cluster.endpoint}`, '--etcd-prefix=/scratch/network']);
+    const bad = await cluster.tb.exec(cluster.tb.bridgeNs, [
+      process.execPath,
+      WEFT_CLI,
+      'network',
+      'set',
+      '{"Network":"10.5.0.0/33"}',
+      `--etcd-endpoints=${cluster.endpoint}`,
+      '--etcd-prefix=/scratch/network',
+    ]);
     t.not(bad.code, 0, 'an invalid config is refused');
     t.match(bad.stderr, /^weft: network config: Network "10\.5\.0\.0\/33"/);
     t.equal(bad.stderr.trim().split('\n').length, 1, 'one line, no stack');
-    await cluster.weft(['network', 'set', '{"Network":"10.9.0.0/16"}', `--etcd-endpoints=${cluster.endpoint}`, '--etcd-prefix=/scratch/network']);
+    await cluster.weft([
+      'network',
+      'set',
+      '{"Network":"10.9.0.0/16"}',
+      `--etcd-endpoints=${cluster.endpoint}`,
+      '--etcd-prefix=/scratch/network',
+    ]);
     t.match(await cluster.etcdctl(['get', '--print-value-only', '/scratch/network/config']), /10\.9\.0\.0\/16/);
   });
 
   await t.test('a missing network config is waited for, and said so', async (t) => {
     const host = cluster.tb.host(1);
-    const child = cluster.tb.spawn(host, [process.execPath, WEFT_CLI, 'daemon', `--etcd-endpoints=${cluster.endpoint}`,
-      '--etcd-prefix=/later/network', '--iface=eth0', '--tun-name=weftlater', `--subnet-file=${cluster.subnetFile(9)}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = cluster.tb.spawn(
+      host,
+      [
+        process.execPath,
+        WEFT_CLI,
+        'daemon',
+        `--etcd-endpoints=${cluster.endpoint}`,
+        '--etcd-prefix=/later/network',
+        '--iface=eth0',
+        '--tun-name=weftlater',
+        `--subnet-file=${cluster.subnetFile(9)}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     const log = collect(child);
     t.teardown(() => killChild(child));
     await waitFor('the waiting log line', () => /waiting for the network config/.test(log.text()));
-    await cluster.etcdctl(['put', '/later/network/config', JSON.stringify({ Network: '10.7.0.0/16', Backend: { Type: 'udp', Port: 8286 } })]);
-    await waitFor('a lease under the new prefix', async () => (await cluster.etcdctl(['get', '--prefix', '--keys-only', '/later/network/subnets/'])).includes('10.7.'));
+    await cluster.etcdctl([
+      'put',
+      '/later/network/config',
+      JSON.stringify({ Network: '10.7.0.0/16', Backend: { Type: 'udp', Port: 8286 } }),
+    ]);
+    await waitFor('a lease under the new prefix', async () =>
+      (await cluster.etcdctl(['get', '--prefix', '--keys-only', '/later/network/subnets/'])).includes('10.7.'),
+    );
     t.pass('proceeded once the config appeared');
   });
 
   await t.test('unreachable etcd: the daemon waits and says so; it does not crash', async (t) => {
-    const child = cluster.tb.spawn(cluster.tb.host(2), [process.execPath, WEFT_CLI, 'daemon', `--etcd-endpoints=http://${cluster.tb.bridgeIP}:1`,
-      '--iface=eth0', '--tun-name=weftnoetcd', `--subnet-file=${cluster.subnetFile(8)}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = cluster.tb.spawn(
+      cluster.tb.host(2),
+      [
+        process.execPath,
+        WEFT_CLI,
+        'daemon',
+        `--etcd-endpoints=http://${cluster.tb.bridgeIP}:1`,
+        '--iface=eth0',
+        '--tun-name=weftnoetcd',
+        `--subnet-file=${cluster.subnetFile(8)}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     const log = collect(child);
     t.teardown(() => killChild(child));
     await waitFor('the unreachable log line', () => /etcd unreachable/.test(log.text()));
@@ -126,14 +181,29 @@ t.test('daemons on two hosts', async (t) => {
 
   await t.test('a bad network config: exit non-zero with one clear line', async (t) => {
     await cluster.etcdctl(['put', '/bad/network/config', '{"Network":"10.5.0.0/16","SubnetLen":31}']);
-    const r = await cluster.tb.exec(cluster.tb.host(1), [process.execPath, WEFT_CLI, 'daemon', `--etcd-endpoints=${cluster.endpoint}`,
-      '--etcd-prefix=/bad/network', '--iface=eth0', '--tun-name=weftbad', '--log-level=silent', `--subnet-file=${cluster.subnetFile(7)}`], { timeoutMs: 20_000 });
+    const r = await cluster.tb.exec(
+      cluster.tb.host(1),
+      [
+        process.execPath,
+        WEFT_CLI,
+        'daemon',
+        `--etcd-endpoints=${cluster.endpoint}`,
+        '--etcd-prefix=/bad/network',
+        '--iface=eth0',
+        '--tun-name=weftbad',
+        '--log-level=silent',
+        `--subnet-file=${cluster.subnetFile(7)}`,
+      ],
+      { timeoutMs: 20_000 },
+    );
     t.equal(r.code, 1);
     t.match(r.stderr, /^weft: network config: SubnetLen 31: must be at most 30\n$/);
   });
 
   await t.test('a bad flag: exit 2 with one clear line', async (t) => {
-    const r = await cluster.tb.exec(cluster.tb.host(1), [process.execPath, WEFT_CLI, 'daemon', '--tier=warp'], { timeoutMs: 20_000 });
+    const r = await cluster.tb.exec(cluster.tb.host(1), [process.execPath, WEFT_CLI, 'daemon', '--tier=warp'], {
+      timeoutMs: 20_000,
+    });
     t.equal(r.code, 2);
     t.match(r.stderr, /^weft: --tier="warp": /);
     t.equal(r.stderr.trim().split('\n').length, 1);

@@ -62,8 +62,11 @@ t.test('udp encap across three namespace hosts', async (t) => {
     t.equal(r.receivedHash, r.sentHash, 'the transfer beside the junk still verifies');
     const after = await metricsOf(cluster.tb, cluster.tb.host(1), 8471);
     const delta = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
-    t.ok(delta('drop_malformed') + delta('drop_truncated') >= 600, `garbage and truncated counted (${delta('drop_malformed')} + ${delta('drop_truncated')})`);
-    t.equal(delta('drop_spoofed_source'), 300, 'inner source outside the sender\'s subnet counted');
+    t.ok(
+      delta('drop_malformed') + delta('drop_truncated') >= 600,
+      `garbage and truncated counted (${delta('drop_malformed')} + ${delta('drop_truncated')})`,
+    );
+    t.equal(delta('drop_spoofed_source'), 300, "inner source outside the sender's subnet counted");
     t.equal(delta('drop_unknown_peer'), 300, 'outer source without a lease counted');
     const alive = await ping(cluster.pods.get(1)!, cluster.pods.get(3)!.ip, { count: 2, timeoutSec: 3 });
     t.ok(alive.ok, 'forwarding still works afterwards');
@@ -100,13 +103,17 @@ t.test('udp encap across three namespace hosts', async (t) => {
     const { logFile, child } = cluster.daemons.get(1)!;
     let written: { peers?: number } | undefined;
     for (let i = 0; i < 50 && written === undefined; i++) {
-      written = readFileSync(logFile, 'utf8').split('\n').filter((l) => l.startsWith('{'))
+      written = readFileSync(logFile, 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
         .map((l) => JSON.parse(l) as { msg?: string; pid?: number; peers?: number })
         .find((r) => r.msg === 'subnet.env written' && r.pid === child.pid);
       if (written === undefined) await new Promise((r) => setTimeout(r, 100)); // the log line follows subnet.env
     }
     t.equal(written?.peers, 2, 'the restarted daemon had both peers in its datapath when it wrote subnet.env');
-    const peers = new Set(Object.keys(await peerPacketsOf(cluster.tb, cluster.tb.host(1), 8471)).map((k) => k.split(' ')[0]));
+    const peers = new Set(
+      Object.keys(await peerPacketsOf(cluster.tb, cluster.tb.host(1), 8471)).map((k) => k.split(' ')[0]),
+    );
     t.equal(peers.size, 2, `its /metrics shows both (${[...peers].join(', ')})`);
     await pingMatrix(t, cluster, HOSTS);
     for (const n of [2, 3]) {

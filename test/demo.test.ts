@@ -9,21 +9,32 @@ import { WEFT_CLI } from '../src/testbed/cluster.js';
 const TIERS = ['dgram', 'batch', 'offload'];
 
 async function testbedNamespaces(): Promise<string[]> {
-  return (await ip(['netns', 'list'])).split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => /^w\d+-/.test(n)).sort();
+  return (await ip(['netns', 'list']))
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => /^w\d+-/.test(n))
+    .sort();
 }
 
 t.test('weft demo: leases, ping matrix and throughput per tier, then nothing left', async (t) => {
   const before = await testbedNamespaces();
   const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-    execFile(process.execPath, [WEFT_CLI, 'demo', '--seconds=1', `--tiers=${TIERS.join(',')}`],
+    execFile(
+      process.execPath,
+      [WEFT_CLI, 'demo', '--seconds=1', `--tiers=${TIERS.join(',')}`],
       { timeout: 180_000, killSignal: 'SIGINT', maxBuffer: 1 << 20 },
-      (e, out, err) => resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out, err }));
+      (e, out, err) => resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out, err }),
+    );
   });
   t.equal(r.code, 0, `exit 0${r.code === 0 ? '' : `: ${r.err.slice(-1000)}`}`);
   const leases = r.out.slice(r.out.indexOf('leases (weft leases):'), r.out.indexOf('tier '));
   t.equal(new Set(leases.match(/10\.5\.\d+\.0\/24/g) ?? []).size, 3, 'three leases in the table');
   for (const tier of TIERS) t.match(r.out, `tier ${tier}: pod-to-pod ping`, `a ping matrix for ${tier}`);
-  t.equal((r.out.match(/ ok \d+\.\d+ ms/g) ?? []).length, TIERS.length * 6, 'every pod pinged every other pod, on every tier');
+  t.equal(
+    (r.out.match(/ ok \d+\.\d+ ms/g) ?? []).length,
+    TIERS.length * 6,
+    'every pod pinged every other pod, on every tier',
+  );
   t.notMatch(r.out, /FAIL/, 'no failed ping');
   for (const tier of TIERS) {
     const row = new RegExp(`^\\s*${tier}\\s+udp\\s+(\\d+\\.\\d+)\\s`, 'm').exec(r.out);

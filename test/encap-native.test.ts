@@ -16,7 +16,14 @@ function csum(b: Uint8Array, start = 0, end = b.length, init = 0): number {
   return s;
 }
 
-function ipv4(opts: { src?: string; dst?: string; proto?: number; ttl?: number; payload: Buffer; frag?: number }): Buffer {
+function ipv4(opts: {
+  src?: string;
+  dst?: string;
+  proto?: number;
+  ttl?: number;
+  payload: Buffer;
+  frag?: number;
+}): Buffer {
   const p = Buffer.alloc(20 + opts.payload.length);
   p[0] = 0x45;
   p.writeUInt16BE(p.length, 2);
@@ -139,8 +146,7 @@ t.test('vxlan encap: golden header bytes', async (t) => {
   const { b, wire } = encapOne(n.ENCAP_VXLAN, pkt);
   t.equal(b.off[0], HR - 22);
   t.equal(b.len[0], pkt.length + 22);
-  t.equal(wire.subarray(0, 22).toString('hex'),
-    '08000000' + '00000700' + '02aabbccdd02' + '02aabbccdd01' + '0800');
+  t.equal(wire.subarray(0, 22).toString('hex'), '08000000' + '00000700' + '02aabbccdd02' + '02aabbccdd01' + '0800');
   t.equal(wire[22 + 8], 63);
   t.equal(csum(wire, 22, 42), 0xffff);
   t.same(wire.subarray(42), pkt.subarray(20));
@@ -205,8 +211,21 @@ t.test('encap: malformed, TTL and peer verdicts', async (t) => {
   b.peer[7] = 2; // past the table
   const before = Buffer.from(b.slab.subarray(6 * SLOT, 7 * SLOT));
   n.encapBatch(n.ENCAP_VXLAN, b.slab, SLOT, HR, b.len, b.off, b.peer, 10, peerTable(), MAC_LOCAL, VNI, b.counters);
-  t.same([...b.peer], [n.VERDICT_MALFORMED, n.VERDICT_MALFORMED, n.VERDICT_MALFORMED, n.VERDICT_TTL_EXCEEDED,
-    n.VERDICT_TTL_EXCEEDED, 0, -1, n.VERDICT_NO_ROUTE, 0, n.VERDICT_MALFORMED]);
+  t.same(
+    [...b.peer],
+    [
+      n.VERDICT_MALFORMED,
+      n.VERDICT_MALFORMED,
+      n.VERDICT_MALFORMED,
+      n.VERDICT_TTL_EXCEEDED,
+      n.VERDICT_TTL_EXCEEDED,
+      0,
+      -1,
+      n.VERDICT_NO_ROUTE,
+      0,
+      n.VERDICT_MALFORMED,
+    ],
+  );
   t.equal(c(b, 'drop_malformed'), 4);
   t.equal(c(b, 'drop_ttl_exceeded'), 2);
   t.equal(c(b, 'drop_no_route'), 1);
@@ -232,7 +251,20 @@ t.test('TTL decrement keeps a valid header checksum (RFC 1624)', async (t) => {
     p.copy(b.slab, i * SLOT + HR);
     b.len[i] = p.length;
   });
-  n.encapBatch(n.ENCAP_UDP, b.slab, SLOT, HR, b.len, b.off, b.peer, pkts.length, peerTable(), MAC_LOCAL, VNI, b.counters);
+  n.encapBatch(
+    n.ENCAP_UDP,
+    b.slab,
+    SLOT,
+    HR,
+    b.len,
+    b.off,
+    b.peer,
+    pkts.length,
+    peerTable(),
+    MAC_LOCAL,
+    VNI,
+    b.counters,
+  );
   let bad = 0;
   pkts.forEach((p, i) => {
     const h = Buffer.from(b.slab.subarray(i * SLOT + HR, i * SLOT + HR + 20));
@@ -258,7 +290,10 @@ t.test('decap udp: inner IPv4 checks and padding trim', async (t) => {
   totSmall.writeUInt16BE(19, 2);
   const padded = Buffer.concat([good, Buffer.alloc(18)]);
   const d = decapAll(n.ENCAP_UDP, [good, Buffer.alloc(10), v6, ihl4, ihlBig, totBig, totSmall, padded]);
-  t.same([...d.len], [good.length, -1, -1, -1, -1, -1, -1, good.length].map((x) => (x < 0 ? n.VERDICT_MALFORMED : x)));
+  t.same(
+    [...d.len],
+    [good.length, -1, -1, -1, -1, -1, -1, good.length].map((x) => (x < 0 ? n.VERDICT_MALFORMED : x)),
+  );
   t.equal(c(d, 'drop_malformed'), 6);
 });
 
@@ -291,7 +326,10 @@ t.test('decap vxlan: verdicts and counters', async (t) => {
     ['inner not IPv4', vx(VNI, badInner), n.VERDICT_MALFORMED],
     ['Ethernet padding', vx(VNI, Buffer.concat([inner, Buffer.alloc(20)])), inner.length],
   ];
-  const d = decapAll(n.ENCAP_VXLAN, cases.map((x) => x[1]));
+  const d = decapAll(
+    n.ENCAP_VXLAN,
+    cases.map((x) => x[1]),
+  );
   cases.forEach(([name, , want], i) => t.equal(d.len[i], want, name));
   t.equal(c(d, 'drop_malformed'), 3);
   t.equal(c(d, 'drop_bad_flags'), 1);
@@ -299,7 +337,11 @@ t.test('decap vxlan: verdicts and counters', async (t) => {
   t.equal(c(d, 'drop_bad_ethertype'), 2);
 });
 
-function gnv(vni: number, inner: Buffer, o: { ver?: number; optWords?: number; flags?: number; proto?: number; optBytes?: number } = {}): Buffer {
+function gnv(
+  vni: number,
+  inner: Buffer,
+  o: { ver?: number; optWords?: number; flags?: number; proto?: number; optBytes?: number } = {},
+): Buffer {
   const words = o.optWords ?? 0;
   const h = Buffer.alloc(8 + (o.optBytes ?? words * 4));
   h[0] = ((o.ver ?? 0) << 6) | words;
@@ -325,7 +367,10 @@ t.test('decap geneve: verdicts and counters', async (t) => {
     ['wrong VNI', gnv(3, inner), n.VERDICT_BAD_VNI, 0],
     ['inner too short', gnv(VNI, inner.subarray(0, 19)), n.VERDICT_MALFORMED, 0],
   ];
-  const d = decapAll(n.ENCAP_GENEVE, cases.map((x) => x[1]));
+  const d = decapAll(
+    n.ENCAP_GENEVE,
+    cases.map((x) => x[1]),
+  );
   cases.forEach(([name, , want, off], i) => {
     t.equal(d.len[i], want, name);
     if (want > 0) t.equal(d.off[i], i * SLOT + off, `${name}: offset`);
@@ -387,7 +432,10 @@ t.test('partial TCP/UDP checksums from a kernel VXLAN sender are completed', asy
   const frag = ipv4({ proto: 6, payload: tcpSegment(payload), frag: 0x2000 }); // MF: not touched
   frag.writeUInt16BE(pseudoSum(frag), 36);
 
-  const d = decapAll(n.ENCAP_VXLAN, [partial, full, corrupt, udpPartial, udpNone, frag].map((p) => vx(VNI, p)));
+  const d = decapAll(
+    n.ENCAP_VXLAN,
+    [partial, full, corrupt, udpPartial, udpNone, frag].map((p) => vx(VNI, p)),
+  );
   const inner = (i: number) => Buffer.from(d.slab.subarray(d.off[i]!, d.off[i]! + d.len[i]!));
   t.ok(l4Valid(inner(0)), 'TCP partial completed');
   t.same(inner(0), full, 'completed TCP equals the real checksum');
@@ -459,22 +507,35 @@ t.test('ICMP error bytes (RFC 792)', async (t) => {
 t.test('argument checks name the argument and touch nothing', async (t) => {
   const b = n.createBatch(2, SLOT);
   const tab = peerTable();
-  t.throws(() => n.encapBatch(3, b.slab, SLOT, HR, b.len, b.off, b.peer, 1, tab, MAC_LOCAL, VNI, b.counters),
-    { code: 'ERR_OUT_OF_RANGE', message: /'encap'/ });
-  t.throws(() => n.encapBatch(1, b.slab, SLOT, HR, b.len, b.off, b.peer, 3, tab, MAC_LOCAL, VNI, b.counters),
-    { code: 'ERR_OUT_OF_RANGE', message: /'len'/ });
-  t.throws(() => n.encapBatch(1, b.slab, SLOT, 10, b.len, b.off, b.peer, 1, tab, MAC_LOCAL, VNI, b.counters),
-    { code: 'ERR_OUT_OF_RANGE', message: /'headroom'/ }, 'headroom smaller than the vxlan header');
-  t.throws(() => n.encapBatch(1, b.slab, SLOT, HR, b.len, b.off, b.peer, 1, tab, Buffer.alloc(5), VNI, b.counters),
-    { message: /'localMac'/ });
-  t.throws(() => n.encapBatch(1, b.slab, SLOT, HR, b.len, b.off, b.peer, 1, tab, MAC_LOCAL, 1 << 24, b.counters),
-    { message: /'vni'/ });
-  t.throws(() => n.decapBatch(1, b.slab, SLOT * 2, b.len, b.off, 2, VNI, b.counters),
-    { code: 'ERR_OUT_OF_RANGE', message: /'slab'/ });
+  t.throws(() => n.encapBatch(3, b.slab, SLOT, HR, b.len, b.off, b.peer, 1, tab, MAC_LOCAL, VNI, b.counters), {
+    code: 'ERR_OUT_OF_RANGE',
+    message: /'encap'/,
+  });
+  t.throws(() => n.encapBatch(1, b.slab, SLOT, HR, b.len, b.off, b.peer, 3, tab, MAC_LOCAL, VNI, b.counters), {
+    code: 'ERR_OUT_OF_RANGE',
+    message: /'len'/,
+  });
+  t.throws(
+    () => n.encapBatch(1, b.slab, SLOT, 10, b.len, b.off, b.peer, 1, tab, MAC_LOCAL, VNI, b.counters),
+    { code: 'ERR_OUT_OF_RANGE', message: /'headroom'/ },
+    'headroom smaller than the vxlan header',
+  );
+  t.throws(() => n.encapBatch(1, b.slab, SLOT, HR, b.len, b.off, b.peer, 1, tab, Buffer.alloc(5), VNI, b.counters), {
+    message: /'localMac'/,
+  });
+  t.throws(() => n.encapBatch(1, b.slab, SLOT, HR, b.len, b.off, b.peer, 1, tab, MAC_LOCAL, 1 << 24, b.counters), {
+    message: /'vni'/,
+  });
+  t.throws(() => n.decapBatch(1, b.slab, SLOT * 2, b.len, b.off, 2, VNI, b.counters), {
+    code: 'ERR_OUT_OF_RANGE',
+    message: /'slab'/,
+  });
   t.throws(() => n.decapBatch(1, b.slab, SLOT, b.len, b.off, 1, VNI, new Float64Array(3)), { message: /'counters'/ });
   const u = n as unknown as { decapBatch: (...a: unknown[]) => void };
-  t.throws(() => u.decapBatch(1, b.slab, SLOT, new Uint32Array(2), b.off, 1, VNI, b.counters),
-    { code: 'ERR_INVALID_ARG_TYPE', message: /'len'/ });
+  t.throws(() => u.decapBatch(1, b.slab, SLOT, new Uint32Array(2), b.off, 1, VNI, b.counters), {
+    code: 'ERR_INVALID_ARG_TYPE',
+    message: /'len'/,
+  });
   t.throws(() => u.decapBatch(1, b.slab, SLOT, b.len), { code: 'ERR_MISSING_ARGS' });
   t.throws(() => u.decapBatch('1', b.slab, SLOT, b.len, b.off, 1, VNI, b.counters), { code: 'ERR_INVALID_ARG_TYPE' });
 });

@@ -45,7 +45,20 @@ for (const encap of [udpEncap, vxlanEncap, geneveEncap] as Encap[]) {
     b.peer[0] = 0;
     const table = Buffer.alloc(native.PEER_RECORD_SIZE);
     native.writePeerRecord(table, 0, '198.18.0.2', encap.defaultPort, peerInfo.mac, 7);
-    native.encapBatch(encap.nativeId!, b.slab, b.slotSize, native.HEADROOM, b.len, b.off, b.peer, 1, table, local.mac, 7, b.counters);
+    native.encapBatch(
+      encap.nativeId!,
+      b.slab,
+      b.slotSize,
+      native.HEADROOM,
+      b.len,
+      b.off,
+      b.peer,
+      1,
+      table,
+      local.mac,
+      7,
+      b.counters,
+    );
     t.ok(decrementTtl(buf, native.HEADROOM));
     t.same(b.slab.subarray(b.off[0]!, b.off[0]! + b.len[0]!), buf.subarray(start), 'same bytes on the wire');
     const out = new Int32Array(1);
@@ -77,12 +90,32 @@ t.test('decoders reject malformed input with their verdicts', async (t) => {
     mut(b);
     return vxlanEncap.decode(b, 0, b.length, local, out);
   };
-  t.equal(vx(() => undefined), 22);
-  t.equal(vx((b) => (b[0] = 0)), DecodeVerdict.badFlags);
-  t.equal(vx((b) => (b[6] = 9)), DecodeVerdict.badVni);
-  t.equal(vx((b) => (b[21] = 0xdd)), DecodeVerdict.badEthertype);
-  t.equal(vx((b) => (b[22] = 0x65)), DecodeVerdict.malformed, 'inner not IPv4');
-  t.equal(vx((b) => b.writeUInt16BE(400, 24)), DecodeVerdict.truncated, 'inner length lies');
+  t.equal(
+    vx(() => undefined),
+    22,
+  );
+  t.equal(
+    vx((b) => (b[0] = 0)),
+    DecodeVerdict.badFlags,
+  );
+  t.equal(
+    vx((b) => (b[6] = 9)),
+    DecodeVerdict.badVni,
+  );
+  t.equal(
+    vx((b) => (b[21] = 0xdd)),
+    DecodeVerdict.badEthertype,
+  );
+  t.equal(
+    vx((b) => (b[22] = 0x65)),
+    DecodeVerdict.malformed,
+    'inner not IPv4',
+  );
+  t.equal(
+    vx((b) => b.writeUInt16BE(400, 24)),
+    DecodeVerdict.truncated,
+    'inner length lies',
+  );
   t.equal(vxlanEncap.decode(Buffer.alloc(10), 0, 10, local, out), DecodeVerdict.truncated);
 
   const gv = (mut: (b: Buffer) => void, extra = 0) => {
@@ -92,16 +125,38 @@ t.test('decoders reject malformed input with their verdicts', async (t) => {
     mut(b);
     return geneveEncap.decode(b, 0, b.length, local, out);
   };
-  t.equal(gv(() => undefined), 8);
-  t.equal(gv((b) => (b[0] = 0x40)), DecodeVerdict.badVersion);
-  t.equal(gv((b) => (b[0] = 0x3f)), DecodeVerdict.truncated, 'options longer than the packet');
-  t.equal(gv((b) => { b[0] = 1; b[1] = 0x40; }, 4), DecodeVerdict.geneveCritical);
-  t.equal(gv((b) => (b[3] = 0xdd)), DecodeVerdict.badEthertype);
-  t.equal(gv((b) => (b[6] = 1)), DecodeVerdict.badVni);
+  t.equal(
+    gv(() => undefined),
+    8,
+  );
+  t.equal(
+    gv((b) => (b[0] = 0x40)),
+    DecodeVerdict.badVersion,
+  );
+  t.equal(
+    gv((b) => (b[0] = 0x3f)),
+    DecodeVerdict.truncated,
+    'options longer than the packet',
+  );
+  t.equal(
+    gv((b) => {
+      b[0] = 1;
+      b[1] = 0x40;
+    }, 4),
+    DecodeVerdict.geneveCritical,
+  );
+  t.equal(
+    gv((b) => (b[3] = 0xdd)),
+    DecodeVerdict.badEthertype,
+  );
+  t.equal(
+    gv((b) => (b[6] = 1)),
+    DecodeVerdict.badVni,
+  );
   t.equal(udpEncap.decode(Buffer.from([0x45, 0, 0]), 0, 3, local, out), DecodeVerdict.truncated);
 });
 
-t.test('VXLAN lease data is flanneld\'s shape; peers parsed and checked', async (t) => {
+t.test("VXLAN lease data is flanneld's shape; peers parsed and checked", async (t) => {
   t.same(vxlanEncap.leaseData(local), { VNI: 7, VtepMAC: '02:00:00:00:00:01' });
   t.equal(JSON.stringify(vxlanEncap.leaseData(local)), '{"VNI":7,"VtepMAC":"02:00:00:00:00:01"}');
   const p = vxlanEncap.parsePeer({ VNI: 7, VtepMAC: 'aa:bb:cc:dd:ee:ff' }, local);

@@ -13,10 +13,16 @@ import { runFailover } from '../src/scale/failover.js';
 t.test('weft keeps working when etcd members die', { timeout: 240_000 }, async (t) => {
   const r = await runFailover({ hosts: 2, ttlSeconds: 10 });
   t.same(r.errors, [], 'the scenario ran every step');
-  t.same(r.events.map((e) => e.event), ['leader killed', 'leader back', 'member in use killed', 'member in use back'], 'all four events');
+  t.same(
+    r.events.map((e) => e.event),
+    ['leader killed', 'leader back', 'member in use killed', 'member in use back'],
+    'all four events',
+  );
   for (const e of r.events) {
-    t.comment(`${e.event} (${e.member}${e.newLeader ? ` -> ${e.newLeader}` : ''}): renewed after ${e.firstRenewalAfterS} s, ` +
-      `renewal gap ${e.renewalGapS} s, new peer seen after ${e.peerSeenS} s`);
+    t.comment(
+      `${e.event} (${e.member}${e.newLeader ? ` -> ${e.newLeader}` : ''}): renewed after ${e.firstRenewalAfterS} s, ` +
+        `renewal gap ${e.renewalGapS} s, new peer seen after ${e.peerSeenS} s`,
+    );
     t.not(e.firstRenewalAfterS, null, `${e.event}: every lease renewed through the other members (TTL refreshed)`);
     t.ok(e.sameKeys, `${e.event}: same keys, same create revisions (never re-created)`);
     t.not(e.peerSeenS, null, `${e.event}: the peer watches delivered a new lease to every daemon`);
@@ -27,7 +33,10 @@ t.test('weft keeps working when etcd members die', { timeout: 240_000 }, async (
   t.comment(`ping loop: ${r.ping.received}/${r.ping.transmitted} replies`);
   t.ok(r.ping.transmitted >= 20, 'the ping loop ran through the failures');
   // Forwarding does not depend on etcd; allow a few losses to a busy shared machine.
-  t.ok(r.ping.transmitted - r.ping.received <= Math.max(5, Math.ceil(r.ping.transmitted * 0.02)), 'the ping loop lost at most a small bound');
+  t.ok(
+    r.ping.transmitted - r.ping.received <= Math.max(5, Math.ceil(r.ping.transmitted * 0.02)),
+    'the ping loop lost at most a small bound',
+  );
   t.same(r.acquisitions, [1, 1], 'each daemon acquired once, never again');
   t.same(r.losses, [0, 0], 'no daemon lost its lease');
 });

@@ -69,53 +69,100 @@ burst();
 setTimeout(() => process.exit(3), (seconds + 20) * 1000).unref();
 `;
 
-t.test(`hostile datagrams (${TOTAL} or ${SECONDS} s, whichever first) while a TCP transfer runs`, { timeout: 300_000 }, async (t) => {
-  const cluster = await Cluster.create({ hosts: 3, network: { Network: '10.46.0.0/16', SubnetLen: 24, Backend: { Type: 'vxlan' } } });
-  t.teardown(() => cluster.destroy());
-  for (const n of [1, 2, 3]) await cluster.startDaemon(n, n === 1 ? ['--healthz-port=8471'] : []);
-  for (const n of [1, 2, 3]) await cluster.ensurePod(n);
-  const [p1, p2, p3] = [1, 2, 3].map((n) => cluster.pods.get(n)!);
-  const target = cluster.tb.hostIP(1);
-  const before = await metricsOf(cluster.tb, cluster.tb.host(1), 8471);
+t.test(
+  `hostile datagrams (${TOTAL} or ${SECONDS} s, whichever first) while a TCP transfer runs`,
+  { timeout: 300_000 },
+  async (t) => {
+    const cluster = await Cluster.create({
+      hosts: 3,
+      network: { Network: '10.46.0.0/16', SubnetLen: 24, Backend: { Type: 'vxlan' } },
+    });
+    t.teardown(() => cluster.destroy());
+    for (const n of [1, 2, 3]) await cluster.startDaemon(n, n === 1 ? ['--healthz-port=8471'] : []);
+    for (const n of [1, 2, 3]) await cluster.ensurePod(n);
+    const [p1, p2, p3] = [1, 2, 3].map((n) => cluster.pods.get(n)!);
+    const target = cluster.tb.hostIP(1);
+    const before = await metricsOf(cluster.tb, cluster.tb.host(1), 8471);
 
-  const transfer = sha256Transfer(cluster.tb, p2!, p1!, 64 << 20, 240_000);
-  const send = async (from: Parameters<typeof cluster.tb.exec>[0], count: number, spec: object) => {
-    const r = await cluster.tb.exec(from, [process.execPath, '-e', SENDER, target, String(PORT), String(count), String(SECONDS), JSON.stringify(spec)], { timeoutMs: (SECONDS + 40) * 1000 });
-    if (r.code !== 0) throw new Error(`sender failed (${r.code}): ${r.stderr}`);
-    return JSON.parse(r.stdout) as { sent: number; done: number; errors: number; ms: number };
-  };
-  const fromLeaseHolder = {
-    kinds: ['garbage', 'truncated_header', 'no_i_flag', 'wrong_vni', 'wrong_ethertype', 'lying_length', 'truncated_inner', 'spoofed_inner_source'],
-    src: p3!.ip, dst: p1!.ip, spoof: p2!.ip,
-  };
-  const fromStranger = { kinds: ['valid'], src: p3!.ip, dst: p1!.ip, spoof: p2!.ip };
-  const [a, b] = await Promise.all([send(cluster.tb.host(3), TOTAL * 0.8, fromLeaseHolder), send(cluster.tb.bridgeNs, TOTAL * 0.2, fromStranger)]);
-  const sent = a.sent + b.sent;
-  t.comment(`sent ${sent} hostile datagrams (${a.sent} from lease holder h3 in ${a.ms} ms, ${b.sent} from the bridge without a lease in ${b.ms} ms)`);
-  t.ok(sent > 0, `${sent} datagrams sent${sent < TOTAL ? ` (the ${SECONDS} s bound came first)` : ''}`);
+    const transfer = sha256Transfer(cluster.tb, p2!, p1!, 64 << 20, 240_000);
+    const send = async (from: Parameters<typeof cluster.tb.exec>[0], count: number, spec: object) => {
+      const r = await cluster.tb.exec(
+        from,
+        [process.execPath, '-e', SENDER, target, String(PORT), String(count), String(SECONDS), JSON.stringify(spec)],
+        { timeoutMs: (SECONDS + 40) * 1000 },
+      );
+      if (r.code !== 0) throw new Error(`sender failed (${r.code}): ${r.stderr}`);
+      return JSON.parse(r.stdout) as { sent: number; done: number; errors: number; ms: number };
+    };
+    const fromLeaseHolder = {
+      kinds: [
+        'garbage',
+        'truncated_header',
+        'no_i_flag',
+        'wrong_vni',
+        'wrong_ethertype',
+        'lying_length',
+        'truncated_inner',
+        'spoofed_inner_source',
+      ],
+      src: p3!.ip,
+      dst: p1!.ip,
+      spoof: p2!.ip,
+    };
+    const fromStranger = { kinds: ['valid'], src: p3!.ip, dst: p1!.ip, spoof: p2!.ip };
+    const [a, b] = await Promise.all([
+      send(cluster.tb.host(3), TOTAL * 0.8, fromLeaseHolder),
+      send(cluster.tb.bridgeNs, TOTAL * 0.2, fromStranger),
+    ]);
+    const sent = a.sent + b.sent;
+    t.comment(
+      `sent ${sent} hostile datagrams (${a.sent} from lease holder h3 in ${a.ms} ms, ${b.sent} from the bridge without a lease in ${b.ms} ms)`,
+    );
+    t.ok(sent > 0, `${sent} datagrams sent${sent < TOTAL ? ` (the ${SECONDS} s bound came first)` : ''}`);
 
-  const r = await transfer;
-  t.equal(r.received, 64 << 20, 'the transfer beside the flood completed');
-  t.equal(r.receivedHash, r.sentHash, 'and verifies (sha256)');
-  const d = cluster.daemons.get(1)!;
-  t.equal(d.child.exitCode, null, 'the target daemon is still running');
-  await new Promise((res) => setTimeout(res, 500));
-  const after = await metricsOf(cluster.tb, cluster.tb.host(1), 8471);
-  const delta = (k: string): number => (after[k] ?? 0) - (before[k] ?? 0);
-  const reasons = ['malformed', 'truncated', 'bad_flags', 'bad_vni', 'bad_ethertype', 'spoofed_source', 'unknown_peer'];
-  const counted = Object.fromEntries(reasons.map((k) => [k, delta(`drop_${k}`)]));
-  const total = Object.values(counted).reduce((x, y) => x + y, 0);
-  t.comment(`drops by reason: ${JSON.stringify(counted)}; ${total} of ${sent} counted${total < sent ? " (the rest overflowed the socket buffer: the kernel counts those as RcvbufErrors)" : ""}`);
-  for (const k of ['malformed', 'bad_flags', 'bad_vni', 'bad_ethertype', 'spoofed_source', 'unknown_peer']) {
-    t.ok(counted[k]! > 0, `drop_${k} counted (${counted[k]})`);
-  }
-  t.ok(total <= sent, 'never more drops than datagrams sent');
-  t.ok(total >= sent * 0.25, `most of the flood reached the daemon and was counted (${total})`);
-  for (const [n, pod] of [[2, p2], [3, p3]] as const) {
-    const p = await ping(p1!, pod!.ip, { count: 2, timeoutSec: 3 });
-    t.ok(p.ok, `pod h1 -> pod h${n} still pings`);
-  }
-  const health = await cluster.tb.exec(cluster.tb.host(1), [process.execPath, '-e',
-    "fetch('http://127.0.0.1:8471/healthz').then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(2))"], { timeoutMs: 10_000 });
-  t.equal(health.code, 0, '/healthz still 200');
-});
+    const r = await transfer;
+    t.equal(r.received, 64 << 20, 'the transfer beside the flood completed');
+    t.equal(r.receivedHash, r.sentHash, 'and verifies (sha256)');
+    const d = cluster.daemons.get(1)!;
+    t.equal(d.child.exitCode, null, 'the target daemon is still running');
+    await new Promise((res) => setTimeout(res, 500));
+    const after = await metricsOf(cluster.tb, cluster.tb.host(1), 8471);
+    const delta = (k: string): number => (after[k] ?? 0) - (before[k] ?? 0);
+    const reasons = [
+      'malformed',
+      'truncated',
+      'bad_flags',
+      'bad_vni',
+      'bad_ethertype',
+      'spoofed_source',
+      'unknown_peer',
+    ];
+    const counted = Object.fromEntries(reasons.map((k) => [k, delta(`drop_${k}`)]));
+    const total = Object.values(counted).reduce((x, y) => x + y, 0);
+    t.comment(
+      `drops by reason: ${JSON.stringify(counted)}; ${total} of ${sent} counted${total < sent ? ' (the rest overflowed the socket buffer: the kernel counts those as RcvbufErrors)' : ''}`,
+    );
+    for (const k of ['malformed', 'bad_flags', 'bad_vni', 'bad_ethertype', 'spoofed_source', 'unknown_peer']) {
+      t.ok(counted[k]! > 0, `drop_${k} counted (${counted[k]})`);
+    }
+    t.ok(total <= sent, 'never more drops than datagrams sent');
+    t.ok(total >= sent * 0.25, `most of the flood reached the daemon and was counted (${total})`);
+    for (const [n, pod] of [
+      [2, p2],
+      [3, p3],
+    ] as const) {
+      const p = await ping(p1!, pod!.ip, { count: 2, timeoutSec: 3 });
+      t.ok(p.ok, `pod h1 -> pod h${n} still pings`);
+    }
+    const health = await cluster.tb.exec(
+      cluster.tb.host(1),
+      [
+        process.execPath,
+        '-e',
+        "fetch('http://127.0.0.1:8471/healthz').then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(2))",
+      ],
+      { timeoutMs: 10_000 },
+    );
+    t.equal(health.code, 0, '/healthz still 200');
+  },
+);

@@ -26,7 +26,12 @@ function subnetOf(cluster: Cluster, n: number): string {
   return cluster.daemons.get(n)!.subnetGateway.replace(/\.1\/(\d+)$/, '.0/$1');
 }
 
-async function ipJson(cluster: Cluster, n: number, tool: 'ip' | 'bridge', args: string[]): Promise<Array<Record<string, unknown>>> {
+async function ipJson(
+  cluster: Cluster,
+  n: number,
+  tool: 'ip' | 'bridge',
+  args: string[],
+): Promise<Array<Record<string, unknown>>> {
   const r = await cluster.tb.exec(cluster.tb.host(n), [tool, '-json', ...args], { timeoutMs: 10_000 });
   if (r.code !== 0) throw new Error(`${tool} ${args.join(' ')} in h${n}: ${r.stderr}`);
   return r.stdout.trim() === '' ? [] : (JSON.parse(r.stdout) as Array<Record<string, unknown>>);
@@ -62,7 +67,19 @@ t.test('kernel vxlan, flannel layout, three hosts', async (t) => {
 
   // A leftover flannel.1 with wrong settings (other port, learning on) must be replaced on start.
   const h1 = cluster.tb.host(1);
-  const pre = await cluster.tb.exec(h1, ['ip', 'link', 'add', 'flannel.1', 'type', 'vxlan', 'id', '1', 'dstport', '4789', 'learning']);
+  const pre = await cluster.tb.exec(h1, [
+    'ip',
+    'link',
+    'add',
+    'flannel.1',
+    'type',
+    'vxlan',
+    'id',
+    '1',
+    'dstport',
+    '4789',
+    'learning',
+  ]);
   t.equal(pre.code, 0, 'a stale flannel.1 (port 4789, learning) exists before the daemon starts');
 
   for (const n of H) await cluster.startDaemon(n, ['--datapath=kernel']);
@@ -78,11 +95,24 @@ t.test('kernel vxlan, flannel layout, three hosts', async (t) => {
       t.equal(link?.['mtu'], 1450, `h${n}: MTU underlay-50`);
       const lease = await leaseOf(cluster, n);
       const mac = formatMac(stableMac(cluster.tb.hostIP(n), 1));
-      t.same(lease, { PublicIP: cluster.tb.hostIP(n), PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } }, `h${n}: lease as flanneld writes it`);
+      t.same(
+        lease,
+        {
+          PublicIP: cluster.tb.hostIP(n),
+          PublicIPv6: null,
+          BackendType: 'vxlan',
+          BackendData: { VNI: 1, VtepMAC: mac },
+        },
+        `h${n}: lease as flanneld writes it`,
+      );
       t.equal(link?.['address'], mac, `h${n}: device MAC = VtepMAC = stableMac(PublicIP, VNI)`);
       const [addr] = await ipJson(cluster, n, 'ip', ['-4', 'addr', 'show', 'dev', 'flannel.1']);
       const ai = (addr?.['addr_info'] as Array<Record<string, unknown>>)[0];
-      t.equal(`${String(ai?.['local'])}/${String(ai?.['prefixlen'])}`, subnetOf(cluster, n).replace('/24', '/32'), `h${n}: address <subnet>.0/32`);
+      t.equal(
+        `${String(ai?.['local'])}/${String(ai?.['prefixlen'])}`,
+        subnetOf(cluster, n).replace('/24', '/32'),
+        `h${n}: address <subnet>.0/32`,
+      );
       const env = readFileSync(cluster.daemons.get(n)!.subnetFile, 'utf8');
       t.match(env, /FLANNEL_MTU=1450/, `h${n}: FLANNEL_MTU=1450`);
     }
@@ -98,7 +128,10 @@ t.test('kernel vxlan, flannel layout, three hosts', async (t) => {
     t.equal(neigh[0]?.['lladdr'], mac2, 'neighbour <peer subnet>.0 -> peer VtepMAC');
     t.ok((neigh[0]?.['state'] as string[] | undefined)?.includes('PERMANENT'), 'neighbour permanent');
     const fdb = await ipJson(cluster, 1, 'bridge', ['fdb', 'show', 'dev', 'flannel.1']);
-    t.ok(fdb.some((e) => e['mac'] === mac2 && e['dst'] === cluster.tb.hostIP(2)), 'FDB VtepMAC -> peer PublicIP');
+    t.ok(
+      fdb.some((e) => e['mac'] === mac2 && e['dst'] === cluster.tb.hostIP(2)),
+      'FDB VtepMAC -> peer PublicIP',
+    );
   });
 
   await t.test('pod ping matrix', async (t) => {
@@ -164,12 +197,17 @@ t.test('kernel vxlan, flannel layout, three hosts', async (t) => {
 });
 
 t.test('kernel vxlan with DirectRouting: same-L2 peers get plain routes', async (t) => {
-  const network = JSON.parse(readFileSync(new URL('../config/network-vxlan-directrouting.json', import.meta.url), 'utf8')) as Record<string, unknown>;
+  const network = JSON.parse(
+    readFileSync(new URL('../config/network-vxlan-directrouting.json', import.meta.url), 'utf8'),
+  ) as Record<string, unknown>;
   const cluster = await Cluster.create({ hosts: 2, network });
   t.teardown(() => cluster.destroy());
   for (const n of [1, 2]) await cluster.startDaemon(n, ['--datapath=kernel']);
   for (const n of [1, 2]) await cluster.ensurePod(n);
-  for (const [a, b] of [[1, 2], [2, 1]] as const) {
+  for (const [a, b] of [
+    [1, 2],
+    [2, 1],
+  ] as const) {
     const ok = await until(async () => {
       const r = await routeTo(cluster, a, subnetOf(cluster, b));
       return r?.['gateway'] === cluster.tb.hostIP(b) && r['dev'] === 'eth0';
@@ -181,7 +219,7 @@ t.test('kernel vxlan with DirectRouting: same-L2 peers get plain routes', async 
   await pingMatrix(t, cluster, [1, 2]);
 });
 
-t.test('host-gw: routes via the peers\' PublicIP', async (t) => {
+t.test("host-gw: routes via the peers' PublicIP", async (t) => {
   const cluster = await Cluster.create({
     hosts: 3,
     network: { Network: '10.6.0.0/16', SubnetLen: 24, Backend: { Type: 'host-gw' } },
@@ -189,7 +227,11 @@ t.test('host-gw: routes via the peers\' PublicIP', async (t) => {
   t.teardown(() => cluster.destroy());
   const H = [1, 2, 3];
   // A peer outside our L2 (a reservation in TEST-NET-1): reported and skipped, never routed.
-  await cluster.etcdctl(['put', `${PREFIX}/subnets/10.6.200.0-24`, JSON.stringify({ PublicIP: '192.0.2.99', PublicIPv6: null, BackendType: 'host-gw' })]);
+  await cluster.etcdctl([
+    'put',
+    `${PREFIX}/subnets/10.6.200.0-24`,
+    JSON.stringify({ PublicIP: '192.0.2.99', PublicIPv6: null, BackendType: 'host-gw' }),
+  ]);
   for (const n of H) await cluster.startDaemon(n, ['--datapath=kernel']);
   for (const n of H) await cluster.ensurePod(n);
 
@@ -198,16 +240,24 @@ t.test('host-gw: routes via the peers\' PublicIP', async (t) => {
     t.match(env, new RegExp(`FLANNEL_MTU=${cluster.tb.mtu}\\b`), `h${n}: FLANNEL_MTU = underlay MTU`);
   }
   const lease = await leaseOf(cluster, 1);
-  t.same(lease, { PublicIP: cluster.tb.hostIP(1), PublicIPv6: null, BackendType: 'host-gw' }, 'lease as flanneld writes it (no BackendData)');
+  t.same(
+    lease,
+    { PublicIP: cluster.tb.hostIP(1), PublicIPv6: null, BackendType: 'host-gw' },
+    'lease as flanneld writes it (no BackendData)',
+  );
   await pingMatrix(t, cluster, H);
 
   const s2 = subnetOf(cluster, 2);
   const r = await routeTo(cluster, 1, s2);
-  t.equal(r?.['gateway'], cluster.tb.hostIP(2), 'route via the peer\'s PublicIP');
+  t.equal(r?.['gateway'], cluster.tb.hostIP(2), "route via the peer's PublicIP");
   t.equal(r?.['dev'], 'eth0', 'route dev eth0');
   t.equal(await routeTo(cluster, 1, '10.6.200.0/24'), undefined, 'no route to the off-L2 peer');
   const log = readFileSync(cluster.daemons.get(1)!.logFile, 'utf8');
-  t.match(log, /"level":50[^\n]*192\.0\.2\.99[^\n]*same L2|"level":50[^\n]*same L2[^\n]*192\.0\.2\.99/, 'the off-L2 peer is logged as an error');
+  t.match(
+    log,
+    /"level":50[^\n]*192\.0\.2\.99[^\n]*same L2|"level":50[^\n]*same L2[^\n]*192\.0\.2\.99/,
+    'the off-L2 peer is logged as an error',
+  );
 
   const del = await cluster.tb.exec(cluster.tb.host(1), ['ip', 'route', 'del', s2]);
   t.equal(del.code, 0, 'route deleted by hand');

@@ -43,10 +43,20 @@ function setup(network = '10.5.0.0/16', extra: Record<string, unknown> = {}) {
   return { prefix, cfg, reg, json };
 }
 
-function manager(registry: EtcdRegistry, cfg: NetworkConfig, ip: string, more: Partial<ConstructorParameters<typeof LeaseManager>[0]> = {}) {
+function manager(
+  registry: EtcdRegistry,
+  cfg: NetworkConfig,
+  ip: string,
+  more: Partial<ConstructorParameters<typeof LeaseManager>[0]> = {},
+) {
   return new LeaseManager({
-    registry, network: cfg, publicIP: ip, backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: 'aa:bb:cc:dd:ee:01' },
-    log: silentLogger, ...more,
+    registry,
+    network: cfg,
+    publicIP: ip,
+    backendType: 'vxlan',
+    backendData: { VNI: 1, VtepMAC: 'aa:bb:cc:dd:ee:01' },
+    log: silentLogger,
+    ...more,
   });
 }
 
@@ -184,12 +194,22 @@ t.test('peers: add and remove events; own subnet excluded', async (t) => {
   aborts.push(a);
   const done = me.watchPeers(a.signal, (evs) => batches.push(evs));
   await until('initial batch', () => batches.length >= 1);
-  t.same(batches[0]!.map((e) => [e.type, formatSubnet(e.lease.subnet)]), [['added', formatSubnet(first.subnet)]]);
+  t.same(
+    batches[0]!.map((e) => [e.type, formatSubnet(e.lease.subnet)]),
+    [['added', formatSubnet(first.subnet)]],
+  );
   const third = await manager(reg(), cfg, '192.0.2.3').acquire();
-  await until('add event', () => batches.flat().some((e) => e.type === 'added' && e.lease.attrs.PublicIP === '192.0.2.3'));
+  await until('add event', () =>
+    batches.flat().some((e) => e.type === 'added' && e.lease.attrs.PublicIP === '192.0.2.3'),
+  );
   await raw.delete().key(third.key);
-  await until('remove event', () => batches.flat().some((e) => e.type === 'removed' && e.lease.attrs.PublicIP === '192.0.2.3'));
-  t.notOk(batches.flat().some((e) => formatSubnet(e.lease.subnet) === formatSubnet(mine.subnet)), 'own lease never delivered');
+  await until('remove event', () =>
+    batches.flat().some((e) => e.type === 'removed' && e.lease.attrs.PublicIP === '192.0.2.3'),
+  );
+  t.notOk(
+    batches.flat().some((e) => formatSubnet(e.lease.subnet) === formatSubnet(mine.subnet)),
+    'own lease never delivered',
+  );
   a.abort();
   await done;
 });
@@ -227,11 +247,18 @@ t.test('compaction while the watcher is away: re-list converges', async (t) => {
   await etcd.stop();
   await etcd.restart();
   // etcd is back; change things and compact before the watcher's backoff reconnect (it re-lists in any case).
-  await raw.delete().key(p3.key).catch(() => undefined);
+  await raw
+    .delete()
+    .key(p3.key)
+    .catch(() => undefined);
   const p4 = await manager(reg(), cfg, '192.0.2.5').acquire();
   const head2 = (await raw.get('x').exec()).header.revision;
   await r.compact(head2);
-  await until('converged', () => state.size === 2 && state.has(p2.key) && state.has(p4.key) && !state.has(p3.key), 20000);
+  await until(
+    'converged',
+    () => state.size === 2 && state.has(p2.key) && state.has(p4.key) && !state.has(p3.key),
+    20000,
+  );
   t.pass('converged');
   a.abort();
   await done;
@@ -252,7 +279,7 @@ class CompactAfterFirstList extends EtcdRegistry {
   }
 }
 
-t.test('the manager\'s own peer watch falls behind compaction: it re-lists and converges', async (t) => {
+t.test("the manager's own peer watch falls behind compaction: it re-lists and converges", async (t) => {
   const { cfg, prefix } = setup();
   const r = new CompactAfterFirstList({ endpoints: [etcd.endpoint], prefix, log: silentLogger, timeoutMs: 2000 });
   registries.push(r);
@@ -287,7 +314,7 @@ t.test('the manager\'s own peer watch falls behind compaction: it re-lists and c
   await done;
 });
 
-t.test('the manager\'s own-lease watch falls behind compaction: it re-reads and keeps the lease', async (t) => {
+t.test("the manager's own-lease watch falls behind compaction: it re-reads and keeps the lease", async (t) => {
   const { cfg, prefix } = setup();
   const r = new CompactAfterFirstList({ endpoints: [etcd.endpoint], prefix, log: silentLogger, timeoutMs: 2000 });
   registries.push(r);
@@ -333,7 +360,8 @@ t.test('etcd killed and restarted under a running manager', async (t) => {
 
 t.test('flanneld lease value: parsed, and written byte for byte', async (t) => {
   const { prefix, cfg, reg } = setup();
-  const flanneld = '{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"},"BackendV6Data":null}';
+  const flanneld =
+    '{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"},"BackendV6Data":null}';
   const lease = await raw.lease(60, { autoKeepAlive: false });
   await lease.put(`${prefix}/subnets/10.5.52.0-24`).value(flanneld);
   const r = reg();
@@ -347,12 +375,21 @@ t.test('flanneld lease value: parsed, and written byte for byte', async (t) => {
   t.ok(got.expiresAt! > Date.now());
   t.equal(serializeLeaseAttrs(got.attrs), flanneld, 'round trip of what flanneld wrote');
   // What flanneld writes for fresh attrs (BackendV6Data nil: omitted).
-  const fresh = '{"PublicIP":"192.0.2.12","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:01"}}';
+  const fresh =
+    '{"PublicIP":"192.0.2.12","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:01"}}';
   const m = manager(r, cfg, '192.0.2.12');
   const mine = await m.acquire();
   t.equal(await raw.get(mine.key).string(), fresh);
   t.equal(subnetToKey(mine.subnet), mine.key.split('/').pop());
-  t.same(parseLeaseAttrs('{"PublicIP":"1.2.3.4","BackendType":"udp","Future":true}'), { PublicIP: '1.2.3.4', PublicIPv6: null, BackendType: 'udp', Future: true });
-  t.equal(serializeLeaseAttrs({ PublicIP: '1.2.3.4', BackendType: 'x', BackendData: { s: '<&>' } }), '{"PublicIP":"1.2.3.4","PublicIPv6":null,"BackendType":"x","BackendData":{"s":"\\u003c\\u0026\\u003e"}}');
+  t.same(parseLeaseAttrs('{"PublicIP":"1.2.3.4","BackendType":"udp","Future":true}'), {
+    PublicIP: '1.2.3.4',
+    PublicIPv6: null,
+    BackendType: 'udp',
+    Future: true,
+  });
+  t.equal(
+    serializeLeaseAttrs({ PublicIP: '1.2.3.4', BackendType: 'x', BackendData: { s: '<&>' } }),
+    '{"PublicIP":"1.2.3.4","PublicIPv6":null,"BackendType":"x","BackendData":{"s":"\\u003c\\u0026\\u003e"}}',
+  );
   await lease.revoke();
 });

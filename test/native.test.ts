@@ -79,8 +79,13 @@ function csum(b: Uint8Array, start: number, end: number): number {
 
 /** An IPv4 ICMP echo request to `dst` at slab[at, at+len)? */
 function isEchoRequest(s: Buffer, at: number, len: number, dst: string): boolean {
-  return len >= 28 && s[at]! >> 4 === 4 && s[at + 9] === 1 && s.readUInt32BE(at + 16) === n.ipv4ToU32(dst) &&
-    s[at + (s[at]! & 15) * 4] === 8;
+  return (
+    len >= 28 &&
+    s[at]! >> 4 === 4 &&
+    s[at + 9] === 1 &&
+    s.readUInt32BE(at + 16) === n.ipv4ToU32(dst) &&
+    s[at + (s[at]! & 15) * 4] === 8
+  );
 }
 
 /** Turn an echo request into its reply in place. */
@@ -176,8 +181,20 @@ t.test('tun: open, link, ping answered through tunRead/tunWrite, ICMP errors, cl
       for (let i = 0; i < cnt; i++) {
         const at = i * b.slotSize + HR;
         if (!isEchoRequest(b.slab, at, b.len[i]!, `${NET}.3`)) continue;
-        if (n.icmpError(tun.fd, b.slab, at, b.len[i]!, n.ICMP_DEST_UNREACH, n.ICMP_NET_UNREACH,
-          n.ipv4ToU32(`${NET}.254`), scratch, b.counters)) sent++;
+        if (
+          n.icmpError(
+            tun.fd,
+            b.slab,
+            at,
+            b.len[i]!,
+            n.ICMP_DEST_UNREACH,
+            n.ICMP_NET_UNREACH,
+            n.ipv4ToU32(`${NET}.254`),
+            scratch,
+            b.counters,
+          )
+        )
+          sent++;
       }
     });
     const r = await ping(`${NET}.3`, 1);
@@ -207,15 +224,26 @@ t.test('tun: multi-queue and vnet header flags', async (t) => {
 
 t.test('errors carry the errno name, syscall and argument', async (t) => {
   t.throws(() => n.tunOpen('x'.repeat(16), false, false), { code: 'EINVAL', message: /TUNSETIFF/ });
-  t.throws(() => n.linkSet('wtstnosuch0', 1400, true), { code: 'ENODEV', syscall: 'ioctl(SIOCSIFMTU)', message: /wtstnosuch0/ });
+  t.throws(() => n.linkSet('wtstnosuch0', 1400, true), {
+    code: 'ENODEV',
+    syscall: 'ioctl(SIOCSIFMTU)',
+    message: /wtstnosuch0/,
+  });
   t.throws(() => n.udpOpen('not-an-ip', 0, 0, false), { code: 'EINVAL', message: /inet_pton not-an-ip:0/ });
-  t.throws(() => n.udpOpen('192.0.2.1', 0, 0, false), { code: 'EADDRNOTAVAIL', syscall: 'bind', message: /^bind 192\.0\.2\.1:0: / });
+  t.throws(() => n.udpOpen('192.0.2.1', 0, 0, false), {
+    code: 'EADDRNOTAVAIL',
+    syscall: 'bind',
+    message: /^bind 192\.0\.2\.1:0: /,
+  });
   const fd = n.udpOpen('127.0.0.1', 0, 0, false);
   n.close(fd);
   t.throws(() => n.close(fd), { code: 'EBADF', errno: -9, message: new RegExp(`close fd ${fd}`) });
   t.throws(() => n.udpLocalPort(fd), { code: 'EBADF', syscall: 'getsockname' });
   const b = n.createBatch(1);
-  t.throws(() => n.udpRecv(fd, b.slab, b.slotSize, b.len, b.addr, 1, b.counters), { code: 'EBADF', syscall: 'recvmmsg' });
+  t.throws(() => n.udpRecv(fd, b.slab, b.slotSize, b.len, b.addr, 1, b.counters), {
+    code: 'EBADF',
+    syscall: 'recvmmsg',
+  });
   t.throws(() => n.tunRead(fd, b.slab, b.slotSize, HR, b.len, 1, b.counters), { code: 'EBADF', syscall: 'read' });
   b.len[0] = 10;
   b.peer[0] = 0;
@@ -331,50 +359,60 @@ t.test('udp: sendBatch / udpRecv of 100 datagrams over loopback', async (t) => {
   t.equal(k[n.Counter.udp_tx_packets]! - before, 5);
 });
 
-t.test('udp: reuseport steering by inner flow spreads flows and keeps both directions of a flow together', async (t) => {
-  const a = n.udpOpen('127.0.0.1', 0, 0, true);
-  const port = n.udpLocalPort(a);
-  n.udpSteerByInnerFlow(a, 22, false, 2); // VXLAN: 8-byte header + inner Ethernet before the inner IPv4 header
-  const b = n.udpOpen('127.0.0.1', port, 0, true);
-  t.teardown(() => { n.close(a); n.close(b); });
-  // 32 TCP flows 10.5.1.2:<even port> <-> 10.5.2.2:5201 (connect() hands out even ports), each direction once.
-  const datagram = (flow: number, reverse: boolean): Buffer => {
-    const d = Buffer.alloc(22 + 40);
-    d[0] = 0x08; // VXLAN I flag
-    d.writeUInt16BE(0x0800, 20); // inner EtherType
-    d[22] = 0x45;
-    d[22 + 9] = 6;
-    const [src, dst, sport, dport] = [0x0a050102, 0x0a050202, 40000 + 2 * flow, 5201];
-    d.writeUInt32BE(reverse ? dst : src, 22 + 12);
-    d.writeUInt32BE(reverse ? src : dst, 22 + 16);
-    d.writeUInt16BE(reverse ? dport : sport, 42);
-    d.writeUInt16BE(reverse ? sport : dport, 44);
-    return d;
-  };
-  const sender = dgram.createSocket('udp4');
-  t.teardown(() => sender.close());
-  for (let flow = 0; flow < 32; flow++) {
-    for (const reverse of [false, true]) await new Promise((r) => sender.send(datagram(flow, reverse), port, '127.0.0.1', r));
-  }
-  await new Promise((r) => setTimeout(r, 100));
-  const socketOf = new Map<string, number>(); // "flow direction" -> 0 (a) or 1 (b)
-  const rx = n.createBatch(128);
-  for (const [i, fd] of [a, b].entries()) {
-    const cnt = n.udpRecv(fd, rx.slab, rx.slotSize, rx.len, rx.addr, rx.slots, rx.counters);
-    for (let k = 0; k < cnt; k++) {
-      const at = k * rx.slotSize;
-      const sport = rx.slab.readUInt16BE(at + 42);
-      const forward = sport !== 5201;
-      const flow = ((forward ? sport : rx.slab.readUInt16BE(at + 44)) - 40000) / 2;
-      socketOf.set(`${flow} ${forward ? 'fwd' : 'rev'}`, i);
+t.test(
+  'udp: reuseport steering by inner flow spreads flows and keeps both directions of a flow together',
+  async (t) => {
+    const a = n.udpOpen('127.0.0.1', 0, 0, true);
+    const port = n.udpLocalPort(a);
+    n.udpSteerByInnerFlow(a, 22, false, 2); // VXLAN: 8-byte header + inner Ethernet before the inner IPv4 header
+    const b = n.udpOpen('127.0.0.1', port, 0, true);
+    t.teardown(() => {
+      n.close(a);
+      n.close(b);
+    });
+    // 32 TCP flows 10.5.1.2:<even port> <-> 10.5.2.2:5201 (connect() hands out even ports), each direction once.
+    const datagram = (flow: number, reverse: boolean): Buffer => {
+      const d = Buffer.alloc(22 + 40);
+      d[0] = 0x08; // VXLAN I flag
+      d.writeUInt16BE(0x0800, 20); // inner EtherType
+      d[22] = 0x45;
+      d[22 + 9] = 6;
+      const [src, dst, sport, dport] = [0x0a050102, 0x0a050202, 40000 + 2 * flow, 5201];
+      d.writeUInt32BE(reverse ? dst : src, 22 + 12);
+      d.writeUInt32BE(reverse ? src : dst, 22 + 16);
+      d.writeUInt16BE(reverse ? dport : sport, 42);
+      d.writeUInt16BE(reverse ? sport : dport, 44);
+      return d;
+    };
+    const sender = dgram.createSocket('udp4');
+    t.teardown(() => sender.close());
+    for (let flow = 0; flow < 32; flow++) {
+      for (const reverse of [false, true])
+        await new Promise((r) => sender.send(datagram(flow, reverse), port, '127.0.0.1', r));
     }
-  }
-  t.equal(socketOf.size, 64, 'every datagram arrived in one of the two sockets');
-  const onA = [...Array(32).keys()].filter((f) => socketOf.get(`${f} fwd`) === 0).length;
-  t.ok(onA > 0 && onA < 32, `the flows spread over both sockets (${onA} / ${32 - onA})`);
-  t.ok([...Array(32).keys()].every((f) => socketOf.get(`${f} fwd`) === socketOf.get(`${f} rev`)), 'each flow\'s two directions share a socket');
-  t.throws(() => n.udpSteerByInnerFlow(a, 22, false, 0), { code: 'ERR_OUT_OF_RANGE' }, 'queues 0 refused');
-});
+    await new Promise((r) => setTimeout(r, 100));
+    const socketOf = new Map<string, number>(); // "flow direction" -> 0 (a) or 1 (b)
+    const rx = n.createBatch(128);
+    for (const [i, fd] of [a, b].entries()) {
+      const cnt = n.udpRecv(fd, rx.slab, rx.slotSize, rx.len, rx.addr, rx.slots, rx.counters);
+      for (let k = 0; k < cnt; k++) {
+        const at = k * rx.slotSize;
+        const sport = rx.slab.readUInt16BE(at + 42);
+        const forward = sport !== 5201;
+        const flow = ((forward ? sport : rx.slab.readUInt16BE(at + 44)) - 40000) / 2;
+        socketOf.set(`${flow} ${forward ? 'fwd' : 'rev'}`, i);
+      }
+    }
+    t.equal(socketOf.size, 64, 'every datagram arrived in one of the two sockets');
+    const onA = [...Array(32).keys()].filter((f) => socketOf.get(`${f} fwd`) === 0).length;
+    t.ok(onA > 0 && onA < 32, `the flows spread over both sockets (${onA} / ${32 - onA})`);
+    t.ok(
+      [...Array(32).keys()].every((f) => socketOf.get(`${f} fwd`) === socketOf.get(`${f} rev`)),
+      "each flow's two directions share a socket",
+    );
+    t.throws(() => n.udpSteerByInnerFlow(a, 22, false, 0), { code: 'ERR_OUT_OF_RANGE' }, 'queues 0 refused');
+  },
+);
 
 t.test('udp: sendBatch drops a failing message and goes on', async (t) => {
   const { a, b, pb } = udpPair(t);
@@ -404,7 +442,10 @@ t.test('udp: sendBatch drops a failing message and goes on', async (t) => {
 t.test('udp: 60 KiB and 65507-byte datagrams arrive whole; truncation is a verdict', async (t) => {
   const { a, b, pb } = udpPair(t);
   const tx = n.createBatch(2);
-  for (const [i, size] of [[0, 60 * 1024], [1, 65507]] as const) {
+  for (const [i, size] of [
+    [0, 60 * 1024],
+    [1, 65507],
+  ] as const) {
     tx.off[i] = i * tx.slotSize + HR;
     tx.len[i] = size;
     for (let j = 0; j < size; j++) tx.slab[tx.off[i]! + j] = (j * 31 + i) & 0xff;
@@ -418,7 +459,8 @@ t.test('udp: 60 KiB and 65507-byte datagrams arrive whole; truncation is a verdi
     for (let i = 0; i < cnt; i++) {
       const k = lens.length;
       lens.push(rx.len[i]!);
-      same &&= rx.slab.subarray(i * rx.slotSize, i * rx.slotSize + rx.len[i]!)
+      same &&= rx.slab
+        .subarray(i * rx.slotSize, i * rx.slotSize + rx.len[i]!)
         .equals(tx.slab.subarray(tx.off[k]!, tx.off[k]! + tx.len[k]!));
     }
   }

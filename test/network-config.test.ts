@@ -25,8 +25,14 @@ t.test('defaults', async (t) => {
 
 t.test('explicit values and opaque backend', async (t) => {
   const c = p({
-    Network: '10.5.0.0/16', SubnetLen: 26, SubnetMin: '10.5.10.0', SubnetMax: '10.5.20.192',
-    Backend: { Type: 'vxlan', VNI: 4, DirectRouting: true }, Extra: { anything: 1 }, EnableIPv6: true, IPv6Network: 'fc00::/48',
+    Network: '10.5.0.0/16',
+    SubnetLen: 26,
+    SubnetMin: '10.5.10.0',
+    SubnetMax: '10.5.20.192',
+    Backend: { Type: 'vxlan', VNI: 4, DirectRouting: true },
+    Extra: { anything: 1 },
+    EnableIPv6: true,
+    IPv6Network: 'fc00::/48',
   });
   t.equal(c.subnetLen, 26);
   t.equal(formatIPv4(c.subnetMin), '10.5.10.0');
@@ -34,9 +40,17 @@ t.test('explicit values and opaque backend', async (t) => {
   t.same(c.backend, { Type: 'vxlan', VNI: 4, DirectRouting: true });
   t.equal(c.enableIPv6, true);
   t.equal(c.ipv6Network, 'fc00::/48');
-  t.same(p({ Network: '10.5.0.0/16', Backend: { Port: 9000 } }).backend, { Port: 9000, Type: 'udp' }, 'Type defaults inside Backend too');
+  t.same(
+    p({ Network: '10.5.0.0/16', Backend: { Port: 9000 } }).backend,
+    { Port: 9000, Type: 'udp' },
+    'Type defaults inside Backend too',
+  );
   t.equal(p({ network: '10.6.0.0/16' }).network.ip >>> 24, 10, 'case-insensitive keys as Go decodes them');
-  t.equal(p({ Network: '10.5.0.0/16', SubnetMin: '0.0.0.0' }).subnetMin, p({ Network: '10.5.0.0/16' }).subnetMin, '0.0.0.0 = unset');
+  t.equal(
+    p({ Network: '10.5.0.0/16', SubnetMin: '0.0.0.0' }).subnetMin,
+    p({ Network: '10.5.0.0/16' }).subnetMin,
+    '0.0.0.0 = unset',
+  );
 });
 
 const bad: Array<[string, unknown, RegExp]> = [
@@ -54,10 +68,26 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['SubnetMin outside', { Network: '10.5.0.0/16', SubnetMin: '10.6.0.0' }, /SubnetMin "10.6.0.0": not within Network/],
   ['SubnetMax outside', { Network: '10.5.0.0/16', SubnetMax: '10.4.0.0' }, /SubnetMax "10.4.0.0": not within Network/],
   ['SubnetMin not an IP', { Network: '10.5.0.0/16', SubnetMin: 'x' }, /SubnetMin "x": not an IPv4/],
-  ['SubnetMin unaligned', { Network: '10.5.0.0/16', SubnetMin: '10.5.1.1' }, /SubnetMin "10.5.1.1": not on a \/24 boundary/],
-  ['SubnetMax unaligned', { Network: '10.5.0.0/16', SubnetMax: '10.5.9.128' }, /SubnetMax "10.5.9.128": not on a \/24 boundary/],
-  ['min > max', { Network: '10.5.0.0/16', SubnetMin: '10.5.9.0', SubnetMax: '10.5.8.0' }, /SubnetMin "10.5.9.0": is above SubnetMax 10.5.8.0/],
-  ['IPv6 only', { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fc00::/48' }, /EnableIPv4 false: IPv6-only networks are not supported/],
+  [
+    'SubnetMin unaligned',
+    { Network: '10.5.0.0/16', SubnetMin: '10.5.1.1' },
+    /SubnetMin "10.5.1.1": not on a \/24 boundary/,
+  ],
+  [
+    'SubnetMax unaligned',
+    { Network: '10.5.0.0/16', SubnetMax: '10.5.9.128' },
+    /SubnetMax "10.5.9.128": not on a \/24 boundary/,
+  ],
+  [
+    'min > max',
+    { Network: '10.5.0.0/16', SubnetMin: '10.5.9.0', SubnetMax: '10.5.8.0' },
+    /SubnetMin "10.5.9.0": is above SubnetMax 10.5.8.0/,
+  ],
+  [
+    'IPv6 only',
+    { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fc00::/48' },
+    /EnableIPv4 false: IPv6-only networks are not supported/,
+  ],
   ['nothing enabled', { EnableIPv4: false }, /EnableIPv4 false: weft needs an IPv4 network/],
   ['EnableIPv4 wrong type', { Network: '10.5.0.0/16', EnableIPv4: 'yes' }, /EnableIPv4 "yes"/],
   ['Backend not an object', { Network: '10.5.0.0/16', Backend: 'vxlan' }, /Backend "vxlan"/],

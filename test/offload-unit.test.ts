@@ -141,9 +141,15 @@ t.test('GSO: MSS larger than the MTU allows is cut finer; UDP (USO) keeps datagr
   t.ok(r.segs.every((s) => s.length <= 1000 && l4Valid(s, 0)));
 
   const u = Buffer.alloc(20 + 8 + 2500);
-  u[0] = 0x45; u.writeUInt16BE(u.length, 2); u[8] = 64; u[9] = 17;
-  ip4('10.5.1.2').copy(u, 12); ip4('10.5.2.2').copy(u, 16);
-  u.writeUInt16BE(5000, 20); u.writeUInt16BE(5001, 22); u.writeUInt16BE(u.length - 20, 24);
+  u[0] = 0x45;
+  u.writeUInt16BE(u.length, 2);
+  u[8] = 64;
+  u[9] = 17;
+  ip4('10.5.1.2').copy(u, 12);
+  ip4('10.5.2.2').copy(u, 16);
+  u.writeUInt16BE(5000, 20);
+  u.writeUInt16BE(5001, 22);
+  u.writeUInt16BE(u.length - 20, 24);
   payload(2500).copy(u, 28);
   u.writeUInt16BE(~csum(u, 0, 20) & 0xffff, 10);
   const ur = split(withVnet(u, { type: 5, gsoSize: 1000, csumOff: 6 }), 1450);
@@ -177,7 +183,7 @@ t.test('GSO: bad input is a verdict, never a crash', async (t) => {
   t.equal(split(withVnet(p, { gsoSize: 1000, hdrLen: 9000 })).count, M, 'hdr_len beyond the packet');
   t.equal(split(withVnet(p, { gsoSize: 1000, type: 4 })).count, M, 'TCPv6 on an IPv4 packet');
   t.equal(split(withVnet(p, { gsoSize: 1000, flags: 0 })).count, M, 'GSO without NEEDS_CSUM');
-  t.equal(split(withVnet(p, { gsoSize: 1, })).count, M, 'more segments than allowed');
+  t.equal(split(withVnet(p, { gsoSize: 1 })).count, M, 'more segments than allowed');
   t.equal(split(withVnet(p, { type: 0, csumStart: 60000 }, false)).count, M, 'csum_start beyond the packet');
   const lying = Buffer.from(p);
   lying.writeUInt16BE(p.length + 100, 2);
@@ -186,11 +192,18 @@ t.test('GSO: bad input is a verdict, never a crash', async (t) => {
   thl[32] = 0xf0; // 60-byte TCP header
   thl.writeUInt16BE(50, 2);
   t.equal(split(withVnet(thl.subarray(0, 50), { gsoSize: 1000 })).count, M, 'TCP header beyond the packet');
-  t.equal(split(withVnet(tcp({ payload: payload(10), ttl: 1 }), { type: 0 }), 1450, 0, true).count, n.VERDICT_TTL_EXCEEDED);
+  t.equal(
+    split(withVnet(tcp({ payload: payload(10), ttl: 1 }), { type: 0 }), 1450, 0, true).count,
+    n.VERDICT_TTL_EXCEEDED,
+  );
   const out = Buffer.alloc(100);
   const res = new Int32Array(2);
   const b = withVnet(p, { gsoSize: 1000 });
-  t.equal(n.gsoSplit(b, VH, b.length - VH, 1450, out, 0, false, res, new Float64Array(n.COUNTER_COUNT)), n.VERDICT_NO_SLOT, 'no room');
+  t.equal(
+    n.gsoSplit(b, VH, b.length - VH, 1450, out, 0, false, res, new Float64Array(n.COUNTER_COUNT)),
+    n.VERDICT_NO_SLOT,
+    'no room',
+  );
 });
 
 // ---- GRO ----
@@ -223,7 +236,15 @@ function gro(packets: Buffer[], coalesce = true, extra?: (off: Int32Array, len: 
 function flow(count: number, size: number, opts: Partial<Tcp> = {}, last = size): Buffer[] {
   const base = opts.seq ?? 5000;
   return Array.from({ length: count }, (_, k) =>
-    tcp({ ts: 99, ...opts, payload: payload(k === count - 1 ? last : size), seq: base + k * size, id: 10 + k, flags: k === count - 1 ? 0x18 : 0x10 }));
+    tcp({
+      ts: 99,
+      ...opts,
+      payload: payload(k === count - 1 ? last : size),
+      seq: base + k * size,
+      id: 10 + k,
+      flags: k === count - 1 ? 0x18 : 0x10,
+    }),
+  );
 }
 
 t.test('GRO: consecutive segments of one flow become one super-packet', async (t) => {
@@ -266,7 +287,10 @@ t.test('GRO: what must not be merged is written alone', async (t) => {
   const short = [...flow(2, 1000, {}, 500), tcp({ ts: 99, payload: payload(1000), seq: 6500 })];
   short[1]![33] = 0x10;
   short[1]!.writeUInt16BE(0, 36);
-  short[1]!.writeUInt16BE(~csum(short[1]!, 20, short[1]!.length, pseudo(short[1]!, 0, 6, short[1]!.length - 20)) & 0xffff, 36);
+  short[1]!.writeUInt16BE(
+    ~csum(short[1]!, 20, short[1]!.length, pseudo(short[1]!, 0, 6, short[1]!.length - 20)) & 0xffff,
+    36,
+  );
   const sr = gro(short).res;
   t.equal(sr.length, 2, 'a short segment ends the run');
   t.equal(sr[0]!.pkt.length, 52 + 1500);
@@ -282,13 +306,20 @@ t.test('GRO: what must not be merged is written alone', async (t) => {
   t.equal(br.res[1]!.vh[0], 0, 'written alone with a zero header: the kernel drops it');
 
   t.equal(gro(a, false).res.length, 3, 'coalescing off');
-  t.ok(gro(a, false).res.every((r) => r.vh.every((b) => b === 0)), 'complete checksums: zero headers');
+  t.ok(
+    gro(a, false).res.every((r) => r.vh.every((b) => b === 0)),
+    'complete checksums: zero headers',
+  );
 });
 
 t.test('GRO: partial checksums from a kernel sender go as NEEDS_CSUM', async (t) => {
   const u = Buffer.alloc(20 + 8 + 10);
-  u[0] = 0x45; u.writeUInt16BE(u.length, 2); u[8] = 64; u[9] = 17;
-  ip4('10.5.1.2').copy(u, 12); ip4('10.5.2.2').copy(u, 16);
+  u[0] = 0x45;
+  u.writeUInt16BE(u.length, 2);
+  u[8] = 64;
+  u[9] = 17;
+  ip4('10.5.1.2').copy(u, 12);
+  ip4('10.5.2.2').copy(u, 16);
   u.writeUInt16BE(18, 24);
   let s = pseudo(u, 0, 17, 18);
   while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
@@ -299,7 +330,11 @@ t.test('GRO: partial checksums from a kernel sender go as NEEDS_CSUM', async (t)
   p.writeUInt16BE(ps, 36);
   const { res } = gro([u, p]);
   t.equal(res.length, 2);
-  t.same([res[0]!.vh[0], res[0]!.vh.readUInt16LE(6), res[0]!.vh.readUInt16LE(8)], [1, 20, 6], 'UDP: NEEDS_CSUM at 20+6');
+  t.same(
+    [res[0]!.vh[0], res[0]!.vh.readUInt16LE(6), res[0]!.vh.readUInt16LE(8)],
+    [1, 20, 6],
+    'UDP: NEEDS_CSUM at 20+6',
+  );
   t.same([res[1]!.vh[0], res[1]!.vh[1], res[1]!.vh.readUInt16LE(8)], [1, 0, 16], 'TCP: NEEDS_CSUM, no GSO');
 });
 

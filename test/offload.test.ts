@@ -18,8 +18,16 @@ import { metricsOf, peerPacketsOf, sha256Transfer, statusOf } from './helpers/tr
 const METRICS = 8471;
 const MB = 1 << 20;
 
-async function startPair(t: Test, type: string, env: Record<string, string> = {}, args: string[] = []): Promise<Cluster> {
-  const cluster = await Cluster.create({ hosts: 2, network: { Network: '10.5.0.0/16', SubnetLen: 24, Backend: { Type: type } } });
+async function startPair(
+  t: Test,
+  type: string,
+  env: Record<string, string> = {},
+  args: string[] = [],
+): Promise<Cluster> {
+  const cluster = await Cluster.create({
+    hosts: 2,
+    network: { Network: '10.5.0.0/16', SubnetLen: 24, Backend: { Type: type } },
+  });
   t.teardown(() => cluster.destroy());
   // The daemons inherit the environment: set the offload switches only while they start.
   const saved = Object.keys(env).map((k) => [k, process.env[k]] as const);
@@ -49,22 +57,38 @@ async function transfer(t: Test, cluster: Cluster, bytes: number): Promise<void>
   t.equal(r.receivedHash, r.sentHash, 'same sha256 on both ends');
 }
 
-for (const [type, size] of [['vxlan', 500 * MB], ['udp', 100 * MB], ['geneve', 100 * MB]] as const) {
+for (const [type, size] of [
+  ['vxlan', 500 * MB],
+  ['udp', 100 * MB],
+  ['geneve', 100 * MB],
+] as const) {
   t.test(`${type} encap, offload tier`, async (t) => {
     const cluster = await startPair(t, type);
     await pingBoth(t, cluster);
-    const tcpOpts = await cluster.tb.exec(cluster.pods.get(1)!.ns, ['sysctl', '-n', 'net.ipv4.tcp_timestamps', 'net.ipv4.tcp_sack']);
+    const tcpOpts = await cluster.tb.exec(cluster.pods.get(1)!.ns, [
+      'sysctl',
+      '-n',
+      'net.ipv4.tcp_timestamps',
+      'net.ipv4.tcp_sack',
+    ]);
     t.same(tcpOpts.stdout.trim().split(/\s+/), ['1', '1'], 'TCP timestamps and SACK on in the pods (Linux default)');
     await transfer(t, cluster, size);
     const tx = await metricsOf(cluster.tb, cluster.tb.host(1), METRICS);
     const rx = await metricsOf(cluster.tb, cluster.tb.host(2), METRICS);
-    t.ok((tx['gso_superpackets'] ?? 0) > 0 && (tx['gso_segments'] ?? 0) > (tx['gso_superpackets'] ?? 0),
-      `sender split super-packets (${tx['gso_superpackets']} into ${tx['gso_segments']} segments)`);
+    t.ok(
+      (tx['gso_superpackets'] ?? 0) > 0 && (tx['gso_segments'] ?? 0) > (tx['gso_superpackets'] ?? 0),
+      `sender split super-packets (${tx['gso_superpackets']} into ${tx['gso_segments']} segments)`,
+    );
     t.ok((tx['udp_gso_sends'] ?? 0) > 0, `sender used UDP_SEGMENT (${tx['udp_gso_sends']} trains)`);
-    t.ok((rx['gro_superpackets'] ?? 0) > 0, `receiver coalesced (${rx['gro_coalesced']} segments into ${rx['gro_superpackets']})`);
+    t.ok(
+      (rx['gro_superpackets'] ?? 0) > 0,
+      `receiver coalesced (${rx['gro_coalesced']} segments into ${rx['gro_superpackets']})`,
+    );
     t.equal(rx['gro_csum_bad'] ?? 0, 0, 'no segment arrived with a bad checksum');
-    t.ok((tx['syscalls_send'] ?? 0) < (tx['udp_tx_packets'] ?? 0) / 4,
-      `far fewer sends than datagrams (${tx['syscalls_send']} for ${tx['udp_tx_packets']})`);
+    t.ok(
+      (tx['syscalls_send'] ?? 0) < (tx['udp_tx_packets'] ?? 0) / 4,
+      `far fewer sends than datagrams (${tx['syscalls_send']} for ${tx['udp_tx_packets']})`,
+    );
   });
 }
 
@@ -84,21 +108,36 @@ t.test('--queues 2: forwards intact, flows spread over both queues, per-peer cou
   const queues = st.queues ?? [];
   t.equal(queues.length, 2, 'two queues in /status');
   const st2 = await statusOf(tb, tb.host(2), METRICS);
-  for (const [name, doc] of [['h1', st], ['h2', st2]] as const) {
-    t.comment(`${name} per queue: tun rx ${(doc.queues ?? []).map((q) => q.tunRxPackets).join(' / ')}; udp rx ${(doc.queues ?? []).map((q) => q.udpRxPackets).join(' / ')}; udp tx ${(doc.queues ?? []).map((q) => q.udpTxPackets).join(' / ')}; tun tx ${(doc.queues ?? []).map((q) => q.tunTxPackets).join(' / ')}`);
+  for (const [name, doc] of [
+    ['h1', st],
+    ['h2', st2],
+  ] as const) {
+    t.comment(
+      `${name} per queue: tun rx ${(doc.queues ?? []).map((q) => q.tunRxPackets).join(' / ')}; udp rx ${(doc.queues ?? []).map((q) => q.udpRxPackets).join(' / ')}; udp tx ${(doc.queues ?? []).map((q) => q.udpTxPackets).join(' / ')}; tun tx ${(doc.queues ?? []).map((q) => q.tunTxPackets).join(' / ')}`,
+    );
   }
   // Received datagrams pick their queue by inner flow, and the TUN keeps each flow's outgoing packets on the queue
   // that wrote its incoming ones: with 16 flows, both queues work on both hosts (all on one: 1 in 32,768).
-  t.ok(queues.every((q) => q.tunRxPackets > 0), 'h1 read from TUN on both queues');
-  t.ok((st2.queues ?? []).length === 2 && (st2.queues ?? []).every((q) => q.udpRxPackets > 0), 'h2 received on both sockets');
+  t.ok(
+    queues.every((q) => q.tunRxPackets > 0),
+    'h1 read from TUN on both queues',
+  );
+  t.ok(
+    (st2.queues ?? []).length === 2 && (st2.queues ?? []).every((q) => q.udpRxPackets > 0),
+    'h2 received on both sockets',
+  );
   const sum = (k: 'tunRxPackets' | 'udpRxPackets') => queues.reduce((n, q) => n + q[k], 0);
   t.equal(sum('tunRxPackets'), st.counters['tun_rx_packets'], 'the queues add up to the datapath total');
   // Each packet read from TUN goes to the peer or is counted as a drop (none expected here).
   const peer = st.peers[0]?.subnet;
   const perPeerTx = (await peerPacketsOf(tb, tb.host(1), METRICS))[`${peer} tx`] ?? 0;
-  const drops = Object.entries(st.counters).filter(([k]) => k.startsWith('drop_')).reduce((n, [, v]) => n + v, 0);
-  t.ok(perPeerTx + drops >= sum('tunRxPackets') * 0.99,
-    `per-peer tx packets (${perPeerTx}) + drops (${drops}) account for what every queue read from TUN (${sum('tunRxPackets')})`);
+  const drops = Object.entries(st.counters)
+    .filter(([k]) => k.startsWith('drop_'))
+    .reduce((n, [, v]) => n + v, 0);
+  t.ok(
+    perPeerTx + drops >= sum('tunRxPackets') * 0.99,
+    `per-peer tx packets (${perPeerTx}) + drops (${drops}) account for what every queue read from TUN (${sum('tunRxPackets')})`,
+  );
 });
 
 t.test('every frame on the bridge fits the underlay MTU', async (t) => {
@@ -114,8 +153,11 @@ t.test('every frame on the bridge fits the underlay MTU', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'bridge.pcap');
   // The bridge-side port of h1 sees both directions; snap 64 bytes, at most 20000 frames, at most 60 s.
-  const dump = tb.spawn(tb.bridgeNs, ['timeout', '60', 'tcpdump', '-i', tb.host(1).name, '-s', '64', '-c', '20000', '-w', file,
-    'udp', 'port', '8472'], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const dump = tb.spawn(
+    tb.bridgeNs,
+    ['timeout', '60', 'tcpdump', '-i', tb.host(1).name, '-s', '64', '-c', '20000', '-w', file, 'udp', 'port', '8472'],
+    { stdio: ['ignore', 'ignore', 'ignore'] },
+  );
   const exited = new Promise((r) => dump.once('exit', r));
   await new Promise((r) => setTimeout(r, 1000));
   await transfer(t, cluster, 50 * MB);
@@ -123,7 +165,8 @@ t.test('every frame on the bridge fits the underlay MTU', async (t) => {
   await exited;
   const pcap = readFileSync(file);
   const lengths: number[] = [];
-  for (let at = 24; at + 16 <= pcap.length; at += 16 + pcap.readUInt32LE(at + 8)) lengths.push(pcap.readUInt32LE(at + 12));
+  for (let at = 24; at + 16 <= pcap.length; at += 16 + pcap.readUInt32LE(at + 8))
+    lengths.push(pcap.readUInt32LE(at + 12));
   t.ok(lengths.length > 1000, `captured ${lengths.length} frames`);
   const biggest = lengths.reduce((m, l) => Math.max(m, l), 0);
   t.ok(biggest <= 1500 + 14, `largest frame ${biggest} bytes (Ethernet header + at most 1500)`);

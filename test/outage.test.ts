@@ -26,8 +26,15 @@ import type { StatusDoc } from '../src/metrics/server.js';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function status(cluster: Cluster, n = 1): Promise<StatusDoc | null> {
-  const r = await cluster.tb.exec(cluster.tb.host(n), [process.execPath, '-e',
-    "fetch('http://127.0.0.1:8471/status').then((r) => r.text()).then((s) => process.stdout.write(s), () => process.exit(2))"], { timeoutMs: 10_000 });
+  const r = await cluster.tb.exec(
+    cluster.tb.host(n),
+    [
+      process.execPath,
+      '-e',
+      "fetch('http://127.0.0.1:8471/status').then((r) => r.text()).then((s) => process.stdout.write(s), () => process.exit(2))",
+    ],
+    { timeoutMs: 10_000 },
+  );
   return r.code === 0 ? (JSON.parse(r.stdout) as StatusDoc) : null;
 }
 
@@ -43,7 +50,11 @@ async function until(check: () => Promise<boolean>, ms: number): Promise<boolean
 
 async function subnetKeys(cluster: Cluster, prefix = PREFIX): Promise<string[]> {
   const out = await cluster.etcdctl(['get', '--prefix', '--keys-only', `${prefix}/subnets/`]);
-  return out.split('\n').map((s) => s.trim()).filter((s) => s.length > 0).sort();
+  return out
+    .split('\n')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+    .sort();
 }
 
 function subnetOf(cluster: Cluster, n: number): string {
@@ -57,7 +68,10 @@ async function pingPods(t: Test, cluster: Cluster, what: string): Promise<void> 
 }
 
 t.test('outages', { timeout: 600_000 }, async (t) => {
-  const cluster = await Cluster.create({ hosts: 2, network: { Network: '10.47.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } } });
+  const cluster = await Cluster.create({
+    hosts: 2,
+    network: { Network: '10.47.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } },
+  });
   t.teardown(() => cluster.destroy());
 
   const restartDaemons = async (args: string[]): Promise<void> => {
@@ -66,31 +80,46 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
     for (const n of [1, 2]) await cluster.ensurePod(n);
   };
 
-  await t.test('etcd stopped for 60 s under traffic: forwarding continues, then reconnect and renew, no re-lease', async (t) => {
-    // TTL 30 s, renewed every 15 s (the margin is clamped to half the TTL): renewals fail during the outage.
-    await restartDaemons(['--subnet-lease-ttl=30', '--subnet-lease-renew-margin=1']);
-    await pingPods(t, cluster, 'before the outage');
-    const keys = await subnetKeys(cluster);
-    const subnets = [subnetOf(cluster, 1), subnetOf(cluster, 2)];
-    const before = (await status(cluster))!;
-    await cluster.etcd.stop();
-    // One ping per second for the whole outage; every one must come back.
-    const loop = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 60, intervalSec: 1, timeoutSec: 3 });
-    t.ok(loop.ok, `pings during the 60 s outage: ${loop.received}/${loop.transmitted} came back`);
-    const during = (await status(cluster))!;
-    t.ok(during.control.etcdOutages > before.control.etcdOutages, 'the daemon noticed the outage');
-    await cluster.etcd.restart();
-    const renewed = await until(async () => {
-      const s = await status(cluster);
-      return s !== null && s.control.etcdReconnects > before.control.etcdReconnects && s.control.renewals > during.control.renewals && s.healthy;
-    }, 45_000);
-    const after = (await status(cluster))!;
-    t.ok(renewed, `reconnected (${after.control.etcdReconnects} reconnects) and renewed (${during.control.renewals} -> ${after.control.renewals} renewals), healthy again`);
-    t.equal(after.control.acquisitions, 1, 'nothing re-leased: still one acquisition');
-    t.same(await subnetKeys(cluster), keys, 'same keys in etcd');
-    t.same([subnetOf(cluster, 1), subnetOf(cluster, 2)], subnets, 'same subnets');
-    await pingPods(t, cluster, 'after etcd is back');
-  });
+  await t.test(
+    'etcd stopped for 60 s under traffic: forwarding continues, then reconnect and renew, no re-lease',
+    async (t) => {
+      // TTL 30 s, renewed every 15 s (the margin is clamped to half the TTL): renewals fail during the outage.
+      await restartDaemons(['--subnet-lease-ttl=30', '--subnet-lease-renew-margin=1']);
+      await pingPods(t, cluster, 'before the outage');
+      const keys = await subnetKeys(cluster);
+      const subnets = [subnetOf(cluster, 1), subnetOf(cluster, 2)];
+      const before = (await status(cluster))!;
+      await cluster.etcd.stop();
+      // One ping per second for the whole outage; every one must come back.
+      const loop = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, {
+        count: 60,
+        intervalSec: 1,
+        timeoutSec: 3,
+      });
+      t.ok(loop.ok, `pings during the 60 s outage: ${loop.received}/${loop.transmitted} came back`);
+      const during = (await status(cluster))!;
+      t.ok(during.control.etcdOutages > before.control.etcdOutages, 'the daemon noticed the outage');
+      await cluster.etcd.restart();
+      const renewed = await until(async () => {
+        const s = await status(cluster);
+        return (
+          s !== null &&
+          s.control.etcdReconnects > before.control.etcdReconnects &&
+          s.control.renewals > during.control.renewals &&
+          s.healthy
+        );
+      }, 45_000);
+      const after = (await status(cluster))!;
+      t.ok(
+        renewed,
+        `reconnected (${after.control.etcdReconnects} reconnects) and renewed (${during.control.renewals} -> ${after.control.renewals} renewals), healthy again`,
+      );
+      t.equal(after.control.acquisitions, 1, 'nothing re-leased: still one acquisition');
+      t.same(await subnetKeys(cluster), keys, 'same keys in etcd');
+      t.same([subnetOf(cluster, 1), subnetOf(cluster, 2)], subnets, 'same subnets');
+      await pingPods(t, cluster, 'after etcd is back');
+    },
+  );
 
   await t.test('etcd restarted empty: leases come back when the config does', async (t) => {
     await restartDaemons([]);
@@ -100,14 +129,25 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
     await cluster.etcd.restart();
     await sleep(8000);
     t.same(await subnetKeys(cluster), [], 'no lease written while the network config is missing');
-    await cluster.etcdctl(['put', `${PREFIX}/config`, JSON.stringify({ Network: '10.47.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } })]);
+    await cluster.etcdctl([
+      'put',
+      `${PREFIX}/config`,
+      JSON.stringify({ Network: '10.47.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } }),
+    ]);
     const back = await until(async () => (await subnetKeys(cluster)).length === 2, 45_000);
     t.ok(back, 'both daemons re-created their leases once the config was back');
     t.same([subnetOf(cluster, 1), subnetOf(cluster, 2)], subnets, 'same subnets as before');
-    t.same(await subnetKeys(cluster), subnets.map((s) => `${PREFIX}/subnets/${s.replace('/', '-')}`).sort(), 'keys match');
+    t.same(
+      await subnetKeys(cluster),
+      subnets.map((s) => `${PREFIX}/subnets/${s.replace('/', '-')}`).sort(),
+      'keys match',
+    );
     const after = (await status(cluster))!;
     t.equal(after.control.acquisitions, before.control.acquisitions + 1, 'one re-acquisition');
-    const pinged = await until(async () => (await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 1, timeoutSec: 2 })).ok, 20_000);
+    const pinged = await until(
+      async () => (await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 1, timeoutSec: 2 })).ok,
+      20_000,
+    );
     t.ok(pinged, 'pods ping again');
   });
 
@@ -116,7 +156,10 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
     await cluster.stopDaemon(1, 'SIGKILL');
     await cluster.startDaemon(1, ['--healthz-port=8471']);
     t.equal(subnetOf(cluster, 1), subnet, 'same subnet after a crash');
-    const pinged = await until(async () => (await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 1, timeoutSec: 2 })).ok, 20_000);
+    const pinged = await until(
+      async () => (await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 1, timeoutSec: 2 })).ok,
+      20_000,
+    );
     t.ok(pinged, 'pods ping after the restart');
     t.equal((await subnetKeys(cluster)).length, 2, 'still two leases');
   });
@@ -140,10 +183,15 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
     }
     const back = await until(async () => {
       const s = await status(cluster);
-      return s !== null && s.control.acquisitions > before.control.acquisitions && (await subnetKeys(cluster)).includes(key);
+      return (
+        s !== null && s.control.acquisitions > before.control.acquisitions && (await subnetKeys(cluster)).includes(key)
+      );
     }, 90_000);
     const after = await status(cluster);
-    t.ok(back, `re-acquired after the path came back (acquisitions ${before.control.acquisitions} -> ${after?.control.acquisitions}, losses ${after?.control.losses})`);
+    t.ok(
+      back,
+      `re-acquired after the path came back (acquisitions ${before.control.acquisitions} -> ${after?.control.acquisitions}, losses ${after?.control.losses})`,
+    );
     t.equal(subnetOf(cluster, 1), subnet, 'the same subnet');
     t.equal(after?.lease?.subnet, subnet, '/status shows it');
     await pingPods(t, cluster, 'after re-acquiring');
@@ -162,20 +210,38 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
       if (r.code !== 0) throw new Error(`ip addr add: ${r.stderr}`);
     }
 
-    const runAll = async (prefix: string, network: object): Promise<{ subnets: (string | null)[]; codes: (number | null)[]; lines: string[] }> => {
+    const runAll = async (
+      prefix: string,
+      network: object,
+    ): Promise<{ subnets: (string | null)[]; codes: (number | null)[]; lines: string[] }> => {
       await cluster.etcdctl(['put', `${prefix}/config`, JSON.stringify(network)]);
       const children: ChildProcess[] = [];
       const errs: string[] = Array.from({ length: 16 }, () => '');
       for (let k = 0; k < 16; k++) {
-        const c = cluster.tb.spawn(hosts[k >> 2]!, [process.execPath, WEFT_CLI, 'daemon', `--etcd-endpoints=${cluster.endpoint}`,
-          `--etcd-prefix=${prefix}`, `--iface=${addrOf(k)}`, `--tun-name=wt${k}`, `--subnet-file=${join(dir, `${prefix.slice(1).replace(/\//g, '_')}-${k}.env`)}`,
-          '--log-level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+        const c = cluster.tb.spawn(
+          hosts[k >> 2]!,
+          [
+            process.execPath,
+            WEFT_CLI,
+            'daemon',
+            `--etcd-endpoints=${cluster.endpoint}`,
+            `--etcd-prefix=${prefix}`,
+            `--iface=${addrOf(k)}`,
+            `--tun-name=wt${k}`,
+            `--subnet-file=${join(dir, `${prefix.slice(1).replace(/\//g, '_')}-${k}.env`)}`,
+            '--log-level=warn',
+          ],
+          { stdio: ['ignore', 'ignore', 'pipe'] },
+        );
         c.stderr?.on('data', (d: Buffer) => (errs[k] += d.toString()));
         children.push(c);
       }
       try {
         const file = (k: number) => join(dir, `${prefix.slice(1).replace(/\//g, '_')}-${k}.env`);
-        await until(async () => children.every((c, k) => c.exitCode !== null || readSubnetEnv(file(k)) !== null), 120_000);
+        await until(
+          async () => children.every((c, k) => c.exitCode !== null || readSubnetEnv(file(k)) !== null),
+          120_000,
+        );
         return {
           subnets: children.map((_, k) => {
             const env = readSubnetEnv(file(k));
@@ -189,20 +255,47 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
       }
     };
 
-    const room16 = await runAll('/weft-test/room16', { Network: '10.60.0.0/16', SubnetLen: 24, SubnetMin: '10.60.1.0', SubnetMax: '10.60.16.0', Backend: { Type: 'udp' } });
+    const room16 = await runAll('/weft-test/room16', {
+      Network: '10.60.0.0/16',
+      SubnetLen: 24,
+      SubnetMin: '10.60.1.0',
+      SubnetMax: '10.60.16.0',
+      Backend: { Type: 'udp' },
+    });
     const got16 = room16.subnets.filter((s): s is string => s !== null);
-    t.equal(got16.length, 16, `room for 16: all 16 leased (${room16.lines.filter((l) => l.startsWith('weft:')).join('; ')})`);
+    t.equal(
+      got16.length,
+      16,
+      `room for 16: all 16 leased (${room16.lines.filter((l) => l.startsWith('weft:')).join('; ')})`,
+    );
     t.equal(new Set(got16).size, 16, 'all distinct');
 
-    const room8 = await runAll('/weft-test/room8', { Network: '10.61.0.0/16', SubnetLen: 24, SubnetMin: '10.61.1.0', SubnetMax: '10.61.8.0', Backend: { Type: 'udp' } });
+    const room8 = await runAll('/weft-test/room8', {
+      Network: '10.61.0.0/16',
+      SubnetLen: 24,
+      SubnetMin: '10.61.1.0',
+      SubnetMax: '10.61.8.0',
+      Backend: { Type: 'udp' },
+    });
     const got8 = room8.subnets.filter((s): s is string => s !== null);
     t.equal(got8.length, 8, 'room for 8: 8 leased');
     t.equal(new Set(got8).size, 8, 'distinct');
-    const failed = room8.codes.map((c, k) => ({ c, line: room8.lines[k]!, leased: room8.subnets[k] !== null })).filter((x) => !x.leased);
+    const failed = room8.codes
+      .map((c, k) => ({ c, line: room8.lines[k]!, leased: room8.subnets[k] !== null }))
+      .filter((x) => !x.leased);
     t.equal(failed.length, 8, '8 did not get a subnet');
-    t.ok(failed.every((x) => x.c === 1), `each exited with code 1 (${failed.map((x) => x.c).join(',')})`);
-    t.ok(failed.every((x) => /^weft: no free \/24 left in 10\.61\.0\.0\/16 \[10\.61\.1\.0 \.\. 10\.61\.8\.0\]: 8 subnets, 8 taken/.test(x.line)),
-      `with one clear line: ${failed[0]?.line}`);
+    t.ok(
+      failed.every((x) => x.c === 1),
+      `each exited with code 1 (${failed.map((x) => x.c).join(',')})`,
+    );
+    t.ok(
+      failed.every((x) =>
+        /^weft: no free \/24 left in 10\.61\.0\.0\/16 \[10\.61\.1\.0 \.\. 10\.61\.8\.0\]: 8 subnets, 8 taken/.test(
+          x.line,
+        ),
+      ),
+      `with one clear line: ${failed[0]?.line}`,
+    );
     t.equal((await subnetKeys(cluster, '/weft-test/room8')).length, 8, 'etcd holds exactly 8 leases');
   });
 });

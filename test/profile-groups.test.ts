@@ -6,8 +6,17 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  GROUPS, GROUP_ORDER, IDLE, ProfileAggregate, groupOf, groupOfSymbol, parsePerfScript, processClass, summarizeProfile,
-  type ClassifyContext, type Frame,
+  GROUPS,
+  GROUP_ORDER,
+  IDLE,
+  ProfileAggregate,
+  groupOf,
+  groupOfSymbol,
+  parsePerfScript,
+  processClass,
+  summarizeProfile,
+  type ClassifyContext,
+  type Frame,
 } from '../src/bench/profile-groups.js';
 import { foldedFileName, interpolate } from '../src/bench/profile.js';
 
@@ -19,23 +28,55 @@ const u = (sym: string, dso = '/usr/bin/node'): Frame => ({ sym, dso, kernel: fa
 
 t.test('the table names the kernel symbols of each kind of work', async (t) => {
   const cases: [string, string | null][] = [
-    ['_copy_to_iter', 'copy'], ['_copy_from_iter', 'copy'], ['copy_user_generic', 'copy'], ['rep_movs_alternative', 'copy'],
-    ['csum_partial_copy_generic', 'copy'], ['skb_copy_datagram_iter', 'copy'], ['__check_object_size', 'copy'],
-    ['csum_partial', 'csum'], ['do_csum', 'csum'], ['__skb_checksum_complete', 'csum'],
-    ['entry_SYSCALL_64_after_hwframe', 'syscall'], ['do_syscall_64', 'syscall'], ['syscall_exit_to_user_mode', 'syscall'],
-    ['__x64_sys_sendmmsg', 'syscall'], ['__sys_recvmmsg', 'syscall'],
-    ['tun_get_user', 'tun'], ['tun_chr_write_iter', 'tun'], ['udp_sendmsg', 'udp'], ['__udp4_lib_rcv', 'udp'],
-    ['vxlan_rcv', 'vxlan'], ['vxlan_xmit_one', 'vxlan'], ['udp_tunnel_xmit_skb', 'vxlan'],
-    ['udp_gro_receive', 'gso-gro'], ['__udp_gso_segment', 'gso-gro'], ['napi_gro_receive', 'gso-gro'], ['skb_segment', 'gso-gro'],
-    ['tcp_sendmsg_locked', 'tcp'], ['tcp_v4_rcv', 'tcp'],
-    ['net_rx_action', 'softirq'], ['__netif_receive_skb_one_core', 'softirq'], ['process_backlog', 'softirq'],
-    ['ip_finish_output2', 'ip'], ['veth_xmit', 'ip'], ['kmem_cache_alloc_node_noprof', 'mem'], ['do_select', 'sched'],
-    ['pvm_safe_halt_hc', 'idle'], ['pv_native_safe_halt', 'idle'], ['default_idle', 'idle'], ['cpuidle_enter_state', 'idle'],
+    ['_copy_to_iter', 'copy'],
+    ['_copy_from_iter', 'copy'],
+    ['copy_user_generic', 'copy'],
+    ['rep_movs_alternative', 'copy'],
+    ['csum_partial_copy_generic', 'copy'],
+    ['skb_copy_datagram_iter', 'copy'],
+    ['__check_object_size', 'copy'],
+    ['csum_partial', 'csum'],
+    ['do_csum', 'csum'],
+    ['__skb_checksum_complete', 'csum'],
+    ['entry_SYSCALL_64_after_hwframe', 'syscall'],
+    ['do_syscall_64', 'syscall'],
+    ['syscall_exit_to_user_mode', 'syscall'],
+    ['__x64_sys_sendmmsg', 'syscall'],
+    ['__sys_recvmmsg', 'syscall'],
+    ['tun_get_user', 'tun'],
+    ['tun_chr_write_iter', 'tun'],
+    ['udp_sendmsg', 'udp'],
+    ['__udp4_lib_rcv', 'udp'],
+    ['vxlan_rcv', 'vxlan'],
+    ['vxlan_xmit_one', 'vxlan'],
+    ['udp_tunnel_xmit_skb', 'vxlan'],
+    ['udp_gro_receive', 'gso-gro'],
+    ['__udp_gso_segment', 'gso-gro'],
+    ['napi_gro_receive', 'gso-gro'],
+    ['skb_segment', 'gso-gro'],
+    ['tcp_sendmsg_locked', 'tcp'],
+    ['tcp_v4_rcv', 'tcp'],
+    ['net_rx_action', 'softirq'],
+    ['__netif_receive_skb_one_core', 'softirq'],
+    ['process_backlog', 'softirq'],
+    ['ip_finish_output2', 'ip'],
+    ['veth_xmit', 'ip'],
+    ['kmem_cache_alloc_node_noprof', 'mem'],
+    ['do_select', 'sched'],
+    ['pvm_safe_halt_hc', 'idle'],
+    ['pv_native_safe_halt', 'idle'],
+    ['default_idle', 'idle'],
+    ['cpuidle_enter_state', 'idle'],
     // substrings that must not match: "gro" inside cgroup, "tun" inside a longer word
-    ['cgroup_rstat_updated', null], ['_raw_spin_unlock_irqrestore', null], ['pvm_irq_enable', null],
+    ['cgroup_rstat_updated', null],
+    ['_raw_spin_unlock_irqrestore', null],
+    ['pvm_irq_enable', null],
   ];
   for (const [sym, want] of cases) t.equal(groupOfSymbol(sym), want, `${sym} -> ${want}`);
-  t.ok(GROUPS.every((g) => GROUP_ORDER.includes(g.id)), 'every table group has a place in the report order');
+  t.ok(
+    GROUPS.every((g) => GROUP_ORDER.includes(g.id)),
+    'every table group has a place in the report order',
+  );
 });
 
 t.test('the rule: leaf first, walk up the kernel frames, user leaves by process', async (t) => {
@@ -44,16 +85,30 @@ t.test('the rule: leaf first, walk up the kernel frames, user leaves by process'
   // the copy primitive under a TCP receive is a copy, not TCP
   t.equal(groupOf([k('rep_movs_alternative'), k('_copy_to_iter'), k('tcp_recvmsg')], 'app', 1), 'copy');
   // softirq work that interrupted the idle task is work, not idle
-  t.equal(groupOf([k('vxlan_rcv'), k('udp_queue_rcv_one_skb'), k('net_rx_action'), k('handle_softirqs'), k('default_idle')], 'kernel', 0), 'vxlan');
+  t.equal(
+    groupOf(
+      [k('vxlan_rcv'), k('udp_queue_rcv_one_skb'), k('net_rx_action'), k('handle_softirqs'), k('default_idle')],
+      'kernel',
+      0,
+    ),
+    'vxlan',
+  );
   t.equal(groupOf([k('pv_native_safe_halt'), k('default_idle'), k('do_idle')], 'kernel', 0), IDLE);
   // user leaves: the forwarder's are weft user, anyone else's user-other; kernel frames above them do not matter
   t.equal(groupOf([u('[unknown]', '[unknown]'), u('uv_run')], 'forwarder', 5), 'forwarder-user');
   t.equal(groupOf([u('iperf_recv', '/usr/lib/libiperf.so.0')], 'app', 6), 'user-other');
   // the walk stops at the user boundary: no kernel group above a user frame
-  t.equal(groupOf([k('some_unknown_fn'), u('recvmmsg', 'libc.so.6'), k('tcp_sendmsg')], 'forwarder', 5), 'kernel-other');
+  t.equal(
+    groupOf([k('some_unknown_fn'), u('recvmmsg', 'libc.so.6'), k('tcp_sendmsg')], 'forwarder', 5),
+    'kernel-other',
+  );
   t.equal(processClass({ comm: 'node', pid: 11890 }, CTX), 'forwarder');
   t.equal(processClass({ comm: 'iperf3', pid: 7 }, CTX), 'app', 'no app pids known: iperf3 by name');
-  t.equal(processClass({ comm: 'iperf3', pid: 7 }, { ...CTX, appPids: new Set([8]) }), 'other', 'app pids known: another iperf3 is other load');
+  t.equal(
+    processClass({ comm: 'iperf3', pid: 7 }, { ...CTX, appPids: new Set([8]) }),
+    'other',
+    'app pids known: another iperf3 is other load',
+  );
   t.equal(processClass({ comm: 'ksoftirqd/1', pid: 22 }, CTX), 'kernel');
   t.equal(processClass({ comm: 'swapper', pid: 0 }, CTX), 'kernel');
   t.equal(processClass({ comm: 'etcd', pid: 900 }, CTX), 'other');
@@ -63,8 +118,14 @@ t.test('the recorded perf script file parses and groups', async (t) => {
   const { samples, badLines } = parsePerfScript(FIXTURE);
   t.equal(samples.length, 65, 'every sample read');
   t.equal(badLines, 0, 'no unreadable line');
-  t.ok(samples.every((s) => s.period === 1003009), 'cpu-clock at 997 Hz: one period of 1003009 ns');
-  t.ok(samples.every((s) => s.frames.length > 0), 'every sample has its call chain');
+  t.ok(
+    samples.every((s) => s.period === 1003009),
+    'cpu-clock at 997 Hz: one period of 1003009 ns',
+  );
+  t.ok(
+    samples.every((s) => s.frames.length > 0),
+    'every sample has its call chain',
+  );
   const agg = new ProfileAggregate(CTX);
   for (const s of samples) agg.add(s);
   const got: Record<string, number> = {};
@@ -73,20 +134,54 @@ t.test('the recorded perf script file parses and groups', async (t) => {
   }
   // The file was cut to (at most) two samples per class and group, so this is its exact content.
   t.same(got, {
-    'forwarder/forwarder-user': 2, 'forwarder/ip': 2, 'forwarder/copy': 2, 'forwarder/syscall': 2, 'forwarder/mem': 2,
-    'forwarder/udp': 2, 'forwarder/softirq': 2, 'forwarder/sched': 2, 'forwarder/mm': 2, 'forwarder/tun': 2, 'forwarder/csum': 1,
-    'app/ip': 2, 'app/mem': 2, 'app/sched': 2, 'app/udp': 2, 'app/copy': 2, 'app/user-other': 2, 'app/tcp': 2,
-    'app/syscall': 2, 'app/softirq': 2, 'app/tun': 2, 'app/csum': 2,
-    'kernel/csum': 1, 'kernel/sched': 2, 'kernel/kernel-other': 2, 'kernel/mem': 1, 'kernel/idle': 2,
-    'other/syscall': 2, 'other/sched': 2, 'other/user-other': 2, 'other/mm': 2, 'other/mem': 2, 'other/softirq': 2, 'other/copy': 2,
+    'forwarder/forwarder-user': 2,
+    'forwarder/ip': 2,
+    'forwarder/copy': 2,
+    'forwarder/syscall': 2,
+    'forwarder/mem': 2,
+    'forwarder/udp': 2,
+    'forwarder/softirq': 2,
+    'forwarder/sched': 2,
+    'forwarder/mm': 2,
+    'forwarder/tun': 2,
+    'forwarder/csum': 1,
+    'app/ip': 2,
+    'app/mem': 2,
+    'app/sched': 2,
+    'app/udp': 2,
+    'app/copy': 2,
+    'app/user-other': 2,
+    'app/tcp': 2,
+    'app/syscall': 2,
+    'app/softirq': 2,
+    'app/tun': 2,
+    'app/csum': 2,
+    'kernel/csum': 1,
+    'kernel/sched': 2,
+    'kernel/kernel-other': 2,
+    'kernel/mem': 1,
+    'kernel/idle': 2,
+    'other/syscall': 2,
+    'other/sched': 2,
+    'other/user-other': 2,
+    'other/mm': 2,
+    'other/mem': 2,
+    'other/softirq': 2,
+    'other/copy': 2,
   });
-  t.ok(agg.windowSeconds() > 0 && agg.windowSeconds() < 2, `the window spans the recording (${agg.windowSeconds().toFixed(3)} s)`);
+  t.ok(
+    agg.windowSeconds() > 0 && agg.windowSeconds() < 2,
+    `the window spans the recording (${agg.windowSeconds().toFixed(3)} s)`,
+  );
 
   // Per GB: pretend the window moved 0.1 GB.
   const p = summarizeProfile(agg, 1e8, 'iperf3-server-rchar', 1, 'x.folded');
   t.ok(p.ok, 'a profile with samples and bytes is ok');
   const sec = 1003009 / 1e9;
-  t.ok(Math.abs((p.pathSPerGb['copy'] ?? 0) - (4 * sec) / 0.1) < 1e-9, 'copies: 4 samples of forwarder + iperf3 per 0.1 GB');
+  t.ok(
+    Math.abs((p.pathSPerGb['copy'] ?? 0) - (4 * sec) / 0.1) < 1e-9,
+    'copies: 4 samples of forwarder + iperf3 per 0.1 GB',
+  );
   t.ok(Math.abs(p.copySyscallSPerGb.forwarder - (4 * sec) / 0.1) < 1e-9, 'forwarder copies + syscalls');
   t.ok(Math.abs(p.copySyscallSPerGb.path - (8 * sec) / 0.1) < 1e-9, 'path copies + syscalls leave other processes out');
   t.equal(p.pathSPerGb[IDLE], undefined, 'idle is not work');
@@ -94,9 +189,19 @@ t.test('the recorded perf script file parses and groups', async (t) => {
   t.ok(p.top.length > 0 && p.top.every((x) => x.group !== IDLE), 'top leaves without idle');
 
   const folded = agg.foldedText().trim().split('\n');
-  t.ok(folded.every((l) => /^\S+ \d+$/.test(l)), 'folded: one "frames count" per line, no spaces in frames');
-  t.equal(folded.reduce((a, l) => a + Number(l.split(' ').pop()), 0), 65, 'folded counts add up to the samples');
-  t.ok(folded.some((l) => l.startsWith('node[forwarder];') && l.includes('_[k]')), 'daemon stacks rooted at node[forwarder], kernel frames marked');
+  t.ok(
+    folded.every((l) => /^\S+ \d+$/.test(l)),
+    'folded: one "frames count" per line, no spaces in frames',
+  );
+  t.equal(
+    folded.reduce((a, l) => a + Number(l.split(' ').pop()), 0),
+    65,
+    'folded counts add up to the samples',
+  );
+  t.ok(
+    folded.some((l) => l.startsWith('node[forwarder];') && l.includes('_[k]')),
+    'daemon stacks rooted at node[forwarder], kernel frames marked',
+  );
 });
 
 t.test('parser edge cases', async (t) => {
@@ -127,7 +232,11 @@ t.test('parser edge cases', async (t) => {
 t.test('helpers', async (t) => {
   t.equal(foldedFileName('batch/udp'), 'batch-udp.folded');
   t.equal(foldedFileName('kernel-vxlan'), 'kernel-vxlan.folded');
-  const s: [number, number][] = [[10, 100], [11, 300], [12, 300]];
+  const s: [number, number][] = [
+    [10, 100],
+    [11, 300],
+    [12, 300],
+  ];
   t.equal(interpolate(s, 10.5), 200);
   t.equal(interpolate(s, 9), 100, 'clamped before');
   t.equal(interpolate(s, 13), 300, 'clamped after');

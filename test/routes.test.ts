@@ -36,7 +36,7 @@ t.test('peer by outer source and inner source check', async (t) => {
   t.equal(rt.peerBySource(ip('203.0.113.250')), 1);
   t.equal(rt.peerBySource(ip('198.18.1.3')), NO_ROUTE);
   t.ok(rt.allowsSource(0, ip('10.5.3.9')));
-  t.notOk(rt.allowsSource(0, ip('10.5.4.9')), 'another peer\'s subnet is spoofing');
+  t.notOk(rt.allowsSource(0, ip('10.5.4.9')), "another peer's subnet is spoofing");
   t.notOk(rt.allowsSource(5, ip('10.5.3.9')), 'unknown peer index');
   t.notOk(rt.allowsSource(-1, ip('10.5.3.9')));
 });
@@ -44,24 +44,28 @@ t.test('peer by outer source and inner source check', async (t) => {
 t.test('matches a naive longest-prefix scan on random tables', async () => {
   const route = fc.record({ net: fc.integer({ min: 0, max: 0xffffffff }), prefixLen: fc.integer({ min: 8, max: 30 }) });
   fc.assert(
-    fc.property(fc.array(route, { maxLength: 200 }), fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 1, maxLength: 50 }), (rs, probes) => {
-      // Later duplicates of the same prefix replace earlier ones, as a rebuilt table would.
-      const byKey = new Map<string, RouteEntry>();
-      rs.forEach((r, i) => {
-        const net = r.net & maskOf(r.prefixLen);
-        byKey.set(`${net}/${r.prefixLen}`, { net, prefixLen: r.prefixLen, peer: i });
-      });
-      const entries = [...byKey.values()];
-      const rt = new RouteTable(entries, []);
-      for (const p of probes) {
-        let best: RouteEntry | undefined;
-        for (const e of entries) {
-          if ((p & maskOf(e.prefixLen)) === e.net && (!best || e.prefixLen > best.prefixLen)) best = e;
+    fc.property(
+      fc.array(route, { maxLength: 200 }),
+      fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 1, maxLength: 50 }),
+      (rs, probes) => {
+        // Later duplicates of the same prefix replace earlier ones, as a rebuilt table would.
+        const byKey = new Map<string, RouteEntry>();
+        rs.forEach((r, i) => {
+          const net = r.net & maskOf(r.prefixLen);
+          byKey.set(`${net}/${r.prefixLen}`, { net, prefixLen: r.prefixLen, peer: i });
+        });
+        const entries = [...byKey.values()];
+        const rt = new RouteTable(entries, []);
+        for (const p of probes) {
+          let best: RouteEntry | undefined;
+          for (const e of entries) {
+            if ((p & maskOf(e.prefixLen)) === e.net && (!best || e.prefixLen > best.prefixLen)) best = e;
+          }
+          if (rt.lookup(p | 0) !== (best ? best.peer : NO_ROUTE)) return false;
         }
-        if (rt.lookup(p | 0) !== (best ? best.peer : NO_ROUTE)) return false;
-      }
-      return true;
-    }),
+        return true;
+      },
+    ),
     { numRuns: 300 },
   );
 });

@@ -12,7 +12,15 @@ import { runScale } from '../src/scale/runner.js';
 import { writeScaleReport } from '../src/scale/report.js';
 
 t.test('scale tool at 100 simulated hosts', { timeout: 180_000 }, async (t) => {
-  const r = await runScale({ sizes: [100], realHosts: 2, probes: 3, lookupSizes: [10, 100], kernelSizes: [100], idleSeconds: 1, convergeTimeoutMs: 60_000 });
+  const r = await runScale({
+    sizes: [100],
+    realHosts: 2,
+    probes: 3,
+    lookupSizes: [10, 100],
+    kernelSizes: [100],
+    idleSeconds: 1,
+    convergeTimeoutMs: 60_000,
+  });
   t.same(r.errors, [], 'no part failed');
   const s = r.sizes[0]!;
   t.equal(s.created + s.skipped, 100, 'the loader handled all 100 simulated hosts');
@@ -25,10 +33,20 @@ t.test('scale tool at 100 simulated hosts', { timeout: 180_000 }, async (t) => {
   }
   t.equal(s.probes?.failed, 0, 'every probe lease became a live route in every daemon');
   t.equal(s.probes?.latenciesMs.length, 6, 'one latency per probe and daemon');
-  t.ok(s.etcdDuringProbes !== null && s.etcdDuringProbes.rangeRpcs < 3 * 2, 'watch events cost no re-list of the prefix (fewer Range RPCs than events)');
+  t.ok(
+    s.etcdDuringProbes !== null && s.etcdDuringProbes.rangeRpcs < 3 * 2,
+    'watch events cost no re-list of the prefix (fewer Range RPCs than events)',
+  );
   t.not(s.join?.convergedMs ?? null, null, 'a host joining later gets a lease and counts every peer');
-  t.same(r.lookup.map((l) => l.routes), [10, 100], 'route lookup measured at each size');
-  t.ok(r.lookup.every((l) => l.nsPerLookup > 0), 'lookup figures are positive');
+  t.same(
+    r.lookup.map((l) => l.routes),
+    [10, 100],
+    'route lookup measured at each size',
+  );
+  t.ok(
+    r.lookup.every((l) => l.nsPerLookup > 0),
+    'lookup figures are positive',
+  );
   t.equal(r.kernel[0]?.routesInstalled, 100, 'ip -batch installed 100 routes');
   t.equal(r.kernel[0]?.neighboursInstalled, 100, 'and 100 permanent neighbours');
   t.ok(r.kernel[0]?.lastRouteLive, 'ip route get resolves through flannel.1');
@@ -38,5 +56,9 @@ t.test('scale tool at 100 simulated hosts', { timeout: 180_000 }, async (t) => {
   writeScaleReport(r, { outDir: dir });
   t.match(readFileSync(join(dir, 'report.md'), 'utf8'), /^## Scale/, 'report.md opens with the scale section');
   t.match(readFileSync(join(dir, 'scale.svg'), 'utf8'), /^<svg [^>]*xmlns/, 'scale.svg is an SVG');
-  t.equal((JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as { scale: { sizes: unknown[] } }).scale.sizes.length, 1, 'results.json holds the run');
+  t.equal(
+    (JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as { scale: { sizes: unknown[] } }).scale.sizes.length,
+    1,
+    'results.json holds the run',
+  );
 });

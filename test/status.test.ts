@@ -12,11 +12,28 @@ import { ping } from '../src/testbed/hosts.js';
 
 function fakeSource(state: { healthy: boolean; counters: Record<string, number> }): MetricsSource {
   const doc = (): StatusDoc => ({
-    version: '0.0.0', healthy: state.healthy, pid: 1, uptimeSeconds: 3, network: '10.5.0.0/16', backendType: 'udp',
-    datapath: 'userspace/batch/udp', tier: 'batch', encap: 'udp', device: 'weft0', publicIp: '198.18.1.1',
+    version: '0.0.0',
+    healthy: state.healthy,
+    pid: 1,
+    uptimeSeconds: 3,
+    network: '10.5.0.0/16',
+    backendType: 'udp',
+    datapath: 'userspace/batch/udp',
+    tier: 'batch',
+    encap: 'udp',
+    device: 'weft0',
+    publicIp: '198.18.1.1',
     lease: { subnet: '10.5.3.0/24', key: '/coreos.com/network/subnets/10.5.3.0-24', secondsLeft: 86000 },
     peers: [{ subnet: '10.5.7.0/24', publicIp: '198.18.1.2', backendType: 'udp', leaseSecondsLeft: 500 }],
-    control: { etcdReconnects: 2, etcdOutages: 2, watchRestarts: 1, acquisitions: 1, losses: 0, renewals: 4, peerEvents: 3 },
+    control: {
+      etcdReconnects: 2,
+      etcdOutages: 2,
+      watchRestarts: 1,
+      acquisitions: 1,
+      losses: 0,
+      renewals: 4,
+      peerEvents: 3,
+    },
     counters: state.counters,
   });
   return {
@@ -38,7 +55,10 @@ t.test('metrics text: counters are Prometheus counters, per-peer gauges, control
   t.match(text, /^weft_datapath_total\{counter="udp_rx_packets"\} 10$/m);
   t.match(text, /^weft_datapath_total\{counter="drop_malformed"\} 3$/m);
   t.match(text, /^weft_datapath_total\{counter="drop_bad_vni"\} 0$/m, 'zero counters are still exported');
-  t.match(text, /^weft_peer_lease_ttl_seconds\{subnet="10.5.7.0\/24",public_ip="198.18.1.2",backend_type="udp"\} 500$/m);
+  t.match(
+    text,
+    /^weft_peer_lease_ttl_seconds\{subnet="10.5.7.0\/24",public_ip="198.18.1.2",backend_type="udp"\} 500$/m,
+  );
   t.match(text, /# TYPE weft_etcd_reconnects_total counter\nweft_etcd_reconnects_total 2$/m);
   t.match(text, /^weft_lease_renewals_total 4$/m);
   t.match(text, /^weft_lease_ttl_seconds 86000$/m);
@@ -73,7 +93,10 @@ t.test('/healthz follows health; /status is JSON; bound to the address asked for
 });
 
 t.test('weft status against two running daemons', async (t) => {
-  const cluster = await Cluster.create({ hosts: 2, network: { Network: '10.31.0.0/16', SubnetLen: 24, Backend: { Type: 'vxlan' } } });
+  const cluster = await Cluster.create({
+    hosts: 2,
+    network: { Network: '10.31.0.0/16', SubnetLen: 24, Backend: { Type: 'vxlan' } },
+  });
   t.teardown(() => cluster.destroy());
   for (const n of [1, 2]) await cluster.startDaemon(n, ['--healthz-port=8471']);
   for (const n of [1, 2]) await cluster.ensurePod(n);
@@ -86,16 +109,31 @@ t.test('weft status against two running daemons', async (t) => {
   t.match(out, /tier\s+batch/, 'tier');
   t.match(out, /encap\s+vxlan/, 'encap');
   const peerSubnet = cluster.daemons.get(2)!.subnetGateway.replace(/\.1\/24$/, '.0/24');
-  t.match(out, new RegExp(`${peerSubnet.replace(/\./g, '\\.')}\\s+${cluster.tb.hostIP(2).replace(/\./g, '\\.')}\\s+vxlan`), 'the peer with its PublicIP');
+  t.match(
+    out,
+    new RegExp(`${peerSubnet.replace(/\./g, '\\.')}\\s+${cluster.tb.hostIP(2).replace(/\./g, '\\.')}\\s+vxlan`),
+    'the peer with its PublicIP',
+  );
   t.match(out, /tun_tx_packets\s+[1-9]/, 'counters with traffic');
   const json = JSON.parse(await cluster.weft(['status', '--healthz-port=8471', '--json'], h1.ns)) as StatusDoc;
   t.equal(json.control.acquisitions, 1, 'one acquisition');
   t.ok(json.lease !== null && (json.lease.secondsLeft ?? 0) > 86000, 'lease TTL close to 24 h');
   // Nothing listens on the underlay address: the default bind is 127.0.0.1.
-  const r = await cluster.tb.exec(cluster.tb.host(2), [process.execPath, '-e',
-    `fetch('http://${cluster.tb.hostIP(1)}:8471/healthz').then(() => process.exit(0), () => process.exit(7))`], { timeoutMs: 10_000 });
+  const r = await cluster.tb.exec(
+    cluster.tb.host(2),
+    [
+      process.execPath,
+      '-e',
+      `fetch('http://${cluster.tb.hostIP(1)}:8471/healthz').then(() => process.exit(0), () => process.exit(7))`,
+    ],
+    { timeoutMs: 10_000 },
+  );
   t.equal(r.code, 7, '/healthz is not reachable from another host');
-  const none = await cluster.tb.exec(h1, [process.execPath, (await import('../src/testbed/cluster.js')).WEFT_CLI, 'status', '--healthz-port=8479'], { timeoutMs: 10_000 });
+  const none = await cluster.tb.exec(
+    h1,
+    [process.execPath, (await import('../src/testbed/cluster.js')).WEFT_CLI, 'status', '--healthz-port=8479'],
+    { timeoutMs: 10_000 },
+  );
   t.not(none.code, 0, 'no daemon: non-zero exit');
   t.match(none.stderr, /^weft: no weft daemon answers at http:\/\/127\.0\.0\.1:8479\/status/, 'one clear line');
 });

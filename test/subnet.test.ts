@@ -1,8 +1,22 @@
 import t from 'tap';
 import fc from 'fast-check';
 import {
-  containsIP, containsSubnet, countSubnets, firstHost, formatIPv4, formatSubnet, iterateSubnets, keyToSubnet,
-  makeSubnet, overlaps, parseCIDR, parseIPv4, parseSubnet, prefixMask, subnetToKey, lastAddress,
+  containsIP,
+  containsSubnet,
+  countSubnets,
+  firstHost,
+  formatIPv4,
+  formatSubnet,
+  iterateSubnets,
+  keyToSubnet,
+  makeSubnet,
+  overlaps,
+  parseCIDR,
+  parseIPv4,
+  parseSubnet,
+  prefixMask,
+  subnetToKey,
+  lastAddress,
 } from '../src/lease/subnet.js';
 import { readSubnetEnv, writeSubnetEnv, formatSubnetEnv } from '../src/lease/subnet-env.js';
 import { mkdtemp, writeFile } from 'node:fs/promises';
@@ -16,7 +30,8 @@ t.test('dotted quads', async (t) => {
   t.equal(parseIPv4('10.5.3.0'), 0x0a050300);
   t.equal(parseIPv4('255.255.255.255'), 0xffffffff);
   t.equal(formatIPv4(0x0a050300), '10.5.3.0');
-  for (const bad of ['10.5.3', '10.5.3.256', '1.2.3.4.5', ' 1.2.3.4', '1.2.3.-1', 'a.b.c.d', '']) t.equal(parseIPv4(bad), null, bad);
+  for (const bad of ['10.5.3', '10.5.3.256', '1.2.3.4.5', ' 1.2.3.4', '1.2.3.-1', 'a.b.c.d', ''])
+    t.equal(parseIPv4(bad), null, bad);
   fc.assert(fc.property(u32, (ip) => parseIPv4(formatIPv4(ip)) === ip));
 });
 
@@ -39,10 +54,12 @@ t.test('flannel key form', async (t) => {
   t.same(keyToSubnet('10.5.3.0-24&fc00::-64'), sn, 'dual-stack key: IPv4 half');
   t.equal(keyToSubnet('10.5.3.1-24'), null, 'unaligned');
   t.equal(keyToSubnet('config'), null);
-  fc.assert(fc.property(subnetArb, (s) => {
-    const back = keyToSubnet(subnetToKey(s));
-    return back !== null && back.ip === s.ip && back.prefixLen === s.prefixLen;
-  }));
+  fc.assert(
+    fc.property(subnetArb, (s) => {
+      const back = keyToSubnet(subnetToKey(s));
+      return back !== null && back.ip === s.ip && back.prefixLen === s.prefixLen;
+    }),
+  );
 });
 
 t.test('contains, overlaps, first host', async (t) => {
@@ -55,30 +72,39 @@ t.test('contains, overlaps, first host', async (t) => {
   t.equal(formatIPv4(firstHost(a)), '10.5.3.1');
   t.equal(formatIPv4(lastAddress(a)), '10.5.3.255');
   t.ok(containsIP(parseSubnet('0.0.0.0/0')!, 0xffffffff));
-  fc.assert(fc.property(subnetArb, subnetArb, (x, y) => overlaps(x, y) === (containsSubnet(x, y) || containsSubnet(y, x))));
+  fc.assert(
+    fc.property(subnetArb, subnetArb, (x, y) => overlaps(x, y) === (containsSubnet(x, y) || containsSubnet(y, x))),
+  );
 });
 
 t.test('iteration covers the range without overlap', async (t) => {
   fc.assert(
-    fc.property(fc.integer({ min: 8, max: 28 }), fc.integer({ min: 0, max: 6 }), fc.nat(), fc.nat(), fc.nat(), (netLen, extra, base, i, j) => {
-      const subLen = Math.min(32, netLen + 2 + extra);
-      const net = makeSubnet(base * 7919 >>> 0, netLen);
-      const total = 2 ** (subLen - netLen);
-      const lo = Math.min(i, j) % total;
-      const hi = Math.max(lo, Math.max(i, j) % total);
-      const size = 2 ** (32 - subLen);
-      const min = net.ip + lo * size;
-      const max = net.ip + hi * size;
-      if (hi - lo > 4096) return true;
-      const all = [...iterateSubnets(min, max, subLen)];
-      if (all.length !== countSubnets(min, max, subLen) || all.length !== hi - lo + 1) return false;
-      for (let k = 0; k < all.length; k++) {
-        const s = all[k]!;
-        if (!containsSubnet(net, s) || s.prefixLen !== subLen) return false;
-        if (k > 0 && (overlaps(all[k - 1]!, s) || all[k - 1]!.ip + size !== s.ip)) return false;
-      }
-      return all[0]!.ip === min && all[all.length - 1]!.ip === max;
-    }),
+    fc.property(
+      fc.integer({ min: 8, max: 28 }),
+      fc.integer({ min: 0, max: 6 }),
+      fc.nat(),
+      fc.nat(),
+      fc.nat(),
+      (netLen, extra, base, i, j) => {
+        const subLen = Math.min(32, netLen + 2 + extra);
+        const net = makeSubnet((base * 7919) >>> 0, netLen);
+        const total = 2 ** (subLen - netLen);
+        const lo = Math.min(i, j) % total;
+        const hi = Math.max(lo, Math.max(i, j) % total);
+        const size = 2 ** (32 - subLen);
+        const min = net.ip + lo * size;
+        const max = net.ip + hi * size;
+        if (hi - lo > 4096) return true;
+        const all = [...iterateSubnets(min, max, subLen)];
+        if (all.length !== countSubnets(min, max, subLen) || all.length !== hi - lo + 1) return false;
+        for (let k = 0; k < all.length; k++) {
+          const s = all[k]!;
+          if (!containsSubnet(net, s) || s.prefixLen !== subLen) return false;
+          if (k > 0 && (overlaps(all[k - 1]!, s) || all[k - 1]!.ip + size !== s.ip)) return false;
+        }
+        return all[0]!.ip === min && all[all.length - 1]!.ip === max;
+      },
+    ),
   );
   t.pass();
 });
@@ -87,7 +113,10 @@ t.test('subnet.env', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'weft-env-'));
   const path = join(dir, 'run', 'flannel', 'subnet.env');
   const env = { network: parseSubnet('10.5.0.0/16')!, subnet: parseSubnet('10.5.3.0/24')!, mtu: 1472, ipMasq: false };
-  t.equal(formatSubnetEnv(env), 'FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.3.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n');
+  t.equal(
+    formatSubnetEnv(env),
+    'FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.3.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n',
+  );
   await writeSubnetEnv(path, env);
   t.same(readSubnetEnv(path), { subnet: env.subnet, network: env.network, mtu: 1472, ipMasq: false });
   t.equal(readSubnetEnv(join(dir, 'missing')), null);

@@ -106,12 +106,21 @@ t.test('iproute: routes, interfaces, batch, vxlan/neigh/fdb inside h1', async (t
     { netns },
   );
   t.equal((await listRoutes({ dev: 'eth0' }, { netns })).filter((r) => r.dst.startsWith('10.97.')).length, 2);
-  for (const bad of [['route', 'add', '10.0.0.0/8 dev eth0'], ['addr', 'add', '#x'], ['link', "'q"], ['x', '']]) {
+  for (const bad of [
+    ['route', 'add', '10.0.0.0/8 dev eth0'],
+    ['addr', 'add', '#x'],
+    ['link', "'q"],
+    ['x', ''],
+  ]) {
     await t.rejects(ipBatch([bad], { netns }), { code: 'WEFT_ERR_IPROUTE' }, `rejects ${JSON.stringify(bad)}`);
   }
-  const failing = await ipBatch([['route', 'del', '10.97.1.0/24'], ['route', 'del', '10.96.0.0/24']], { netns }).catch(
-    (e: unknown) => e,
-  );
+  const failing = await ipBatch(
+    [
+      ['route', 'del', '10.97.1.0/24'],
+      ['route', 'del', '10.96.0.0/24'],
+    ],
+    { netns },
+  ).catch((e: unknown) => e);
   t.ok(failing instanceof IprouteError && /Command failed/.test(failing.stderr), 'batch failure names the line');
   await t.rejects(ip(['link', 'show'], { netns: 'bad ns' }), { code: 'WEFT_ERR_IPROUTE' });
 
@@ -131,7 +140,10 @@ t.test('iproute: routes, interfaces, batch, vxlan/neigh/fdb inside h1', async (t
   await fdbAppend({ mac, dev: 'flannel.1', dst: h2.ip }, { netns }); // again: still fine
   await routeReplace({ dst: '10.250.2.0/24', via: '10.250.2.0', dev: 'flannel.1', onlink: true }, { netns });
   const fdb = await listFdb('flannel.1', { netns });
-  t.ok(fdb.some((f) => f.mac === mac && f.dst === h2.ip), 'fdb entry present');
+  t.ok(
+    fdb.some((f) => f.mac === mac && f.dst === h2.ip),
+    'fdb entry present',
+  );
   const neigh = await ip(['neigh', 'show', 'dev', 'flannel.1'], { netns, json: true });
   t.match(neigh, [{ dst: '10.250.2.0', lladdr: mac, state: ['PERMANENT'] }]);
   t.ok(typeof (await bridge(['fdb', 'show', 'dev', 'flannel.1'], { netns })) === 'string');
@@ -188,7 +200,11 @@ t.test('iperf3 TCP for 1 s between h1 and h2', async (t) => {
   const udp = await runIperf(tb.host(1), tb.host(2).ip, { seconds: 1, udp: true, bitrate: '10M', length: 1000 });
   t.ok(udp.receivedBps > 0, 'UDP run at a bounded 10 Mbit/s');
   t.ok(udp.lostPercent !== undefined);
-  await t.rejects(runIperf(tb.host(1), tb.host(2).ip, { seconds: 1, port: 5999 }), { code: 'WEFT_ERR_IPROUTE' }, 'no server');
+  await t.rejects(
+    runIperf(tb.host(1), tb.host(2).ip, { seconds: 1, port: 5999 }),
+    { code: 'WEFT_ERR_IPROUTE' },
+    'no server',
+  );
   t.equal(server.exitCode, null, 'server still running; destroy() stops it');
 });
 
@@ -197,7 +213,10 @@ t.test('exec and spawn are bounded and tracked', async (t) => {
   t.ok(r.timedOut, 'exec timeout kills');
   t.throws(() => tb.exec('not-ours', ['true']), { code: 'WEFT_ERR_IPROUTE' });
   await tb.removeHost(3);
-  t.notOk((await namespaces(prefix)).some((n) => n.startsWith(`${prefix}h3`)), 'h3 and its pod gone');
+  t.notOk(
+    (await namespaces(prefix)).some((n) => n.startsWith(`${prefix}h3`)),
+    'h3 and its pod gone',
+  );
 });
 
 // Runs src/testbed/hosts.ts in a child node (with tap's TypeScript loader), which builds a testbed and prints its id.

@@ -30,9 +30,20 @@ t.test('xor-example codec', async (t) => {
   t.equal(inner, 64, 'decode finds the inner packet');
   t.equal(out[0], ip.length, 'inner length');
   t.equal(buf.subarray(64, 64 + ip.length).toString('hex'), ip.toString('hex'), 'round trip');
-  t.equal(xorExampleEncap.decode(Buffer.from('WXR'), 0, 3, peer, out), DecodeVerdict.truncated, 'short datagram: truncated');
-  t.equal(xorExampleEncap.decode(Buffer.from('XXXX0000000000000000000000000000'), 0, 32, peer, out), DecodeVerdict.badFlags, 'wrong magic');
-  t.ok(xorExampleEncap.decode(Buffer.concat([Buffer.from('WXR1'), Buffer.alloc(30, 0x5a)]), 0, 34, peer, out) < 0, 'not IPv4 inside');
+  t.equal(
+    xorExampleEncap.decode(Buffer.from('WXR'), 0, 3, peer, out),
+    DecodeVerdict.truncated,
+    'short datagram: truncated',
+  );
+  t.equal(
+    xorExampleEncap.decode(Buffer.from('XXXX0000000000000000000000000000'), 0, 32, peer, out),
+    DecodeVerdict.badFlags,
+    'wrong magic',
+  );
+  t.ok(
+    xorExampleEncap.decode(Buffer.concat([Buffer.from('WXR1'), Buffer.alloc(30, 0x5a)]), 0, 34, peer, out) < 0,
+    'not IPv4 inside',
+  );
   t.type(xorExampleEncap.parsePeer(null, peer), 'string', 'a peer without the magic is refused');
 });
 
@@ -46,8 +57,16 @@ t.test('encap module loader', async (t) => {
   t.equal(e.name, 'xor-example', 'loaded from dist/');
   t.equal(encapByName('xor-example'), e, 'registered by name');
   t.equal(await loadEncapModule(MODULE), e, 'loading twice registers once');
-  await t.rejects(loadEncapModule(join(PACKAGE_ROOT, 'dist', 'encap', 'no-such-encap.js')), /cannot load/, 'a missing module is a clear error');
-  await t.rejects(loadEncapModule(join(PACKAGE_ROOT, 'dist', 'encap', 'udp.js')), /exports no encap/, 'a module without an encap export is refused');
+  await t.rejects(
+    loadEncapModule(join(PACKAGE_ROOT, 'dist', 'encap', 'no-such-encap.js')),
+    /cannot load/,
+    'a missing module is a clear error',
+  );
+  await t.rejects(
+    loadEncapModule(join(PACKAGE_ROOT, 'dist', 'encap', 'udp.js')),
+    /exports no encap/,
+    'a module without an encap export is refused',
+  );
 });
 
 t.test('xor-example carries a ping between two namespace hosts', async (t) => {
@@ -64,6 +83,10 @@ t.test('xor-example carries a ping between two namespace hosts', async (t) => {
   const b = await ping(pod2, pod1.ip, { count: 3, timeoutSec: 3 });
   t.ok(b.ok, `pod h2 ${pod2.ip} -> pod h1 ${pod1.ip}`);
   const leases = await cluster.etcdctl(['get', `${PREFIX}/subnets/`, '--prefix', '--print-value-only']);
-  const types = leases.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { BackendType: string }).BackendType);
+  const types = leases
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => (JSON.parse(l) as { BackendType: string }).BackendType);
   t.same(types, ['xor-example', 'xor-example'], 'both leases carry BackendType xor-example');
 });

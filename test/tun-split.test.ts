@@ -19,7 +19,11 @@ const LOCAL = n.ipv4ToU32(`${NET}.1`);
 const REMOTE = n.ipv4ToU32(`${NET}.2`);
 const DPORT = 9; // nothing listens: the kernel answers every valid segment with a RST we can read back
 
-const FIN = 0x01, SYN = 0x02, PSH = 0x08, ACK = 0x10, CWR = 0x80;
+const FIN = 0x01,
+  SYN = 0x02,
+  PSH = 0x08,
+  ACK = 0x10,
+  CWR = 0x80;
 
 let fd = -1;
 t.teardown(() => {
@@ -105,8 +109,9 @@ interface Capture {
 }
 
 async function capture(count: number, timeoutMs = 8000): Promise<Capture> {
-  const p = spawn('tcpdump', ['-i', NAME, '-n', '-U', '-w', '-', '-c', String(count), 'tcp and dst host', `${NET}.1`],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn('tcpdump', ['-i', NAME, '-n', '-U', '-w', '-', '-c', String(count), 'tcp and dst host', `${NET}.1`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const chunks: Buffer[] = [];
   let err = '';
   p.stdout.on('data', (c: Buffer) => chunks.push(c));
@@ -176,9 +181,10 @@ function writeBatch(pkt: Buffer, mtu?: number): { b: n.BatchState; written: numb
   pkt.copy(b.slab, at);
   b.off[0] = at;
   b.len[0] = pkt.length;
-  const written = mtu === undefined
-    ? n.tunWrite(fd, b.slab, b.off, b.len, 1, b.counters)
-    : n.tunWrite(fd, b.slab, b.off, b.len, 1, b.counters, mtu);
+  const written =
+    mtu === undefined
+      ? n.tunWrite(fd, b.slab, b.off, b.len, 1, b.counters)
+      : n.tunWrite(fd, b.slab, b.off, b.len, 1, b.counters, mtu);
   return { b, written };
 }
 
@@ -282,13 +288,16 @@ t.test('TUN writes longer than the MTU', async (t) => {
   await t.test('oversized non-TCP, fragments and SYNs are dropped as too_big', async (t) => {
     const cases: [string, Buffer][] = [
       ['UDP', udpPacket(3000)],
-      ['TCP fragment (MF)', (() => {
-        const p = tcpPacket({ len: 3000, seq: 1, flags: ACK });
-        p.writeUInt16BE(0x2000, 6);
-        p.writeUInt16BE(0, 10);
-        p.writeUInt16BE(~sum16(p, 0, 20) & 0xffff, 10);
-        return p;
-      })()],
+      [
+        'TCP fragment (MF)',
+        (() => {
+          const p = tcpPacket({ len: 3000, seq: 1, flags: ACK });
+          p.writeUInt16BE(0x2000, 6);
+          p.writeUInt16BE(0, 10);
+          p.writeUInt16BE(~sum16(p, 0, 20) & 0xffff, 10);
+          return p;
+        })(),
+      ],
       ['SYN with data', tcpPacket({ len: 3000, seq: 1, flags: SYN })],
       ['not IPv4', Buffer.alloc(3000, 0x60)],
     ];

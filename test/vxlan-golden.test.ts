@@ -28,7 +28,8 @@ function readPcap(file: string): Frame[] {
   if (b.length < 24) return [];
   const magic = b.readUInt32LE(0);
   const le = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
-  if (!le && b.readUInt32BE(0) !== 0xa1b2c3d4 && b.readUInt32BE(0) !== 0xa1b23c4d) throw new Error(`${file}: not a pcap file`);
+  if (!le && b.readUInt32BE(0) !== 0xa1b2c3d4 && b.readUInt32BE(0) !== 0xa1b23c4d)
+    throw new Error(`${file}: not a pcap file`);
   const u32 = (o: number) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
   if (u32(20) !== 1) throw new Error(`${file}: link type ${u32(20)}, want Ethernet`);
   const out: Frame[] = [];
@@ -54,12 +55,43 @@ function udpOf(frame: Buffer): Udp | null {
   const ihl = ((ip[0] as number) & 0x0f) * 4;
   if (ip[9] !== 17) return null;
   const udp = ip.subarray(ihl);
-  return { src: [...ip.subarray(12, 16)].join('.'), dstPort: udp.readUInt16BE(2), payload: udp.subarray(8, udp.readUInt16BE(4)) };
+  return {
+    src: [...ip.subarray(12, 16)].join('.'),
+    dstPort: udp.readUInt16BE(2),
+    payload: udp.subarray(8, udp.readUInt16BE(4)),
+  };
 }
 
 /** Starts a bounded tcpdump writing `file`; resolves once it listens, with `done` (its stderr once it exits). */
-async function capture(cluster: Cluster, where: Target, iface: string, file: string, count: number, filter: string[]): Promise<{ done: Promise<string> }> {
-  const child = cluster.tb.spawn(where, ['timeout', '15', 'tcpdump', '--immediate-mode', '-U', '-n', '-i', iface, '-s', '0', '-c', String(count), '-w', file, ...filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+async function capture(
+  cluster: Cluster,
+  where: Target,
+  iface: string,
+  file: string,
+  count: number,
+  filter: string[],
+): Promise<{ done: Promise<string> }> {
+  const child = cluster.tb.spawn(
+    where,
+    [
+      'timeout',
+      '15',
+      'tcpdump',
+      '--immediate-mode',
+      '-U',
+      '-n',
+      '-i',
+      iface,
+      '-s',
+      '0',
+      '-c',
+      String(count),
+      '-w',
+      file,
+      ...filter,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   const done = new Promise<string>((resolve) => child.once('exit', () => resolve(err)));
@@ -69,7 +101,7 @@ async function capture(cluster: Cluster, where: Target, iface: string, file: str
   return { done };
 }
 
-t.test('kernel vxlan bytes vs weft\'s userspace encap', async (t) => {
+t.test("kernel vxlan bytes vs weft's userspace encap", async (t) => {
   const cluster = await Cluster.create({
     hosts: 2,
     network: { Network: '10.8.0.0/16', SubnetLen: 24, Backend: { Type: 'vxlan' } },
@@ -88,7 +120,12 @@ t.test('kernel vxlan bytes vs weft\'s userspace encap', async (t) => {
 
   const outerFile = join(dir, 'outer.pcap');
   const innerFile = join(dir, 'inner.pcap');
-  const outerDone = await capture(cluster, cluster.tb.bridgeNs, cluster.tb.bridgeDev, outerFile, 2, ['udp', 'dst', 'port', '8472']);
+  const outerDone = await capture(cluster, cluster.tb.bridgeNs, cluster.tb.bridgeDev, outerFile, 2, [
+    'udp',
+    'dst',
+    'port',
+    '8472',
+  ]);
   const innerDone = await capture(cluster, pod2, 'eth0', innerFile, 1, ['icmp[icmptype] == icmp-echo']);
   const p = await ping(pod2, pod1.ip, { count: 1, timeoutSec: 3 });
   t.ok(p.ok, 'one echo request and reply');
@@ -98,32 +135,67 @@ t.test('kernel vxlan bytes vs weft\'s userspace encap', async (t) => {
   const h2 = cluster.tb.hostIP(2);
   const mac1 = stableMac(h1, 1);
   const mac2 = stableMac(h2, 1);
-  const datagrams = readPcap(outerFile).map((f) => udpOf(f.data)).filter((u): u is Udp => u !== null);
+  const datagrams = readPcap(outerFile)
+    .map((f) => udpOf(f.data))
+    .filter((u): u is Udp => u !== null);
   const kernel = datagrams.find((d) => d.src === h2);
   const weft = datagrams.find((d) => d.src === h1);
   const sent = readPcap(innerFile)[0]?.data.subarray(14);
   if (!kernel || !weft || !sent) {
-    t.fail(`capture incomplete: ${datagrams.length} datagrams, inner ${sent ? 'ok' : 'missing'}; tcpdump: ${tcpdumpSaid.join(' / ')}; ${dir}`);
+    t.fail(
+      `capture incomplete: ${datagrams.length} datagrams, inner ${sent ? 'ok' : 'missing'}; tcpdump: ${tcpdumpSaid.join(' / ')}; ${dir}`,
+    );
     return;
   }
   t.equal(kernel.dstPort, 8472, 'kernel sends to port 8472');
   t.equal(weft.dstPort, 8472, 'weft sends to port 8472');
 
   const hdr = (b: Buffer) => ({
-    flags: b[0], reserved: b.subarray(1, 4).toString('hex'), vni: b.readUIntBE(4, 3), reserved2: b[7],
-    dst: b.subarray(8, 14).toString('hex'), src: b.subarray(14, 20).toString('hex'), ethertype: b.readUInt16BE(20),
+    flags: b[0],
+    reserved: b.subarray(1, 4).toString('hex'),
+    vni: b.readUIntBE(4, 3),
+    reserved2: b[7],
+    dst: b.subarray(8, 14).toString('hex'),
+    src: b.subarray(14, 20).toString('hex'),
+    ethertype: b.readUInt16BE(20),
   });
-  t.same(hdr(kernel.payload), { flags: 0x08, reserved: '000000', vni: 1, reserved2: 0, dst: mac1.toString('hex'), src: mac2.toString('hex'), ethertype: 0x0800 },
-    'kernel: I flag, VNI 1, inner dst = receiver\'s VtepMAC, src = its own VtepMAC, IPv4');
-  t.same(hdr(weft.payload), { flags: 0x08, reserved: '000000', vni: 1, reserved2: 0, dst: mac2.toString('hex'), src: mac1.toString('hex'), ethertype: 0x0800 },
-    'weft: the same layout with the MACs the other way round');
+  t.same(
+    hdr(kernel.payload),
+    {
+      flags: 0x08,
+      reserved: '000000',
+      vni: 1,
+      reserved2: 0,
+      dst: mac1.toString('hex'),
+      src: mac2.toString('hex'),
+      ethertype: 0x0800,
+    },
+    "kernel: I flag, VNI 1, inner dst = receiver's VtepMAC, src = its own VtepMAC, IPv4",
+  );
+  t.same(
+    hdr(weft.payload),
+    {
+      flags: 0x08,
+      reserved: '000000',
+      vni: 1,
+      reserved2: 0,
+      dst: mac2.toString('hex'),
+      src: mac1.toString('hex'),
+      ethertype: 0x0800,
+    },
+    'weft: the same layout with the MACs the other way round',
+  );
 
   // weft's encoder on the kernel's inner packet reproduces the kernel's header byte for byte.
   const inner = kernel.payload.subarray(22);
   const buf = Buffer.alloc(64 + inner.length);
   inner.copy(buf, 64);
   const start = vxlanEncap.encode(buf, 64, inner.length, { mac: mac1, vni: 1 }, { mac: mac2, vni: 1 });
-  t.equal(buf.subarray(start, 64).toString('hex'), kernel.payload.subarray(0, 22).toString('hex'), 'weft encode == kernel header (22 bytes)');
+  t.equal(
+    buf.subarray(start, 64).toString('hex'),
+    kernel.payload.subarray(0, 22).toString('hex'),
+    'weft encode == kernel header (22 bytes)',
+  );
 
   // The inner IP packet is the pod's, forwarded one hop.
   const ipLen = sent.readUInt16BE(2);

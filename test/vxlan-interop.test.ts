@@ -69,7 +69,8 @@ t.test('userspace VXLAN <-> kernel VXLAN', async (t) => {
   await t.test('kernel -> userspace with the kernel side segmenting (gso_max_segs 1 on flannel.1)', async (t) => {
     // Confirms the diagnosis: with datagrams of at most one MTU, the same path (partial checksums completed in C)
     // carries the transfer intact.
-    const set = (segs: string) => cluster.tb.exec(cluster.tb.host(2), ['ip', 'link', 'set', 'dev', 'flannel.1', 'gso_max_segs', segs]);
+    const set = (segs: string) =>
+      cluster.tb.exec(cluster.tb.host(2), ['ip', 'link', 'set', 'dev', 'flannel.1', 'gso_max_segs', segs]);
     t.equal((await set('1')).code, 0, 'gso_max_segs 1 on h2 flannel.1');
     try {
       await transfer(t, pod2, pod1, 60_000);
@@ -79,7 +80,11 @@ t.test('userspace VXLAN <-> kernel VXLAN', async (t) => {
   });
 
   await t.test('a udp node ignores both vxlan peers with a log line; they ignore it', async (t) => {
-    await cluster.etcdctl(['put', `${PREFIX}/config`, JSON.stringify({ Network: '10.7.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } })]);
+    await cluster.etcdctl([
+      'put',
+      `${PREFIX}/config`,
+      JSON.stringify({ Network: '10.7.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } }),
+    ]);
     const d3 = await cluster.startDaemon(3, ['--datapath=userspace']);
     const logged = async (file: string, re: RegExp): Promise<boolean> => {
       for (let i = 0; i < 40; i++) {
@@ -90,13 +95,23 @@ t.test('userspace VXLAN <-> kernel VXLAN', async (t) => {
     };
     for (const n of [1, 2]) {
       const ip = cluster.tb.hostIP(n).replace(/\./g, '\\.');
-      t.ok(await logged(d3.logFile, new RegExp(`"publicIp":"${ip}"[^\\n]*BackendType \\\\"vxlan\\\\" is not ours[^\\n]*ignoring peer`)),
-        `udp node h3 logs that it ignores vxlan peer h${n}`);
+      t.ok(
+        await logged(
+          d3.logFile,
+          new RegExp(`"publicIp":"${ip}"[^\\n]*BackendType \\\\"vxlan\\\\" is not ours[^\\n]*ignoring peer`),
+        ),
+        `udp node h3 logs that it ignores vxlan peer h${n}`,
+      );
     }
     const ip3 = cluster.tb.hostIP(3).replace(/\./g, '\\.');
     for (const n of [1, 2]) {
-      t.ok(await logged(cluster.daemons.get(n)!.logFile, new RegExp(`"publicIp":"${ip3}"[^\\n]*BackendType \\\\"udp\\\\" is not ours`)),
-        `vxlan node h${n} logs that it ignores the udp peer h3`);
+      t.ok(
+        await logged(
+          cluster.daemons.get(n)!.logFile,
+          new RegExp(`"publicIp":"${ip3}"[^\\n]*BackendType \\\\"udp\\\\" is not ours`),
+        ),
+        `vxlan node h${n} logs that it ignores the udp peer h3`,
+      );
     }
     const r = await ping(pod1, pod2.ip, { count: 2, timeoutSec: 3 });
     t.ok(r.ok, 'h1 <-> h2 unaffected');

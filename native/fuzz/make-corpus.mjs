@@ -15,20 +15,47 @@ function csum(buf, init = 0) {
 }
 
 // An IPv4 packet with proto 6 or 17; l4csum: 'full' | 'partial' (pseudo-header sum only, as CHECKSUM_PARTIAL) | 'none'.
-function ipv4({ proto = 17, payload = 16, l4csum = 'full', ttl = 64, frag = 0, ihl = 5, src = [10, 5, 3, 2], dst = [10, 5, 7, 2] } = {}) {
+function ipv4({
+  proto = 17,
+  payload = 16,
+  l4csum = 'full',
+  ttl = 64,
+  frag = 0,
+  ihl = 5,
+  src = [10, 5, 3, 2],
+  dst = [10, 5, 7, 2],
+} = {}) {
   const hl = ihl * 4;
   const l4len = (proto === 6 ? 20 : proto === 17 ? 8 : 8) + payload;
   const b = Buffer.alloc(hl + l4len);
-  b[0] = 0x40 | ihl; b.writeUInt16BE(b.length, 2); b.writeUInt16BE(frag, 6); b[8] = ttl; b[9] = proto;
-  Buffer.from(src).copy(b, 12); Buffer.from(dst).copy(b, 16);
+  b[0] = 0x40 | ihl;
+  b.writeUInt16BE(b.length, 2);
+  b.writeUInt16BE(frag, 6);
+  b[8] = ttl;
+  b[9] = proto;
+  Buffer.from(src).copy(b, 12);
+  Buffer.from(dst).copy(b, 16);
   b.writeUInt16BE(~csum(b.subarray(0, hl)) & 0xffff, 10);
   const l4 = b.subarray(hl);
   for (let i = 0; i < payload; i++) l4[l4.length - payload + i] = i * 7;
-  if (proto === 17) { l4.writeUInt16BE(4000, 0); l4.writeUInt16BE(5000, 2); l4.writeUInt16BE(l4len, 4); }
-  if (proto === 6) { l4.writeUInt16BE(4000, 0); l4.writeUInt16BE(5000, 2); l4[12] = 0x50; l4[13] = 0x18; }
-  if (proto === 1) { l4[0] = 8; }
+  if (proto === 17) {
+    l4.writeUInt16BE(4000, 0);
+    l4.writeUInt16BE(5000, 2);
+    l4.writeUInt16BE(l4len, 4);
+  }
+  if (proto === 6) {
+    l4.writeUInt16BE(4000, 0);
+    l4.writeUInt16BE(5000, 2);
+    l4[12] = 0x50;
+    l4[13] = 0x18;
+  }
+  if (proto === 1) {
+    l4[0] = 8;
+  }
   const field = proto === 6 ? 16 : 6;
-  const pseudo = csum(Buffer.concat([b.subarray(12, 20), Buffer.from([0, proto]), Buffer.from([l4len >> 8, l4len & 255])]));
+  const pseudo = csum(
+    Buffer.concat([b.subarray(12, 20), Buffer.from([0, proto]), Buffer.from([l4len >> 8, l4len & 255])]),
+  );
   if (proto === 6 || proto === 17) {
     if (l4csum === 'partial') l4.writeUInt16BE(pseudo, field);
     else if (l4csum === 'full') l4.writeUInt16BE(~csum(l4, pseudo) & 0xffff || 0xffff, field);
@@ -40,13 +67,18 @@ function ipv4({ proto = 17, payload = 16, l4csum = 'full', ttl = 64, frag = 0, i
 
 const vxlan = (inner, { flags = 0x08, vni = 1, ethertype = 0x0800 } = {}) => {
   const h = Buffer.alloc(22);
-  h[0] = flags; h.writeUInt32BE(vni << 8, 4);
-  Buffer.from([0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2]).copy(h, 8); h.writeUInt16BE(ethertype, 20);
+  h[0] = flags;
+  h.writeUInt32BE(vni << 8, 4);
+  Buffer.from([0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2]).copy(h, 8);
+  h.writeUInt16BE(ethertype, 20);
   return Buffer.concat([h, inner]);
 };
 const geneve = (inner, { ver = 0, optWords = 0, flags = 0, proto = 0x0800, vni = 1 } = {}) => {
   const h = Buffer.alloc(8 + optWords * 4);
-  h[0] = (ver << 6) | optWords; h[1] = flags; h.writeUInt16BE(proto, 2); h.writeUInt32BE(vni << 8, 4);
+  h[0] = (ver << 6) | optWords;
+  h[1] = flags;
+  h.writeUInt16BE(proto, 2);
+  h.writeUInt32BE(vni << 8, 4);
   return Buffer.concat([h, inner]);
 };
 
@@ -56,27 +88,60 @@ const inners = {
   'tcp-partial': ipv4({ proto: 6, l4csum: 'partial', payload: 100 }),
   'tcp-full': ipv4({ proto: 6, payload: 40 }),
   'options-ihl7': ipv4({ ihl: 7 }),
-  'fragment': ipv4({ frag: 0x2000, l4csum: 'partial' }),
-  'padded': Buffer.concat([ipv4(), Buffer.alloc(6)]),
+  fragment: ipv4({ frag: 0x2000, l4csum: 'partial' }),
+  padded: Buffer.concat([ipv4(), Buffer.alloc(6)]),
 };
 const truncated = Buffer.from([0x45, 0, 0, 60, 0, 0]);
-const lying = (() => { const b = ipv4(); b.writeUInt16BE(1400, 2); return b; })();
+const lying = (() => {
+  const b = ipv4();
+  b.writeUInt16BE(1400, 2);
+  return b;
+})();
 const garbage = Buffer.from('weft fuzz seed: not a packet at all');
 
 // ---- offload tier (fuzz_gro.c, fuzz_gso.c) ----
 
 // A TCP segment of one flow: IPv4 (no options) + TCP with `opts` option bytes (timestamps: 12), payload bytes
 // derived from seq so concatenations are checkable; l4csum as in ipv4().
-function tcpSeg({ seq = 1000, payload = 100, flags = 0x10, opts = 12, l4csum = 'partial', id = 1, sport = 4000, ttl = 64, src = [10, 5, 3, 2], dst = [10, 5, 7, 2] } = {}) {
+function tcpSeg({
+  seq = 1000,
+  payload = 100,
+  flags = 0x10,
+  opts = 12,
+  l4csum = 'partial',
+  id = 1,
+  sport = 4000,
+  ttl = 64,
+  src = [10, 5, 3, 2],
+  dst = [10, 5, 7, 2],
+} = {}) {
   const thl = 20 + opts;
   const b = Buffer.alloc(20 + thl + payload);
-  b[0] = 0x45; b.writeUInt16BE(b.length, 2); b.writeUInt16BE(id, 4); b.writeUInt16BE(0x4000, 6); b[8] = ttl; b[9] = 6;
-  Buffer.from(src).copy(b, 12); Buffer.from(dst).copy(b, 16);
+  b[0] = 0x45;
+  b.writeUInt16BE(b.length, 2);
+  b.writeUInt16BE(id, 4);
+  b.writeUInt16BE(0x4000, 6);
+  b[8] = ttl;
+  b[9] = 6;
+  Buffer.from(src).copy(b, 12);
+  Buffer.from(dst).copy(b, 16);
   b.writeUInt16BE(~csum(b.subarray(0, 20)) & 0xffff, 10);
   const l4 = b.subarray(20);
-  l4.writeUInt16BE(sport, 0); l4.writeUInt16BE(5000, 2); l4.writeUInt32BE(seq >>> 0, 4); l4.writeUInt32BE(777, 8);
-  l4[12] = (thl / 4) << 4; l4[13] = flags; l4.writeUInt16BE(502, 14);
-  if (opts >= 12) { l4[20] = 1; l4[21] = 1; l4[22] = 8; l4[23] = 10; l4.writeUInt32BE(12345, 24); l4.writeUInt32BE(678, 28); }
+  l4.writeUInt16BE(sport, 0);
+  l4.writeUInt16BE(5000, 2);
+  l4.writeUInt32BE(seq >>> 0, 4);
+  l4.writeUInt32BE(777, 8);
+  l4[12] = (thl / 4) << 4;
+  l4[13] = flags;
+  l4.writeUInt16BE(502, 14);
+  if (opts >= 12) {
+    l4[20] = 1;
+    l4[21] = 1;
+    l4[22] = 8;
+    l4[23] = 10;
+    l4.writeUInt32BE(12345, 24);
+    l4.writeUInt32BE(678, 28);
+  }
   for (let i = 0; i < payload; i++) l4[thl + i] = (seq + i) & 0xff;
   const pseudo = csum(Buffer.concat([b.subarray(12, 20), Buffer.from([0, 6, l4.length >> 8, l4.length & 255])]));
   if (l4csum === 'partial') l4.writeUInt16BE(pseudo, 16);
@@ -86,7 +151,16 @@ function tcpSeg({ seq = 1000, payload = 100, flags = 0x10, opts = 12, l4csum = '
 }
 // n back-to-back segments of mss bytes (the last `lastPayload`), the last with PSH.
 function train(n, { mss = 100, lastPayload = mss, seq = 1000, l4csum = 'partial', ...o } = {}) {
-  return Array.from({ length: n }, (_, k) => tcpSeg({ ...o, l4csum, seq: seq + k * mss, id: 1 + k, payload: k === n - 1 ? lastPayload : mss, flags: k === n - 1 ? 0x18 : 0x10 }));
+  return Array.from({ length: n }, (_, k) =>
+    tcpSeg({
+      ...o,
+      l4csum,
+      seq: seq + k * mss,
+      id: 1 + k,
+      payload: k === n - 1 ? lastPayload : mss,
+      flags: k === n - 1 ? 0x18 : 0x10,
+    }),
+  );
 }
 const ENCAP = { udp: [0, (x) => x], vxlan: [1, (x) => vxlan(x)], geneve: [2, (x) => geneve(x)] };
 // fuzz_gro input: encap, flags (bit 0 coalesce, bit 1 two buffers, bits 4..7 seg_max), gso0, gso1, split, buffers.
@@ -96,28 +170,72 @@ function groInput(encap, bufs, { coalesce = true, segMax = 0 } = {}) {
   const built = bufs.map((pkts) => {
     const dg = pkts.map(wrap);
     const g = dg.length > 1 ? Math.max(...dg.slice(0, -1).map((d) => d.length)) : 0;
-    return { g, bytes: Buffer.concat(dg.map((d, i) => (i < dg.length - 1 ? Buffer.concat([d, Buffer.alloc(g - d.length)]) : d))) };
+    return {
+      g,
+      bytes: Buffer.concat(dg.map((d, i) => (i < dg.length - 1 ? Buffer.concat([d, Buffer.alloc(g - d.length)]) : d))),
+    };
   });
   const h = Buffer.alloc(8);
-  h[0] = id; h[1] = (coalesce ? 1 : 0) | (built.length > 1 ? 2 : 0) | (segMax << 4);
-  h.writeUInt16BE(built[0]?.g ?? 0, 2); h.writeUInt16BE(built[1]?.g ?? 0, 4); h.writeUInt16BE(built[0]?.bytes.length ?? 0, 6);
+  h[0] = id;
+  h[1] = (coalesce ? 1 : 0) | (built.length > 1 ? 2 : 0) | (segMax << 4);
+  h.writeUInt16BE(built[0]?.g ?? 0, 2);
+  h.writeUInt16BE(built[1]?.g ?? 0, 4);
+  h.writeUInt16BE(built[0]?.bytes.length ?? 0, 6);
   return Buffer.concat([h, ...built.map((b) => b.bytes)]);
 }
 // fuzz_gso input: virtio header (LE fields), mtu, room, mode (bit 0 ttl_dec, bit 1 cap from the next field, bit 2 fix
 // the IP length), cap, then the packet.
-function gsoInput(pkt, { flags = 1, type = 1, hdrLen = 0, gsoSize = 0, csStart = 20, csOff = 16, mtu = 1450, room = 22, mode = 1, cap = 0 } = {}) {
+function gsoInput(
+  pkt,
+  {
+    flags = 1,
+    type = 1,
+    hdrLen = 0,
+    gsoSize = 0,
+    csStart = 20,
+    csOff = 16,
+    mtu = 1450,
+    room = 22,
+    mode = 1,
+    cap = 0,
+  } = {},
+) {
   const h = Buffer.alloc(16);
-  h[0] = flags; h[1] = type; h.writeUInt16LE(hdrLen, 2); h.writeUInt16LE(gsoSize, 4); h.writeUInt16LE(csStart, 6); h.writeUInt16LE(csOff, 8);
-  h.writeUInt16BE(mtu, 10); h[12] = room; h[13] = mode; h.writeUInt16BE(cap, 14);
+  h[0] = flags;
+  h[1] = type;
+  h.writeUInt16LE(hdrLen, 2);
+  h.writeUInt16LE(gsoSize, 4);
+  h.writeUInt16LE(csStart, 6);
+  h.writeUInt16LE(csOff, 8);
+  h.writeUInt16BE(mtu, 10);
+  h[12] = room;
+  h[13] = mode;
+  h.writeUInt16BE(cap, 14);
   return Buffer.concat([h, pkt]);
 }
 // A TCP or UDP super-packet as TUN hands it over with TSO/USO: one header, a long payload, partial checksum.
 const superTcp = (payload, opts = 12) => tcpSeg({ payload, opts, flags: 0x18 });
 const superUdp = (payload) => ipv4({ payload, l4csum: 'partial' });
-const cross = (() => { const a = train(3, { seq: 5000 }); const b = train(3, { seq: 5000 + 300 }); return [a, b]; })();
-const badMid = (() => { const t = train(4); t[1] = tcpSeg({ seq: 1100, id: 2, l4csum: 'bad' }); return t; })();
-const gap = (() => { const t = train(4); t[2] = tcpSeg({ seq: 1250, id: 3 }); return t; })();
-const twoFlows = [...train(2, { sport: 4000 }), ...train(2, { sport: 4001 }), ipv4({ l4csum: 'partial', payload: 100 })];
+const cross = (() => {
+  const a = train(3, { seq: 5000 });
+  const b = train(3, { seq: 5000 + 300 });
+  return [a, b];
+})();
+const badMid = (() => {
+  const t = train(4);
+  t[1] = tcpSeg({ seq: 1100, id: 2, l4csum: 'bad' });
+  return t;
+})();
+const gap = (() => {
+  const t = train(4);
+  t[2] = tcpSeg({ seq: 1250, id: 3 });
+  return t;
+})();
+const twoFlows = [
+  ...train(2, { sport: 4000 }),
+  ...train(2, { sport: 4001 }),
+  ipv4({ l4csum: 'partial', payload: 100 }),
+];
 
 const targets = {
   decap_udp: { ...inners, truncated, lying, garbage, ipv6: Buffer.concat([Buffer.from([0x60]), Buffer.alloc(47)]) },
@@ -149,12 +267,29 @@ const targets = {
     'seq-gap': groInput('udp', [gap]),
     'seg-max-2': groInput('vxlan', [train(4)], { segMax: 2 }),
     'wrong-vni-single': Buffer.concat([Buffer.from([1, 1, 0, 0, 0, 0, 0, 0]), vxlan(tcpSeg(), { vni: 9 })]),
-    'truncated-last': (() => { const b = groInput('vxlan', [train(3)]); return b.subarray(0, b.length - 30); })(),
-    'gso-1': (() => { const b = groInput('udp', [train(2)]); b.writeUInt16BE(1, 2); return b; })(),
-    'empty': Buffer.from([1, 1, 0, 0, 0, 0, 0, 0]),
+    'truncated-last': (() => {
+      const b = groInput('vxlan', [train(3)]);
+      return b.subarray(0, b.length - 30);
+    })(),
+    'gso-1': (() => {
+      const b = groInput('udp', [train(2)]);
+      b.writeUInt16BE(1, 2);
+      return b;
+    })(),
+    empty: Buffer.from([1, 1, 0, 0, 0, 0, 0, 0]),
     // At the limits: one full 64 KiB receive; a flow over two receives that a 64 KiB super-packet must cut.
     'vxlan-64k-receive': groInput('vxlan', [train(64, { mss: 940 })]),
-    'geneve-two-64k-receives': groInput('geneve', [train(40, { mss: 1400, lastPayload: 1400 }), train(40, { mss: 1400, seq: 1000 + 40 * 1400 })].map((t, b) => (b === 0 ? t.map((x) => { x[33] = 0x10; return x; }) : t))),
+    'geneve-two-64k-receives': groInput(
+      'geneve',
+      [train(40, { mss: 1400, lastPayload: 1400 }), train(40, { mss: 1400, seq: 1000 + 40 * 1400 })].map((t, b) =>
+        b === 0
+          ? t.map((x) => {
+              x[33] = 0x10;
+              return x;
+            })
+          : t,
+      ),
+    ),
   },
   gso: {
     'tcp-super-ts': gsoInput(superTcp(4000), { hdrLen: 52, gsoSize: 1398 }),
@@ -170,7 +305,14 @@ const targets = {
     'tcpv6-type': gsoInput(superTcp(2000), { type: 4, hdrLen: 52, gsoSize: 1000 }),
     'no-needs-csum': gsoInput(superTcp(2000), { flags: 0, hdrLen: 52, gsoSize: 1000 }),
     'ttl-1': gsoInput(tcpSeg({ payload: 2000, ttl: 1 }), { hdrLen: 52, gsoSize: 1000 }),
-    'length-lies': gsoInput((() => { const b = superTcp(2000); b.writeUInt16BE(9000, 2); return b; })(), { hdrLen: 52, gsoSize: 1000, mode: 1 }),
+    'length-lies': gsoInput(
+      (() => {
+        const b = superTcp(2000);
+        b.writeUInt16BE(9000, 2);
+        return b;
+      })(),
+      { hdrLen: 52, gsoSize: 1000, mode: 1 },
+    ),
     'mss-1-too-many': gsoInput(superTcp(3000), { hdrLen: 52, gsoSize: 1 }),
     'tcp-super-64k': gsoInput(superTcp(65535 - 52), { hdrLen: 52, gsoSize: 1398 }),
   },
@@ -178,11 +320,18 @@ const targets = {
     'unreach-udp': Buffer.concat([Buffer.from([3, 0, 96]), inners['udp-full']]),
     'ttl-tcp-ihl7': Buffer.concat([Buffer.from([11, 0, 96]), ipv4({ proto: 6, ihl: 7 })]),
     'about-echo': Buffer.concat([Buffer.from([3, 1, 96]), ipv4({ proto: 1 })]),
-    'about-icmp-error': Buffer.concat([Buffer.from([3, 1, 96]), (() => { const b = ipv4({ proto: 1 }); b[20] = 3; return b; })()]),
+    'about-icmp-error': Buffer.concat([
+      Buffer.from([3, 1, 96]),
+      (() => {
+        const b = ipv4({ proto: 1 });
+        b[20] = 3;
+        return b;
+      })(),
+    ]),
     'small-cap': Buffer.concat([Buffer.from([3, 0, 30]), inners['udp-full']]),
-    'fragment': Buffer.concat([Buffer.from([3, 0, 96]), ipv4({ frag: 0x0010 })]),
+    fragment: Buffer.concat([Buffer.from([3, 0, 96]), ipv4({ frag: 0x0010 })]),
     'broadcast-dst': Buffer.concat([Buffer.from([3, 0, 96]), ipv4({ dst: [255, 255, 255, 255] })]),
-    'truncated': Buffer.concat([Buffer.from([3, 0, 96]), truncated]),
+    truncated: Buffer.concat([Buffer.from([3, 0, 96]), truncated]),
   },
 };
 

@@ -35,7 +35,14 @@ export interface BackendStatus {
   readonly peers: number;
   readonly counters: Record<string, number>;
   /** Per-peer inner traffic where the datapath counts it (userspace tiers). */
-  readonly peerTraffic?: readonly { subnet: string; publicIp: string; txPackets: number; txBytes: number; rxPackets: number; rxBytes: number }[];
+  readonly peerTraffic?: readonly {
+    subnet: string;
+    publicIp: string;
+    txPackets: number;
+    txBytes: number;
+    rxPackets: number;
+    rxBytes: number;
+  }[];
   /** Packets per queue where there are several (offload tier, --queues > 1). */
   readonly queues?: readonly QueueStatus[];
 }

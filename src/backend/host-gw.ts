@@ -12,7 +12,15 @@
 // across a daemon restart, and the restarted daemon reconciles whatever changed meanwhile.
 import { WeftError, errorMessage } from '../errors.js';
 import type { Lease, LeaseEvent } from '../lease/lease.js';
-import { containsSubnet, formatIPv4, formatSubnet, parseCIDR, parseIPv4, prefixMask, type Subnet } from '../lease/subnet.js';
+import {
+  containsSubnet,
+  formatIPv4,
+  formatSubnet,
+  parseCIDR,
+  parseIPv4,
+  prefixMask,
+  type Subnet,
+} from '../lease/subnet.js';
 import type { Logger } from '../log.js';
 import * as iproute from '../net/iproute.js';
 import type { Backend, BackendContext, BackendStatus, ExternalInterface } from './backend.js';
@@ -33,7 +41,10 @@ export async function underlayNet(ext: ExternalInterface): Promise<UnderlayNet> 
   const cidr = iface?.cidrs.find((c) => c.startsWith(`${ext.ifaceIp}/`));
   const parsed = cidr === undefined ? null : parseCIDR(cidr);
   if (parsed === null) {
-    throw new WeftError('WEFT_ERR_BACKEND', `underlay ${ext.name} has no address ${ext.ifaceIp}: cannot tell which peers share its L2`);
+    throw new WeftError(
+      'WEFT_ERR_BACKEND',
+      `underlay ${ext.name} has no address ${ext.ifaceIp}: cannot tell which peers share its L2`,
+    );
   }
   return { ip: (parsed.ip & prefixMask(parsed.prefixLen)) >>> 0, prefixLen: parsed.prefixLen };
 }
@@ -41,7 +52,7 @@ export async function underlayNet(ext: ExternalInterface): Promise<UnderlayNet> 
 /** True when `ip` is inside our underlay interface's subnet: reachable without a router. */
 export function onSameL2(net: UnderlayNet, ip: number): boolean {
   const mask = prefixMask(net.prefixLen);
-  return ((ip & mask) >>> 0) === net.ip;
+  return (ip & mask) >>> 0 === net.ip;
 }
 
 // ---- peers ----
@@ -212,7 +223,11 @@ export function routeFixes(
     const dst = formatSubnet(w.dst);
     wanted.add(dst);
     const have = byDst.get(dst);
-    const ok = have !== undefined && have.gateway === w.via && have.dev === w.dev && (!w.onlink || have.flags.includes('onlink'));
+    const ok =
+      have !== undefined &&
+      have.gateway === w.via &&
+      have.dev === w.dev &&
+      (!w.onlink || have.flags.includes('onlink'));
     if (ok) continue;
     const line = ['route', 'replace', dst, 'via', w.via, 'dev', w.dev];
     if (w.onlink) line.push('onlink');
@@ -223,7 +238,12 @@ export function routeFixes(
     const dst = normalDst(r.dst);
     const sn = parseCIDR(dst);
     if (sn === null || r.gateway === undefined || r.dev === undefined || !devs.includes(r.dev)) continue;
-    if (wanted.has(dst) || !containsSubnet(network, sn) || (own !== null && sn.ip === own.ip && sn.prefixLen === own.prefixLen)) continue;
+    if (
+      wanted.has(dst) ||
+      !containsSubnet(network, sn) ||
+      (own !== null && sn.ip === own.ip && sn.prefixLen === own.prefixLen)
+    )
+      continue;
     lines.push(['route', 'del', dst, 'via', r.gateway, 'dev', r.dev]);
     deleted.push(dst);
   }
@@ -273,7 +293,10 @@ export class HostGwBackend implements Backend {
     this.peerSet.ownKey = lease.key;
     this.peerSet.leases.delete(lease.key);
     this.resync.start();
-    this.ctx.log.info({ iface: this.ctx.external.name, mtu: this.mtu, l2: `${formatIPv4(this.l2.ip)}/${this.l2.prefixLen}` }, 'host-gw datapath up (kernel routes)');
+    this.ctx.log.info(
+      { iface: this.ctx.external.name, mtu: this.mtu, l2: `${formatIPv4(this.l2.ip)}/${this.l2.prefixLen}` },
+      'host-gw datapath up (kernel routes)',
+    );
   }
 
   peers(events: readonly LeaseEvent[]): void {
@@ -292,12 +315,18 @@ export class HostGwBackend implements Backend {
     const want: WantedRoute[] = this.peerSet
       .usable<number>((lease) => {
         if (lease.attrs.BackendType !== this.type) {
-          return { skip: `BackendType "${lease.attrs.BackendType}" is not ours ("${this.type}")`, level: 'warn' as const };
+          return {
+            skip: `BackendType "${lease.attrs.BackendType}" is not ours ("${this.type}")`,
+            level: 'warn' as const,
+          };
         }
         const ip = peerPublicIp(lease);
         if (typeof ip === 'string') return { skip: ip, level: 'warn' as const };
         if (!onSameL2(l2, ip)) {
-          return { skip: `host-gw needs peers on the same L2: ${lease.attrs.PublicIP} is outside ${formatIPv4(l2.ip)}/${l2.prefixLen}`, level: 'error' as const };
+          return {
+            skip: `host-gw needs peers on the same L2: ${lease.attrs.PublicIP} is outside ${formatIPv4(l2.ip)}/${l2.prefixLen}`,
+            level: 'error' as const,
+          };
         }
         return ip;
       })
@@ -317,7 +346,11 @@ export class HostGwBackend implements Backend {
       datapath: 'kernel/host-gw',
       device: this.ctx.external.name,
       peers: this.peerSet.leases.size - this.peerSet.ignoredCount,
-      counters: { resync_runs: this.resync.runs, resync_errors: this.resync.errors, routes_replaced: this.restoredTotal },
+      counters: {
+        resync_runs: this.resync.runs,
+        resync_errors: this.resync.errors,
+        routes_replaced: this.restoredTotal,
+      },
     };
   }
 

@@ -44,7 +44,10 @@ function registerModule(path: string, abs: string, mod: unknown): Encap {
   const encap = candidate as Encap;
   const taken = encapByName(encap.name);
   if (taken !== undefined && ![...loadedModules.values()].includes(taken)) {
-    throw new WeftError('WEFT_ERR_BACKEND', `--encap-module ${path}: name "${encap.name}" is taken by a built-in encap`);
+    throw new WeftError(
+      'WEFT_ERR_BACKEND',
+      `--encap-module ${path}: name "${encap.name}" is taken by a built-in encap`,
+    );
   }
   registerEncap(encap);
   loadedModules.set(abs, encap);
@@ -85,7 +88,10 @@ export function createBackend(ctx: BackendContext): Backend {
   }
   if (type === 'vxlan') return new KernelVxlanBackend(ctx);
   if (type === 'host-gw') return new HostGwBackend(ctx);
-  throw new WeftError('WEFT_ERR_BACKEND', `backend "${type}" has no kernel datapath (kernel: vxlan, host-gw): run with --datapath userspace`);
+  throw new WeftError(
+    'WEFT_ERR_BACKEND',
+    `backend "${type}" has no kernel datapath (kernel: vxlan, host-gw): run with --datapath userspace`,
+  );
 }
 
 export type { Backend, BackendContext, ExternalInterface } from './backend.js';

@@ -23,8 +23,16 @@ import { formatMac, parseMac } from '../encap/vxlan.js';
 import * as iproute from '../net/iproute.js';
 import type { Backend, BackendContext, BackendStatus } from './backend.js';
 import {
-  PeerLeases, RESYNC_MS, Resync, applyLines, onSameL2, peerPublicIp, routeFixes, underlayNet,
-  type UnderlayNet, type WantedRoute,
+  PeerLeases,
+  RESYNC_MS,
+  Resync,
+  applyLines,
+  onSameL2,
+  peerPublicIp,
+  routeFixes,
+  underlayNet,
+  type UnderlayNet,
+  type WantedRoute,
 } from './host-gw.js';
 import { stableMac } from './vtep-mac.js';
 
@@ -42,21 +50,28 @@ export function kernelVxlanOptions(backend: Record<string, unknown>): KernelVxla
   const port = backend['Port'] ?? 8472;
   const direct = backend['DirectRouting'] ?? false;
   if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) {
-    throw new WeftError('WEFT_ERR_NETWORK_CONFIG', `network config: Backend.VNI ${JSON.stringify(vni)}: not a 24-bit VNI`);
+    throw new WeftError(
+      'WEFT_ERR_NETWORK_CONFIG',
+      `network config: Backend.VNI ${JSON.stringify(vni)}: not a 24-bit VNI`,
+    );
   }
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new WeftError('WEFT_ERR_NETWORK_CONFIG', `network config: Backend.Port ${JSON.stringify(port)}: not a UDP port`);
+    throw new WeftError(
+      'WEFT_ERR_NETWORK_CONFIG',
+      `network config: Backend.Port ${JSON.stringify(port)}: not a UDP port`,
+    );
   }
   if (typeof direct !== 'boolean') {
-    throw new WeftError('WEFT_ERR_NETWORK_CONFIG', `network config: Backend.DirectRouting ${JSON.stringify(direct)}: not true or false`);
+    throw new WeftError(
+      'WEFT_ERR_NETWORK_CONFIG',
+      `network config: Backend.DirectRouting ${JSON.stringify(direct)}: not true or false`,
+    );
   }
   return { vni, port, directRouting: direct };
 }
 
 /** What one usable peer gets: an overlay route (with neighbour and FDB entry) or, with DirectRouting, a plain one. */
-type PeerPlan =
-  | { kind: 'vxlan'; gw: string; mac: string; publicIp: string }
-  | { kind: 'direct'; publicIp: string };
+type PeerPlan = { kind: 'vxlan'; gw: string; mac: string; publicIp: string } | { kind: 'direct'; publicIp: string };
 
 export class KernelVxlanBackend implements Backend {
   readonly type = 'vxlan';
@@ -74,7 +89,8 @@ export class KernelVxlanBackend implements Backend {
     this.opts = kernelVxlanOptions(ctx.network.backend);
     this.mtu = ctx.external.mtu - VXLAN_OVERHEAD;
     this.device = `flannel.${this.opts.vni}`;
-    if (this.device.length > 15) throw new WeftError('WEFT_ERR_BACKEND', `device name ${this.device} is longer than 15 characters`);
+    if (this.device.length > 15)
+      throw new WeftError('WEFT_ERR_BACKEND', `device name ${this.device} is longer than 15 characters`);
     this.mac = formatMac(stableMac(ctx.external.publicIp, this.opts.vni));
     this.peerSet = new PeerLeases(ctx.log);
     this.resync = new Resync(() => this.sync(), RESYNC_MS, ctx.log);
@@ -96,7 +112,16 @@ export class KernelVxlanBackend implements Backend {
     this.peerSet.leases.delete(lease.key);
     await this.ensureDevice();
     this.resync.start();
-    this.ctx.log.info({ device: this.device, vtepMac: this.mac, mtu: this.mtu, port: this.opts.port, directRouting: this.opts.directRouting }, 'kernel vxlan datapath up');
+    this.ctx.log.info(
+      {
+        device: this.device,
+        vtepMac: this.mac,
+        mtu: this.mtu,
+        port: this.opts.port,
+        directRouting: this.opts.directRouting,
+      },
+      'kernel vxlan datapath up',
+    );
   }
 
   peers(events: readonly LeaseEvent[]): void {
@@ -121,8 +146,14 @@ export class KernelVxlanBackend implements Backend {
     }
     if (have === null || why !== null) {
       await iproute.linkAddVxlan({
-        name: device, vni: this.opts.vni, port: this.opts.port, local: ctx.external.ifaceIp,
-        dev: ctx.external.name, learning: false, mtu: this.mtu, mac: this.mac,
+        name: device,
+        vni: this.opts.vni,
+        port: this.opts.port,
+        local: ctx.external.ifaceIp,
+        dev: ctx.external.name,
+        learning: false,
+        mtu: this.mtu,
+        mac: this.mac,
       });
       if (have === null && this.resync.runs > 0) this.repaired.device++;
       ctx.log.info({ device, vni: this.opts.vni, vtepMac: this.mac }, 'vxlan device created');
@@ -133,7 +164,8 @@ export class KernelVxlanBackend implements Backend {
     const lines: string[][] = [];
     for (const old of iface?.cidrs ?? []) if (old !== cidr) lines.push(['addr', 'del', old, 'dev', device]);
     if (!(iface?.cidrs ?? []).includes(cidr)) lines.push(['addr', 'replace', cidr, 'dev', device]);
-    if (iface === null || iface.mtu !== this.mtu || !iface.up) lines.push(['link', 'set', 'dev', device, 'mtu', String(this.mtu), 'up']);
+    if (iface === null || iface.mtu !== this.mtu || !iface.up)
+      lines.push(['link', 'set', 'dev', device, 'mtu', String(this.mtu), 'up']);
     await applyLines(lines);
   }
 
@@ -142,7 +174,8 @@ export class KernelVxlanBackend implements Backend {
     if (l.kind !== 'vxlan') return `kind ${l.kind ?? 'none'}, not vxlan`;
     if (d['id'] !== this.opts.vni) return `VNI ${String(d['id'])}, want ${this.opts.vni}`;
     if (d['port'] !== this.opts.port) return `port ${String(d['port'])}, want ${this.opts.port}`;
-    if (d['local'] !== this.ctx.external.ifaceIp) return `local ${String(d['local'])}, want ${this.ctx.external.ifaceIp}`;
+    if (d['local'] !== this.ctx.external.ifaceIp)
+      return `local ${String(d['local'])}, want ${this.ctx.external.ifaceIp}`;
     if (d['learning'] !== false) return 'learning on';
     if (l.mac?.toLowerCase() !== this.mac) return `MAC ${l.mac ?? 'none'}, want ${this.mac}`;
     return null;
@@ -154,7 +187,8 @@ export class KernelVxlanBackend implements Backend {
     const l2 = this.l2;
     return this.peerSet.usable<PeerPlan>((lease) => {
       const skip = (why: string) => ({ skip: why, level: 'warn' as const });
-      if (lease.attrs.BackendType !== this.type) return skip(`BackendType "${lease.attrs.BackendType}" is not ours ("${this.type}")`);
+      if (lease.attrs.BackendType !== this.type)
+        return skip(`BackendType "${lease.attrs.BackendType}" is not ours ("${this.type}")`);
       const ip = peerPublicIp(lease);
       if (typeof ip === 'string') return skip(ip);
       const publicIp = formatIPv4(ip);
@@ -177,9 +211,11 @@ export class KernelVxlanBackend implements Backend {
     const iface = ctx.external.name;
 
     // Routes, both kinds, against the whole main table (a peer may move between direct and overlay).
-    const want: WantedRoute[] = plans.map(({ lease, value }) => value.kind === 'vxlan'
-      ? { dst: lease.subnet, via: value.gw, dev: device, onlink: true }
-      : { dst: lease.subnet, via: value.publicIp, dev: iface, onlink: false });
+    const want: WantedRoute[] = plans.map(({ lease, value }) =>
+      value.kind === 'vxlan'
+        ? { dst: lease.subnet, via: value.gw, dev: device, onlink: true }
+        : { dst: lease.subnet, via: value.publicIp, dev: iface, onlink: false },
+    );
     const devs = this.opts.directRouting ? [device, iface] : [device];
     // Until the peer list is known, nothing is deleted (see PeerLeases.complete).
     const prune = this.peerSet.complete;
@@ -195,7 +231,8 @@ export class KernelVxlanBackend implements Backend {
       if (h !== undefined && h.mac === mac && h.permanent) continue;
       neighLines.push(['neigh', 'replace', dst, 'lladdr', mac, 'dev', device, 'nud', 'permanent']);
     }
-    for (const [dst, h] of haveNeigh) if (prune && h.permanent && !wantNeigh.has(dst)) neighLines.push(['neigh', 'del', dst, 'dev', device]);
+    for (const [dst, h] of haveNeigh)
+      if (prune && h.permanent && !wantNeigh.has(dst)) neighLines.push(['neigh', 'del', dst, 'dev', device]);
 
     // Neighbours before routes: a route via a gateway without its neighbour would send one frame to nowhere.
     await applyLines([...neighLines, ...fix.lines]);
@@ -226,7 +263,10 @@ export class KernelVxlanBackend implements Backend {
     this.repaired.neighbours += neighLines.length;
     this.repaired.fdb += fdbChanges;
     if (neighLines.length + fix.lines.length + fdbChanges > 0) {
-      ctx.log.info({ routesReplaced: fix.restored, routesDeleted: fix.deleted, neighbourChanges: neighLines.length, fdbChanges }, 'kernel vxlan state synced');
+      ctx.log.info(
+        { routesReplaced: fix.restored, routesDeleted: fix.deleted, neighbourChanges: neighLines.length, fdbChanges },
+        'kernel vxlan state synced',
+      );
     }
   }
 

@@ -38,10 +38,16 @@ function backendOptions(ctx: BackendContext, encap: Encap): UserspaceOptions {
   const port = b['Port'] ?? encap.defaultPort;
   const vni = b['VNI'] ?? 1;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new WeftError('WEFT_ERR_NETWORK_CONFIG', `network config: Backend.Port ${JSON.stringify(port)}: not a UDP port`);
+    throw new WeftError(
+      'WEFT_ERR_NETWORK_CONFIG',
+      `network config: Backend.Port ${JSON.stringify(port)}: not a UDP port`,
+    );
   }
   if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) {
-    throw new WeftError('WEFT_ERR_NETWORK_CONFIG', `network config: Backend.VNI ${JSON.stringify(vni)}: not a 24-bit VNI`);
+    throw new WeftError(
+      'WEFT_ERR_NETWORK_CONFIG',
+      `network config: Backend.VNI ${JSON.stringify(vni)}: not a 24-bit VNI`,
+    );
   }
   return { port, vni };
 }
@@ -67,7 +73,8 @@ export class UserspaceBackend implements Backend {
   constructor(private readonly ctx: BackendContext) {
     const type = ctx.network.backend.Type;
     const encap = encapByName(type);
-    if (!encap) throw new WeftError('WEFT_ERR_BACKEND', `backend type "${type}" has no userspace encap (udp, vxlan, geneve)`);
+    if (!encap)
+      throw new WeftError('WEFT_ERR_BACKEND', `backend type "${type}" has no userspace encap (udp, vxlan, geneve)`);
     this.encap = encap;
     this.type = encap.backendType;
     this.opts = backendOptions(ctx, encap);
@@ -102,7 +109,11 @@ export class UserspaceBackend implements Backend {
     // ICMP errors weft writes to TUN come from the TUN's own address; without accept_local the kernel drops them
     // as martians (a packet arriving with a local source) and senders only see a timeout.
     await setSysctl(`/proc/sys/net/ipv4/conf/${dev}/accept_local`, '1').catch((e: unknown) =>
-      ctx.log.warn({ err: errorMessage(e), device: dev }, 'cannot set accept_local: ICMP errors from weft will be dropped'));
+      ctx.log.warn(
+        { err: errorMessage(e), device: dev },
+        'cannot set accept_local: ICMP errors from weft will be dropped',
+      ),
+    );
     // The overlay carries IPv4 only; without this the kernel queues its own IPv6 chatter (RS, MLD) into the TUN.
     await setSysctl(`/proc/sys/net/ipv6/conf/${dev}/disable_ipv6`, '1').catch(() => undefined);
     // The TUN's queue towards weft (500 packets by default) overflows in TCP bursts and the kernel drops there;
@@ -127,7 +138,17 @@ export class UserspaceBackend implements Backend {
     this.leases.delete(lease.key);
     this.parsed.delete(lease.key);
     this.apply();
-    ctx.log.info({ device: dev, address: cidr, mtu: this.mtu, tier: ctx.config.tier, encap: this.encap.name, port: this.opts.port }, 'userspace datapath up');
+    ctx.log.info(
+      {
+        device: dev,
+        address: cidr,
+        mtu: this.mtu,
+        tier: ctx.config.tier,
+        encap: this.encap.name,
+        port: this.opts.port,
+      },
+      'userspace datapath up',
+    );
   }
 
   peers(events: readonly LeaseEvent[]): void {
@@ -247,7 +268,10 @@ export class UserspaceBackend implements Backend {
 function queueStatus(queues: readonly Float64Array[]): QueueStatus[] | undefined {
   if (queues.length < 2) return undefined;
   return queues.map((c, queue) => ({
-    queue, tunRxPackets: c[C.tunRxPackets] ?? 0, udpTxPackets: c[C.udpTxPackets] ?? 0,
-    udpRxPackets: c[C.udpRxPackets] ?? 0, tunTxPackets: c[C.tunTxPackets] ?? 0,
+    queue,
+    tunRxPackets: c[C.tunRxPackets] ?? 0,
+    udpTxPackets: c[C.udpTxPackets] ?? 0,
+    udpRxPackets: c[C.udpRxPackets] ?? 0,
+    tunTxPackets: c[C.tunTxPackets] ?? 0,
   }));
 }

@@ -14,7 +14,14 @@ import { killChild, runIperf, startIperfServer, type IperfResult } from '../test
 import type { PathEnv } from './paths.js';
 import type { PingPongResult } from './pingpong.js';
 import {
-  addCounters, datapathCounters, machineCpu, processCpu, processRss, rcvbufErrors, subtractCounters, type MachineCpu,
+  addCounters,
+  datapathCounters,
+  machineCpu,
+  processCpu,
+  processRss,
+  rcvbufErrors,
+  subtractCounters,
+  type MachineCpu,
 } from './probes.js';
 import { percentile, type MetricKey, type Sample, type SampleCounters, type TestKind } from './schema.js';
 
@@ -43,7 +50,13 @@ async function snapshot(env: PathEnv, withDatapath: boolean): Promise<Snapshot> 
   const datapath = withDatapath ? await Promise.all(env.daemons.map((d) => datapathCounters(d.ns, d.metricsPort))) : [];
   const hostDrops = await Promise.all(env.hostNs.map((ns) => rcvbufErrors(ns)));
   const endpointDrops = await Promise.all(env.endpointNs.map((ns) => rcvbufErrors(ns)));
-  return { cpu: machineCpu(), daemonCpu: env.daemons.map((d) => processCpu(d.pid)), datapath, hostDrops, endpointDrops };
+  return {
+    cpu: machineCpu(),
+    daemonCpu: env.daemons.map((d) => processCpu(d.pid)),
+    datapath,
+    hostDrops,
+    endpointDrops,
+  };
 }
 
 // After the test the CPU is read first (before the slow reads), mirroring snapshot().
@@ -115,7 +128,11 @@ function costValues(c: SampleCounters, bytes: number): Partial<Record<MetricKey,
   // Each forwarded packet enters exactly one daemon through its TUN: that is the packet count.
   const packets = d?.['tun_rx_packets'] ?? 0;
   if (d && packets > 0) {
-    const syscalls = (d['syscalls_tun_read'] ?? 0) + (d['syscalls_tun_write'] ?? 0) + (d['syscalls_send'] ?? 0) + (d['syscalls_recv'] ?? 0);
+    const syscalls =
+      (d['syscalls_tun_read'] ?? 0) +
+      (d['syscalls_tun_write'] ?? 0) +
+      (d['syscalls_send'] ?? 0) +
+      (d['syscalls_recv'] ?? 0);
     const copied = (d['copied_user_to_kernel_bytes'] ?? 0) + (d['copied_kernel_to_user_bytes'] ?? 0);
     v.syscalls_per_packet = syscalls / packets;
     v.copied_bytes_per_packet = copied / packets;
@@ -134,7 +151,11 @@ interface TestOutput {
 
 async function iperfRun(env: PathEnv, kind: Exclude<TestKind, 'latency'>, s: TestSettings): Promise<TestOutput> {
   if (kind === 'tcp1' || kind === 'tcp4') {
-    const r = await runIperf(env.client, env.serverIp, { seconds: s.seconds, streams: kind === 'tcp1' ? 1 : 4, port: IPERF_PORT });
+    const r = await runIperf(env.client, env.serverIp, {
+      seconds: s.seconds,
+      streams: kind === 'tcp1' ? 1 : 4,
+      port: IPERF_PORT,
+    });
     const bytes = num(r.json, 'end', 'sum_received', 'bytes') ?? 0;
     const values: Partial<Record<MetricKey, number>> = {};
     if (kind === 'tcp1') {
@@ -143,11 +164,24 @@ async function iperfRun(env: PathEnv, kind: Exclude<TestKind, 'latency'>, s: Tes
     } else {
       values.tcp4_gbps = r.receivedBps / 1e9;
     }
-    return { values, bytes, raw: { received_bps: r.receivedBps, sent_bps: r.sentBps, received_bytes: bytes, retransmits: r.retransmits ?? null } };
+    return {
+      values,
+      bytes,
+      raw: {
+        received_bps: r.receivedBps,
+        sent_bps: r.sentBps,
+        received_bytes: bytes,
+        retransmits: r.retransmits ?? null,
+      },
+    };
   }
   const len = kind === 'udp64' ? 64 : 1400;
   const r: IperfResult = await runIperf(env.client, env.serverIp, {
-    seconds: s.seconds, udp: true, length: len, bitrate: kind === 'udp64' ? UDP64_BITRATE : UDP1400_BITRATE, port: IPERF_PORT,
+    seconds: s.seconds,
+    udp: true,
+    length: len,
+    bitrate: kind === 'udp64' ? UDP64_BITRATE : UDP1400_BITRATE,
+    port: IPERF_PORT,
   });
   const bytes = num(r.json, 'end', 'sum_received', 'bytes') ?? 0;
   const secs = num(r.json, 'end', 'sum_received', 'seconds') ?? s.seconds;
@@ -163,18 +197,27 @@ async function iperfRun(env: PathEnv, kind: Exclude<TestKind, 'latency'>, s: Tes
     if (lost !== null) values.udp1400_loss_pct = lost;
   }
   return {
-    values, bytes,
+    values,
+    bytes,
     raw: {
-      received_bytes: bytes, received_seconds: secs, sent_packets: num(r.json, 'end', 'sum_sent', 'packets'),
-      lost_percent: lost, sent_bps: r.sentBps, jitter_ms: r.jitterMs ?? null,
+      received_bytes: bytes,
+      received_seconds: secs,
+      sent_packets: num(r.json, 'end', 'sum_sent', 'packets'),
+      lost_percent: lost,
+      sent_bps: r.sentBps,
+      jitter_ms: r.jitterMs ?? null,
     },
   };
 }
 
 function startPingPongServer(env: PathEnv, maxMs: number): Promise<ChildProcess> {
-  const child = env.cluster.tb.spawn(env.server, [process.execPath, PINGPONG_SCRIPT, 'server', String(PINGPONG_PORT), String(maxMs)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = env.cluster.tb.spawn(
+    env.server,
+    [process.execPath, PINGPONG_SCRIPT, 'server', String(PINGPONG_PORT), String(maxMs)],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   return new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`ping-pong server not listening: ${out}`)), 5_000);
@@ -198,11 +241,22 @@ async function latencyRun(env: PathEnv, s: TestSettings): Promise<Omit<TestOutpu
   const maxMs = s.seconds * 1000;
   const server = await startPingPongServer(env, maxMs + 10_000);
   try {
-    const r = await env.cluster.tb.exec(env.client, [
-      process.execPath, PINGPONG_SCRIPT, 'client', env.serverIp, String(PINGPONG_PORT), String(s.latencyRoundTrips), String(maxMs),
-    ], { timeoutMs: maxMs + 15_000 });
+    const r = await env.cluster.tb.exec(
+      env.client,
+      [
+        process.execPath,
+        PINGPONG_SCRIPT,
+        'client',
+        env.serverIp,
+        String(PINGPONG_PORT),
+        String(s.latencyRoundTrips),
+        String(maxMs),
+      ],
+      { timeoutMs: maxMs + 15_000 },
+    );
     const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
-    if (r.code !== 0 || line === undefined) throw new Error(`ping-pong client failed (exit ${r.code}): ${r.stderr.trim()}`);
+    if (r.code !== 0 || line === undefined)
+      throw new Error(`ping-pong client failed (exit ${r.code}): ${r.stderr.trim()}`);
     const res = JSON.parse(line) as PingPongResult;
     if (res.rttsUs.length === 0) throw new Error(`ping-pong: no answers (${res.sent} sent)`);
     const mean = res.rttsUs.reduce((a, b) => a + b, 0) / res.rttsUs.length;
@@ -213,9 +267,14 @@ async function latencyRun(env: PathEnv, s: TestSettings): Promise<Omit<TestOutpu
         lat_loss_pct: res.sent > 0 ? (100 * res.lost) / res.sent : 0,
       },
       raw: {
-        sent: res.sent, received: res.received, kept: res.rttsUs.length, mean_us: mean,
-        min_us: res.rttsUs[0] ?? null, max_us: res.rttsUs[res.rttsUs.length - 1] ?? null,
-        p90_us: percentile(res.rttsUs, 90), p999_us: percentile(res.rttsUs, 99.9),
+        sent: res.sent,
+        received: res.received,
+        kept: res.rttsUs.length,
+        mean_us: mean,
+        min_us: res.rttsUs[0] ?? null,
+        max_us: res.rttsUs[res.rttsUs.length - 1] ?? null,
+        p90_us: percentile(res.rttsUs, 90),
+        p999_us: percentile(res.rttsUs, 99.9),
       },
     };
   } finally {

@@ -50,9 +50,25 @@ const TIER_TITLES: Record<(typeof TIERS)[number], string> = {
 
 export const ALL_PATHS: readonly PathDef[] = [
   { name: 'underlay', title: 'underlay: host to host on veth + bridge, no overlay', kind: 'underlay' },
-  { name: 'kernel-vxlan', title: 'kernel VXLAN, flannel layout set up with iproute2 (reference)', kind: 'kernel-reference' },
-  { name: 'host-gw', title: 'host-gw routes (weft daemon --datapath kernel)', kind: 'weft-kernel', backend: 'host-gw', daemonArgs: ['--datapath=kernel'] },
-  { name: 'weft-kernel-vxlan', title: 'kernel VXLAN programmed by weft (--datapath kernel)', kind: 'weft-kernel', backend: 'vxlan', daemonArgs: ['--datapath=kernel'] },
+  {
+    name: 'kernel-vxlan',
+    title: 'kernel VXLAN, flannel layout set up with iproute2 (reference)',
+    kind: 'kernel-reference',
+  },
+  {
+    name: 'host-gw',
+    title: 'host-gw routes (weft daemon --datapath kernel)',
+    kind: 'weft-kernel',
+    backend: 'host-gw',
+    daemonArgs: ['--datapath=kernel'],
+  },
+  {
+    name: 'weft-kernel-vxlan',
+    title: 'kernel VXLAN programmed by weft (--datapath kernel)',
+    kind: 'weft-kernel',
+    backend: 'vxlan',
+    daemonArgs: ['--datapath=kernel'],
+  },
   ...TIERS.flatMap((tier) =>
     ENCAPS.map((encap): PathDef => ({
       name: `${tier}/${encap}`,
@@ -94,7 +110,10 @@ export function selectPaths(only: readonly string[] | undefined, quick: boolean)
   const names = only ?? (quick ? QUICK_PATHS : ALL_PATHS.filter((p) => p.optIn !== true).map((p) => p.name));
   for (const n of names) {
     if (!ALL_PATHS.some((p) => p.name === n)) {
-      throw new WeftError('WEFT_ERR_CONFIG', `unknown bench path "${n}"; paths: ${ALL_PATHS.map((p) => p.name).join(', ')}`);
+      throw new WeftError(
+        'WEFT_ERR_CONFIG',
+        `unknown bench path "${n}"; paths: ${ALL_PATHS.map((p) => p.name).join(', ')}`,
+      );
     }
   }
   return ALL_PATHS.filter((p) => names.includes(p.name));
@@ -153,26 +172,74 @@ async function build(def: PathDef, cluster: Cluster, cleanups: (() => void)[]): 
     const p = await buildPeer(def.name as PeerName, cluster, cleanups);
     const [a, b] = p.pods;
     const daemons = p.daemons.map((d) => ({ ...d, metricsPort: 0 }));
-    return { def, cluster, client: a, server: b, serverIp: b.ip, hostNs, endpointNs: [a.ns, b.ns], daemons, mtu: p.mtu, cleanups };
+    return {
+      def,
+      cluster,
+      client: a,
+      server: b,
+      serverIp: b.ip,
+      hostNs,
+      endpointNs: [a.ns, b.ns],
+      daemons,
+      mtu: p.mtu,
+      cleanups,
+    };
   }
   if (def.kind === 'underlay') {
     // No overlay socket to watch: the hosts are the endpoints (iperf3's own socket drops count there).
-    return { def, cluster, client: h1, server: h2, serverIp: h2.ip, hostNs: [], endpointNs: hostNs, daemons: [], mtu: tb.mtu };
+    return {
+      def,
+      cluster,
+      client: h1,
+      server: h2,
+      serverIp: h2.ip,
+      hostNs: [],
+      endpointNs: hostNs,
+      daemons: [],
+      mtu: tb.mtu,
+    };
   }
   if (def.kind === 'kernel-reference') {
     const mtu = tb.mtu - REFERENCE_MTU_OVERHEAD;
-    const hosts = [h1, h2].map((h) => ({ h, subnet: `10.5.${h.n}`, mac: `0e:77:65:66:74:${h.n.toString(16).padStart(2, '0')}` }));
+    const hosts = [h1, h2].map((h) => ({
+      h,
+      subnet: `10.5.${h.n}`,
+      mac: `0e:77:65:66:74:${h.n.toString(16).padStart(2, '0')}`,
+    }));
     for (const me of hosts) {
-      await ipBatch([
-        ['link', 'add', 'flannel.1', 'address', me.mac, 'type', 'vxlan', 'id', '1', 'dstport', '8472', 'local', me.h.ip, 'dev', 'eth0', 'nolearning'],
-        ['link', 'set', 'flannel.1', 'mtu', String(mtu), 'up'],
-        ['addr', 'add', `${me.subnet}.0/32`, 'dev', 'flannel.1'],
-      ], { netns: me.h.ns });
+      await ipBatch(
+        [
+          [
+            'link',
+            'add',
+            'flannel.1',
+            'address',
+            me.mac,
+            'type',
+            'vxlan',
+            'id',
+            '1',
+            'dstport',
+            '8472',
+            'local',
+            me.h.ip,
+            'dev',
+            'eth0',
+            'nolearning',
+          ],
+          ['link', 'set', 'flannel.1', 'mtu', String(mtu), 'up'],
+          ['addr', 'add', `${me.subnet}.0/32`, 'dev', 'flannel.1'],
+        ],
+        { netns: me.h.ns },
+      );
       for (const peer of hosts.filter((x) => x !== me)) {
-        await ipBatch([
-          ['neigh', 'replace', `${peer.subnet}.0`, 'lladdr', peer.mac, 'dev', 'flannel.1', 'nud', 'permanent'],
-          ['route', 'replace', `${peer.subnet}.0/24`, 'via', `${peer.subnet}.0`, 'dev', 'flannel.1', 'onlink'],
-        ], { netns: me.h.ns });
+        await ipBatch(
+          [
+            ['neigh', 'replace', `${peer.subnet}.0`, 'lladdr', peer.mac, 'dev', 'flannel.1', 'nud', 'permanent'],
+            ['route', 'replace', `${peer.subnet}.0/24`, 'via', `${peer.subnet}.0`, 'dev', 'flannel.1', 'onlink'],
+          ],
+          { netns: me.h.ns },
+        );
         await bridge(['fdb', 'append', peer.mac, 'dev', 'flannel.1', 'dst', peer.h.ip], { netns: me.h.ns });
       }
     }

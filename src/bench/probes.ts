@@ -85,7 +85,10 @@ export async function datapathCounters(ns: string, port: number): Promise<Record
   return out;
 }
 
-export function subtractCounters(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
+export function subtractCounters(
+  after: Record<string, number>,
+  before: Record<string, number>,
+): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(after)) out[k] = v - (before[k] ?? 0);
   return out;

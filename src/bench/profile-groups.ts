@@ -25,14 +25,30 @@ export interface GroupDef {
 /** Kernel-symbol groups, tried in this order for each frame. */
 export const GROUPS: readonly GroupDef[] = [
   {
-    id: 'copy', label: 'user/kernel copies',
+    id: 'copy',
+    label: 'user/kernel copies',
     patterns: [
-      /^_?copy_(to|from)_(iter|user)/, /^copy_user_/, /^rep_movs_alternative$/, /^csum_partial_copy/, /^_?csum_and_copy/,
-      /^copy_page_(to|from)_iter/, /^copy(in|out)$/, /^raw_copy_/, /^__copy_(user|msghdr)/, /^copy_msghdr_from_user/,
-      /^skb_copy_datagram_/, /^__skb_datagram_iter$/, /^simple_copy_to_iter$/, /^skb_copy_and_csum_datagram/,
-      /^skb_do_copy_data_nocache$/, /^skb_copy_to_page_nocache$/, /^memcpy_(to|from)_iter/,
+      /^_?copy_(to|from)_(iter|user)/,
+      /^copy_user_/,
+      /^rep_movs_alternative$/,
+      /^csum_partial_copy/,
+      /^_?csum_and_copy/,
+      /^copy_page_(to|from)_iter/,
+      /^copy(in|out)$/,
+      /^raw_copy_/,
+      /^__copy_(user|msghdr)/,
+      /^copy_msghdr_from_user/,
+      /^skb_copy_datagram_/,
+      /^__skb_datagram_iter$/,
+      /^simple_copy_to_iter$/,
+      /^skb_copy_and_csum_datagram/,
+      /^skb_do_copy_data_nocache$/,
+      /^skb_copy_to_page_nocache$/,
+      /^memcpy_(to|from)_iter/,
       // hardened usercopy checks run on every copy: part of its cost
-      /^__check_object_size/, /^check_heap_object$/, /^__virt_addr_valid$/,
+      /^__check_object_size/,
+      /^check_heap_object$/,
+      /^__virt_addr_valid$/,
     ],
   },
   { id: 'csum', label: 'checksums', patterns: [/csum/, /checksum/] },
@@ -42,62 +58,198 @@ export const GROUPS: readonly GroupDef[] = [
   { id: 'udp', label: 'UDP', patterns: [/^_*(skb_(recv|consume)_)?udp/] },
   { id: 'tcp', label: 'TCP', patterns: [/^_*tcp/, /^sk_stream_/, /^inet_csk/] },
   {
-    id: 'syscall', label: 'syscall entry/exit + socket/file dispatch',
+    id: 'syscall',
+    label: 'syscall entry/exit + socket/file dispatch',
     patterns: [
-      /^entry_SYSCALL/, /^do_syscall_64$/, /^x64_sys_call$/, /^syscall_(exit|enter|return|trace)/, /^(arch_|irqentry_)?exit_to_user_mode/,
-      /^__(x64|ia32)_sys_/, /^__do_sys_/, /^__se_sys_/, /^_{2,4}sys_/, /^ksys_/, /^do_(sendmmsg|recvmmsg|readv|writev|iter_)/,
-      /^vfs_(read|write)/, /^new_sync_(read|write)$/, /^_*fdget/, /^_*fget/, /^fput/, /^sock_(sendmsg|recvmsg|write_iter|read_iter)/,
-      /^inet_(sendmsg|recvmsg)$/, /^_*import_iovec/, /^rw_verify_area$/, /^security_/, /^apparmor/, /^_*rseq/,
-      /^(switch_fpu|restore_fpregs|fpregs)/, /^clear_bhb/, /^_*audit/,
+      /^entry_SYSCALL/,
+      /^do_syscall_64$/,
+      /^x64_sys_call$/,
+      /^syscall_(exit|enter|return|trace)/,
+      /^(arch_|irqentry_)?exit_to_user_mode/,
+      /^__(x64|ia32)_sys_/,
+      /^__do_sys_/,
+      /^__se_sys_/,
+      /^_{2,4}sys_/,
+      /^ksys_/,
+      /^do_(sendmmsg|recvmmsg|readv|writev|iter_)/,
+      /^vfs_(read|write)/,
+      /^new_sync_(read|write)$/,
+      /^_*fdget/,
+      /^_*fget/,
+      /^fput/,
+      /^sock_(sendmsg|recvmsg|write_iter|read_iter)/,
+      /^inet_(sendmsg|recvmsg)$/,
+      /^_*import_iovec/,
+      /^rw_verify_area$/,
+      /^security_/,
+      /^apparmor/,
+      /^_*rseq/,
+      /^(switch_fpu|restore_fpregs|fpregs)/,
+      /^clear_bhb/,
+      /^_*audit/,
     ],
   },
   {
-    id: 'softirq', label: 'softirq / netif',
+    id: 'softirq',
+    label: 'softirq / netif',
     patterns: [
-      /^net_(rx|tx)_action$/, /^_*napi_/, /^process_backlog$/, /^_*netif_receive_skb/, /^_*netif_rx/, /^enqueue_to_backlog$/,
-      /^_*do_softirq/, /^handle_softirqs$/, /^irq_exit/, /^_*local_bh_enable/, /^run_ksoftirqd$/,
+      /^net_(rx|tx)_action$/,
+      /^_*napi_/,
+      /^process_backlog$/,
+      /^_*netif_receive_skb/,
+      /^_*netif_rx/,
+      /^enqueue_to_backlog$/,
+      /^_*do_softirq/,
+      /^handle_softirqs$/,
+      /^irq_exit/,
+      /^_*local_bh_enable/,
+      /^run_ksoftirqd$/,
     ],
   },
   {
-    id: 'ip', label: 'IP, routing, netfilter, veth/bridge',
+    id: 'ip',
+    label: 'IP, routing, netfilter, veth/bridge',
     patterns: [
-      /^_*ip_/, /^_*ipv4_/, /^_*inet_/, /^_*fib/, /^_*nf_/, /^_*ipt_/, /^_*neigh_/, /^_*dst_/, /^_*dev_/, /^sch_direct_xmit$/,
-      /^_*qdisc/, /^pfifo/, /^_*veth_/, /^_*br_/, /^_*eth_/, /^_*arp_/, /^validate_xmit/, /^netif_skb_features$/, /^_*rt_/,
-      /^skb_network_protocol$/, /^raw_(v4_)?(local_deliver|rcv)/, /^icmp_/,
+      /^_*ip_/,
+      /^_*ipv4_/,
+      /^_*inet_/,
+      /^_*fib/,
+      /^_*nf_/,
+      /^_*ipt_/,
+      /^_*neigh_/,
+      /^_*dst_/,
+      /^_*dev_/,
+      /^sch_direct_xmit$/,
+      /^_*qdisc/,
+      /^pfifo/,
+      /^_*veth_/,
+      /^_*br_/,
+      /^_*eth_/,
+      /^_*arp_/,
+      /^validate_xmit/,
+      /^netif_skb_features$/,
+      /^_*rt_/,
+      /^skb_network_protocol$/,
+      /^raw_(v4_)?(local_deliver|rcv)/,
+      /^icmp_/,
     ],
   },
   {
-    id: 'mem', label: 'skb/page memory (alloc/free)',
+    id: 'mem',
+    label: 'skb/page memory (alloc/free)',
     patterns: [
-      /^_*(alloc|build|napi_build|napi_alloc)_skb/, /^_*kmem_cache/, /^_*kmalloc/, /^_*kfree/, /^_*slab/, /^_*skb_release/,
-      /^_*consume_skb/, /^_*skb_free/, /^_*skb_attempt_defer_free/, /^sk_skb_reason_drop$/, /^_*pskb_/, /^skb_clone/,
-      /^skb_put$/, /^_*page_frag/, /^skb_page_frag_refill$/, /^sock_alloc_send_pskb$/, /^alloc_skb_with_frags$/,
-      /^_*alloc_pages/, /^_*alloc_frozen_pages/, /^get_page_from_freelist$/, /^_*rmqueue/, /^free_unref/, /^_*free_pages/,
-      /^_*folio_put/, /^put_page$/, /^_*mod_memcg/, /^_*memcg/, /^obj_cgroup/, /^refill_obj_stock$/, /^mem_cgroup/,
-      /^sk_(mem|forced_mem)_/, /^_*sk_mem_/, /^skb_set_owner/, /^sock_[rw]free$/,
+      /^_*(alloc|build|napi_build|napi_alloc)_skb/,
+      /^_*kmem_cache/,
+      /^_*kmalloc/,
+      /^_*kfree/,
+      /^_*slab/,
+      /^_*skb_release/,
+      /^_*consume_skb/,
+      /^_*skb_free/,
+      /^_*skb_attempt_defer_free/,
+      /^sk_skb_reason_drop$/,
+      /^_*pskb_/,
+      /^skb_clone/,
+      /^skb_put$/,
+      /^_*page_frag/,
+      /^skb_page_frag_refill$/,
+      /^sock_alloc_send_pskb$/,
+      /^alloc_skb_with_frags$/,
+      /^_*alloc_pages/,
+      /^_*alloc_frozen_pages/,
+      /^get_page_from_freelist$/,
+      /^_*rmqueue/,
+      /^free_unref/,
+      /^_*free_pages/,
+      /^_*folio_put/,
+      /^put_page$/,
+      /^_*mod_memcg/,
+      /^_*memcg/,
+      /^obj_cgroup/,
+      /^refill_obj_stock$/,
+      /^mem_cgroup/,
+      /^sk_(mem|forced_mem)_/,
+      /^_*sk_mem_/,
+      /^skb_set_owner/,
+      /^sock_[rw]free$/,
     ],
   },
-  { id: 'memcpy', label: 'kernel memcpy/memset (skb data)', patterns: [/^_*mem(cpy|move|set)/, /^skb_copy_bits$/, /^_*skb_copy$/] },
   {
-    id: 'sched', label: 'scheduler, wakeups, epoll/poll/select, timers',
+    id: 'memcpy',
+    label: 'kernel memcpy/memset (skb data)',
+    patterns: [/^_*mem(cpy|move|set)/, /^skb_copy_bits$/, /^_*skb_copy$/],
+  },
+  {
+    id: 'sched',
+    label: 'scheduler, wakeups, epoll/poll/select, timers',
     patterns: [
-      /^(core_sys_|do_|__x64_sys_|__x64_sys_p)select/, /^(__x64_sys_)?epoll/,
-      /^_*schedule/, /^try_to_wake_up$/, /^ttwu/, /^finish_task_switch/, /^context_switch$/, /^pick_next/, /^_*(en|de)queue_task/,
-      /^update_(curr|load|cfs|rq)/, /^ep_/, /^_*do_epoll/, /^_*ep_poll/, /^_*futex/, /^_*wake_up/, /^autoremove_wake/, /^sk_wait/,
-      /^select_task_rq/, /^psi_/, /^switch_mm/, /^_*switch_to/, /^prepare_task_switch$/, /^_*hrtimer/, /^do_nanosleep$/,
-      /^_*(sys_)?poll/, /^do_(sys_)?poll/, /^_*pollwait$/, /^(add|remove)_wait_queue/, /^sock_(poll|def_readable|def_write_space)/,
-      /^sched_/, /^_*sched_/, /^tick_/, /^_*irq_work/,
+      /^(core_sys_|do_|__x64_sys_|__x64_sys_p)select/,
+      /^(__x64_sys_)?epoll/,
+      /^_*schedule/,
+      /^try_to_wake_up$/,
+      /^ttwu/,
+      /^finish_task_switch/,
+      /^context_switch$/,
+      /^pick_next/,
+      /^_*(en|de)queue_task/,
+      /^update_(curr|load|cfs|rq)/,
+      /^ep_/,
+      /^_*do_epoll/,
+      /^_*ep_poll/,
+      /^_*futex/,
+      /^_*wake_up/,
+      /^autoremove_wake/,
+      /^sk_wait/,
+      /^select_task_rq/,
+      /^psi_/,
+      /^switch_mm/,
+      /^_*switch_to/,
+      /^prepare_task_switch$/,
+      /^_*hrtimer/,
+      /^do_nanosleep$/,
+      /^_*(sys_)?poll/,
+      /^do_(sys_)?poll/,
+      /^_*pollwait$/,
+      /^(add|remove)_wait_queue/,
+      /^sock_(poll|def_readable|def_write_space)/,
+      /^sched_/,
+      /^_*sched_/,
+      /^tick_/,
+      /^_*irq_work/,
     ],
   },
   {
-    id: 'mm', label: 'page faults, mm',
-    patterns: [/^_*(asm_)?exc_page_fault/, /^_*handle_mm_fault/, /^do_(anonymous|wp|fault|read_fault|cow_fault|shared_fault)/,
-      /^filemap_map_pages$/, /^_*folio_/, /^_*lruvec/, /^_*mmap/, /^_*munmap/, /^_*vm_/, /^_*madvise/, /^tlb_/, /^_*flush_tlb/],
+    id: 'mm',
+    label: 'page faults, mm',
+    patterns: [
+      /^_*(asm_)?exc_page_fault/,
+      /^_*handle_mm_fault/,
+      /^do_(anonymous|wp|fault|read_fault|cow_fault|shared_fault)/,
+      /^filemap_map_pages$/,
+      /^_*folio_/,
+      /^_*lruvec/,
+      /^_*mmap/,
+      /^_*munmap/,
+      /^_*vm_/,
+      /^_*madvise/,
+      /^tlb_/,
+      /^_*flush_tlb/,
+    ],
   },
   {
-    id: 'idle', label: 'idle',
-    patterns: [/^pvm_safe_halt/, /^pv_native_safe_halt$/, /^native_safe_halt$/, /^_*default_idle/, /^cpuidle/, /^do_idle$/, /^cpu_startup_entry$/,
-      /^(acpi|intel|poll|mwait)_idle/, /^arch_cpu_idle/],
+    id: 'idle',
+    label: 'idle',
+    patterns: [
+      /^pvm_safe_halt/,
+      /^pv_native_safe_halt$/,
+      /^native_safe_halt$/,
+      /^_*default_idle/,
+      /^cpuidle/,
+      /^do_idle$/,
+      /^cpu_startup_entry$/,
+      /^(acpi|intel|poll|mwait)_idle/,
+      /^arch_cpu_idle/,
+    ],
   },
 ];
 
@@ -109,15 +261,31 @@ export const IDLE = 'idle';
 
 export const GROUP_LABELS: Readonly<Record<string, string>> = {
   ...Object.fromEntries(GROUPS.map((g) => [g.id, g.label])),
-  [FORWARDER_USER]: 'weft user (JS/native); a peer\'s daemon code',
+  [FORWARDER_USER]: "weft user (JS/native); a peer's daemon code",
   [OTHER_USER]: 'user space (other: iperf3 ...)',
   [KERNEL_OTHER]: 'kernel (other)',
 };
 
 /** Report order of the groups (idle last; it is not work). */
 export const GROUP_ORDER: readonly string[] = [
-  'copy', 'syscall', 'csum', 'tun', 'udp', 'vxlan', 'gso-gro', 'tcp', 'ip', 'softirq', 'mem', 'memcpy', 'sched', 'mm',
-  FORWARDER_USER, OTHER_USER, KERNEL_OTHER, IDLE,
+  'copy',
+  'syscall',
+  'csum',
+  'tun',
+  'udp',
+  'vxlan',
+  'gso-gro',
+  'tcp',
+  'ip',
+  'softirq',
+  'mem',
+  'memcpy',
+  'sched',
+  'mm',
+  FORWARDER_USER,
+  OTHER_USER,
+  KERNEL_OTHER,
+  IDLE,
 ];
 
 /** Who a sample belongs to. 'forwarder': the path's daemons (weft's, or a peer's); 'app': iperf3; 'kernel': kernel
@@ -125,7 +293,7 @@ export const GROUP_ORDER: readonly string[] = [
 export const PROCESS_CLASSES = ['forwarder', 'app', 'kernel', 'other'] as const;
 export type ProcessClass = (typeof PROCESS_CLASSES)[number];
 export const CLASS_LABELS: Readonly<Record<ProcessClass, string>> = {
-  forwarder: 'forwarder (weft daemons; a peer path\'s daemons)',
+  forwarder: "forwarder (weft daemons; a peer path's daemons)",
   app: 'iperf3 (application)',
   kernel: 'kernel threads / softirq (ksoftirqd, kworker, irq on idle)',
   other: 'other processes (etcd, perf, the bench, other load)',
@@ -151,7 +319,8 @@ export interface PerfSample {
   frames: Frame[];
 }
 
-const KERNEL_THREAD = /^(ksoftirqd|kworker|migration|rcu_|kthreadd|irq\/|napi\/|kcompactd|kswapd|khugepaged|kdamond|jbd2|cpuhp|idle_inject)/;
+const KERNEL_THREAD =
+  /^(ksoftirqd|kworker|migration|rcu_|kthreadd|irq\/|napi\/|kcompactd|kswapd|khugepaged|kdamond|jbd2|cpuhp|idle_inject)/;
 
 export interface ClassifyContext {
   /** Process ids (tgid) of the path's daemons (weft's, or a peer's). */
@@ -222,7 +391,14 @@ export class PerfScriptParser {
       return;
     }
     this.flush();
-    this.cur = { comm: h[1]!, pid: Number(h[2]), tid: Number(h[3]), time: Number(h[4]), period: Number(h[5]), frames: [] };
+    this.cur = {
+      comm: h[1]!,
+      pid: Number(h[2]),
+      tid: Number(h[3]),
+      time: Number(h[4]),
+      period: Number(h[5]),
+      frames: [],
+    };
   }
 
   end(): void {
@@ -271,7 +447,11 @@ export class ProfileAggregate {
     this.folded.set(key, (this.folded.get(key) ?? 0) + 1);
     if (g !== IDLE) {
       const leaf = s.frames[0];
-      const name = leaf ? (leaf.kernel || leaf.sym !== '[unknown]' ? leaf.sym : `[unknown] (${leaf.dso})`) : '[no frames]';
+      const name = leaf
+        ? leaf.kernel || leaf.sym !== '[unknown]'
+          ? leaf.sym
+          : `[unknown] (${leaf.dso})`
+        : '[no frames]';
       const e = this.leaves.get(`${name}\0${g}`) ?? { sym: name, group: g, ns: 0 };
       e.ns += s.period;
       this.leaves.set(`${name}\0${g}`, e);
@@ -285,14 +465,23 @@ export class ProfileAggregate {
 
   /** flamegraph.pl / speedscope "folded" text: `root;...;leaf count` per line, kernel frames suffixed _[k]. */
   foldedText(): string {
-    return [...this.folded.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([k, n]) => `${k} ${n}`).join('\n') + '\n';
+    return (
+      [...this.folded.entries()]
+        .sort((a, b) => (a[0] < b[0] ? -1 : 1))
+        .map(([k, n]) => `${k} ${n}`)
+        .join('\n') + '\n'
+    );
   }
 }
 
 function foldedKey(s: PerfSample, cls: ProcessClass): string {
   const clean = (x: string): string => x.replace(/[;\s]+/g, '_');
   const root = `${clean(s.comm)}[${cls}]`;
-  const frames = s.frames.map((f) => clean(f.sym === '[unknown]' && !f.kernel && f.dso !== '[unknown]' ? `[${f.dso}]` : f.sym) + (f.kernel ? '_[k]' : ''));
+  const frames = s.frames.map(
+    (f) =>
+      clean(f.sym === '[unknown]' && !f.kernel && f.dso !== '[unknown]' ? `[${f.dso}]` : f.sym) +
+      (f.kernel ? '_[k]' : ''),
+  );
   return [root, ...frames.reverse()].join(';');
 }
 
@@ -347,7 +536,12 @@ export const COPY_SYSCALL_GROUPS: readonly string[] = ['copy', 'syscall'];
 const PATH_CLASSES: readonly ProcessClass[] = ['forwarder', 'app', 'kernel'];
 
 export function summarizeProfile(
-  agg: ProfileAggregate, bytes: number, bytesSource: PathProfile['bytesSource'], repeat: number, folded: string | null, badLines = 0,
+  agg: ProfileAggregate,
+  bytes: number,
+  bytesSource: PathProfile['bytesSource'],
+  repeat: number,
+  folded: string | null,
+  badLines = 0,
 ): PathProfile {
   const gb = bytes / 1e9;
   const cpuSeconds = { forwarder: {}, app: {}, kernel: {}, other: {} } as Record<ProcessClass, Record<string, number>>;
@@ -377,12 +571,28 @@ export function summarizeProfile(
     }
   }
   const busyNs = [...agg.leaves.values()].reduce((a, e) => a + e.ns, 0);
-  const top = [...agg.leaves.values()].sort((a, b) => b.ns - a.ns).slice(0, 15)
+  const top = [...agg.leaves.values()]
+    .sort((a, b) => b.ns - a.ns)
+    .slice(0, 15)
     .map((e) => ({ sym: e.sym, group: e.group, share: busyNs > 0 ? e.ns / busyNs : 0 }));
   const p: PathProfile = {
-    ok: agg.samples > 0 && gb > 0, test: 'tcp1', repeat, windowSeconds: agg.windowSeconds(), samples: agg.samples, periodNs: agg.period,
-    bytes, bytesSource, cpuSeconds, sPerGb, pathSPerGb, classSPerGb, copySyscallSPerGb: copySyscall,
-    idleShare: total > 0 ? idle / total : 0, top, folded, badLines,
+    ok: agg.samples > 0 && gb > 0,
+    test: 'tcp1',
+    repeat,
+    windowSeconds: agg.windowSeconds(),
+    samples: agg.samples,
+    periodNs: agg.period,
+    bytes,
+    bytesSource,
+    cpuSeconds,
+    sPerGb,
+    pathSPerGb,
+    classSPerGb,
+    copySyscallSPerGb: copySyscall,
+    idleShare: total > 0 ? idle / total : 0,
+    top,
+    folded,
+    badLines,
   };
   if (agg.samples === 0) p.error = 'perf recorded no samples';
   else if (gb <= 0) p.error = 'no bytes moved during the profile window';

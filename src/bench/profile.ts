@@ -13,7 +13,17 @@
 // perf.data lives in a temp dir that is removed at the end of the run, also on exit. perf's own CPU counts as 'other'.
 // Without perf (or without permission) the bench says so once and runs without the split.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -21,7 +31,11 @@ import { errorMessage } from '../errors.js';
 import type { Target } from '../testbed/hosts.js';
 import type { PathEnv } from './paths.js';
 import {
-  PerfScriptParser, ProfileAggregate, summarizeProfile, type PathProfile, type ProfileRun,
+  PerfScriptParser,
+  ProfileAggregate,
+  summarizeProfile,
+  type PathProfile,
+  type ProfileRun,
 } from './profile-groups.js';
 import type { Sample } from './schema.js';
 
@@ -33,7 +47,7 @@ const PERF_STARTUP_S = 1.0;
 const CLIENT_WAIT_MS = 15_000;
 const SCRIPT_TIMEOUT_MS = 120_000;
 export const PROFILE_RULE =
-  'leaf frame first: a user-space leaf is that process\'s user time (the path\'s daemon: weft user); a kernel leaf walks up ' +
+  "leaf frame first: a user-space leaf is that process's user time (the path's daemon: weft user); a kernel leaf walks up " +
   'the kernel frames until a symbol matches a group (table order per frame); no match: idle for the idle task, else kernel (other)';
 
 export interface ProfilerSetup {
@@ -44,7 +58,11 @@ export interface ProfilerSetup {
 function execText(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+      const code = err
+        ? typeof (err as { code?: unknown }).code === 'number'
+          ? (err as { code: number }).code
+          : -1
+        : 0;
       resolve({ code, out: `${stdout}${stderr}`.trim() });
     });
   });
@@ -55,7 +73,9 @@ export async function findPerf(): Promise<string | null> {
   const candidates = ['perf'];
   for (const dir of ['/usr/bin', '/usr/local/bin', '/usr/sbin']) {
     try {
-      const vs = readdirSync(dir).filter((f) => /^perf_\d/.test(f)).sort((a, b) => b.localeCompare(a, 'en', { numeric: true }));
+      const vs = readdirSync(dir)
+        .filter((f) => /^perf_\d/.test(f))
+        .sort((a, b) => b.localeCompare(a, 'en', { numeric: true }));
       candidates.push(...vs.map((f) => join(dir, f)));
     } catch {
       // no such dir
@@ -72,7 +92,11 @@ export async function findPerf(): Promise<string | null> {
  * Finds perf (installing Debian's linux-perf when `install` and it is missing) and checks that it may sample every
  * CPU. Never throws: without perf, `run.enabled` is false with the reason.
  */
-export async function setupProfiler(opts: { install: boolean; outDir: string; log: (line: string) => void }): Promise<ProfilerSetup> {
+export async function setupProfiler(opts: {
+  install: boolean;
+  outDir: string;
+  log: (line: string) => void;
+}): Promise<ProfilerSetup> {
   let perf = await findPerf();
   if (perf === null && opts.install && process.getuid?.() === 0) {
     opts.log('profile: perf not found, installing linux-perf (apt-get)');
@@ -80,18 +104,32 @@ export async function setupProfiler(opts: { install: boolean; outDir: string; lo
     if (r.code !== 0) opts.log(`profile: apt-get install linux-perf failed: ${r.out.split('\n').slice(-2).join(' ')}`);
     perf = await findPerf();
   }
-  if (perf === null) return { run: { enabled: false, reason: 'perf not found (Debian: apt-get install linux-perf)' }, profiler: null };
+  if (perf === null)
+    return { run: { enabled: false, reason: 'perf not found (Debian: apt-get install linux-perf)' }, profiler: null };
   const dir = mkdtempSync(join(tmpdir(), 'weft-bench-perf-'));
   const probe = join(dir, 'probe.data');
   const r = await execText(perf, ['record', '-q', ...recordArgs(probe), '--', 'true'], 30_000);
   if (r.code !== 0 || !existsSync(probe)) {
     rmSync(dir, { recursive: true, force: true });
-    return { run: { enabled: false, reason: `perf record -a failed (permission?): ${r.out.split('\n').slice(-2).join(' ').slice(0, 300)}` }, profiler: null };
+    return {
+      run: {
+        enabled: false,
+        reason: `perf record -a failed (permission?): ${r.out.split('\n').slice(-2).join(' ').slice(0, 300)}`,
+      },
+      profiler: null,
+    };
   }
   rmSync(probe, { force: true });
   const version = (await execText(perf, ['--version'], 10_000)).out;
   return {
-    run: { enabled: true, perf: `${perf} (${version})`, event: PROFILE_EVENT, frequencyHz: PROFILE_HZ, maxSeconds: PROFILE_MAX_SECONDS, rule: PROFILE_RULE },
+    run: {
+      enabled: true,
+      perf: `${perf} (${version})`,
+      event: PROFILE_EVENT,
+      frequencyHz: PROFILE_HZ,
+      maxSeconds: PROFILE_MAX_SECONDS,
+      rule: PROFILE_RULE,
+    },
     profiler: new Profiler(perf, dir, opts.outDir),
   };
 }
@@ -183,7 +221,11 @@ function track(child: ChildProcess): void {
 
 export class Profiler {
   private n = 0;
-  constructor(readonly perf: string, private readonly dir: string, private readonly outDir: string) {
+  constructor(
+    readonly perf: string,
+    private readonly dir: string,
+    private readonly outDir: string,
+  ) {
     process.once('exit', () => rmSync(this.dir, { recursive: true, force: true }));
   }
 
@@ -213,7 +255,8 @@ export class Profiler {
   private async record(env: PathEnv, seconds: number, data: string): Promise<Recording> {
     const clientIno = netnsInode(nsOf(env.client));
     const serverIno = netnsInode(nsOf(env.server));
-    if (clientIno === null || serverIno === null) throw new Error('profile: cannot read the endpoints\' network namespaces');
+    if (clientIno === null || serverIno === null)
+      throw new Error("profile: cannot read the endpoints' network namespaces");
     // 1. the client starts after the server and the counter reads
     const deadline = Date.now() + CLIENT_WAIT_MS;
     let client: number | null = null;
@@ -226,7 +269,9 @@ export class Profiler {
     const appPids = new Set([client, ...(server !== null ? [server] : [])]);
     // 2. perf for W seconds inside the test
     const w = Math.max(0.3, Math.min(PROFILE_MAX_SECONDS, seconds - PERF_STARTUP_S - 0.5));
-    const child = spawn(this.perf, ['record', '-q', ...recordArgs(data), '--', 'sleep', w.toFixed(2)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(this.perf, ['record', '-q', ...recordArgs(data), '--', 'sleep', w.toFixed(2)], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     track(child);
     let err = '';
     child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
@@ -258,9 +303,13 @@ export class Profiler {
   private async analyze(env: PathEnv, rec: Recording, s: Sample, repeat: number): Promise<PathProfile> {
     const agg = new ProfileAggregate({ forwarderPids: new Set(env.daemons.map((d) => d.pid)), appPids: rec.appPids });
     const parser = new PerfScriptParser((x) => agg.add(x));
-    const child = spawn(this.perf, ['script', '-i', rec.data, '-F', 'comm,pid,tid,time,period,event,ip,sym,dso', '--no-inline'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      this.perf,
+      ['script', '-i', rec.data, '-F', 'comm,pid,tid,time,period,event,ip,sym,dso', '--no-inline'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     track(child);
     let err = '';
     child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
@@ -294,9 +343,23 @@ export class Profiler {
 export function failedProfile(repeat: number, error: string): PathProfile {
   const empty = (): PathProfile['sPerGb'] => ({ forwarder: {}, app: {}, kernel: {}, other: {} });
   return {
-    ok: false, error: error.slice(0, 400), test: 'tcp1', repeat, windowSeconds: 0, samples: 0, periodNs: 0, bytes: 0,
-    bytesSource: 'iperf3-server-rchar', cpuSeconds: empty(), sPerGb: empty(), pathSPerGb: {},
-    classSPerGb: { forwarder: 0, app: 0, kernel: 0, other: 0 }, copySyscallSPerGb: { path: 0, forwarder: 0, app: 0, kernel: 0, other: 0 },
-    idleShare: 0, top: [], folded: null, badLines: 0,
+    ok: false,
+    error: error.slice(0, 400),
+    test: 'tcp1',
+    repeat,
+    windowSeconds: 0,
+    samples: 0,
+    periodNs: 0,
+    bytes: 0,
+    bytesSource: 'iperf3-server-rchar',
+    cpuSeconds: empty(),
+    sPerGb: empty(),
+    pathSPerGb: {},
+    classSPerGb: { forwarder: 0, app: 0, kernel: 0, other: 0 },
+    copySyscallSPerGb: { path: 0, forwarder: 0, app: 0, kernel: 0, other: 0 },
+    idleShare: 0,
+    top: [],
+    folded: null,
+    badLines: 0,
   };
 }

@@ -10,11 +10,11 @@ import { PROFILE_CHART, renderProfileChart, renderProfileSection } from './profi
 
 /** Where each path copies packet bytes between user space and the kernel (the model the counters are checked against). */
 export const COPY_MODEL: Record<string, string> = {
-  underlay: 'No overlay: the application\'s socket copies only (iperf3 send and receive); nothing forwards.',
+  underlay: "No overlay: the application's socket copies only (iperf3 send and receive); nothing forwards.",
   'kernel-vxlan':
     'None in user space. The kernel encapsulates on the sending host (flannel.1 -> eth0) and decapsulates on the ' +
-    'receiving one, moving socket buffers by reference; the only copies are the applications\' own.',
-  'host-gw': 'None in user space: plain kernel routing via the peer\'s underlay address, no encapsulation.',
+    "receiving one, moving socket buffers by reference; the only copies are the applications' own.",
+  'host-gw': "None in user space: plain kernel routing via the peer's underlay address, no encapsulation.",
   'weft-kernel-vxlan': 'As kernel-vxlan: weft only programs the devices, routes, neighbours and FDB.',
   dgram:
     'Four copies of every packet, one syscall each: TUN read (kernel->user), socket send (user->kernel, with the ' +
@@ -33,10 +33,11 @@ export const COPY_MODEL: Record<string, string> = {
     'socket by inner flow, so each flow stays on one queue both ways.',
   // The peers have no counters; this is what their code does (not measured here).
   'wireguard-go':
-    'As weft\'s dgram tier (TUN read, UDP send, UDP receive, TUN write: four copies, one packet per syscall; this ' +
-    'release predates wireguard-go\'s batched I/O and TUN offloads) plus one encryption and one decryption pass over each byte.',
-  nebula: 'As weft\'s dgram tier (four copies, one packet per read/write) plus one encryption and one decryption pass over each byte.',
-  tinc: 'As weft\'s dgram tier (four copies, one packet per read/write) plus one encryption and one decryption pass over each byte.',
+    "As weft's dgram tier (TUN read, UDP send, UDP receive, TUN write: four copies, one packet per syscall; this " +
+    "release predates wireguard-go's batched I/O and TUN offloads) plus one encryption and one decryption pass over each byte.",
+  nebula:
+    "As weft's dgram tier (four copies, one packet per read/write) plus one encryption and one decryption pass over each byte.",
+  tinc: "As weft's dgram tier (four copies, one packet per read/write) plus one encryption and one decryption pass over each byte.",
 };
 
 export function copyModelFor(name: string): string {
@@ -46,7 +47,11 @@ export function copyModelFor(name: string): string {
 }
 
 function fmtNum(v: number, digits: number): string {
-  return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits, useGrouping: false });
+  return v.toLocaleString('en-US', {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+    useGrouping: false,
+  });
 }
 
 /** "10.60 ±4%": the median and half the min..max range relative to it (omitted with one repeat). */
@@ -74,25 +79,45 @@ function withLoss(p: PathResult, k: MetricKey, loss: MetricKey): string {
 
 function mdTable(header: string[], rows: string[][]): string {
   const esc = (c: string): string => c.replace(/\|/g, '\\|');
-  return [
-    `| ${header.map(esc).join(' | ')} |`,
-    `|${header.map(() => '---').join('|')}|`,
-    ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
-  ].join('\n') + '\n';
+  return (
+    [
+      `| ${header.map(esc).join(' | ')} |`,
+      `|${header.map(() => '---').join('|')}|`,
+      ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
+    ].join('\n') + '\n'
+  );
 }
 
 const okPaths = (r: BenchResult): PathResult[] => r.paths.filter((p) => p.status === 'ok');
 
 /** The main table as rows (also printed on the terminal by `weft bench`). */
 export function mainTable(r: BenchResult): { header: string[]; rows: string[][] } {
-  const header = ['path', 'TCP 1 Gbit/s', 'TCP 4 Gbit/s', 'UDP 64 B kpps', 'UDP 1400 B Gbit/s', 'p50 us', 'p99 us', 'CPU s/GB', 'vs kernel VXLAN (TCP 1)'];
-  const rows = r.paths.map((p) => p.status !== 'ok'
-    ? [p.name, 'failed', '', '', '', '', '', '', '']
-    : [
-        p.name, metric(p, 'tcp1_gbps'), metric(p, 'tcp4_gbps'), withLoss(p, 'udp64_kpps', 'udp64_loss_pct'),
-        withLoss(p, 'udp1400_gbps', 'udp1400_loss_pct'), metric(p, 'lat_p50_us'), metric(p, 'lat_p99_us'),
-        metric(p, 'cpu_total_s_per_gb'), ratio(p.ratios.tcp1_gbps),
-      ]);
+  const header = [
+    'path',
+    'TCP 1 Gbit/s',
+    'TCP 4 Gbit/s',
+    'UDP 64 B kpps',
+    'UDP 1400 B Gbit/s',
+    'p50 us',
+    'p99 us',
+    'CPU s/GB',
+    'vs kernel VXLAN (TCP 1)',
+  ];
+  const rows = r.paths.map((p) =>
+    p.status !== 'ok'
+      ? [p.name, 'failed', '', '', '', '', '', '', '']
+      : [
+          p.name,
+          metric(p, 'tcp1_gbps'),
+          metric(p, 'tcp4_gbps'),
+          withLoss(p, 'udp64_kpps', 'udp64_loss_pct'),
+          withLoss(p, 'udp1400_gbps', 'udp1400_loss_pct'),
+          metric(p, 'lat_p50_us'),
+          metric(p, 'lat_p99_us'),
+          metric(p, 'cpu_total_s_per_gb'),
+          ratio(p.ratios.tcp1_gbps),
+        ],
+  );
   return { header, rows };
 }
 
@@ -124,7 +149,17 @@ function flannelStyle(r: BenchResult): string {
   }
   for (const p of r.paths) if (p.kind === 'peer') add(`${p.name} (encrypted)`, p.name);
   add('underlay (no overlay)', 'underlay');
-  return mdTable(['backend', 'path', 'bandwidth MB/s (TCP 1 stream)', 'latency p50 us', 'bandwidth vs kernel VXLAN', 'latency vs kernel VXLAN'], rows);
+  return mdTable(
+    [
+      'backend',
+      'path',
+      'bandwidth MB/s (TCP 1 stream)',
+      'latency p50 us',
+      'bandwidth vs kernel VXLAN',
+      'latency vs kernel VXLAN',
+    ],
+    rows,
+  );
 }
 
 function bars(p: PathResult, keys: MetricKey[]): (Bar | null)[] {
@@ -135,11 +170,13 @@ function bars(p: PathResult, keys: MetricKey[]): (Bar | null)[] {
 }
 
 function groups(r: BenchResult, keys: MetricKey[], only?: (p: PathResult) => boolean): BarGroup[] {
-  return r.paths.filter((p) => !only || only(p)).map((p) => ({
-    label: encryptionOf(p.name) ? `${p.name} (encrypted)` : p.name,
-    bars: p.status === 'ok' ? bars(p, keys) : keys.map(() => null),
-    note: p.status === 'ok' ? 'no data' : 'failed',
-  }));
+  return r.paths
+    .filter((p) => !only || only(p))
+    .map((p) => ({
+      label: encryptionOf(p.name) ? `${p.name} (encrypted)` : p.name,
+      bars: p.status === 'ok' ? bars(p, keys) : keys.map(() => null),
+      note: p.status === 'ok' ? 'no data' : 'failed',
+    }));
 }
 
 export const CHARTS = ['throughput.svg', 'cpu-per-gb.svg', 'latency.svg', 'copies-per-packet.svg'] as const;
@@ -149,26 +186,37 @@ export function renderCharts(r: BenchResult): Record<(typeof CHARTS)[number], st
   const weft = (p: PathResult): boolean => p.kind === 'weft-userspace';
   return {
     'throughput.svg': renderBarChart({
-      title: 'Throughput between pods (iperf3)', subtitle: sub, unit: 'Gbit/s',
+      title: 'Throughput between pods (iperf3)',
+      subtitle: sub,
+      unit: 'Gbit/s',
       series: ['TCP 1 stream', 'TCP 4 streams', 'UDP 1400 B received'],
-      groups: groups(r, ['tcp1_gbps', 'tcp4_gbps', 'udp1400_gbps']), digits: 2,
+      groups: groups(r, ['tcp1_gbps', 'tcp4_gbps', 'udp1400_gbps']),
+      digits: 2,
     }),
     'cpu-per-gb.svg': renderBarChart({
-      title: 'CPU seconds per GB moved (TCP 1 stream)', subtitle: `daemons: utime+stime of both weft daemons; machine: /proc/stat, every process (incl. iperf3, other load)`,
+      title: 'CPU seconds per GB moved (TCP 1 stream)',
+      subtitle: `daemons: utime+stime of both weft daemons; machine: /proc/stat, every process (incl. iperf3, other load)`,
       unit: 'CPU seconds per GB',
       series: ['weft daemons (user+system)', 'machine system+softirq', 'machine user+system+softirq'],
-      groups: groups(r, ['cpu_daemon_s_per_gb', 'cpu_kernel_s_per_gb', 'cpu_total_s_per_gb']), digits: 2,
+      groups: groups(r, ['cpu_daemon_s_per_gb', 'cpu_kernel_s_per_gb', 'cpu_total_s_per_gb']),
+      digits: 2,
     }),
     'latency.svg': renderBarChart({
-      title: 'UDP ping-pong round trip between pods', subtitle: sub, unit: 'microseconds',
-      series: ['p50', 'p99'], groups: groups(r, ['lat_p50_us', 'lat_p99_us']), digits: 0,
+      title: 'UDP ping-pong round trip between pods',
+      subtitle: sub,
+      unit: 'microseconds',
+      series: ['p50', 'p99'],
+      groups: groups(r, ['lat_p50_us', 'lat_p99_us']),
+      digits: 0,
     }),
     'copies-per-packet.svg': renderBarChart({
       title: 'weft daemons: syscalls and copies per forwarded packet (TCP 1 stream)',
-      subtitle: 'copies: bytes copied across the user/kernel boundary / inner bytes read from TUN; kernel paths copy nothing in user space',
+      subtitle:
+        'copies: bytes copied across the user/kernel boundary / inner bytes read from TUN; kernel paths copy nothing in user space',
       unit: 'per packet (syscalls) / per byte (copies)',
       series: ['syscalls per packet', 'copies of each byte'],
-      groups: groups(r, ['syscalls_per_packet', 'copies_per_byte'], weft), digits: 2,
+      groups: groups(r, ['syscalls_per_packet', 'copies_per_byte'], weft),
+      digits: 2,
     }),
   };
 }
@@ -181,55 +229,124 @@ export function renderReport(r: BenchResult): string {
   lines.push(`# weft bench, ${r.startedAt}${r.interrupted ? ' (interrupted: partial)' : ''}`);
   lines.push('');
   const load = (r.machine.loadAvg ?? []).map((x) => x.toFixed(1)).join(' / ');
-  lines.push(`Machine: Linux ${r.machine.kernel}, ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${r.machine.iperf3}` +
-    `${load ? `, load average ${load} (1/5/15 min) at the start: other work shares these CPUs and lowers every figure` : ''}. ` +
-    `Each path on a fresh testbed: two namespace hosts on a veth + bridge underlay, etcd, one pod per host. ` +
-    `${r.settings.repeats} repeat(s) of every test, ${r.settings.seconds} s each, ping-pong up to ${r.settings.latencyRoundTrips} round trips. ` +
-    `Cells: median ±half the min..max range over the repeats. Ratios: this path's median / kernel VXLAN's median from this run ` +
-    `(reference: \`${r.reference}\`${ok.some((p) => p.name === r.reference) ? '' : ', which did not run: no ratios'}).`);
+  lines.push(
+    `Machine: Linux ${r.machine.kernel}, ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${r.machine.iperf3}` +
+      `${load ? `, load average ${load} (1/5/15 min) at the start: other work shares these CPUs and lowers every figure` : ''}. ` +
+      `Each path on a fresh testbed: two namespace hosts on a veth + bridge underlay, etcd, one pod per host. ` +
+      `${r.settings.repeats} repeat(s) of every test, ${r.settings.seconds} s each, ping-pong up to ${r.settings.latencyRoundTrips} round trips. ` +
+      `Cells: median ±half the min..max range over the repeats. Ratios: this path's median / kernel VXLAN's median from this run ` +
+      `(reference: \`${r.reference}\`${ok.some((p) => p.name === r.reference) ? '' : ', which did not run: no ratios'}).`,
+  );
   lines.push('');
-  lines.push('## Backends side by side (as in flannel\'s docs: UDP vs VXLAN vs host-gw)');
+  lines.push("## Backends side by side (as in flannel's docs: UDP vs VXLAN vs host-gw)");
   lines.push('');
   lines.push(flannelStyle(r));
   lines.push('## Throughput and latency');
   lines.push('');
-  lines.push(mdTable(
-    ['path', 'encrypted', 'TCP 1 stream Gbit/s', 'TCP 4 streams Gbit/s', 'TCP 1 retransmits', 'UDP 64 B kpps (loss)', 'UDP 1400 B Gbit/s (loss)', 'latency p50 us', 'p99 us', 'load avg (1 min) at build'],
-    r.paths.map((p) => p.status !== 'ok' ? [p.name, encryptionOf(p.name) ? 'yes' : 'no', 'failed', '', '', '', '', '', '', ''] : [
-      p.name, encryptionOf(p.name) ? 'yes' : 'no', metric(p, 'tcp1_gbps'), metric(p, 'tcp4_gbps'), metric(p, 'tcp1_retransmits'),
-      withLoss(p, 'udp64_kpps', 'udp64_loss_pct'), withLoss(p, 'udp1400_gbps', 'udp1400_loss_pct'),
-      metric(p, 'lat_p50_us'), metric(p, 'lat_p99_us'), p.loadAvg1 != null ? p.loadAvg1.toFixed(1) : '-',
-    ]),
-  ));
+  lines.push(
+    mdTable(
+      [
+        'path',
+        'encrypted',
+        'TCP 1 stream Gbit/s',
+        'TCP 4 streams Gbit/s',
+        'TCP 1 retransmits',
+        'UDP 64 B kpps (loss)',
+        'UDP 1400 B Gbit/s (loss)',
+        'latency p50 us',
+        'p99 us',
+        'load avg (1 min) at build',
+      ],
+      r.paths.map((p) =>
+        p.status !== 'ok'
+          ? [p.name, encryptionOf(p.name) ? 'yes' : 'no', 'failed', '', '', '', '', '', '', '']
+          : [
+              p.name,
+              encryptionOf(p.name) ? 'yes' : 'no',
+              metric(p, 'tcp1_gbps'),
+              metric(p, 'tcp4_gbps'),
+              metric(p, 'tcp1_retransmits'),
+              withLoss(p, 'udp64_kpps', 'udp64_loss_pct'),
+              withLoss(p, 'udp1400_gbps', 'udp1400_loss_pct'),
+              metric(p, 'lat_p50_us'),
+              metric(p, 'lat_p99_us'),
+              p.loadAvg1 != null ? p.loadAvg1.toFixed(1) : '-',
+            ],
+      ),
+    ),
+  );
   lines.push('## Cost');
   lines.push('');
-  lines.push('CPU per GB from the TCP 1-stream test. *weft daemons*: utime+stime of both daemon processes (/proc/<pid>/stat). ' +
-    '*machine system+softirq*: kernel time of the whole machine (/proc/stat), which includes both iperf3 ends and any other load ' +
-    'on the machine. *machine busy*: the same plus user time. Syscalls and bytes copied are the daemons\' own counters (/metrics), ' +
-    'summed over both hosts, per packet that entered a daemon through its TUN. On the peer paths *daemon* means the ' +
-    'peer\'s own processes (wireguard-go, nebula, tincd on both hosts). RcvbufErrors: /proc/net/snmp in the namespaces, ' +
-    'summed over all tests of a repeat (hosts: the overlay sockets; pods: iperf3\'s receiving socket, the hosts themselves on the underlay path).');
+  lines.push(
+    'CPU per GB from the TCP 1-stream test. *weft daemons*: utime+stime of both daemon processes (/proc/<pid>/stat). ' +
+      '*machine system+softirq*: kernel time of the whole machine (/proc/stat), which includes both iperf3 ends and any other load ' +
+      "on the machine. *machine busy*: the same plus user time. Syscalls and bytes copied are the daemons' own counters (/metrics), " +
+      'summed over both hosts, per packet that entered a daemon through its TUN. On the peer paths *daemon* means the ' +
+      "peer's own processes (wireguard-go, nebula, tincd on both hosts). RcvbufErrors: /proc/net/snmp in the namespaces, " +
+      "summed over all tests of a repeat (hosts: the overlay sockets; pods: iperf3's receiving socket, the hosts themselves on the underlay path).",
+  );
   lines.push('');
-  lines.push(mdTable(
-    ['path', 'daemon CPU s/GB', 'machine sys+softirq s/GB', 'machine busy s/GB', 'syscalls/packet', 'bytes copied/packet', 'copies/byte', 'RcvbufErrors hosts', 'RcvbufErrors pods', 'daemon RSS MB'],
-    r.paths.map((p) => p.status !== 'ok' ? [p.name, 'failed', '', '', '', '', '', '', '', ''] : [
-      p.name, metric(p, 'cpu_daemon_s_per_gb'), metric(p, 'cpu_kernel_s_per_gb'), metric(p, 'cpu_total_s_per_gb'),
-      p.kind === 'weft-userspace' ? metric(p, 'syscalls_per_packet') : p.kind === 'peer' ? '- (no counters)' : '0 (kernel)',
-      p.kind === 'weft-userspace' ? metric(p, 'copied_bytes_per_packet') : p.kind === 'peer' ? '- (no counters)' : '0 (kernel)',
-      p.kind === 'weft-userspace' ? metric(p, 'copies_per_byte') : p.kind === 'peer' ? '- (no counters)' : '0 (kernel)',
-      p.kind === 'underlay' ? '- (no overlay)' : metric(p, 'host_rcvbuf_errors'), metric(p, 'endpoint_rcvbuf_errors'),
-      metric(p, 'daemon_rss_mb'),
-    ]),
-  ));
+  lines.push(
+    mdTable(
+      [
+        'path',
+        'daemon CPU s/GB',
+        'machine sys+softirq s/GB',
+        'machine busy s/GB',
+        'syscalls/packet',
+        'bytes copied/packet',
+        'copies/byte',
+        'RcvbufErrors hosts',
+        'RcvbufErrors pods',
+        'daemon RSS MB',
+      ],
+      r.paths.map((p) =>
+        p.status !== 'ok'
+          ? [p.name, 'failed', '', '', '', '', '', '', '', '']
+          : [
+              p.name,
+              metric(p, 'cpu_daemon_s_per_gb'),
+              metric(p, 'cpu_kernel_s_per_gb'),
+              metric(p, 'cpu_total_s_per_gb'),
+              p.kind === 'weft-userspace'
+                ? metric(p, 'syscalls_per_packet')
+                : p.kind === 'peer'
+                  ? '- (no counters)'
+                  : '0 (kernel)',
+              p.kind === 'weft-userspace'
+                ? metric(p, 'copied_bytes_per_packet')
+                : p.kind === 'peer'
+                  ? '- (no counters)'
+                  : '0 (kernel)',
+              p.kind === 'weft-userspace'
+                ? metric(p, 'copies_per_byte')
+                : p.kind === 'peer'
+                  ? '- (no counters)'
+                  : '0 (kernel)',
+              p.kind === 'underlay' ? '- (no overlay)' : metric(p, 'host_rcvbuf_errors'),
+              metric(p, 'endpoint_rcvbuf_errors'),
+              metric(p, 'daemon_rss_mb'),
+            ],
+      ),
+    ),
+  );
   lines.push('## Ratios against kernel VXLAN (same run)');
   lines.push('');
-  lines.push(mdTable(
-    ['path', 'TCP 1', 'TCP 4', 'UDP 64 B kpps', 'UDP 1400 B', 'p50', 'p99', 'machine busy per GB'],
-    ok.map((p) => [
-      p.name, ratio(p.ratios.tcp1_gbps), ratio(p.ratios.tcp4_gbps), ratio(p.ratios.udp64_kpps), ratio(p.ratios.udp1400_gbps),
-      ratio(p.ratios.lat_p50_us), ratio(p.ratios.lat_p99_us), ratio(p.ratios.cpu_total_s_per_gb),
-    ]),
-  ));
+  lines.push(
+    mdTable(
+      ['path', 'TCP 1', 'TCP 4', 'UDP 64 B kpps', 'UDP 1400 B', 'p50', 'p99', 'machine busy per GB'],
+      ok.map((p) => [
+        p.name,
+        ratio(p.ratios.tcp1_gbps),
+        ratio(p.ratios.tcp4_gbps),
+        ratio(p.ratios.udp64_kpps),
+        ratio(p.ratios.udp1400_gbps),
+        ratio(p.ratios.lat_p50_us),
+        ratio(p.ratios.lat_p99_us),
+        ratio(p.ratios.cpu_total_s_per_gb),
+      ]),
+    ),
+  );
   lines.push(...peerSection(r));
   if (failed.length > 0 || partial.length > 0) {
     lines.push('## Paths that failed');
@@ -252,7 +369,9 @@ export function renderReport(r: BenchResult): string {
   if (profile) lines.push(profile);
   lines.push('## Charts');
   lines.push('');
-  lines.push('![throughput](throughput.svg)\n\n![CPU per GB](cpu-per-gb.svg)\n\n![latency](latency.svg)\n\n![copies per packet](copies-per-packet.svg)');
+  lines.push(
+    '![throughput](throughput.svg)\n\n![CPU per GB](cpu-per-gb.svg)\n\n![latency](latency.svg)\n\n![copies per packet](copies-per-packet.svg)',
+  );
   lines.push('');
   lines.push('Raw samples (every repeat of every test, with the counters read around it) are in `results.json`.');
   lines.push('');
@@ -264,24 +383,48 @@ function peerSection(r: BenchResult): string[] {
   const peers = r.paths.filter((p) => p.kind === 'peer');
   if (peers.length === 0) return [];
   const out = ['## weft against the userspace overlays a user would otherwise install', ''];
-  out.push('Same testbed, same tests, same run. The peers encrypt every packet (weft, kernel VXLAN and host-gw do not); ' +
-    'each runs as its Debian package ships it, between the two hosts\' tunnel addresses 10.77.0.N/24, with the other ' +
-    'host\'s pod subnet routed through the tunnel. wireguard-go\'s UAPI socket is the one file outside the run\'s temp ' +
-    'folder: wireguard-go and wg hard-code /var/run/wireguard/<dev>.sock, so the bench creates it and removes exactly it.');
+  out.push(
+    'Same testbed, same tests, same run. The peers encrypt every packet (weft, kernel VXLAN and host-gw do not); ' +
+      "each runs as its Debian package ships it, between the two hosts' tunnel addresses 10.77.0.N/24, with the other " +
+      "host's pod subnet routed through the tunnel. wireguard-go's UAPI socket is the one file outside the run's temp " +
+      'folder: wireguard-go and wg hard-code /var/run/wireguard/<dev>.sock, so the bench creates it and removes exactly it.',
+  );
   out.push('');
-  out.push(mdTable(['peer', 'as installed', 'encryption', 'pod MTU', 'TCP 1 Gbit/s', 'p50 us', 'CPU s/GB (its processes)'],
-    peers.map((p) => [p.name, p.title, encryptionOf(p.name), p.mtu !== null ? String(p.mtu) : '-',
-      p.status === 'ok' ? metric(p, 'tcp1_gbps') : `failed: ${p.reason ?? '?'}`, metric(p, 'lat_p50_us'), metric(p, 'cpu_daemon_s_per_gb')])));
+  out.push(
+    mdTable(
+      ['peer', 'as installed', 'encryption', 'pod MTU', 'TCP 1 Gbit/s', 'p50 us', 'CPU s/GB (its processes)'],
+      peers.map((p) => [
+        p.name,
+        p.title,
+        encryptionOf(p.name),
+        p.mtu !== null ? String(p.mtu) : '-',
+        p.status === 'ok' ? metric(p, 'tcp1_gbps') : `failed: ${p.reason ?? '?'}`,
+        metric(p, 'lat_p50_us'),
+        metric(p, 'cpu_daemon_s_per_gb'),
+      ]),
+    ),
+  );
   const okPeers = peers.filter((p) => p.status === 'ok');
   const weft = okPaths(r).filter((p) => p.kind === 'weft-userspace');
   if (okPeers.length > 0 && weft.length > 0) {
-    const q = (a: Summary | undefined, b: Summary | undefined): number | null => (a && b && b.median !== 0 ? a.median / b.median : null);
-    out.push('weft path / peer, from the medians (TCP 1 stream: above 1 is faster; daemon CPU per GB: below 1 is cheaper):');
+    const q = (a: Summary | undefined, b: Summary | undefined): number | null =>
+      a && b && b.median !== 0 ? a.median / b.median : null;
+    out.push(
+      'weft path / peer, from the medians (TCP 1 stream: above 1 is faster; daemon CPU per GB: below 1 is cheaper):',
+    );
     out.push('');
-    out.push(mdTable(['weft path', ...okPeers.flatMap((p) => [`TCP 1 vs ${p.name}`, `CPU/GB vs ${p.name}`])],
-      weft.map((w) => [w.name, ...okPeers.flatMap((p) => [
-        ratio(q(w.summary.tcp1_gbps, p.summary.tcp1_gbps)), ratio(q(w.summary.cpu_daemon_s_per_gb, p.summary.cpu_daemon_s_per_gb)),
-      ])])));
+    out.push(
+      mdTable(
+        ['weft path', ...okPeers.flatMap((p) => [`TCP 1 vs ${p.name}`, `CPU/GB vs ${p.name}`])],
+        weft.map((w) => [
+          w.name,
+          ...okPeers.flatMap((p) => [
+            ratio(q(w.summary.tcp1_gbps, p.summary.tcp1_gbps)),
+            ratio(q(w.summary.cpu_daemon_s_per_gb, p.summary.cpu_daemon_s_per_gb)),
+          ]),
+        ]),
+      ),
+    );
   }
   return out;
 }

@@ -17,7 +17,13 @@ import { closePath, openPath, REFERENCE_PATH, selectPaths, type PathDef, type Pa
 import { setupProfiler, type Profiler } from './profile.js';
 import { COPY_MODEL, writeReport } from './report.js';
 import {
-  SCHEMA, TEST_KINDS, ratiosAgainst, summarizePath, type BenchResult, type PathResult, type TestKind,
+  SCHEMA,
+  TEST_KINDS,
+  ratiosAgainst,
+  summarizePath,
+  type BenchResult,
+  type PathResult,
+  type TestKind,
 } from './schema.js';
 
 export const FULL_BUDGET_S = 17 * 60;
@@ -59,7 +65,10 @@ export function fitSeconds(paths: number, repeats: number, budgetS = FULL_BUDGET
 }
 
 function timestamp(d: Date): string {
-  return d.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
+  return d
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replace(/:/g, '-');
 }
 
 function tool(argv: string[]): string {
@@ -79,7 +88,11 @@ class Progress {
   private readonly start = Date.now();
   private expectedDone = 0;
   private stepsDone = 0;
-  constructor(private totalSteps: number, private readonly stepS: number, private readonly enabled: boolean) {}
+  constructor(
+    private totalSteps: number,
+    private readonly stepS: number,
+    private readonly enabled: boolean,
+  ) {}
 
   /** A path that failed at setup takes its steps out of the plan. */
   drop(steps: number): void {
@@ -111,17 +124,36 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRun> {
   const defs = selectPaths(opts.only, quick);
   const repeats = Math.max(1, Math.min(opts.repeats ?? (quick ? 1 : DEFAULT_REPEATS), 20));
   const seconds = Math.max(1, Math.min(opts.seconds ?? (quick ? QUICK_SECONDS : fitSeconds(defs.length, repeats)), 60));
-  const settings: TestSettings = { seconds, latencyRoundTrips: Math.max(10, Math.min(opts.latencyRoundTrips ?? DEFAULT_ROUND_TRIPS, 100_000)) };
+  const settings: TestSettings = {
+    seconds,
+    latencyRoundTrips: Math.max(10, Math.min(opts.latencyRoundTrips ?? DEFAULT_ROUND_TRIPS, 100_000)),
+  };
   const started = new Date();
   const outDir = opts.outDir ?? join(PACKAGE_ROOT, 'bench', 'results', timestamp(started));
-  const progress = new Progress(defs.length * repeats * TEST_KINDS.length, seconds + TEST_OVERHEAD_S, opts.progress ?? true);
+  const progress = new Progress(
+    defs.length * repeats * TEST_KINDS.length,
+    seconds + TEST_OVERHEAD_S,
+    opts.progress ?? true,
+  );
 
   const result: BenchResult = {
     schema: SCHEMA,
     startedAt: started.toISOString(),
     finishedAt: '',
-    machine: { kernel: release(), cpus: cpus().length, node: process.version, iperf3: tool(['iperf3', '--version']), loadAvg: loadavg() },
-    settings: { repeats, seconds, quick, paths: defs.map((d) => d.name), latencyRoundTrips: settings.latencyRoundTrips },
+    machine: {
+      kernel: release(),
+      cpus: cpus().length,
+      node: process.version,
+      iperf3: tool(['iperf3', '--version']),
+      loadAvg: loadavg(),
+    },
+    settings: {
+      repeats,
+      seconds,
+      quick,
+      paths: defs.map((d) => d.name),
+      latencyRoundTrips: settings.latencyRoundTrips,
+    },
     reference: REFERENCE_PATH,
     paths: [],
     copyModel: COPY_MODEL,
@@ -150,19 +182,34 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRun> {
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
 
-  progress.line(`${defs.length} paths x ${repeats} repeats x ${TEST_KINDS.length} tests, ${seconds} s per test -> ${outDir}`);
+  progress.line(
+    `${defs.length} paths x ${repeats} repeats x ${TEST_KINDS.length} tests, ${seconds} s per test -> ${outDir}`,
+  );
   let profiler: Profiler | null = null;
   if (opts.profile ?? !quick) {
     const p = await setupProfiler({ install: opts.profile === true, outDir, log: (l) => progress.line(l) });
     result.profile = p.run;
     profiler = p.profiler;
-    progress.line(p.run.enabled ? `profile: perf samples every CPU during each path's TCP 1-stream test (${p.run.perf})` : `profile: off: ${p.run.reason}`);
+    progress.line(
+      p.run.enabled
+        ? `profile: perf samples every CPU during each path's TCP 1-stream test (${p.run.perf})`
+        : `profile: off: ${p.run.reason}`,
+    );
   }
   try {
     for (const def of defs) {
       const pr: PathResult = {
-        name: def.name, title: def.title, kind: def.kind, status: 'failed', setupSeconds: 0, loadAvg1: loadavg()[0] ?? null, mtu: null, testbed: null,
-        samples: [], summary: {}, ratios: {},
+        name: def.name,
+        title: def.title,
+        kind: def.kind,
+        status: 'failed',
+        setupSeconds: 0,
+        loadAvg1: loadavg()[0] ?? null,
+        mtu: null,
+        testbed: null,
+        samples: [],
+        summary: {},
+        ratios: {},
       };
       result.paths.push(pr); // now, so an interrupted run still writes this path's samples
       await runPath(def, pr, repeats, settings, progress, (env) => (current = env), profiler);
@@ -178,12 +225,19 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRun> {
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'results.json'), JSON.stringify(result, null, 2) + '\n');
   writeReport(result, outDir);
-  progress.line(`done in ${fmtDuration((Date.parse(result.finishedAt) - started.getTime()) / 1000)}: ${join(outDir, 'report.md')}`);
+  progress.line(
+    `done in ${fmtDuration((Date.parse(result.finishedAt) - started.getTime()) / 1000)}: ${join(outDir, 'report.md')}`,
+  );
   return { result, outDir };
 }
 
 async function runPath(
-  def: PathDef, pr: PathResult, repeats: number, settings: TestSettings, progress: Progress, onOpen: (env: PathEnv) => void,
+  def: PathDef,
+  pr: PathResult,
+  repeats: number,
+  settings: TestSettings,
+  progress: Progress,
+  onOpen: (env: PathEnv) => void,
   profiler: Profiler | null = null,
 ): Promise<void> {
   const t0 = Date.now();
@@ -202,7 +256,9 @@ async function runPath(
   pr.setupSeconds = (Date.now() - t0) / 1000;
   pr.mtu = env.mtu;
   pr.testbed = env.cluster.tb.id;
-  progress.line(`path ${def.name}: up on testbed w${env.cluster.tb.id} in ${pr.setupSeconds.toFixed(1)} s (mtu ${env.mtu ?? '-'})`);
+  progress.line(
+    `path ${def.name}: up on testbed w${env.cluster.tb.id} in ${pr.setupSeconds.toFixed(1)} s (mtu ${env.mtu ?? '-'})`,
+  );
   try {
     for (let r = 1; r <= repeats; r++) {
       for (const kind of TEST_KINDS) {

@@ -108,13 +108,48 @@ export const METRICS = {
   lat_p99_us: { label: 'latency p99', unit: 'us', higherIsBetter: false, digits: 0 },
   lat_loss_pct: { label: 'ping-pong loss', unit: '%', higherIsBetter: false, digits: 1 },
   cpu_daemon_s_per_gb: { label: 'daemon CPU per GB (TCP 1 stream)', unit: 's/GB', higherIsBetter: false, digits: 2 },
-  cpu_kernel_s_per_gb: { label: 'machine system+softirq per GB (TCP 1 stream)', unit: 's/GB', higherIsBetter: false, digits: 2 },
-  cpu_total_s_per_gb: { label: 'machine busy (user+system+softirq) per GB (TCP 1 stream)', unit: 's/GB', higherIsBetter: false, digits: 2 },
-  syscalls_per_packet: { label: 'daemon syscalls per packet (TCP 1 stream)', unit: '', higherIsBetter: false, digits: 2 },
-  copied_bytes_per_packet: { label: 'bytes copied user<->kernel per packet (TCP 1 stream)', unit: 'B', higherIsBetter: false, digits: 0 },
-  copies_per_byte: { label: 'copies of each forwarded byte (TCP 1 stream)', unit: 'x', higherIsBetter: false, digits: 2 },
-  host_rcvbuf_errors: { label: 'RcvbufErrors, host namespaces (all tests of a repeat)', unit: '', higherIsBetter: false, digits: 0 },
-  endpoint_rcvbuf_errors: { label: 'RcvbufErrors, pod namespaces (all tests of a repeat)', unit: '', higherIsBetter: false, digits: 0 },
+  cpu_kernel_s_per_gb: {
+    label: 'machine system+softirq per GB (TCP 1 stream)',
+    unit: 's/GB',
+    higherIsBetter: false,
+    digits: 2,
+  },
+  cpu_total_s_per_gb: {
+    label: 'machine busy (user+system+softirq) per GB (TCP 1 stream)',
+    unit: 's/GB',
+    higherIsBetter: false,
+    digits: 2,
+  },
+  syscalls_per_packet: {
+    label: 'daemon syscalls per packet (TCP 1 stream)',
+    unit: '',
+    higherIsBetter: false,
+    digits: 2,
+  },
+  copied_bytes_per_packet: {
+    label: 'bytes copied user<->kernel per packet (TCP 1 stream)',
+    unit: 'B',
+    higherIsBetter: false,
+    digits: 0,
+  },
+  copies_per_byte: {
+    label: 'copies of each forwarded byte (TCP 1 stream)',
+    unit: 'x',
+    higherIsBetter: false,
+    digits: 2,
+  },
+  host_rcvbuf_errors: {
+    label: 'RcvbufErrors, host namespaces (all tests of a repeat)',
+    unit: '',
+    higherIsBetter: false,
+    digits: 0,
+  },
+  endpoint_rcvbuf_errors: {
+    label: 'RcvbufErrors, pod namespaces (all tests of a repeat)',
+    unit: '',
+    higherIsBetter: false,
+    digits: 0,
+  },
   daemon_rss_mb: { label: 'daemon RSS (largest)', unit: 'MB', higherIsBetter: false, digits: 1 },
 } as const satisfies Record<string, MetricInfo>;
 
@@ -167,8 +202,14 @@ export function valuesByMetric(samples: readonly Sample[]): Partial<Record<Metri
   for (const r of repeats) {
     const rs = samples.filter((s) => s.repeat === r && s.counters !== null);
     if (rs.length === 0) continue;
-    push('host_rcvbuf_errors', rs.reduce((a, s) => a + (s.counters?.hostRcvbufErrors ?? 0), 0));
-    push('endpoint_rcvbuf_errors', rs.reduce((a, s) => a + (s.counters?.endpointRcvbufErrors ?? 0), 0));
+    push(
+      'host_rcvbuf_errors',
+      rs.reduce((a, s) => a + (s.counters?.hostRcvbufErrors ?? 0), 0),
+    );
+    push(
+      'endpoint_rcvbuf_errors',
+      rs.reduce((a, s) => a + (s.counters?.endpointRcvbufErrors ?? 0), 0),
+    );
     const rss = rs.map((s) => s.counters?.daemonRssBytes).filter((x): x is number => typeof x === 'number');
     if (rss.length > 0) push('daemon_rss_mb', Math.max(...rss) / 1e6);
   }

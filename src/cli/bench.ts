@@ -52,7 +52,10 @@ function positiveInt(flag: string, v: string | undefined): number | undefined {
 
 export async function benchCommand(o: BenchCliOptions): Promise<void> {
   if (process.getuid?.() !== 0) throw new ConfigError('weft bench needs root (network namespaces, TUN devices)');
-  const listed = o.only?.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const listed = o.only
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   let only = listed && listed.length > 0 ? listed : undefined;
   if (o.peers === true) only = pathsWithPeers(only, o.quick === true);
   // selectPaths rejects unknown names, before anything is installed or built

@@ -21,9 +21,11 @@ function say(line: string): void {
 
 export async function runDemo(opts: DemoOptions): Promise<void> {
   const encap = encapByName(opts.encap);
-  if (!encap || encap.nativeId === null) throw new WeftError('WEFT_ERR_CONFIG', `--encap ${opts.encap}: use udp, vxlan or geneve`);
+  if (!encap || encap.nativeId === null)
+    throw new WeftError('WEFT_ERR_CONFIG', `--encap ${opts.encap}: use udp, vxlan or geneve`);
   for (const t of opts.tiers) {
-    if (t !== 'dgram' && t !== 'batch' && t !== 'offload') throw new WeftError('WEFT_ERR_CONFIG', `--tiers: unknown tier "${t}"`);
+    if (t !== 'dgram' && t !== 'batch' && t !== 'offload')
+      throw new WeftError('WEFT_ERR_CONFIG', `--tiers: unknown tier "${t}"`);
   }
   const seconds = Math.min(Math.max(1, opts.seconds), 30);
 
@@ -50,12 +52,18 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
             cells.push('-');
             continue;
           }
-          const r = await ping(cluster.pods.get(from)!, cluster.pods.get(to)!.ip, { count: 3, timeoutSec: 2, intervalSec: 0.2 });
+          const r = await ping(cluster.pods.get(from)!, cluster.pods.get(to)!.ip, {
+            count: 3,
+            timeoutSec: 2,
+            intervalSec: 0.2,
+          });
           cells.push(r.ok ? `ok ${r.rttAvgMs?.toFixed(3)} ms` : `FAIL ${r.lossPercent}% loss`);
         }
         matrix.push(cells);
       }
-      process.stdout.write(formatTable(['from \\ to', ...HOSTS.map((n) => `h${n} ${cluster.pods.get(n)!.ip}`)], matrix));
+      process.stdout.write(
+        formatTable(['from \\ to', ...HOSTS.map((n) => `h${n} ${cluster.pods.get(n)!.ip}`)], matrix),
+      );
 
       const server = await startIperfServer(cluster.pods.get(2)!, 5201);
       try {

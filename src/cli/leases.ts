@@ -27,7 +27,13 @@ export async function printLeases(flags: Record<string, unknown>, json: boolean)
   try {
     const { leases } = await registry.listLeases();
     if (json) {
-      process.stdout.write(JSON.stringify(leases.map((l) => ({ subnet: formatSubnet(l.subnet), key: l.key, attrs: l.attrs, expiresAt: l.expiresAt })), null, 2) + '\n');
+      process.stdout.write(
+        JSON.stringify(
+          leases.map((l) => ({ subnet: formatSubnet(l.subnet), key: l.key, attrs: l.attrs, expiresAt: l.expiresAt })),
+          null,
+          2,
+        ) + '\n',
+      );
       return;
     }
     process.stdout.write(formatTable(['SUBNET', 'PUBLIC IP', 'BACKEND', 'TTL LEFT'], leaseRows(leases)));

@@ -30,7 +30,13 @@ function givenFlags(cmd: Command): Record<string, unknown> {
 }
 
 const ETCD_FLAGS = [
-  'etcd-endpoints', 'etcd-prefix', 'etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password',
+  'etcd-endpoints',
+  'etcd-prefix',
+  'etcd-cafile',
+  'etcd-certfile',
+  'etcd-keyfile',
+  'etcd-username',
+  'etcd-password',
   'log-level',
 ];
 
@@ -41,11 +47,12 @@ async function main(argv: string[]): Promise<void> {
     .showHelpAfterError()
     .configureOutput({ outputError: (s, write) => write(s) });
 
-  addDaemonOptions(program.command('daemon').description('run on every host: lease a subnet, forward packets'))
-    .action(async (_o, cmd: Command) => {
+  addDaemonOptions(program.command('daemon').description('run on every host: lease a subnet, forward packets')).action(
+    async (_o, cmd: Command) => {
       const { runDaemon } = await import('../daemon.js');
       await runDaemon(givenFlags(cmd));
-    });
+    },
+  );
 
   addDaemonOptions(program.command('leases').description('list the subnet leases in etcd'), ETCD_FLAGS)
     .option('--json', 'print JSON instead of a table')
@@ -65,7 +72,10 @@ async function main(argv: string[]): Promise<void> {
     },
   );
   addDaemonOptions(
-    network.command('set').description('validate and write the network config').argument('<json|@file>', 'the config JSON, or @path'),
+    network
+      .command('set')
+      .description('validate and write the network config')
+      .argument('<json|@file>', 'the config JSON, or @path'),
     ETCD_FLAGS,
   ).action(async (value: string, _o, cmd: Command) => {
     const { setNetwork } = await import('./network.js');
@@ -75,8 +85,8 @@ async function main(argv: string[]): Promise<void> {
   program
     .command('status')
     .description('ask a running daemon (its --healthz-port) for lease, tier, encap, peers and counters')
-    .requiredOption('--healthz-port <port>', 'the daemon\'s --healthz-port')
-    .option('--healthz-ip <ip>', 'the daemon\'s --healthz-ip', '127.0.0.1')
+    .requiredOption('--healthz-port <port>', "the daemon's --healthz-port")
+    .option('--healthz-ip <ip>', "the daemon's --healthz-ip", '127.0.0.1')
     .option('--json', 'print the JSON document')
     .option('--all', 'show zero counters too')
     .action(async (o: { healthzPort: string; healthzIp: string; json?: boolean; all?: boolean }) => {
@@ -121,7 +131,10 @@ async function main(argv: string[]): Promise<void> {
     .option('--round-trips <n>', 'ping-pong round trips per latency test (default 2000)')
     .option('--out <dir>', 'output folder (default bench/results/<timestamp>)')
     .option('--json', 'print the result JSON to stdout')
-    .option('--profile', 'perf CPU split per path (default: on without --quick when perf works; installs linux-perf when missing)')
+    .option(
+      '--profile',
+      'perf CPU split per path (default: on without --quick when perf works; installs linux-perf when missing)',
+    )
     .option('--no-profile', 'no perf CPU split')
     .option('--peers', 'add wireguard-go, nebula and tinc (alone: kernel-vxlan, weft udp tiers and the peers)')
     .action(async (o: import('./bench.js').BenchCliOptions) => {
@@ -131,7 +144,9 @@ async function main(argv: string[]): Promise<void> {
 
   program
     .command('scale')
-    .description('a few real weft hosts against thousands of simulated ones (leases in etcd); writes bench/results/scale-<timestamp>/')
+    .description(
+      'a few real weft hosts against thousands of simulated ones (leases in etcd); writes bench/results/scale-<timestamp>/',
+    )
     .option('--sizes <list>', 'simulated hosts, loaded cumulatively (default 1000,5000)')
     .option('--hosts <n>', 'real weft hosts (default 3)')
     .option('--probes <n>', 'probe leases per size for the route-live latency (default 20; 0: skip)')
@@ -154,8 +169,9 @@ main(process.argv).then(
   () => process.exit(),
   (e: unknown) => {
     // Expected failures (bad config, etcd down, exhausted network) are one line; anything else keeps its stack.
-    process.stderr.write(`weft: ${isWeftError(e) ? e.message : e instanceof Error ? (e.stack ?? e.message) : errorMessage(e)}\n`);
+    process.stderr.write(
+      `weft: ${isWeftError(e) ? e.message : e instanceof Error ? (e.stack ?? e.message) : errorMessage(e)}\n`,
+    );
     process.exit(isWeftError(e) && e.code === 'WEFT_ERR_CONFIG' ? 2 : 1);
   },
 );
-

@@ -21,14 +21,16 @@ function intList(flag: string, v: string | undefined, max: number): number[] | u
   if (v === undefined) return undefined;
   if (v.trim() === '' || v === 'none') return [];
   const out = v.split(',').map((s) => Number(s.trim()));
-  if (out.some((n) => !Number.isInteger(n) || n < 1 || n > max)) throw new ConfigError(`--${flag}=${v}: want integers 1..${max}, comma-separated`);
+  if (out.some((n) => !Number.isInteger(n) || n < 1 || n > max))
+    throw new ConfigError(`--${flag}=${v}: want integers 1..${max}, comma-separated`);
   return out;
 }
 
 function int(flag: string, v: string | undefined, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`--${flag}=${v}: want an integer ${min}..${max}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new ConfigError(`--${flag}=${v}: want an integer ${min}..${max}`);
   return n;
 }
 

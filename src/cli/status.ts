@@ -18,9 +18,13 @@ export async function fetchStatus(ip: string, port: number, timeoutMs = 5000): P
     res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
   } catch (e) {
     const cause = (e as { cause?: unknown }).cause;
-    throw new WeftError('WEFT_ERR_CONFIG', `no weft daemon answers at ${url}: ${errorMessage(cause ?? e)} (start it with --healthz-port=${port})`);
+    throw new WeftError(
+      'WEFT_ERR_CONFIG',
+      `no weft daemon answers at ${url}: ${errorMessage(cause ?? e)} (start it with --healthz-port=${port})`,
+    );
   }
-  if (!res.ok) throw new WeftError('WEFT_ERR_CONFIG', `${url}: HTTP ${res.status} (is this a weft daemon of this version?)`);
+  if (!res.ok)
+    throw new WeftError('WEFT_ERR_CONFIG', `${url}: HTTP ${res.status} (is this a weft daemon of this version?)`);
   return (await res.json()) as StatusDoc;
 }
 
@@ -39,30 +43,75 @@ function num(n: number): string {
 /** The human form of a status document. */
 export function formatStatus(doc: StatusDoc, all = false): string {
   const out: string[] = [];
-  out.push(formatTable(['field', 'value'], [
-    ['health', doc.healthy ? 'healthy' : 'UNHEALTHY (lease expired or datapath down)'],
-    ['version', `${doc.version} (pid ${doc.pid}, up ${doc.uptimeSeconds}s)`],
-    ['network', doc.network],
-    ['subnet', doc.lease ? `${doc.lease.subnet} (lease ${ttl(doc.lease.secondsLeft)} left)` : '(no lease)'],
-    ['public ip', doc.publicIp],
-    ['datapath', doc.datapath],
-    ['tier', doc.tier],
-    ['encap', doc.encap],
-    ['device', doc.device],
-    ['etcd', `${doc.control.etcdOutages} outages, ${doc.control.etcdReconnects} reconnects, ${doc.control.watchRestarts} watch restarts`],
-    ['lease events', `${doc.control.acquisitions} acquisitions, ${doc.control.renewals} renewals, ${doc.control.losses} losses`],
-  ]));
+  out.push(
+    formatTable(
+      ['field', 'value'],
+      [
+        ['health', doc.healthy ? 'healthy' : 'UNHEALTHY (lease expired or datapath down)'],
+        ['version', `${doc.version} (pid ${doc.pid}, up ${doc.uptimeSeconds}s)`],
+        ['network', doc.network],
+        ['subnet', doc.lease ? `${doc.lease.subnet} (lease ${ttl(doc.lease.secondsLeft)} left)` : '(no lease)'],
+        ['public ip', doc.publicIp],
+        ['datapath', doc.datapath],
+        ['tier', doc.tier],
+        ['encap', doc.encap],
+        ['device', doc.device],
+        [
+          'etcd',
+          `${doc.control.etcdOutages} outages, ${doc.control.etcdReconnects} reconnects, ${doc.control.watchRestarts} watch restarts`,
+        ],
+        [
+          'lease events',
+          `${doc.control.acquisitions} acquisitions, ${doc.control.renewals} renewals, ${doc.control.losses} losses`,
+        ],
+      ],
+    ),
+  );
   const peers = [...doc.peers].sort((a, b) => a.subnet.localeCompare(b.subnet, 'en', { numeric: true }));
-  out.push(`peers (${peers.length}):\n` + (peers.length === 0 ? '  (none)\n'
-    : formatTable(['subnet', 'public ip', 'backend', 'lease'], peers.map((p) => [p.subnet, p.publicIp, p.backendType, ttl(p.leaseSecondsLeft)]))));
+  out.push(
+    `peers (${peers.length}):\n` +
+      (peers.length === 0
+        ? '  (none)\n'
+        : formatTable(
+            ['subnet', 'public ip', 'backend', 'lease'],
+            peers.map((p) => [p.subnet, p.publicIp, p.backendType, ttl(p.leaseSecondsLeft)]),
+          )),
+  );
   const counters = Object.entries(doc.counters).filter(([, v]) => all || v !== 0);
   const traffic = counters.filter(([k]) => !k.startsWith('drop_'));
   const drops = counters.filter(([k]) => k.startsWith('drop_'));
-  out.push('counters:\n' + (traffic.length === 0 ? '  (all zero)\n' : formatTable(['counter', 'value'], traffic.map(([k, v]) => [k, num(v)]))));
-  out.push('drops by reason:\n' + (drops.length === 0 ? '  (none)\n' : formatTable(['reason', 'packets'], drops.map(([k, v]) => [k.slice(5), num(v)]))));
+  out.push(
+    'counters:\n' +
+      (traffic.length === 0
+        ? '  (all zero)\n'
+        : formatTable(
+            ['counter', 'value'],
+            traffic.map(([k, v]) => [k, num(v)]),
+          )),
+  );
+  out.push(
+    'drops by reason:\n' +
+      (drops.length === 0
+        ? '  (none)\n'
+        : formatTable(
+            ['reason', 'packets'],
+            drops.map(([k, v]) => [k.slice(5), num(v)]),
+          )),
+  );
   if (doc.queues) {
-    out.push('queues:\n' + formatTable(['queue', 'tun rx', 'udp tx', 'udp rx', 'tun tx'],
-      doc.queues.map((q) => [String(q.queue), num(q.tunRxPackets), num(q.udpTxPackets), num(q.udpRxPackets), num(q.tunTxPackets)])));
+    out.push(
+      'queues:\n' +
+        formatTable(
+          ['queue', 'tun rx', 'udp tx', 'udp rx', 'tun tx'],
+          doc.queues.map((q) => [
+            String(q.queue),
+            num(q.tunRxPackets),
+            num(q.udpTxPackets),
+            num(q.udpRxPackets),
+            num(q.tunTxPackets),
+          ]),
+        ),
+    );
   }
   return out.join('\n');
 }

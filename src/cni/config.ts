@@ -75,17 +75,28 @@ export function parseNetConf(stdin: string): NetConf {
   try {
     raw = JSON.parse(stdin);
   } catch (e) {
-    throw new CniError(CniCode.DecodeFailure, 'network config on stdin is not JSON', e instanceof Error ? e.message : '');
+    throw new CniError(
+      CniCode.DecodeFailure,
+      'network config on stdin is not JSON',
+      e instanceof Error ? e.message : '',
+    );
   }
   const v = requestedVersion(raw);
   if (v !== undefined && !isSupportedVersion(v)) {
-    throw new CniError(CniCode.IncompatibleVersion, `incompatible CNI version ${v}`, `supported: ${SUPPORTED_VERSIONS.join(', ')}`);
+    throw new CniError(
+      CniCode.IncompatibleVersion,
+      `incompatible CNI version ${v}`,
+      `supported: ${SUPPORTED_VERSIONS.join(', ')}`,
+    );
   }
   const r = netConfSchema.safeParse(raw);
   if (!r.success) {
     const first = r.error.issues[0];
     const where = first === undefined || first.path.length === 0 ? 'config' : first.path.join('.');
-    throw new CniError(CniCode.InvalidNetworkConfig, `invalid network config: ${where}: ${first?.message ?? 'invalid'}`);
+    throw new CniError(
+      CniCode.InvalidNetworkConfig,
+      `invalid network config: ${where}: ${first?.message ?? 'invalid'}`,
+    );
   }
   const d = r.data;
   return {
@@ -119,7 +130,10 @@ export function buildDelegateConf(conf: NetConf, env: ParsedSubnetEnv, subnetFil
   const d: Record<string, unknown> = { ...(conf.delegate ?? {}) };
   const type = d.type ?? 'bridge';
   if (!pluginName.safeParse(type).success) {
-    throw new CniError(CniCode.InvalidNetworkConfig, `invalid network config: delegate.type ${JSON.stringify(type)} is not a plugin name`);
+    throw new CniError(
+      CniCode.InvalidNetworkConfig,
+      `invalid network config: delegate.type ${JSON.stringify(type)} is not a plugin name`,
+    );
   }
   d.type = type;
   d.name = conf.name;

@@ -78,17 +78,26 @@ export function execDelegate(type: string, stdin: string, opts: DelegateOptions)
     child.once('close', (code, signal) => {
       clearTimeout(timer);
       if (code === 0) resolve(stdout);
-      else reject(delegateError(type, opts.command, stdout, stderr, signal !== null ? `signal ${signal}` : `exit ${code}`));
+      else
+        reject(
+          delegateError(type, opts.command, stdout, stderr, signal !== null ? `signal ${signal}` : `exit ${code}`),
+        );
     });
   });
 }
 
 /** The delegate's VERSION answer: the versions it accepts; [] when it does not say. */
-export async function delegateVersions(type: string, cniVersion: string, opts: Omit<DelegateOptions, 'command'>): Promise<string[]> {
+export async function delegateVersions(
+  type: string,
+  cniVersion: string,
+  opts: Omit<DelegateOptions, 'command'>,
+): Promise<string[]> {
   const out = await execDelegate(type, JSON.stringify({ cniVersion }), { ...opts, command: 'VERSION' });
   try {
     const o = JSON.parse(out) as { supportedVersions?: unknown };
-    return Array.isArray(o.supportedVersions) ? o.supportedVersions.filter((v): v is string => typeof v === 'string') : [];
+    return Array.isArray(o.supportedVersions)
+      ? o.supportedVersions.filter((v): v is string => typeof v === 'string')
+      : [];
   } catch {
     return [];
   }

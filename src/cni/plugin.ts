@@ -13,7 +13,14 @@ import { buildDelegateConf, parseNetConf, requestedVersion, type DelegateConf, t
 import { delegateVersions, execDelegate } from './delegate.js';
 import { AttachmentStore } from './store.js';
 import {
-  CniCode, CniError, LATEST_VERSION, SUPPORTED_VERSIONS, compareVersions, isSupportedVersion, readCniEnv, requireEnv,
+  CniCode,
+  CniError,
+  LATEST_VERSION,
+  SUPPORTED_VERSIONS,
+  compareVersions,
+  isSupportedVersion,
+  readCniEnv,
+  requireEnv,
   type CniEnv,
 } from './spec.js';
 
@@ -70,7 +77,9 @@ async function cmdAdd(ctx: Ctx, conf: NetConf): Promise<string> {
   // DEL must reach the delegate to undo what it did half-way. Undoing it here could tear down an attachment that a
   // repeated ADD found already in place.
   const out = await execDelegate(delegate.type, JSON.stringify(delegate), {
-    command: 'ADD', env: ctx.processEnv, cniPath: ctx.env.path as string,
+    command: 'ADD',
+    env: ctx.processEnv,
+    cniPath: ctx.env.path as string,
   });
   return withVersion(out, conf.cniVersion);
 }
@@ -82,7 +91,9 @@ async function cmdDel(ctx: Ctx, conf: NetConf): Promise<string> {
   const rec = await store.load(containerId);
   if (rec === null) return ''; // never added or already deleted: DEL must succeed
   await execDelegate(rec.delegate.type, JSON.stringify(rec.delegate), {
-    command: 'DEL', env: ctx.processEnv, cniPath: ctx.env.path as string,
+    command: 'DEL',
+    env: ctx.processEnv,
+    cniPath: ctx.env.path as string,
   });
   await store.remove(containerId);
   return '';
@@ -93,12 +104,18 @@ async function cmdCheck(ctx: Ctx, conf: NetConf): Promise<string> {
     throw new CniError(CniCode.IncompatibleVersion, `config version ${conf.cniVersion} does not allow CHECK`);
   }
   requireEnv(ctx.env, ['containerId', 'netns', 'ifName', 'path']);
-  if (conf.prevResult === undefined) throw new CniError(CniCode.InvalidNetworkConfig, 'CHECK needs prevResult in the config');
+  if (conf.prevResult === undefined)
+    throw new CniError(CniCode.InvalidNetworkConfig, 'CHECK needs prevResult in the config');
   const rec = await new AttachmentStore(conf.dataDir).load(ctx.env.containerId as string);
-  if (rec === null) throw new CniError(CniCode.ContainerUnknown, `no attachment of container ${ctx.env.containerId} is known`);
+  if (rec === null)
+    throw new CniError(CniCode.ContainerUnknown, `no attachment of container ${ctx.env.containerId} is known`);
   // The delegate parses prevResult at its own config's version (1.0.0 when a 1.1.0 ADD was run at 1.0.0).
   const d = { ...rec.delegate, prevResult: { ...conf.prevResult, cniVersion: rec.delegate.cniVersion } };
-  await execDelegate(d.type, JSON.stringify(d), { command: 'CHECK', env: ctx.processEnv, cniPath: ctx.env.path as string });
+  await execDelegate(d.type, JSON.stringify(d), {
+    command: 'CHECK',
+    env: ctx.processEnv,
+    cniPath: ctx.env.path as string,
+  });
   return '';
 }
 
@@ -134,16 +151,26 @@ async function cmdGc(ctx: Ctx, conf: NetConf): Promise<string> {
       continue;
     }
     if (rec === null || keep.has(`${id}\n${rec.ifName}`)) continue;
-    const env: NodeJS.ProcessEnv = { ...ctx.processEnv, CNI_CONTAINERID: id, CNI_IFNAME: rec.ifName, CNI_NETNS: undefined };
+    const env: NodeJS.ProcessEnv = {
+      ...ctx.processEnv,
+      CNI_CONTAINERID: id,
+      CNI_IFNAME: rec.ifName,
+      CNI_NETNS: undefined,
+    };
     try {
-      await execDelegate(rec.delegate.type, JSON.stringify(rec.delegate), { command: 'DEL', env, cniPath: ctx.env.path as string });
+      await execDelegate(rec.delegate.type, JSON.stringify(rec.delegate), {
+        command: 'DEL',
+        env,
+        cniPath: ctx.env.path as string,
+      });
       await store.remove(id);
       ctx.log.info({ containerId: id, ifName: rec.ifName }, 'weft-cni: GC removed a stale attachment');
     } catch (e) {
       failed.push(`${id}: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
-  if (failed.length > 0) throw new CniError(CniCode.IoFailure, `GC failed for ${failed.length} attachment(s)`, failed.join('; '));
+  if (failed.length > 0)
+    throw new CniError(CniCode.IoFailure, `GC failed for ${failed.length} attachment(s)`, failed.join('; '));
   return '';
 }
 
@@ -176,17 +203,24 @@ export async function runCommand(processEnv: NodeJS.ProcessEnv, stdin: string, l
     const conf = parseNetConf(stdin);
     let stdout: string;
     switch (env.command) {
-      case 'ADD': stdout = await cmdAdd(ctx, conf); break;
-      case 'DEL': stdout = await cmdDel(ctx, conf); break;
-      case 'CHECK': stdout = await cmdCheck(ctx, conf); break;
-      case 'STATUS': stdout = cmdStatus(conf); break;
-      default: stdout = await cmdGc(ctx, conf);
+      case 'ADD':
+        stdout = await cmdAdd(ctx, conf);
+        break;
+      case 'DEL':
+        stdout = await cmdDel(ctx, conf);
+        break;
+      case 'CHECK':
+        stdout = await cmdCheck(ctx, conf);
+        break;
+      case 'STATUS':
+        stdout = cmdStatus(conf);
+        break;
+      default:
+        stdout = await cmdGc(ctx, conf);
     }
     return { stdout, exitCode: 0 };
   } catch (e) {
-    const err = e instanceof CniError
-      ? e
-      : new CniError(CniCode.IoFailure, e instanceof Error ? e.message : String(e));
+    const err = e instanceof CniError ? e : new CniError(CniCode.IoFailure, e instanceof Error ? e.message : String(e));
     log.debug({ command: env.command, code: err.code, msg: err.message }, 'weft-cni: failed');
     return { stdout: JSON.stringify(err.toJSON(label)), exitCode: 1 };
   }

@@ -88,7 +88,10 @@ export function requireEnv(env: CniEnv, need: readonly ('containerId' | 'netns' 
     const v = env[k];
     if (v === undefined) throw new CniError(CniCode.InvalidEnvironment, `${names[k]} is required for ${env.command}`);
     if (k === 'containerId' && !CONTAINER_ID.test(v)) {
-      throw new CniError(CniCode.InvalidEnvironment, `CNI_CONTAINERID ${JSON.stringify(v)} is not a valid container ID`);
+      throw new CniError(
+        CniCode.InvalidEnvironment,
+        `CNI_CONTAINERID ${JSON.stringify(v)} is not a valid container ID`,
+      );
     }
     if (k === 'ifName' && !IF_NAME.test(v)) {
       throw new CniError(CniCode.InvalidEnvironment, `CNI_IFNAME ${JSON.stringify(v)} is not a valid interface name`);

@@ -25,7 +25,8 @@ export class AttachmentStore {
   constructor(readonly dir: string) {}
 
   private path(containerId: string): string {
-    if (!FILE_NAME.test(containerId)) throw new CniError(CniCode.InvalidEnvironment, `invalid container ID ${JSON.stringify(containerId)}`);
+    if (!FILE_NAME.test(containerId))
+      throw new CniError(CniCode.InvalidEnvironment, `invalid container ID ${JSON.stringify(containerId)}`);
     return join(this.dir, containerId);
   }
 
@@ -38,7 +39,11 @@ export class AttachmentStore {
       await rename(tmp, path);
     } catch (e) {
       await rm(tmp, { force: true });
-      throw new CniError(CniCode.IoFailure, `cannot store the delegate config in ${this.dir}`, e instanceof Error ? e.message : '');
+      throw new CniError(
+        CniCode.IoFailure,
+        `cannot store the delegate config in ${this.dir}`,
+        e instanceof Error ? e.message : '',
+      );
     }
   }
 

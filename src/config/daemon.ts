@@ -15,33 +15,56 @@ interface OptionSpec {
 
 // One table drives the CLI flags, the environment names, the file keys and the help text.
 export const DAEMON_OPTIONS: readonly OptionSpec[] = [
-  { flag: 'etcd-endpoints', kind: 'list', describe: 'comma-separated etcd endpoints', fallback: ['http://127.0.0.1:2379'] },
+  {
+    flag: 'etcd-endpoints',
+    kind: 'list',
+    describe: 'comma-separated etcd endpoints',
+    fallback: ['http://127.0.0.1:2379'],
+  },
   { flag: 'etcd-prefix', kind: 'string', describe: 'etcd prefix of the network', fallback: '/coreos.com/network' },
   { flag: 'etcd-cafile', kind: 'string', describe: 'CA certificate to verify etcd servers' },
   { flag: 'etcd-certfile', kind: 'string', describe: 'client certificate for etcd' },
   { flag: 'etcd-keyfile', kind: 'string', describe: 'client key for etcd' },
   { flag: 'etcd-username', kind: 'string', describe: 'etcd user name' },
   { flag: 'etcd-password', kind: 'string', describe: 'etcd password' },
-  { flag: 'iface', kind: 'string', describe: 'interface (name or IP) for the underlay; default: the default route\'s' },
-  { flag: 'public-ip', kind: 'string', describe: 'IP other hosts reach this one at; default: the interface\'s first IPv4' },
+  { flag: 'iface', kind: 'string', describe: "interface (name or IP) for the underlay; default: the default route's" },
+  {
+    flag: 'public-ip',
+    kind: 'string',
+    describe: "IP other hosts reach this one at; default: the interface's first IPv4",
+  },
   { flag: 'subnet-file', kind: 'string', describe: 'where to write subnet.env', fallback: '/run/flannel/subnet.env' },
-  { flag: 'subnet-lease-renew-margin', kind: 'int', describe: 'renew the lease this many minutes before expiry', fallback: 60 },
+  {
+    flag: 'subnet-lease-renew-margin',
+    kind: 'int',
+    describe: 'renew the lease this many minutes before expiry',
+    fallback: 60,
+  },
   { flag: 'subnet-lease-ttl', kind: 'int', describe: 'lease TTL in seconds (flannel: 24 h)', fallback: 86400 },
   { flag: 'ip-masq', kind: 'bool', describe: 'masquerade traffic leaving the overlay network', fallback: false },
-  { flag: 'healthz-ip', kind: 'string', describe: 'address of the /healthz and /metrics listener', fallback: '127.0.0.1' },
+  {
+    flag: 'healthz-ip',
+    kind: 'string',
+    describe: 'address of the /healthz and /metrics listener',
+    fallback: '127.0.0.1',
+  },
   { flag: 'healthz-port', kind: 'int', describe: 'port of /healthz and /metrics (0: off)', fallback: 0 },
   { flag: 'tun-name', kind: 'string', describe: 'name of the TUN device', fallback: 'weft0' },
   { flag: 'datapath', kind: 'string', describe: 'userspace | kernel', fallback: 'userspace' },
   { flag: 'tier', kind: 'string', describe: 'userspace tier: dgram | batch | offload', fallback: 'batch' },
   { flag: 'queues', kind: 'int', describe: 'TUN queues and sockets (offload tier)', fallback: 1 },
-  { flag: 'encap-module', kind: 'string', describe: 'ES module (built JS) exporting an extra encap; Backend.Type names it' },
+  {
+    flag: 'encap-module',
+    kind: 'string',
+    describe: 'ES module (built JS) exporting an extra encap; Backend.Type names it',
+  },
   { flag: 'log-level', kind: 'string', describe: 'trace | debug | info | warn | error', fallback: 'info' },
 ];
 
-const ipv4 = z.string().regex(/^(\d{1,3})(\.\d{1,3}){3}$/, 'an IPv4 address').refine(
-  (s) => s.split('.').every((o) => Number(o) <= 255),
-  'an IPv4 address',
-);
+const ipv4 = z
+  .string()
+  .regex(/^(\d{1,3})(\.\d{1,3}){3}$/, 'an IPv4 address')
+  .refine((s) => s.split('.').every((o) => Number(o) <= 255), 'an IPv4 address');
 
 const daemonSchema = z
   .object({
@@ -56,7 +79,11 @@ const daemonSchema = z
     publicIp: ipv4.optional(),
     subnetFile: z.string().min(1),
     subnetLeaseRenewMargin: z.number().int().min(0).max(1440),
-    subnetLeaseTtl: z.number().int().min(2).max(7 * 86400),
+    subnetLeaseTtl: z
+      .number()
+      .int()
+      .min(2)
+      .max(7 * 86400),
     ipMasq: z.boolean(),
     healthzIp: ipv4,
     healthzPort: z.number().int().min(0).max(65535),
@@ -92,7 +119,10 @@ function coerce(spec: OptionSpec, value: unknown, from: string): unknown {
     case 'string':
       return value;
     case 'list':
-      return value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+      return value
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0);
     case 'int': {
       if (!/^-?\d+$/.test(value.trim())) throw new ConfigError(`${from}: expected an integer, got "${value}"`);
       return Number(value);

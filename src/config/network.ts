@@ -111,12 +111,14 @@ export function parseNetworkConfig(json: string): NetworkConfig {
   const enableIPv4 = c.EnableIPv4 ?? true;
   const enableIPv6 = c.EnableIPv6 ?? false;
   if (!enableIPv4) {
-    if (enableIPv6) fail('EnableIPv4', false, 'IPv6-only networks are not supported by weft (EnableIPv6 needs EnableIPv4)');
+    if (enableIPv6)
+      fail('EnableIPv4', false, 'IPv6-only networks are not supported by weft (EnableIPv6 needs EnableIPv4)');
     fail('EnableIPv4', false, 'weft needs an IPv4 network');
   }
 
   // Network
-  if (c.Network === undefined || c.Network === '') fail('Network', c.Network ?? null, 'required (a CIDR such as "10.5.0.0/16")');
+  if (c.Network === undefined || c.Network === '')
+    fail('Network', c.Network ?? null, 'required (a CIDR such as "10.5.0.0/16")');
   const cidr = parseCIDR(c.Network);
   if (cidr === null) fail('Network', c.Network, 'not an IPv4 CIDR');
   if (!isAligned(cidr.ip, cidr.prefixLen)) fail('Network', c.Network, 'has host bits set');
@@ -128,7 +130,11 @@ export function parseNetworkConfig(json: string): NetworkConfig {
     subnetLen = c.SubnetLen;
     if (subnetLen > 30) fail('SubnetLen', subnetLen, 'must be at most 30');
     if (subnetLen < network.prefixLen + 2) {
-      fail('SubnetLen', subnetLen, `must be at least ${network.prefixLen + 2} so that ${formatSubnet(network)} holds four subnets`);
+      fail(
+        'SubnetLen',
+        subnetLen,
+        `must be at least ${network.prefixLen + 2} so that ${formatSubnet(network)} holds four subnets`,
+      );
     }
   } else {
     if (network.prefixLen > 28) fail('Network', c.Network, 'too small: the smallest useful network is a /28');
@@ -139,8 +145,10 @@ export function parseNetworkConfig(json: string): NetworkConfig {
   // SubnetMin / SubnetMax (default: skip the first subnet, whose .0 would clash with the network address)
   const minGiven = parseAddr('SubnetMin', c.SubnetMin);
   const maxGiven = parseAddr('SubnetMax', c.SubnetMax);
-  if (minGiven !== null && !containsIP(network, minGiven)) fail('SubnetMin', c.SubnetMin, `not within Network ${formatSubnet(network)}`);
-  if (maxGiven !== null && !containsIP(network, maxGiven)) fail('SubnetMax', c.SubnetMax, `not within Network ${formatSubnet(network)}`);
+  if (minGiven !== null && !containsIP(network, minGiven))
+    fail('SubnetMin', c.SubnetMin, `not within Network ${formatSubnet(network)}`);
+  if (maxGiven !== null && !containsIP(network, maxGiven))
+    fail('SubnetMax', c.SubnetMax, `not within Network ${formatSubnet(network)}`);
   const subnetMin = minGiven ?? network.ip + size;
   const subnetMax = maxGiven ?? lastAddress(network) + 1 - size;
   if (!isAligned(subnetMin, subnetLen)) fail('SubnetMin', formatIPv4(subnetMin), `not on a /${subnetLen} boundary`);

@@ -58,7 +58,7 @@ export class DgramTier extends TierBase implements Datapath {
 
   private send(buf: Buffer, pkt: number, len: number): void {
     const { path } = this;
-    if (len < 20 || ((buf[pkt] as number) >> 4) !== 4) return path.count(C.dropMalformed);
+    if (len < 20 || (buf[pkt] as number) >> 4 !== 4) return path.count(C.dropMalformed);
     const dst = readIp(buf, pkt + 16);
     const snap = path.snapshot;
     const peer = snap.routes.lookup(dst);
@@ -123,5 +123,5 @@ export class DgramTier extends TierBase implements Datapath {
 
 function ipFromString(s: string): number {
   const p = s.split('.');
-  return ((Number(p[0]) << 24) | (Number(p[1]) << 16) | (Number(p[2]) << 8) | Number(p[3])) | 0;
+  return (Number(p[0]) << 24) | (Number(p[1]) << 16) | (Number(p[2]) << 8) | Number(p[3]) | 0;
 }

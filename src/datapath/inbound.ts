@@ -31,7 +31,15 @@ export class Inbound {
   run(rounds: number): void {
     const { path, batch } = this;
     for (let r = 0; r < rounds; r++) {
-      const n = native.udpRecv(this.sockFd, batch.slab, batch.slotSize, batch.len, batch.addr, batch.size, path.counters);
+      const n = native.udpRecv(
+        this.sockFd,
+        batch.slab,
+        batch.slotSize,
+        batch.len,
+        batch.addr,
+        batch.size,
+        path.counters,
+      );
       if (n === 0) return;
       this.decap(n);
       this.checkSenders(n);

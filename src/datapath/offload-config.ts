@@ -13,10 +13,16 @@ export function disabledOffloads(env: NodeJS.ProcessEnv = process.env): Readonly
   const raw = (env['WEFT_DISABLE_OFFLOAD'] ?? '').trim();
   if (raw === '') return new Set();
   const out = new Set<OffloadPart>();
-  for (const word of raw.split(',').map((w) => w.trim().toLowerCase()).filter((w) => w !== '')) {
+  for (const word of raw
+    .split(',')
+    .map((w) => w.trim().toLowerCase())
+    .filter((w) => w !== '')) {
     if (word === 'all') return new Set(OFFLOAD_PARTS);
     if (!(OFFLOAD_PARTS as readonly string[]).includes(word)) {
-      throw new WeftError('WEFT_ERR_CONFIG', `WEFT_DISABLE_OFFLOAD: "${word}" is not one of ${OFFLOAD_PARTS.join(', ')}, all`);
+      throw new WeftError(
+        'WEFT_ERR_CONFIG',
+        `WEFT_DISABLE_OFFLOAD: "${word}" is not one of ${OFFLOAD_PARTS.join(', ')}, all`,
+      );
     }
     out.add(word as OffloadPart);
   }
@@ -36,7 +42,14 @@ export interface TunOffloads {
  * checksum offload. A refused set leaves the previous one in place, so we always end with what was accepted.
  */
 export function probeTunOffloads(fd: number, off: ReadonlySet<OffloadPart>): TunOffloads {
-  const { TUN_F_CSUM: CSUM, TUN_F_TSO4: TSO4, TUN_F_TSO6: TSO6, TUN_F_TSO_ECN: ECN, TUN_F_USO4: USO4, TUN_F_USO6: USO6 } = native;
+  const {
+    TUN_F_CSUM: CSUM,
+    TUN_F_TSO4: TSO4,
+    TUN_F_TSO6: TSO6,
+    TUN_F_TSO_ECN: ECN,
+    TUN_F_USO4: USO4,
+    TUN_F_USO6: USO6,
+  } = native;
   const tso = TSO4 | TSO6 | ECN;
   const uso = USO4 | USO6;
   const wanted: number[] = [];

@@ -94,13 +94,36 @@ export class OffloadQueue {
     const slot = native.SLOT_SIZE;
     for (let r = 0; r < ROUNDS; r++) {
       if (this.blocked && !this.flush()) return false;
-      const n = native.tunReadVnet(path.tunFd, this.outSlab, slot, native.HEADROOM, this.outLen, OFFLOAD_BATCH, path.counters);
+      const n = native.tunReadVnet(
+        path.tunFd,
+        this.outSlab,
+        slot,
+        native.HEADROOM,
+        this.outLen,
+        OFFLOAD_BATCH,
+        path.counters,
+      );
       if (n === 0) return true;
       this.route(n);
       const encap = path.encap.nativeId as number;
       this.msgCount = native.offloadEncap(
-        encap, this.outSlab, slot, native.HEADROOM, this.outLen, this.outPeer, n, path.snapshot.table, path.local.mac,
-        path.local.vni, this.opts.mtu, this.train, this.msgOff, this.msgLen, this.msgGso, this.msgPeer, this.maxMsgs,
+        encap,
+        this.outSlab,
+        slot,
+        native.HEADROOM,
+        this.outLen,
+        this.outPeer,
+        n,
+        path.snapshot.table,
+        path.local.mac,
+        path.local.vni,
+        this.opts.mtu,
+        this.train,
+        this.msgOff,
+        this.msgLen,
+        this.msgGso,
+        this.msgPeer,
+        this.maxMsgs,
         path.counters,
       );
       this.resume = 0;
@@ -116,8 +139,17 @@ export class OffloadQueue {
   flush(): boolean {
     const { path } = this;
     this.resume = native.sendTrain(
-      this.sockFd, this.train, this.msgOff, this.msgLen, this.msgGso, this.msgPeer, this.resume, this.msgCount,
-      path.snapshot.table, this.sendState, path.counters,
+      this.sockFd,
+      this.train,
+      this.msgOff,
+      this.msgLen,
+      this.msgGso,
+      this.msgPeer,
+      this.resume,
+      this.msgCount,
+      path.snapshot.table,
+      this.sendState,
+      path.counters,
     );
     return !this.blocked;
   }
@@ -131,7 +163,7 @@ export class OffloadQueue {
     for (let i = 0; i < n; i++) {
       const pkt = i * slot + native.HEADROOM;
       const len = outLen[i] as number;
-      if (len < 20 || ((outSlab[pkt] as number) >> 4) !== 4) {
+      if (len < 20 || (outSlab[pkt] as number) >> 4 !== 4) {
         outPeer[i] = native.VERDICT_MALFORMED;
         if (len >= 0) path.count(C.dropMalformed); // a negative len was counted by C already
         continue;
@@ -146,7 +178,17 @@ export class OffloadQueue {
       outPeer[i] = native.VERDICT_NO_ROUTE;
       path.count(C.dropNoRoute);
       if (path.inNetwork(dst) && icmp++ < ICMP_PER_BATCH) {
-        native.icmpError(path.tunFd, outSlab, pkt, len, native.ICMP_DEST_UNREACH, native.ICMP_NET_UNREACH, path.gatewayIp, path.scratch, path.counters);
+        native.icmpError(
+          path.tunFd,
+          outSlab,
+          pkt,
+          len,
+          native.ICMP_DEST_UNREACH,
+          native.ICMP_NET_UNREACH,
+          path.gatewayIp,
+          path.scratch,
+          path.counters,
+        );
       }
     }
   }
@@ -158,7 +200,17 @@ export class OffloadQueue {
     for (let i = 0; i < n && icmp < ICMP_PER_BATCH; i++) {
       if (this.outPeer[i] !== native.VERDICT_TTL_EXCEEDED) continue;
       const pkt = i * native.SLOT_SIZE + native.HEADROOM;
-      native.icmpError(path.tunFd, this.outSlab, pkt, this.outLen[i] as number, native.ICMP_TIME_EXCEEDED, native.ICMP_EXC_TTL, path.gatewayIp, path.scratch, path.counters);
+      native.icmpError(
+        path.tunFd,
+        this.outSlab,
+        pkt,
+        this.outLen[i] as number,
+        native.ICMP_TIME_EXCEEDED,
+        native.ICMP_EXC_TTL,
+        path.gatewayIp,
+        path.scratch,
+        path.counters,
+      );
       icmp++;
     }
   }
@@ -169,11 +221,31 @@ export class OffloadQueue {
     const slot = native.SLOT_SIZE;
     const encap = path.encap.nativeId as number;
     for (let r = 0; r < ROUNDS; r++) {
-      const n = native.udpRecvGro(this.sockFd, this.inSlab, slot, this.inLen, this.inAddr, this.inGso, OFFLOAD_BATCH, path.counters);
+      const n = native.udpRecvGro(
+        this.sockFd,
+        this.inSlab,
+        slot,
+        this.inLen,
+        this.inAddr,
+        this.inGso,
+        OFFLOAD_BATCH,
+        path.counters,
+      );
       if (n === 0) return;
       const segs = native.offloadDecap(
-        encap, this.inSlab, slot, this.inLen, this.inGso, this.inAddr, n, path.local.vni, this.segOff, this.segLen,
-        this.segAddr, this.segMax, path.counters,
+        encap,
+        this.inSlab,
+        slot,
+        this.inLen,
+        this.inGso,
+        this.inAddr,
+        n,
+        path.local.vni,
+        this.segOff,
+        this.segLen,
+        this.segAddr,
+        this.segMax,
+        path.counters,
       );
       this.checkSenders(segs);
       native.groWrite(path.tunFd, this.inSlab, this.segOff, this.segLen, segs, this.opts.gro, path.counters);

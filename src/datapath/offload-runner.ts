@@ -36,7 +36,12 @@ export class QueueRunner {
     const sockFd = native.udpOpen(setup.bindAddress, setup.port, SOCKET_BUFFER_BYTES, setup.reusePort);
     try {
       if (setup.steerQueues !== undefined && setup.steerQueues > 1) {
-        native.udpSteerByInnerFlow(sockFd, path.encap.headerLength, path.encap.nativeId === native.ENCAP_GENEVE, setup.steerQueues);
+        native.udpSteerByInnerFlow(
+          sockFd,
+          path.encap.headerLength,
+          path.encap.nativeId === native.ENCAP_GENEVE,
+          setup.steerQueues,
+        );
       }
       const udp = native.udpOffload(sockFd, !setup.disabled.has('udp_gro'));
       // Coalescing writes GSO packets to TUN, which the kernel only takes once TSO is negotiated on it.
@@ -45,7 +50,11 @@ export class QueueRunner {
         udpGro: udp.gro,
         gro: setup.tun.tso && !setup.disabled.has('gro'),
       };
-      const queue = new OffloadQueue(path, sockFd, { mtu: setup.mtu, udpSegment: this.report.udpSegment, gro: this.report.gro });
+      const queue = new OffloadQueue(path, sockFd, {
+        mtu: setup.mtu,
+        udpSegment: this.report.udpSegment,
+        gro: this.report.gro,
+      });
       this.queue = queue;
       this.polls = new PollPair(path.tunFd, sockFd, {
         outbound: () => queue.runOutbound(),

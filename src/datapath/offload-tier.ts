@@ -42,35 +42,68 @@ export class OffloadTier implements Datapath {
   constructor(opts: DatapathOptions) {
     const queues = opts.queues ?? 1;
     if (opts.encap.nativeId === null) {
-      throw new WeftError('WEFT_ERR_BACKEND', `the offload tier needs a native encap; "${opts.encap.name}" has none: use --tier batch`);
+      throw new WeftError(
+        'WEFT_ERR_BACKEND',
+        `the offload tier needs a native encap; "${opts.encap.name}" has none: use --tier batch`,
+      );
     }
     const iff = native.tunGetIff(opts.tunFd);
     if (!(iff.flags & native.IFF_VNET_HDR)) {
-      throw new WeftError('WEFT_ERR_BACKEND', `offload tier: TUN ${iff.name} was opened without IFF_VNET_HDR (open it with tunFlagsFor('offload'))`);
+      throw new WeftError(
+        'WEFT_ERR_BACKEND',
+        `offload tier: TUN ${iff.name} was opened without IFF_VNET_HDR (open it with tunFlagsFor('offload'))`,
+      );
     }
     if (queues > 1 && !(iff.flags & native.IFF_MULTI_QUEUE)) {
-      throw new WeftError('WEFT_ERR_BACKEND', `offload tier: --queues ${queues} needs TUN ${iff.name} opened with IFF_MULTI_QUEUE`);
+      throw new WeftError(
+        'WEFT_ERR_BACKEND',
+        `offload tier: --queues ${queues} needs TUN ${iff.name} opened with IFF_MULTI_QUEUE`,
+      );
     }
     this.shared = new SharedArrayBuffer(queues * native.COUNTER_COUNT * 8);
-    for (let q = 0; q < queues; q++) this.perQueue.push(new Float64Array(this.shared, q * native.COUNTER_COUNT * 8, native.COUNTER_COUNT));
+    for (let q = 0; q < queues; q++)
+      this.perQueue.push(new Float64Array(this.shared, q * native.COUNTER_COUNT * 8, native.COUNTER_COUNT));
     const disabled = disabledOffloads();
     const tun = probeTunOffloads(opts.tunFd, disabled);
     const setup: RunnerSetup = {
-      bindAddress: opts.bindAddress, port: opts.port, reusePort: queues > 1, mtu: tunMtu(iff.name), tun, disabled,
+      bindAddress: opts.bindAddress,
+      port: opts.port,
+      reusePort: queues > 1,
+      mtu: tunMtu(iff.name),
+      tun,
+      disabled,
       steerQueues: queues,
     };
     this.path = new PathState(opts, this.perQueue[0]);
     this.runner = new QueueRunner(this.path, setup);
-    opts.log.info({
-      device: iff.name, queues, mtu: setup.mtu, tunOffload: { csum: tun.csum, tso: tun.tso, uso: tun.uso },
-      udpSegment: this.runner.report.udpSegment, udpGro: this.runner.report.udpGro, gro: this.runner.report.gro,
-      disabled: [...disabled],
-    }, 'offload tier: offloads in use');
+    opts.log.info(
+      {
+        device: iff.name,
+        queues,
+        mtu: setup.mtu,
+        tunOffload: { csum: tun.csum, tso: tun.tso, uso: tun.uso },
+        udpSegment: this.runner.report.udpSegment,
+        udpGro: this.runner.report.udpGro,
+        gro: this.runner.report.gro,
+        disabled: [...disabled],
+      },
+      'offload tier: offloads in use',
+    );
     for (let q = 1; q < queues; q++) {
       const init: WorkerInit = {
-        queue: q, tunName: iff.name, encapName: opts.encap.name, local: { mac: Uint8Array.from(opts.local.mac), vni: opts.local.vni },
-        bindAddress: opts.bindAddress, port: opts.port, networkIp: opts.networkIp, networkPrefixLen: opts.networkPrefixLen,
-        gatewayIp: opts.gatewayIp, mtu: setup.mtu, tun, disabled: [...disabled], counters: this.shared,
+        queue: q,
+        tunName: iff.name,
+        encapName: opts.encap.name,
+        local: { mac: Uint8Array.from(opts.local.mac), vni: opts.local.vni },
+        bindAddress: opts.bindAddress,
+        port: opts.port,
+        networkIp: opts.networkIp,
+        networkPrefixLen: opts.networkPrefixLen,
+        gatewayIp: opts.gatewayIp,
+        mtu: setup.mtu,
+        tun,
+        disabled: [...disabled],
+        counters: this.shared,
       };
       const w = new Worker(new URL('./offload-worker.js', import.meta.url), { workerData: init });
       w.on('message', (m: WorkerReply) => {
@@ -87,7 +120,8 @@ export class OffloadTier implements Datapath {
   get counters(): Float64Array {
     if (this.perQueue.length === 1) return this.perQueue[0] as Float64Array;
     this.total.fill(0);
-    for (const c of this.perQueue) for (let i = 0; i < c.length; i++) this.total[i] = (this.total[i] as number) + (c[i] as number);
+    for (const c of this.perQueue)
+      for (let i = 0; i < c.length; i++) this.total[i] = (this.total[i] as number) + (c[i] as number);
     return this.total;
   }
 
@@ -116,7 +150,12 @@ export class OffloadTier implements Datapath {
   setPeers(peers: readonly Peer[]): void {
     this.path.setPeers(peers);
     const wire: WirePeer[] = peers.map((p) => ({
-      net: p.net, prefixLen: p.prefixLen, publicIp: p.publicIp, port: p.port, mac: Uint8Array.from(p.encap.mac), vni: p.encap.vni,
+      net: p.net,
+      prefixLen: p.prefixLen,
+      publicIp: p.publicIp,
+      port: p.port,
+      mac: Uint8Array.from(p.encap.mac),
+      vni: p.encap.vni,
     }));
     const msg: WorkerRequest = { type: 'peers', peers: wire };
     for (const w of this.workers) w.postMessage(msg);

@@ -37,7 +37,8 @@ export interface WorkerInit {
 }
 
 export type WorkerRequest = { type: 'peers'; peers: WirePeer[] } | { type: 'close' };
-export type WorkerReply = { type: 'ready' } | { type: 'error'; message: string } | { type: 'traffic'; traffic: PeerTraffic[] };
+export type WorkerReply =
+  { type: 'ready' } | { type: 'error'; message: string } | { type: 'traffic'; traffic: PeerTraffic[] };
 
 /** How often a worker reports its per-peer counters (they are not shared memory: the peer set is per thread). */
 export const TRAFFIC_REPORT_MS = 1000;
@@ -52,13 +53,27 @@ function start(init: WorkerInit): void {
   try {
     native.tunSetOffload(tun.fd, init.tun.flags);
     const counters = new Float64Array(init.counters, init.queue * native.COUNTER_COUNT * 8, native.COUNTER_COUNT);
-    const path = new PathState({
-      tunFd: tun.fd, encap, local: { mac: Buffer.from(init.local.mac), vni: init.local.vni }, bindAddress: init.bindAddress,
-      port: init.port, networkIp: init.networkIp, networkPrefixLen: init.networkPrefixLen, gatewayIp: init.gatewayIp,
-      log: silentLogger,
-    }, counters);
+    const path = new PathState(
+      {
+        tunFd: tun.fd,
+        encap,
+        local: { mac: Buffer.from(init.local.mac), vni: init.local.vni },
+        bindAddress: init.bindAddress,
+        port: init.port,
+        networkIp: init.networkIp,
+        networkPrefixLen: init.networkPrefixLen,
+        gatewayIp: init.gatewayIp,
+        log: silentLogger,
+      },
+      counters,
+    );
     runner = new QueueRunner(path, {
-      bindAddress: init.bindAddress, port: init.port, reusePort: true, mtu: init.mtu, tun: init.tun, disabled: new Set(init.disabled),
+      bindAddress: init.bindAddress,
+      port: init.port,
+      reusePort: true,
+      mtu: init.mtu,
+      tun: init.tun,
+      disabled: new Set(init.disabled),
     });
     const report = setInterval(() => {
       const reply: WorkerReply = { type: 'traffic', traffic: path.peerTraffic() };
@@ -67,7 +82,11 @@ function start(init: WorkerInit): void {
     port.on('message', (m: WorkerRequest) => {
       if (m.type === 'peers') {
         const peers: Peer[] = m.peers.map((p) => ({
-          net: p.net, prefixLen: p.prefixLen, publicIp: p.publicIp, port: p.port, encap: { mac: Buffer.from(p.mac), vni: p.vni },
+          net: p.net,
+          prefixLen: p.prefixLen,
+          publicIp: p.publicIp,
+          port: p.port,
+          encap: { mac: Buffer.from(p.mac), vni: p.vni },
         }));
         path.setPeers(peers);
       } else {

@@ -44,7 +44,15 @@ export class Outbound {
     const { path, batch } = this;
     for (let r = 0; r < rounds; r++) {
       if (this.blocked && !this.flush()) return false;
-      const n = native.tunRead(path.tunFd, batch.slab, batch.slotSize, native.HEADROOM, batch.len, batch.size, path.counters);
+      const n = native.tunRead(
+        path.tunFd,
+        batch.slab,
+        batch.slotSize,
+        native.HEADROOM,
+        batch.len,
+        batch.size,
+        path.counters,
+      );
       if (n === 0) return true;
       this.route(n);
       this.encap(n);
@@ -63,7 +71,15 @@ export class Outbound {
     const { path, batch } = this;
     const snap = path.snapshot;
     this.resume = native.sendBatch(
-      this.sockFd, batch.slab, batch.off, batch.len, batch.peer, this.resume, this.count, snap.table, path.counters,
+      this.sockFd,
+      batch.slab,
+      batch.off,
+      batch.len,
+      batch.peer,
+      this.resume,
+      this.count,
+      snap.table,
+      path.counters,
     );
     return !this.blocked;
   }
@@ -76,7 +92,7 @@ export class Outbound {
     for (let i = 0; i < n; i++) {
       const pkt = i * batch.slotSize + native.HEADROOM;
       const len = batch.len[i] as number;
-      if (len < 20 || ((batch.slab[pkt] as number) >> 4) !== 4) {
+      if (len < 20 || (batch.slab[pkt] as number) >> 4 !== 4) {
         batch.peer[i] = native.VERDICT_MALFORMED;
         path.count(C.dropMalformed);
         continue;
@@ -91,7 +107,17 @@ export class Outbound {
       batch.peer[i] = native.VERDICT_NO_ROUTE;
       path.count(C.dropNoRoute);
       if (path.inNetwork(dst) && icmp++ < ICMP_PER_BATCH) {
-        native.icmpError(path.tunFd, batch.slab, pkt, len, ICMP_DEST_UNREACH, ICMP_NET_UNREACH, path.gatewayIp, path.scratch, path.counters);
+        native.icmpError(
+          path.tunFd,
+          batch.slab,
+          pkt,
+          len,
+          ICMP_DEST_UNREACH,
+          ICMP_NET_UNREACH,
+          path.gatewayIp,
+          path.scratch,
+          path.counters,
+        );
       }
     }
   }
@@ -102,8 +128,18 @@ export class Outbound {
     const { encap, local } = path;
     if (encap.nativeId !== null) {
       native.encapBatch(
-        encap.nativeId, batch.slab, batch.slotSize, native.HEADROOM, batch.len, batch.off, batch.peer, n,
-        path.snapshot.table, local.mac, local.vni, path.counters,
+        encap.nativeId,
+        batch.slab,
+        batch.slotSize,
+        native.HEADROOM,
+        batch.len,
+        batch.off,
+        batch.peer,
+        n,
+        path.snapshot.table,
+        local.mac,
+        local.vni,
+        path.counters,
       );
       return;
     }
@@ -131,7 +167,17 @@ export class Outbound {
     for (let i = 0; i < n && icmp < ICMP_PER_BATCH; i++) {
       if (batch.peer[i] !== native.VERDICT_TTL_EXCEEDED) continue;
       const pkt = i * batch.slotSize + native.HEADROOM;
-      native.icmpError(path.tunFd, batch.slab, pkt, batch.len[i] as number, ICMP_TIME_EXCEEDED, 0, path.gatewayIp, path.scratch, path.counters);
+      native.icmpError(
+        path.tunFd,
+        batch.slab,
+        pkt,
+        batch.len[i] as number,
+        ICMP_TIME_EXCEEDED,
+        0,
+        path.gatewayIp,
+        path.scratch,
+        path.counters,
+      );
       icmp++;
     }
   }

@@ -63,7 +63,8 @@ export class PathState {
     const next = new Float64Array(peers.length * PEER_COUNTERS);
     peers.forEach((p, i) => {
       const was = old.get(peerKey(p));
-      if (was !== undefined) next.set(this.peerCounters.subarray(was * PEER_COUNTERS, (was + 1) * PEER_COUNTERS), i * PEER_COUNTERS);
+      if (was !== undefined)
+        next.set(this.peerCounters.subarray(was * PEER_COUNTERS, (was + 1) * PEER_COUNTERS), i * PEER_COUNTERS);
     });
     this.snapshot = buildPeerSnapshot(peers);
     this.peerCounters = next;
@@ -73,7 +74,15 @@ export class PathState {
   peerTraffic(): PeerTraffic[] {
     return this.snapshot.peers.map((p, i) => {
       const c = this.peerCounters.subarray(i * PEER_COUNTERS, (i + 1) * PEER_COUNTERS);
-      return { net: p.net, prefixLen: p.prefixLen, publicIp: p.publicIp, txPackets: c[0]!, txBytes: c[1]!, rxPackets: c[2]!, rxBytes: c[3]! };
+      return {
+        net: p.net,
+        prefixLen: p.prefixLen,
+        publicIp: p.publicIp,
+        txPackets: c[0]!,
+        txBytes: c[1]!,
+        rxPackets: c[2]!,
+        rxBytes: c[3]!,
+      };
     });
   }
 

@@ -18,7 +18,11 @@ export class PollPair {
   private closed = false;
 
   /** Once constructed the pair owns sockFd (close() closes it); if this throws, the caller still does. */
-  constructor(tunFd: number, private readonly sockFd: number, private readonly io: PollPairIo) {
+  constructor(
+    tunFd: number,
+    private readonly sockFd: number,
+    private readonly io: PollPairIo,
+  ) {
     this.tunPoll = native.pollStart(tunFd, native.READABLE, () => this.onTunReadable());
     try {
       this.sockPoll = native.pollStart(sockFd, native.READABLE, (events) => this.onSocket(events));

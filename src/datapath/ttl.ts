@@ -18,6 +18,9 @@ export function decrementTtl(buf: Buffer, off: number): boolean {
 /** Big-endian int32 at `off` (an IPv4 address in the int32 form the route table uses), without allocating. */
 export function readIp(buf: Buffer, off: number): number {
   return (
-    ((buf[off] as number) << 24) | ((buf[off + 1] as number) << 16) | ((buf[off + 2] as number) << 8) | (buf[off + 3] as number)
+    ((buf[off] as number) << 24) |
+    ((buf[off + 1] as number) << 16) |
+    ((buf[off + 2] as number) << 8) |
+    (buf[off + 3] as number)
   );
 }

@@ -15,14 +15,7 @@ import { type NetworkConfig, parseNetworkConfig } from '../config/network.js';
 import type { Logger } from '../log.js';
 import { type Lease, type LeaseAttrs, type LeaseEvent, isReservation, sameAttrs } from './lease.js';
 import type { EtcdRegistry, WatchHandle } from './registry.js';
-import {
-  type Subnet,
-  formatIPv4,
-  formatSubnet,
-  nthSubnet,
-  overlaps,
-  subnetEquals,
-} from './subnet.js';
+import { type Subnet, formatIPv4, formatSubnet, nthSubnet, overlaps, subnetEquals } from './subnet.js';
 
 /** Control-plane events since start, for /metrics; all monotonic. */
 export interface LeaseStats {
@@ -106,7 +99,13 @@ export class LeaseManager {
   private configMissingSaid = false;
   private readonly followNetworkConfig: boolean;
   readonly stats: LeaseStats = {
-    etcdReconnects: 0, etcdOutages: 0, watchRestarts: 0, acquisitions: 0, losses: 0, renewals: 0, peerEvents: 0,
+    etcdReconnects: 0,
+    etcdOutages: 0,
+    watchRestarts: 0,
+    acquisitions: 0,
+    losses: 0,
+    renewals: 0,
+    peerEvents: 0,
   };
 
   constructor(opts: LeaseManagerOptions) {
@@ -154,11 +153,16 @@ export class LeaseManager {
         return l;
       }
     }
-    throw new WeftError('WEFT_ERR_LEASE', `gave up acquiring a subnet in ${formatSubnet(this.network.network)} after ${this.raceRetries} lost races`);
+    throw new WeftError(
+      'WEFT_ERR_LEASE',
+      `gave up acquiring a subnet in ${formatSubnet(this.network.network)} after ${this.raceRetries} lost races`,
+    );
   }
 
   private compatible(sn: Subnet): boolean {
-    return sn.prefixLen === this.network.subnetLen && sn.ip >= this.network.subnetMin && sn.ip <= this.network.subnetMax;
+    return (
+      sn.prefixLen === this.network.subnetLen && sn.ip >= this.network.subnetMin && sn.ip <= this.network.subnetMax
+    );
   }
 
   // Null: lost a race, try again with a fresh list.
@@ -169,9 +173,15 @@ export class LeaseManager {
     for (const l of leases.filter((x) => x.attrs.PublicIP === this.publicIP)) {
       if (!this.compatible(l.subnet)) {
         if (isReservation(l)) {
-          this.log.warn({ subnet: formatSubnet(l.subnet) }, 'reservation for this PublicIP is outside the network config, ignoring it');
+          this.log.warn(
+            { subnet: formatSubnet(l.subnet) },
+            'reservation for this PublicIP is outside the network config, ignoring it',
+          );
         } else {
-          this.log.info({ subnet: formatSubnet(l.subnet) }, 'lease for this PublicIP is outside the network config, deleting it');
+          this.log.info(
+            { subnet: formatSubnet(l.subnet) },
+            'lease for this PublicIP is outside the network config, deleting it',
+          );
           await this.registry.deleteLease(l);
         }
         continue;
@@ -182,13 +192,19 @@ export class LeaseManager {
           return l;
         }
         const u = await this.registry.updateLease(l, this.attrs, this.ttlSeconds);
-        this.log.info({ subnet: formatSubnet(l.subnet), updated: u !== null }, 'using reservation for this PublicIP, attrs updated');
+        this.log.info(
+          { subnet: formatSubnet(l.subnet), updated: u !== null },
+          'using reservation for this PublicIP, attrs updated',
+        );
         return u;
       }
       // Renew on reuse, as flannel does: the TTL restarts and attrs (e.g. a new VtepMAC) are written.
       const u = await this.registry.updateLease(l, this.attrs, this.ttlSeconds);
       if (u === null) {
-        this.log.info({ subnet: formatSubnet(l.subnet) }, 'lease for this PublicIP vanished while reusing it, retrying');
+        this.log.info(
+          { subnet: formatSubnet(l.subnet) },
+          'lease for this PublicIP vanished while reusing it, retrying',
+        );
         return null;
       }
       this.log.info(
@@ -215,7 +231,10 @@ export class LeaseManager {
     const prev = this.previousSubnet;
     if (prev !== null) {
       if (!this.compatible(prev)) {
-        this.log.warn({ subnet: formatSubnet(prev) }, 'previous subnet is not compatible with the network config, ignoring it');
+        this.log.warn(
+          { subnet: formatSubnet(prev) },
+          'previous subnet is not compatible with the network config, ignoring it',
+        );
       } else if (!free(prev)) {
         this.log.info({ subnet: formatSubnet(prev) }, 'previous subnet is taken, picking another');
       } else {
@@ -297,7 +316,10 @@ export class LeaseManager {
           this.etcdDown(e);
         } else {
           // Exhausted or too many races: someone may free a subnet; keep trying, loudly.
-          this.log.error({ err: errorMessage(e), code: e instanceof WeftError ? e.code : undefined }, 'lease acquire failed, retrying');
+          this.log.error(
+            { err: errorMessage(e), code: e instanceof WeftError ? e.code : undefined },
+            'lease acquire failed, retrying',
+          );
         }
         await sleep(backoff.next(), signal);
       }
@@ -319,7 +341,11 @@ export class LeaseManager {
     let lease: Lease = now;
 
     // Wake-ups from the watch: our key changed, or the watch ended.
-    const box: { ev: LeaseEvent | null; err: WeftError | null; wake: (() => void) | null } = { ev: null, err: null, wake: null };
+    const box: { ev: LeaseEvent | null; err: WeftError | null; wake: (() => void) | null } = {
+      ev: null,
+      err: null,
+      wake: null,
+    };
     const handle: WatchHandle = this.registry.watchLeases(
       (BigInt(revision) + 1n).toString(),
       (events) => {
@@ -335,7 +361,9 @@ export class LeaseManager {
     try {
       for (;;) {
         if (signal.aborted) return;
-        const renewIn = isReservation(lease) ? Number.POSITIVE_INFINITY : (lease.expiresAt ?? 0) - this.renewMarginMs - Date.now();
+        const renewIn = isReservation(lease)
+          ? Number.POSITIVE_INFINITY
+          : (lease.expiresAt ?? 0) - this.renewMarginMs - Date.now();
         if (renewIn <= 0) {
           const r = await this.registry.renewLease(lease, this.ttlSeconds);
           if (r === null) {
@@ -345,7 +373,10 @@ export class LeaseManager {
           lease = r;
           this.current = r;
           this.stats.renewals++;
-          this.log.info({ subnet: formatSubnet(r.subnet), expiresAt: new Date(r.expiresAt ?? 0).toISOString() }, 'lease renewed');
+          this.log.info(
+            { subnet: formatSubnet(r.subnet), expiresAt: new Date(r.expiresAt ?? 0).toISOString() },
+            'lease renewed',
+          );
           continue;
         }
         if (box.ev === null && box.err === null) {
@@ -374,7 +405,10 @@ export class LeaseManager {
           }
           // Our own renewal, or another instance with our PublicIP: follow the key (keep a known expiry when the
           // watch could not resolve the TTL).
-          lease = ev.lease.etcdLeaseId === lease.etcdLeaseId && ev.lease.expiresAt === null ? { ...ev.lease, expiresAt: lease.expiresAt } : ev.lease;
+          lease =
+            ev.lease.etcdLeaseId === lease.etcdLeaseId && ev.lease.expiresAt === null
+              ? { ...ev.lease, expiresAt: lease.expiresAt }
+              : ev.lease;
           this.current = lease;
         }
         if (box.err !== null) {
@@ -403,7 +437,11 @@ export class LeaseManager {
   private async networkConfigPresent(): Promise<boolean> {
     const json = await this.registry.getNetworkConfig();
     if (json === null) {
-      if (!this.configMissingSaid) this.log.warn({ key: `${this.registry.prefix}/config` }, 'network config is gone from etcd; waiting for it before re-acquiring');
+      if (!this.configMissingSaid)
+        this.log.warn(
+          { key: `${this.registry.prefix}/config` },
+          'network config is gone from etcd; waiting for it before re-acquiring',
+        );
       this.configMissingSaid = true;
       return false;
     }
@@ -414,23 +452,37 @@ export class LeaseManager {
       now = parseNetworkConfig(json);
     } catch (e) {
       // An operator mid-edit: wait for a valid one rather than exit.
-      this.log.warn({ err: errorMessage(e) }, 'network config in etcd is invalid; waiting for a valid one before re-acquiring');
+      this.log.warn(
+        { err: errorMessage(e) },
+        'network config in etcd is invalid; waiting for a valid one before re-acquiring',
+      );
       this.configMissingSaid = true;
       return false;
     }
     const a = this.network;
-    if (now.network.ip !== a.network.ip || now.network.prefixLen !== a.network.prefixLen || now.subnetLen !== a.subnetLen ||
-        now.subnetMin !== a.subnetMin || now.subnetMax !== a.subnetMax || now.backend.Type !== a.backend.Type) {
-      throw new WeftError('WEFT_ERR_NETWORK_CONFIG',
+    if (
+      now.network.ip !== a.network.ip ||
+      now.network.prefixLen !== a.network.prefixLen ||
+      now.subnetLen !== a.subnetLen ||
+      now.subnetMin !== a.subnetMin ||
+      now.subnetMax !== a.subnetMax ||
+      now.backend.Type !== a.backend.Type
+    ) {
+      throw new WeftError(
+        'WEFT_ERR_NETWORK_CONFIG',
         `network config in etcd changed (${formatSubnet(a.network)} /${a.subnetLen} ${a.backend.Type} -> ` +
-        `${formatSubnet(now.network)} /${now.subnetLen} ${now.backend.Type}): restart weft to apply it`);
+          `${formatSubnet(now.network)} /${now.subnetLen} ${now.backend.Type}): restart weft to apply it`,
+      );
     }
     return true;
   }
 
   private lost(l: Lease, why: string): void {
     this.stats.losses++;
-    this.log.warn({ subnet: formatSubnet(l.subnet), reason: why }, 'lease lost, re-acquiring (same subnet if still free)');
+    this.log.warn(
+      { subnet: formatSubnet(l.subnet), reason: why },
+      'lease lost, re-acquiring (same subnet if still free)',
+    );
     this.previousSubnet = l.subnet;
     this.current = null;
   }
@@ -469,7 +521,11 @@ export class LeaseManager {
    * Renewals that change nothing but the etcd lease are not delivered. Our own subnet is never delivered.
    * `onListed` is called once, after the first listing was delivered (even when it held no peers).
    */
-  async watchPeers(signal: AbortSignal, onEvents: (events: LeaseEvent[]) => void, onListed?: () => void): Promise<void> {
+  async watchPeers(
+    signal: AbortSignal,
+    onEvents: (events: LeaseEvent[]) => void,
+    onListed?: () => void,
+  ): Promise<void> {
     const known = new Map<string, Lease>(); // by key
     const backoff = new Backoff();
     let logged = false;
@@ -532,7 +588,11 @@ export class LeaseManager {
                   }
                 } else {
                   known.set(ev.lease.key, ev.lease);
-                  if (old === undefined || !sameAttrs(old.attrs, ev.lease.attrs) || isReservation(old) !== isReservation(ev.lease)) {
+                  if (
+                    old === undefined ||
+                    !sameAttrs(old.attrs, ev.lease.attrs) ||
+                    isReservation(old) !== isReservation(ev.lease)
+                  ) {
                     out.push(ev);
                   }
                 }

@@ -66,7 +66,8 @@ export class EtcdRegistry {
     if (opts.tls !== undefined && (opts.tls.ca !== undefined || opts.tls.cert !== undefined)) {
       options.credentials = {
         // Without a CA file, trust Node's bundled roots (flannel uses the system pool).
-        rootCertificate: opts.tls.ca !== undefined ? readFileSync(opts.tls.ca) : Buffer.from(rootCertificates.join('\n')),
+        rootCertificate:
+          opts.tls.ca !== undefined ? readFileSync(opts.tls.ca) : Buffer.from(rootCertificates.join('\n')),
         ...(opts.tls.cert !== undefined ? { certChain: readFileSync(opts.tls.cert) } : {}),
         ...(opts.tls.key !== undefined ? { privateKey: readFileSync(opts.tls.key) } : {}),
       };
@@ -83,13 +84,17 @@ export class EtcdRegistry {
 
   /** The raw JSON of `<prefix>/config`, or null when the key is absent. */
   async getNetworkConfig(): Promise<string | null> {
-    const res = await this.call('get config', (o) => this.client.kv.range({ key: Buffer.from(`${this.prefix}/config`) }, o));
+    const res = await this.call('get config', (o) =>
+      this.client.kv.range({ key: Buffer.from(`${this.prefix}/config`) }, o),
+    );
     const kv = res.kvs[0];
     return kv === undefined ? null : kv.value.toString('utf8');
   }
 
   async putNetworkConfig(json: string): Promise<void> {
-    await this.call('put config', (o) => this.client.kv.put({ key: Buffer.from(`${this.prefix}/config`), value: Buffer.from(json) }, o));
+    await this.call('put config', (o) =>
+      this.client.kv.put({ key: Buffer.from(`${this.prefix}/config`), value: Buffer.from(json) }, o),
+    );
   }
 
   /** One range read of `<prefix>/subnets/`, each key's etcd lease TTL resolved; revision to watch from (+1). */
@@ -120,7 +125,9 @@ export class EtcdRegistry {
    */
   async createLease(sn: Subnet, attrs: LeaseAttrs, ttlSeconds: number): Promise<Lease | null> {
     const key = this.keyOf(sn);
-    const grant = await this.call(`grant lease for ${key}`, (o) => this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }, o));
+    const grant = await this.call(`grant lease for ${key}`, (o) =>
+      this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }, o),
+    );
     const granted = Date.now();
     let ok = false;
     try {
@@ -128,7 +135,11 @@ export class EtcdRegistry {
         this.client.kv.txn(
           {
             compare: [{ key: Buffer.from(key), target: 'Version', result: 'Equal', version: 0 }],
-            success: [{ request_put: { key: Buffer.from(key), value: Buffer.from(serializeLeaseAttrs(attrs)), lease: grant.ID } }],
+            success: [
+              {
+                request_put: { key: Buffer.from(key), value: Buffer.from(serializeLeaseAttrs(attrs)), lease: grant.ID },
+              },
+            ],
           },
           o,
         ),
@@ -217,14 +228,18 @@ export class EtcdRegistry {
       watcher = null;
       // etcd3 would reconnect on its own; the caller owns reconnection, so stop it.
       if (w !== null && detach) {
-        cancelling = Promise.race([w.cancel().catch(() => undefined), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+        cancelling = Promise.race([
+          w.cancel().catch(() => undefined),
+          new Promise<void>((r) => setTimeout(r, 1000).unref()),
+        ]);
       }
       if (err !== null) chain = chain.then(() => onError(err));
     };
 
     // `only`: one lease's key (the daemon's own), so its watch does not wake, and resolve TTLs, for every peer event.
     const builder = this.client.watch();
-    const ranged = only === undefined ? builder.inRange({ start: key, end: prefixEnd(key) }) : builder.key(this.keyOf(only));
+    const ranged =
+      only === undefined ? builder.inRange({ start: key, end: prefixEnd(key) }) : builder.key(this.keyOf(only));
     const w = ranged.startRevision(fromRevision).watcher();
     watcher = w;
     w.on('data', (res: IWatchResponse) => {
@@ -233,43 +248,59 @@ export class EtcdRegistry {
       const revision = res.header.revision;
       const events = res.events;
       if (events.length === 0) return;
-      chain = chain.then(async () => {
-        if (done) return;
-        const ttls = await this.resolveTTLs(events.filter((e) => e.type === 'Put').map((e) => e.kv.lease), true);
-        const out: LeaseEvent[] = [];
-        for (const e of events) {
-          if (e.type === 'Delete') {
-            const sn = keyToSubnet(e.kv.key.toString('utf8'));
-            if (sn === null) continue;
-            const leaseId = e.prev_kv?.lease;
-            out.push({
-              type: 'removed',
-              lease: {
-                subnet: sn,
-                attrs: { PublicIP: '', BackendType: '' },
-                key: e.kv.key.toString('utf8'),
-                etcdLeaseId: leaseId === undefined || leaseId === NO_LEASE ? null : leaseId,
-                expiresAt: null,
-              },
-            });
-          } else {
-            const l = this.toLease(e.kv, ttls.get(e.kv.lease) ?? null);
-            if (l !== null) out.push({ type: 'added', lease: l });
+      chain = chain
+        .then(async () => {
+          if (done) return;
+          const ttls = await this.resolveTTLs(
+            events.filter((e) => e.type === 'Put').map((e) => e.kv.lease),
+            true,
+          );
+          const out: LeaseEvent[] = [];
+          for (const e of events) {
+            if (e.type === 'Delete') {
+              const sn = keyToSubnet(e.kv.key.toString('utf8'));
+              if (sn === null) continue;
+              const leaseId = e.prev_kv?.lease;
+              out.push({
+                type: 'removed',
+                lease: {
+                  subnet: sn,
+                  attrs: { PublicIP: '', BackendType: '' },
+                  key: e.kv.key.toString('utf8'),
+                  etcdLeaseId: leaseId === undefined || leaseId === NO_LEASE ? null : leaseId,
+                  expiresAt: null,
+                },
+              });
+            } else {
+              const l = this.toLease(e.kv, ttls.get(e.kv.lease) ?? null);
+              if (l !== null) out.push({ type: 'added', lease: l });
+            }
           }
-        }
-        if (!done && out.length > 0) onEvents(out, revision);
-      }).catch((e: unknown) => finish(this.wrap(`watch ${this.subnetsPrefix}`, e), true));
+          if (!done && out.length > 0) onEvents(out, revision);
+        })
+        .catch((e: unknown) => finish(this.wrap(`watch ${this.subnetsPrefix}`, e), true));
     });
     w.on('error', (err) => {
       const msg = errorMessage(err);
       const compacted = (): void =>
-        finish(new EtcdCompactedError(`etcd watch of ${this.subnetsPrefix} at ${this.where}: revision ${fromRevision} compacted`, ''), false);
+        finish(
+          new EtcdCompactedError(
+            `etcd watch of ${this.subnetsPrefix} at ${this.where}: revision ${fromRevision} compacted`,
+            '',
+          ),
+          false,
+        );
       if (/compacted/i.test(msg)) return compacted();
       // etcd 3.4 cancels a watch on a compacted revision with an empty reason (the compact revision is in a field
       // etcd3 drops): ask a range read at that revision, which names the compaction.
-      void this.call('check watch revision', (o) => this.client.kv.range({ key, revision: fromRevision, limit: 1 }, o)).then(
+      void this.call('check watch revision', (o) =>
+        this.client.kv.range({ key, revision: fromRevision, limit: 1 }, o),
+      ).then(
         () => finish(this.wrap(`watch ${this.subnetsPrefix}`, err), false),
-        (e: unknown) => (/compacted/i.test(errorMessage(e)) ? compacted() : finish(this.wrap(`watch ${this.subnetsPrefix}`, err), false)),
+        (e: unknown) =>
+          /compacted/i.test(errorMessage(e))
+            ? compacted()
+            : finish(this.wrap(`watch ${this.subnetsPrefix}`, err), false),
       );
     });
     w.on('disconnected', (err) => finish(this.wrap(`watch ${this.subnetsPrefix} (disconnected)`, err), true));
@@ -297,7 +328,9 @@ export class EtcdRegistry {
   private async replace(lease: Lease, attrs: LeaseAttrs, ttlSeconds: number, op: string): Promise<Lease | null> {
     const key = lease.key;
     const oldId = lease.etcdLeaseId ?? NO_LEASE;
-    const grant = await this.call(`grant lease for ${key}`, (o) => this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }, o));
+    const grant = await this.call(`grant lease for ${key}`, (o) =>
+      this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }, o),
+    );
     const granted = Date.now();
     let ok = false;
     try {
@@ -308,7 +341,11 @@ export class EtcdRegistry {
               { key: Buffer.from(key), target: 'Version', result: 'Greater', version: 0 },
               { key: Buffer.from(key), target: 'Lease', result: 'Equal', lease: oldId },
             ],
-            success: [{ request_put: { key: Buffer.from(key), value: Buffer.from(serializeLeaseAttrs(attrs)), lease: grant.ID } }],
+            success: [
+              {
+                request_put: { key: Buffer.from(key), value: Buffer.from(serializeLeaseAttrs(attrs)), lease: grant.ID },
+              },
+            ],
           },
           o,
         ),
@@ -332,11 +369,20 @@ export class EtcdRegistry {
     }
     const attrs = parseLeaseAttrs(kv.value.toString('utf8'));
     if (attrs === null) {
-      this.log.warn({ key, value: kv.value.toString('utf8').slice(0, 200) }, 'ignoring subnet key with unparsable value');
+      this.log.warn(
+        { key, value: kv.value.toString('utf8').slice(0, 200) },
+        'ignoring subnet key with unparsable value',
+      );
       return null;
     }
     const reservation = kv.lease === NO_LEASE || kv.lease === '';
-    return { subnet: sn, attrs, key, etcdLeaseId: reservation ? null : kv.lease, expiresAt: reservation ? null : expiresAt };
+    return {
+      subnet: sn,
+      attrs,
+      key,
+      etcdLeaseId: reservation ? null : kv.lease,
+      expiresAt: reservation ? null : expiresAt,
+    };
   }
 
   /** TTL of each distinct etcd lease id, as an absolute expiry; -1 (already expired) maps to now. */
@@ -349,7 +395,9 @@ export class EtcdRegistry {
       await Promise.all(
         uniq.slice(i, i + 32).map(async (id) => {
           try {
-            const r = await this.call(`ttl of lease ${id}`, (o) => this.client.leaseClient.leaseTimeToLive({ ID: id }, o));
+            const r = await this.call(`ttl of lease ${id}`, (o) =>
+              this.client.leaseClient.leaseTimeToLive({ ID: id }, o),
+            );
             out.set(id, now + Math.max(0, Number(r.TTL)) * 1000);
           } catch (e) {
             if (!lenient) throw e;
@@ -374,7 +422,11 @@ export class EtcdRegistry {
     // Wrong credentials are no outage to wait out: fail as a configuration error (the daemon exits with one line).
     const msg = errorMessage(e);
     if (/authentication failed|permission denied|user name is empty|invalid user ID or password/i.test(msg)) {
-      return new WeftError('WEFT_ERR_CONFIG', `etcd at ${this.where} refused ${op}: ${msg} (check --etcd-username/--etcd-password and the user's role)`, { cause: e });
+      return new WeftError(
+        'WEFT_ERR_CONFIG',
+        `etcd at ${this.where} refused ${op}: ${msg} (check --etcd-username/--etcd-password and the user's role)`,
+        { cause: e },
+      );
     }
     return new WeftError('WEFT_ERR_ETCD', `etcd ${op} at ${this.where}: ${errorMessage(e)}`, { cause: e });
   }
@@ -385,7 +437,8 @@ export class EtcdRegistry {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new WeftError('WEFT_ERR_ETCD', `etcd ${op} at ${this.where}: no answer within ${this.timeoutMs} ms`)),
+        () =>
+          reject(new WeftError('WEFT_ERR_ETCD', `etcd ${op} at ${this.where}: no answer within ${this.timeoutMs} ms`)),
         this.timeoutMs + 250,
       );
     });
@@ -401,15 +454,19 @@ export class EtcdRegistry {
 
 /** The registry for the daemon's etcd flags (endpoints, prefix, TLS files, user and password). */
 export function registryFromConfig(
-  config: Pick<DaemonConfig, 'etcdEndpoints' | 'etcdPrefix' | 'etcdCafile' | 'etcdCertfile' | 'etcdKeyfile' | 'etcdUsername' | 'etcdPassword'>,
+  config: Pick<
+    DaemonConfig,
+    'etcdEndpoints' | 'etcdPrefix' | 'etcdCafile' | 'etcdCertfile' | 'etcdKeyfile' | 'etcdUsername' | 'etcdPassword'
+  >,
   log: Logger,
 ): EtcdRegistry {
   return new EtcdRegistry({
     endpoints: config.etcdEndpoints,
     prefix: config.etcdPrefix,
-    tls: config.etcdCafile || config.etcdCertfile
-      ? { ca: config.etcdCafile, cert: config.etcdCertfile, key: config.etcdKeyfile }
-      : undefined,
+    tls:
+      config.etcdCafile || config.etcdCertfile
+        ? { ca: config.etcdCafile, cert: config.etcdCertfile, key: config.etcdKeyfile }
+        : undefined,
     auth: config.etcdUsername ? { username: config.etcdUsername, password: config.etcdPassword ?? '' } : undefined,
     log,
   });

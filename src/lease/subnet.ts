@@ -67,7 +67,7 @@ export function parseSubnet(s: string): Subnet | null {
 }
 
 export function isAligned(ip: number, prefixLen: number): boolean {
-  return ((ip & prefixMask(prefixLen)) >>> 0) === ip;
+  return (ip & prefixMask(prefixLen)) >>> 0 === ip;
 }
 
 export function formatSubnet(sn: Subnet): string {

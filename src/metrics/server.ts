@@ -131,7 +131,7 @@ export function metricsRegistry(source: MetricsSource): Registry {
     const list = source.peerList.bind(source);
     new Gauge({
       name: 'weft_peer_lease_ttl_seconds',
-      help: 'seconds until each peer\'s lease expires (-1: a reservation or unknown)',
+      help: "seconds until each peer's lease expires (-1: a reservation or unknown)",
       labelNames: ['subnet', 'public_ip', 'backend_type'],
       registers: [registry],
       collect() {
@@ -146,7 +146,12 @@ export function metricsRegistry(source: MetricsSource): Registry {
     const traffic = source.peerTraffic.bind(source);
     // Monotonic per peer while it stays a peer; a peer that leaves takes its series with it.
     for (const [name, help, tx, rx] of [
-      ['weft_peer_packets_total', 'inner packets sent to (tx) and accepted from (rx) each peer', 'txPackets', 'rxPackets'],
+      [
+        'weft_peer_packets_total',
+        'inner packets sent to (tx) and accepted from (rx) each peer',
+        'txPackets',
+        'rxPackets',
+      ],
       ['weft_peer_bytes_total', 'inner bytes sent to (tx) and accepted from (rx) each peer', 'txBytes', 'rxBytes'],
     ] as const) {
       new Counter({

@@ -136,7 +136,8 @@ export async function ipBatch(lines: string[][], opts: BatchOptions = {}): Promi
   if (lines.length === 0) return '';
   for (const line of lines) {
     if (line.length === 0) throw new IprouteError(['ip', '-batch', '-'], 'empty batch line', null, false);
-    if (line.length > MAX_BATCH_WORDS) throw new IprouteError(['ip', '-batch', '-'], 'batch line too long', null, false);
+    if (line.length > MAX_BATCH_WORDS)
+      throw new IprouteError(['ip', '-batch', '-'], 'batch line too long', null, false);
     for (const w of line) checkWord(w);
   }
   const argv = [...nsArgs(opts.netns), ...(opts.force ? ['-force'] : []), '-batch', '-'];
@@ -223,9 +224,7 @@ export async function interfaceByAddress(addr: string, opts: IpOptions = {}): Pr
 /** The interface of the IPv4 default route (lowest metric first, as the kernel picks), or null when there is none. */
 export async function defaultRouteInterface(opts: IpOptions = {}): Promise<Interface | null> {
   const routes = await listRoutes({ dst: 'default' }, opts);
-  const best = routes
-    .filter((r) => r.dev !== undefined)
-    .sort((a, b) => (a.metric ?? 0) - (b.metric ?? 0))[0];
+  const best = routes.filter((r) => r.dev !== undefined).sort((a, b) => (a.metric ?? 0) - (b.metric ?? 0))[0];
   return best?.dev === undefined ? null : interfaceByName(best.dev, opts);
 }
 
@@ -446,7 +445,12 @@ export interface FdbEntry {
 
 export async function listFdb(dev: string, opts: IpOptions = {}): Promise<FdbEntry[]> {
   const json = await bridge(['fdb', 'show', 'dev', dev], { ...opts, json: true });
-  return records(json).map((o) => ({ mac: str(o, 'mac') ?? '', dst: str(o, 'dst'), state: str(o, 'state'), flags: strings(o, 'flags') }));
+  return records(json).map((o) => ({
+    mac: str(o, 'mac') ?? '',
+    dst: str(o, 'dst'),
+    state: str(o, 'state'),
+    flags: strings(o, 'flags'),
+  }));
 }
 
 async function ignoreNotFound(p: Promise<unknown>): Promise<boolean> {

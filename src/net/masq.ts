@@ -20,7 +20,10 @@ function iptables(bin: string, args: string[]): Promise<{ code: number; stderr: 
   return new Promise((resolve) => {
     execFile(bin, ['-w', '5', '-t', 'nat', ...args], { timeout: 10_000, encoding: 'utf8' }, (err, _out, stderr) => {
       const e = err as (NodeJS.ErrnoException & { code?: number | string }) | null;
-      resolve({ code: e === null ? 0 : typeof e.code === 'number' ? e.code : -1, stderr: e !== null && stderr === '' ? errorMessage(e) : stderr });
+      resolve({
+        code: e === null ? 0 : typeof e.code === 'number' ? e.code : -1,
+        stderr: e !== null && stderr === '' ? errorMessage(e) : stderr,
+      });
     });
   });
 }
@@ -29,9 +32,33 @@ function iptables(bin: string, args: string[]): Promise<{ code: number; stderr: 
 export function masqRules(network: string, subnet: string): string[][] {
   return [
     ['-s', network, '-d', network, '-m', 'comment', '--comment', 'weft: within the overlay', '-j', 'RETURN'],
-    ['-s', network, '!', '-d', '224.0.0.0/4', '-m', 'comment', '--comment', 'weft: leaving the overlay', '-j', 'MASQUERADE'],
+    [
+      '-s',
+      network,
+      '!',
+      '-d',
+      '224.0.0.0/4',
+      '-m',
+      'comment',
+      '--comment',
+      'weft: leaving the overlay',
+      '-j',
+      'MASQUERADE',
+    ],
     ['!', '-s', network, '-d', subnet, '-m', 'comment', '--comment', 'weft: to our pods', '-j', 'RETURN'],
-    ['!', '-s', network, '-d', network, '-m', 'comment', '--comment', 'weft: host into the overlay', '-j', 'MASQUERADE'],
+    [
+      '!',
+      '-s',
+      network,
+      '-d',
+      network,
+      '-m',
+      'comment',
+      '--comment',
+      'weft: host into the overlay',
+      '-j',
+      'MASQUERADE',
+    ],
   ];
 }
 
@@ -53,7 +80,9 @@ export async function openMasq(network: string, log: Logger): Promise<Masq | nul
     }
   }
   if (bin === null) {
-    log.warn('--ip-masq: no working iptables in this namespace (install Debian package iptables); no masquerade rules added');
+    log.warn(
+      '--ip-masq: no working iptables in this namespace (install Debian package iptables); no masquerade rules added',
+    );
     return null;
   }
   const exe = bin;
@@ -70,7 +99,9 @@ export async function openMasq(network: string, log: Logger): Promise<Masq | nul
       log.info({ chain: MASQ_CHAIN, network, subnet, iptables: exe }, '--ip-masq: masquerade rules in place');
     },
     async remove() {
-      while ((await iptables(exe, ['-D', ...JUMP])).code === 0) { /* every copy of the jump */ }
+      while ((await iptables(exe, ['-D', ...JUMP])).code === 0) {
+        /* every copy of the jump */
+      }
       await iptables(exe, ['-F', MASQ_CHAIN]);
       await iptables(exe, ['-X', MASQ_CHAIN]);
       log.info({ chain: MASQ_CHAIN }, '--ip-masq: masquerade rules removed');

@@ -127,7 +127,9 @@ function startPingLoop(cluster: Cluster): { child: ChildProcess; out: () => stri
   const from = cluster.pods.get(1)!;
   const to = cluster.pods.get(2)!.ip;
   // -w caps it even if nothing stops it; SIGINT makes ping print its summary.
-  const child = cluster.tb.spawn(from, ['ping', '-n', '-i', '0.2', '-W', '1', '-w', '600', to], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const child = cluster.tb.spawn(from, ['ping', '-n', '-i', '0.2', '-W', '1', '-w', '600', to], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   let buf = '';
   child.stdout?.setEncoding('utf8');
   child.stdout?.on('data', (d: string) => {
@@ -156,17 +158,34 @@ export async function runFailover(opts: FailoverOptions = {}): Promise<FailoverR
     const keys = ns.map((n) => keyOf(cluster, n));
     const createRevs = (await Promise.all(keys.map((k) => stored(ec, k)))).map((s) => s?.createRevision ?? '');
     const result: FailoverResult = {
-      hosts, ttlS: ttl, renewEveryS: ttl / 2, medianRenewalGapS: Number.NaN, events: [], ping: { transmitted: 0, received: 0 }, acquisitions: [], losses: [], errors: [],
+      hosts,
+      ttlS: ttl,
+      renewEveryS: ttl / 2,
+      medianRenewalGapS: Number.NaN,
+      events: [],
+      ping: { transmitted: 0, received: 0 },
+      acquisitions: [],
+      losses: [],
+      errors: [],
     };
     const peers = async (n: number): Promise<number> =>
       sample(await daemonMetrics(cluster.tb, cluster.tb.host(n), FAILOVER_METRICS_PORT), 'weft_peers') ?? -1;
     // Wait until the pods reach each other before the loop starts (the first ARP and route).
-    await until(async () => ((await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 1, timeoutSec: 2 })).ok ? true : null), 15_000);
+    await until(
+      async () =>
+        (await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 1, timeoutSec: 2 })).ok ? true : null,
+      15_000,
+    );
     loop = startPingLoop(cluster);
     let extra = 0;
     const basePeers = hosts - 1;
 
-    const observe = async (event: FailoverEvent['event'], member: string, at: number, newLeader?: string): Promise<FailoverEvent> => {
+    const observe = async (
+      event: FailoverEvent['event'],
+      member: string,
+      at: number,
+      newLeader?: string,
+    ): Promise<FailoverEvent> => {
       log.info({ event, member }, 'failover: observing');
       const before = await Promise.all(keys.map((k) => stored(ec, k).catch(() => null)));
       let sameKeys = true;
@@ -183,15 +202,29 @@ export async function runFailover(opts: FailoverOptions = {}): Promise<FailoverR
           sameKeys = false;
           continue;
         }
-        if (renewed.s.key !== key || renewed.s.createRevision !== createRevs[i] || renewed.t.grantedTtl !== ttl) sameKeys = false;
+        if (renewed.s.key !== key || renewed.s.createRevision !== createRevs[i] || renewed.t.grantedTtl !== ttl)
+          sameKeys = false;
         if (firstRenewal !== null) firstRenewal = Math.max(firstRenewal, (renewed.seenAt - at) / 1000);
       }
       // A new peer lease after the event reaches every daemon.
       extra++;
       const fake = `${PREFIX}/subnets/10.61.${200 + extra}.0-24`;
       const p0 = Date.now();
-      await ec.etcdctl(['put', fake, JSON.stringify({ PublicIP: `198.18.${cluster.tb.id}.${200 + extra}`, PublicIPv6: null, BackendType: 'udp', BackendData: null })]);
-      const seen = await until(async () => ((await Promise.all(ns.map(peers))).every((p) => p === basePeers + extra) ? true : null), waitMs, 100);
+      await ec.etcdctl([
+        'put',
+        fake,
+        JSON.stringify({
+          PublicIP: `198.18.${cluster.tb.id}.${200 + extra}`,
+          PublicIPv6: null,
+          BackendType: 'udp',
+          BackendData: null,
+        }),
+      ]);
+      const seen = await until(
+        async () => ((await Promise.all(ns.map(peers))).every((p) => p === basePeers + extra) ? true : null),
+        waitMs,
+        100,
+      );
       const peerSeenS = seen === null ? null : (Date.now() - p0) / 1000;
       const p = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 3, timeoutSec: 5 });
       // Gap between renewals around the event, from the daemons' own logs.
@@ -203,14 +236,23 @@ export async function runFailover(opts: FailoverOptions = {}): Promise<FailoverR
         if (last !== undefined && next !== undefined) gap = Math.max(gap, (next - last) / 1000);
       }
       return {
-        event, member, firstRenewalAfterS: firstRenewal, renewalGapS: gap, sameKeys, peerSeenS, pingOk: p.ok,
+        event,
+        member,
+        firstRenewalAfterS: firstRenewal,
+        renewalGapS: gap,
+        sameKeys,
+        peerSeenS,
+        pingOk: p.ok,
         daemonsRunning: ns.every((n) => cluster.daemons.get(n)?.child.exitCode === null),
         ...(newLeader !== undefined ? { newLeader } : {}),
       };
     };
 
     // Let every daemon renew once first, so the gap around the first event has a renewal on both sides.
-    const renewedOnce = await until(async () => (ns.every((n) => renewalTimes(cluster.daemons.get(n)!.logFile).length > 0) ? true : null), ttl * 1000 + waitMs);
+    const renewedOnce = await until(
+      async () => (ns.every((n) => renewalTimes(cluster.daemons.get(n)!.logFile).length > 0) ? true : null),
+      ttl * 1000 + waitMs,
+    );
     if (renewedOnce === null) result.errors.push('no renewal before the first event');
     const leader = await ec.leader();
     let at = Date.now();

@@ -24,10 +24,24 @@ export interface KernelBatchResult {
 function bridgeBatch(netns: string, lines: string[][], timeoutMs: number): Promise<void> {
   const argv = ['-n', netns, '-batch', '-'];
   return new Promise((resolve, reject) => {
-    const child = execFile('bridge', argv, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 }, (err, _out, stderr) => {
-      if (err === null) resolve();
-      else reject(new IprouteError(['bridge', ...argv], String(stderr), typeof err.code === 'number' ? err.code : null, false, err));
-    });
+    const child = execFile(
+      'bridge',
+      argv,
+      { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 },
+      (err, _out, stderr) => {
+        if (err === null) resolve();
+        else
+          reject(
+            new IprouteError(
+              ['bridge', ...argv],
+              String(stderr),
+              typeof err.code === 'number' ? err.code : null,
+              false,
+              err,
+            ),
+          );
+      },
+    );
     child.stdin?.on('error', () => undefined);
     child.stdin?.end(lines.map((l) => l.join(' ')).join('\n') + '\n');
   });
@@ -43,7 +57,13 @@ function vtepMac(i: number): string {
  * Programs n peers on a new flannel.1 in `netns` (its underlay device `dev` with address `localIp`), times the two
  * batches, counts what the kernel holds, and deletes the device.
  */
-export async function benchKernelBatch(netns: string, dev: string, localIp: string, testbedId: number, n: number): Promise<KernelBatchResult> {
+export async function benchKernelBatch(
+  netns: string,
+  dev: string,
+  localIp: string,
+  testbedId: number,
+  n: number,
+): Promise<KernelBatchResult> {
   const name = 'flannel.1';
   await linkDel(name, { netns }).catch(() => false);
   await linkAddVxlan({ name, vni: 1, port: 8472, local: localIp, dev, learning: false, mtu: 1450 }, { netns });
@@ -65,8 +85,12 @@ export async function benchKernelBatch(netns: string, dev: string, localIp: stri
     const t1 = performance.now();
     await bridgeBatch(netns, fdb, 120_000);
     const t2 = performance.now();
-    const routes = (await ip(['route', 'show', 'dev', name], { netns })).split('\n').filter((l) => l.includes('via')).length;
-    const neigh = (await ip(['neigh', 'show', 'dev', name, 'nud', 'permanent'], { netns })).split('\n').filter((l) => l.trim() !== '').length;
+    const routes = (await ip(['route', 'show', 'dev', name], { netns }))
+      .split('\n')
+      .filter((l) => l.includes('via')).length;
+    const neigh = (await ip(['neigh', 'show', 'dev', name, 'nud', 'permanent'], { netns }))
+      .split('\n')
+      .filter((l) => l.trim() !== '').length;
     const last = simSubnet(Math.max(0, n - 1));
     const get = await ip(['route', 'get', formatIPv4(last.ip + 5)], { netns }).catch(() => '');
     return {

@@ -29,10 +29,16 @@ export function serveLines(handle: (req: Json) => Promise<Json>): void {
 /** Parent side over a spawned helper (stdio pipes). Requests may overlap; each is bounded by timeoutMs. */
 export class LineClient {
   private next = 1;
-  private readonly pending = new Map<number, { resolve: (v: Json) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (v: Json) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
+  >();
   private stderrTail = '';
 
-  constructor(readonly child: ChildProcess, readonly name: string) {
+  constructor(
+    readonly child: ChildProcess,
+    readonly name: string,
+  ) {
     const rl = createInterface({ input: child.stdout! });
     rl.on('line', (line) => {
       let res: Json;

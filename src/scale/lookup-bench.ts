@@ -33,7 +33,7 @@ export function benchLookup(n: number, opts: { runs?: number; lookups?: number }
   for (let k = 0; k < dsts.length; k++) {
     const miss = k % 8 === 7;
     const i = miss ? 30_000 + k : (k * 7919) % Math.max(1, n);
-    dsts[k] = ((simSubnet(i).ip + 1 + (k % 250)) | 0);
+    dsts[k] = (simSubnet(i).ip + 1 + (k % 250)) | 0;
   }
   let sink = 0;
   const measure = (t: RouteTable): number[] => {

@@ -27,7 +27,8 @@ export function sample(samples: Map<string, number>, name: string, labelPart?: s
   return sum;
 }
 
-const FETCH = "require('node:http').get(process.argv[1], (r) => { let s = ''; r.on('data', (d) => s += d); " +
+const FETCH =
+  "require('node:http').get(process.argv[1], (r) => { let s = ''; r.on('data', (d) => s += d); " +
   "r.on('end', () => process.stdout.write(s)); }).on('error', (e) => { console.error(e.message); process.exit(2); });";
 
 /** GET `url` from inside a namespace (bounded); the body as text. */
@@ -67,7 +68,12 @@ export function procSample(pid: number): ProcSample {
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const utime = Number(rest[11]);
   const stime = Number(rest[12]);
-  return { rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM'), cpuSeconds: (utime + stime) / CLK_TCK, atMs: performance.now() };
+  return {
+    rssBytes: kb('VmRSS'),
+    hwmBytes: kb('VmHWM'),
+    cpuSeconds: (utime + stime) / CLK_TCK,
+    atMs: performance.now(),
+  };
 }
 
 /** A subnet key as `etcdctl get -w json` shows it (ids kept exact as text). */

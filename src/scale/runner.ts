@@ -124,12 +124,22 @@ function etcdCounts(text: string): EtcdCallCounts {
 }
 
 function diffCounts(a: EtcdCallCounts, b: EtcdCallCounts): EtcdCallCounts {
-  return { rangeRpcs: b.rangeRpcs - a.rangeRpcs, mvccRanges: b.mvccRanges - a.mvccRanges, leaseTimeToLive: b.leaseTimeToLive - a.leaseTimeToLive, txn: b.txn - a.txn };
+  return {
+    rangeRpcs: b.rangeRpcs - a.rangeRpcs,
+    mvccRanges: b.mvccRanges - a.mvccRanges,
+    leaseTimeToLive: b.leaseTimeToLive - a.leaseTimeToLive,
+    txn: b.txn - a.txn,
+  };
 }
 
 function scaleCounts(c: EtcdCallCounts, by: number): EtcdCallCounts {
   const r = (x: number): number => Math.round((x / by) * 100) / 100;
-  return { rangeRpcs: r(c.rangeRpcs), mvccRanges: r(c.mvccRanges), leaseTimeToLive: r(c.leaseTimeToLive), txn: r(c.txn) };
+  return {
+    rangeRpcs: r(c.rangeRpcs),
+    mvccRanges: r(c.mvccRanges),
+    leaseTimeToLive: r(c.leaseTimeToLive),
+    txn: r(c.txn),
+  };
 }
 
 /** Runs the whole measurement (root, built dist/); the testbed is removed before it returns, also on failure. */
@@ -142,16 +152,23 @@ export async function runScale(opts: ScaleOptions = {}): Promise<ScaleResult> {
   const convergeTimeoutMs = opts.convergeTimeoutMs ?? 300_000;
   const idleSeconds = opts.idleSeconds ?? 10;
   const log = opts.log ?? silentLogger;
-  if (sizes.some((s) => !Number.isInteger(s) || s < 1 || s > 25_000)) throw new WeftError('WEFT_ERR_CONFIG', 'sizes must be 1..25000');
-  if (!Number.isInteger(realHosts) || realHosts < 1 || realHosts > 20) throw new WeftError('WEFT_ERR_CONFIG', 'realHosts must be 1..20');
+  if (sizes.some((s) => !Number.isInteger(s) || s < 1 || s > 25_000))
+    throw new WeftError('WEFT_ERR_CONFIG', 'sizes must be 1..25000');
+  if (!Number.isInteger(realHosts) || realHosts < 1 || realHosts > 20)
+    throw new WeftError('WEFT_ERR_CONFIG', 'realHosts must be 1..20');
   for (const f of ['loader-main.js', 'prober-main.js']) {
-    if (!existsSync(DIST(f))) throw new WeftError('WEFT_ERR_CONFIG', `${DIST(f)} is missing: build first (npx tsc -p .)`);
+    if (!existsSync(DIST(f)))
+      throw new WeftError('WEFT_ERR_CONFIG', `${DIST(f)} is missing: build first (npx tsc -p .)`);
   }
   const started = new Date();
   const result: ScaleResult = {
     startedAt: started.toISOString(),
     finishedAt: '',
-    machine: { cpus: (await import('node:os')).cpus().length, kernel: (await import('node:os')).release(), node: process.version },
+    machine: {
+      cpus: (await import('node:os')).cpus().length,
+      kernel: (await import('node:os')).release(),
+      node: process.version,
+    },
     network: SCALE_NETWORK,
     realHosts,
     sizes: [],
@@ -176,15 +193,28 @@ export async function runScale(opts: ScaleOptions = {}): Promise<ScaleResult> {
       children.push(c);
       return new LineClient(c, name);
     };
-    const loader = spawnHelper(cluster.tb.bridgeNs, [DIST('loader-main.js'), cluster.endpoint, PREFIX, String(cluster.tb.id)], 'loader');
+    const loader = spawnHelper(
+      cluster.tb.bridgeNs,
+      [DIST('loader-main.js'), cluster.endpoint, PREFIX, String(cluster.tb.id)],
+      'loader',
+    );
     const probers = Array.from({ length: realHosts }, (_, i) =>
-      spawnHelper(cluster.tb.host(i + 1).ns, [DIST('prober-main.js'), String(METRICS_PORT)], `prober h${i + 1}`));
+      spawnHelper(cluster.tb.host(i + 1).ns, [DIST('prober-main.js'), String(METRICS_PORT)], `prober h${i + 1}`),
+    );
     const pids = Array.from({ length: realHosts }, (_, i) => cluster.daemons.get(i + 1)!.child.pid!);
     const etcdMetrics = async (): Promise<EtcdCallCounts> =>
       etcdCounts(String((await loader.request({ op: 'metrics', url: `${cluster.endpoint}/metrics` })).text));
     const keyCount = async (): Promise<number> => {
       // etcdctl 3.4 has no --count-only; a range with limit 1 still reports the total count.
-      const out = await cluster.etcdctl(['get', `${PREFIX}/subnets/`, '--prefix', '--keys-only', '--limit=1', '-w', 'json']);
+      const out = await cluster.etcdctl([
+        'get',
+        `${PREFIX}/subnets/`,
+        '--prefix',
+        '--keys-only',
+        '--limit=1',
+        '-w',
+        'json',
+      ]);
       return Number((JSON.parse(out) as { count?: number }).count ?? 0);
     };
     const peersOf = async (p: LineClient): Promise<number> => Number((await p.request({ op: 'peers' })).peers);
@@ -205,7 +235,10 @@ export async function runScale(opts: ScaleOptions = {}): Promise<ScaleResult> {
       log.info({ size }, 'scale: bulk load');
       const cpu0 = pids.map((p) => procSample(p).cpuSeconds);
       const t0 = performance.now();
-      const bulk = await loader.request({ op: 'bulk', from: loaded, count: size - loaded, concurrency: 32, ttl: 7200 }, 600_000);
+      const bulk = await loader.request(
+        { op: 'bulk', from: loaded, count: size - loaded, concurrency: 32, ttl: 7200 },
+        600_000,
+      );
       const bulkLoadMs = performance.now() - t0;
       loaded = size;
       const keys = await keyCount();
@@ -231,7 +264,13 @@ export async function runScale(opts: ScaleOptions = {}): Promise<ScaleResult> {
           }
           const createdAt = BigInt(String(created.createdAtNs));
           const dst = formatIPv4(probeSubnet(i).ip + 5);
-          const answers = await Promise.all(probers.map((p) => p.request({ op: 'probe', dst, timeoutMs: 15_000, intervalMs: 5 }, 30_000).catch((): Json => ({ live: false }))));
+          const answers = await Promise.all(
+            probers.map((p) =>
+              p
+                .request({ op: 'probe', dst, timeoutMs: 15_000, intervalMs: 5 }, 30_000)
+                .catch((): Json => ({ live: false })),
+            ),
+          );
           for (const a of answers) {
             if (a.live === true) lat.push(Number(BigInt(String(a.liveAtNs)) - createdAt) / 1e6);
             else failed++;
@@ -240,7 +279,14 @@ export async function runScale(opts: ScaleOptions = {}): Promise<ScaleResult> {
         const e1 = await etcdMetrics();
         const d = diffCounts(e0, e1);
         etcdDuringProbes = { ...d, perProbePerDaemon: scaleCounts(d, probes * realHosts) };
-        probeStats = { count: probes, failed, latenciesMs: lat, p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99), maxMs: Math.max(...lat) };
+        probeStats = {
+          count: probes,
+          failed,
+          latenciesMs: lat,
+          p50Ms: percentile(lat, 50),
+          p99Ms: percentile(lat, 99),
+          maxMs: Math.max(...lat),
+        };
       }
 
       // Cost at rest with this many peers.
@@ -269,7 +315,7 @@ export async function runScale(opts: ScaleOptions = {}): Promise<ScaleResult> {
         log.info({ size }, 'scale: a host joins');
         try {
           const h = await cluster.tb.addHost();
-          const want = (await keyCount());
+          const want = await keyCount();
           const j0 = performance.now();
           await cluster.startDaemon(h.n, flags, convergeTimeoutMs);
           const leaseMs = performance.now() - j0;
@@ -297,7 +343,10 @@ export async function runScale(opts: ScaleOptions = {}): Promise<ScaleResult> {
         etcdDuringProbes,
         join,
       });
-      log.info({ size, convergeMs, p99: probeStats?.p99Ms, rssMB: daemons.map((d) => d.rssMB.toFixed(1)) }, 'scale: size done');
+      log.info(
+        { size, convergeMs, p99: probeStats?.p99Ms, rssMB: daemons.map((d) => d.rssMB.toFixed(1)) },
+        'scale: size done',
+      );
     }
     loader.close();
     for (const p of probers) p.close();

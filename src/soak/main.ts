@@ -51,8 +51,16 @@ export async function soak(o: SoakOptions, say: (line: string) => void = () => u
     network: { Network: '10.77.0.0/16', SubnetLen: 24, Backend: { Type: o.encap } },
   });
   const report: SoakReport = {
-    minutes: o.minutes, samples: 0, rssMiB: {}, crashes: 0, iperfRuns: 0, iperfFailures: 0, meanMbps: 0,
-    churnCycles: 0, churnFailures: 0, pingFailures: 0,
+    minutes: o.minutes,
+    samples: 0,
+    rssMiB: {},
+    crashes: 0,
+    iperfRuns: 0,
+    iperfFailures: 0,
+    meanMbps: 0,
+    churnCycles: 0,
+    churnFailures: 0,
+    pingFailures: 0,
   };
   const end = Date.now() + o.minutes * 60_000;
   let stop = false;
@@ -74,7 +82,9 @@ export async function soak(o: SoakOptions, say: (line: string) => void = () => u
           const d = cluster.daemons.get(n);
           if (d && (d.child.exitCode !== null || d.child.signalCode !== null)) {
             report.crashes++;
-            say(`daemon h${n} exited (${d.child.exitCode ?? d.child.signalCode}); restarting. log: ${cluster.logTail(d.logFile, 5)}`);
+            say(
+              `daemon h${n} exited (${d.child.exitCode ?? d.child.signalCode}); restarting. log: ${cluster.logTail(d.logFile, 5)}`,
+            );
             cluster.daemons.delete(n);
             await cluster.startDaemon(n).catch((e: unknown) => say(`restart of h${n} failed: ${errorMessage(e)}`));
             continue;
@@ -151,7 +161,9 @@ export async function runSoak(o: SoakOptions): Promise<void> {
   const r = await soak(o, say);
   const lines = [
     `soak: ${r.minutes} min, ${r.samples} RSS samples per daemon`,
-    ...Object.entries(r.rssMiB).map(([h, m]) => `  daemon ${h}: RSS min ${m.min} MiB, max ${m.max} MiB (first ${m.first}, last ${m.last})`),
+    ...Object.entries(r.rssMiB).map(
+      ([h, m]) => `  daemon ${h}: RSS min ${m.min} MiB, max ${m.max} MiB (first ${m.first}, last ${m.last})`,
+    ),
     `  crashes: ${r.crashes}`,
     `  iperf3: ${r.iperfRuns} runs, ${r.iperfFailures} failed, mean ${r.meanMbps} Mbit/s`,
     `  churn: ${r.churnCycles} join/leave cycles, ${r.churnFailures} failed, ${r.pingFailures} failed pings to the joiner`,

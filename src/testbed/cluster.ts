@@ -10,7 +10,17 @@
 // records, host-local's reservations) under the cluster's temp directory and DEL run on destroy(). Without them,
 // the testbed's hand-made pod (tb.addPod) stands in.
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+} from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -118,7 +128,11 @@ export class Cluster {
   private cniBin: string | undefined;
   private readonly dir = tempDir();
 
-  private constructor(readonly tb: Testbed, readonly etcd: EtcdServer, readonly etcdCluster?: EtcdCluster) {}
+  private constructor(
+    readonly tb: Testbed,
+    readonly etcd: EtcdServer,
+    readonly etcdCluster?: EtcdCluster,
+  ) {}
 
   static async create(opts: ClusterOptions): Promise<Cluster> {
     const tb = await createTestbed({ hosts: opts.hosts, mtu: opts.mtu });
@@ -127,7 +141,10 @@ export class Cluster {
       if (opts.etcdMembers !== undefined && opts.etcdMembers > 1) {
         const hosts: Host[] = [];
         for (let i = 0; i < opts.etcdMembers; i++) hosts.push(await tb.addHost());
-        const ec = await startEtcdCluster({ members: hosts.map((h) => ({ netns: h.ns, host: h.ip })), ctlNetns: tb.bridgeNs });
+        const ec = await startEtcdCluster({
+          members: hosts.map((h) => ({ netns: h.ns, host: h.ip })),
+          ctlNetns: tb.bridgeNs,
+        });
         c = new Cluster(tb, clusterAsServer(ec), ec);
       } else {
         c = new Cluster(tb, await startEtcd({ host: tb.bridgeIP, port: 2379, netns: tb.bridgeNs }));
@@ -174,14 +191,20 @@ export class Cluster {
     const subnetFile = this.subnetFile(n);
     const logFile = join(this.dir, `h${n}.log`);
     const started = Date.now();
-    const child = this.tb.spawn(host, [
-      process.execPath, WEFT_CLI, 'daemon',
-      `--etcd-endpoints=${this.endpoint}`,
-      '--iface=eth0',
-      `--subnet-file=${subnetFile}`,
-      '--log-level=info',
-      ...args,
-    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = this.tb.spawn(
+      host,
+      [
+        process.execPath,
+        WEFT_CLI,
+        'daemon',
+        `--etcd-endpoints=${this.endpoint}`,
+        '--iface=eth0',
+        `--subnet-file=${subnetFile}`,
+        '--log-level=info',
+        ...args,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     const log = createWriteStream(logFile, { flags: 'a' });
     child.stderr?.pipe(log);
     // The daemon reads the previous subnet.env (flannel's reuse rule), so keep it; a write after the spawn is the sign
@@ -190,7 +213,10 @@ export class Cluster {
       const env = writtenSince(subnetFile, started) ? readSubnetEnv(subnetFile) : null;
       if (env) {
         const handle: DaemonHandle = {
-          host, child, subnetFile, logFile,
+          host,
+          child,
+          subnetFile,
+          logFile,
           subnetGateway: `${formatIPv4(firstHost(env.subnet))}/${env.subnet.prefixLen}`,
         };
         this.daemons.set(n, handle);
@@ -198,7 +224,10 @@ export class Cluster {
       }
       if (child.exitCode !== null || child.signalCode !== null || Date.now() - started > timeoutMs) {
         await killChild(child);
-        throw new WeftError('WEFT_ERR_BACKEND', `weft daemon in h${n} did not write ${subnetFile}: ${this.logTail(logFile)}`);
+        throw new WeftError(
+          'WEFT_ERR_BACKEND',
+          `weft daemon in h${n} did not write ${subnetFile}: ${this.logTail(logFile)}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -242,7 +271,8 @@ export class Cluster {
    */
   cniPath(): string {
     if (this.cniBin !== undefined) return this.cniBin;
-    if (!existsSync(WEFT_CNI)) throw new WeftError('WEFT_ERR_CONFIG', `${WEFT_CNI} is missing: build first (npx tsc -p .)`);
+    if (!existsSync(WEFT_CNI))
+      throw new WeftError('WEFT_ERR_CONFIG', `${WEFT_CNI} is missing: build first (npx tsc -p .)`);
     const bin = join(this.dir, 'cni-bin');
     mkdirSync(bin, { recursive: true });
     chmodSync(WEFT_CNI, 0o755); // tsc writes 0644; a runtime execs the file itself
@@ -313,7 +343,10 @@ export class Cluster {
     const r = await this.cni(n, 'ADD', { containerId, netns: netnsPath, conf });
     const addr = cniResultAddress(r.json);
     if (r.code !== 0 || addr === undefined) {
-      throw new WeftError('WEFT_ERR_BACKEND', `weft-cni ADD in h${n} failed (exit ${r.code}): ${r.stdout.trim()} ${r.stderr.trim()}`);
+      throw new WeftError(
+        'WEFT_ERR_BACKEND',
+        `weft-cni ADD in h${n} failed (exit ${r.code}): ${r.stdout.trim()} ${r.stderr.trim()}`,
+      );
     }
     const cniPod = Object.assign(pod, {
       ip: addr.ip,

@@ -70,8 +70,12 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 async function healthy(endpoint: string, netns?: string): Promise<boolean> {
   if (netns !== undefined) {
     return new Promise((resolve) => {
-      execFile('ip', ['netns', 'exec', netns, 'etcdctl', `--endpoints=${endpoint}`, '--command-timeout=1s', 'endpoint', 'health'],
-        { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 3000 }, (err) => resolve(err === null));
+      execFile(
+        'ip',
+        ['netns', 'exec', netns, 'etcdctl', `--endpoints=${endpoint}`, '--command-timeout=1s', 'endpoint', 'health'],
+        { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 3000 },
+        (err) => resolve(err === null),
+      );
     });
   }
   try {
@@ -90,18 +94,34 @@ function waitExit(c: ChildProcess): Promise<void> {
 }
 
 /** etcd's flags for one member; a single server is a cluster of one. */
-function memberArgs(m: { name: string; dataDir: string; endpoint: string; peerUrl: string; initialCluster: string; token?: string }): string[] {
+function memberArgs(m: {
+  name: string;
+  dataDir: string;
+  endpoint: string;
+  peerUrl: string;
+  initialCluster: string;
+  token?: string;
+}): string[] {
   return [
-    '--name', m.name,
-    '--data-dir', m.dataDir,
-    '--listen-client-urls', m.endpoint,
-    '--advertise-client-urls', m.endpoint,
-    '--listen-peer-urls', m.peerUrl,
-    '--initial-advertise-peer-urls', m.peerUrl,
-    '--initial-cluster', m.initialCluster,
-    '--initial-cluster-state', 'new',
+    '--name',
+    m.name,
+    '--data-dir',
+    m.dataDir,
+    '--listen-client-urls',
+    m.endpoint,
+    '--advertise-client-urls',
+    m.endpoint,
+    '--listen-peer-urls',
+    m.peerUrl,
+    '--initial-advertise-peer-urls',
+    m.peerUrl,
+    '--initial-cluster',
+    m.initialCluster,
+    '--initial-cluster-state',
+    'new',
     ...(m.token === undefined ? [] : ['--initial-cluster-token', m.token]),
-    '--log-level', 'warn',
+    '--log-level',
+    'warn',
   ];
 }
 
@@ -131,9 +151,8 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
   const peerUrl = `http://${host}:${peerPort}`;
 
   const etcdArgs = memberArgs({ name, dataDir, endpoint, peerUrl, initialCluster: `${name}=${peerUrl}` });
-  const [cmd, args] = opts.netns === undefined
-    ? [binary, etcdArgs]
-    : ['ip', ['netns', 'exec', opts.netns, binary, ...etcdArgs]];
+  const [cmd, args] =
+    opts.netns === undefined ? [binary, etcdArgs] : ['ip', ['netns', 'exec', opts.netns, binary, ...etcdArgs]];
 
   let child: ChildProcess | null = null;
   let stderrTail = '';
@@ -157,13 +176,19 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
       if (spawnError !== null || c.exitCode !== null || c.signalCode !== null) {
         live.delete(c);
         const why = spawnError !== null ? (spawnError as Error).message : `exited with ${c.exitCode ?? c.signalCode}`;
-        throw new WeftError('WEFT_ERR_ETCD', `etcd at ${endpoint} failed to start (${why}); stderr tail:\n${stderrTail}`);
+        throw new WeftError(
+          'WEFT_ERR_ETCD',
+          `etcd at ${endpoint} failed to start (${why}); stderr tail:\n${stderrTail}`,
+        );
       }
       if (await healthy(endpoint, opts.netns)) return;
       if (Date.now() > deadline) {
         c.kill('SIGKILL');
         await waitExit(c);
-        throw new WeftError('WEFT_ERR_ETCD', `etcd at ${endpoint} not healthy after ${healthTimeoutMs} ms; stderr tail:\n${stderrTail}`);
+        throw new WeftError(
+          'WEFT_ERR_ETCD',
+          `etcd at ${endpoint} not healthy after ${healthTimeoutMs} ms; stderr tail:\n${stderrTail}`,
+        );
       }
       await sleep(100);
     }
@@ -273,12 +298,21 @@ export interface EtcdCluster {
 
 function etcdctlIn(netns: string, endpoints: readonly string[], args: string[], timeoutMs = 10_000): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('ip', ['netns', 'exec', netns, 'etcdctl', `--endpoints=${endpoints.join(',')}`, '--command-timeout=3s', ...args],
-      { env: { ...process.env, ETCDCTL_API: '3' }, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024 },
+    execFile(
+      'ip',
+      ['netns', 'exec', netns, 'etcdctl', `--endpoints=${endpoints.join(',')}`, '--command-timeout=3s', ...args],
+      {
+        env: { ...process.env, ETCDCTL_API: '3' },
+        timeout: timeoutMs,
+        killSignal: 'SIGKILL',
+        maxBuffer: 64 * 1024 * 1024,
+      },
       (err, stdout, stderr) => {
-        if (err !== null) reject(new WeftError('WEFT_ERR_ETCD', `etcdctl ${args.join(' ')}: ${String(stderr).trim() || err.message}`));
+        if (err !== null)
+          reject(new WeftError('WEFT_ERR_ETCD', `etcdctl ${args.join(' ')}: ${String(stderr).trim() || err.message}`));
         else resolve(String(stdout));
-      });
+      },
+    );
   });
 }
 
@@ -362,7 +396,20 @@ export async function startEtcdCluster(opts: EtcdClusterOptions): Promise<EtcdCl
     spawn(): void {
       if (this.running) return;
       this.stderrTail = '';
-      const args = ['netns', 'exec', this.netns, binary, ...memberArgs({ name: this.name, dataDir: this.dataDir, endpoint: this.endpoint, peerUrl: this.peerUrl, initialCluster, token })];
+      const args = [
+        'netns',
+        'exec',
+        this.netns,
+        binary,
+        ...memberArgs({
+          name: this.name,
+          dataDir: this.dataDir,
+          endpoint: this.endpoint,
+          peerUrl: this.peerUrl,
+          initialCluster,
+          token,
+        }),
+      ];
       const c = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], shell: false });
       this.child = c;
       live.add(c);
@@ -382,11 +429,17 @@ export async function startEtcdCluster(opts: EtcdClusterOptions): Promise<EtcdCl
       for (;;) {
         const c = this.child;
         if (c === null || c.exitCode !== null || c.signalCode !== null) {
-          throw new WeftError('WEFT_ERR_ETCD', `etcd member ${this.name} at ${this.endpoint} exited; stderr tail:\n${this.stderrTail}`);
+          throw new WeftError(
+            'WEFT_ERR_ETCD',
+            `etcd member ${this.name} at ${this.endpoint} exited; stderr tail:\n${this.stderrTail}`,
+          );
         }
         if (await healthy(this.endpoint, this.netns)) return;
         if (Date.now() > deadline) {
-          throw new WeftError('WEFT_ERR_ETCD', `etcd member ${this.name} at ${this.endpoint} not healthy after ${healthTimeoutMs} ms; stderr tail:\n${this.stderrTail}`);
+          throw new WeftError(
+            'WEFT_ERR_ETCD',
+            `etcd member ${this.name} at ${this.endpoint} not healthy after ${healthTimeoutMs} ms; stderr tail:\n${this.stderrTail}`,
+          );
         }
         await sleep(200);
       }
@@ -432,8 +485,14 @@ export async function startEtcdCluster(opts: EtcdClusterOptions): Promise<EtcdCl
     const eps = runningEndpoints();
     if (eps.length === 0) return [];
     // One member at a time: a dead or partitioned one must not hide the others' answers.
-    const all = await Promise.all(eps.map((ep) =>
-      etcdctlIn(ctlNetns, [ep], ['endpoint', 'status', '-w', 'json']).then(parseEndpointStatus, () => [] as EtcdMemberStatus[])));
+    const all = await Promise.all(
+      eps.map((ep) =>
+        etcdctlIn(ctlNetns, [ep], ['endpoint', 'status', '-w', 'json']).then(
+          parseEndpointStatus,
+          () => [] as EtcdMemberStatus[],
+        ),
+      ),
+    );
     return all.flat();
   };
 
@@ -453,7 +512,8 @@ export async function startEtcdCluster(opts: EtcdClusterOptions): Promise<EtcdCl
           const m = members.find((x) => x.endpoint === lead.endpoint);
           if (m !== undefined) return m;
         }
-        if (Date.now() > deadline) throw new WeftError('WEFT_ERR_ETCD', `no agreed etcd leader within ${timeoutMs} ms: ${JSON.stringify(st)}`);
+        if (Date.now() > deadline)
+          throw new WeftError('WEFT_ERR_ETCD', `no agreed etcd leader within ${timeoutMs} ms: ${JSON.stringify(st)}`);
         await sleep(200);
       }
     },

@@ -164,7 +164,9 @@ function syncCleanup(): void {
     // Dying by a signal, this process runs no 'exit' handlers, so what others started in our namespaces (an etcd
     // from testbed/etcd.ts) would outlive them: everything inside a namespace of this run is this run's.
     try {
-      const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', timeout: 5_000 }).split('\n').filter(Boolean);
+      const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', timeout: 5_000 })
+        .split('\n')
+        .filter(Boolean);
       for (const pid of pids) {
         try {
           process.kill(Number(pid), 'SIGKILL');
@@ -244,7 +246,11 @@ export function execIn(ns: string, argv: string[], opts: ExecOptions = {}): Prom
           resolve({ stdout, stderr, code: 0, signal: null, timedOut: false });
           return;
         }
-        const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: number | string | null; signal?: NodeJS.Signals | null };
+        const e = err as NodeJS.ErrnoException & {
+          killed?: boolean;
+          code?: number | string | null;
+          signal?: NodeJS.Signals | null;
+        };
         const code = typeof e.code === 'number' ? e.code : null;
         resolve({
           stdout,
@@ -302,7 +308,9 @@ async function listNamespaces(): Promise<string[]> {
   const json = await ip(['netns', 'list'], { json: true });
   if (!Array.isArray(json)) return [];
   return json
-    .map((o: unknown) => (typeof o === 'object' && o !== null && 'name' in o && typeof o.name === 'string' ? o.name : ''))
+    .map((o: unknown) =>
+      typeof o === 'object' && o !== null && 'name' in o && typeof o.name === 'string' ? o.name : '',
+    )
     .filter((n) => n !== '');
 }
 
@@ -454,7 +462,10 @@ async function killNsProcesses(ns: string, log: Logger): Promise<void> {
   } catch {
     return;
   }
-  for (const pid of out.split('\n').map((l) => Number(l.trim())).filter((p) => Number.isInteger(p) && p > 0)) {
+  for (const pid of out
+    .split('\n')
+    .map((l) => Number(l.trim()))
+    .filter((p) => Number.isInteger(p) && p > 0)) {
     if (pid === process.pid) continue;
     try {
       process.kill(pid, 'SIGKILL');
@@ -513,9 +524,7 @@ class TestbedImpl implements Testbed {
   }
 
   private async delNs(ns: string): Promise<void> {
-    await Promise.all(
-      [...registry.children].filter(([, n]) => n === ns).map(([child]) => killChild(child)),
-    );
+    await Promise.all([...registry.children].filter(([, n]) => n === ns).map(([child]) => killChild(child)));
     const left = (await ip(['netns', 'pids', ns]).catch(() => '')).trim();
     if (left !== '') this.log.warn({ ns, pids: left.split('\n') }, 'testbed: untracked processes keep the netns alive');
     try {
@@ -548,7 +557,22 @@ class TestbedImpl implements Testbed {
       // Created in this process's namespace with the peer pushed into the bridge netns, so deleting the bridge
       // netns removes both ends.
       await ipBatch([
-        ['link', 'add', rootDev, 'mtu', mtu, 'type', 'veth', 'peer', 'name', 'root', 'mtu', mtu, 'netns', this.bridgeNs],
+        [
+          'link',
+          'add',
+          rootDev,
+          'mtu',
+          mtu,
+          'type',
+          'veth',
+          'peer',
+          'name',
+          'root',
+          'mtu',
+          mtu,
+          'netns',
+          this.bridgeNs,
+        ],
       ]);
       await ipBatch([['link', 'set', 'root', 'master', this.bridgeDev, 'up']], { netns: this.bridgeNs });
       await ipBatch([
@@ -690,9 +714,7 @@ class TestbedImpl implements Testbed {
     this.destroyed = true;
     const all = [...this.nsSet];
     // Children first (a process inside keeps a netns alive), then pods and hosts, the bridge last.
-    await Promise.all(
-      [...registry.children].filter(([, ns]) => this.nsSet.has(ns)).map(([child]) => killChild(child)),
-    );
+    await Promise.all([...registry.children].filter(([, ns]) => this.nsSet.has(ns)).map(([child]) => killChild(child)));
     if (this.rootDev !== undefined) {
       // Netns teardown is asynchronous in the kernel; remove the root-side end now so it is gone on return.
       await linkDel(this.rootDev).catch((e: unknown) => this.log.warn({ err: errorMessage(e) }, 'testbed: root link'));
@@ -710,7 +732,10 @@ class TestbedImpl implements Testbed {
 
 async function pickId(requested: number | undefined, log: Logger): Promise<number> {
   const existing = new Set(
-    (await listNamespaces()).map((n) => /^w(\d+)-/.exec(n)?.[1]).filter((x): x is string => x !== undefined).map(Number),
+    (await listNamespaces())
+      .map((n) => /^w(\d+)-/.exec(n)?.[1])
+      .filter((x): x is string => x !== undefined)
+      .map(Number),
   );
   const tryId = (id: number): boolean => {
     if (existing.has(id)) return false; // someone's namespaces (maybe without marker): don't share
@@ -810,7 +835,10 @@ export async function startIperfServer(target: Target, port = 5201, timeoutMs = 
   child.stderr?.on('data', keep);
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new TestbedError(`iperf3 server on port ${port} not listening: ${tail}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new TestbedError(`iperf3 server on port ${port} not listening: ${tail}`)),
+        timeoutMs,
+      );
       const check = (): void => {
         if (tail.includes('Server listening')) {
           clearTimeout(timer);
@@ -877,7 +905,17 @@ function numField(o: unknown, ...path: string[]): number | undefined {
 export async function runIperf(target: Target, serverIp: string, opts: IperfOptions = {}): Promise<IperfResult> {
   const seconds = Math.max(1, Math.min(opts.seconds ?? 1, 120));
   const streams = Math.max(1, Math.min(opts.streams ?? 1, 32));
-  const argv = ['iperf3', '-c', serverIp, '-p', String(opts.port ?? 5201), '-t', String(seconds), '-P', String(streams)];
+  const argv = [
+    'iperf3',
+    '-c',
+    serverIp,
+    '-p',
+    String(opts.port ?? 5201),
+    '-t',
+    String(seconds),
+    '-P',
+    String(streams),
+  ];
   argv.push('-J', '--connect-timeout', '3000');
   if (opts.udp) argv.push('-u');
   if (opts.length !== undefined) argv.push('-l', String(opts.length));
@@ -888,7 +926,9 @@ export async function runIperf(target: Target, serverIp: string, opts: IperfOpti
   try {
     json = JSON.parse(r.stdout);
   } catch {
-    throw new TestbedError(`iperf3 ${argv.slice(1).join(' ')}: no JSON (exit ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.trim()}`);
+    throw new TestbedError(
+      `iperf3 ${argv.slice(1).join(' ')}: no JSON (exit ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.trim()}`,
+    );
   }
   const err = field(json, 'error');
   if (typeof err === 'string' || r.code !== 0) {
@@ -897,9 +937,12 @@ export async function runIperf(target: Target, serverIp: string, opts: IperfOpti
   const udp = opts.udp === true;
   return {
     json,
-    sentBps: (udp ? numField(json, 'end', 'sum', 'bits_per_second') : numField(json, 'end', 'sum_sent', 'bits_per_second')) ?? 0,
+    sentBps:
+      (udp ? numField(json, 'end', 'sum', 'bits_per_second') : numField(json, 'end', 'sum_sent', 'bits_per_second')) ??
+      0,
     receivedBps:
-      (udp ? numField(json, 'end', 'sum_received', 'bits_per_second') ?? numField(json, 'end', 'sum', 'bits_per_second')
+      (udp
+        ? (numField(json, 'end', 'sum_received', 'bits_per_second') ?? numField(json, 'end', 'sum', 'bits_per_second'))
         : numField(json, 'end', 'sum_received', 'bits_per_second')) ?? 0,
     retransmits: numField(json, 'end', 'sum_sent', 'retransmits'),
     lostPercent: udp ? numField(json, 'end', 'sum', 'lost_percent') : undefined,

@@ -48,9 +48,17 @@ export interface TransferResult {
 let nextPort = 9100;
 
 /** Sends `bytes` from `from` to `to` over TCP and returns both ends' counts and sha256. Bounded by `timeoutMs`. */
-export async function sha256Transfer(tb: Testbed, from: Pod, to: Pod, bytes: number, timeoutMs = 120_000): Promise<TransferResult> {
+export async function sha256Transfer(
+  tb: Testbed,
+  from: Pod,
+  to: Pod,
+  bytes: number,
+  timeoutMs = 120_000,
+): Promise<TransferResult> {
   const port = nextPort++;
-  const server = tb.spawn(to, [process.execPath, '-e', SERVER, String(port), String(timeoutMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const server = tb.spawn(to, [process.execPath, '-e', SERVER, String(port), String(timeoutMs)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   server.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   const done = new Promise<void>((resolve) => server.once('exit', () => resolve()));
@@ -101,8 +109,16 @@ setTimeout(() => process.exit(3), 20000).unref();
 `;
 
 /** Sends crafted datagrams from a namespace to `dst:port`, one after another (bounded: count and 20 s). */
-export async function sendDatagrams(tb: Testbed, from: Target, dst: string, port: number, spec: Datagram[]): Promise<void> {
-  const r = await tb.exec(from, [process.execPath, '-e', SENDER, dst, String(port), JSON.stringify(spec)], { timeoutMs: 30_000 });
+export async function sendDatagrams(
+  tb: Testbed,
+  from: Target,
+  dst: string,
+  port: number,
+  spec: Datagram[],
+): Promise<void> {
+  const r = await tb.exec(from, [process.execPath, '-e', SENDER, dst, String(port), JSON.stringify(spec)], {
+    timeoutMs: 30_000,
+  });
   if (r.code !== 0) throw new Error(`datagram sender failed (${r.code}): ${r.stderr}`);
   await new Promise((res) => setTimeout(res, 200)); // let the receiver drain its socket
 }
@@ -124,7 +140,9 @@ export async function statusOf(tb: Testbed, host: Host, port: number): Promise<S
 export async function peerPacketsOf(tb: Testbed, host: Host, port: number): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   const text = await metricsText(tb, host, port);
-  for (const m of text.matchAll(/^weft_peer_packets_total\{subnet="([^"]+)",public_ip="[^"]+",direction="(tx|rx)"\} ([0-9.e+]+)$/gm)) {
+  for (const m of text.matchAll(
+    /^weft_peer_packets_total\{subnet="([^"]+)",public_ip="[^"]+",direction="(tx|rx)"\} ([0-9.e+]+)$/gm,
+  )) {
     out[`${m[1]} ${m[2]}`] = Number(m[3]);
   }
   return out;
@@ -134,7 +152,8 @@ export async function peerPacketsOf(tb: Testbed, host: Host, port: number): Prom
 export async function metricsOf(tb: Testbed, host: Host, port: number): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   const text = await metricsText(tb, host, port);
-  for (const m of text.matchAll(/^weft_datapath_total\{counter="([a-z0-9_]+)"\} ([0-9.e+]+)$/gm)) out[m[1]!] = Number(m[2]);
+  for (const m of text.matchAll(/^weft_datapath_total\{counter="([a-z0-9_]+)"\} ([0-9.e+]+)$/gm))
+    out[m[1]!] = Number(m[2]);
   return out;
 }
 

@@ -37,11 +37,14 @@ export const podGateway = (n: number): string => `10.5.${n}.1/24`;
 
 /** Gives a peer's tunnel device in host `h` its address and MTU, and routes the other host's pod subnet over it. */
 export async function tunnelUp(h: Host, dev: string, other: Host, mtu: number): Promise<void> {
-  await ipBatch([
-    ['addr', 'add', `${tunnelIp(h.n)}/24`, 'dev', dev],
-    ['link', 'set', dev, 'mtu', String(mtu), 'up'],
-    ['route', 'add', podSubnet(other.n), 'dev', dev],
-  ], { netns: h.ns });
+  await ipBatch(
+    [
+      ['addr', 'add', `${tunnelIp(h.n)}/24`, 'dev', dev],
+      ['link', 'set', dev, 'mtu', String(mtu), 'up'],
+      ['route', 'add', podSubnet(other.n), 'dev', dev],
+    ],
+    { netns: h.ns },
+  );
 }
 
 const APT_TIMEOUT_MS = 15 * 60_000;
@@ -54,15 +57,22 @@ interface RunResult {
 }
 
 /** execFile without a shell; never throws (exit code null when it could not run or timed out). */
-export function run(argv: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<RunResult> {
+export function run(
+  argv: string[],
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; input?: string } = {},
+): Promise<RunResult> {
   return new Promise((resolve) => {
-    const child = execFile(argv[0]!, argv.slice(1), { timeout: opts.timeoutMs ?? 30_000, env: opts.env, maxBuffer: 16 << 20, killSignal: 'SIGKILL' },
+    const child = execFile(
+      argv[0]!,
+      argv.slice(1),
+      { timeout: opts.timeoutMs ?? 30_000, env: opts.env, maxBuffer: 16 << 20, killSignal: 'SIGKILL' },
       (err, stdout, stderr) => {
         // execFile's error carries the exit code as a number, or a string (ENOENT) when the program could not run
         const e = err as (Error & { code?: number | string }) | null;
         const code = e === null ? 0 : typeof e.code === 'number' ? e.code : null;
         resolve({ code, stdout: String(stdout), stderr: String(stderr) || (e && code === null ? e.message : '') });
-      });
+      },
+    );
     if (opts.input !== undefined) child.stdin?.end(opts.input);
   });
 }
@@ -111,7 +121,10 @@ async function install(peer: PeerName): Promise<string> {
     }
     if (r.code !== 0) {
       const tail = (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-2).join(' ');
-      throw new WeftError('WEFT_ERR_BACKEND', `apt-get install ${missing.join(' ')} failed (exit ${r.code ?? 'timeout'}): ${tail}`);
+      throw new WeftError(
+        'WEFT_ERR_BACKEND',
+        `apt-get install ${missing.join(' ')} failed (exit ${r.code ?? 'timeout'}): ${tail}`,
+      );
     }
   }
   const parts: string[] = [];
@@ -190,11 +203,20 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `check` every 100 ms until true, the child exits, or `ms` pass; throws with `what` and the child's output. */
-export async function waitFor(what: string, child: ChildProcess, out: () => string, check: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+export async function waitFor(
+  what: string,
+  child: ChildProcess,
+  out: () => string,
+  check: () => Promise<boolean> | boolean,
+  ms = 10_000,
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new WeftError('WEFT_ERR_BACKEND', `${what}: process exited (${child.exitCode ?? child.signalCode}): ${out()}`);
+      throw new WeftError(
+        'WEFT_ERR_BACKEND',
+        `${what}: process exited (${child.exitCode ?? child.signalCode}): ${out()}`,
+      );
     }
     if (await check()) return;
     await sleep(100);
@@ -205,7 +227,11 @@ export async function waitFor(what: string, child: ChildProcess, out: () => stri
 /** Runs argv in `target` on the testbed; throws with its stderr when it fails. */
 export async function must(tb: Testbed, target: Host | string, argv: string[], input?: string): Promise<string> {
   const r = await tb.exec(target, argv, { timeoutMs: 30_000, ...(input !== undefined ? { input } : {}) });
-  if (r.code !== 0) throw new WeftError('WEFT_ERR_BACKEND', `${argv.slice(0, 3).join(' ')} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
+  if (r.code !== 0)
+    throw new WeftError(
+      'WEFT_ERR_BACKEND',
+      `${argv.slice(0, 3).join(' ')} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 300)}`,
+    );
   return r.stdout;
 }
 

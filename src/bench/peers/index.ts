@@ -5,7 +5,13 @@
 import type { Cluster } from '../../testbed/cluster.js';
 import type { Pod } from '../../testbed/hosts.js';
 import {
-  ensurePeerInstalled, onCleanup, peerTempDir, podGateway, type PeerBuilt, type PeerContext, type PeerName,
+  ensurePeerInstalled,
+  onCleanup,
+  peerTempDir,
+  podGateway,
+  type PeerBuilt,
+  type PeerContext,
+  type PeerName,
 } from './common.js';
 import { buildNebula } from './nebula.js';
 import { buildTinc } from './tinc.js';

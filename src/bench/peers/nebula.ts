@@ -11,7 +11,14 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  linkExists, must, podSubnet, tailOutput, tunnelIp, waitFor, type PeerBuilt, type PeerContext,
+  linkExists,
+  must,
+  podSubnet,
+  tailOutput,
+  tunnelIp,
+  waitFor,
+  type PeerBuilt,
+  type PeerContext,
 } from './common.js';
 
 const PORT = 4242;
@@ -23,7 +30,18 @@ export async function buildNebula(ctx: PeerContext): Promise<PeerBuilt> {
   const { tb, hosts, dir } = ctx;
   const [h1] = hosts;
   const ca = { crt: join(dir, 'ca.crt'), key: join(dir, 'ca.key') };
-  await must(tb, h1, ['nebula-cert', 'ca', '-name', `weft-bench-w${tb.id}`, '-duration', '24h', '-out-crt', ca.crt, '-out-key', ca.key]);
+  await must(tb, h1, [
+    'nebula-cert',
+    'ca',
+    '-name',
+    `weft-bench-w${tb.id}`,
+    '-duration',
+    '24h',
+    '-out-crt',
+    ca.crt,
+    '-out-key',
+    ca.key,
+  ]);
 
   const daemons: PeerBuilt['daemons'] = [];
   for (const [i, h] of hosts.entries()) {
@@ -31,8 +49,22 @@ export async function buildNebula(ctx: PeerContext): Promise<PeerBuilt> {
     const crt = join(dir, `${h.name}.crt`);
     const key = join(dir, `${h.name}.key`);
     await must(tb, h1, [
-      'nebula-cert', 'sign', '-ca-crt', ca.crt, '-ca-key', ca.key, '-name', h.name,
-      '-ip', `${tunnelIp(h.n)}/24`, '-subnets', podSubnet(h.n), '-out-crt', crt, '-out-key', key,
+      'nebula-cert',
+      'sign',
+      '-ca-crt',
+      ca.crt,
+      '-ca-key',
+      ca.key,
+      '-name',
+      h.name,
+      '-ip',
+      `${tunnelIp(h.n)}/24`,
+      '-subnets',
+      podSubnet(h.n),
+      '-out-crt',
+      crt,
+      '-out-key',
+      key,
     ]);
     const dev = nebulaDevice(tb.id, h.n);
     const any = [{ port: 'any', proto: 'any', host: 'any' }];
@@ -43,11 +75,21 @@ export async function buildNebula(ctx: PeerContext): Promise<PeerBuilt> {
       listen: { host: h.ip, port: PORT },
       punchy: { punch: false },
       tun: {
-        disabled: false, dev, drop_local_broadcast: false, drop_multicast: false, tx_queue: 500, mtu: MTU,
-        routes: [], unsafe_routes: [{ route: podSubnet(peer.n), via: tunnelIp(peer.n) }],
+        disabled: false,
+        dev,
+        drop_local_broadcast: false,
+        drop_multicast: false,
+        tx_queue: 500,
+        mtu: MTU,
+        routes: [],
+        unsafe_routes: [{ route: podSubnet(peer.n), via: tunnelIp(peer.n) }],
       },
       logging: { level: 'warning', format: 'text' },
-      firewall: { conntrack: { tcp_timeout: '12m', udp_timeout: '3m', default_timeout: '10m' }, outbound: any, inbound: any },
+      firewall: {
+        conntrack: { tcp_timeout: '12m', udp_timeout: '3m', default_timeout: '10m' },
+        outbound: any,
+        inbound: any,
+      },
     };
     const file = join(dir, `${h.name}.yml`);
     writeFileSync(file, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });

@@ -11,7 +11,15 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  linkExists, must, podSubnet, tailOutput, tunnelIp, tunnelUp, waitFor, type PeerBuilt, type PeerContext,
+  linkExists,
+  must,
+  podSubnet,
+  tailOutput,
+  tunnelIp,
+  tunnelUp,
+  waitFor,
+  type PeerBuilt,
+  type PeerContext,
 } from './common.js';
 
 const PORT = 655;
@@ -26,28 +34,45 @@ export async function buildTinc(ctx: PeerContext): Promise<PeerBuilt> {
     const conf = confs[i]!;
     const peer = hosts[1 - i]!;
     mkdirSync(join(conf, 'hosts'), { recursive: true, mode: 0o700 });
-    writeFileSync(join(conf, 'tinc.conf'), [
-      `Name = ${h.name}`, `Interface = ${tincDevice(tb.id, h.n)}`, 'DeviceType = tun', 'Mode = router',
-      'AddressFamily = ipv4', `BindToAddress = ${h.ip}`, `ConnectTo = ${peer.name}`, '',
-    ].join('\n'));
-    writeFileSync(join(conf, 'hosts', h.name), [
-      `Address = ${h.ip}`, `Port = ${PORT}`, `Subnet = ${tunnelIp(h.n)}/32`, `Subnet = ${podSubnet(h.n)}`, '',
-    ].join('\n'));
+    writeFileSync(
+      join(conf, 'tinc.conf'),
+      [
+        `Name = ${h.name}`,
+        `Interface = ${tincDevice(tb.id, h.n)}`,
+        'DeviceType = tun',
+        'Mode = router',
+        'AddressFamily = ipv4',
+        `BindToAddress = ${h.ip}`,
+        `ConnectTo = ${peer.name}`,
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(
+      join(conf, 'hosts', h.name),
+      [`Address = ${h.ip}`, `Port = ${PORT}`, `Subnet = ${tunnelIp(h.n)}/32`, `Subnet = ${podSubnet(h.n)}`, ''].join(
+        '\n',
+      ),
+    );
     // stdin is not a terminal: tincd takes its default file names without asking
     await must(tb, h, ['tincd', '-c', conf, '-K', '2048'], '');
     if (!readFileSync(join(conf, 'hosts', h.name), 'utf8').includes('PUBLIC KEY')) {
       throw new Error(`tincd -K did not write the public key of ${h.name}`);
     }
   }
-  for (const [i, h] of hosts.entries()) copyFileSync(join(confs[i]!, 'hosts', h.name), join(confs[1 - i]!, 'hosts', h.name));
+  for (const [i, h] of hosts.entries())
+    copyFileSync(join(confs[i]!, 'hosts', h.name), join(confs[1 - i]!, 'hosts', h.name));
 
   const daemons: PeerBuilt['daemons'] = [];
   for (const [i, h] of hosts.entries()) {
     const conf = confs[i]!;
     const dev = tincDevice(tb.id, h.n);
-    const child = tb.spawn(h, ['tincd', '-c', conf, '-D', `--pidfile=${join(conf, 'tinc.pid')}`, `--logfile=${join(conf, 'tinc.log')}`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = tb.spawn(
+      h,
+      ['tincd', '-c', conf, '-D', `--pidfile=${join(conf, 'tinc.pid')}`, `--logfile=${join(conf, 'tinc.log')}`],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     const tail = tailOutput(child);
     const out = (): string => {
       let log = '';

@@ -16,7 +16,15 @@
 import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  linkExists, must, podSubnet, tailOutput, tunnelIp, tunnelUp, waitFor, type PeerBuilt, type PeerContext,
+  linkExists,
+  must,
+  podSubnet,
+  tailOutput,
+  tunnelIp,
+  tunnelUp,
+  waitFor,
+  type PeerBuilt,
+  type PeerContext,
 } from './common.js';
 
 export const WG_SOCKET_DIR = '/var/run/wireguard';
@@ -55,7 +63,12 @@ export async function buildWireguard(ctx: PeerContext): Promise<PeerBuilt> {
       env: { ...process.env, LOG_LEVEL: 'error' },
     });
     const out = tailOutput(child);
-    await waitFor(`wireguard-go in ${h.name}`, child, out, async () => existsSync(sock) && (await linkExists(tb, h, dev)));
+    await waitFor(
+      `wireguard-go in ${h.name}`,
+      child,
+      out,
+      async () => existsSync(sock) && (await linkExists(tb, h, dev)),
+    );
     if (child.pid === undefined) throw new Error(`wireguard-go in ${h.name} has no pid`);
     daemons.push({ ns: h.ns, pid: child.pid });
   }
@@ -64,8 +77,19 @@ export async function buildWireguard(ctx: PeerContext): Promise<PeerBuilt> {
     const dev = wgDevice(tb.id, h.n);
     const peer = hosts[1 - i]!;
     await must(tb, h, [
-      'wg', 'set', dev, 'listen-port', String(PORT), 'private-key', keys[i]!.file,
-      'peer', keys[1 - i]!.pub, 'allowed-ips', `${tunnelIp(peer.n)}/32,${podSubnet(peer.n)}`, 'endpoint', `${peer.ip}:${PORT}`,
+      'wg',
+      'set',
+      dev,
+      'listen-port',
+      String(PORT),
+      'private-key',
+      keys[i]!.file,
+      'peer',
+      keys[1 - i]!.pub,
+      'allowed-ips',
+      `${tunnelIp(peer.n)}/32,${podSubnet(peer.n)}`,
+      'endpoint',
+      `${peer.ip}:${PORT}`,
     ]);
     await tunnelUp(h, dev, peer, MTU);
   }
