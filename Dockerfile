@@ -18,7 +18,7 @@ WORKDIR /opt/weft
 # The trailing-bracket glob lets this stage build (empty) when nothing is staged, e.g. while building `runtime`
 # with the classic builder, which walks through this stage too.
 COPY package.json build/docker-prebuil[t] ./
-ENTRYPOINT ["node", "/opt/weft/dist/cli/main.js"]
+ENTRYPOINT ["node", "/opt/weft/dist/src/cli/main.js"]
 CMD ["daemon"]
 
 FROM ${BASE_IMAGE} AS build
@@ -33,6 +33,8 @@ COPY native ./native
 # "gypfile": true: npm ci compiles the addon to build/Release/weft.node.
 RUN npm ci --no-audit --no-fund
 COPY src ./src
+COPY testbed ./testbed
+COPY bench ./bench
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${BASE_IMAGE} AS runtime
@@ -46,5 +48,5 @@ COPY --from=build /src/build/Release/weft.node ./build/Release/weft.node
 COPY --from=build /src/dist ./dist
 COPY config ./config
 COPY scripts/compose-host.sh scripts/compose-netconf.sh ./scripts/
-ENTRYPOINT ["node", "/opt/weft/dist/cli/main.js"]
+ENTRYPOINT ["node", "/opt/weft/dist/src/cli/main.js"]
 CMD ["daemon"]

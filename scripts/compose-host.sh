@@ -42,4 +42,4 @@ pod_side() {
 }
 
 pod_side &
-exec node /opt/weft/dist/cli/main.js daemon "$@"
+exec node /opt/weft/dist/src/cli/main.js daemon "$@"

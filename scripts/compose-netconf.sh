@@ -14,8 +14,8 @@ else
   esac
 fi
 for ((i = 0; i < 50; i++)); do
-  if node /opt/weft/dist/cli/main.js network set "$config"; then
-    node /opt/weft/dist/cli/main.js network get
+  if node /opt/weft/dist/src/cli/main.js network set "$config"; then
+    node /opt/weft/dist/src/cli/main.js network get
     exit 0
   fi
   sleep 0.5

@@ -5,7 +5,7 @@
 # (scripts/build-base-image.sh), whose node and glibc are this machine's, so the addon loads as built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for f in dist/cli/main.js build/Release/weft.node node_modules/.package-lock.json; do
+for f in dist/src/cli/main.js build/Release/weft.node node_modules/.package-lock.json; do
   [ -e "$f" ] || { echo "compose-prebuilt: $f is missing: run scripts/setup.sh first" >&2; exit 1; }
 done
 stage=build/docker-prebuilt

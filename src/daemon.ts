@@ -4,7 +4,6 @@
 // Startup failures end the process with one line and a non-zero exit, never a retry loop: an invalid flag (exit 2),
 // a Network that overlaps the underlay, and a network with no free subnet left (NetworkExhaustedError; a supervisor
 // may retry later). etcd being unreachable is waited out, before and after the lease.
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { resolveDaemonConfig, type DaemonConfig } from './config/daemon.js';
 import { parseNetworkConfig, type NetworkConfig } from './config/network.js';
@@ -15,19 +14,11 @@ import { registryFromConfig, type EtcdRegistry } from './lease/registry.js';
 import { LeaseManager } from './lease/manager.js';
 import { readSubnetEnv, writeSubnetEnv } from './lease/subnet-env.js';
 import { type Lease, type LeaseEvent, isReservation } from './lease/lease.js';
-import { containsIP, formatSubnet, overlaps, parseCIDR, parseIPv4, makeSubnet } from './lease/subnet.js';
+import { containsIP, formatSubnet, overlaps, parseCIDR, parseIPv4, makeSubnet } from './ip/subnet.js';
 import * as iproute from './net/iproute.js';
 import { openMasq, type Masq } from './net/masq.js';
+import { VERSION } from './package-root.js';
 import { startMetricsServer, type PeerStatus, type StatusDoc } from './metrics/server.js';
-
-const VERSION = (() => {
-  try {
-    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
-      .version;
-  } catch {
-    return 'unknown';
-  }
-})();
 
 /**
  * Refuses a Network that overlaps the underlay (the interface's own subnets or the public IP): the TUN route for the
@@ -239,7 +230,7 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     const peersListed = new Promise<void>((resolve) => (listed = resolve));
     const loops = Promise.all([manager.run(signal), manager.watchPeers(signal, onPeers, () => listed())]).then(
       () => null,
-      (e: unknown) => e,
+      (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
     );
     // subnet.env is what Docker and weft-cni start pods from, so it is written once the peers are in the forwarding
     // path: a pod's first packet then finds its route. A slow first listing delays it by PEERS_WAIT_MS at most.
@@ -256,7 +247,7 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
       ?.remove()
       .catch((e: unknown) => log.warn({ err: errorMessage(e) }, '--ip-masq: removing the rules failed'));
     await backend?.stop();
-    await registry.close();
+    registry.close();
   }
 }
 

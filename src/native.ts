@@ -14,6 +14,8 @@
 // message naming the syscall and its argument. No call allocates per packet.
 
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from './package-root.js';
 
 declare const pollHandleBrand: unique symbol;
 /** Opaque handle of a uv_poll_t watching one fd; from pollStart, ended by pollStop. */
@@ -231,8 +233,7 @@ interface Addon {
 }
 
 const require = createRequire(import.meta.url);
-// src/native.ts (ts-node) and dist/native.js both sit one level below the package root.
-const addon = require('../build/Release/weft.node') as Addon;
+const addon = require(join(PACKAGE_ROOT, 'build', 'Release', 'weft.node')) as Addon;
 
 // ---- constants ----
 

@@ -10,8 +10,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { WEFT_CLI } from '../src/testbed/cluster.js';
-import { METRICS, SCHEMA, TEST_KINDS, type BenchResult, type MetricKey } from '../src/bench/schema.js';
+import { WEFT_CLI } from '../testbed/cluster.js';
+import { METRICS, SCHEMA, TEST_KINDS, type BenchResult, type MetricKey } from '../bench/suite/schema.js';
 
 interface Run {
   code: number | null;
@@ -158,7 +158,7 @@ t.test('quick run on underlay and batch/udp: schema, numbers, files, cleanup', a
   }
 });
 
-// ---- peers (src/bench/peers/): wireguard-go set up, measured and torn down like any path ----
+// ---- peers (bench/suite/peers/): wireguard-go set up, measured and torn down like any path ----
 
 // A peer of testbed <id> carries w<id> in its device name or its temp folder, so it shows in its command line.
 function peerLeftovers(id: number): string[] {
@@ -282,7 +282,7 @@ t.test('SIGINT in the middle of a run: partial results kept, no namespace, daemo
   );
 });
 
-// --profile (src/bench/profile.ts): not --quick, so profiling is on by default when perf works here. Checks the
+// --profile (bench/suite/profile.ts): not --quick, so profiling is on by default when perf works here. Checks the
 // shape of the profile section and its files; without perf, that the run says why once and carries on.
 t.test('profile: the perf CPU split of batch/udp (schema only)', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'weft-bench-prof-'));

@@ -17,7 +17,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { PACKAGE_ROOT } from '../src/testbed/cluster.js';
+import { PACKAGE_ROOT } from '../testbed/cluster.js';
 
 const HOSTS = ['weft1', 'weft2', 'weft3'] as const;
 const PREFIX = '/coreos.com/network';

@@ -7,8 +7,8 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
-import { Cluster, WEFT_CLI } from '../src/testbed/cluster.js';
-import { killChild, ping } from '../src/testbed/hosts.js';
+import { Cluster, WEFT_CLI } from '../testbed/cluster.js';
+import { killChild, ping } from '../testbed/hosts.js';
 
 const NETWORK = { Network: '10.5.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } };
 

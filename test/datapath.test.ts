@@ -8,8 +8,8 @@
 // dropped while traffic flows.
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { Cluster } from '../src/testbed/cluster.js';
-import { ping } from '../src/testbed/hosts.js';
+import { Cluster } from '../testbed/cluster.js';
+import { ping } from '../testbed/hosts.js';
 import { sha256Transfer, metricsOf, peerPacketsOf, pingMatrix, sendDatagrams } from './helpers/traffic.js';
 
 const HOSTS = [1, 2, 3];

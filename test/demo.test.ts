@@ -4,7 +4,7 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { ip } from '../src/net/iproute.js';
-import { WEFT_CLI } from '../src/testbed/cluster.js';
+import { WEFT_CLI } from '../testbed/cluster.js';
 
 const TIERS = ['dgram', 'batch', 'offload'];
 

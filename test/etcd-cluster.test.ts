@@ -1,5 +1,5 @@
 // weft on a real 3-member etcd cluster: members die under traffic and weft carries on through the others.
-// The scenario is src/scale/failover.ts (also behind `weft scale --failover`); the topology is drawn there:
+// The scenario is bench/scale/failover.ts (also behind `weft scale --failover`); the topology is drawn there:
 //
 //   bridge netns (etcdctl) ── h1, h2: weft daemon (udp, lease TTL 10 s) + pod each, a ping loop pod h1 -> pod h2
 //                          ── h3, h4, h5: one etcd member each on its underlay IP
@@ -8,7 +8,7 @@
 //   renewals go on through the others (same key, same create revision, TTL refreshed), a new peer lease reaches both
 //   daemons, the pods ping, nothing is re-acquired, and the ping loop loses at most a small bound.
 import t from 'tap';
-import { runFailover } from '../src/scale/failover.js';
+import { runFailover } from '../bench/scale/failover.js';
 
 t.test('weft keeps working when etcd members die', { timeout: 240_000 }, async (t) => {
   const r = await runFailover({ hosts: 2, ttlSeconds: 10 });

@@ -9,8 +9,8 @@ import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestbed, killChild, type Testbed } from '../src/testbed/hosts.js';
-import { Cluster, PACKAGE_ROOT, PREFIX, WEFT_CLI } from '../src/testbed/cluster.js';
+import { createTestbed, killChild, type Testbed } from '../testbed/hosts.js';
+import { Cluster, PACKAGE_ROOT, PREFIX, WEFT_CLI } from '../testbed/cluster.js';
 import { readSubnetEnv } from '../src/lease/subnet-env.js';
 
 const NETWORK = JSON.stringify({ Network: '10.44.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } });

@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PACKAGE_ROOT } from '../src/testbed/cluster.js';
+import { PACKAGE_ROOT } from '../testbed/cluster.js';
 import { DAEMON_OPTIONS, camel, resolveDaemonConfig } from '../src/config/daemon.js';
 import { parseNetworkConfig } from '../src/config/network.js';
 import { type LeaseAttrs, parseLeaseAttrs, sameAttrs, serializeLeaseAttrs } from '../src/lease/lease.js';
@@ -22,7 +22,7 @@ import {
   lastAddress,
   makeSubnet,
   subnetSize,
-} from '../src/lease/subnet.js';
+} from '../src/ip/subnet.js';
 
 const SECONDS = Number(process.env['WEFT_FUZZ_SECONDS'] ?? 60);
 const PARALLEL = Math.max(1, Math.min(availableParallelism(), 4));

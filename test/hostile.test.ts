@@ -8,8 +8,8 @@
 //   h3: weft daemon (a lease holder): garbage, truncated headers, no I flag, wrong VNI, wrong ethertype, lying and
 //       truncated inner IPv4 headers, inner source outside h3's subnet
 import t from 'tap';
-import { Cluster } from '../src/testbed/cluster.js';
-import { ping } from '../src/testbed/hosts.js';
+import { Cluster } from '../testbed/cluster.js';
+import { ping } from '../testbed/hosts.js';
 import { metricsOf, sha256Transfer } from './helpers/traffic.js';
 
 const TOTAL = 1_000_000;

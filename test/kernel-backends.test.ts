@@ -11,8 +11,8 @@
 // error line in the log.
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { Cluster, PREFIX } from '../src/testbed/cluster.js';
-import { ping } from '../src/testbed/hosts.js';
+import { Cluster, PREFIX } from '../testbed/cluster.js';
+import { ping } from '../testbed/hosts.js';
 import { pingMatrix } from './helpers/traffic.js';
 import { stableMac } from '../src/backend/vtep-mac.js';
 import { formatMac } from '../src/encap/vxlan.js';

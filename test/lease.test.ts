@@ -4,12 +4,12 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
-import { startEtcd, type EtcdServer } from '../src/testbed/etcd.js';
+import { startEtcd, type EtcdServer } from '../testbed/etcd.js';
 import { EtcdRegistry } from '../src/lease/registry.js';
 import { LeaseManager } from '../src/lease/manager.js';
 import { parseNetworkConfig, type NetworkConfig } from '../src/config/network.js';
 import { type Lease, type LeaseEvent, parseLeaseAttrs, serializeLeaseAttrs } from '../src/lease/lease.js';
-import { formatSubnet, parseSubnet, subnetToKey } from '../src/lease/subnet.js';
+import { formatSubnet, parseSubnet, subnetToKey } from '../src/ip/subnet.js';
 import { readSubnetEnv, writeSubnetEnv } from '../src/lease/subnet-env.js';
 import { NetworkExhaustedError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
@@ -362,7 +362,7 @@ t.test('flanneld lease value: parsed, and written byte for byte', async (t) => {
   const { prefix, cfg, reg } = setup();
   const flanneld =
     '{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"},"BackendV6Data":null}';
-  const lease = await raw.lease(60, { autoKeepAlive: false });
+  const lease = raw.lease(60, { autoKeepAlive: false });
   await lease.put(`${prefix}/subnets/10.5.52.0-24`).value(flanneld);
   const r = reg();
   const { leases } = await r.listLeases();

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { parseNetworkConfig } from '../src/config/network.js';
 import { NetworkConfigError } from '../src/errors.js';
-import { formatIPv4, formatSubnet } from '../src/lease/subnet.js';
+import { formatIPv4, formatSubnet } from '../src/ip/subnet.js';
 
 const p = (o: unknown) => parseNetworkConfig(JSON.stringify(o));
 

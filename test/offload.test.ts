@@ -11,8 +11,8 @@ import t, { type Test } from 'tap';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster } from '../src/testbed/cluster.js';
-import { ping, runIperf, startIperfServer, type Pod } from '../src/testbed/hosts.js';
+import { Cluster } from '../testbed/cluster.js';
+import { ping, runIperf, startIperfServer, type Pod } from '../testbed/hosts.js';
 import { metricsOf, peerPacketsOf, sha256Transfer, statusOf } from './helpers/traffic.js';
 
 const METRICS = 8471;

@@ -17,10 +17,10 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster, PREFIX, WEFT_CLI } from '../src/testbed/cluster.js';
-import { killChild, ping, type Host } from '../src/testbed/hosts.js';
+import { Cluster, PREFIX, WEFT_CLI } from '../testbed/cluster.js';
+import { killChild, ping, type Host } from '../testbed/hosts.js';
 import { readSubnetEnv } from '../src/lease/subnet-env.js';
-import { formatSubnet } from '../src/lease/subnet.js';
+import { formatSubnet } from '../src/ip/subnet.js';
 import type { StatusDoc } from '../src/metrics/server.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

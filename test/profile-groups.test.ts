@@ -1,4 +1,4 @@
-// The perf grouping of `weft bench --profile` (src/bench/profile-groups.ts) on a recorded `perf script` file:
+// The perf grouping of `weft bench --profile` (bench/suite/profile-groups.ts) on a recorded `perf script` file:
 // test/fixtures/perf-script-sample.txt holds 65 samples of a real `perf record -a -e cpu-clock -g -F 997` on this
 // kind of machine while two weft daemons (pids 11890 and 11981, dgram tier) and iperf3 moved traffic, two samples
 // per (process class, group) picked from ~3000. Pure parsing and arithmetic: no perf, no root needed.
@@ -17,8 +17,8 @@ import {
   summarizeProfile,
   type ClassifyContext,
   type Frame,
-} from '../src/bench/profile-groups.js';
-import { foldedFileName, interpolate } from '../src/bench/profile.js';
+} from '../bench/suite/profile-groups.js';
+import { foldedFileName, interpolate } from '../bench/suite/profile.js';
 
 const FIXTURE = readFileSync(join(import.meta.dirname, 'fixtures', 'perf-script-sample.txt'), 'utf8');
 const CTX: ClassifyContext = { forwarderPids: new Set([11890, 11981]), appPids: new Set() };

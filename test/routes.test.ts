@@ -3,7 +3,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { maskOf, NO_ROUTE, RouteTable, type RouteEntry } from '../src/datapath/routes.js';
-import { parseIPv4 } from '../src/lease/subnet.js';
+import { parseIPv4 } from '../src/ip/subnet.js';
 
 const ip = (s: string) => parseIPv4(s)! | 0;
 

@@ -8,8 +8,8 @@ import t from 'tap';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runScale } from '../src/scale/runner.js';
-import { writeScaleReport } from '../src/scale/report.js';
+import { runScale } from '../bench/scale/runner.js';
+import { writeScaleReport } from '../bench/scale/report.js';
 
 t.test('scale tool at 100 simulated hosts', { timeout: 180_000 }, async (t) => {
   const r = await runScale({

@@ -7,8 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { silentLogger } from '../src/log.js';
 import { metricsRegistry, startMetricsServer, type MetricsSource, type StatusDoc } from '../src/metrics/server.js';
 import { formatStatus } from '../src/cli/status.js';
-import { Cluster } from '../src/testbed/cluster.js';
-import { ping } from '../src/testbed/hosts.js';
+import { Cluster } from '../testbed/cluster.js';
+import { ping } from '../testbed/hosts.js';
 
 function fakeSource(state: { healthy: boolean; counters: Record<string, number> }): MetricsSource {
   const doc = (): StatusDoc => ({
@@ -131,7 +131,7 @@ t.test('weft status against two running daemons', async (t) => {
   t.equal(r.code, 7, '/healthz is not reachable from another host');
   const none = await cluster.tb.exec(
     h1,
-    [process.execPath, (await import('../src/testbed/cluster.js')).WEFT_CLI, 'status', '--healthz-port=8479'],
+    [process.execPath, (await import('../testbed/cluster.js')).WEFT_CLI, 'status', '--healthz-port=8479'],
     { timeoutMs: 10_000 },
   );
   t.not(none.code, 0, 'no daemon: non-zero exit');

@@ -17,7 +17,7 @@ import {
   prefixMask,
   subnetToKey,
   lastAddress,
-} from '../src/lease/subnet.js';
+} from '../src/ip/subnet.js';
 import { readSubnetEnv, writeSubnetEnv, formatSubnetEnv } from '../src/lease/subnet-env.js';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -33,7 +33,7 @@ import {
   routeDel,
   routeReplace,
 } from '../src/net/iproute.js';
-import { cleanupStale, createTestbed, ping, RUN_DIR, runIperf, startIperfServer } from '../src/testbed/hosts.js';
+import { cleanupStale, createTestbed, ping, RUN_DIR, runIperf, startIperfServer } from '../testbed/hosts.js';
 
 async function namespaces(prefix: string): Promise<string[]> {
   const out = await ip(['netns', 'list']);
@@ -219,10 +219,10 @@ t.test('exec and spawn are bounded and tracked', async (t) => {
   );
 });
 
-// Runs src/testbed/hosts.ts in a child node (with tap's TypeScript loader), which builds a testbed and prints its id.
+// Runs testbed/hosts.ts in a child node (with tap's TypeScript loader), which builds a testbed and prints its id.
 function childWithTestbed(): { id: Promise<number>; child: ReturnType<typeof spawn> } {
   const loader = process.execArgv.filter((a) => a.includes('typescript'));
-  const mod = pathToFileURL(new URL('../src/testbed/hosts.ts', import.meta.url).pathname).href;
+  const mod = pathToFileURL(new URL('../testbed/hosts.ts', import.meta.url).pathname).href;
   const code = `const m = await import(${JSON.stringify(mod)});
 const tb = await m.createTestbed({ hosts: 2 });
 process.stdout.write('ID ' + tb.id + '\\n');

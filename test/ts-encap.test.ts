@@ -1,20 +1,20 @@
 // An encap written in TypeScript alone (src/encap/example-xor.ts, built to dist/) loaded with --encap-module and
 // carried by the batch tier, which calls its encode/decode per packet.
 //
-//   bridge netns: etcd          h1 ── h2: weft daemon --encap-module dist/encap/example-xor.js (Backend xor-example)
+//   bridge netns: etcd          h1 ── h2: weft daemon --encap-module dist/src/encap/example-xor.js (Backend xor-example)
 //
 // Unit part: the codec round-trips and refuses bad input; the loader refuses modules that break the contract.
 // Integration part: pods ping both ways through the XOR encap; the leases carry BackendType "xor-example".
 import { join } from 'node:path';
 import t from 'tap';
-import { Cluster, PACKAGE_ROOT, PREFIX } from '../src/testbed/cluster.js';
-import { ping } from '../src/testbed/hosts.js';
+import { Cluster, PACKAGE_ROOT, PREFIX } from '../testbed/cluster.js';
+import { ping } from '../testbed/hosts.js';
 import { xorExampleEncap } from '../src/encap/example-xor.js';
 import { DecodeVerdict } from '../src/encap/encap.js';
 import { encapProblem, loadEncapModule } from '../src/backend/index.js';
 import { encapByName } from '../src/encap/index.js';
 
-const MODULE = join(PACKAGE_ROOT, 'dist', 'encap', 'example-xor.js');
+const MODULE = join(PACKAGE_ROOT, 'dist', 'src', 'encap', 'example-xor.js');
 
 t.test('xor-example codec', async (t) => {
   const ip = Buffer.from('4500001c0000400040110000c0a80001c0a800020009000900080000', 'hex');
@@ -58,12 +58,12 @@ t.test('encap module loader', async (t) => {
   t.equal(encapByName('xor-example'), e, 'registered by name');
   t.equal(await loadEncapModule(MODULE), e, 'loading twice registers once');
   await t.rejects(
-    loadEncapModule(join(PACKAGE_ROOT, 'dist', 'encap', 'no-such-encap.js')),
+    loadEncapModule(join(PACKAGE_ROOT, 'dist', 'src', 'encap', 'no-such-encap.js')),
     /cannot load/,
     'a missing module is a clear error',
   );
   await t.rejects(
-    loadEncapModule(join(PACKAGE_ROOT, 'dist', 'encap', 'udp.js')),
+    loadEncapModule(join(PACKAGE_ROOT, 'dist', 'src', 'encap', 'udp.js')),
     /exports no encap/,
     'a module without an encap export is refused',
   );

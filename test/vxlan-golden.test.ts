@@ -13,8 +13,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { Cluster } from '../src/testbed/cluster.js';
-import { ping, type Target } from '../src/testbed/hosts.js';
+import { Cluster } from '../testbed/cluster.js';
+import { ping, type Target } from '../testbed/hosts.js';
 import { vxlanEncap } from '../src/encap/vxlan.js';
 import { stableMac } from '../src/backend/vtep-mac.js';
 

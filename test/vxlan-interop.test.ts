@@ -10,8 +10,8 @@
 // way (sha256 on both ends) are what shows the userspace side copes (NOTES.md "Talking to a kernel VXLAN peer").
 import { readFileSync } from 'node:fs';
 import t, { type Test } from 'tap';
-import { Cluster, PREFIX } from '../src/testbed/cluster.js';
-import { ping, type Pod } from '../src/testbed/hosts.js';
+import { Cluster, PREFIX } from '../testbed/cluster.js';
+import { ping, type Pod } from '../testbed/hosts.js';
 import { sha256Transfer } from './helpers/traffic.js';
 
 const MB50 = 50 << 20;

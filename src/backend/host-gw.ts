@@ -20,7 +20,7 @@ import {
   parseIPv4,
   prefixMask,
   type Subnet,
-} from '../lease/subnet.js';
+} from '../ip/subnet.js';
 import type { Logger } from '../log.js';
 import * as iproute from '../net/iproute.js';
 import type { Backend, BackendContext, BackendStatus, ExternalInterface } from './backend.js';

@@ -18,7 +18,7 @@
 // restart, and the restarted daemon finds the device as it wants it and reconciles the rest.
 import { WeftError } from '../errors.js';
 import type { Lease, LeaseEvent } from '../lease/lease.js';
-import { formatIPv4, type Subnet } from '../lease/subnet.js';
+import { formatIPv4, type Subnet } from '../ip/subnet.js';
 import { formatMac, parseMac } from '../encap/vxlan.js';
 import * as iproute from '../net/iproute.js';
 import type { Backend, BackendContext, BackendStatus } from './backend.js';

@@ -8,7 +8,7 @@ import type { Encap, LocalEncapInfo } from '../encap/encap.js';
 import { encapByName } from '../encap/index.js';
 import { openDatapath, tunFlagsFor, type Datapath, type Peer } from '../datapath/index.js';
 import { C } from '../datapath/path-state.js';
-import { formatIPv4, parseIPv4 } from '../lease/subnet.js';
+import { formatIPv4, parseIPv4 } from '../ip/subnet.js';
 import type { Lease, LeaseEvent } from '../lease/lease.js';
 import * as iproute from '../net/iproute.js';
 import * as native from '../native.js';

@@ -1,8 +1,8 @@
 // `weft leases`: the subnet leases in etcd, as a table (subnet, public IP, backend, TTL left) or JSON.
-import { formatSubnet } from '../lease/subnet.js';
+import { formatSubnet } from '../ip/subnet.js';
 import { isReservation, type Lease } from '../lease/lease.js';
 import { registryFromFlags } from './etcd.js';
-import { formatTable } from './table.js';
+import { formatTable } from '../util/table.js';
 
 export function leaseRows(leases: readonly Lease[], now = Date.now()): string[][] {
   return [...leases]
@@ -38,6 +38,6 @@ export async function printLeases(flags: Record<string, unknown>, json: boolean)
     }
     process.stdout.write(formatTable(['SUBNET', 'PUBLIC IP', 'BACKEND', 'TTL LEFT'], leaseRows(leases)));
   } finally {
-    await registry.close();
+    registry.close();
   }
 }

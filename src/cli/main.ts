@@ -1,12 +1,11 @@
 #!/usr/bin/env node
 // weft's command line. Each command parses its flags, resolves configuration and hands over to one module; errors
 // end as one clear line on stderr and a non-zero exit, never a stack trace.
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { DAEMON_OPTIONS } from '../config/daemon.js';
 import { ConfigError, errorMessage, isWeftError } from '../errors.js';
-
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+import { VERSION } from '../package-root.js';
+import { addToolCommands } from './tools.js';
 
 function addDaemonOptions(cmd: Command, only?: readonly string[]): Command {
   for (const spec of DAEMON_OPTIONS) {
@@ -43,7 +42,7 @@ const ETCD_FLAGS = [
 async function main(argv: string[]): Promise<void> {
   const program = new Command('weft')
     .description('userspace overlay network for container hosts, flannel-compatible')
-    .version(pkg.version)
+    .version(VERSION)
     .showHelpAfterError()
     .configureOutput({ outputError: (s, write) => write(s) });
 
@@ -98,67 +97,7 @@ async function main(argv: string[]): Promise<void> {
       await printStatus({ healthzIp: o.healthzIp, healthzPort: port, json: o.json === true, all: o.all === true });
     });
 
-  program
-    .command('soak')
-    .description('bounded soak: iperf3 at a capped rate between pods while peers join and leave; RSS and crashes')
-    .option('--minutes <n>', 'how long', '10')
-    .option('--hosts <n>', 'steady hosts (a churn host joins and leaves beside them)', '3')
-    .option('--bitrate <rate>', 'iperf3 --bitrate cap per stream', '200M')
-    .option('--encap <name>', 'udp | vxlan | geneve', 'udp')
-    .action(async (o: { minutes: string; hosts: string; bitrate: string; encap: string }) => {
-      const { runSoak } = await import('../soak/main.js');
-      await runSoak({ minutes: Number(o.minutes), hosts: Number(o.hosts), bitrate: o.bitrate, encap: o.encap });
-    });
-
-  program
-    .command('demo')
-    .description('local etcd + three namespace hosts running weft: leases, ping matrix, throughput; cleans up after')
-    .option('--tiers <list>', 'tiers to show: dgram, batch, offload', 'dgram,batch,offload')
-    .option('--encap <name>', 'udp | vxlan | geneve', 'udp')
-    .option('--seconds <n>', 'seconds per throughput run', '3')
-    .action(async (o: { tiers: string; encap: string; seconds: string }) => {
-      const { runDemo } = await import('./demo.js');
-      await runDemo({ tiers: o.tiers.split(','), encap: o.encap, seconds: Number(o.seconds) });
-    });
-
-  program
-    .command('bench')
-    .description('benchmark every path (underlay, kernel VXLAN, host-gw, weft tiers x encaps) on fresh namespace hosts')
-    .option('--quick', 'within 2 minutes: 1 repeat, short tests, paths underlay,kernel-vxlan,dgram/udp,batch/udp')
-    .option('--only <paths>', 'comma list of paths, e.g. underlay,kernel-vxlan,batch/vxlan')
-    .option('--repeats <n>', 'repeats of every test (default 3, --quick 1)')
-    .option('--seconds <n>', 'seconds per test (default: fit the full run into 17 minutes; --quick 2)')
-    .option('--round-trips <n>', 'ping-pong round trips per latency test (default 2000)')
-    .option('--out <dir>', 'output folder (default bench/results/<timestamp>)')
-    .option('--json', 'print the result JSON to stdout')
-    .option(
-      '--profile',
-      'perf CPU split per path (default: on without --quick when perf works; installs linux-perf when missing)',
-    )
-    .option('--no-profile', 'no perf CPU split')
-    .option('--peers', 'add wireguard-go, nebula and tinc (alone: kernel-vxlan, weft udp tiers and the peers)')
-    .action(async (o: import('./bench.js').BenchCliOptions) => {
-      const { benchCommand } = await import('./bench.js');
-      await benchCommand(o);
-    });
-
-  program
-    .command('scale')
-    .description(
-      'a few real weft hosts against thousands of simulated ones (leases in etcd); writes bench/results/scale-<timestamp>/',
-    )
-    .option('--sizes <list>', 'simulated hosts, loaded cumulatively (default 1000,5000)')
-    .option('--hosts <n>', 'real weft hosts (default 3)')
-    .option('--probes <n>', 'probe leases per size for the route-live latency (default 20; 0: skip)')
-    .option('--lookup <list>', 'route counts for the lookup micro-benchmark (default 10,1000,5000; none: skip)')
-    .option('--kernel <list>', 'peer counts for the ip -batch timing (default: the sizes; none: skip)')
-    .option('--failover', 'also run the 3-member etcd failover scenario and add it to the report')
-    .option('--out <dir>', 'output folder (default bench/results/scale-<timestamp>)')
-    .option('--json', 'print the results as JSON')
-    .action(async (o: import('./scale.js').ScaleCliOptions) => {
-      const { scaleCommand } = await import('./scale.js');
-      await scaleCommand(o);
-    });
+  addToolCommands(program);
 
   await program.parseAsync(argv);
 }

@@ -12,7 +12,7 @@ export async function getNetwork(flags: Record<string, unknown>): Promise<void> 
     if (json === null) throw new ConfigError(`no network config at ${config.etcdPrefix}/config`);
     process.stdout.write(json.endsWith('\n') ? json : json + '\n');
   } finally {
-    await registry.close();
+    registry.close();
   }
 }
 
@@ -31,6 +31,6 @@ export async function setNetwork(flags: Record<string, unknown>, value: string):
     await registry.putNetworkConfig(json.trim());
     process.stdout.write(`wrote ${config.etcdPrefix}/config\n`);
   } finally {
-    await registry.close();
+    registry.close();
   }
 }

@@ -2,7 +2,7 @@
 // tier, encap, peers and counters as tables (--json: the document as it came).
 import { WeftError, errorMessage } from '../errors.js';
 import type { StatusDoc } from '../metrics/server.js';
-import { formatTable } from './table.js';
+import { formatTable } from '../util/table.js';
 
 export interface StatusOptions {
   readonly healthzIp: string;

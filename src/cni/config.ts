@@ -16,7 +16,7 @@
 // ipMasq is inverted: when the daemon masquerades (FLANNEL_IPMASQ=true) the bridge must not do it a second time.
 import { z } from 'zod';
 import { type ParsedSubnetEnv } from '../lease/subnet-env.js';
-import { firstHost, formatIPv4, formatSubnet } from '../lease/subnet.js';
+import { firstHost, formatIPv4, formatSubnet } from '../ip/subnet.js';
 import { CniCode, CniError, SUPPORTED_VERSIONS, isSupportedVersion, type CniVersion } from './spec.js';
 
 export const DEFAULT_SUBNET_FILE = '/run/flannel/subnet.env';

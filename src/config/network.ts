@@ -13,7 +13,7 @@ import {
   parseIPv4,
   subnetSize,
   containsIP,
-} from '../lease/subnet.js';
+} from '../ip/subnet.js';
 
 /** The backend blob: `Type` resolved, every other key kept for the backend to parse over its own defaults. */
 export interface BackendConfig {

@@ -3,7 +3,17 @@
 import type { Encap, LocalEncapInfo } from '../encap/encap.js';
 import type { Logger } from '../log.js';
 import type { Peer } from './peers.js';
-import type { PeerTraffic } from './path-state.js';
+
+/** Inner packets and bytes exchanged with one peer (a super-packet counts once on the offload tier). */
+export interface PeerTraffic {
+  readonly net: number;
+  readonly prefixLen: number;
+  readonly publicIp: number;
+  readonly txPackets: number;
+  readonly txBytes: number;
+  readonly rxPackets: number;
+  readonly rxBytes: number;
+}
 
 export type Tier = 'dgram' | 'batch' | 'offload';
 

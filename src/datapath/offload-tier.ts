@@ -15,11 +15,11 @@
 import { Worker } from 'node:worker_threads';
 import { WeftError } from '../errors.js';
 import * as native from '../native.js';
-import type { Datapath, DatapathOptions, Tier } from './datapath.js';
+import type { Datapath, DatapathOptions, PeerTraffic, Tier } from './datapath.js';
 import { disabledOffloads, probeTunOffloads } from './offload-config.js';
 import { QueueRunner, tunMtu, type RunnerSetup } from './offload-runner.js';
 import type { WorkerInit, WorkerReply, WorkerRequest, WirePeer } from './offload-worker.js';
-import { PathState, type PeerTraffic } from './path-state.js';
+import { PathState } from './path-state.js';
 import type { Peer } from './peers.js';
 
 /** How the backend should open the TUN for a tier: the offload tier needs the virtio header (and queues). */

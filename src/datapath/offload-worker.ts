@@ -8,7 +8,8 @@ import { silentLogger } from '../log.js';
 import * as native from '../native.js';
 import type { OffloadPart, TunOffloads } from './offload-config.js';
 import { QueueRunner } from './offload-runner.js';
-import { PathState, type PeerTraffic } from './path-state.js';
+import type { PeerTraffic } from './datapath.js';
+import { PathState } from './path-state.js';
 import type { Peer } from './peers.js';
 
 export interface WirePeer {

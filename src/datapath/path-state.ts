@@ -2,22 +2,11 @@
 // snapshot is replaced whole by setPeers, never mutated, so a batch sees one consistent peer set.
 import type { Encap, LocalEncapInfo } from '../encap/encap.js';
 import { counterIndex, COUNTER_COUNT } from '../native.js';
-import type { DatapathOptions } from './datapath.js';
+import type { DatapathOptions, PeerTraffic } from './datapath.js';
 import { maskOf } from './routes.js';
 import { buildPeerSnapshot, type Peer, type PeerSnapshot } from './peers.js';
 
 export const PEER_COUNTERS = 4;
-
-/** Inner packets and bytes exchanged with one peer (a super-packet counts once on the offload tier). */
-export interface PeerTraffic {
-  readonly net: number;
-  readonly prefixLen: number;
-  readonly publicIp: number;
-  readonly txPackets: number;
-  readonly txBytes: number;
-  readonly rxPackets: number;
-  readonly rxBytes: number;
-}
 
 function peerKey(p: Peer): string {
   return `${p.net}/${p.prefixLen}@${p.publicIp}`;

@@ -1,5 +1,6 @@
 // What every tier does the same way around its PathState: counters, per-peer traffic, peer-set swaps.
-import type { PathState, PeerTraffic } from './path-state.js';
+import type { PeerTraffic } from './datapath.js';
+import type { PathState } from './path-state.js';
 import type { Peer } from './peers.js';
 
 export abstract class TierBase {

@@ -1,5 +1,5 @@
 // An example of an encap written in TypeScript alone, loaded at run time with `weft daemon --encap-module
-// dist/encap/example-xor.js` and chosen with Backend.Type "xor-example". A toy, not a protocol: no RFC, no security
+// dist/src/encap/example-xor.js` and chosen with Backend.Type "xor-example". A toy, not a protocol: no RFC, no security
 // (XOR with a fixed byte hides nothing). It shows the whole contract of src/encap/encap.ts in one file:
 //
 //   UDP payload = magic "WXR1" (4 bytes) | inner IPv4 packet with every byte XORed with 0x5a

@@ -9,7 +9,7 @@
 //     BackendV6Data json.RawMessage `json:",omitempty"`
 //   }
 // Go's encoder writes compact JSON and escapes <, >, &, U+2028 and U+2029 inside strings; we do the same.
-import type { Subnet } from './subnet.js';
+import type { Subnet } from '../ip/subnet.js';
 
 export interface LeaseAttrs {
   PublicIP: string;

@@ -15,7 +15,7 @@ import { type NetworkConfig, parseNetworkConfig } from '../config/network.js';
 import type { Logger } from '../log.js';
 import { type Lease, type LeaseAttrs, type LeaseEvent, isReservation, sameAttrs } from './lease.js';
 import type { EtcdRegistry, WatchHandle } from './registry.js';
-import { type Subnet, formatIPv4, formatSubnet, nthSubnet, overlaps, subnetEquals } from './subnet.js';
+import { type Subnet, formatIPv4, formatSubnet, nthSubnet, overlaps, subnetEquals } from '../ip/subnet.js';
 
 /** Control-plane events since start, for /metrics; all monotonic. */
 export interface LeaseStats {

@@ -11,7 +11,7 @@ import { Etcd3, type IKeyValue, type IOptions, type IWatchResponse, type KVClien
 import { EtcdCompactedError, WeftError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { type Lease, type LeaseAttrs, type LeaseEvent, parseLeaseAttrs, serializeLeaseAttrs } from './lease.js';
-import { type Subnet, keyToSubnet, subnetToKey } from './subnet.js';
+import { type Subnet, keyToSubnet, subnetToKey } from '../ip/subnet.js';
 
 export interface RegistryOptions {
   endpoints: string[];

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { type Subnet, firstHost, formatIPv4, formatSubnet, makeSubnet, parseCIDR } from './subnet.js';
+import { type Subnet, firstHost, formatIPv4, formatSubnet, makeSubnet, parseCIDR } from '../ip/subnet.js';
 
 export interface SubnetEnv {
   network: Subnet;

@@ -113,6 +113,7 @@ function parseJson(argv: string[], stdout: string): unknown {
 
 // ip's batch parser (lib/utils.c makeargs/getcmdline) splits on blanks, treats a leading quote as quoting, cuts the
 // line at '#', and joins lines ending in '\'. We never quote: words that would need it are refused instead.
+// eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
 const UNSAFE_WORD = /[\s"'#\\\u0000-\u001f\u007f]/;
 const MAX_BATCH_WORDS = 500; // makeargs stops at 512 per line
 

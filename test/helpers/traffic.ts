@@ -2,8 +2,8 @@
 // sha256 is compared on both ends, crafted datagrams aimed at a daemon, and a read of a daemon's /metrics.
 // Every program is bounded in count and time.
 import type { Test } from 'tap';
-import type { Cluster } from '../../src/testbed/cluster.js';
-import { ping, type Host, type Pod, type Testbed } from '../../src/testbed/hosts.js';
+import type { Cluster } from '../../testbed/cluster.js';
+import { ping, type Host, type Pod, type Testbed } from '../../testbed/hosts.js';
 import type { StatusDoc } from '../../src/metrics/server.js';
 
 type Target = Host | Pod | string;

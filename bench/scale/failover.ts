@@ -1,0 +1,302 @@
+// etcd failover under traffic: weft hosts on a 3-member etcd cluster, members killed one at a time while a ping loop
+// runs pod -> pod. Returns what it saw (the integration test asserts on it; `weft scale --failover` reports it).
+//
+//   bridge netns w<id>-br 198.18.<id>.254 (etcdctl runs here)
+//   h1..hN: weft daemon (udp, short lease TTL: renewals during the run) + pod each, /metrics on 127.0.0.1:9471
+//   hN+1..hN+3: one etcd member each on its underlay IP (:2379 client, :2380 peer)
+//
+//   1. kill -9 the raft leader      -> renewals, a new peer lease, pods ping; same keys, same create revisions
+//   2. start it again               -> the same checks
+//   3. kill -9 the member h1's daemon has most connections to (ss in h1) -> the same checks
+//   4. start it again               -> the same checks
+// One member down at a time: with two of three down there is no quorum and no client can renew.
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { readSubnetEnv } from '../../src/lease/subnet-env.js';
+import { subnetToKey } from '../../src/ip/subnet.js';
+import { type Logger, silentLogger } from '../../src/log.js';
+import { Cluster, PREFIX } from '../../testbed/cluster.js';
+import type { EtcdCluster, EtcdMember } from '../../testbed/etcd.js';
+import { killChild, ping } from '../../testbed/hosts.js';
+import { daemonMetrics, leaseHex, median, parseGetJson, parseTimeToLive, sample, type StoredKey } from './observe.js';
+
+export const FAILOVER_METRICS_PORT = 9471;
+
+export interface FailoverOptions {
+  /** weft hosts (>= 2: the ping loop runs h1's pod -> h2's pod). Default 2. */
+  hosts?: number;
+  /** --subnet-lease-ttl; renewals come every ttl/2 s. Default 10. */
+  ttlSeconds?: number;
+  /** Bound on each wait (renewal, peer event). Default 20 s. */
+  waitMs?: number;
+  log?: Logger;
+}
+
+export interface FailoverEvent {
+  event: 'leader killed' | 'leader back' | 'member in use killed' | 'member in use back';
+  member: string;
+  /** Seconds from the event until every host's key sat on a fresh etcd lease with its TTL refreshed; null: not seen. */
+  firstRenewalAfterS: number | null;
+  /** Longest interval, over hosts, between the last renewal before the event and the first after (daemon logs). */
+  renewalGapS: number;
+  /** Every host's lease: same key, same create revision, attached, TTL refreshed. */
+  sameKeys: boolean;
+  /** Seconds until a lease created after the event showed in every daemon's weft_peers; null: not seen. */
+  peerSeenS: number | null;
+  pingOk: boolean;
+  daemonsRunning: boolean;
+  /** For 'leader killed': the member that took over. */
+  newLeader?: string;
+}
+
+export interface FailoverResult {
+  hosts: number;
+  ttlS: number;
+  renewEveryS: number;
+  /** Median interval between consecutive renewals of a daemon over the whole run (the undisturbed period). */
+  medianRenewalGapS: number;
+  events: FailoverEvent[];
+  /** The ping loop over the whole run. */
+  ping: { transmitted: number; received: number };
+  /** Per host from /metrics at the end. */
+  acquisitions: number[];
+  losses: number[];
+  errors: string[];
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(check: () => Promise<T | null>, ms: number, every = 250): Promise<T | null> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const v = await check().catch(() => null);
+    if (v !== null) return v;
+    await sleep(every);
+  }
+  return null;
+}
+
+function keyOf(cluster: Cluster, n: number): string {
+  const env = readSubnetEnv(cluster.subnetFile(n));
+  if (!env) throw new Error(`h${n} has no subnet.env`);
+  return `${PREFIX}/subnets/${subnetToKey(env.subnet)}`;
+}
+
+async function stored(ec: EtcdCluster, key: string): Promise<StoredKey | null> {
+  return parseGetJson(await ec.etcdctl(['get', key, '-w', 'json']))[0] ?? null;
+}
+
+/** The running member the daemon in host n holds most established connections to (its gRPC channels). */
+export async function memberInUse(cluster: Cluster, ec: EtcdCluster, n: number): Promise<EtcdMember | null> {
+  const r = await cluster.tb.exec(cluster.tb.host(n), ['ss', '-Htn', 'state', 'established', '( dport = :2379 )']);
+  const counts = new Map<string, number>();
+  for (const line of r.stdout.split('\n')) {
+    const m = /(\d+\.\d+\.\d+\.\d+):2379\s*$/.exec(line.trim());
+    if (m) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+  }
+  const ranked = [...counts.entries()].sort((a, b) => b[1] - a[1]);
+  for (const [ip] of ranked) {
+    const m = ec.members.find((x) => x.running && x.host === ip);
+    if (m !== undefined) return m;
+  }
+  return null;
+}
+
+/** Times (ms since epoch) of the daemon's "lease renewed" log lines. */
+function renewalTimes(logFile: string): number[] {
+  let text: string;
+  try {
+    text = readFileSync(logFile, 'utf8');
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.includes('lease renewed')) continue;
+    try {
+      const j = JSON.parse(line) as { time?: unknown; msg?: unknown };
+      if (j.msg === 'lease renewed' && typeof j.time === 'number') out.push(j.time);
+    } catch {
+      // not a JSON line
+    }
+  }
+  return out;
+}
+
+function startPingLoop(cluster: Cluster): { child: ChildProcess; out: () => string } {
+  const from = cluster.pods.get(1)!;
+  const to = cluster.pods.get(2)!.ip;
+  // -w caps it even if nothing stops it; SIGINT makes ping print its summary.
+  const child = cluster.tb.spawn(from, ['ping', '-n', '-i', '0.2', '-W', '1', '-w', '600', to], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  let buf = '';
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (d: string) => {
+    buf = (buf + d).slice(-2000);
+  });
+  return { child, out: () => buf };
+}
+
+export async function runFailover(opts: FailoverOptions = {}): Promise<FailoverResult> {
+  const hosts = Math.max(2, opts.hosts ?? 2);
+  const ttl = opts.ttlSeconds ?? 10;
+  const waitMs = opts.waitMs ?? 20_000;
+  const log = opts.log ?? silentLogger;
+  const cluster = await Cluster.create({
+    hosts,
+    etcdMembers: 3,
+    network: { Network: '10.61.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } },
+  });
+  let loop: ReturnType<typeof startPingLoop> | null = null;
+  try {
+    const ec = cluster.etcdCluster!;
+    const flags = [`--subnet-lease-ttl=${ttl}`, `--healthz-port=${FAILOVER_METRICS_PORT}`];
+    const ns = Array.from({ length: hosts }, (_, i) => i + 1);
+    await Promise.all(ns.map((n) => cluster.startDaemon(n, flags)));
+    for (const n of ns) await cluster.ensurePod(n);
+    const keys = ns.map((n) => keyOf(cluster, n));
+    const createRevs = (await Promise.all(keys.map((k) => stored(ec, k)))).map((s) => s?.createRevision ?? '');
+    const result: FailoverResult = {
+      hosts,
+      ttlS: ttl,
+      renewEveryS: ttl / 2,
+      medianRenewalGapS: Number.NaN,
+      events: [],
+      ping: { transmitted: 0, received: 0 },
+      acquisitions: [],
+      losses: [],
+      errors: [],
+    };
+    const peers = async (n: number): Promise<number> =>
+      sample(await daemonMetrics(cluster.tb, cluster.tb.host(n), FAILOVER_METRICS_PORT), 'weft_peers') ?? -1;
+    // Wait until the pods reach each other before the loop starts (the first ARP and route).
+    await until(
+      async () =>
+        (await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 1, timeoutSec: 2 })).ok ? true : null,
+      15_000,
+    );
+    loop = startPingLoop(cluster);
+    let extra = 0;
+    const basePeers = hosts - 1;
+
+    const observe = async (
+      event: FailoverEvent['event'],
+      member: string,
+      at: number,
+      newLeader?: string,
+    ): Promise<FailoverEvent> => {
+      log.info({ event, member }, 'failover: observing');
+      const before = await Promise.all(keys.map((k) => stored(ec, k).catch(() => null)));
+      let sameKeys = true;
+      let firstRenewal: number | null = 0;
+      for (const [i, key] of keys.entries()) {
+        const renewed = await until(async () => {
+          const s = await stored(ec, key);
+          if (s === null || s.lease === '0' || s.lease === before[i]?.lease) return null;
+          const t = parseTimeToLive(await ec.etcdctl(['lease', 'timetolive', leaseHex(s.lease), '-w', 'json']));
+          return t.ttl > 0 ? { s, t, seenAt: Date.now() } : null;
+        }, waitMs);
+        if (renewed === null) {
+          firstRenewal = null;
+          sameKeys = false;
+          continue;
+        }
+        if (renewed.s.key !== key || renewed.s.createRevision !== createRevs[i] || renewed.t.grantedTtl !== ttl)
+          sameKeys = false;
+        if (firstRenewal !== null) firstRenewal = Math.max(firstRenewal, (renewed.seenAt - at) / 1000);
+      }
+      // A new peer lease after the event reaches every daemon.
+      extra++;
+      const fake = `${PREFIX}/subnets/10.61.${200 + extra}.0-24`;
+      const p0 = Date.now();
+      await ec.etcdctl([
+        'put',
+        fake,
+        JSON.stringify({
+          PublicIP: `198.18.${cluster.tb.id}.${200 + extra}`,
+          PublicIPv6: null,
+          BackendType: 'udp',
+          BackendData: null,
+        }),
+      ]);
+      const seen = await until(
+        async () => ((await Promise.all(ns.map(peers))).every((p) => p === basePeers + extra) ? true : null),
+        waitMs,
+        100,
+      );
+      const peerSeenS = seen === null ? null : (Date.now() - p0) / 1000;
+      const p = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 3, timeoutSec: 5 });
+      // Gap between renewals around the event, from the daemons' own logs.
+      let gap = 0;
+      for (const n of ns) {
+        const times = renewalTimes(cluster.daemons.get(n)!.logFile);
+        const last = times.filter((x) => x <= at).pop();
+        const next = times.find((x) => x > at);
+        if (last !== undefined && next !== undefined) gap = Math.max(gap, (next - last) / 1000);
+      }
+      return {
+        event,
+        member,
+        firstRenewalAfterS: firstRenewal,
+        renewalGapS: gap,
+        sameKeys,
+        peerSeenS,
+        pingOk: p.ok,
+        daemonsRunning: ns.every((n) => cluster.daemons.get(n)?.child.exitCode === null),
+        ...(newLeader !== undefined ? { newLeader } : {}),
+      };
+    };
+
+    // Let every daemon renew once first, so the gap around the first event has a renewal on both sides.
+    const renewedOnce = await until(
+      async () => (ns.every((n) => renewalTimes(cluster.daemons.get(n)!.logFile).length > 0) ? true : null),
+      ttl * 1000 + waitMs,
+    );
+    if (renewedOnce === null) result.errors.push('no renewal before the first event');
+    const leader = await ec.leader();
+    let at = Date.now();
+    await leader.kill();
+    const next = await ec.leader();
+    result.events.push(await observe('leader killed', leader.name, at, next.name));
+    at = Date.now();
+    await leader.start();
+    result.events.push(await observe('leader back', leader.name, at));
+
+    const used = await until(() => memberInUse(cluster, ec, 1), 10_000);
+    if (used === null) {
+      result.errors.push('could not tell which etcd member h1 talks to (no established connection to :2379)');
+    } else {
+      at = Date.now();
+      await used.kill();
+      result.events.push(await observe('member in use killed', used.name, at));
+      at = Date.now();
+      await used.start();
+      result.events.push(await observe('member in use back', used.name, at));
+    }
+
+    const l = loop;
+    loop = null;
+    const exited = new Promise<void>((r) => (l.child.exitCode !== null ? r() : l.child.once('exit', () => r())));
+    l.child.kill('SIGINT');
+    await Promise.race([exited, sleep(3000)]);
+    await killChild(l.child);
+    const m = /(\d+) packets transmitted, (\d+) received/.exec(l.out());
+    result.ping = { transmitted: m ? Number(m[1]) : 0, received: m ? Number(m[2]) : 0 };
+    const gaps: number[] = [];
+    for (const n of ns) {
+      const times = renewalTimes(cluster.daemons.get(n)!.logFile);
+      for (let i = 1; i < times.length; i++) gaps.push((times[i]! - times[i - 1]!) / 1000);
+    }
+    result.medianRenewalGapS = median(gaps);
+    for (const n of ns) {
+      const mm = await daemonMetrics(cluster.tb, cluster.tb.host(n), FAILOVER_METRICS_PORT);
+      result.acquisitions.push(sample(mm, 'weft_lease_acquisitions_total') ?? -1);
+      result.losses.push(sample(mm, 'weft_lease_losses_total') ?? -1);
+    }
+    return result;
+  } finally {
+    if (loop !== null) await killChild(loop.child);
+    await cluster.destroy();
+  }
+}

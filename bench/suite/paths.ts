@@ -1,0 +1,301 @@
+// The paths the bench compares, and how each is built on a fresh two-host testbed (one per path, so no device,
+// route or lease of one path can help or hurt the next):
+//
+//   underlay        h1 eth0 ── bridge ── h2 eth0             iperf3/ping-pong between the hosts themselves
+//   kernel-vxlan    pod ─ cni0 ─ flannel.1 (kernel VXLAN, set up here with iproute2 exactly as flannel does:
+//                   NOTES.md "Kernel VXLAN setup") ─ eth0 ── ... ── pod on h2. The reference of every ratio.
+//   host-gw         weft daemon --datapath kernel, Backend host-gw (plain routes via the peer's underlay address)
+//   weft-kernel-vxlan  weft daemon --datapath kernel, Backend vxlan (flannel's layout, programmed by weft)
+//   <tier>/<encap>  weft daemon --tier <dgram|batch|offload>, Backend <udp|vxlan|geneve>: pod ─ cni0 ─ weft0 (TUN)
+//                   ─ daemon ─ UDP socket on eth0 ── ... ── the same on h2
+//   wireguard-go, nebula, tinc   the userspace overlays a user would otherwise install (peers/): pod ─ cni0 ─ the
+//                   peer's TUN 10.77.0.N/24 ─ its daemon (encrypting) ─ UDP on eth0 ── ... ── the same on h2
+//
+// Pods get the MTU their path gives them (FLANNEL_MTU from subnet.env, 1450 for the reference), as the CNI bridge
+// plugin would. Failures while building a path are reported as that path's failure; the run goes on.
+import { readFileSync } from 'node:fs';
+import { WeftError, errorMessage } from '../../src/errors.js';
+import { readSubnetEnv } from '../../src/lease/subnet-env.js';
+import { bridge, ipBatch } from '../../src/net/iproute.js';
+import { Cluster } from '../../testbed/cluster.js';
+import { ping, type Target } from '../../testbed/hosts.js';
+import { buildPeer, PEER_NAMES, peerVersion, type PeerName } from './peers/index.js';
+
+export type PathKind = 'underlay' | 'kernel-reference' | 'weft-kernel' | 'weft-userspace' | 'peer';
+
+export interface PathDef {
+  name: string;
+  title: string;
+  kind: PathKind;
+  /** Backend.Type for daemon paths. */
+  backend?: string;
+  /** Extra `weft daemon` flags. */
+  daemonArgs?: string[];
+  /** Run only when named in --only. */
+  optIn?: boolean;
+}
+
+export const REFERENCE_PATH = 'kernel-vxlan';
+export const METRICS_PORT = 8471;
+const NETWORK = '10.5.0.0/16';
+const REFERENCE_MTU_OVERHEAD = 50; // VXLAN: outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
+
+const TIERS = ['dgram', 'batch', 'offload'] as const;
+const ENCAPS = ['udp', 'vxlan', 'geneve'] as const;
+const TIER_TITLES: Record<(typeof TIERS)[number], string> = {
+  dgram: 'one packet per syscall (flannel UDP style)',
+  batch: 'recvmmsg/sendmmsg batches',
+  offload: 'TUN TSO + UDP GSO/GRO super-packets',
+};
+
+export const ALL_PATHS: readonly PathDef[] = [
+  { name: 'underlay', title: 'underlay: host to host on veth + bridge, no overlay', kind: 'underlay' },
+  {
+    name: 'kernel-vxlan',
+    title: 'kernel VXLAN, flannel layout set up with iproute2 (reference)',
+    kind: 'kernel-reference',
+  },
+  {
+    name: 'host-gw',
+    title: 'host-gw routes (weft daemon --datapath kernel)',
+    kind: 'weft-kernel',
+    backend: 'host-gw',
+    daemonArgs: ['--datapath=kernel'],
+  },
+  {
+    name: 'weft-kernel-vxlan',
+    title: 'kernel VXLAN programmed by weft (--datapath kernel)',
+    kind: 'weft-kernel',
+    backend: 'vxlan',
+    daemonArgs: ['--datapath=kernel'],
+  },
+  ...TIERS.flatMap((tier) =>
+    ENCAPS.map((encap): PathDef => ({
+      name: `${tier}/${encap}`,
+      title: `weft ${tier} tier, ${encap} encap: ${TIER_TITLES[tier]}`,
+      kind: 'weft-userspace',
+      backend: encap,
+      daemonArgs: [`--tier=${tier}`],
+    })),
+  ),
+  {
+    name: 'offload-q2/vxlan',
+    title: 'weft offload tier, vxlan encap, --queues 2 (flows spread over two TUN queues and sockets)',
+    kind: 'weft-userspace',
+    backend: 'vxlan',
+    daemonArgs: ['--tier=offload', '--queues=2'],
+    optIn: true,
+  },
+  ...PEER_NAMES.map((peer): PathDef => ({
+    name: peer,
+    kind: 'peer',
+    // read when the run records the path: with the installed version once `weft bench` has installed the peers
+    get title(): string {
+      const v = peerVersion(peer);
+      return `${PEER_TITLES[peer]}${v ? ` (Debian: ${v})` : ''}`;
+    },
+  })),
+];
+
+const PEER_TITLES: Record<PeerName, string> = {
+  'wireguard-go': 'wireguard-go, userspace WireGuard (encrypted; configured with wg over UAPI)',
+  nebula: 'nebula (encrypted; static host map, no lighthouse, pod subnets as unsafe_routes)',
+  tinc: 'tinc 1.0, router mode (encrypted; default cipher)',
+};
+
+export const QUICK_PATHS: readonly string[] = ['underlay', 'kernel-vxlan', 'dgram/udp', 'batch/udp'];
+
+/** The paths to run, in catalogue order; unknown names are a clear error. */
+export function selectPaths(only: readonly string[] | undefined, quick: boolean): PathDef[] {
+  const names = only ?? (quick ? QUICK_PATHS : ALL_PATHS.filter((p) => p.optIn !== true).map((p) => p.name));
+  for (const n of names) {
+    if (!ALL_PATHS.some((p) => p.name === n)) {
+      throw new WeftError(
+        'WEFT_ERR_CONFIG',
+        `unknown bench path "${n}"; paths: ${ALL_PATHS.map((p) => p.name).join(', ')}`,
+      );
+    }
+  }
+  return ALL_PATHS.filter((p) => names.includes(p.name));
+}
+
+export interface DaemonInfo {
+  ns: string;
+  pid: number;
+  metricsPort: number;
+}
+
+/** A built path: where to run the client and the server, and what to watch while tests run. */
+export interface PathEnv {
+  readonly def: PathDef;
+  readonly cluster: Cluster;
+  readonly client: Target;
+  readonly server: Target;
+  readonly serverIp: string;
+  readonly hostNs: readonly string[];
+  readonly endpointNs: readonly string[];
+  readonly daemons: readonly DaemonInfo[];
+  readonly mtu: number | null;
+  /** Synchronous cleanups (peer temp folders, wireguard-go's socket), run last first after the cluster is gone. */
+  readonly cleanups?: readonly (() => void)[];
+}
+
+/** Builds `def` on a fresh two-host cluster; on failure removes what it made and throws with the reason. */
+export async function openPath(def: PathDef): Promise<PathEnv> {
+  const cluster = await Cluster.create({
+    hosts: 2,
+    network: { Network: NETWORK, SubnetLen: 24, Backend: { Type: def.backend ?? 'vxlan' } },
+  });
+  const cleanups: (() => void)[] = [];
+  try {
+    const env = await build(def, cluster, cleanups);
+    await waitReachable(env);
+    return env;
+  } catch (e) {
+    await cluster.destroy().catch(() => undefined);
+    for (const f of cleanups.reverse()) f();
+    throw e;
+  }
+}
+
+export async function closePath(env: PathEnv): Promise<void> {
+  await env.cluster.destroy();
+  for (const f of [...(env.cleanups ?? [])].reverse()) f();
+}
+
+async function build(def: PathDef, cluster: Cluster, cleanups: (() => void)[]): Promise<PathEnv> {
+  const tb = cluster.tb;
+  const [h1, h2] = [tb.host(1), tb.host(2)];
+  const hostNs = [h1.ns, h2.ns];
+  if (def.kind === 'peer') {
+    // The peer's processes stand in for weft's daemons (CPU, RSS); they have no /metrics (port 0).
+    const p = await buildPeer(def.name as PeerName, cluster, cleanups);
+    const [a, b] = p.pods;
+    const daemons = p.daemons.map((d) => ({ ...d, metricsPort: 0 }));
+    return {
+      def,
+      cluster,
+      client: a,
+      server: b,
+      serverIp: b.ip,
+      hostNs,
+      endpointNs: [a.ns, b.ns],
+      daemons,
+      mtu: p.mtu,
+      cleanups,
+    };
+  }
+  if (def.kind === 'underlay') {
+    // No overlay socket to watch: the hosts are the endpoints (iperf3's own socket drops count there).
+    return {
+      def,
+      cluster,
+      client: h1,
+      server: h2,
+      serverIp: h2.ip,
+      hostNs: [],
+      endpointNs: hostNs,
+      daemons: [],
+      mtu: tb.mtu,
+    };
+  }
+  if (def.kind === 'kernel-reference') {
+    const mtu = tb.mtu - REFERENCE_MTU_OVERHEAD;
+    const hosts = [h1, h2].map((h) => ({
+      h,
+      subnet: `10.5.${h.n}`,
+      mac: `0e:77:65:66:74:${h.n.toString(16).padStart(2, '0')}`,
+    }));
+    for (const me of hosts) {
+      await ipBatch(
+        [
+          [
+            'link',
+            'add',
+            'flannel.1',
+            'address',
+            me.mac,
+            'type',
+            'vxlan',
+            'id',
+            '1',
+            'dstport',
+            '8472',
+            'local',
+            me.h.ip,
+            'dev',
+            'eth0',
+            'nolearning',
+          ],
+          ['link', 'set', 'flannel.1', 'mtu', String(mtu), 'up'],
+          ['addr', 'add', `${me.subnet}.0/32`, 'dev', 'flannel.1'],
+        ],
+        { netns: me.h.ns },
+      );
+      for (const peer of hosts.filter((x) => x !== me)) {
+        await ipBatch(
+          [
+            ['neigh', 'replace', `${peer.subnet}.0`, 'lladdr', peer.mac, 'dev', 'flannel.1', 'nud', 'permanent'],
+            ['route', 'replace', `${peer.subnet}.0/24`, 'via', `${peer.subnet}.0`, 'dev', 'flannel.1', 'onlink'],
+          ],
+          { netns: me.h.ns },
+        );
+        await bridge(['fdb', 'append', peer.mac, 'dev', 'flannel.1', 'dst', peer.h.ip], { netns: me.h.ns });
+      }
+    }
+    const a = await tb.addPod(h1, `${hosts[0]!.subnet}.1/24`, { mtu });
+    const b = await tb.addPod(h2, `${hosts[1]!.subnet}.1/24`, { mtu });
+    return { def, cluster, client: a, server: b, serverIp: b.ip, hostNs, endpointNs: [a.ns, b.ns], daemons: [], mtu };
+  }
+  // A weft daemon on each host; pods on the leased subnets with FLANNEL_MTU.
+  const daemons: DaemonInfo[] = [];
+  let mtu: number | null = null;
+  const pods = [];
+  for (const h of [h1, h2]) {
+    let d;
+    try {
+      d = await cluster.startDaemon(h.n, [...(def.daemonArgs ?? []), `--healthz-port=${METRICS_PORT}`]);
+    } catch (e) {
+      throw new WeftError('WEFT_ERR_BACKEND', `weft daemon did not start: ${daemonReason(e)}`);
+    }
+    const pid = d.child.pid;
+    if (pid === undefined) throw new WeftError('WEFT_ERR_BACKEND', `weft daemon in ${h.name} has no pid`);
+    daemons.push({ ns: h.ns, pid, metricsPort: METRICS_PORT });
+    mtu = readSubnetEnv(d.subnetFile)?.mtu ?? null;
+    pods.push(await tb.addPod(h, d.subnetGateway, mtu !== null ? { mtu } : {}));
+  }
+  const [a, b] = [pods[0]!, pods[1]!];
+  return { def, cluster, client: a, server: b, serverIp: b.ip, hostNs, endpointNs: [a.ns, b.ns], daemons, mtu };
+}
+
+// The daemon's log is pino JSON; the useful part of a failed start is the last error's message.
+function daemonReason(e: unknown): string {
+  const text = errorMessage(e);
+  const msgs = [...text.matchAll(/"(?:err|msg)":"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!);
+  const weft = /^weft: (.*)$/m.exec(text)?.[1];
+  const why = weft ?? msgs[msgs.length - 1] ?? text;
+  return why.replace(/\\"/g, '"').slice(0, 400);
+}
+
+/** Pings server from client until it answers (peers learn each other through etcd), bounded to 15 s. */
+async function waitReachable(env: PathEnv): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  let last = '';
+  while (Date.now() < deadline) {
+    const r = await ping(env.client, env.serverIp, { count: 1, timeoutSec: 1 });
+    if (r.ok) return;
+    last = r.output.trim().split('\n').slice(-2).join(' ');
+    for (const d of env.daemons) {
+      if (!isAlive(d.pid)) throw new WeftError('WEFT_ERR_BACKEND', `weft daemon in ${d.ns} exited`);
+    }
+  }
+  throw new WeftError('WEFT_ERR_BACKEND', `${env.serverIp} not reachable from the client within 15 s: ${last}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    return !/^\d+ \([^)]*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
