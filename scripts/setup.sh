@@ -17,9 +17,14 @@ declare -A PKG=(
   [etcd]=etcd-server [etcdctl]=etcd-client [ip]=iproute2 [iperf3]=iperf3 [ping]=iputils-ping [tcpdump]=tcpdump [ethtool]=ethtool [perf]=linux-perf
   [/usr/lib/cni/bridge]=containernetworking-plugins
 )
+# Headers the native addon builds against (WireGuard transport crypto: libcrypto and libsodium), by the file each provides.
+declare -A HDR=([/usr/include/openssl/evp.h]=libssl-dev [/usr/include/sodium.h]=libsodium-dev)
 missing=()
 for cmd in "${!PKG[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "$cmd" ] || missing+=("${PKG[$cmd]}")
+done
+for h in "${!HDR[@]}"; do
+  [ -f "$h" ] || missing+=("${HDR[$h]}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   need_root
