@@ -13,8 +13,10 @@
         "native/icmp.c",
         "native/tun.c",
         "native/udp.c",
-        "native/offload.c"
+        "native/offload.c",
+        "native/wg.c"
       ],
+      "libraries": ["-lcrypto", "-lsodium"],
       "defines": ["_GNU_SOURCE"],
       "cflags!": ["-Wno-unused-parameter"],
       "cflags_c": ["-std=c11", "-Wall", "-Wextra"],

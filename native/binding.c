@@ -844,6 +844,220 @@ static napi_value js_gso_split(napi_env env, napi_callback_info info) {
                                      &result[1], counters));
 }
 
+/* ---- 9. WireGuard transport (weft.h, wg.c) ---- */
+
+static bool export_i32(napi_env env, napi_value exports, const char *name, int32_t v);
+static bool export_names(napi_env env, napi_value exports, const char *name, const char *const *names, size_t n);
+
+/* The session table: a Buffer of a power of two of WG_SESSION_SIZE records, 8-byte aligned (C uses atomics in it). */
+static bool arg_wg_table(napi_env env, napi_value v, uint8_t **table, int32_t *nslots) {
+  size_t n;
+  if (!ARG_U8(env, v, "sessions", WEFT_WG_SESSION_SIZE, table, &n)) return false;
+  size_t slots = n / WEFT_WG_SESSION_SIZE;
+  if (n % WEFT_WG_SESSION_SIZE || (slots & (slots - 1)) || slots > ((size_t)1 << 20))
+    return arg_fail(env, true, "sessions", "must hold a power of two (at most 2^20) of WG_SESSION_SIZE records");
+  if ((uintptr_t)*table % 8) return arg_fail(env, true, "sessions", "must be 8-byte aligned");
+  *nslots = (int32_t)slots;
+  return true;
+}
+
+#define ARG_WG_COUNTERS(env, v, d)                                                                            \
+  arg_typed(env, v, "counters", napi_float64_array, "must be a Float64Array(WG_COUNTER_COUNT)",               \
+            WEFT_WG_COUNTER_COUNT, (void **)(d), NULL)
+
+static bool arg_f64(napi_env env, napi_value v, const char *name, double *out) {
+  if (!arg_type(env, v, napi_number, name, "must be a number")) return false;
+  NAPI(env, napi_get_value_double(env, v, out));
+  return true;
+}
+
+/* Keys are never echoed: an argument error names the argument only. */
+#define ARG_KEY(env, v, name, d) ARG_U8(env, v, name, 32, d, NULL)
+
+static napi_value js_wg_session_set(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  uint8_t *table, *send_key, *recv_key;
+  int32_t nslots, peer;
+  uint32_t local, remote;
+  double expires;
+  if (!args_get(env, info, 7, argv) || !arg_wg_table(env, argv[0], &table, &nslots) ||
+      !arg_u32(env, argv[1], "localIndex", UINT32_MAX, &local) ||
+      !arg_u32(env, argv[2], "remoteIndex", UINT32_MAX, &remote) ||
+      !arg_i32(env, argv[3], "peer", 0, INT32_MAX, &peer) || !ARG_KEY(env, argv[4], "sendKey", &send_key) ||
+      !ARG_KEY(env, argv[5], "recvKey", &recv_key) || !arg_f64(env, argv[6], "expiresMs", &expires))
+    return NULL;
+  weft_wg_session_set(table, nslots, local, remote, peer, send_key, recv_key, expires);
+  return ret_undefined(env);
+}
+
+static napi_value js_wg_session_clear(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  uint8_t *table;
+  int32_t nslots, slot;
+  if (!args_get(env, info, 2, argv) || !arg_wg_table(env, argv[0], &table, &nslots) ||
+      !arg_i32(env, argv[1], "slot", 0, nslots - 1, &slot))
+    return NULL;
+  weft_wg_session_clear(table, nslots, slot);
+  return ret_undefined(env);
+}
+
+static napi_value js_wg_seal_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[12];
+  uint8_t *table, *slab;
+  size_t slab_len, npeers;
+  int32_t nslots, slot_size, headroom, count, mtu, *len, *off, *peer, *send_slot;
+  double now, *counters;
+  if (!args_get(env, info, 12, argv) || !arg_wg_table(env, argv[0], &table, &nslots) ||
+      !arg_i32(env, argv[2], "slotSize", WEFT_WG_OVERHEAD + 1, INT32_MAX, &slot_size) ||
+      !arg_i32(env, argv[3], "headroom", WEFT_WG_HEADER_LEN, slot_size - WEFT_WG_TAG_LEN, &headroom) ||
+      !arg_i32(env, argv[8], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
+      !ARG_I32A(env, argv[4], "len", (size_t)count, &len) || !ARG_I32A(env, argv[5], "off", (size_t)count, &off) ||
+      !ARG_I32A(env, argv[6], "peer", (size_t)count, &peer) ||
+      !arg_typed(env, argv[7], "sendSlot", napi_int32_array, "must be an Int32Array", 0, (void **)&send_slot,
+                 &npeers) ||
+      !arg_i32(env, argv[9], "mtu", 0, 65535, &mtu) || !arg_f64(env, argv[10], "nowMs", &now) ||
+      !ARG_WG_COUNTERS(env, argv[11], &counters) || !check_slab(env, slab_len, count, slot_size))
+    return NULL;
+  weft_wg_seal_batch(table, nslots, slab, slot_size, headroom, len, off, peer, send_slot,
+                     npeers > INT32_MAX ? INT32_MAX : (int32_t)npeers, count, mtu, now, counters);
+  return ret_undefined(env);
+}
+
+static napi_value js_wg_seal_segments(napi_env env, napi_callback_info info) {
+  napi_value argv[10];
+  uint8_t *table, *buf;
+  size_t buf_len;
+  int32_t nslots, slot, first, seg_len, nseg, last_len, mtu;
+  double now, *counters;
+  if (!args_get(env, info, 10, argv) || !arg_wg_table(env, argv[0], &table, &nslots) ||
+      !arg_i32(env, argv[1], "slot", 0, nslots - 1, &slot) || !ARG_U8(env, argv[2], "buf", 0, &buf, &buf_len) ||
+      !arg_i32(env, argv[3], "first", WEFT_WG_HEADER_LEN, INT32_MAX, &first) ||
+      !arg_i32(env, argv[4], "segLen", 0, 65535, &seg_len) || !arg_i32(env, argv[5], "nseg", 1, 65535, &nseg) ||
+      !arg_i32(env, argv[6], "lastLen", 0, seg_len, &last_len) || !arg_i32(env, argv[7], "mtu", 0, 65535, &mtu) ||
+      !arg_f64(env, argv[8], "nowMs", &now) || !ARG_WG_COUNTERS(env, argv[9], &counters))
+    return NULL;
+  return ret_i32(env, weft_wg_seal_segments(table, nslots, slot, buf, buf_len, first, seg_len, nseg, last_len, mtu,
+                                            now, counters));
+}
+
+static napi_value js_wg_open_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  uint8_t *table, *slab;
+  size_t slab_len;
+  int32_t nslots, slot_size, count, *len, *off, *peer;
+  double now, *counters;
+  if (!args_get(env, info, 9, argv) || !arg_wg_table(env, argv[0], &table, &nslots) ||
+      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
+      !arg_i32(env, argv[6], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
+      !ARG_I32A(env, argv[3], "len", (size_t)count, &len) || !ARG_I32A(env, argv[4], "off", (size_t)count, &off) ||
+      !ARG_I32A(env, argv[5], "peer", (size_t)count, &peer) || !arg_f64(env, argv[7], "nowMs", &now) ||
+      !ARG_WG_COUNTERS(env, argv[8], &counters) || !check_slab(env, slab_len, count, slot_size))
+    return NULL;
+  weft_wg_open_batch(table, nslots, slab, slot_size, len, off, peer, count, now, counters);
+  return ret_undefined(env);
+}
+
+static napi_value js_wg_open_list(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  uint8_t *table, *buf;
+  size_t buf_len;
+  int32_t nslots, count, *len, *off, *peer;
+  double now, *counters;
+  if (!args_get(env, info, 8, argv) || !arg_wg_table(env, argv[0], &table, &nslots) ||
+      !arg_i32(env, argv[5], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "buf", 0, &buf, &buf_len) ||
+      !ARG_I32A(env, argv[2], "off", (size_t)count, &off) || !ARG_I32A(env, argv[3], "len", (size_t)count, &len) ||
+      !ARG_I32A(env, argv[4], "peer", (size_t)count, &peer) || !arg_f64(env, argv[6], "nowMs", &now) ||
+      !ARG_WG_COUNTERS(env, argv[7], &counters))
+    return NULL;
+  weft_wg_open_list(table, nslots, buf, buf_len, off, len, peer, count, now, counters);
+  return ret_undefined(env);
+}
+
+static napi_value js_wg_sealed_len(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t len, mtu;
+  if (!args_get(env, info, 2, argv) || !arg_i32(env, argv[0], "len", 0, 65535, &len) ||
+      !arg_i32(env, argv[1], "mtu", 0, 65535, &mtu))
+    return NULL;
+  return ret_i32(env, weft_wg_sealed_len(len, mtu));
+}
+
+static napi_value js_wg_mac(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  uint8_t *key, *data, *out;
+  size_t key_len, data_len, out_len;
+  if (!args_get(env, info, 3, argv) || !ARG_U8(env, argv[0], "key", 1, &key, &key_len) ||
+      !ARG_U8(env, argv[1], "data", 0, &data, &data_len) || !ARG_U8(env, argv[2], "out", 1, &out, &out_len))
+    return NULL;
+  if (key_len > 32) return arg_fail(env, true, "key", "must hold at most 32 bytes"), NULL;
+  if (out_len > 32) return arg_fail(env, true, "out", "must hold at most 32 bytes"), NULL;
+  if (weft_wg_blake2s_mac(key, key_len, data, data_len, out, out_len) < 0)
+    return throw_sys(env, EINVAL, "EVP_MAC BLAKE2SMAC", "keyed BLAKE2s");
+  return ret_undefined(env);
+}
+
+/* wgXaeadSeal(key, nonce, plaintext, ad, out) writes plaintext.length + 16 bytes; wgXaeadOpen(key, nonce,
+ * ciphertext, ad, out) writes ciphertext.length - 16 bytes and returns false when the tag does not verify. */
+static napi_value wg_xaead(napi_env env, napi_callback_info info, bool seal) {
+  napi_value argv[5];
+  uint8_t *key, *nonce, *in, *ad, *out;
+  size_t in_len, ad_len, out_len;
+  if (!args_get(env, info, 5, argv) || !ARG_KEY(env, argv[0], "key", &key) ||
+      !ARG_U8(env, argv[1], "nonce", 24, &nonce, NULL) || !ARG_U8(env, argv[2], seal ? "plaintext" : "ciphertext",
+                                                                  seal ? 0 : 16, &in, &in_len) ||
+      !ARG_U8(env, argv[3], "ad", 0, &ad, &ad_len) ||
+      !ARG_U8(env, argv[4], "out", seal ? in_len + 16 : in_len - 16, &out, &out_len))
+    return NULL;
+  if (seal) {
+    if (weft_wg_xaead_seal(key, nonce, in, in_len, ad, ad_len, out) < 0)
+      return throw_sys(env, EINVAL, "crypto_aead_xchacha20poly1305_ietf_encrypt", "cookie");
+    return ret_undefined(env);
+  }
+  return ret_bool(env, weft_wg_xaead_open(key, nonce, in, in_len, ad, ad_len, out) == 0);
+}
+
+static napi_value js_wg_xaead_seal(napi_env env, napi_callback_info info) { return wg_xaead(env, info, true); }
+static napi_value js_wg_xaead_open(napi_env env, napi_callback_info info) { return wg_xaead(env, info, false); }
+
+static const char *const wg_counter_names[WEFT_WG_COUNTER_COUNT] = {
+#define WEFT_X(id, name) #name,
+    WEFT_WG_COUNTERS(WEFT_X)
+#undef WEFT_X
+#define WEFT_X(id, name) "wg_" #name,
+        WEFT_WG_VERDICTS(WEFT_X)
+#undef WEFT_X
+};
+
+static const char *const wg_verdict_names[WEFT_WG_V_COUNT] = {
+#define WEFT_X(id, name) #name,
+    WEFT_WG_VERDICTS(WEFT_X)
+#undef WEFT_X
+};
+
+static bool wg_exports(napi_env env, napi_value exports) {
+  return export_i32(env, exports, "WG_SESSION_SIZE", WEFT_WG_SESSION_SIZE) &&
+         export_i32(env, exports, "WG_HEADER_LEN", WEFT_WG_HEADER_LEN) &&
+         export_i32(env, exports, "WG_OVERHEAD", WEFT_WG_OVERHEAD) &&
+         export_i32(env, exports, "WG_WINDOW", WEFT_WG_WINDOW) &&
+         export_i32(env, exports, "WG_COUNTER_COUNT", WEFT_WG_COUNTER_COUNT) &&
+         export_i32(env, exports, "WG_VERDICT_BASE", WEFT_WG_VERDICT(0)) &&
+         export_i32(env, exports, "WG_S_STATE", WEFT_WG_S_STATE) &&
+         export_i32(env, exports, "WG_S_LOCAL", WEFT_WG_S_LOCAL) &&
+         export_i32(env, exports, "WG_S_REMOTE", WEFT_WG_S_REMOTE) &&
+         export_i32(env, exports, "WG_S_PEER", WEFT_WG_S_PEER) &&
+         export_i32(env, exports, "WG_S_FLAGS", WEFT_WG_S_FLAGS) &&
+         export_i32(env, exports, "WG_S_SEND_CTR", WEFT_WG_S_SEND_CTR) &&
+         export_i32(env, exports, "WG_S_EXPIRES", WEFT_WG_S_EXPIRES) &&
+         export_i32(env, exports, "WG_S_TX_PACKETS", WEFT_WG_S_TX_PACKETS) &&
+         export_i32(env, exports, "WG_S_TX_BYTES", WEFT_WG_S_TX_BYTES) &&
+         export_i32(env, exports, "WG_S_RX_PACKETS", WEFT_WG_S_RX_PACKETS) &&
+         export_i32(env, exports, "WG_S_RX_BYTES", WEFT_WG_S_RX_BYTES) &&
+         export_i32(env, exports, "WG_S_RX_LAST", WEFT_WG_S_RX_LAST) &&
+         export_i32(env, exports, "WG_F_RECEIVED", (int32_t)WEFT_WG_F_RECEIVED) &&
+         export_names(env, exports, "wgCounterNames", wg_counter_names, WEFT_WG_COUNTER_COUNT) &&
+         export_names(env, exports, "wgVerdictNames", wg_verdict_names, WEFT_WG_V_COUNT);
+}
+
 /* ---- exports ---- */
 
 static bool export_i32(napi_env env, napi_value exports, const char *name, int32_t v) {
@@ -894,6 +1108,10 @@ NAPI_MODULE_INIT() {
       FN("offloadEncap", js_offload_encap), FN("sendTrain", js_send_train), FN("udpRecvGro", js_udp_recv_gro),
       FN("offloadDecap", js_offload_decap), FN("groWrite", js_gro_write), FN("groBuild", js_gro_build),
       FN("gsoSplit", js_gso_split),
+      FN("wgSessionSet", js_wg_session_set), FN("wgSessionClear", js_wg_session_clear),
+      FN("wgSealBatch", js_wg_seal_batch), FN("wgSealSegments", js_wg_seal_segments),
+      FN("wgOpenBatch", js_wg_open_batch), FN("wgOpenList", js_wg_open_list), FN("wgSealedLen", js_wg_sealed_len),
+      FN("wgMac", js_wg_mac), FN("wgXaeadSeal", js_wg_xaead_seal), FN("wgXaeadOpen", js_wg_xaead_open),
 #undef FN
   };
   NAPI(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
@@ -916,5 +1134,6 @@ NAPI_MODULE_INIT() {
       !export_names(env, exports, "counterNames", counter_names, WEFT_COUNTER_COUNT) ||
       !export_names(env, exports, "dropNames", drop_names, WEFT_DROP_COUNT))
     return NULL;
+  if (!wg_exports(env, exports)) return NULL;
   return exports;
 }

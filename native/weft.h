@@ -299,4 +299,127 @@ int32_t weft_icmp_error_build(const uint8_t *pkt, int32_t pkt_len, uint8_t type,
                               uint8_t *scratch, int32_t scratch_cap);
 #define WEFT_ICMP_SCRATCH_MIN (20 + 8 + 60 + 8)
 
+/* ---- wg.c: WireGuard transport data (WireGuard whitepaper §5.4.6), batched ----
+ *
+ * The handshake runs in TypeScript (src/wireguard/); it installs each derived keypair in a session table that JS
+ * allocates once (nslots records of WEFT_WG_SESSION_SIZE bytes, nslots a power of two, 8-byte aligned; a
+ * SharedArrayBuffer when worker threads share it). A session's local index carries its slot in the low bits
+ * (index & (nslots - 1)), so the receive path finds it without a hash table; the record must also hold that exact
+ * index. Seal and open may run on several threads over one table: the send counter is reserved atomically, the
+ * replay window and key reads sit under the record's spinlock, and session_set/clear take the same lock.
+ *
+ * Transport message (little-endian): type 4, 3 zero bytes | receiver index u32 | counter u64 | ChaCha20-Poly1305
+ * of the packet padded with zeros to a multiple of 16 (never past the TUN MTU), nonce = 4 zero bytes + counter,
+ * no associated data | 16-byte tag. A keepalive is the empty packet: 32 bytes.
+ *
+ * Verdicts are numbered after WEFT_DROPS, so they never collide with an encap verdict in the same len[]/peer[]
+ * arrays: verdict r is WEFT_WG_VERDICT(r) = -(WEFT_DROP_COUNT + r + 1) and is counted in counters[WEFT_WG_C_BASE + r].
+ * HANDSHAKE is not a drop: the datagram is a handshake message (type 1, 2 or 3 of its exact length) for TypeScript.
+ */
+#define WEFT_WG_HEADER_LEN 16
+#define WEFT_WG_TAG_LEN 16
+#define WEFT_WG_OVERHEAD (WEFT_WG_HEADER_LEN + WEFT_WG_TAG_LEN)
+/* WireGuard whitepaper §6.1 (wireguard-go device/constants.go): a keypair sends at most 2^64 - 2^13 - 1 messages. */
+#define WEFT_WG_REJECT_AFTER_MESSAGES (UINT64_MAX - (UINT64_C(1) << 13))
+/* Replay window as RFC 6479 and wireguard-go replay/replay.go: a ring of 128 64-bit blocks, 8128 counters wide. */
+#define WEFT_WG_RING_BLOCKS 128
+#define WEFT_WG_WINDOW ((WEFT_WG_RING_BLOCKS - 1) * 64)
+
+/* Session record layout (host byte order; JS reads the counters at these offsets without a native call). */
+#define WEFT_WG_S_STATE 0     /* u32: 1 while the session may be used */
+#define WEFT_WG_S_LOCK 4      /* u32 spinlock */
+#define WEFT_WG_S_LOCAL 8     /* u32 our index: the receiver index of incoming messages */
+#define WEFT_WG_S_REMOTE 12   /* u32 the peer's index, written into outgoing messages */
+#define WEFT_WG_S_PEER 16     /* i32 peer-table index reported by open */
+#define WEFT_WG_S_FLAGS 20    /* u32, WEFT_WG_F_* */
+#define WEFT_WG_S_GEN 24      /* u32, bumped by every set and clear */
+#define WEFT_WG_S_SEND_CTR 32 /* u64 next send counter */
+#define WEFT_WG_S_EXPIRES 40  /* f64 caller's clock (ms) from which the keypair is rejected (REJECT_AFTER_TIME) */
+#define WEFT_WG_S_TX_PACKETS 48
+#define WEFT_WG_S_TX_BYTES 56 /* u64 message bytes sealed */
+#define WEFT_WG_S_RX_PACKETS 64
+#define WEFT_WG_S_RX_BYTES 72 /* u64 message bytes opened */
+#define WEFT_WG_S_RX_LAST 80  /* u64 highest counter accepted */
+#define WEFT_WG_S_SEND_KEY 96
+#define WEFT_WG_S_RECV_KEY 128
+#define WEFT_WG_S_RING 192 /* WEFT_WG_RING_BLOCKS u64 */
+#define WEFT_WG_SESSION_SIZE (WEFT_WG_S_RING + WEFT_WG_RING_BLOCKS * 8)
+#define WEFT_WG_F_RECEIVED 1u /* an authenticated message was opened with this session (key confirmation) */
+
+#define WEFT_WG_VERDICTS(X)       \
+  X(HANDSHAKE, handshake)         \
+  X(MALFORMED, malformed)         \
+  X(UNKNOWN_INDEX, unknown_index) \
+  X(NO_SESSION, no_session)       \
+  X(REPLAY, replay)               \
+  X(BAD_TAG, bad_tag)             \
+  X(BAD_INNER, bad_inner)         \
+  X(COUNTER_LIMIT, counter_limit) \
+  X(NO_ROOM, no_room)             \
+  X(CRYPTO_ERROR, crypto_error)
+
+#define WEFT_WG_COUNTERS(X)         \
+  X(TX_PACKETS, wg_tx_packets)      \
+  X(TX_BYTES, wg_tx_bytes)          \
+  X(RX_PACKETS, wg_rx_packets)      \
+  X(RX_BYTES, wg_rx_bytes)          \
+  X(KEEPALIVES_RX, wg_keepalives_rx)
+
+enum weft_wg_verdict {
+#define WEFT_X(id, name) WEFT_WG_V_##id,
+  WEFT_WG_VERDICTS(WEFT_X)
+#undef WEFT_X
+  WEFT_WG_V_COUNT
+};
+
+enum weft_wg_counter {
+#define WEFT_X(id, name) WEFT_WG_C_##id,
+  WEFT_WG_COUNTERS(WEFT_X)
+#undef WEFT_X
+  WEFT_WG_C_BASE,
+  WEFT_WG_COUNTER_COUNT = WEFT_WG_C_BASE + WEFT_WG_V_COUNT
+};
+
+#define WEFT_WG_VERDICT(v) (-(int32_t)(WEFT_DROP_COUNT + (v)) - 1)
+
+/* Message bytes of a packet of len bytes once sealed: 32 + len padded to 16 (not past mtu when 0 < len <= mtu). */
+int32_t weft_wg_sealed_len(int32_t len, int32_t mtu);
+/* Installs a keypair in slot (local & (nslots - 1)) with send counter 0 and an empty replay window. -1: bad slot. */
+int weft_wg_session_set(uint8_t *table, int32_t nslots, uint32_t local, uint32_t remote, int32_t peer,
+                        const uint8_t send_key[32], const uint8_t recv_key[32], double expires_ms);
+/* Deactivates the slot and zeroes its keys. */
+void weft_wg_session_clear(uint8_t *table, int32_t nslots, int32_t slot);
+/* Batch tier, outbound. Packet i (peer[i] >= 0) is at slot i + headroom (as tunRead put it), len[i] bytes; its
+ * session is send_slot[peer[i]]. Seals in place: header at off[i] = slot + headroom - 16, len[i] = message bytes.
+ * A failure sets peer[i] to a verdict (no_session, counter_limit, no_room), counted; sendBatch then skips it. */
+void weft_wg_seal_batch(uint8_t *table, int32_t nslots, uint8_t *slab, int32_t slot_size, int32_t headroom,
+                        int32_t *len, int32_t *off, int32_t *peer, const int32_t *send_slot, int32_t npeers,
+                        int32_t count, int32_t mtu, double now_ms, double *counters);
+/* Offload tier, outbound: the nseg segments of one super-packet for session `slot`, segment k's plaintext at
+ * buf + first + k * stride with stride = weft_wg_sealed_len(seg_len, mtu) (seg_len bytes each, the last last_len).
+ * Reserves nseg counters at once and seals each in place, so the messages lie back to back from first - 16: one
+ * UDP_SEGMENT send of gso size `stride`. Returns the bytes from first - 16 to the end of the last message, or a
+ * verdict, counted. */
+int32_t weft_wg_seal_segments(uint8_t *table, int32_t nslots, int32_t slot, uint8_t *buf, size_t buf_len,
+                              int32_t first, int32_t seg_len, int32_t nseg, int32_t last_len, int32_t mtu,
+                              double now_ms, double *counters);
+/* Batch tier, inbound. Datagram i is at slot i (as udpRecv put it), len[i] bytes (negative: already judged, copied to
+ * peer[i]). An authenticated transport message: off[i]/len[i] = the inner packet decrypted in place (len 0 for a
+ * keepalive), peer[i] = its session's peer. Else len[i] = peer[i] = a verdict, counted; for HANDSHAKE off[i] is the
+ * datagram's offset. The counter is checked against the replay window before decrypting and recorded only after the
+ * tag verified. */
+void weft_wg_open_batch(uint8_t *table, int32_t nslots, uint8_t *slab, int32_t slot_size, int32_t *len, int32_t *off,
+                        int32_t *peer, int32_t count, double now_ms, double *counters);
+/* The same over a list: datagram i at buf + off[i], len[i] bytes, each inside buf (offload tier, after UDP_GRO). */
+void weft_wg_open_list(uint8_t *table, int32_t nslots, uint8_t *buf, size_t buf_len, int32_t *off, int32_t *len,
+                       int32_t *peer, int32_t count, double now_ms, double *counters);
+/* Primitives Node lacks, for the handshake: keyed BLAKE2s with an outlen-byte output (OpenSSL EVP_MAC BLAKE2SMAC;
+ * MAC1/MAC2 use 16) and XChaCha20-Poly1305 (libsodium; cookie replies). 0 on success, -1 on failure. */
+int weft_wg_blake2s_mac(const uint8_t *key, size_t key_len, const uint8_t *data, size_t len, uint8_t *out,
+                        size_t outlen);
+int weft_wg_xaead_seal(const uint8_t key[32], const uint8_t nonce[24], const uint8_t *pt, size_t len,
+                       const uint8_t *ad, size_t ad_len, uint8_t *out);
+int weft_wg_xaead_open(const uint8_t key[32], const uint8_t nonce[24], const uint8_t *ct, size_t len,
+                       const uint8_t *ad, size_t ad_len, uint8_t *out);
+
 #endif
