@@ -96,7 +96,9 @@ static inline void rec_lock(uint8_t *r) {
   }
 }
 
-static inline void rec_unlock(uint8_t *r) { atomic_store_explicit(REC_U32(r, WEFT_WG_S_LOCK), 0, memory_order_release); }
+static inline void rec_unlock(uint8_t *r) {
+  atomic_store_explicit(REC_U32(r, WEFT_WG_S_LOCK), 0, memory_order_release);
+}
 
 static inline uint32_t rec_get32(const uint8_t *r, int at) {
   uint32_t v;

@@ -17,7 +17,7 @@ declare -A PKG=(
   [etcd]=etcd-server [etcdctl]=etcd-client [ip]=iproute2 [iperf3]=iperf3 [ping]=iputils-ping [tcpdump]=tcpdump [ethtool]=ethtool [perf]=linux-perf
   [/usr/lib/cni/bridge]=containernetworking-plugins
 )
-# Headers the native addon builds against (WireGuard transport crypto: libcrypto and libsodium), by the file each provides.
+# Headers the addon builds against (WireGuard's transport crypto: libcrypto, libsodium), by the file each provides.
 declare -A HDR=([/usr/include/openssl/evp.h]=libssl-dev [/usr/include/sodium.h]=libsodium-dev)
 missing=()
 for cmd in "${!PKG[@]}"; do
