@@ -15,7 +15,7 @@ mkdir -p "$out"
 
 # The C core every harness links against (no N-API); tun.c and udp.c only for symbols offload.c uses.
 core=(native/csum.c native/ipv4.c native/encap.c native/encap_udp.c native/encap_vxlan.c native/encap_geneve.c native/icmp.c
-  native/offload.c native/tun.c native/udp.c)
+  native/offload.c native/tun.c native/udp.c native/wg.c)
 # target -> harness source and extra defines. fuzz_decap.c is built once per encap; every other
 # native/fuzz/fuzz_<name>.c is target <name>, picked up by the glob below.
 declare -A SRC=(
@@ -56,7 +56,7 @@ build() {
   if [ -x "$bin" ] && [ -z "$(find native/*.c native/*.h native/fuzz/*.c -newer "$bin" 2>/dev/null | head -1)" ]; then return; fi
   # shellcheck disable=SC2086 # SRC holds a file and its -D flags, split on purpose
   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -Inative ${SRC[$t]} "${core[@]}" -o "$bin"
+    -Inative ${SRC[$t]} "${core[@]}" -lcrypto -lsodium -o "$bin"
 }
 for t in "${targets[@]}"; do build "$t"; done
 [ "$what" = build ] && { echo "weft fuzz: built ${targets[*]} in $out"; exit 0; }

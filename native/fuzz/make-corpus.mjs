@@ -335,6 +335,66 @@ const targets = {
   },
 };
 
+// ---- WireGuard (fuzz_wg_open.c, fuzz_wg_seal.c): scripts of operations, see the harnesses' headers ----
+
+const u64be = (c) => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(c);
+  return b;
+};
+const u16be = (v) => Buffer.from([v >> 8, v & 255]);
+// mode 0: counter & 0x3fff, 1: REJECT_AFTER_MESSAGES - (counter & 0xff), 2: counter & 0xffffff; plain 0: keepalive
+const sealOp = (c, { mode = 0, plain = 10, flip = 0, where = 0 } = {}) =>
+  Buffer.concat([Buffer.from([1 | (mode << 2)]), u64be(c), Buffer.from([plain, flip]), u16be(where)]);
+const rawOp = (bytes, { ours = false } = {}) =>
+  Buffer.concat([
+    Buffer.from([(bytes.length > 255 ? 4 : 0) | (ours ? 8 : 0), bytes.length & 255]),
+    bytes.length > 255 ? Buffer.from([bytes.length >> 8]) : Buffer.alloc(0),
+    bytes,
+  ]);
+const waitOp = (seconds) => Buffer.from([2, seconds]);
+const reinstallOp = Buffer.from([3]);
+const wgHandshake = (type, n) => {
+  const b = Buffer.alloc(n, 0x5c);
+  b.writeUInt32LE(type, 0);
+  return b;
+};
+const sealGeometry = ({ slot = 2048, headroom = 64, mtu = 1420, lens = [100, 1500], peers = [0, 1], map = [2, 2] }) => {
+  const parts = [u16be(slot - 33), u16be(headroom - 16), Buffer.from([lens.length - 1]), u16be(mtu), Buffer.from([3])];
+  parts.push(Buffer.from([...map, 255, 0].slice(0, 4).map((x) => x & 255)));
+  parts.push(Buffer.from(Array.from({ length: lens.length * slot }, (_, i) => (i * 7) & 255)));
+  lens.forEach((l, i) => parts.push(u16be(l + 200), Buffer.from([peers[i] & 255])));
+  return Buffer.concat(parts);
+};
+const trainGeometry = ({ bufLen = 6000, first = 64, seg = 1400, nseg = 4, last = 500, mtu = 1420 }) =>
+  Buffer.concat([
+    u16be(bufLen),
+    u16be(first),
+    u16be(seg),
+    Buffer.from([nseg - 1]),
+    u16be(last),
+    u16be(mtu),
+    Buffer.from(Array.from({ length: bufLen }, (_, i) => (i * 13) & 255)),
+  ]);
+targets.wg_open = {
+  'in-order': Buffer.concat([0n, 1n, 2n, 3n].map((c) => sealOp(c))),
+  replay: Buffer.concat([5n, 5n, 3n, 5n].map((c) => sealOp(c))),
+  'window-edge': Buffer.concat([sealOp(8200n, { mode: 2 }), sealOp(72n), sealOp(71n), sealOp(8201n, { mode: 2 })]),
+  'near-reject': Buffer.concat([1n, 0n, 2n, 1n, 3n].map((c) => sealOp(c, { mode: 1 }))),
+  flipped: Buffer.concat([sealOp(0n, { flip: 1, where: 20 }), sealOp(0n), sealOp(1n, { flip: 0x80, where: 9 })]),
+  keepalive: Buffer.concat([sealOp(0n, { plain: 0 }), sealOp(1n, { plain: 255 })]),
+  'raw-ours': Buffer.concat([rawOp(Buffer.alloc(48, 1), { ours: true }), rawOp(Buffer.alloc(300, 2), { ours: true })]),
+  'raw-handshakes': Buffer.concat([rawOp(wgHandshake(1, 148)), rawOp(wgHandshake(2, 92)), rawOp(wgHandshake(3, 63))]),
+  expiry: Buffer.concat([sealOp(0n), waitOp(200), sealOp(1n), rawOp(Buffer.alloc(40, 3), { ours: true })]),
+  reinstall: Buffer.concat([sealOp(10n), reinstallOp, sealOp(10n), sealOp(9n)]),
+};
+targets.wg_seal = {
+  'two-packets-and-train': Buffer.concat([sealGeometry({}), trainGeometry({})]),
+  'no-room': Buffer.concat([sealGeometry({ slot: 64, headroom: 16, lens: [40] }), trainGeometry({ bufLen: 100 })]),
+  'mtu-cap': Buffer.concat([sealGeometry({ lens: [1419, 0], mtu: 1420 }), trainGeometry({ seg: 1419, last: 1419 })]),
+  'no-session': Buffer.concat([sealGeometry({ map: [255, 1] }), trainGeometry({ first: 8 })]),
+};
+
 for (const [target, seeds] of Object.entries(targets)) {
   const dir = join(root, target);
   mkdirSync(dir, { recursive: true });
