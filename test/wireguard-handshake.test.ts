@@ -11,6 +11,7 @@ import {
   WireguardDevice,
   WG_SESSION_SIZE,
   WG_VERDICT_NO_SESSION,
+  WgSessionField,
 } from '../src/wireguard/index.js';
 import { icmpEcho, Pair, parseEcho } from './helpers/wireguard.js';
 
@@ -320,6 +321,26 @@ t.test('reject: after REJECT_AFTER_TIME a keypair neither sends nor opens; keys 
   t.equal(p.peerOf('b').current, null, 'REJECT_AFTER_TIME * 3 after the last session: every key is gone');
   t.equal(p.b.dev.sendSlot[2], -1);
   t.equal(p.b.dev.sessions.free, 16, 'every slot of b is free again');
+});
+
+t.test('message counts: a new handshake past REKEY_AFTER_MESSAGES, no sending at REJECT_AFTER_MESSAGES', async (t) => {
+  const p = new Pair();
+  connect(p);
+  const table = p.a.dev.sessions;
+  const slot = p.peerOf('a').current!.slot;
+  const u64 = new BigUint64Array(table.buffer.buffer, table.buffer.byteOffset, table.buffer.length / 8);
+  const at = (slot * WG_SESSION_SIZE + WgSessionField.sendCounter) / 8;
+  u64[at] = (1n << 60n) + 1000n; // a double near 2^60 moves in steps of 256
+  t.equal(table.sendCounterApprox(slot), 2 ** 60 + 1024, "read without a BigInt, within a double's step");
+  p.clock += 6000; // past REKEY_TIMEOUT since the last initiation
+  const before = p.a.dev.counters.initiations_sent;
+  t.ok(p.send('a', ping(1)) >= 0, 'still sends');
+  t.equal(p.a.dev.counters.initiations_sent, before + 1, 'and starts a new handshake (keepKeyFreshSending)');
+  p.wire.length = 0;
+  u64[at] = (1n << 64n) - (1n << 13n) - 1n;
+  p.clock += 6000;
+  t.notOk(p.a.dev.canSend(1), 'at REJECT_AFTER_MESSAGES the keypair no longer sends');
+  t.equal(p.wire.at(-1)?.msg.length, 148, 'a handshake starts instead');
 });
 
 t.test('REKEY_AFTER_MESSAGES and REJECT_AFTER_MESSAGES are the protocol values', async (t) => {

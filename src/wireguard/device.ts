@@ -93,7 +93,8 @@ export class WireguardDevice {
   readonly identity: Identity;
   readonly timing: Timing;
   readonly sessions: SessionTable;
-  /** By peer index: the slot of its current keypair, -1 when it has none (C seals with it). */
+  /** By peer index: the slot of its current keypair, -1 when it has none (C seals with it). Shared memory, as the
+   *  session table, with sharedSessions. */
   readonly sendSlot: Int32Array;
   /** Handshake counters (transport counters are C's, in the datapath's WG counters array). */
   readonly counters: Record<DeviceCounterName, number>;
@@ -107,6 +108,9 @@ export class WireguardDevice {
   readonly #opts: DeviceOptions;
   readonly #now: () => number;
   readonly #wall: () => number;
+  // The message limits as numbers: compared per batch, where a BigInt would be an allocation.
+  readonly #rekeyAfterMessages: number;
+  readonly #rejectAfterMessages: number;
   // Keepalives are sealed by C like any packet: one slot, allocated once.
   readonly #ka = {
     slab: Buffer.alloc(64),
@@ -121,7 +125,12 @@ export class WireguardDevice {
     this.identity = identityOf(opts.privateKey);
     this.timing = Object.freeze({ ...TIMING, ...opts.timing });
     this.sessions = new SessionTable(opts.slots ?? 1024, opts.sharedSessions ?? false);
-    this.sendSlot = new Int32Array(opts.maxPeers ?? 1024).fill(-1);
+    const maxPeers = opts.maxPeers ?? 1024;
+    this.sendSlot = opts.sharedSessions
+      ? new Int32Array(new SharedArrayBuffer(4 * maxPeers)).fill(-1)
+      : new Int32Array(maxPeers).fill(-1);
+    this.#rekeyAfterMessages = Number(this.timing.rekeyAfterMessages);
+    this.#rejectAfterMessages = Number(this.timing.rejectAfterMessages);
     this.#slotOwner = new Array<Peer | undefined>(this.sessions.slots);
     this.#checker = new CookieChecker(this.identity.publicKey);
     this.#now = opts.now ?? (() => performance.now());
@@ -147,6 +156,11 @@ export class WireguardDevice {
 
   [inspect.custom](): string {
     return `WireguardDevice(${this.publicKey.toString()}, ${this.#byKey.size} peers)`;
+  }
+
+  /** The device's monotonic clock (ms): session expiry times are in it, so the C calls' nowMs must be too. */
+  now(): number {
+    return this.#now();
   }
 
   get publicKey(): PublicKey {
@@ -400,7 +414,7 @@ export class WireguardDevice {
     const kp = peer.current;
     if (
       !kp ||
-      this.sessions.sendCounter(kp.slot) >= this.timing.rejectAfterMessages ||
+      this.sessions.sendCounterApprox(kp.slot) >= this.#rejectAfterMessages ||
       nowMs - kp.created >= this.timing.rejectAfterTimeMs
     ) {
       this.initiate(peer, false, nowMs);
@@ -419,7 +433,7 @@ export class WireguardDevice {
     const kp = peer.current;
     if (
       kp &&
-      (this.sessions.sendCounter(kp.slot) > this.timing.rekeyAfterMessages ||
+      (this.sessions.sendCounterApprox(kp.slot) > this.#rekeyAfterMessages ||
         (kp.isInitiator && nowMs - kp.created > this.timing.rekeyAfterTimeMs))
     ) {
       this.initiate(peer, false, nowMs); // wireguard-go keepKeyFreshSending

@@ -95,6 +95,14 @@ export class SessionTable {
     return this.#u64[this.#base(slot, WgSessionField.sendCounter) / 8]!;
   }
 
+  /** The same as a number, without allocating a BigInt (per-batch decisions): exact below 2^53, then rounded to a
+   *  double (steps of 256 at REKEY_AFTER_MESSAGES, 4096 near 2^64, where C's check of REJECT_AFTER_MESSAGES is the
+   *  exact one). */
+  sendCounterApprox(slot: number): number {
+    const at = this.#base(slot, WgSessionField.sendCounter) / 4; // little-endian host: low word first
+    return this.#u32[at + 1]! * 2 ** 32 + this.#u32[at]!;
+  }
+
   /** Whether C opened an authenticated message with this session (the responder's key confirmation). */
   received(slot: number): boolean {
     return (this.#u32[this.#base(slot, WgSessionField.flags) / 4]! & WG_F_RECEIVED) !== 0;
