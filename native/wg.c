@@ -187,9 +187,10 @@ static int replay_update(uint8_t *r, uint64_t c) {
 /* ---- seal ---- */
 
 int32_t weft_wg_sealed_len(int32_t len, int32_t mtu) {
-  int32_t padded = (len + 15) & ~15;
+  int64_t padded = ((int64_t)(len > 0 ? len : 0) + 15) & ~(int64_t)15;
   if (mtu > 0 && len <= mtu && padded > mtu) padded = mtu; /* wireguard-go calculatePaddingSize */
-  return padded + WEFT_WG_OVERHEAD;
+  padded += WEFT_WG_OVERHEAD;
+  return padded > INT32_MAX ? INT32_MAX : (int32_t)padded;
 }
 
 /* Step 1: n counters from the session, its send key and the peer's index. Returns a verdict or -1 when reserved. */
@@ -244,7 +245,8 @@ void weft_wg_seal_batch(uint8_t *table, int32_t nslots, uint8_t *slab, int32_t s
     if (slot < 0 || slot >= nslots) {
       v = WEFT_WG_V_NO_SESSION;
     } else if (l < 0 || l > slot_size || headroom < WEFT_WG_HEADER_LEN ||
-               headroom + (padded = weft_wg_sealed_len(l, mtu) - WEFT_WG_OVERHEAD) + WEFT_WG_TAG_LEN > slot_size) {
+               (int64_t)headroom + (padded = weft_wg_sealed_len(l, mtu) - WEFT_WG_OVERHEAD) + WEFT_WG_TAG_LEN >
+                   slot_size) {
       v = WEFT_WG_V_NO_ROOM;
     } else if (!c) {
       v = WEFT_WG_V_CRYPTO_ERROR;
