@@ -139,6 +139,24 @@ t.test('cookies: a device under load answers with a cookie reply; the retry with
   t.equal(p.b.verdicts.at(-1), 'cookie_sent', 'a stale cookie: a fresh cookie reply');
 });
 
+t.test(
+  'cookies: an initiator under load answers the response with a cookie reply, taken by the responder',
+  async (t) => {
+    const p = new Pair();
+    p.a.dev.load.forced = true;
+    p.send('a', ping(1));
+    p.deliver(3);
+    t.same(p.b.verdicts, ['initiation', 'cookie_reply'], "b takes a's cookie (it names b's response index)");
+    t.same(p.a.verdicts, ['cookie_sent']);
+    p.advance(5000);
+    p.deliver();
+    t.same(p.a.verdicts, ['cookie_sent', 'response'], "a's retry is answered with a response carrying mac2");
+    t.ok(p.send('a', ping(2)) >= 0);
+    p.deliver();
+    t.equal(parseEcho(p.b.delivered.at(-1)!)?.seq, 2);
+  },
+);
+
 t.test('under load, a source with a valid mac2 is rate limited to 20 per second, burst 5', async (t) => {
   const p = new Pair();
   p.b.dev.load.forced = true;

@@ -218,7 +218,10 @@ export class WireguardDevice {
     if (!parsed.ok) return 'malformed';
     const msg = parsed.msg;
     if (msg.type === 3) {
-      const owner = this.#handshakeOwner(msg.receiver);
+      // A reply to our initiation, or to our response (whose index its keypair now holds), as wireguard-go's index
+      // table finds either.
+      const slot = this.sessions.slotOf(msg.receiver);
+      const owner = slot >= 0 ? this.#slotOwner[slot] : undefined;
       if (!owner) return 'unknown_index';
       return owner.cookies.consumeReply(msg, now) ? 'cookie_reply' : 'bad_cookie';
     }
