@@ -153,7 +153,8 @@ static bool arg_typed(napi_env env, napi_value v, const char *name, napi_typedar
   return true;
 }
 
-#define ARG_U8(env, v, name, min, d, l) arg_typed(env, v, name, napi_uint8_array, "must be a Buffer", min, (void **)(d), l)
+#define ARG_U8(env, v, name, min, d, l) \
+  arg_typed(env, v, name, napi_uint8_array, "must be a Buffer", min, (void **)(d), l)
 #define ARG_I32A(env, v, name, min, d) \
   arg_typed(env, v, name, napi_int32_array, "must be an Int32Array", min, (void **)(d), NULL)
 #define ARG_U32A(env, v, name, min, d) \
@@ -276,8 +277,9 @@ static napi_value js_udp_steer_by_inner_flow(napi_env env, napi_callback_info in
   int32_t off, queues;
   bool geneve;
   weft_err e;
-  if (!args_get(env, info, 4, argv) || !arg_fd(env, argv[0], "fd", &fd) || !arg_i32(env, argv[1], "innerOffset", 0, 255, &off) ||
-      !arg_bool(env, argv[2], "geneve", &geneve) || !arg_i32(env, argv[3], "queues", 1, 256, &queues))
+  if (!args_get(env, info, 4, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+      !arg_i32(env, argv[1], "innerOffset", 0, 255, &off) || !arg_bool(env, argv[2], "geneve", &geneve) ||
+      !arg_i32(env, argv[3], "queues", 1, 256, &queues))
     return NULL;
   if (weft_udp_steer_by_inner_flow(fd, off, geneve, queues, &e) < 0) return throw_fd(env, e.code, e.syscall, fd);
   return ret_undefined(env);
@@ -641,7 +643,8 @@ static napi_value js_tun_set_offload(napi_env env, napi_callback_info info) {
   int fd;
   uint32_t flags;
   weft_err e;
-  if (!args_get(env, info, 2, argv) || !arg_fd(env, argv[0], "fd", &fd) || !arg_u32(env, argv[1], "flags", 0xff, &flags))
+  if (!args_get(env, info, 2, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+      !arg_u32(env, argv[1], "flags", 0xff, &flags))
     return NULL;
   int r = weft_tun_set_offload(fd, flags, &e);
   if (r < 0) return throw_fd(env, e.code, e.syscall, fd);
@@ -669,7 +672,8 @@ static napi_value js_udp_offload(napi_env env, napi_callback_info info) {
   int fd, seg, gro;
   bool want_gro;
   weft_err e;
-  if (!args_get(env, info, 2, argv) || !arg_fd(env, argv[0], "fd", &fd) || !arg_bool(env, argv[1], "wantGro", &want_gro))
+  if (!args_get(env, info, 2, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+      !arg_bool(env, argv[1], "wantGro", &want_gro))
     return NULL;
   if (weft_udp_offload(fd, want_gro, &seg, &gro, &e) < 0) return throw_fd(env, e.code, e.syscall, fd);
   NAPI(env, napi_create_object(env, &obj));
@@ -775,7 +779,8 @@ static bool arg_gro_segs(napi_env env, const napi_value *argv, gro_segs *g) {
   return arg_i32(env, argv[3], "count", 0, INT32_MAX, &g->count) &&
          ARG_U8(env, argv[0], "slab", 0, &g->slab, &g->slab_len) &&
          ARG_I32A(env, argv[1], "segOff", (size_t)g->count, &g->off) &&
-         ARG_I32A(env, argv[2], "segLen", (size_t)g->count, &g->len) && arg_bool(env, argv[4], "coalesce", &g->coalesce);
+         ARG_I32A(env, argv[2], "segLen", (size_t)g->count, &g->len) &&
+         arg_bool(env, argv[4], "coalesce", &g->coalesce);
 }
 
 static napi_value js_gro_write(napi_env env, napi_callback_info info) {
@@ -786,7 +791,8 @@ static napi_value js_gro_write(napi_env env, napi_callback_info info) {
   if (!args_get(env, info, 7, argv) || !arg_fd(env, argv[0], "fd", &fd) || !arg_gro_segs(env, argv + 1, &g) ||
       !ARG_COUNTERS(env, argv[6], &counters))
     return NULL;
-  return ret_i32(env, weft_gro_run(g.slab, g.slab_len, g.off, g.len, g.count, g.coalesce, weft_tun_sink, &fd, counters));
+  return ret_i32(env,
+                 weft_gro_run(g.slab, g.slab_len, g.off, g.len, g.count, g.coalesce, weft_tun_sink, &fd, counters));
 }
 
 /* Test sink: each output packet (virtio header + packet) back to back in a Buffer. */
@@ -818,7 +824,8 @@ static napi_value js_gro_build(napi_env env, napi_callback_info info) {
   size_t out_len, n;
   int32_t *olen;
   double *counters;
-  if (!args_get(env, info, 8, argv) || !arg_gro_segs(env, argv, &g) || !ARG_U8(env, argv[5], "out", 0, &out, &out_len) ||
+  if (!args_get(env, info, 8, argv) || !arg_gro_segs(env, argv, &g) ||
+      !ARG_U8(env, argv[5], "out", 0, &out, &out_len) ||
       !arg_typed(env, argv[6], "outLen", napi_int32_array, "must be an Int32Array", 0, (void **)&olen, &n) ||
       !ARG_COUNTERS(env, argv[7], &counters))
     return NULL;
@@ -1104,7 +1111,8 @@ NAPI_MODULE_INIT() {
       FN("encapBatch", js_encap_batch), FN("sendBatch", js_send_batch),   FN("udpRecv", js_udp_recv),
       FN("decapBatch", js_decap_batch), FN("tunWrite", js_tun_write),     FN("icmpError", js_icmp_error),
       FN("tunReadOne", js_tun_read_one), FN("tunWriteOne", js_tun_write_one),
-      FN("tunSetOffload", js_tun_set_offload), FN("tunGetIff", js_tun_get_iff), FN("udpOffload", js_udp_offload), FN("tunReadVnet", js_tun_read_vnet),
+      FN("tunSetOffload", js_tun_set_offload), FN("tunGetIff", js_tun_get_iff), FN("udpOffload", js_udp_offload),
+      FN("tunReadVnet", js_tun_read_vnet),
       FN("offloadEncap", js_offload_encap), FN("sendTrain", js_send_train), FN("udpRecvGro", js_udp_recv_gro),
       FN("offloadDecap", js_offload_decap), FN("groWrite", js_gro_write), FN("groBuild", js_gro_build),
       FN("gsoSplit", js_gso_split),

@@ -240,7 +240,8 @@ int32_t weft_offload_encap(const weft_encap_ops *ops, uint8_t *slab, int32_t slo
     }
     const uint8_t *rec = peer_table + (size_t)peer[i] * WEFT_PEER_RECORD_SIZE;
     uint32_t rec_vni = weft_rd32(rec + WEFT_PEER_VNI);
-    for (int32_t k = 0; k < n; k++) ops->encode(train + cur + (size_t)k * stride, rec, local_mac, rec_vni ? rec_vni : vni);
+    for (int32_t k = 0; k < n; k++)
+      ops->encode(train + cur + (size_t)k * stride, rec, local_mac, rec_vni ? rec_vni : vni);
     for (int32_t k = 0; k < n; k += per) {
       int32_t c = n - k < per ? n - k : per;
       msg_off[m] = (int32_t)(cur + (size_t)k * stride);

@@ -57,7 +57,8 @@ int weft_udp_steer_by_inner_flow(int fd, int inner_off, int geneve, int queues, 
   const uint32_t o = (uint32_t)inner_off;
   struct sock_filter code[] = {
       /* A = variable part before the inner header (Geneve options), kept in M[2] and X */
-      geneve ? (struct sock_filter)BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0) : (struct sock_filter)BPF_STMT(BPF_LD | BPF_IMM, 0),
+      geneve ? (struct sock_filter)BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0)
+             : (struct sock_filter)BPF_STMT(BPF_LD | BPF_IMM, 0),
       BPF_STMT(BPF_ALU | BPF_AND | BPF_K, geneve ? 0x3f : 0),
       BPF_STMT(BPF_ALU | BPF_LSH | BPF_K, 2),
       BPF_STMT(BPF_ST, 2),
@@ -96,7 +97,8 @@ int weft_udp_steer_by_inner_flow(int fd, int inner_off, int geneve, int queues, 
     e->code = EINVAL, e->syscall = "weft_udp_steer_by_inner_flow";
     return -1;
   }
-  WEFT_TRY(e, setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog), "setsockopt(SO_ATTACH_REUSEPORT_CBPF)");
+  WEFT_TRY(e, setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog),
+           "setsockopt(SO_ATTACH_REUSEPORT_CBPF)");
   return 0;
 fail:
   return -1;
@@ -131,8 +133,8 @@ void weft_mmsg_set(struct mmsghdr *m, struct sockaddr_in *sa, const uint8_t *rec
   m->msg_hdr.msg_iovlen = 1;
 }
 
-int32_t weft_udp_send_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, const int32_t *len, int32_t *peer,
-                            int32_t start, int32_t count, const uint8_t *peer_table, int32_t peer_count,
+int32_t weft_udp_send_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, const int32_t *len,
+                            int32_t *peer, int32_t start, int32_t count, const uint8_t *peer_table, int32_t peer_count,
                             double *counters, weft_err *e) {
   struct mmsghdr msgs[WEFT_MMSG_CHUNK];
   struct iovec iov[WEFT_MMSG_CHUNK];

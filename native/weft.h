@@ -203,8 +203,8 @@ int weft_udp_open(const char *bind_addr, int port, int buf_bytes, int reuse_port
 /* SO_REUSEPORT group: pick the socket by the inner packet's flow (multi-queue); see udp.c. */
 int weft_udp_steer_by_inner_flow(int fd, int inner_off, int geneve, int queues, weft_err *e);
 int weft_udp_local_port(int fd, weft_err *e);
-int32_t weft_udp_send_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, const int32_t *len, int32_t *peer,
-                            int32_t start, int32_t count, const uint8_t *peer_table, int32_t peer_count,
+int32_t weft_udp_send_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, const int32_t *len,
+                            int32_t *peer, int32_t start, int32_t count, const uint8_t *peer_table, int32_t peer_count,
                             double *counters, weft_err *e);
 /* recvmmsg into slot i of the slab. gso NULL: plain datagrams (batch tier). gso given: with UDP_GRO on the socket,
  * gso[i] = the segment size of a coalesced datagram, 0 for a single one (offload tier). */

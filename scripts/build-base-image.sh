@@ -56,7 +56,9 @@ for t in "${tools[@]}"; do
   esac
   copy_file "$path"
   # The libraries the dynamic linker resolves for it (ldd prints "name => /path (addr)" or "/path (addr)").
-  while read -r lib; do copy_file "$lib"; done < <(ldd "$path" 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }')
+  while read -r lib; do copy_file "$lib"; done < <(
+    ldd "$path" 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }'
+  )
 done
 # Where scripts expect them.
 [ -e "$root/bin/sh" ] || ln -s /usr/bin/dash "$root/bin/sh"

@@ -36,7 +36,10 @@ node -e '
   process.stdout.write(top.join("\n") + "\n");
 ' | while read -r dep; do
   [ -n "$dep" ] || continue
-  [ -e "$dep" ] || { echo "compose-prebuilt: $dep is in package-lock.json but not installed: run scripts/setup.sh" >&2; exit 1; }
+  if [ ! -e "$dep" ]; then
+    echo "compose-prebuilt: $dep is in package-lock.json but not installed: run scripts/setup.sh" >&2
+    exit 1
+  fi
   mkdir -p "$tmp/$(dirname "$dep")"
   cp -a "$dep" "$tmp/$dep"
 done

@@ -55,7 +55,9 @@ stop_engine() {
   for p in $(pgrep -f "containerd-shim.*-address $dir/containerd.sock" 2>/dev/null || true); do stop_pid "$p" shim; done
   # Overlay mounts, netns bind mounts, shm: deepest first.
   local m
-  while read -r m; do umount -l "$m" 2>/dev/null || true; done < <(awk -v d="$dir" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r)
+  while read -r m; do umount -l "$m" 2>/dev/null || true; done < <(
+    awk -v d="$dir" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r
+  )
   rm -rf "$dir"
 }
 
@@ -103,7 +105,10 @@ EOF
     kill -0 "$pid" 2>/dev/null || { log "dockerd exited: $(tail -5 "$dir/dockerd.log")"; false; }
     sleep 0.1
   done
-  DOCKER_HOST="unix://$dir/docker.sock" docker info >/dev/null 2>&1 || { log "dockerd not ready in 30 s: $(tail -5 "$dir/dockerd.log")"; false; }
+  if ! DOCKER_HOST="unix://$dir/docker.sock" docker info >/dev/null 2>&1; then
+    log "dockerd not ready in 30 s: $(tail -5 "$dir/dockerd.log")"
+    false
+  fi
   # dockerd writes its own pidfile; keep ours in case it has not yet.
   [ -s "$dir/dockerd.pid" ] || echo "$pid" >"$dir/dockerd.pid"
   trap - ERR
@@ -114,6 +119,9 @@ EOF
 
 case "${1:-}" in
   start) start_engine ;;
-  stop) [ -n "${2:-${WEFT_DOCKER_DIR:-}}" ] || { log "usage: $0 stop <dir>"; exit 2; }; stop_engine "${2:-$WEFT_DOCKER_DIR}" ;;
+  stop)
+    [ -n "${2:-${WEFT_DOCKER_DIR:-}}" ] || { log "usage: $0 stop <dir>"; exit 2; }
+    stop_engine "${2:-$WEFT_DOCKER_DIR}"
+    ;;
   *) echo "usage: $0 start | stop <dir>" >&2; exit 2 ;;
 esac

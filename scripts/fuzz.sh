@@ -14,8 +14,8 @@ out=build/fuzz
 mkdir -p "$out"
 
 # The C core every harness links against (no N-API); tun.c and udp.c only for symbols offload.c uses.
-core=(native/csum.c native/ipv4.c native/encap.c native/encap_udp.c native/encap_vxlan.c native/encap_geneve.c native/icmp.c
-  native/offload.c native/tun.c native/udp.c native/wg.c)
+core=(native/csum.c native/ipv4.c native/encap.c native/encap_udp.c native/encap_vxlan.c native/encap_geneve.c
+  native/icmp.c native/offload.c native/tun.c native/udp.c native/wg.c)
 # target -> harness source and extra defines. fuzz_decap.c is built once per encap; every other
 # native/fuzz/fuzz_<name>.c is target <name>, picked up by the glob below.
 declare -A SRC=(
@@ -38,11 +38,15 @@ have_fuzzer_rt() {
   command -v clang >/dev/null 2>&1 && [ -f "$(clang -print-resource-dir)/lib/linux/libclang_rt.fuzzer-x86_64.a" ]
 }
 if ! have_fuzzer_rt; then
-  if [ "$(id -u)" != 0 ]; then echo "weft fuzz: clang with libFuzzer is missing and only root can install it" >&2; exit 3; fi
+  if [ "$(id -u)" != 0 ]; then
+    echo "weft fuzz: clang with libFuzzer is missing and only root can install it" >&2
+    exit 3
+  fi
   echo "weft fuzz: installing clang and its libFuzzer runtime" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
-  { command -v clang >/dev/null 2>&1 || { apt_get update -qq && apt_get install -y -qq --no-install-recommends clang >/dev/null; }; } ||
+  { command -v clang >/dev/null 2>&1 ||
+    { apt_get update -qq && apt_get install -y -qq --no-install-recommends clang >/dev/null; }; } ||
     { echo "weft fuzz: could not install clang" >&2; exit 3; }
   major=$(clang -dumpversion | cut -d. -f1)
   { apt_get install -y -qq --no-install-recommends "libclang-rt-$major-dev" >/dev/null ||
@@ -53,7 +57,9 @@ fi
 build() {
   local t=$1 bin="$out/fuzz_$1"
   # Rebuild only when a source is newer than the binary.
-  if [ -x "$bin" ] && [ -z "$(find native/*.c native/*.h native/fuzz/*.c -newer "$bin" 2>/dev/null | head -1)" ]; then return; fi
+  if [ -x "$bin" ] && [ -z "$(find native/*.c native/*.h native/fuzz/*.c -newer "$bin" 2>/dev/null | head -1)" ]; then
+    return
+  fi
   # shellcheck disable=SC2086 # SRC holds a file and its -D flags, split on purpose
   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -Inative ${SRC[$t]} "${core[@]}" -lcrypto -lsodium -o "$bin"

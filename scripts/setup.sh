@@ -14,7 +14,8 @@ need_root() {
 
 # Debian packages, by the command each provides.
 declare -A PKG=(
-  [etcd]=etcd-server [etcdctl]=etcd-client [ip]=iproute2 [iperf3]=iperf3 [ping]=iputils-ping [tcpdump]=tcpdump [ethtool]=ethtool [perf]=linux-perf
+  [etcd]=etcd-server [etcdctl]=etcd-client [ip]=iproute2 [iperf3]=iperf3 [ping]=iputils-ping [tcpdump]=tcpdump
+  [ethtool]=ethtool [perf]=linux-perf
   [/usr/lib/cni/bridge]=containernetworking-plugins
 )
 # Headers the addon builds against (WireGuard's transport crypto: libcrypto, libsodium), by the file each provides.
@@ -39,7 +40,8 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
-if [ ! -f build/Release/weft.node ] || [ -n "$(find native binding.gyp -newer build/Release/weft.node 2>/dev/null | head -1)" ]; then
+addon=build/Release/weft.node
+if [ ! -f "$addon" ] || [ -n "$(find native binding.gyp -newer "$addon" 2>/dev/null | head -1)" ]; then
   npx node-gyp rebuild >/dev/null
 fi
 npm run --silent build

@@ -1,5 +1,6 @@
 // `weft daemon`: config -> network config -> backend -> lease -> datapath -> peers -> subnet.env, then keep the lease
-// and follow the peers until SIGTERM/SIGINT. On a clean stop the lease stays in etcd, so a restart gets the same subnet.
+// and follow the peers until SIGTERM/SIGINT. On a clean stop the lease stays in etcd, so a restart gets the same
+// subnet.
 //
 // Startup failures end the process with one line and a non-zero exit, never a retry loop: an invalid flag (exit 2),
 // a Network that overlaps the underlay, and a network with no free subnet left (NetworkExhaustedError; a supervisor
@@ -30,11 +31,13 @@ export function checkUnderlayOverlap(
   underlayCidrs: readonly string[],
 ): void {
   const net = network.network;
+  const pick = "pick a Network that does not overlap the hosts' own addresses";
   for (const addr of [external.publicIp, external.ifaceIp]) {
     const ip = parseIPv4(addr);
     if (ip !== null && containsIP(net, ip)) {
       throw new NetworkConfigError(
-        `network config: Network ${formatSubnet(net)} contains the underlay address ${addr} (${external.name}): pick a Network that does not overlap the hosts' own addresses`,
+        `network config: Network ${formatSubnet(net)} contains the underlay address ${addr} ` +
+          `(${external.name}): ${pick}`,
       );
     }
   }
@@ -44,7 +47,8 @@ export function checkUnderlayOverlap(
     const sn = makeSubnet(c.ip, c.prefixLen);
     if (overlaps(sn, net)) {
       throw new NetworkConfigError(
-        `network config: Network ${formatSubnet(net)} overlaps the underlay ${formatSubnet(sn)} on ${external.name}: pick a Network that does not overlap the hosts' own addresses`,
+        `network config: Network ${formatSubnet(net)} overlaps the underlay ${formatSubnet(sn)} on ${external.name}: ` +
+          pick,
       );
     }
   }

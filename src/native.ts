@@ -498,7 +498,10 @@ export function u32ToIpv4(a: number): string {
 
 // ---- 1. devices ----
 
-/** Open /dev/net/tun as IFF_TUN|IFF_NO_PI (+MULTI_QUEUE, +VNET_HDR), O_NONBLOCK|O_CLOEXEC. name '' lets the kernel pick. */
+/**
+ * Open /dev/net/tun as IFF_TUN|IFF_NO_PI (+MULTI_QUEUE, +VNET_HDR), O_NONBLOCK|O_CLOEXEC. name '' lets the kernel
+ * pick.
+ */
 export const tunOpen: Addon['tunOpen'] = addon.tunOpen;
 /** Set MTU (0 leaves it) and IFF_UP on a link via SIOCSIFMTU/SIOCSIFFLAGS. */
 export const linkSet: Addon['linkSet'] = addon.linkSet;

@@ -76,7 +76,10 @@ interface Engine {
   privateDir: string | null;
 }
 
-/** An engine to use: the one already answering, else a private one. null (with the reason) when Docker cannot be installed. */
+/**
+ * An engine to use: the one already answering, else a private one. null (with the reason) when Docker cannot be
+ * installed.
+ */
 async function getEngine(t: Test): Promise<Engine | { skip: string }> {
   const env = { ...process.env };
   if (process.env['WEFT_COMPOSE_ENGINE'] !== 'private') {
@@ -239,7 +242,8 @@ async function clusterScenario(t: Test, compose: string[], env: NodeJS.ProcessEn
     t.equal(
       r.code,
       0,
-      `${from} ${src} -> ${to} ${dst} over the overlay${r.code === 0 ? '' : ': ' + (r.stdout + r.stderr).trim().slice(-300)}`,
+      `${from} ${src} -> ${to} ${dst} over the overlay` +
+        (r.code === 0 ? '' : ': ' + (r.stdout + r.stderr).trim().slice(-300)),
     );
   };
 

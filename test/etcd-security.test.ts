@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { createTestbed, killChild, type Testbed } from '../testbed/hosts.js';
 import { Cluster, PACKAGE_ROOT, PREFIX, WEFT_CLI } from '../testbed/cluster.js';
 import { readSubnetEnv } from '../src/lease/subnet-env.js';
+import { formatSubnet } from '../src/ip/subnet.js';
 
 const NETWORK = JSON.stringify({ Network: '10.44.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } });
 
@@ -193,7 +194,7 @@ async function daemon(
     if (env)
       return {
         child,
-        subnet: `${env.subnet.ip >>> 24}.${(env.subnet.ip >>> 16) & 255}.${(env.subnet.ip >>> 8) & 255}.0/${env.subnet.prefixLen}`,
+        subnet: formatSubnet(env.subnet),
         code: null,
         stderr,
       };
@@ -357,7 +358,8 @@ t.test("--ip-masq: flannel's rules in the host namespace, removed on stop", asyn
     timeoutMs: 10_000,
   });
   if (probe.code !== 0)
-    return void t.plan(0, `no working iptables here (${probe.stderr.trim()}): the daemon logs that it adds no rules`); // a plan of 0 with a reason is tap's skip
+    // a plan of 0 with a reason is tap's skip
+    return void t.plan(0, `no working iptables here (${probe.stderr.trim()}): the daemon logs that it adds no rules`);
   const d = await cluster.startDaemon(1, ['--ip-masq']);
   const subnet = d.subnetGateway.replace(/\.1\/24$/, '.0/24');
   const rules = (await cluster.tb.exec(d.host, ['iptables', '-t', 'nat', '-S'], { timeoutMs: 10_000 })).stdout;

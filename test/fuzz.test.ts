@@ -1,8 +1,8 @@
 // Fuzzing: the native parsers that see network input run under libFuzzer with ASan + UBSan (harnesses in
 // native/fuzz/, built by scripts/fuzz.sh, seeds in native/fuzz/corpus/<target>/), each bounded in time; and
 // property-based tests (fast-check) of the TypeScript parsers of untrusted text: daemon config, network config,
-// lease JSON. WEFT_FUZZ_SECONDS sets the seconds per native target (default 60, as the issue asks; the targets run one per
-// core, so the eight take ~4 min on 2 cores; 0 skips the native part).
+// lease JSON. WEFT_FUZZ_SECONDS sets the seconds per native target (default 60; the targets run one per core, so the
+// eight take ~4 min on 2 cores; 0 skips the native part).
 import t from 'tap';
 import fc from 'fast-check';
 import { spawn, spawnSync } from 'node:child_process';
@@ -71,7 +71,8 @@ t.test('native parsers under libFuzzer (ASan + UBSan)', { timeout: 900_000 + RUN
     encoding: 'utf8',
     timeout: 900_000,
   });
-  if (build.status === 3) return void t.plan(0, `no clang with libFuzzer: ${build.stderr.trim()}`); // a plan of 0 with a reason is tap's skip
+  // a plan of 0 with a reason is tap's skip
+  if (build.status === 3) return void t.plan(0, `no clang with libFuzzer: ${build.stderr.trim()}`);
   t.equal(build.status, 0, `harnesses build: ${build.stderr.trim().slice(-2000)}`);
   if (build.status !== 0) return;
   const targets = spawnSync('bash', [join(PACKAGE_ROOT, 'scripts', 'fuzz.sh'), 'targets'], { encoding: 'utf8' })

@@ -20,7 +20,8 @@ const PORT = 8472;
 // 512 per tick (each send's callback is not awaited one by one). Prints {sent, ms, errors}.
 const SENDER = `
 const dgram = require('node:dgram');
-const [dst, port, count, seconds, spec] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3]), Number(process.argv[4]), JSON.parse(process.argv[5])];
+const [dst, port, count, seconds] = [process.argv[1], ...process.argv.slice(2, 5).map(Number)];
+const spec = JSON.parse(process.argv[5]);
 const ip = (s) => Buffer.from(s.split('.').map(Number));
 function inner(src, dstIp, opts = {}) {
   const b = Buffer.alloc(48); b[0] = 0x45; b.writeUInt16BE(opts.tot ?? 48, 2); b[8] = 64; b[9] = 17;
@@ -36,7 +37,8 @@ function vxlan(payload, o = {}) {
   return Buffer.concat([h, payload]);
 }
 const kinds = {
-  garbage: () => Buffer.from(Array.from({ length: 1 + Math.floor(Math.random() * 200) }, () => Math.floor(Math.random() * 256))),
+  garbage: () =>
+    Buffer.from(Array.from({ length: 1 + Math.floor(Math.random() * 200) }, () => Math.floor(Math.random() * 256))),
   truncated_header: () => vxlan(Buffer.alloc(0)).subarray(0, 1 + Math.floor(Math.random() * 21)),
   no_i_flag: () => vxlan(inner(spec.src, spec.dst), { flags: 0 }),
   wrong_vni: () => vxlan(inner(spec.src, spec.dst), { vni: 2 + Math.floor(Math.random() * 1000) }),
@@ -57,12 +59,20 @@ function burst() {
   if (sent >= count || Date.now() >= stopAt) return finish();
   // Keep the queue short: only send more when most of the previous burst left.
   if (sent - done < 2048) {
-    for (let n = 0; n < 512 && sent < count; n++) { sock.send(msgs[i], port, dst, cb); i = (i + 1) % msgs.length; sent++; }
+    for (let n = 0; n < 512 && sent < count; n++) {
+      sock.send(msgs[i], port, dst, cb);
+      i = (i + 1) % msgs.length;
+      sent++;
+    }
   }
   setImmediate(burst);
 }
 function finish() {
-  const wait = () => (done >= sent || Date.now() > stopAt + 5000) ? (process.stdout.write(JSON.stringify({ sent, done, errors, ms: Date.now() - start })), sock.close()) : setTimeout(wait, 10);
+  const wait = () => {
+    if (done < sent && Date.now() <= stopAt + 5000) return setTimeout(wait, 10);
+    process.stdout.write(JSON.stringify({ sent, done, errors, ms: Date.now() - start }));
+    sock.close();
+  };
   wait();
 }
 burst();
@@ -116,7 +126,8 @@ t.test(
     ]);
     const sent = a.sent + b.sent;
     t.comment(
-      `sent ${sent} hostile datagrams (${a.sent} from lease holder h3 in ${a.ms} ms, ${b.sent} from the bridge without a lease in ${b.ms} ms)`,
+      `sent ${sent} hostile datagrams (${a.sent} from lease holder h3 in ${a.ms} ms, ` +
+        `${b.sent} from the bridge without a lease in ${b.ms} ms)`,
     );
     t.ok(sent > 0, `${sent} datagrams sent${sent < TOTAL ? ` (the ${SECONDS} s bound came first)` : ''}`);
 
@@ -140,7 +151,8 @@ t.test(
     const counted = Object.fromEntries(reasons.map((k) => [k, delta(`drop_${k}`)]));
     const total = Object.values(counted).reduce((x, y) => x + y, 0);
     t.comment(
-      `drops by reason: ${JSON.stringify(counted)}; ${total} of ${sent} counted${total < sent ? ' (the rest overflowed the socket buffer: the kernel counts those as RcvbufErrors)' : ''}`,
+      `drops by reason: ${JSON.stringify(counted)}; ${total} of ${sent} counted` +
+        (total < sent ? ' (the rest overflowed the socket buffer: the kernel counts those as RcvbufErrors)' : ''),
     );
     for (const k of ['malformed', 'bad_flags', 'bad_vni', 'bad_ethertype', 'spoofed_source', 'unknown_peer']) {
       t.ok(counted[k]! > 0, `drop_${k} counted (${counted[k]})`);
@@ -159,7 +171,8 @@ t.test(
       [
         process.execPath,
         '-e',
-        "fetch('http://127.0.0.1:8471/healthz').then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(2))",
+        "fetch('http://127.0.0.1:8471/healthz')" +
+          '.then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(2))',
       ],
       { timeoutMs: 10_000 },
     );

@@ -361,7 +361,8 @@ t.test('etcd killed and restarted under a running manager', async (t) => {
 t.test('flanneld lease value: parsed, and written byte for byte', async (t) => {
   const { prefix, cfg, reg } = setup();
   const flanneld =
-    '{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"},"BackendV6Data":null}';
+    '{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan",' +
+    '"BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"},"BackendV6Data":null}';
   const lease = raw.lease(60, { autoKeepAlive: false });
   await lease.put(`${prefix}/subnets/10.5.52.0-24`).value(flanneld);
   const r = reg();
@@ -376,7 +377,8 @@ t.test('flanneld lease value: parsed, and written byte for byte', async (t) => {
   t.equal(serializeLeaseAttrs(got.attrs), flanneld, 'round trip of what flanneld wrote');
   // What flanneld writes for fresh attrs (BackendV6Data nil: omitted).
   const fresh =
-    '{"PublicIP":"192.0.2.12","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:01"}}';
+    '{"PublicIP":"192.0.2.12","PublicIPv6":null,"BackendType":"vxlan",' +
+    '"BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:01"}}';
   const m = manager(r, cfg, '192.0.2.12');
   const mine = await m.acquire();
   t.equal(await raw.get(mine.key).string(), fresh);

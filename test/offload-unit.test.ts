@@ -110,7 +110,8 @@ const payload = (len: number) => Buffer.from(Array.from({ length: len }, (_, i) 
 
 t.test('GSO: a TCP super-packet becomes MTU-sized segments', async (t) => {
   const data = payload(5000);
-  const p = tcp({ payload: data, seq: 0xfffff000, flags: 0x10 | 0x08 | 0x01 | 0x80, id: 0xfffe, ts: 12345 }); // ACK PSH FIN CWR
+  const ackPshFinCwr = 0x10 | 0x08 | 0x01 | 0x80;
+  const p = tcp({ payload: data, seq: 0xfffff000, flags: ackPshFinCwr, id: 0xfffe, ts: 12345 });
   const mss = 1398; // 1450 - 20 - 32
   const r = split(withVnet(p, { type: 1 | 0x80, hdrLen: 52, gsoSize: mss }), 1450, 22, true);
   t.equal(r.count, 4);

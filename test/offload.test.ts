@@ -112,8 +112,11 @@ t.test('--queues 2: forwards intact, flows spread over both queues, per-peer cou
     ['h1', st],
     ['h2', st2],
   ] as const) {
+    const perQueue = (k: 'tunRxPackets' | 'udpRxPackets' | 'udpTxPackets' | 'tunTxPackets'): string =>
+      (doc.queues ?? []).map((q) => q[k]).join(' / ');
     t.comment(
-      `${name} per queue: tun rx ${(doc.queues ?? []).map((q) => q.tunRxPackets).join(' / ')}; udp rx ${(doc.queues ?? []).map((q) => q.udpRxPackets).join(' / ')}; udp tx ${(doc.queues ?? []).map((q) => q.udpTxPackets).join(' / ')}; tun tx ${(doc.queues ?? []).map((q) => q.tunTxPackets).join(' / ')}`,
+      `${name} per queue: tun rx ${perQueue('tunRxPackets')}; udp rx ${perQueue('udpRxPackets')}; ` +
+        `udp tx ${perQueue('udpTxPackets')}; tun tx ${perQueue('tunTxPackets')}`,
     );
   }
   // Received datagrams pick their queue by inner flow, and the TUN keeps each flow's outgoing packets on the queue
@@ -136,7 +139,8 @@ t.test('--queues 2: forwards intact, flows spread over both queues, per-peer cou
     .reduce((n, [, v]) => n + v, 0);
   t.ok(
     perPeerTx + drops >= sum('tunRxPackets') * 0.99,
-    `per-peer tx packets (${perPeerTx}) + drops (${drops}) account for what every queue read from TUN (${sum('tunRxPackets')})`,
+    `per-peer tx packets (${perPeerTx}) + drops (${drops}) account for what every queue read from TUN ` +
+      `(${sum('tunRxPackets')})`,
   );
 });
 

@@ -22,20 +22,13 @@ import { killChild, ping, type Host } from '../testbed/hosts.js';
 import { readSubnetEnv } from '../src/lease/subnet-env.js';
 import { formatSubnet } from '../src/ip/subnet.js';
 import type { StatusDoc } from '../src/metrics/server.js';
+import { statusOf } from './helpers/traffic.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The daemon's /status (healthz port 8471), or null when it does not answer. */
 async function status(cluster: Cluster, n = 1): Promise<StatusDoc | null> {
-  const r = await cluster.tb.exec(
-    cluster.tb.host(n),
-    [
-      process.execPath,
-      '-e',
-      "fetch('http://127.0.0.1:8471/status').then((r) => r.text()).then((s) => process.stdout.write(s), () => process.exit(2))",
-    ],
-    { timeoutMs: 10_000 },
-  );
-  return r.code === 0 ? (JSON.parse(r.stdout) as StatusDoc) : null;
+  return statusOf(cluster.tb, cluster.tb.host(n), 8471).catch(() => null);
 }
 
 /** Polls until `check` is true (bounded); returns whether it became true. */
@@ -112,7 +105,8 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
       const after = (await status(cluster))!;
       t.ok(
         renewed,
-        `reconnected (${after.control.etcdReconnects} reconnects) and renewed (${during.control.renewals} -> ${after.control.renewals} renewals), healthy again`,
+        `reconnected (${after.control.etcdReconnects} reconnects) and renewed ` +
+          `(${during.control.renewals} -> ${after.control.renewals} renewals), healthy again`,
       );
       t.equal(after.control.acquisitions, 1, 'nothing re-leased: still one acquisition');
       t.same(await subnetKeys(cluster), keys, 'same keys in etcd');
@@ -190,7 +184,8 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
     const after = await status(cluster);
     t.ok(
       back,
-      `re-acquired after the path came back (acquisitions ${before.control.acquisitions} -> ${after?.control.acquisitions}, losses ${after?.control.losses})`,
+      `re-acquired after the path came back (acquisitions ${before.control.acquisitions} -> ` +
+        `${after?.control.acquisitions}, losses ${after?.control.losses})`,
     );
     t.equal(subnetOf(cluster, 1), subnet, 'the same subnet');
     t.equal(after?.lease?.subnet, subnet, '/status shows it');

@@ -1,7 +1,7 @@
 // An encap written in TypeScript alone (src/encap/example-xor.ts, built to dist/) loaded with --encap-module and
 // carried by the batch tier, which calls its encode/decode per packet.
 //
-//   bridge netns: etcd          h1 ── h2: weft daemon --encap-module dist/src/encap/example-xor.js (Backend xor-example)
+//   bridge netns: etcd     h1 ── h2: weft daemon --encap-module dist/src/encap/example-xor.js (Backend xor-example)
 //
 // Unit part: the codec round-trips and refuses bad input; the loader refuses modules that break the contract.
 // Integration part: pods ping both ways through the XOR encap; the leases carry BackendType "xor-example".

@@ -143,7 +143,8 @@ t.test("kernel vxlan bytes vs weft's userspace encap", async (t) => {
   const sent = readPcap(innerFile)[0]?.data.subarray(14);
   if (!kernel || !weft || !sent) {
     t.fail(
-      `capture incomplete: ${datagrams.length} datagrams, inner ${sent ? 'ok' : 'missing'}; tcpdump: ${tcpdumpSaid.join(' / ')}; ${dir}`,
+      `capture incomplete: ${datagrams.length} datagrams, inner ${sent ? 'ok' : 'missing'}; ` +
+        `tcpdump: ${tcpdumpSaid.join(' / ')}; ${dir}`,
     );
     return;
   }

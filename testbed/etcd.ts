@@ -438,7 +438,8 @@ export async function startEtcdCluster(opts: EtcdClusterOptions): Promise<EtcdCl
         if (Date.now() > deadline) {
           throw new WeftError(
             'WEFT_ERR_ETCD',
-            `etcd member ${this.name} at ${this.endpoint} not healthy after ${healthTimeoutMs} ms; stderr tail:\n${this.stderrTail}`,
+            `etcd member ${this.name} at ${this.endpoint} not healthy after ${healthTimeoutMs} ms; ` +
+              `stderr tail:\n${this.stderrTail}`,
           );
         }
         await sleep(200);

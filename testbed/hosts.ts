@@ -927,7 +927,8 @@ export async function runIperf(target: Target, serverIp: string, opts: IperfOpti
     json = JSON.parse(r.stdout);
   } catch {
     throw new TestbedError(
-      `iperf3 ${argv.slice(1).join(' ')}: no JSON (exit ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.trim()}`,
+      `iperf3 ${argv.slice(1).join(' ')}: no JSON (exit ${r.code}${r.timedOut ? ', timed out' : ''}): ` +
+        r.stderr.trim(),
     );
   }
   const err = field(json, 'error');

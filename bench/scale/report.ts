@@ -25,58 +25,96 @@ function verdict(ok: boolean | null): string {
   return ok === null ? 'not measured' : ok ? 'met' : '**missed**';
 }
 
+/** One Markdown table row. */
+const row = (...cells: (string | number)[]): string => `| ${cells.join(' | ')} |`;
+
 export function scaleMarkdown(r: ScaleResult, failover?: FailoverResult): string {
   const L: string[] = [];
   L.push('## Scale', '');
   L.push(
-    `Run ${r.startedAt} .. ${r.finishedAt}; ${r.machine.cpus} CPUs, Linux ${r.machine.kernel}, Node ${r.machine.node}. ` +
-      `${r.realHosts} real weft hosts (userspace datapath, udp) on one namespace testbed; simulated hosts are leases only ` +
-      `(flannel's keys in ${r.network.Network} /${r.network.SubnetLen}, each on its own etcd lease, PublicIP on the bridge that nobody answers).`,
+    `Run ${r.startedAt} .. ${r.finishedAt}; ${r.machine.cpus} CPUs, Linux ${r.machine.kernel}, ` +
+      `Node ${r.machine.node}. ${r.realHosts} real weft hosts (userspace datapath, udp) on one namespace testbed; ` +
+      `simulated hosts are leases only (flannel's keys in ${r.network.Network} /${r.network.SubnetLen}, ` +
+      'each on its own etcd lease, PublicIP on the bridge that nobody answers).',
     '',
   );
 
   L.push('### Cost against the number of hosts', '');
   L.push(
-    '| simulated hosts | keys in etcd | bulk load s | converged s | route live p50 ms | p99 ms | max ms | failed probes | RSS MB (max) | peak RSS MB | CPU s to absorb | idle CPU % | join: lease s | join: all peers s |',
+    row(
+      ...['simulated hosts', 'keys in etcd', 'bulk load s', 'converged s', 'route live p50 ms', 'p99 ms', 'max ms'],
+      ...['failed probes', 'RSS MB (max)', 'peak RSS MB', 'CPU s to absorb', 'idle CPU %', 'join: lease s'],
+      'join: all peers s',
+    ),
   );
   L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const s of r.sizes) {
+    const daemonMax = (of: (d: (typeof s.daemons)[number]) => number): number => maxOf(s.daemons.map(of));
     L.push(
-      `| ${n0(s.simulated)} | ${n0(s.keysInEtcd)} | ${f(s.bulkLoadMs / 1000)} | ${f(s.convergeMs === null ? null : s.convergeMs / 1000)} | ` +
-        `${f(s.probes?.p50Ms)} | ${f(s.probes?.p99Ms)} | ${f(s.probes?.maxMs)} | ${s.probes ? `${s.probes.failed}/${s.probes.count * r.realHosts}` : 'n/a'} | ` +
-        `${f(maxOf(s.daemons.map((d) => d.rssMB)))} | ${f(maxOf(s.daemons.map((d) => d.hwmMB)))} | ${f(maxOf(s.daemons.map((d) => d.cpuSecondsToConverge)), 2)} | ` +
-        `${f(maxOf(s.daemons.map((d) => d.idleCpuPercent)), 2)} | ${f(s.join ? s.join.leaseMs / 1000 : null)} | ${f(s.join?.convergedMs === null || s.join === null ? null : s.join.convergedMs / 1000)} |`,
+      row(
+        n0(s.simulated),
+        n0(s.keysInEtcd),
+        f(s.bulkLoadMs / 1000),
+        f(s.convergeMs === null ? null : s.convergeMs / 1000),
+        f(s.probes?.p50Ms),
+        f(s.probes?.p99Ms),
+        f(s.probes?.maxMs),
+        s.probes ? `${s.probes.failed}/${s.probes.count * r.realHosts}` : 'n/a',
+        f(daemonMax((d) => d.rssMB)),
+        f(daemonMax((d) => d.hwmMB)),
+        f(
+          daemonMax((d) => d.cpuSecondsToConverge),
+          2,
+        ),
+        f(
+          daemonMax((d) => d.idleCpuPercent),
+          2,
+        ),
+        f(s.join ? s.join.leaseMs / 1000 : null),
+        f(s.join?.convergedMs === null || s.join === null ? null : s.join.convergedMs / 1000),
+      ),
     );
   }
   L.push(
     '',
     '"Route live": a probe lease is created (one at a time); each real host\'s prober sends a datagram into its TUN ' +
       "towards the new subnet every 5 ms until the daemon's `udp_tx_packets` moves; latency is from the create " +
-      "transaction's answer to that observation (one CLOCK_MONOTONIC for all processes), so it includes up to one poll " +
-      'and one /metrics scrape. "Converged": from the start of the bulk load until every daemon\'s `weft_peers` counts ' +
-      'every other key. RSS and idle CPU: /proc of each daemon after the probes (max over daemons). "Join": a new host ' +
-      'starts its daemon in a network this full.',
+      "transaction's answer to that observation (one CLOCK_MONOTONIC for all processes), so it includes up to one " +
+      'poll and one /metrics scrape. "Converged": from the start of the bulk load until every daemon\'s `weft_peers` ' +
+      'counts every other key. RSS and idle CPU: /proc of each daemon after the probes (max over daemons). "Join": a ' +
+      'new host starts its daemon in a network this full.',
     '',
   );
 
   L.push('### etcd calls per watch event', '');
   L.push(
-    '| simulated hosts | probes x daemons | Range RPCs | mvcc ranges | LeaseTimeToLive | per probe per daemon: Range | LeaseTimeToLive |',
+    row(
+      ...['simulated hosts', 'probes x daemons', 'Range RPCs', 'mvcc ranges', 'LeaseTimeToLive'],
+      ...['per probe per daemon: Range', 'LeaseTimeToLive'],
+    ),
   );
   L.push('|---|---|---|---|---|---|---|');
   for (const s of r.sizes) {
     const e = s.etcdDuringProbes;
     if (e === null || s.probes === null) continue;
     L.push(
-      `| ${n0(s.simulated)} | ${s.probes.count} x ${r.realHosts} | ${e.rangeRpcs} | ${e.mvccRanges} | ${e.leaseTimeToLive} | ${e.perProbePerDaemon.rangeRpcs} | ${e.perProbePerDaemon.leaseTimeToLive} |`,
+      row(
+        n0(s.simulated),
+        `${s.probes.count} x ${r.realHosts}`,
+        e.rangeRpcs,
+        e.mvccRanges,
+        e.leaseTimeToLive,
+        e.perProbePerDaemon.rangeRpcs,
+        e.perProbePerDaemon.leaseTimeToLive,
+      ),
     );
   }
   L.push(
     '',
-    "Counted from etcd's /metrics (`grpc_server_handled_total`, `etcd_debugging_mvcc_range_total`) across the " +
-      "probe phase; the loader's own create transactions account for the mvcc ranges (its compare). No Range RPC per " +
-      'event: the watches do not re-list the prefix. LeaseTimeToLive calls come from the peer watch resolving each new ' +
-      "lease's TTL (the own-lease watch follows only the daemon's own key).",
+    "Counted from etcd's /metrics (`grpc_server_handled_total`, `etcd_debugging_mvcc_range_total`) across the probe " +
+      "phase; the loader's own create transactions account for the mvcc ranges (its compare). No Range RPC per " +
+      'event: the watches do not re-list the prefix. LeaseTimeToLive calls come from the peer watch resolving each ' +
+      "new lease's TTL (the own-lease watch follows only the daemon's own key).",
     '',
   );
 
@@ -93,12 +131,22 @@ export function scaleMarkdown(r: ScaleResult, failover?: FailoverResult): string
   if (r.kernel.length > 0) {
     L.push("### Kernel backends: programming every peer (flannel's VXLAN layout)", '');
     L.push(
-      '| peers | ip -batch neigh + route ms | bridge -batch fdb ms | total ms | routes / neighbours installed | route get |',
+      row(
+        ...['peers', 'ip -batch neigh + route ms', 'bridge -batch fdb ms', 'total ms'],
+        ...['routes / neighbours installed', 'route get'],
+      ),
     );
     L.push('|---|---|---|---|---|---|');
     for (const k of r.kernel) {
       L.push(
-        `| ${n0(k.routes)} | ${f(k.ipBatchMs)} | ${f(k.fdbBatchMs)} | ${f(k.totalMs)} | ${n0(k.routesInstalled)} / ${n0(k.neighboursInstalled)} | ${k.lastRouteLive ? 'ok' : 'missing'} |`,
+        row(
+          n0(k.routes),
+          f(k.ipBatchMs),
+          f(k.fdbBatchMs),
+          f(k.totalMs),
+          `${n0(k.routesInstalled)} / ${n0(k.neighboursInstalled)}`,
+          k.lastRouteLive ? 'ok' : 'missing',
+        ),
       );
     }
     L.push('');
@@ -113,18 +161,34 @@ export function scaleMarkdown(r: ScaleResult, failover?: FailoverResult): string
   const flat = lookups.length >= 2 ? Math.max(...lookups) / Math.min(...lookups) : null;
   L.push('| target | measured | |', '|---|---|---|');
   L.push(
-    `| route live p99 <= ${TARGETS.routeLiveP99MsAt1000} ms at 1,000 hosts | ${f(at1000?.probes?.p99Ms)} ms | ${verdict(at1000?.probes ? at1000.probes.p99Ms <= TARGETS.routeLiveP99MsAt1000 : null)} |`,
+    row(
+      `route live p99 <= ${TARGETS.routeLiveP99MsAt1000} ms at 1,000 hosts`,
+      `${f(at1000?.probes?.p99Ms)} ms`,
+      verdict(at1000?.probes ? at1000.probes.p99Ms <= TARGETS.routeLiveP99MsAt1000 : null),
+    ),
   );
   const rss5000 = at5000 ? maxOf(at5000.daemons.map((d) => d.rssMB)) : null;
   L.push(
-    `| daemon RSS <= ${TARGETS.rssMBAt5000} MB with 5,000 peers | ${f(rss5000)} MB | ${verdict(rss5000 === null ? null : rss5000 <= TARGETS.rssMBAt5000)} |`,
+    row(
+      `daemon RSS <= ${TARGETS.rssMBAt5000} MB with 5,000 peers`,
+      `${f(rss5000)} MB`,
+      verdict(rss5000 === null ? null : rss5000 <= TARGETS.rssMBAt5000),
+    ),
   );
   L.push(
-    `| route lookup flat from 10 to 5,000 routes | ${lookups.map((x) => f(x)).join(' / ')} ns (max/min ${f(flat, 1)}x) | ${verdict(flat === null ? null : flat <= 1.5)} |`,
+    row(
+      'route lookup flat from 10 to 5,000 routes',
+      `${lookups.map((x) => f(x)).join(' / ')} ns (max/min ${f(flat, 1)}x)`,
+      verdict(flat === null ? null : flat <= 1.5),
+    ),
   );
   const resumed = failover ? maxOf(failover.events.map((e) => e.renewalGapS - failover.medianRenewalGapS)) : null;
   L.push(
-    `| renewals resume within ${TARGETS.renewalResumesWithinS} s of losing weft's etcd member | ${failover ? `${f(resumed)} s longer than an undisturbed renewal interval (worst event)` : 'n/a'} | ${verdict(resumed === null ? null : resumed <= TARGETS.renewalResumesWithinS)} |`,
+    row(
+      `renewals resume within ${TARGETS.renewalResumesWithinS} s of losing weft's etcd member`,
+      failover ? `${f(resumed)} s longer than an undisturbed renewal interval (worst event)` : 'n/a',
+      verdict(resumed === null ? null : resumed <= TARGETS.renewalResumesWithinS),
+    ),
   );
   if (r.errors.length > 0) L.push('', 'Errors: ' + r.errors.map((e) => `\`${e}\``).join('; '));
   L.push('');
@@ -140,12 +204,23 @@ export function failoverMarkdown(fo: FailoverResult): string[] {
     '',
   );
   L.push(
-    '| event | member | first renewal after s | longest gap between renewals s | new peer lease seen by every daemon s | same keys, same create revision | pods ping |',
+    row(
+      ...['event', 'member', 'first renewal after s', 'longest gap between renewals s'],
+      ...['new peer lease seen by every daemon s', 'same keys, same create revision', 'pods ping'],
+    ),
   );
   L.push('|---|---|---|---|---|---|---|');
   for (const e of fo.events) {
     L.push(
-      `| ${e.event} | ${e.member} | ${f(e.firstRenewalAfterS)} | ${f(e.renewalGapS)} | ${f(e.peerSeenS)} | ${e.sameKeys ? 'yes' : '**no**'} | ${e.pingOk ? 'yes' : '**no**'} |`,
+      row(
+        e.event,
+        e.member,
+        f(e.firstRenewalAfterS),
+        f(e.renewalGapS),
+        f(e.peerSeenS),
+        e.sameKeys ? 'yes' : '**no**',
+        e.pingOk ? 'yes' : '**no**',
+      ),
     );
   }
   L.push(
@@ -214,14 +289,16 @@ export function scaleSvg(r: ScaleResult): string {
   );
   out.push(`<rect width="100%" height="100%" fill="#fff"/>`);
   out.push(
-    `<text x="10" y="20" ${font} font-size="14" font-weight="bold">weft: cost against the number of hosts (${escapeXml(r.startedAt.slice(0, 10))})</text>`,
+    `<text x="10" y="20" ${font} font-size="14" font-weight="bold">` +
+      `weft: cost against the number of hosts (${escapeXml(r.startedAt.slice(0, 10))})</text>`,
   );
   panels.forEach((p, i) => {
     const ox = (i % cols) * W;
     const oy = 30 + Math.floor(i / cols) * H;
     const pts = p.series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y));
     out.push(
-      `<text x="${ox + pad.l}" y="${oy + 18}" ${font} font-size="12">${escapeXml(p.title)} (${escapeXml(p.unit)})</text>`,
+      `<text x="${ox + pad.l}" y="${oy + 18}" ${font} font-size="12">` +
+        `${escapeXml(p.title)} (${escapeXml(p.unit)})</text>`,
     );
     if (pts.length === 0) {
       out.push(`<text x="${ox + pad.l}" y="${oy + H / 2}" ${font} font-size="11" fill="#888">not measured</text>`);
@@ -240,7 +317,8 @@ export function scaleSvg(r: ScaleResult): string {
     for (let y = 0; y <= top + 1e-9; y += step) {
       out.push(`<line x1="${ox + pad.l}" x2="${ox + W - pad.r}" y1="${py(y)}" y2="${py(y)}" stroke="#e4e4e4"/>`);
       out.push(
-        `<text x="${ox + pad.l - 4}" y="${py(y) + 4}" ${font} font-size="10" text-anchor="end">${f(y, y < 10 && step < 1 ? 1 : 0)}</text>`,
+        `<text x="${ox + pad.l - 4}" y="${py(y) + 4}" ${font} font-size="10" text-anchor="end">` +
+          `${f(y, y < 10 && step < 1 ? 1 : 0)}</text>`,
       );
     }
     for (const x of xs) {
@@ -249,18 +327,21 @@ export function scaleSvg(r: ScaleResult): string {
       );
     }
     out.push(
-      `<text x="${ox + (W + pad.l) / 2}" y="${oy + H - 10}" ${font} font-size="10" text-anchor="middle" fill="#555">${i === 2 ? 'routes' : 'hosts'}</text>`,
+      `<text x="${ox + (W + pad.l) / 2}" y="${oy + H - 10}" ${font} font-size="10" text-anchor="middle" fill="#555">` +
+        `${i === 2 ? 'routes' : 'hosts'}</text>`,
     );
     p.series.forEach((s, k) => {
       const ok = s.points.filter(([, y]) => Number.isFinite(y));
       if (ok.length === 0) return;
       out.push(
-        `<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${ok.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`,
+        `<polyline fill="none" stroke="${s.color}" stroke-width="2" ` +
+          `points="${ok.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`,
       );
       for (const [x, y] of ok)
         out.push(`<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3" fill="${s.color}"/>`);
       out.push(
-        `<text x="${ox + W - pad.r}" y="${oy + 32 + k * 12}" ${font} font-size="10" text-anchor="end" fill="${s.color}">${escapeXml(s.name)}</text>`,
+        `<text x="${ox + W - pad.r}" y="${oy + 32 + k * 12}" ${font} font-size="10" text-anchor="end" ` +
+          `fill="${s.color}">${escapeXml(s.name)}</text>`,
       );
     });
   });

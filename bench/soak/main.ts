@@ -1,6 +1,7 @@
 // `weft soak --minutes N`: a bounded soak on fresh namespace hosts (not CI). Steady hosts run weft daemons with pods;
 // iperf3 moves traffic between two pods at a capped bitrate in 15 s runs; a churn host joins (daemon start,
-// ping from every pod) and leaves (daemon stop, host removed) over and over; every 5 s the RSS of each steady daemon is sampled.
+// ping from every pod) and leaves (daemon stop, host removed) over and over; every 5 s the RSS of each steady daemon
+// is sampled.
 // At the end: RSS min/max per daemon, crashes (a steady daemon that exited on its own: restarted and counted),
 // iperf3 runs and failures, churn cycles and failed pings. Everything is removed at the end, also on Ctrl-C.
 //
@@ -82,9 +83,8 @@ export async function soak(o: SoakOptions, say: (line: string) => void = () => u
           const d = cluster.daemons.get(n);
           if (d && (d.child.exitCode !== null || d.child.signalCode !== null)) {
             report.crashes++;
-            say(
-              `daemon h${n} exited (${d.child.exitCode ?? d.child.signalCode}); restarting. log: ${cluster.logTail(d.logFile, 5)}`,
-            );
+            const how = d.child.exitCode ?? d.child.signalCode;
+            say(`daemon h${n} exited (${how}); restarting. log: ${cluster.logTail(d.logFile, 5)}`);
             cluster.daemons.delete(n);
             await cluster.startDaemon(n).catch((e: unknown) => say(`restart of h${n} failed: ${errorMessage(e)}`));
             continue;
@@ -166,7 +166,8 @@ export async function runSoak(o: SoakOptions): Promise<void> {
     ),
     `  crashes: ${r.crashes}`,
     `  iperf3: ${r.iperfRuns} runs, ${r.iperfFailures} failed, mean ${r.meanMbps} Mbit/s`,
-    `  churn: ${r.churnCycles} join/leave cycles, ${r.churnFailures} failed, ${r.pingFailures} failed pings to the joiner`,
+    `  churn: ${r.churnCycles} join/leave cycles, ${r.churnFailures} failed, ` +
+      `${r.pingFailures} failed pings to the joiner`,
   ];
   process.stdout.write(lines.join('\n') + '\n' + JSON.stringify(r) + '\n');
   if (r.crashes > 0) process.exitCode = 1;

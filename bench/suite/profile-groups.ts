@@ -319,8 +319,11 @@ export interface PerfSample {
   frames: Frame[];
 }
 
-const KERNEL_THREAD =
-  /^(ksoftirqd|kworker|migration|rcu_|kthreadd|irq\/|napi\/|kcompactd|kswapd|khugepaged|kdamond|jbd2|cpuhp|idle_inject)/;
+/** Kernel threads, by the start of their comm. */
+const KERNEL_THREADS = [
+  ...['ksoftirqd', 'kworker', 'migration', 'rcu_', 'kthreadd', 'irq/', 'napi/', 'kcompactd', 'kswapd'],
+  ...['khugepaged', 'kdamond', 'jbd2', 'cpuhp', 'idle_inject'],
+];
 
 export interface ClassifyContext {
   /** Process ids (tgid) of the path's daemons (weft's, or a peer's). */
@@ -332,7 +335,7 @@ export interface ClassifyContext {
 export function processClass(s: Pick<PerfSample, 'comm' | 'pid'>, ctx: ClassifyContext): ProcessClass {
   if (ctx.forwarderPids.has(s.pid)) return 'forwarder';
   if (ctx.appPids.size > 0 ? ctx.appPids.has(s.pid) : s.comm === 'iperf3') return 'app';
-  if (s.pid === 0 || KERNEL_THREAD.test(s.comm)) return 'kernel';
+  if (s.pid === 0 || KERNEL_THREADS.some((k) => s.comm.startsWith(k))) return 'kernel';
   return 'other';
 }
 

@@ -47,7 +47,8 @@ export function headline(r: BenchResult): string[] {
       const cs = prof.copySyscallSPerGb;
       return (
         `- **${p.name}** pays **${f2(cs.path - refCs)} CPU-s/GB more for copies and syscalls** than ${r.reference} ` +
-        `(${f2(cs.path)} vs ${f2(refCs)}; forwarder ${f2(cs.forwarder)}, iperf3 ${f2(cs.app)}, kernel threads ${f2(cs.kernel)}); ` +
+        `(${f2(cs.path)} vs ${f2(refCs)}; forwarder ${f2(cs.forwarder)}, iperf3 ${f2(cs.app)}, ` +
+        `kernel threads ${f2(cs.kernel)}); ` +
         `all work ${f2(sumTotal(prof))} vs ${f2(sumTotal(ref.prof))} CPU-s/GB.`
       );
     });
@@ -65,15 +66,16 @@ export function renderProfileSection(r: BenchResult): string {
     return out.join('\n');
   }
   out.push(
-    `\`perf record -a -e ${r.profile.event} -g -F ${r.profile.frequencyHz}\` (${r.profile.perf}) sampled every CPU for up to ` +
-      `${r.profile.maxSeconds} s inside each path's TCP 1-stream test (repeat 1). CPU-s/GB = samples x period / bytes iperf3's ` +
-      "server read in the same window (its /proc/<pid>/io rchar). Process classes by pid: forwarder (the path's daemons), " +
-      'iperf3 (both ends), kernel threads/softirq (ksoftirqd, kworker, interrupts on the idle task), other (anything else on ' +
-      "this shared machine, perf included: left out of the path's figures). Rule: " +
+    `\`perf record -a -e ${r.profile.event} -g -F ${r.profile.frequencyHz}\` (${r.profile.perf}) ` +
+      `sampled every CPU for up to ${r.profile.maxSeconds} s inside each path's TCP 1-stream test (repeat 1). ` +
+      "CPU-s/GB = samples x period / bytes iperf3's server read in the same window (its /proc/<pid>/io rchar). " +
+      "Process classes by pid: forwarder (the path's daemons), iperf3 (both ends), kernel threads/softirq " +
+      '(ksoftirqd, kworker, interrupts on the idle task), other (anything else on this shared machine, perf ' +
+      "included: left out of the path's figures). Rule: " +
       (r.profile.rule ?? '') +
-      '. ' +
-      "The VM has no NMI: a sample due while interrupts are off lands where they come back on, so its caller's group gets it. " +
-      'Folded stacks for flamegraph.pl or speedscope: `<path>.folded` beside results.json (first frame: `comm[class]`).',
+      ". The VM has no NMI: a sample due while interrupts are off lands where they come back on, so its caller's " +
+      'group gets it. Folded stacks for flamegraph.pl or speedscope: `<path>.folded` beside results.json (first ' +
+      'frame: `comm[class]`).',
     '',
   );
   const rows = profiled(r);
@@ -180,20 +182,24 @@ export function renderProfileChart(r: BenchResult): string | null {
   const x = (v: number): number => labelW + (v / scaleMax) * plotW;
   const o: string[] = [];
   o.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
+      'font-family="Helvetica, Arial, sans-serif" font-size="11">',
   );
   o.push('<rect width="100%" height="100%" fill="#ffffff"/>');
   o.push(
-    `<text x="10" y="22" font-size="15" font-weight="bold">CPU seconds per GB by kind of work (perf, TCP 1 stream)</text>`,
+    '<text x="10" y="22" font-size="15" font-weight="bold">' +
+      'CPU seconds per GB by kind of work (perf, TCP 1 stream)</text>',
   );
   o.push(
-    `<text x="10" y="40" fill="#555">${escapeXml(`forwarder + iperf3 + kernel threads; other processes and idle left out; ${r.startedAt}`)}</text>`,
+    `<text x="10" y="40" fill="#555">` +
+      `${escapeXml(`forwarder + iperf3 + kernel threads; other processes and idle left out; ${r.startedAt}`)}</text>`,
   );
   const axisY = top + bars.length * (barH + gap);
   for (let v = 0; v <= scaleMax + step / 2; v += step) {
     o.push(`<line x1="${x(v).toFixed(1)}" y1="${top - 6}" x2="${x(v).toFixed(1)}" y2="${axisY}" stroke="#e3e3e3"/>`);
     o.push(
-      `<text x="${x(v).toFixed(1)}" y="${axisY + 14}" text-anchor="middle" fill="#555">${escapeXml(String(Number(v.toFixed(3))))}</text>`,
+      `<text x="${x(v).toFixed(1)}" y="${axisY + 14}" text-anchor="middle" fill="#555">` +
+        `${escapeXml(String(Number(v.toFixed(3))))}</text>`,
     );
   }
   o.push(
@@ -207,7 +213,8 @@ export function renderProfileChart(r: BenchResult): string | null {
       const v = b.parts[g] ?? 0;
       if (v <= 0) continue;
       o.push(
-        `<rect x="${x(acc).toFixed(1)}" y="${y}" width="${Math.max(0.5, x(acc + v) - x(acc)).toFixed(1)}" height="${barH}" fill="${PALETTE[g] ?? '#888'}">` +
+        `<rect x="${x(acc).toFixed(1)}" y="${y}" width="${Math.max(0.5, x(acc + v) - x(acc)).toFixed(1)}" ` +
+          `height="${barH}" fill="${PALETTE[g] ?? '#888'}">` +
           `<title>${escapeXml(`${b.label.trim()}: ${GROUP_LABELS[g] ?? g} ${v.toFixed(3)} CPU-s/GB`)}</title></rect>`,
       );
       acc += v;

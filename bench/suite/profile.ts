@@ -47,8 +47,9 @@ const PERF_STARTUP_S = 1.0;
 const CLIENT_WAIT_MS = 15_000;
 const SCRIPT_TIMEOUT_MS = 120_000;
 export const PROFILE_RULE =
-  "leaf frame first: a user-space leaf is that process's user time (the path's daemon: weft user); a kernel leaf walks up " +
-  'the kernel frames until a symbol matches a group (table order per frame); no match: idle for the idle task, else kernel (other)';
+  "leaf frame first: a user-space leaf is that process's user time (the path's daemon: weft user); a kernel leaf " +
+  'walks up the kernel frames until a symbol matches a group (table order per frame); no match: idle for the idle ' +
+  'task, else kernel (other)';
 
 export interface ProfilerSetup {
   run: ProfileRun;

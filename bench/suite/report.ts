@@ -8,7 +8,15 @@ import { METRICS, encryptionOf, type BenchResult, type MetricKey, type PathResul
 import { renderBarChart, type Bar, type BarGroup } from './svg.js';
 import { PROFILE_CHART, renderProfileChart, renderProfileSection } from './profile-report.js';
 
-/** Where each path copies packet bytes between user space and the kernel (the model the counters are checked against). */
+/** The copies of an encrypting one-packet-per-syscall peer (nebula, tinc): what their code does, not measured. */
+const ENCRYPTING_DGRAM =
+  "As weft's dgram tier (four copies, one packet per read/write) plus one encryption and one decryption pass over " +
+  'each byte.';
+
+/**
+ * Where each path copies packet bytes between user space and the kernel (the model the counters are checked
+ * against).
+ */
 export const COPY_MODEL: Record<string, string> = {
   underlay: "No overlay: the application's socket copies only (iperf3 send and receive); nothing forwards.",
   'kernel-vxlan':
@@ -34,10 +42,10 @@ export const COPY_MODEL: Record<string, string> = {
   // The peers have no counters; this is what their code does (not measured here).
   'wireguard-go':
     "As weft's dgram tier (TUN read, UDP send, UDP receive, TUN write: four copies, one packet per syscall; this " +
-    "release predates wireguard-go's batched I/O and TUN offloads) plus one encryption and one decryption pass over each byte.",
-  nebula:
-    "As weft's dgram tier (four copies, one packet per read/write) plus one encryption and one decryption pass over each byte.",
-  tinc: "As weft's dgram tier (four copies, one packet per read/write) plus one encryption and one decryption pass over each byte.",
+    "release predates wireguard-go's batched I/O and TUN offloads) plus one encryption and one decryption pass over " +
+    'each byte.',
+  nebula: ENCRYPTING_DGRAM,
+  tinc: ENCRYPTING_DGRAM,
 };
 
 export function copyModelFor(name: string): string {
@@ -195,7 +203,8 @@ export function renderCharts(r: BenchResult): Record<(typeof CHARTS)[number], st
     }),
     'cpu-per-gb.svg': renderBarChart({
       title: 'CPU seconds per GB moved (TCP 1 stream)',
-      subtitle: `daemons: utime+stime of both weft daemons; machine: /proc/stat, every process (incl. iperf3, other load)`,
+      subtitle:
+        'daemons: utime+stime of both weft daemons; machine: /proc/stat, every process (incl. iperf3, other load)',
       unit: 'CPU seconds per GB',
       series: ['weft daemons (user+system)', 'machine system+softirq', 'machine user+system+softirq'],
       groups: groups(r, ['cpu_daemon_s_per_gb', 'cpu_kernel_s_per_gb', 'cpu_total_s_per_gb']),
@@ -212,7 +221,8 @@ export function renderCharts(r: BenchResult): Record<(typeof CHARTS)[number], st
     'copies-per-packet.svg': renderBarChart({
       title: 'weft daemons: syscalls and copies per forwarded packet (TCP 1 stream)',
       subtitle:
-        'copies: bytes copied across the user/kernel boundary / inner bytes read from TUN; kernel paths copy nothing in user space',
+        'copies: bytes copied across the user/kernel boundary / inner bytes read from TUN; ' +
+        'kernel paths copy nothing in user space',
       unit: 'per packet (syscalls) / per byte (copies)',
       series: ['syscalls per packet', 'copies of each byte'],
       groups: groups(r, ['syscalls_per_packet', 'copies_per_byte'], weft),
@@ -229,13 +239,19 @@ export function renderReport(r: BenchResult): string {
   lines.push(`# weft bench, ${r.startedAt}${r.interrupted ? ' (interrupted: partial)' : ''}`);
   lines.push('');
   const load = (r.machine.loadAvg ?? []).map((x) => x.toFixed(1)).join(' / ');
+  const loadNote = load
+    ? `, load average ${load} (1/5/15 min) at the start: other work shares these CPUs and lowers every figure`
+    : '';
+  const refNote = ok.some((p) => p.name === r.reference) ? '' : ', which did not run: no ratios';
   lines.push(
     `Machine: Linux ${r.machine.kernel}, ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${r.machine.iperf3}` +
-      `${load ? `, load average ${load} (1/5/15 min) at the start: other work shares these CPUs and lowers every figure` : ''}. ` +
+      `${loadNote}. ` +
       `Each path on a fresh testbed: two namespace hosts on a veth + bridge underlay, etcd, one pod per host. ` +
-      `${r.settings.repeats} repeat(s) of every test, ${r.settings.seconds} s each, ping-pong up to ${r.settings.latencyRoundTrips} round trips. ` +
-      `Cells: median ±half the min..max range over the repeats. Ratios: this path's median / kernel VXLAN's median from this run ` +
-      `(reference: \`${r.reference}\`${ok.some((p) => p.name === r.reference) ? '' : ', which did not run: no ratios'}).`,
+      `${r.settings.repeats} repeat(s) of every test, ${r.settings.seconds} s each, ` +
+      `ping-pong up to ${r.settings.latencyRoundTrips} round trips. ` +
+      'Cells: median ±half the min..max range over the repeats. ' +
+      "Ratios: this path's median / kernel VXLAN's median from this run " +
+      `(reference: \`${r.reference}\`${refNote}).`,
   );
   lines.push('');
   lines.push("## Backends side by side (as in flannel's docs: UDP vs VXLAN vs host-gw)");
@@ -279,11 +295,12 @@ export function renderReport(r: BenchResult): string {
   lines.push('');
   lines.push(
     'CPU per GB from the TCP 1-stream test. *weft daemons*: utime+stime of both daemon processes (/proc/<pid>/stat). ' +
-      '*machine system+softirq*: kernel time of the whole machine (/proc/stat), which includes both iperf3 ends and any other load ' +
-      "on the machine. *machine busy*: the same plus user time. Syscalls and bytes copied are the daemons' own counters (/metrics), " +
-      'summed over both hosts, per packet that entered a daemon through its TUN. On the peer paths *daemon* means the ' +
-      "peer's own processes (wireguard-go, nebula, tincd on both hosts). RcvbufErrors: /proc/net/snmp in the namespaces, " +
-      "summed over all tests of a repeat (hosts: the overlay sockets; pods: iperf3's receiving socket, the hosts themselves on the underlay path).",
+      '*machine system+softirq*: kernel time of the whole machine (/proc/stat), which includes both iperf3 ends and ' +
+      'any other load on the machine. *machine busy*: the same plus user time. Syscalls and bytes copied are the ' +
+      "daemons' own counters (/metrics), summed over both hosts, per packet that entered a daemon through its TUN. " +
+      "On the peer paths *daemon* means the peer's own processes (wireguard-go, nebula, tincd on both hosts). " +
+      'RcvbufErrors: /proc/net/snmp in the namespaces, summed over all tests of a repeat (hosts: the overlay ' +
+      "sockets; pods: iperf3's receiving socket, the hosts themselves on the underlay path).",
   );
   lines.push('');
   lines.push(
@@ -370,7 +387,8 @@ export function renderReport(r: BenchResult): string {
   lines.push('## Charts');
   lines.push('');
   lines.push(
-    '![throughput](throughput.svg)\n\n![CPU per GB](cpu-per-gb.svg)\n\n![latency](latency.svg)\n\n![copies per packet](copies-per-packet.svg)',
+    '![throughput](throughput.svg)\n\n![CPU per GB](cpu-per-gb.svg)\n\n![latency](latency.svg)\n\n' +
+      '![copies per packet](copies-per-packet.svg)',
   );
   lines.push('');
   lines.push('Raw samples (every repeat of every test, with the counters read around it) are in `results.json`.');
@@ -385,9 +403,10 @@ function peerSection(r: BenchResult): string[] {
   const out = ['## weft against the userspace overlays a user would otherwise install', ''];
   out.push(
     'Same testbed, same tests, same run. The peers encrypt every packet (weft, kernel VXLAN and host-gw do not); ' +
-      "each runs as its Debian package ships it, between the two hosts' tunnel addresses 10.77.0.N/24, with the other " +
-      "host's pod subnet routed through the tunnel. wireguard-go's UAPI socket is the one file outside the run's temp " +
-      'folder: wireguard-go and wg hard-code /var/run/wireguard/<dev>.sock, so the bench creates it and removes exactly it.',
+      "each runs as its Debian package ships it, between the two hosts' tunnel addresses 10.77.0.N/24, with the " +
+      "other host's pod subnet routed through the tunnel. wireguard-go's UAPI socket is the one file outside the " +
+      "run's temp folder: wireguard-go and wg hard-code /var/run/wireguard/<dev>.sock, so the bench creates it and " +
+      'removes exactly it.',
   );
   out.push('');
   out.push(

@@ -71,7 +71,8 @@ export function renderBarChart(c: BarChart): string {
 
   const out: string[] = [];
   out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ${FONT} font-size="11">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
+      `${FONT} font-size="11">`,
   );
   out.push(`<rect width="100%" height="100%" fill="#ffffff"/>`);
   out.push(`<text x="10" y="22" font-size="15" font-weight="bold">${escapeXml(c.title)}</text>`);
@@ -79,9 +80,10 @@ export function renderBarChart(c: BarChart): string {
   // gridlines and axis labels
   for (let v = 0; v <= scaleMax + step / 2; v += step) {
     const gx = x(v).toFixed(1);
+    const tickDigits = step < 1 ? Math.min(3, -Math.floor(Math.log10(step))) : 0;
     out.push(`<line x1="${gx}" y1="${top - 6}" x2="${gx}" y2="${axisY}" stroke="#e3e3e3"/>`);
     out.push(
-      `<text x="${gx}" y="${axisY + 14}" text-anchor="middle" fill="#555">${escapeXml(fmt(v, step < 1 ? Math.min(3, -Math.floor(Math.log10(step))) : 0))}</text>`,
+      `<text x="${gx}" y="${axisY + 14}" text-anchor="middle" fill="#555">${escapeXml(fmt(v, tickDigits))}</text>`,
     );
   }
   out.push(
@@ -91,13 +93,10 @@ export function renderBarChart(c: BarChart): string {
   let y = top;
   for (const g of c.groups) {
     const blockH = Math.max(1, c.series.length) * (barH + gap);
-    out.push(
-      `<text x="${labelW - 8}" y="${(y + blockH / 2 + 4).toFixed(1)}" text-anchor="end" fill="#222">${escapeXml(g.label)}</text>`,
-    );
+    const labelY = (y + blockH / 2 + 4).toFixed(1);
+    out.push(`<text x="${labelW - 8}" y="${labelY}" text-anchor="end" fill="#222">${escapeXml(g.label)}</text>`);
     if (g.bars.every((b) => b === null)) {
-      out.push(
-        `<text x="${labelW + 6}" y="${(y + blockH / 2 + 4).toFixed(1)}" fill="#b5485d">${escapeXml(g.note ?? 'no data')}</text>`,
-      );
+      out.push(`<text x="${labelW + 6}" y="${labelY}" fill="#b5485d">${escapeXml(g.note ?? 'no data')}</text>`);
     } else {
       g.bars.forEach((b, i) => {
         const by = y + i * (barH + gap);
@@ -107,13 +106,16 @@ export function renderBarChart(c: BarChart): string {
         }
         const color = PALETTE[i % PALETTE.length]!;
         const w = Math.max(1, x(b.value) - labelW);
+        const title = `${g.label} ${c.series[i] ?? ''}: ${fmt(b.value, digits)} ${c.unit}`;
         out.push(
-          `<rect x="${labelW}" y="${by}" width="${w.toFixed(1)}" height="${barH}" fill="${color}"><title>${escapeXml(`${g.label} ${c.series[i] ?? ''}: ${fmt(b.value, digits)} ${c.unit}`)}</title></rect>`,
+          `<rect x="${labelW}" y="${by}" width="${w.toFixed(1)}" height="${barH}" fill="${color}">` +
+            `<title>${escapeXml(title)}</title></rect>`,
         );
         if (b.min !== undefined && b.max !== undefined && b.max > b.min) {
           const cy = by + barH / 2;
           out.push(
-            `<line x1="${x(b.min).toFixed(1)}" y1="${cy}" x2="${x(b.max).toFixed(1)}" y2="${cy}" stroke="#222" stroke-width="1"/>`,
+            `<line x1="${x(b.min).toFixed(1)}" y1="${cy}" x2="${x(b.max).toFixed(1)}" y2="${cy}" ` +
+              'stroke="#222" stroke-width="1"/>',
           );
           for (const v of [b.min, b.max])
             out.push(

@@ -45,7 +45,8 @@ static int sink(void *ctx, const struct iovec *iov, int iovcnt, double *counters
   for (int k = 0; k < iovcnt; k++) {
     if (k > 0) {
       const uint8_t *b = iov[k].iov_base;
-      if (b < m->slab || iov[k].iov_len == 0 || iov[k].iov_len > m->slab_len || (size_t)(b - m->slab) > m->slab_len - iov[k].iov_len)
+      if (b < m->slab || iov[k].iov_len == 0 || iov[k].iov_len > m->slab_len ||
+          (size_t)(b - m->slab) > m->slab_len - iov[k].iov_len)
         abort();
     }
     total += iov[k].iov_len;
@@ -93,8 +94,8 @@ static void check_single(const uint8_t *vh, const uint8_t *o, int32_t olen, cons
 }
 
 /* A super-packet built from in[0..k): see the contract at the top. */
-static void check_super(const uint8_t *vh, const uint8_t *o, int32_t olen, const uint8_t *const *in, const int32_t *ilen,
-                        int32_t k) {
+static void check_super(const uint8_t *vh, const uint8_t *o, int32_t olen, const uint8_t *const *in,
+                        const int32_t *ilen, int32_t k) {
   const uint8_t *f = in[0];
   if (k < 2 || k > 64) abort();
   if (vh[0] != WEFT_VNET_F_NEEDS_CSUM || vh[1] != WEFT_VNET_GSO_TCPV4) abort();
@@ -110,12 +111,14 @@ static void check_super(const uint8_t *vh, const uint8_t *o, int32_t olen, const
     if (pay <= 0 || pay > mss || (q < k - 1 && pay != mss) || (p[33] & 0xa7)) abort();
     if (q < k - 1 && (p[33] & 0x08)) abort();
     if (p[1] != f[1] || weft_rd16(p + 6) != weft_rd16(f + 6) || p[8] != f[8] || memcmp(p + 12, f + 12, 12) != 0 ||
-        memcmp(p + 28, f + 28, 5) != 0 || (p[33] & ~0x08) != (f[33] & ~0x08) || memcmp(p + 40, f + 40, (size_t)(thl - 20)) != 0)
+        memcmp(p + 28, f + 28, 5) != 0 || (p[33] & ~0x08) != (f[33] & ~0x08) ||
+        memcmp(p + 40, f + 40, (size_t)(thl - 20)) != 0)
       abort();
     if (weft_rd32(p + 24) != weft_rd32(f + 24) + (uint32_t)total) abort();
     /* Its checksum was partial or correct: NEEDS_CSUM must not hide a bad one. */
     uint64_t ph = pseudo(p, 6, ilen[q] - 20);
-    if (weft_rd16(p + 36) != weft_csum_fold(ph) && weft_csum_fold(weft_csum_add(ph, p + 20, (size_t)(ilen[q] - 20))) != 0xffff)
+    if (weft_rd16(p + 36) != weft_csum_fold(ph) &&
+        weft_csum_fold(weft_csum_add(ph, p + 20, (size_t)(ilen[q] - 20))) != 0xffff)
       abort();
     if (memcmp(o + hdr + total, p + hdr, (size_t)pay) != 0) abort();
     total += pay;

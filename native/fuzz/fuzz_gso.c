@@ -27,7 +27,9 @@
 
 static uint16_t rd_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
-static int ip_csum_ok(const uint8_t *p, int32_t ihl) { return weft_csum_fold(weft_csum_add(0, p, (size_t)ihl)) == 0xffff; }
+static int ip_csum_ok(const uint8_t *p, int32_t ihl) {
+  return weft_csum_fold(weft_csum_add(0, p, (size_t)ihl)) == 0xffff;
+}
 
 static int l4_csum_ok(const uint8_t *p, int32_t len, int32_t ihl) {
   uint64_t s = weft_csum_add(0, p + 12, 8) + p[9] + (uint32_t)(len - ihl);
@@ -131,7 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (weft_rd16(o + 4) != (uint16_t)(id0 + k) || o[9] != orig[9]) abort();
     if (o[8] != (uint8_t)(orig[8] - (ttl_dec ? 1 : 0))) abort();
     if (memcmp(o + 12, orig + 12, 8) != 0 || !ip_csum_ok(o, ihl)) abort();
-    if (o[1] != orig[1] || weft_rd16(o + 6) != weft_rd16(orig + 6) || memcmp(o + 20, orig + 20, (size_t)(ihl - 20)) != 0)
+    if (o[1] != orig[1] || weft_rd16(o + 6) != weft_rd16(orig + 6) ||
+        memcmp(o + 20, orig + 20, (size_t)(ihl - 20)) != 0)
       abort();
     if (!l4_csum_ok(o, sl, ihl)) abort();
     const uint8_t *l4 = o + ihl, *l4in = orig + ihl;
@@ -142,7 +145,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (k != n - 1) f &= (uint8_t)~0x09; /* FIN, PSH on the last only */
       if (k != 0) f &= (uint8_t)~0x80;     /* CWR on the first only */
       if (l4[13] != f) abort();
-      if (memcmp(l4 + 8, l4in + 8, 5) != 0 || memcmp(l4 + 14, l4in + 14, 2) != 0 || memcmp(l4 + 18, l4in + 18, (size_t)(l4h - 18)) != 0)
+      if (memcmp(l4 + 8, l4in + 8, 5) != 0 || memcmp(l4 + 14, l4in + 14, 2) != 0 ||
+          memcmp(l4 + 18, l4in + 18, (size_t)(l4h - 18)) != 0)
         abort();
     } else {
       if (weft_rd16(l4 + 4) != 8 + chunk || weft_rd16(l4 + 6) == 0) abort();

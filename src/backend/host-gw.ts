@@ -324,7 +324,9 @@ export class HostGwBackend implements Backend {
         if (typeof ip === 'string') return { skip: ip, level: 'warn' as const };
         if (!onSameL2(l2, ip)) {
           return {
-            skip: `host-gw needs peers on the same L2: ${lease.attrs.PublicIP} is outside ${formatIPv4(l2.ip)}/${l2.prefixLen}`,
+            skip:
+              `host-gw needs peers on the same L2: ${lease.attrs.PublicIP} is outside ` +
+              `${formatIPv4(l2.ip)}/${l2.prefixLen}`,
             level: 'error' as const,
           };
         }

@@ -58,7 +58,8 @@ export function formatStatus(doc: StatusDoc, all = false): string {
         ['device', doc.device],
         [
           'etcd',
-          `${doc.control.etcdOutages} outages, ${doc.control.etcdReconnects} reconnects, ${doc.control.watchRestarts} watch restarts`,
+          `${doc.control.etcdOutages} outages, ${doc.control.etcdReconnects} reconnects, ` +
+            `${doc.control.watchRestarts} watch restarts`,
         ],
         [
           'lease events',

@@ -51,7 +51,8 @@ export function addToolCommands(program: Command): void {
   program
     .command('scale')
     .description(
-      'a few real weft hosts against thousands of simulated ones (leases in etcd); writes bench/results/scale-<timestamp>/',
+      'a few real weft hosts against thousands of simulated ones (leases in etcd); ' +
+        'writes bench/results/scale-<timestamp>/',
     )
     .option('--sizes <list>', 'simulated hosts, loaded cumulatively (default 1000,5000)')
     .option('--hosts <n>', 'real weft hosts (default 3)')

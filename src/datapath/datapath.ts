@@ -44,7 +44,10 @@ export interface Datapath {
   readonly counters: Float64Array;
   /** Replaces the peer set; takes effect from the next batch. */
   setPeers(peers: readonly Peer[]): void;
-  /** Inner packets and bytes per current peer (offload tier: every queue; the worker queues' share lags by up to 1 s). */
+  /**
+   * Inner packets and bytes per current peer (offload tier: every queue; the worker queues' share lags by up to
+   * 1 s).
+   */
   peerTraffic(): PeerTraffic[];
   /** Offload tier with --queues > 1: each queue's own counters, to see how the kernel spread the flows. */
   queueCounters?(): readonly Float64Array[];

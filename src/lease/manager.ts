@@ -7,9 +7,10 @@
 // Keys without etcd lease are reservations: never allocated to another host, never deleted.
 //
 // With followNetworkConfig (the daemon's setting): when etcd comes back empty (restored or wiped), the network
-// config is gone too, and the manager waits for it to reappear before re-acquiring, rather than leasing in a network nobody defines. If it reappears with another
-// Network, SubnetLen, SubnetMin/SubnetMax or Backend.Type, run() rejects with WEFT_ERR_NETWORK_CONFIG: the daemon
-// exits and its supervisor restarts it on the new config (devices and routes depend on it).
+// config is gone too, and the manager waits for it to reappear before re-acquiring, rather than leasing in a network
+// nobody defines. If it reappears with another Network, SubnetLen, SubnetMin/SubnetMax or Backend.Type, run()
+// rejects with WEFT_ERR_NETWORK_CONFIG: the daemon exits and its supervisor restarts it on the new config (devices
+// and routes depend on it).
 import { NetworkExhaustedError, EtcdCompactedError, WeftError, errorMessage } from '../errors.js';
 import { type NetworkConfig, parseNetworkConfig } from '../config/network.js';
 import type { Logger } from '../log.js';

@@ -205,9 +205,10 @@ export class EtcdRegistry {
   }
 
   /**
-   * Watches `<prefix>/subnets/` (or the key of subnet `only`) from `fromRevision`. Batches arrive in order with the revision they bring the
-   * reader to. The watch ends at the first error: onError gets EtcdCompactedError when the revision was compacted,
-   * else a WEFT_ERR_ETCD error (disconnect); the caller re-lists and watches again (no silent resume here).
+   * Watches `<prefix>/subnets/` (or the key of subnet `only`) from `fromRevision`. Batches arrive in order with the
+   * revision they bring the reader to. The watch ends at the first error: onError gets EtcdCompactedError when the
+   * revision was compacted, else a WEFT_ERR_ETCD error (disconnect); the caller re-lists and watches again (no
+   * silent resume here).
    */
   watchLeases(
     fromRevision: string,

@@ -125,7 +125,17 @@ export async function sendDatagrams(
 
 /** The daemon's /metrics text, or another of its paths (127.0.0.1:port inside `host`). */
 async function metricsText(tb: Testbed, host: Host, port: number, path = '/metrics'): Promise<string> {
-  const script = `require('node:http').get('http://127.0.0.1:${port}${path}', (r) => { let s = ''; r.on('data', (d) => s += d); r.on('end', () => process.stdout.write(s)); }).on('error', (e) => { console.error(e.message); process.exit(2); });`;
+  const script = `
+require('node:http')
+  .get('http://127.0.0.1:${port}${path}', (r) => {
+    let s = '';
+    r.on('data', (d) => (s += d));
+    r.on('end', () => process.stdout.write(s));
+  })
+  .on('error', (e) => {
+    console.error(e.message);
+    process.exit(2);
+  });`;
   const r = await tb.exec(host, [process.execPath, '-e', script], { timeoutMs: 10_000 });
   if (r.code !== 0) throw new Error(`metrics of ${host.name}: ${r.stderr}`);
   return r.stdout;
