@@ -5,7 +5,6 @@
 // Startup failures end the process with one line and a non-zero exit, never a retry loop: an invalid flag (exit 2),
 // a Network that overlaps the underlay, and a network with no free subnet left (NetworkExhaustedError; a supervisor
 // may retry later). etcd being unreachable is waited out, before and after the lease.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { resolveDaemonConfig, type DaemonConfig } from './config/daemon.js';
 import { parseNetworkConfig, type NetworkConfig } from './config/network.js';
 import { ConfigError, NetworkConfigError, WeftError, errorMessage } from './errors.js';
@@ -19,6 +18,7 @@ import { containsIP, formatSubnet, overlaps, parseCIDR, parseIPv4, makeSubnet } 
 import * as iproute from './net/iproute.js';
 import { openMasq, type Masq } from './net/masq.js';
 import { VERSION } from './package-root.js';
+import { sleep } from './util/sleep.js';
 import { startMetricsServer, type PeerStatus, type StatusDoc } from './metrics/server.js';
 
 /**
@@ -95,7 +95,7 @@ async function waitForNetworkConfig(
         log.warn({ endpoints: config.etcdEndpoints, err: errorMessage(e) }, 'etcd unreachable, retrying');
     }
     said = state;
-    await sleep(delay, undefined, { signal });
+    await sleep(delay, signal);
     delay = Math.min(delay * 2, 5000);
   }
 }
@@ -289,7 +289,7 @@ async function acquireAtStart(manager: LeaseManager, log: Logger, signal: AbortS
       if (signal.aborted || !(e instanceof WeftError) || e.code !== 'WEFT_ERR_ETCD') throw e;
       if (!said) log.warn({ err: errorMessage(e) }, 'etcd unreachable while acquiring the lease, retrying');
       said = true;
-      await sleep(delay, undefined, { signal });
+      await sleep(delay, signal);
       delay = Math.min(delay * 2, 5000);
     }
   }

@@ -1,8 +1,8 @@
 // The one typed door to the native addon (native/*.c, built to build/Release/weft.node).
 // TypeScript decides per batch (routes, peers, policy); C does the syscalls and byte work.
 //
-// Batch contract (wireguard-go style): a direction owns one BatchState, allocated once by
-// createBatch() and passed to every call. Slot i starts at i * slotSize in `slab`.
+// Batch contract (wireguard-go style): a direction owns one batch (src/datapath/batch.ts), allocated once and
+// passed to every call. Slot i starts at i * slotSize in `slab`.
 //   len[i]   packet length, or a negative verdict (VERDICT_*)
 //   off[i]   absolute byte offset into `slab` of the packet (inbound) or of its encap header (outbound)
 //   peer[i]  peer-table index chosen by JS, or a negative verdict
@@ -23,8 +23,6 @@ export interface PollHandle {
   readonly [pollHandleBrand]: true;
 }
 
-export type EncapId = 0 | 1 | 2;
-
 interface Addon {
   readonly HEADROOM: number;
   readonly SLOT_SIZE: number;
@@ -33,9 +31,6 @@ interface Addon {
   readonly ENCAP_UDP: number;
   readonly ENCAP_VXLAN: number;
   readonly ENCAP_GENEVE: number;
-  readonly ENCAP_UDP_HLEN: number;
-  readonly ENCAP_VXLAN_HLEN: number;
-  readonly ENCAP_GENEVE_HLEN: number;
   readonly READABLE: number;
   readonly WRITABLE: number;
   readonly COUNTER_COUNT: number;
@@ -46,7 +41,6 @@ interface Addon {
   linkSet(name: string, mtu: number, up: boolean): void;
   close(fd: number): void;
   udpOpen(bindAddr: string, port: number, bufBytes: number, reusePort: boolean): number;
-  udpLocalPort(fd: number): number;
   udpSteerByInnerFlow(fd: number, innerOffset: number, geneve: boolean, queues: number): void;
   pollStart(fd: number, events: number, cb: (events: number) => void): PollHandle;
   pollUpdate(h: PollHandle, events: number): void;
@@ -209,27 +203,6 @@ interface Addon {
     coalesce: boolean,
     counters: Float64Array,
   ): number;
-  groBuild(
-    slab: Buffer,
-    segOff: Int32Array,
-    segLen: Int32Array,
-    count: number,
-    coalesce: boolean,
-    out: Buffer,
-    outLen: Int32Array,
-    counters: Float64Array,
-  ): number;
-  gsoSplit(
-    buf: Buffer,
-    pktOff: number,
-    len: number,
-    mtu: number,
-    out: Buffer,
-    room: number,
-    ttlDec: boolean,
-    result: Int32Array,
-    counters: Float64Array,
-  ): number;
 }
 
 const require = createRequire(import.meta.url);
@@ -247,12 +220,6 @@ export const PEER_RECORD_SIZE: number = addon.PEER_RECORD_SIZE;
 export const ENCAP_UDP = addon.ENCAP_UDP as 0;
 export const ENCAP_VXLAN = addon.ENCAP_VXLAN as 1;
 export const ENCAP_GENEVE = addon.ENCAP_GENEVE as 2;
-/** Header bytes encapBatch writes in front of the inner packet, by encap id. */
-export const ENCAP_HEADER_LEN: readonly number[] = Object.freeze([
-  addon.ENCAP_UDP_HLEN,
-  addon.ENCAP_VXLAN_HLEN,
-  addon.ENCAP_GENEVE_HLEN,
-]);
 export const READABLE: number = addon.READABLE;
 export const WRITABLE: number = addon.WRITABLE;
 export const COUNTER_COUNT: number = addon.COUNTER_COUNT;
@@ -335,10 +302,6 @@ export function counterIndex(name: CounterName): number {
 export function verdictOf(reason: DropName): number {
   return -dropIndex[reason] - 1;
 }
-/** The drop reason of a negative verdict (undefined for a value that is not one). */
-export function dropReasonOf(verdict: number): DropName | undefined {
-  return dropNames[-verdict - 1];
-}
 /** The counter index a negative verdict is counted under. */
 export function dropCounterOf(verdict: number): number {
   return Counter[`drop_${dropNames[-verdict - 1] ?? 'malformed'}`];
@@ -420,82 +383,6 @@ export const VERDICT_BAD_CSUM = verdictOf('bad_csum');
   if (!ok) throw new Error(`weft.node counters do not match src/native.ts: ${counterNames.join(',')}`);
 }
 
-// ---- batch state ----
-
-export interface BatchState {
-  readonly slots: number;
-  readonly slotSize: number;
-  readonly slab: Buffer;
-  readonly len: Int32Array;
-  readonly off: Int32Array;
-  readonly peer: Int32Array;
-  readonly addr: Uint32Array;
-  readonly counters: Float64Array;
-}
-
-/** Allocate a direction's batch state once; every batch call reuses it. */
-export function createBatch(
-  slots: number,
-  slotSize: number = SLOT_SIZE,
-  counters: Float64Array = new Float64Array(COUNTER_COUNT),
-): BatchState {
-  if (!Number.isInteger(slots) || slots < 1 || slots * slotSize > 0x7fffffff) {
-    throw new RangeError(`createBatch: slots ${slots} * slotSize ${slotSize} out of range`);
-  }
-  return {
-    slots,
-    slotSize,
-    slab: Buffer.alloc(slots * slotSize),
-    len: new Int32Array(slots),
-    off: new Int32Array(slots),
-    peer: new Int32Array(slots),
-    addr: new Uint32Array(slots),
-    counters,
-  };
-}
-
-/** Fill peer record `index` of a JS-owned table (no native call). mac: 'aa:bb:..' or 6 bytes. */
-export function writePeerRecord(
-  table: Buffer,
-  index: number,
-  ipv4: string,
-  port: number,
-  mac: string | Uint8Array,
-  vni: number,
-): void {
-  const at = index * PEER_RECORD_SIZE;
-  if (!Number.isInteger(index) || index < 0 || at + PEER_RECORD_SIZE > table.length) {
-    throw new RangeError(`peer index ${index} outside a table of ${table.length / PEER_RECORD_SIZE} records`);
-  }
-  const octets = ipv4.split('.').map(Number);
-  if (octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255)) {
-    throw new TypeError(`peer address '${ipv4}' is not dotted IPv4`);
-  }
-  const macBytes = typeof mac === 'string' ? Buffer.from(mac.split(':').join(''), 'hex') : mac;
-  if (macBytes.length !== 6) throw new TypeError('peer VtepMAC must be 6 bytes');
-  table.fill(0, at, at + PEER_RECORD_SIZE);
-  octets.forEach((o, i) => {
-    table[at + i] = o;
-  });
-  table.writeUInt16BE(port, at + 4);
-  table.set(macBytes, at + 6);
-  table.writeUInt32BE(vni, at + 12);
-}
-
-/** IPv4 dotted string -> host-order uint32 (as addr[] and icmpError's fromAddr use). */
-export function ipv4ToU32(ip: string): number {
-  const o = ip.split('.').map(Number);
-  if (o.length !== 4 || o.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) {
-    throw new TypeError(`'${ip}' is not dotted IPv4`);
-  }
-  return ((o[0]! << 24) >>> 0) + (o[1]! << 16) + (o[2]! << 8) + o[3]!;
-}
-
-/** host-order uint32 -> dotted IPv4. */
-export function u32ToIpv4(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
-}
-
 // ---- 1. devices ----
 
 /**
@@ -512,7 +399,6 @@ export const close: Addon['close'] = addon.close;
 
 /** AF_INET UDP socket, nonblocking, cloexec, SO_REUSEADDR (+SO_REUSEPORT), buffers forced to bufBytes (0 = default). */
 export const udpOpen: Addon['udpOpen'] = addon.udpOpen;
-export const udpLocalPort: Addon['udpLocalPort'] = addon.udpLocalPort;
 /**
  * On a SO_REUSEPORT socket: the group picks the receiving socket by the inner packet's flow, `% queues` (the order
  * in which the sockets joined). innerOffset: the inner IPv4 header's offset in the UDP payload; geneve: plus options.
@@ -626,8 +512,3 @@ export const offloadDecap: Addon['offloadDecap'] = addon.offloadDecap;
 /** Write segments with segLen[k] > 0 to TUN (writev, virtio header first). With coalesce, consecutive TCP segments
  *  of one flow become one GSO super-packet (headers of the first are rewritten in the slab). Returns writes done. */
 export const groWrite: Addon['groWrite'] = addon.groWrite;
-/** groWrite into a Buffer instead of TUN (tests): outputs (virtio header + packet) back to back, lengths in outLen. */
-export const groBuild: Addon['groBuild'] = addon.groBuild;
-/** One super-packet at buf[pktOff] (virtio header before it) split into `out` at a stride of room + result[0];
- *  result[1] is the last segment's length. Returns the segment count or a negative verdict (tests, tools). */
-export const gsoSplit: Addon['gsoSplit'] = addon.gsoSplit;

@@ -18,6 +18,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { PACKAGE_ROOT } from '../testbed/cluster.js';
+import { waitFor } from './helpers/wait.js';
 
 const HOSTS = ['weft1', 'weft2', 'weft3'] as const;
 const PREFIX = '/coreos.com/network';
@@ -55,19 +56,6 @@ async function must(argv: string[], env: NodeJS.ProcessEnv, timeoutMs?: number):
   if (r.code !== 0)
     throw new Error(`${argv.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(-2000)}`);
   return r.stdout;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `probe` until it returns a value (not null), at most `timeoutMs`. */
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== null) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(250);
-  }
 }
 
 interface Engine {
@@ -209,10 +197,8 @@ async function clusterScenario(t: Test, compose: string[], env: NodeJS.ProcessEn
     );
     return r.code === 0 ? r.stdout.split('\n').filter((l) => l.trim().length > 0) : [];
   };
-  const keys = await until('three leases in etcd', 60_000, async () => {
-    const k = await leaseKeys();
-    return k.length >= 3 ? k : null;
-  });
+  let keys: string[] = [];
+  await waitFor('three leases in etcd', async () => (keys = await leaseKeys()).length >= 3, 60_000, 250);
   t.equal(keys.length, 3, `three leases: ${keys.map((k) => k.slice(PREFIX.length + 9)).join(' ')}`);
   const netconf = await run(['docker', 'inspect', '--format', '{{.State.ExitCode}}', await idOf('netconf')], env);
   t.equal(netconf.stdout.trim(), '0', 'the network config writer exited 0');
@@ -220,11 +206,14 @@ async function clusterScenario(t: Test, compose: string[], env: NodeJS.ProcessEn
   /** The host's pod address, once its entrypoint has set up cni0 on FLANNEL_SUBNET (bounded). */
   const podIp = async (service: string) => {
     const id = await idOf(service);
-    return until(`${service}'s pod side`, 60_000, async () => {
+    let ip = '';
+    const podEnv = async (): Promise<boolean> => {
       const r = await exec(id, ['cat', '/run/weft/pod.env'], 10_000);
-      const m = /^POD_IP=(\d+\.\d+\.\d+\.\d+)$/m.exec(r.stdout);
-      return m ? (m[1] as string) : null;
-    });
+      ip = /^POD_IP=(\d+\.\d+\.\d+\.\d+)$/m.exec(r.stdout)?.[1] ?? '';
+      return ip !== '';
+    };
+    await waitFor(`${service}'s pod side`, podEnv, 60_000, 250);
+    return ip;
   };
   const subnetOf = async (service: string) => {
     const r = await exec(await idOf(service), ['cat', '/run/flannel/subnet.env'], 10_000);

@@ -9,17 +9,11 @@ import { readFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { Cluster, WEFT_CLI } from '../testbed/cluster.js';
 import { killChild, ping } from '../testbed/hosts.js';
+import { sleep, waitFor } from './helpers/wait.js';
 
 const NETWORK = { Network: '10.5.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } };
 
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const WAIT_MS = 20_000;
 
 function collect(child: ChildProcess): { text: () => string } {
   let s = '';
@@ -146,15 +140,15 @@ t.test('daemons on two hosts', async (t) => {
     );
     const log = collect(child);
     t.teardown(() => killChild(child));
-    await waitFor('the waiting log line', () => /waiting for the network config/.test(log.text()));
+    await waitFor('the waiting log line', () => /waiting for the network config/.test(log.text()), WAIT_MS);
     await cluster.etcdctl([
       'put',
       '/later/network/config',
       JSON.stringify({ Network: '10.7.0.0/16', Backend: { Type: 'udp', Port: 8286 } }),
     ]);
-    await waitFor('a lease under the new prefix', async () =>
-      (await cluster.etcdctl(['get', '--prefix', '--keys-only', '/later/network/subnets/'])).includes('10.7.'),
-    );
+    const leased = async (): Promise<boolean> =>
+      (await cluster.etcdctl(['get', '--prefix', '--keys-only', '/later/network/subnets/'])).includes('10.7.');
+    await waitFor('a lease under the new prefix', leased, WAIT_MS);
     t.pass('proceeded once the config appeared');
   });
 
@@ -174,8 +168,8 @@ t.test('daemons on two hosts', async (t) => {
     );
     const log = collect(child);
     t.teardown(() => killChild(child));
-    await waitFor('the unreachable log line', () => /etcd unreachable/.test(log.text()));
-    await new Promise((r) => setTimeout(r, 1000));
+    await waitFor('the unreachable log line', () => /etcd unreachable/.test(log.text()), WAIT_MS);
+    await sleep(1000);
     t.equal(child.exitCode, null, 'still running');
   });
 

@@ -5,38 +5,10 @@ import t from 'tap';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as n from '../src/native.js';
+import * as n from './helpers/native.js';
+import { csum, ipv4Packet, l4Sum, l4Valid, pseudoSum } from './helpers/packets.js';
 
 // ---- packet builders ----
-
-function csum(b: Uint8Array, start = 0, end = b.length, init = 0): number {
-  let s = init;
-  for (let i = start; i < end; i += 2) s += (b[i]! << 8) + (i + 1 < end ? b[i + 1]! : 0);
-  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
-  return s;
-}
-
-function ipv4(opts: {
-  src?: string;
-  dst?: string;
-  proto?: number;
-  ttl?: number;
-  payload: Buffer;
-  frag?: number;
-}): Buffer {
-  const p = Buffer.alloc(20 + opts.payload.length);
-  p[0] = 0x45;
-  p.writeUInt16BE(p.length, 2);
-  p.writeUInt16BE(0x1234, 4);
-  p.writeUInt16BE(opts.frag ?? 0x4000, 6); // DF
-  p[8] = opts.ttl ?? 64;
-  p[9] = opts.proto ?? 1;
-  p.writeUInt32BE(n.ipv4ToU32(opts.src ?? '10.5.1.2'), 12);
-  p.writeUInt32BE(n.ipv4ToU32(opts.dst ?? '10.5.2.3'), 16);
-  p.writeUInt16BE(~csum(p, 0, 20) & 0xffff, 10);
-  opts.payload.copy(p, 20);
-  return p;
-}
 
 function icmpEcho(seq: number, data = Buffer.from('weft-ping-data!!')): Buffer {
   const m = Buffer.alloc(8 + data.length);
@@ -46,17 +18,6 @@ function icmpEcho(seq: number, data = Buffer.from('weft-ping-data!!')): Buffer {
   data.copy(m, 8);
   m.writeUInt16BE(~csum(m) & 0xffff, 2);
   return m;
-}
-
-function pseudoSum(ip: Buffer): number {
-  const ihl = (ip[0]! & 15) * 4;
-  return csum(ip, 12, 20, ip[9]! + (ip.readUInt16BE(2) - ihl));
-}
-
-/** true when the TCP/UDP checksum of a whole IPv4 packet verifies. */
-function l4Valid(ip: Buffer): boolean {
-  const ihl = (ip[0]! & 15) * 4;
-  return csum(ip, ihl, ip.readUInt16BE(2), pseudoSum(ip)) === 0xffff;
 }
 
 const MAC_LOCAL = Buffer.from('02aabbccdd01', 'hex');
@@ -132,7 +93,7 @@ t.test('constants and counter names come from C', async (t) => {
 });
 
 t.test('udp encap: no header, inner packet is the payload', async (t) => {
-  const pkt = ipv4({ payload: icmpEcho(1) });
+  const pkt = ipv4Packet({ payload: icmpEcho(1) });
   const { b, wire } = encapOne(n.ENCAP_UDP, pkt);
   t.equal(b.off[0], HR);
   t.equal(b.len[0], pkt.length);
@@ -142,7 +103,7 @@ t.test('udp encap: no header, inner packet is the payload', async (t) => {
 });
 
 t.test('vxlan encap: golden header bytes', async (t) => {
-  const pkt = ipv4({ payload: icmpEcho(1) });
+  const pkt = ipv4Packet({ payload: icmpEcho(1) });
   const { b, wire } = encapOne(n.ENCAP_VXLAN, pkt);
   t.equal(b.off[0], HR - 22);
   t.equal(b.len[0], pkt.length + 22);
@@ -153,7 +114,7 @@ t.test('vxlan encap: golden header bytes', async (t) => {
 });
 
 t.test('geneve encap: golden header bytes', async (t) => {
-  const pkt = ipv4({ payload: icmpEcho(1) });
+  const pkt = ipv4Packet({ payload: icmpEcho(1) });
   const { b, wire } = encapOne(n.ENCAP_GENEVE, pkt);
   t.equal(b.off[0], HR - 8);
   t.equal(b.len[0], pkt.length + 8);
@@ -162,7 +123,7 @@ t.test('geneve encap: golden header bytes', async (t) => {
 });
 
 t.test('VNI: from the peer record, else the vni argument', async (t) => {
-  const pkt = ipv4({ payload: icmpEcho(1) });
+  const pkt = ipv4Packet({ payload: icmpEcho(1) });
   const b = outBatch([pkt, pkt]);
   b.peer[1] = 1; // record 1 holds VNI 0
   n.encapBatch(n.ENCAP_VXLAN, b.slab, SLOT, HR, b.len, b.off, b.peer, 2, peerTable(0x123456), MAC_LOCAL, 9, b.counters);
@@ -173,7 +134,7 @@ t.test('VNI: from the peer record, else the vni argument', async (t) => {
 
 t.test('encap then decap round trip, every encap', async (t) => {
   for (const encap of [n.ENCAP_UDP, n.ENCAP_VXLAN, n.ENCAP_GENEVE]) {
-    const pkt = ipv4({ payload: icmpEcho(encap, Buffer.alloc(300, encap + 1)) });
+    const pkt = ipv4Packet({ payload: icmpEcho(encap, Buffer.alloc(300, encap + 1)) });
     const { wire } = encapOne(encap, pkt);
     const d = decapAll(encap, [wire]);
     t.equal(d.len[0], pkt.length, `encap ${encap}: inner length`);
@@ -190,21 +151,21 @@ t.test('encap then decap round trip, every encap', async (t) => {
 });
 
 t.test('decap offsets are absolute in the slab', async (t) => {
-  const pkt = ipv4({ payload: icmpEcho(2) });
+  const pkt = ipv4Packet({ payload: icmpEcho(2) });
   const { wire } = encapOne(n.ENCAP_VXLAN, pkt);
   const d = decapAll(n.ENCAP_VXLAN, [wire, wire, wire]);
   t.same([...d.off.subarray(0, 3)], [22, SLOT + 22, 2 * SLOT + 22]);
 });
 
 t.test('encap: malformed, TTL and peer verdicts', async (t) => {
-  const good = ipv4({ payload: icmpEcho(1) });
+  const good = ipv4Packet({ payload: icmpEcho(1) });
   const v6 = Buffer.from(good);
   v6[0] = 0x65;
   const ihl4 = Buffer.from(good);
   ihl4[0] = 0x44;
-  const ttl1 = ipv4({ ttl: 1, payload: icmpEcho(1) });
-  const ttl0 = ipv4({ ttl: 0, payload: icmpEcho(1) });
-  const ttl2 = ipv4({ ttl: 2, payload: icmpEcho(1) });
+  const ttl1 = ipv4Packet({ ttl: 1, payload: icmpEcho(1) });
+  const ttl0 = ipv4Packet({ ttl: 0, payload: icmpEcho(1) });
+  const ttl2 = ipv4Packet({ ttl: 2, payload: icmpEcho(1) });
   const b = outBatch([good, v6, ihl4, ttl1, ttl0, ttl2, good, good, good, Buffer.alloc(10)]);
   b.len[0] = good.length - 1; // total length != read length
   b.peer[6] = -1; // JS: no route, left alone
@@ -239,7 +200,7 @@ t.test('TTL decrement keeps a valid header checksum (RFC 1624)', async (t) => {
   const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) & 0xff;
   const pkts: Buffer[] = [];
   for (let k = 0; k < 400; k++) {
-    const p = ipv4({ ttl: 2 + (k % 254), proto: rnd(), payload: Buffer.alloc(8, rnd()) });
+    const p = ipv4Packet({ ttl: 2 + (k % 254), proto: rnd(), payload: Buffer.alloc(8, rnd()) });
     for (const at of [4, 5, 12, 13, 14, 15, 16, 17, 18, 19]) p[at] = rnd();
     if (k % 3 === 0) p.fill(0xff, 12, 20); // checksum near 0x0000 / 0xffff edges
     p.writeUInt16BE(0, 10);
@@ -277,7 +238,7 @@ t.test('TTL decrement keeps a valid header checksum (RFC 1624)', async (t) => {
 });
 
 t.test('decap udp: inner IPv4 checks and padding trim', async (t) => {
-  const good = ipv4({ payload: icmpEcho(1) });
+  const good = ipv4Packet({ payload: icmpEcho(1) });
   const v6 = Buffer.from(good);
   v6[0] = 0x60;
   const ihl4 = Buffer.from(good);
@@ -308,7 +269,7 @@ function vx(vni: number, inner: Buffer, flags = 0x08, ethertype = 0x0800): Buffe
 }
 
 t.test('decap vxlan: verdicts and counters', async (t) => {
-  const inner = ipv4({ payload: icmpEcho(1) });
+  const inner = ipv4Packet({ payload: icmpEcho(1) });
   const badInner = Buffer.from(inner);
   badInner[0] = 0x65; // version 6
   const reserved = vx(VNI, inner, 0xff);
@@ -353,7 +314,7 @@ function gnv(
 }
 
 t.test('decap geneve: verdicts and counters', async (t) => {
-  const inner = ipv4({ payload: icmpEcho(1) });
+  const inner = ipv4Packet({ payload: icmpEcho(1) });
   const cases: [string, Buffer, number, number][] = [
     ['good', gnv(VNI, inner), inner.length, 8],
     ['options skipped', gnv(VNI, inner, { optWords: 2 }), inner.length, 16],
@@ -384,7 +345,7 @@ t.test('decap geneve: verdicts and counters', async (t) => {
 });
 
 t.test('decap skips slots already judged (truncated) without recounting', async (t) => {
-  const inner = ipv4({ payload: icmpEcho(1) });
+  const inner = ipv4Packet({ payload: icmpEcho(1) });
   const b = inBatch([vx(VNI, inner), vx(VNI, inner)]);
   b.len[0] = n.VERDICT_TRUNCATED;
   n.decapBatch(n.ENCAP_VXLAN, b.slab, SLOT, b.len, b.off, 2, VNI, b.counters);
@@ -408,14 +369,14 @@ function tcpSegment(payload: Buffer): Buffer {
 
 t.test('partial TCP/UDP checksums from a kernel VXLAN sender are completed', async (t) => {
   const payload = Buffer.from('x'.repeat(1001)); // odd length
-  const tcp = ipv4({ proto: 6, payload: tcpSegment(payload) });
+  const tcp = ipv4Packet({ proto: 6, payload: tcpSegment(payload) });
   const partial = Buffer.from(tcp);
   partial.writeUInt16BE(pseudoSum(partial), 36); // what CHECKSUM_PARTIAL leaves
   t.notOk(l4Valid(partial), 'partial checksum does not verify as is');
 
   const full = Buffer.from(tcp);
   full.writeUInt16BE(0, 36);
-  full.writeUInt16BE(~csum(full, 20, full.length, pseudoSum(full)) & 0xffff, 36);
+  full.writeUInt16BE(~l4Sum(full) & 0xffff, 36);
   t.ok(l4Valid(full), 'builder makes valid full checksums');
 
   const corrupt = Buffer.from(full);
@@ -426,10 +387,10 @@ t.test('partial TCP/UDP checksums from a kernel VXLAN sender are completed', asy
   udp.writeUInt16BE(53, 2);
   udp.writeUInt16BE(udp.length, 4);
   udp.writeUInt16BE(0, 6);
-  const udpPartial = ipv4({ proto: 17, payload: udp });
+  const udpPartial = ipv4Packet({ proto: 17, payload: udp });
   udpPartial.writeUInt16BE(pseudoSum(udpPartial), 26);
-  const udpNone = ipv4({ proto: 17, payload: udp }); // checksum 0: none, left alone
-  const frag = ipv4({ proto: 6, payload: tcpSegment(payload), frag: 0x2000 }); // MF: not touched
+  const udpNone = ipv4Packet({ proto: 17, payload: udp }); // checksum 0: none, left alone
+  const frag = ipv4Packet({ proto: 6, payload: tcpSegment(payload), frag: 0x2000 }); // MF: not touched
   frag.writeUInt16BE(pseudoSum(frag), 36);
 
   const d = decapAll(
@@ -457,7 +418,7 @@ t.test('ICMP error bytes (RFC 792)', async (t) => {
   });
   const counters = new Float64Array(n.COUNTER_COUNT);
   const scratch = Buffer.alloc(128);
-  const orig = ipv4({ src: '10.5.1.2', dst: '10.9.9.9', ttl: 1, payload: icmpEcho(5, Buffer.alloc(40, 0x5a)) });
+  const orig = ipv4Packet({ src: '10.5.1.2', dst: '10.9.9.9', ttl: 1, payload: icmpEcho(5, Buffer.alloc(40, 0x5a)) });
   const slab = Buffer.alloc(4096);
   orig.copy(slab, 100);
   const from = n.ipv4ToU32('10.5.1.1');
@@ -483,12 +444,12 @@ t.test('ICMP error bytes (RFC 792)', async (t) => {
   const unreach = Buffer.from(icmpEcho(1));
   unreach[0] = 3;
   const noReply = [
-    ipv4({ payload: unreach }),
-    ipv4({ proto: 17, payload: Buffer.alloc(16), frag: 0x0010 }),
-    ipv4({ src: '0.0.0.0', payload: icmpEcho(1) }),
-    ipv4({ src: '224.0.0.1', payload: icmpEcho(1) }),
-    ipv4({ dst: '239.1.1.1', payload: icmpEcho(1) }),
-    ipv4({ dst: '255.255.255.255', payload: icmpEcho(1) }),
+    ipv4Packet({ payload: unreach }),
+    ipv4Packet({ proto: 17, payload: Buffer.alloc(16), frag: 0x0010 }),
+    ipv4Packet({ src: '0.0.0.0', payload: icmpEcho(1) }),
+    ipv4Packet({ src: '224.0.0.1', payload: icmpEcho(1) }),
+    ipv4Packet({ dst: '239.1.1.1', payload: icmpEcho(1) }),
+    ipv4Packet({ dst: '255.255.255.255', payload: icmpEcho(1) }),
     Buffer.alloc(19),
   ];
   for (const [i, p] of noReply.entries()) {
@@ -497,7 +458,7 @@ t.test('ICMP error bytes (RFC 792)', async (t) => {
   }
   t.equal(c({ counters }, 'icmp_sent'), 1);
   // a first fragment (MF set, offset 0) does get one
-  const first = ipv4({ proto: 17, payload: Buffer.alloc(16), frag: 0x2000 });
+  const first = ipv4Packet({ proto: 17, payload: Buffer.alloc(16), frag: 0x2000 });
   first.copy(slab, 0);
   t.equal(n.icmpError(fd, slab, 0, first.length, 3, 0, from, scratch, counters), true);
   t.throws(() => n.icmpError(fd, slab, 0, 20, 3, 0, from, Buffer.alloc(10), counters), { code: 'ERR_OUT_OF_RANGE' });

@@ -16,15 +16,11 @@ import { ping } from '../testbed/hosts.js';
 import { pingMatrix } from './helpers/traffic.js';
 import { stableMac } from '../src/backend/vtep-mac.js';
 import { formatMac } from '../src/encap/vxlan.js';
+import { until } from './helpers/wait.js';
 
 const POLL_MS = 250;
 /** Re-sync runs every 5 s; allow three periods before calling it a failure. */
 const RESYNC_BOUND_MS = 15_000;
-
-/** "10.5.3.1/24" -> "10.5.3.0/24" */
-function subnetOf(cluster: Cluster, n: number): string {
-  return cluster.daemons.get(n)!.subnetGateway.replace(/\.1\/(\d+)$/, '.0/$1');
-}
 
 async function ipJson(
   cluster: Cluster,
@@ -41,18 +37,8 @@ async function routeTo(cluster: Cluster, n: number, dst: string): Promise<Record
   return (await ipJson(cluster, n, 'ip', ['-4', 'route', 'show', dst]))[0];
 }
 
-/** Polls `check` until it returns true or the bound passes; returns the last result. */
-async function until(check: () => Promise<boolean>, boundMs = RESYNC_BOUND_MS): Promise<boolean> {
-  const end = Date.now() + boundMs;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
-
 async function leaseOf(cluster: Cluster, n: number): Promise<Record<string, unknown>> {
-  const key = `${PREFIX}/subnets/${subnetOf(cluster, n).replace('/', '-')}`;
+  const key = cluster.leaseKeyOf(n)!;
   const out = await cluster.etcdctl(['get', key, '--print-value-only']);
   return JSON.parse(out.trim()) as Record<string, unknown>;
 }
@@ -110,14 +96,14 @@ t.test('kernel vxlan, flannel layout, three hosts', async (t) => {
       const ai = (addr?.['addr_info'] as Array<Record<string, unknown>>)[0];
       t.equal(
         `${String(ai?.['local'])}/${String(ai?.['prefixlen'])}`,
-        subnetOf(cluster, n).replace('/24', '/32'),
+        cluster.subnetOf(n)!.replace('/24', '/32'),
         `h${n}: address <subnet>.0/32`,
       );
       const env = readFileSync(cluster.daemons.get(n)!.subnetFile, 'utf8');
       t.match(env, /FLANNEL_MTU=1450/, `h${n}: FLANNEL_MTU=1450`);
     }
     // Per-peer state in h1 for h2.
-    const s2 = subnetOf(cluster, 2);
+    const s2 = cluster.subnetOf(2)!;
     const gw2 = s2.replace('/24', '');
     const mac2 = formatMac(stableMac(cluster.tb.hostIP(2), 1));
     const r = await routeTo(cluster, 1, s2);
@@ -139,7 +125,7 @@ t.test('kernel vxlan, flannel layout, three hosts', async (t) => {
   });
 
   await t.test('a deleted route, neighbour and FDB entry come back within the re-sync period', async (t) => {
-    const s2 = subnetOf(cluster, 2);
+    const s2 = cluster.subnetOf(2)!;
     const gw2 = s2.replace('/24', '');
     const mac2 = formatMac(stableMac(cluster.tb.hostIP(2), 1));
     const host = cluster.tb.host(1);
@@ -152,12 +138,16 @@ t.test('kernel vxlan, flannel layout, three hosts', async (t) => {
       t.equal(r.code, 0, `${argv.join(' ')}`);
     }
     t.equal(await routeTo(cluster, 1, s2), undefined, 'the route is gone');
-    const back = await until(async () => {
-      const r = await routeTo(cluster, 1, s2);
-      const n = await ipJson(cluster, 1, 'ip', ['-4', 'neigh', 'show', gw2, 'dev', 'flannel.1']);
-      const f = await ipJson(cluster, 1, 'bridge', ['fdb', 'show', 'dev', 'flannel.1']);
-      return r?.['gateway'] === gw2 && n[0]?.['lladdr'] === mac2 && f.some((e) => e['mac'] === mac2);
-    });
+    const back = await until(
+      async () => {
+        const r = await routeTo(cluster, 1, s2);
+        const n = await ipJson(cluster, 1, 'ip', ['-4', 'neigh', 'show', gw2, 'dev', 'flannel.1']);
+        const f = await ipJson(cluster, 1, 'bridge', ['fdb', 'show', 'dev', 'flannel.1']);
+        return r?.['gateway'] === gw2 && n[0]?.['lladdr'] === mac2 && f.some((e) => e['mac'] === mac2);
+      },
+      RESYNC_BOUND_MS,
+      POLL_MS,
+    );
     t.ok(back, 'route, neighbour and FDB entry restored');
     const p = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 2, timeoutSec: 3 });
     t.ok(p.ok, 'pods h1 -> h2 talk again');
@@ -177,18 +167,22 @@ t.test('kernel vxlan, flannel layout, three hosts', async (t) => {
   });
 
   await t.test('a removed lease takes its neighbour, FDB entry and route along', async (t) => {
-    const s3 = subnetOf(cluster, 3);
+    const s3 = cluster.subnetOf(3)!;
     const gw3 = s3.replace('/24', '');
     const mac3 = formatMac(stableMac(cluster.tb.hostIP(3), 1));
     await cluster.stopDaemon(3);
     await cluster.etcdctl(['del', `${PREFIX}/subnets/${s3.replace('/', '-')}`]);
     for (const n of [1, 2]) {
-      const gone = await until(async () => {
-        const r = await routeTo(cluster, n, s3);
-        const ne = await ipJson(cluster, n, 'ip', ['-4', 'neigh', 'show', gw3, 'dev', 'flannel.1']);
-        const f = await ipJson(cluster, n, 'bridge', ['fdb', 'show', 'dev', 'flannel.1']);
-        return r === undefined && ne.length === 0 && !f.some((e) => e['mac'] === mac3);
-      });
+      const gone = await until(
+        async () => {
+          const r = await routeTo(cluster, n, s3);
+          const ne = await ipJson(cluster, n, 'ip', ['-4', 'neigh', 'show', gw3, 'dev', 'flannel.1']);
+          const f = await ipJson(cluster, n, 'bridge', ['fdb', 'show', 'dev', 'flannel.1']);
+          return r === undefined && ne.length === 0 && !f.some((e) => e['mac'] === mac3);
+        },
+        RESYNC_BOUND_MS,
+        POLL_MS,
+      );
       t.ok(gone, `h${n}: route, neighbour and FDB entry for h3 removed`);
     }
     const p = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 2, timeoutSec: 3 });
@@ -208,10 +202,14 @@ t.test('kernel vxlan with DirectRouting: same-L2 peers get plain routes', async 
     [1, 2],
     [2, 1],
   ] as const) {
-    const ok = await until(async () => {
-      const r = await routeTo(cluster, a, subnetOf(cluster, b));
-      return r?.['gateway'] === cluster.tb.hostIP(b) && r['dev'] === 'eth0';
-    }, 5_000);
+    const ok = await until(
+      async () => {
+        const r = await routeTo(cluster, a, cluster.subnetOf(b)!);
+        return r?.['gateway'] === cluster.tb.hostIP(b) && r['dev'] === 'eth0';
+      },
+      5_000,
+      POLL_MS,
+    );
     t.ok(ok, `h${a}: route to h${b}'s subnet via ${cluster.tb.hostIP(b)} dev eth0`);
     const neigh = await ipJson(cluster, a, 'ip', ['-4', 'neigh', 'show', 'dev', 'flannel.1', 'nud', 'permanent']);
     t.equal(neigh.length, 0, `h${a}: no overlay neighbour entries for a direct peer`);
@@ -247,7 +245,7 @@ t.test("host-gw: routes via the peers' PublicIP", async (t) => {
   );
   await pingMatrix(t, cluster, H);
 
-  const s2 = subnetOf(cluster, 2);
+  const s2 = cluster.subnetOf(2)!;
   const r = await routeTo(cluster, 1, s2);
   t.equal(r?.['gateway'], cluster.tb.hostIP(2), "route via the peer's PublicIP");
   t.equal(r?.['dev'], 'eth0', 'route dev eth0');
@@ -261,7 +259,11 @@ t.test("host-gw: routes via the peers' PublicIP", async (t) => {
 
   const del = await cluster.tb.exec(cluster.tb.host(1), ['ip', 'route', 'del', s2]);
   t.equal(del.code, 0, 'route deleted by hand');
-  const back = await until(async () => (await routeTo(cluster, 1, s2))?.['gateway'] === cluster.tb.hostIP(2));
+  const back = await until(
+    async () => (await routeTo(cluster, 1, s2))?.['gateway'] === cluster.tb.hostIP(2),
+    RESYNC_BOUND_MS,
+    POLL_MS,
+  );
   t.ok(back, 'the route comes back within the re-sync period');
   const p = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 2, timeoutSec: 3 });
   t.ok(p.ok, 'pods h1 -> h2 talk again');

@@ -13,6 +13,7 @@ import { formatSubnet, parseSubnet, subnetToKey } from '../src/ip/subnet.js';
 import { readSubnetEnv, writeSubnetEnv } from '../src/lease/subnet-env.js';
 import { NetworkExhaustedError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
+import { sleep, waitFor } from './helpers/wait.js';
 
 let etcd: EtcdServer;
 let raw: Etcd3;
@@ -67,20 +68,8 @@ function runInBackground(m: LeaseManager): AbortController {
   return a;
 }
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15000): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    try {
-      if (await cond()) return;
-    } catch {
-      // etcd may be down for a moment
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How long a lease change may take to show (etcd may be down for a moment meanwhile). */
+const WAIT_MS = 15_000;
 
 t.test('config round trip and acquire', async (t) => {
   const { cfg, reg, json } = setup();
@@ -177,9 +166,9 @@ t.test('own key deleted -> re-acquired (same subnet), lease event emitted', asyn
   const a = runInBackground(m);
   await sleep(300);
   await raw.delete().key(l.key);
-  await until('re-acquired', () => got.length > 0);
+  await waitFor('re-acquired', () => got.length > 0, WAIT_MS);
   t.same(got[0]!.subnet, l.subnet);
-  await until('key back', async () => (await r.getLease(l.subnet)) !== null);
+  await waitFor('key back', async () => (await r.getLease(l.subnet)) !== null, WAIT_MS);
   a.abort();
 });
 
@@ -193,18 +182,22 @@ t.test('peers: add and remove events; own subnet excluded', async (t) => {
   const a = new AbortController();
   aborts.push(a);
   const done = me.watchPeers(a.signal, (evs) => batches.push(evs));
-  await until('initial batch', () => batches.length >= 1);
+  await waitFor('initial batch', () => batches.length >= 1, WAIT_MS);
   t.same(
     batches[0]!.map((e) => [e.type, formatSubnet(e.lease.subnet)]),
     [['added', formatSubnet(first.subnet)]],
   );
   const third = await manager(reg(), cfg, '192.0.2.3').acquire();
-  await until('add event', () =>
-    batches.flat().some((e) => e.type === 'added' && e.lease.attrs.PublicIP === '192.0.2.3'),
+  await waitFor(
+    'add event',
+    () => batches.flat().some((e) => e.type === 'added' && e.lease.attrs.PublicIP === '192.0.2.3'),
+    WAIT_MS,
   );
   await raw.delete().key(third.key);
-  await until('remove event', () =>
-    batches.flat().some((e) => e.type === 'removed' && e.lease.attrs.PublicIP === '192.0.2.3'),
+  await waitFor(
+    'remove event',
+    () => batches.flat().some((e) => e.type === 'removed' && e.lease.attrs.PublicIP === '192.0.2.3'),
+    WAIT_MS,
   );
   t.notOk(
     batches.flat().some((e) => formatSubnet(e.lease.subnet) === formatSubnet(mine.subnet)),
@@ -243,7 +236,7 @@ t.test('compaction while the watcher is away: re-list converges', async (t) => {
   aborts.push(a);
   const p3 = await manager(reg(), cfg, '192.0.2.4').acquire();
   const done = me.watchPeers(a.signal, apply);
-  await until('initial', () => state.size === 2);
+  await waitFor('initial', () => state.size === 2, WAIT_MS);
   await etcd.stop();
   await etcd.restart();
   // etcd is back; change things and compact before the watcher's backoff reconnect (it re-lists in any case).
@@ -254,7 +247,7 @@ t.test('compaction while the watcher is away: re-list converges', async (t) => {
   const p4 = await manager(reg(), cfg, '192.0.2.5').acquire();
   const head2 = (await raw.get('x').exec()).header.revision;
   await r.compact(head2);
-  await until(
+  await waitFor(
     'converged',
     () => state.size === 2 && state.has(p2.key) && state.has(p4.key) && !state.has(p3.key),
     20000,
@@ -306,7 +299,7 @@ t.test("the manager's own peer watch falls behind compaction: it re-lists and co
       else state.delete(e.lease.key);
     }
   });
-  await until('converged', () => p2 !== null && state.size === 1 && state.has(p2.key), 20000);
+  await waitFor('converged', () => p2 !== null && state.size === 1 && state.has(p2.key), 20000);
   t.ok(!state.has(p1.key), 'the peer that left during the gap is gone');
   t.equal(r.lists, 2, 'one re-list after the compacted watch');
   t.equal(me.stats.watchRestarts, 0, 'taken as compaction, not as an interrupted watch');
@@ -327,7 +320,7 @@ t.test("the manager's own-lease watch falls behind compaction: it re-reads and k
     await r.compact((await raw.get('x').exec()).header.revision);
   };
   runInBackground(me);
-  await until('re-read', () => r.lists >= 2);
+  await waitFor('re-read', () => r.lists >= 2, WAIT_MS);
   t.equal(me.lease?.key, held.key, 'still holds its key');
   t.equal(me.stats.losses, 0, 'no loss');
   t.equal(me.stats.acquisitions, 1, 'no re-acquire');
@@ -350,9 +343,9 @@ t.test('etcd killed and restarted under a running manager', async (t) => {
   t.ok(running, 'manager survives etcd being down');
   await etcd.restart();
   // The lease may have expired while etcd was down (TTL 4 s): either way the key must come back and be renewed.
-  await until('lease present after restart', async () => (await r.getLease(l.subnet)) !== null, 20000);
+  await waitFor('lease present after restart', async () => (await r.getLease(l.subnet)) !== null, 20000);
   const before = (await r.getLease(l.subnet))!.etcdLeaseId;
-  await until('renewed after restart', async () => (await r.getLease(l.subnet))?.etcdLeaseId !== before, 20000);
+  await waitFor('renewed after restart', async () => (await r.getLease(l.subnet))?.etcdLeaseId !== before, 20000);
   t.ok(running);
   a.abort();
   await p;

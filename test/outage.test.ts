@@ -23,22 +23,11 @@ import { readSubnetEnv } from '../src/lease/subnet-env.js';
 import { formatSubnet } from '../src/ip/subnet.js';
 import type { StatusDoc } from '../src/metrics/server.js';
 import { statusOf } from './helpers/traffic.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { sleep, until } from './helpers/wait.js';
 
 /** The daemon's /status (healthz port 8471), or null when it does not answer. */
 async function status(cluster: Cluster, n = 1): Promise<StatusDoc | null> {
   return statusOf(cluster.tb, cluster.tb.host(n), 8471).catch(() => null);
-}
-
-/** Polls until `check` is true (bounded); returns whether it became true. */
-async function until(check: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check().catch(() => false)) return true;
-    await sleep(500);
-  }
-  return false;
 }
 
 async function subnetKeys(cluster: Cluster, prefix = PREFIX): Promise<string[]> {
@@ -48,11 +37,6 @@ async function subnetKeys(cluster: Cluster, prefix = PREFIX): Promise<string[]> 
     .map((s) => s.trim())
     .filter((s) => s.length > 0)
     .sort();
-}
-
-function subnetOf(cluster: Cluster, n: number): string {
-  const env = readSubnetEnv(cluster.subnetFile(n));
-  return env ? formatSubnet(env.subnet) : '(none)';
 }
 
 async function pingPods(t: Test, cluster: Cluster, what: string): Promise<void> {
@@ -80,7 +64,7 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
       await restartDaemons(['--subnet-lease-ttl=30', '--subnet-lease-renew-margin=1']);
       await pingPods(t, cluster, 'before the outage');
       const keys = await subnetKeys(cluster);
-      const subnets = [subnetOf(cluster, 1), subnetOf(cluster, 2)];
+      const subnets = [cluster.subnetOf(1), cluster.subnetOf(2)];
       const before = (await status(cluster))!;
       await cluster.etcd.stop();
       // One ping per second for the whole outage; every one must come back.
@@ -93,15 +77,19 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
       const during = (await status(cluster))!;
       t.ok(during.control.etcdOutages > before.control.etcdOutages, 'the daemon noticed the outage');
       await cluster.etcd.restart();
-      const renewed = await until(async () => {
-        const s = await status(cluster);
-        return (
-          s !== null &&
-          s.control.etcdReconnects > before.control.etcdReconnects &&
-          s.control.renewals > during.control.renewals &&
-          s.healthy
-        );
-      }, 45_000);
+      const renewed = await until(
+        async () => {
+          const s = await status(cluster);
+          return (
+            s !== null &&
+            s.control.etcdReconnects > before.control.etcdReconnects &&
+            s.control.renewals > during.control.renewals &&
+            s.healthy
+          );
+        },
+        45_000,
+        500,
+      );
       const after = (await status(cluster))!;
       t.ok(
         renewed,
@@ -110,14 +98,14 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
       );
       t.equal(after.control.acquisitions, 1, 'nothing re-leased: still one acquisition');
       t.same(await subnetKeys(cluster), keys, 'same keys in etcd');
-      t.same([subnetOf(cluster, 1), subnetOf(cluster, 2)], subnets, 'same subnets');
+      t.same([cluster.subnetOf(1), cluster.subnetOf(2)], subnets, 'same subnets');
       await pingPods(t, cluster, 'after etcd is back');
     },
   );
 
   await t.test('etcd restarted empty: leases come back when the config does', async (t) => {
     await restartDaemons([]);
-    const subnets = [subnetOf(cluster, 1), subnetOf(cluster, 2)];
+    const subnets = [cluster.subnetOf(1), cluster.subnetOf(2)];
     const before = (await status(cluster))!;
     await cluster.etcd.wipe();
     await cluster.etcd.restart();
@@ -128,12 +116,12 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
       `${PREFIX}/config`,
       JSON.stringify({ Network: '10.47.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } }),
     ]);
-    const back = await until(async () => (await subnetKeys(cluster)).length === 2, 45_000);
+    const back = await until(async () => (await subnetKeys(cluster)).length === 2, 45_000, 500);
     t.ok(back, 'both daemons re-created their leases once the config was back');
-    t.same([subnetOf(cluster, 1), subnetOf(cluster, 2)], subnets, 'same subnets as before');
+    t.same([cluster.subnetOf(1), cluster.subnetOf(2)], subnets, 'same subnets as before');
     t.same(
       await subnetKeys(cluster),
-      subnets.map((s) => `${PREFIX}/subnets/${s.replace('/', '-')}`).sort(),
+      subnets.map((s) => `${PREFIX}/subnets/${s?.replace('/', '-')}`).sort(),
       'keys match',
     );
     const after = (await status(cluster))!;
@@ -141,18 +129,20 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
     const pinged = await until(
       async () => (await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 1, timeoutSec: 2 })).ok,
       20_000,
+      500,
     );
     t.ok(pinged, 'pods ping again');
   });
 
   await t.test('kill -9 and restart: same subnet, routes back', async (t) => {
-    const subnet = subnetOf(cluster, 1);
+    const subnet = cluster.subnetOf(1);
     await cluster.stopDaemon(1, 'SIGKILL');
     await cluster.startDaemon(1, ['--healthz-port=8471']);
-    t.equal(subnetOf(cluster, 1), subnet, 'same subnet after a crash');
+    t.equal(cluster.subnetOf(1), subnet, 'same subnet after a crash');
     const pinged = await until(
       async () => (await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 1, timeoutSec: 2 })).ok,
       20_000,
+      500,
     );
     t.ok(pinged, 'pods ping after the restart');
     t.equal((await subnetKeys(cluster)).length, 2, 'still two leases');
@@ -160,8 +150,8 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
 
   await t.test('lease expires while h1 cannot reach etcd: the same subnet is re-acquired', async (t) => {
     await restartDaemons(['--subnet-lease-ttl=5', '--subnet-lease-renew-margin=1']);
-    const subnet = subnetOf(cluster, 1);
-    const key = `${PREFIX}/subnets/${subnet.replace('/', '-')}`;
+    const subnet = cluster.subnetOf(1);
+    const key = cluster.leaseKeyOf(1)!;
     const before = (await status(cluster))!;
     const h1 = cluster.tb.host(1);
     // Only h1 loses etcd: a blackhole route to the bridge address inside h1's namespace. Pod traffic goes host to
@@ -169,25 +159,31 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
     const add = await cluster.tb.exec(h1, ['ip', 'route', 'add', 'blackhole', `${cluster.tb.bridgeIP}/32`]);
     t.equal(add.code, 0, 'h1 cut off from etcd');
     try {
-      const expired = await until(async () => !(await subnetKeys(cluster)).includes(key), 30_000);
+      const expired = await until(async () => !(await subnetKeys(cluster)).includes(key), 30_000, 500);
       t.ok(expired, `etcd expired h1's lease ${key}`);
       // No ping check here: h2 sees h1's key expire and rightly drops h1's routes until h1 is back.
     } finally {
       await cluster.tb.exec(h1, ['ip', 'route', 'del', 'blackhole', `${cluster.tb.bridgeIP}/32`]);
     }
-    const back = await until(async () => {
-      const s = await status(cluster);
-      return (
-        s !== null && s.control.acquisitions > before.control.acquisitions && (await subnetKeys(cluster)).includes(key)
-      );
-    }, 90_000);
+    const back = await until(
+      async () => {
+        const s = await status(cluster);
+        return (
+          s !== null &&
+          s.control.acquisitions > before.control.acquisitions &&
+          (await subnetKeys(cluster)).includes(key)
+        );
+      },
+      90_000,
+      500,
+    );
     const after = await status(cluster);
     t.ok(
       back,
       `re-acquired after the path came back (acquisitions ${before.control.acquisitions} -> ` +
         `${after?.control.acquisitions}, losses ${after?.control.losses})`,
     );
-    t.equal(subnetOf(cluster, 1), subnet, 'the same subnet');
+    t.equal(cluster.subnetOf(1), subnet, 'the same subnet');
     t.equal(after?.lease?.subnet, subnet, '/status shows it');
     await pingPods(t, cluster, 'after re-acquiring');
   });
@@ -236,6 +232,7 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
         await until(
           async () => children.every((c, k) => c.exitCode !== null || readSubnetEnv(file(k)) !== null),
           120_000,
+          500,
         );
         return {
           subnets: children.map((_, k) => {

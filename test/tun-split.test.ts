@@ -9,13 +9,14 @@
 import t, { type Test } from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import * as n from '../src/native.js';
+import * as n from './helpers/native.js';
+import { csum, ipv4Packet, l4Sum } from './helpers/packets.js';
+import { readPcap, tcpdumpListening } from './helpers/tcpdump.js';
 
 const X = 20 + (process.pid % 200);
 const NET = `10.98.${X}`;
 const NAME = `wspl${process.pid % 1000}`;
 const MTU = 1400;
-const LOCAL = n.ipv4ToU32(`${NET}.1`);
 const REMOTE = n.ipv4ToU32(`${NET}.2`);
 const DPORT = 9; // nothing listens: the kernel answers every valid segment with a RST we can read back
 
@@ -33,20 +34,6 @@ t.teardown(() => {
 
 // ---- packet builders and checks ----
 
-function sum16(b: Uint8Array, start: number, end: number, init = 0): number {
-  let s = init;
-  for (let i = start; i < end; i += 2) s += (b[i]! << 8) + (i + 1 < end ? b[i + 1]! : 0);
-  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
-  return s;
-}
-
-/** One's-complement sum of the TCP/UDP pseudo header plus the L4 bytes of the IPv4 packet at p[0..len). */
-function l4Sum(p: Buffer, len: number): number {
-  const ihl = (p[0]! & 15) * 4;
-  const pseudo = sum16(p, 12, 20) + p[9]! + (len - ihl);
-  return sum16(p, ihl, len, pseudo);
-}
-
 interface TcpOpts {
   readonly len: number;
   readonly seq: number;
@@ -56,25 +43,15 @@ interface TcpOpts {
   readonly sport?: number;
 }
 
-/** A `len`-byte buffer starting with an IPv4 header REMOTE -> LOCAL (DF, TTL 64, valid checksum). */
-function ipv4Packet(len: number, protocol: number, id = 0): Buffer {
-  const p = Buffer.alloc(len);
-  p[0] = 0x45;
-  p.writeUInt16BE(len, 2);
-  p.writeUInt16BE(id, 4);
-  p.writeUInt16BE(0x4000, 6);
-  p[8] = 64;
-  p[9] = protocol;
-  p.writeUInt32BE(REMOTE, 12);
-  p.writeUInt32BE(LOCAL, 16);
-  p.writeUInt16BE(~sum16(p, 0, 20) & 0xffff, 10);
-  return p;
+/** A `len`-byte buffer starting with an IPv4 header REMOTE -> the TUN's .1 (DF, TTL 64, valid checksum). */
+function fromRemote(len: number, proto: number, id = 0): Buffer {
+  return ipv4Packet({ len, proto, id, src: `${NET}.2`, dst: `${NET}.1` });
 }
 
 /** An IPv4/TCP packet of `len` bytes (DF, TTL 64) with valid checksums; payload byte i is (i * 7 + 3) & 255. */
 function tcpPacket(o: TcpOpts): Buffer {
   const thl = o.timestamps ? 32 : 20;
-  const p = ipv4Packet(o.len, 6, o.id ?? 0x1234);
+  const p = fromRemote(o.len, 6, o.id ?? 0x1234);
   const tcp = 20;
   p.writeUInt16BE(o.sport ?? 40000, tcp);
   p.writeUInt16BE(DPORT, tcp + 2);
@@ -89,12 +66,12 @@ function tcpPacket(o: TcpOpts): Buffer {
     p.writeUInt32BE(0x05060708, tcp + 28);
   }
   for (let i = tcp + thl; i < o.len; i++) p[i] = ((i - tcp - thl) * 7 + 3) & 255;
-  p.writeUInt16BE(~l4Sum(p, o.len) & 0xffff, tcp + 16);
+  p.writeUInt16BE(~l4Sum(p) & 0xffff, tcp + 16);
   return p;
 }
 
 function udpPacket(len: number): Buffer {
-  const p = ipv4Packet(len, 17);
+  const p = fromRemote(len, 17);
   p.writeUInt16BE(40001, 20);
   p.writeUInt16BE(DPORT, 22);
   p.writeUInt16BE(len - 20, 24);
@@ -112,42 +89,17 @@ async function capture(count: number, timeoutMs = 8000): Promise<Capture> {
   const p = spawn('tcpdump', ['-i', NAME, '-n', '-U', '-w', '-', '-c', String(count), 'tcp and dst host', `${NET}.1`], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const chunks: Buffer[] = [];
-  let err = '';
-  p.stdout.on('data', (c: Buffer) => chunks.push(c));
-  const listening = new Promise<void>((resolve, reject) => {
-    p.stderr.on('data', (c: Buffer) => {
-      err += c.toString();
-      if (err.includes('listening on')) resolve();
-    });
-    p.on('exit', () => reject(new Error(`tcpdump exited: ${err}`)));
-  });
   const timer = setTimeout(() => p.kill('SIGTERM'), timeoutMs);
-  const done = new Promise<Buffer[]>((resolve) => {
-    p.on('close', () => {
+  const { done } = await tcpdumpListening(p);
+  return {
+    done: done.then(({ stdout }) => {
       clearTimeout(timer);
-      resolve(parsePcap(Buffer.concat(chunks)));
-    });
-  });
-  await listening;
-  return { done };
-}
-
-function parsePcap(b: Buffer): Buffer[] {
-  if (b.length < 24) return [];
-  const le = b.readUInt32LE(0) === 0xa1b2c3d4;
-  const u32 = (at: number) => (le ? b.readUInt32LE(at) : b.readUInt32BE(at));
-  const link = u32(20);
-  // Raw IP (TUN) normally; Linux cooked headers if this tcpdump prefers them.
-  const skip = link === 113 ? 16 : link === 276 ? 20 : 0;
-  const out: Buffer[] = [];
-  for (let at = 24; at + 16 <= b.length;) {
-    const incl = u32(at + 8);
-    if (at + 16 + incl > b.length) break;
-    out.push(b.subarray(at + 16 + skip, at + 16 + incl));
-    at += 16 + incl;
-  }
-  return out;
+      // Raw IP (TUN) normally; Linux cooked headers if this tcpdump prefers them.
+      const { linkType, records } = readPcap(stdout);
+      const skip = linkType === 113 ? 16 : linkType === 276 ? 20 : 0;
+      return records.map((r) => r.subarray(skip));
+    }),
+  };
 }
 
 /** The kernel's RSTs to REMOTE read back from the TUN: ack number -> count. */
@@ -209,7 +161,7 @@ function checkSegments(t: Test, orig: Buffer, segs: Buffer[], mtu: number): void
     t.ok(s.length <= mtu, `${what}: fits the MTU`);
     t.equal(s.readUInt16BE(4), (orig.readUInt16BE(4) + k) & 0xffff, `${what}: IP id + k`);
     t.equal(s.readUInt16BE(6), orig.readUInt16BE(6), `${what}: DF kept`);
-    t.equal(sum16(s, 0, ihl), 0xffff, `${what}: IP header checksum`);
+    t.equal(csum(s, 0, ihl), 0xffff, `${what}: IP header checksum`);
     t.same(s.subarray(12, 20), orig.subarray(12, 20), `${what}: addresses`);
     t.equal(s.readUInt32BE(ihl + 4), (orig.readUInt32BE(ihl + 4) + k * mss) >>> 0, `${what}: seq + k * mss`);
     let want = flags;
@@ -217,7 +169,7 @@ function checkSegments(t: Test, orig: Buffer, segs: Buffer[], mtu: number): void
     if (k !== 0) want &= ~CWR;
     t.equal(s[ihl + 13], want, `${what}: flags 0x${want.toString(16)}`);
     t.same(s.subarray(ihl + 20, hdr), orig.subarray(ihl + 20, hdr), `${what}: options copied`);
-    t.equal(l4Sum(s, s.length), 0xffff, `${what}: TCP checksum`);
+    t.equal(l4Sum(s, 0, s.length), 0xffff, `${what}: TCP checksum`);
     joined.push(s.subarray(hdr));
   });
   t.ok(Buffer.concat(joined).equals(orig.subarray(hdr)), 'payload arrives whole and in order');
@@ -294,7 +246,7 @@ t.test('TUN writes longer than the MTU', async (t) => {
           const p = tcpPacket({ len: 3000, seq: 1, flags: ACK });
           p.writeUInt16BE(0x2000, 6);
           p.writeUInt16BE(0, 10);
-          p.writeUInt16BE(~sum16(p, 0, 20) & 0xffff, 10);
+          p.writeUInt16BE(~csum(p, 0, 20) & 0xffff, 10);
           return p;
         })(),
       ],

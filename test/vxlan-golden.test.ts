@@ -17,29 +17,13 @@ import { Cluster } from '../testbed/cluster.js';
 import { ping, type Target } from '../testbed/hosts.js';
 import { vxlanEncap } from '../src/encap/vxlan.js';
 import { stableMac } from '../src/backend/vtep-mac.js';
+import { readPcap, tcpdumpListening } from './helpers/tcpdump.js';
 
-interface Frame {
-  data: Buffer;
-}
-
-/** Records of a classic pcap file (tcpdump -w), Ethernet link type only. */
-function readPcap(file: string): Frame[] {
-  const b = readFileSync(file);
-  if (b.length < 24) return [];
-  const magic = b.readUInt32LE(0);
-  const le = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
-  if (!le && b.readUInt32BE(0) !== 0xa1b2c3d4 && b.readUInt32BE(0) !== 0xa1b23c4d)
-    throw new Error(`${file}: not a pcap file`);
-  const u32 = (o: number) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
-  if (u32(20) !== 1) throw new Error(`${file}: link type ${u32(20)}, want Ethernet`);
-  const out: Frame[] = [];
-  for (let o = 24; o + 16 <= b.length;) {
-    const caplen = u32(o + 8);
-    if (o + 16 + caplen > b.length) break;
-    out.push({ data: b.subarray(o + 16, o + 16 + caplen) });
-    o += 16 + caplen;
-  }
-  return out;
+/** The frames of a pcap file that tcpdump wrote on an Ethernet link. */
+function readFrames(file: string): Buffer[] {
+  const { linkType, records } = readPcap(readFileSync(file));
+  if (linkType !== -1 && linkType !== 1) throw new Error(`${file}: link type ${linkType}, want Ethernet`);
+  return records;
 }
 
 interface Udp {
@@ -92,13 +76,8 @@ async function capture(
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  const done = new Promise<string>((resolve) => child.once('exit', () => resolve(err)));
-  for (let i = 0; i < 100 && !err.includes('listening'); i++) await new Promise((r) => setTimeout(r, 50));
-  if (!err.includes('listening')) throw new Error(`tcpdump in ${typeof where === 'string' ? where : where.ns}: ${err}`);
-  // Wrapped: an async function returning a bare promise would wait for it (promises flatten).
-  return { done };
+  const { done } = await tcpdumpListening(child);
+  return { done: done.then((r) => r.stderr) };
 }
 
 t.test("kernel vxlan bytes vs weft's userspace encap", async (t) => {
@@ -135,12 +114,12 @@ t.test("kernel vxlan bytes vs weft's userspace encap", async (t) => {
   const h2 = cluster.tb.hostIP(2);
   const mac1 = stableMac(h1, 1);
   const mac2 = stableMac(h2, 1);
-  const datagrams = readPcap(outerFile)
-    .map((f) => udpOf(f.data))
+  const datagrams = readFrames(outerFile)
+    .map(udpOf)
     .filter((u): u is Udp => u !== null);
   const kernel = datagrams.find((d) => d.src === h2);
   const weft = datagrams.find((d) => d.src === h1);
-  const sent = readPcap(innerFile)[0]?.data.subarray(14);
+  const sent = readFrames(innerFile)[0]?.subarray(14);
   if (!kernel || !weft || !sent) {
     t.fail(
       `capture incomplete: ${datagrams.length} datagrams, inner ${sent ? 'ok' : 'missing'}; ` +

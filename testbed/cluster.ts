@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { WeftError } from '../src/errors.js';
 import { readSubnetEnv } from '../src/lease/subnet-env.js';
-import { formatIPv4, firstHost } from '../src/ip/subnet.js';
+import { formatIPv4, formatSubnet, firstHost, subnetToKey } from '../src/ip/subnet.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from './etcd.js';
 import { createTestbed, killChild, type Host, type Pod, type Testbed } from './hosts.js';
 
@@ -171,6 +171,18 @@ export class Cluster {
 
   subnetFile(n: number): string {
     return join(this.dir, `h${n}`, 'subnet.env');
+  }
+
+  /** Host n's lease subnet ("10.5.3.0/24") as its subnet.env says; null before its daemon wrote one. */
+  subnetOf(n: number): string | null {
+    const env = readSubnetEnv(this.subnetFile(n));
+    return env ? formatSubnet(env.subnet) : null;
+  }
+
+  /** Host n's lease key in etcd (`<prefix>/subnets/10.5.3.0-24`); null before its daemon wrote subnet.env. */
+  leaseKeyOf(n: number): string | null {
+    const env = readSubnetEnv(this.subnetFile(n));
+    return env ? `${PREFIX}/subnets/${subnetToKey(env.subnet)}` : null;
   }
 
   /**

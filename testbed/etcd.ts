@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WeftError } from '../src/errors.js';
+import { sleep } from '../src/util/sleep.js';
 
 export interface EtcdOptions {
   host?: string; // default 127.0.0.1
@@ -63,8 +64,6 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
     });
   });
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // In another namespace the endpoint is out of this process's reach: ask etcdctl from inside it.
 async function healthy(endpoint: string, netns?: string): Promise<boolean> {

@@ -28,6 +28,7 @@ import { WeftError, errorMessage } from '../src/errors.js';
 import { silentLogger, type Logger } from '../src/log.js';
 import { ip, ipBatch, linkDel } from '../src/net/iproute.js';
 import { formatIPv4, parseIPv4 } from '../src/ip/subnet.js';
+import { sleep } from '../src/util/sleep.js';
 
 export const RUN_DIR = '/run/weft-testbed';
 const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
@@ -217,10 +218,6 @@ function ipToInt(a: string): number {
   const ip = parseIPv4(a);
   if (ip === null) throw new TestbedError(`not an IPv4 address: ${a}`);
   return ip;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 function nsOf(target: Target): string {

@@ -12,13 +12,13 @@
 // One member down at a time: with two of three down there is no quorum and no client can renew.
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { readSubnetEnv } from '../../src/lease/subnet-env.js';
-import { subnetToKey } from '../../src/ip/subnet.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import { Cluster, PREFIX } from '../../testbed/cluster.js';
 import type { EtcdCluster, EtcdMember } from '../../testbed/etcd.js';
 import { killChild, ping } from '../../testbed/hosts.js';
 import { daemonMetrics, leaseHex, median, parseGetJson, parseTimeToLive, sample, type StoredKey } from './observe.js';
+import { sleep } from '../../src/util/sleep.js';
+import { WeftError } from '../../src/errors.js';
 
 export const FAILOVER_METRICS_PORT = 9471;
 
@@ -64,8 +64,6 @@ export interface FailoverResult {
   errors: string[];
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 async function until<T>(check: () => Promise<T | null>, ms: number, every = 250): Promise<T | null> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
@@ -77,9 +75,9 @@ async function until<T>(check: () => Promise<T | null>, ms: number, every = 250)
 }
 
 function keyOf(cluster: Cluster, n: number): string {
-  const env = readSubnetEnv(cluster.subnetFile(n));
-  if (!env) throw new Error(`h${n} has no subnet.env`);
-  return `${PREFIX}/subnets/${subnetToKey(env.subnet)}`;
+  const key = cluster.leaseKeyOf(n);
+  if (key === null) throw new WeftError('WEFT_ERR_BACKEND', `h${n} has no subnet.env`);
+  return key;
 }
 
 async function stored(ec: EtcdCluster, key: string): Promise<StoredKey | null> {

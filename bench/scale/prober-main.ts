@@ -6,6 +6,7 @@
 import { createSocket } from 'node:dgram';
 import { parsePrometheus, sample } from './observe.js';
 import { serveLines } from './lines.js';
+import { sleep } from '../../src/util/sleep.js';
 
 const port = Number(process.argv[2]);
 if (!Number.isInteger(port) || port < 1) {
@@ -21,7 +22,6 @@ async function metrics(): Promise<Map<string, number>> {
 }
 
 const txOf = (m: Map<string, number>): number => sample(m, 'weft_datapath_total', '"udp_tx_packets"') ?? 0;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const payload = Buffer.from('weft-scale-probe');
 
 serveLines(async (req) => {

@@ -27,6 +27,7 @@ import { type Json, LineClient } from './lines.js';
 import { type KernelBatchResult, benchKernelBatch } from './kernel-batch.js';
 import { type LookupResult, benchLookup } from './lookup-bench.js';
 import { parsePrometheus, percentile, procSample, sample } from './observe.js';
+import { sleep } from '../../src/util/sleep.js';
 
 export const METRICS_PORT = 9471;
 
@@ -110,7 +111,6 @@ export interface ScaleResult {
   errors: string[];
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const DIST = (f: string): string => join(PACKAGE_ROOT, 'dist', 'bench', 'scale', f);
 
 function etcdCounts(text: string): EtcdCallCounts {

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { Cluster } from '../../testbed/cluster.js';
 import { killChild, ping, runIperf, startIperfServer } from '../../testbed/hosts.js';
 import { errorMessage } from '../../src/errors.js';
+import { sleep } from '../../src/util/sleep.js';
 
 export interface SoakOptions {
   minutes: number;
@@ -41,8 +42,6 @@ function rssKiB(pid: number | undefined): number | null {
     return null;
   }
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function soak(o: SoakOptions, say: (line: string) => void = () => undefined): Promise<SoakReport> {
   if (!(o.minutes > 0 && o.minutes <= 240)) throw new Error(`--minutes ${o.minutes}: 0 < minutes <= 240`);

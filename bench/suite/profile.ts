@@ -38,6 +38,7 @@ import {
   type ProfileRun,
 } from './profile-groups.js';
 import type { Sample } from './schema.js';
+import { sleep } from '../../src/util/sleep.js';
 
 export const PROFILE_EVENT = 'cpu-clock';
 export const PROFILE_HZ = 997; // not a multiple of the kernel tick, so sampling does not lock onto it
@@ -182,7 +183,6 @@ function rchar(pid: number): number | null {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const monoSeconds = (): number => Number(process.hrtime.bigint()) / 1e9;
 
 /** Linear interpolation of a (time, value) series at t, clamped to its ends. */

@@ -1,7 +1,7 @@
 // State the two directions of a tier share: devices, the current peer snapshot, counters. One object per tier; the
 // snapshot is replaced whole by setPeers, never mutated, so a batch sees one consistent peer set.
 import type { Encap, LocalEncapInfo } from '../encap/encap.js';
-import { counterIndex, COUNTER_COUNT } from '../native.js';
+import { counterIndex, COUNTER_COUNT, ICMP_SCRATCH_MIN } from '../native.js';
 import type { DatapathOptions, PeerTraffic } from './datapath.js';
 import { maskOf } from './routes.js';
 import { buildPeerSnapshot, type Peer, type PeerSnapshot } from './peers.js';
@@ -24,7 +24,7 @@ export class PathState {
   /** TUN MTU for tunWrite/tunWriteOne (0 = no limit). */
   readonly tunMtu: number;
   /** Room for one ICMP error (IP + ICMP header + quoted IP header with options + 8 bytes). */
-  readonly scratch = Buffer.alloc(128);
+  readonly scratch = Buffer.alloc(ICMP_SCRATCH_MIN);
   snapshot: PeerSnapshot = buildPeerSnapshot([]);
   /**
    * Per peer index of the current snapshot, PEER_COUNTERS doubles: packets and bytes sent to it, packets and bytes

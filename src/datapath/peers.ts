@@ -4,6 +4,7 @@
 //   [0,4) PublicIP, network order   [4,6) UDP port, big-endian   [6,12) VtepMAC   [12,16) VNI, big-endian
 // A new table and RouteTable are built on every peer change and swapped in together between batches.
 import type { PeerEncapInfo } from '../encap/encap.js';
+import { formatIPv4 } from '../ip/subnet.js';
 import { PEER_RECORD_SIZE } from '../native.js';
 import { type PeerEntry, type RouteEntry, RouteTable } from './routes.js';
 
@@ -25,8 +26,18 @@ export interface PeerSnapshot {
   readonly addresses: readonly string[];
 }
 
-export function ipToString(ip: number): string {
-  return `${(ip >>> 24) & 255}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
+/** Writes record `index` of a peer table (layout above; the rest of the record is zero). */
+export function writePeerRecord(
+  table: Buffer,
+  index: number,
+  p: { readonly publicIp: number; readonly port: number; readonly mac: Uint8Array; readonly vni: number },
+): void {
+  const r = index * PEER_RECORD_SIZE;
+  table.fill(0, r, r + PEER_RECORD_SIZE);
+  table.writeUInt32BE(p.publicIp >>> 0, r);
+  table.writeUInt16BE(p.port, r + 4);
+  table.set(p.mac.subarray(0, 6), r + 6);
+  table.writeUInt32BE(p.vni >>> 0, r + 12);
 }
 
 export function buildPeerSnapshot(peers: readonly Peer[]): PeerSnapshot {
@@ -34,13 +45,9 @@ export function buildPeerSnapshot(peers: readonly Peer[]): PeerSnapshot {
   const routes: RouteEntry[] = [];
   const entries: PeerEntry[] = [];
   peers.forEach((p, index) => {
-    const r = index * PEER_RECORD_SIZE;
-    table.writeUInt32BE(p.publicIp >>> 0, r);
-    table.writeUInt16BE(p.port, r + 4);
-    p.encap.mac.copy(table, r + 6, 0, 6);
-    table.writeUInt32BE(p.encap.vni >>> 0, r + 12);
+    writePeerRecord(table, index, { publicIp: p.publicIp, port: p.port, mac: p.encap.mac, vni: p.encap.vni });
     routes.push({ net: p.net | 0, prefixLen: p.prefixLen, peer: index });
     entries.push({ index, publicIp: p.publicIp | 0, net: p.net | 0, prefixLen: p.prefixLen });
   });
-  return { peers, table, routes: new RouteTable(routes, entries), addresses: peers.map((p) => ipToString(p.publicIp)) };
+  return { peers, table, routes: new RouteTable(routes, entries), addresses: peers.map((p) => formatIPv4(p.publicIp)) };
 }

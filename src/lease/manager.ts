@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import { type Lease, type LeaseAttrs, type LeaseEvent, isReservation, sameAttrs } from './lease.js';
 import type { EtcdRegistry, WatchHandle } from './registry.js';
 import { type Subnet, formatIPv4, formatSubnet, nthSubnet, overlaps, subnetEquals } from '../ip/subnet.js';
+import { sleep } from '../util/sleep.js';
 
 /** Control-plane events since start, for /metrics; all monotonic. */
 export interface LeaseStats {
@@ -65,19 +66,6 @@ class Backoff {
   reset(): void {
     this.ms = BACKOFF_MIN_MS;
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted === true) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 function abortError(): WeftError {

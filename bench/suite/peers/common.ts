@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { WeftError } from '../../../src/errors.js';
 import type { Host, Testbed } from '../../../testbed/hosts.js';
 import { ipBatch } from '../../../src/net/iproute.js';
+import { sleep } from '../../../src/util/sleep.js';
 
 export const PEER_NAMES = ['wireguard-go', 'nebula', 'tinc'] as const;
 export type PeerName = (typeof PEER_NAMES)[number];
@@ -196,10 +197,6 @@ export function tailOutput(child: ChildProcess): () => string {
   child.stdout?.on('data', add);
   child.stderr?.on('data', add);
   return () => buf.trim().split('\n').slice(-3).join(' ').slice(0, 400);
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** Polls `check` every 100 ms until true, the child exits, or `ms` pass; throws with `what` and the child's output. */

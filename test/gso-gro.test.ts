@@ -1,29 +1,10 @@
 // Segmentation (GSO) and coalescing (GRO) of the offload tier on hand-made packets: no devices, no root.
 // Every output is checked field by field and by recomputing checksums here in TypeScript.
 import t from 'tap';
-import * as n from '../src/native.js';
+import * as n from './helpers/native.js';
+import { ipValid, ipv4Packet, l4Sum, l4Valid, pseudoSum } from './helpers/packets.js';
 
 const VH = n.VNET_HDR_LEN;
-
-function csum(buf: Buffer, start: number, end: number, init = 0): number {
-  let s = init;
-  for (let i = start; i + 1 < end; i += 2) s += buf.readUInt16BE(i);
-  if ((end - start) & 1) s += (buf[end - 1] as number) << 8;
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  return s;
-}
-function pseudo(p: Buffer, off: number, proto: number, l4len: number): number {
-  return csum(p, off + 12, off + 20) + proto + l4len;
-}
-/** The full L4 checksum over a packet at off is right (sums to 0xffff). */
-function l4Valid(p: Buffer, off: number): boolean {
-  const ihl = ((p[off] as number) & 15) * 4;
-  const tot = p.readUInt16BE(off + 2);
-  return csum(p, off + ihl, off + tot, pseudo(p, off, p[off + 9] as number, tot - ihl)) === 0xffff;
-}
-function ipValid(p: Buffer, off: number): boolean {
-  return csum(p, off, off + ((p[off] as number) & 15) * 4) === 0xffff;
-}
 
 interface Tcp {
   payload: Buffer;
@@ -37,20 +18,13 @@ interface Tcp {
 }
 const ip4 = (s: string) => Buffer.from(s.split('.').map(Number));
 
-/** An IPv4/TCP packet with correct checksums (options: NOP NOP TS when ts is given). */
+/** An IPv4/TCP packet (DF) with correct checksums (options: NOP NOP TS when ts is given). */
 function tcp(o: Tcp): Buffer {
   const opt = o.ts === undefined ? Buffer.alloc(0) : Buffer.from([1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0]);
   if (o.ts !== undefined) opt.writeUInt32BE(o.ts, 4);
   const thl = 20 + opt.length;
-  const p = Buffer.alloc(20 + thl + o.payload.length);
-  p[0] = 0x45;
-  p.writeUInt16BE(p.length, 2);
-  p.writeUInt16BE(o.id ?? 100, 4);
-  p.writeUInt16BE(0x4000, 6); // DF
-  p[8] = o.ttl ?? 64;
-  p[9] = 6;
-  ip4(o.src ?? '10.5.1.2').copy(p, 12);
-  ip4('10.5.2.2').copy(p, 16);
+  const len = 20 + thl + o.payload.length;
+  const p = ipv4Packet({ len, proto: 6, id: o.id ?? 100, ttl: o.ttl ?? 64, src: o.src ?? '10.5.1.2', dst: '10.5.2.2' });
   p.writeUInt16BE(o.sport ?? 40000, 20);
   p.writeUInt16BE(5201, 22);
   p.writeUInt32BE(o.seq ?? 1000, 24);
@@ -60,8 +34,7 @@ function tcp(o: Tcp): Buffer {
   p.writeUInt16BE(501, 34);
   opt.copy(p, 40);
   o.payload.copy(p, 20 + thl);
-  p.writeUInt16BE(~csum(p, 0, 20) & 0xffff, 10);
-  p.writeUInt16BE(~csum(p, 20, p.length, pseudo(p, 0, 6, p.length - 20)) & 0xffff, 36);
+  p.writeUInt16BE(~l4Sum(p) & 0xffff, 36);
   return p;
 }
 
@@ -85,10 +58,7 @@ function withVnet(p: Buffer, v: Vnet, partial = true): Buffer {
   p.copy(b, VH);
   if (partial && (v.flags ?? 1) & 1) {
     const field = VH + (v.csumStart ?? 20) + (v.csumOff ?? 16);
-    const ihl = ((p[0] as number) & 15) * 4;
-    let s = pseudo(p, 0, p[9] as number, p.length - ihl);
-    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-    b.writeUInt16BE(s, field);
+    b.writeUInt16BE(pseudoSum(p, 0, p.length), field);
   }
   return b;
 }
@@ -141,18 +111,11 @@ t.test('GSO: MSS larger than the MTU allows is cut finer; UDP (USO) keeps datagr
   t.equal(r.count, 4, '3000 bytes at 960 per segment');
   t.ok(r.segs.every((s) => s.length <= 1000 && l4Valid(s, 0)));
 
-  const u = Buffer.alloc(20 + 8 + 2500);
-  u[0] = 0x45;
-  u.writeUInt16BE(u.length, 2);
-  u[8] = 64;
-  u[9] = 17;
-  ip4('10.5.1.2').copy(u, 12);
-  ip4('10.5.2.2').copy(u, 16);
+  const u = ipv4Packet({ len: 20 + 8 + 2500, proto: 17, id: 0, frag: 0, src: '10.5.1.2', dst: '10.5.2.2' });
   u.writeUInt16BE(5000, 20);
   u.writeUInt16BE(5001, 22);
   u.writeUInt16BE(u.length - 20, 24);
   payload(2500).copy(u, 28);
-  u.writeUInt16BE(~csum(u, 0, 20) & 0xffff, 10);
   const ur = split(withVnet(u, { type: 5, gsoSize: 1000, csumOff: 6 }), 1450);
   t.equal(ur.count, 3);
   ur.segs.forEach((s, k) => {
@@ -263,9 +226,7 @@ t.test('GRO: consecutive segments of one flow become one super-packet', async (t
   t.equal(pkt.length, 52 + 4 * 1398 + 700);
   t.ok(ipValid(pkt, 0));
   t.equal(pkt[33], 0x18, 'PSH of the last segment carried');
-  let s = pseudo(pkt, 0, 6, pkt.length - 20);
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  t.equal(pkt.readUInt16BE(36), s, 'checksum field holds the pseudo-header sum');
+  t.equal(pkt.readUInt16BE(36), pseudoSum(pkt), 'checksum field holds the pseudo-header sum');
   t.same(pkt.subarray(52), Buffer.concat(segs.map((p) => p.subarray(52))), 'payload in order');
   t.equal(counters[n.Counter.gro_superpackets], 1);
   t.equal(counters[n.Counter.gro_coalesced], 5);
@@ -288,10 +249,7 @@ t.test('GRO: what must not be merged is written alone', async (t) => {
   const short = [...flow(2, 1000, {}, 500), tcp({ ts: 99, payload: payload(1000), seq: 6500 })];
   short[1]![33] = 0x10;
   short[1]!.writeUInt16BE(0, 36);
-  short[1]!.writeUInt16BE(
-    ~csum(short[1]!, 20, short[1]!.length, pseudo(short[1]!, 0, 6, short[1]!.length - 20)) & 0xffff,
-    36,
-  );
+  short[1]!.writeUInt16BE(~l4Sum(short[1]!) & 0xffff, 36);
   const sr = gro(short).res;
   t.equal(sr.length, 2, 'a short segment ends the run');
   t.equal(sr[0]!.pkt.length, 52 + 1500);
@@ -322,13 +280,9 @@ t.test('GRO: partial checksums from a kernel sender go as NEEDS_CSUM', async (t)
   ip4('10.5.1.2').copy(u, 12);
   ip4('10.5.2.2').copy(u, 16);
   u.writeUInt16BE(18, 24);
-  let s = pseudo(u, 0, 17, 18);
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  u.writeUInt16BE(s, 26);
+  u.writeUInt16BE(pseudoSum(u), 26);
   const p = tcp({ payload: payload(100), flags: 0x11 });
-  let ps = pseudo(p, 0, 6, p.length - 20);
-  while (ps > 0xffff) ps = (ps & 0xffff) + (ps >>> 16);
-  p.writeUInt16BE(ps, 36);
+  p.writeUInt16BE(pseudoSum(p), 36);
   const { res } = gro([u, p]);
   t.equal(res.length, 2);
   t.same(

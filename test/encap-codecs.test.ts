@@ -1,38 +1,32 @@
 // The TypeScript codecs (used by the dgram tier and as the reference for the native ones): each encodes in place
 // what the native encapBatch writes, decodes it back, and rejects each malformed variant with its verdict.
 import t from 'tap';
-import * as native from '../src/native.js';
+import * as native from './helpers/native.js';
 import { DecodeVerdict, type Encap } from '../src/encap/encap.js';
 import { udpEncap } from '../src/encap/udp.js';
 import { vxlanEncap, parseMac, formatMac } from '../src/encap/vxlan.js';
 import { geneveEncap } from '../src/encap/geneve.js';
 import { decrementTtl } from '../src/datapath/ttl.js';
+import { csum, ipv4Packet } from './helpers/packets.js';
 
 const local = { mac: parseMac('02:00:00:00:00:01')!, vni: 7 };
 const peerInfo = { mac: parseMac('02:00:00:00:00:02')!, vni: 7 };
 
-function ipv4Packet(ttl = 64): Buffer {
-  const b = Buffer.alloc(28);
-  b[0] = 0x45;
-  b.writeUInt16BE(28, 2);
-  b[8] = ttl;
-  b[9] = 17;
-  Buffer.from([10, 5, 3, 2]).copy(b, 12);
-  Buffer.from([10, 5, 4, 2]).copy(b, 16);
-  b.writeUInt16BE(ipChecksum(b), 10);
-  return b;
+/** A 28-byte IPv4/UDP packet 10.5.3.2 -> 10.5.4.2 with a valid header checksum. */
+function udpPacket(ttl = 64): Buffer {
+  return ipv4Packet({ len: 28, ttl, proto: 17, id: 0, frag: 0, src: '10.5.3.2', dst: '10.5.4.2' });
 }
 
-function ipChecksum(h: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i < 20; i += 2) if (i !== 10) sum += h.readUInt16BE(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
+/** The header checksum the packet should carry (computed over its header with the field zeroed). */
+function ipChecksum(p: Buffer): number {
+  const h = Buffer.from(p.subarray(0, 20));
+  h.writeUInt16BE(0, 10);
+  return ~csum(h) & 0xffff;
 }
 
 for (const encap of [udpEncap, vxlanEncap, geneveEncap] as Encap[]) {
   t.test(`${encap.name}: TS encode equals native encapBatch; decode round trip`, async (t) => {
-    const pkt = ipv4Packet();
+    const pkt = udpPacket();
     // TS: header in place in front of the packet.
     const buf = Buffer.alloc(native.HEADROOM + pkt.length);
     pkt.copy(buf, native.HEADROOM);
@@ -70,19 +64,19 @@ for (const encap of [udpEncap, vxlanEncap, geneveEncap] as Encap[]) {
 
 t.test('TTL decrement keeps a valid header checksum; TTL 1 is refused', async (t) => {
   for (const ttl of [2, 64, 255]) {
-    const p = ipv4Packet(ttl);
+    const p = udpPacket(ttl);
     t.ok(decrementTtl(p, 0));
     t.equal(p[8], ttl - 1);
     t.equal(p.readUInt16BE(10), ipChecksum(p), `checksum right after ${ttl} -> ${ttl - 1}`);
   }
-  const p = ipv4Packet(1);
+  const p = udpPacket(1);
   t.notOk(decrementTtl(p, 0));
   t.equal(p[8], 1, 'unchanged');
 });
 
 t.test('decoders reject malformed input with their verdicts', async (t) => {
   const out = new Int32Array(1);
-  const pkt = ipv4Packet();
+  const pkt = udpPacket();
   const vx = (mut: (b: Buffer) => void) => {
     const b = Buffer.alloc(22 + pkt.length);
     pkt.copy(b, 22);

@@ -11,7 +11,9 @@ import { execFile, execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import * as n from '../src/native.js';
+import * as n from './helpers/native.js';
+import { csum } from './helpers/packets.js';
+import { sleep, until } from './helpers/wait.js';
 
 const X = 20 + (process.pid % 200);
 const NET = `10.99.${X}`;
@@ -55,12 +57,6 @@ t.teardown(() => {
 
 // ---- helpers ----
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(10)) if (cond()) return true;
-  return cond();
-}
-
 function run(cmd: string, args: string[], timeout = 10000): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout }, (err, stdout, stderr) => {
@@ -68,13 +64,6 @@ function run(cmd: string, args: string[], timeout = 10000): Promise<{ code: numb
       resolve({ code, out: stdout + stderr });
     });
   });
-}
-
-function csum(b: Uint8Array, start: number, end: number): number {
-  let s = 0;
-  for (let i = start; i < end; i += 2) s += (b[i]! << 8) + (i + 1 < end ? b[i + 1]! : 0);
-  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
-  return s;
 }
 
 /** An IPv4 ICMP echo request to `dst` at slab[at, at+len)? */
@@ -205,7 +194,7 @@ t.test('tun: open, link, ping answered through tunRead/tunWrite, ICMP errors, cl
   });
 
   closeFd(tun.fd);
-  t.ok(await waitFor(() => !existsSync(`/sys/class/net/${NAME}`), 3000), 'TUN disappears when closed');
+  t.ok(await until(() => !existsSync(`/sys/class/net/${NAME}`), 3000, 10), 'TUN disappears when closed');
 });
 
 t.test('tun: multi-queue and vnet header flags', async (t) => {
@@ -219,7 +208,7 @@ t.test('tun: multi-queue and vnet header flags', async (t) => {
   track(v.fd);
   t.equal(parseInt(readFileSync(`/sys/class/net/${NAME}v/tun_flags`, 'utf8'), 16), 0x5001, 'IFF_VNET_HDR');
   for (const fd of [q1.fd, q2.fd, v.fd]) closeFd(fd);
-  t.ok(await waitFor(() => !existsSync(`/sys/class/net/${NAME}m`) && !existsSync(`/sys/class/net/${NAME}v`), 3000));
+  t.ok(await until(() => !existsSync(`/sys/class/net/${NAME}m`) && !existsSync(`/sys/class/net/${NAME}v`), 3000, 10));
 });
 
 t.test('errors carry the errno name, syscall and argument', async (t) => {
