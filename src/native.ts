@@ -316,11 +316,13 @@ export const VERDICT_BAD_ETHERTYPE = verdictOf('bad_ethertype');
 export const VERDICT_BAD_VERSION = verdictOf('bad_version');
 export const VERDICT_GENEVE_CRITICAL = verdictOf('geneve_critical');
 export const VERDICT_SEND_ERROR = verdictOf('send_error');
-export const VERDICT_TUN_WRITE_ERROR = verdictOf('tun_write_error');
 export const VERDICT_NO_ROUTE = verdictOf('no_route');
 export const VERDICT_UNKNOWN_PEER = verdictOf('unknown_peer');
 export const VERDICT_SPOOFED_SOURCE = verdictOf('spoofed_source');
-/** Alias of VERDICT_SPOOFED_SOURCE (src/datapath uses this name). */
+/**
+ * Alias of VERDICT_SPOOFED_SOURCE (src/datapath uses this name).
+ * @alias
+ */
 export const VERDICT_SPOOFED = VERDICT_SPOOFED_SOURCE;
 export const VERDICT_NO_SLOT = verdictOf('no_slot');
 export const VERDICT_TOO_BIG = verdictOf('too_big');
@@ -438,7 +440,7 @@ export const udpRecv: Addon['udpRecv'] = addon.udpRecv;
  *  (trimmed to its total length), or len[i] = negative verdict, counted. Completes TCP/UDP checksums
  *  left partial by a kernel VXLAN sender. Inner source: slab.readUInt32BE(off[i] + 12). */
 export const decapBatch: Addon['decapBatch'] = addon.decapBatch;
-/** write() each slot with len[i] > 0 to TUN; a failure sets len[i] = VERDICT_TUN_WRITE_ERROR, counted.
+/** write() each slot with len[i] > 0 to TUN; a failure sets len[i] = verdictOf('tun_write_error'), counted.
  *  mtu (the TUN's MTU; absent or 0 = no limit): a longer packet, as a kernel VXLAN peer sends a whole TCP burst, is
  *  written as MTU-sized TCP segments (one writev each, payload not copied) after its TCP checksum verifies;
  *  len[i] = VERDICT_BAD_CSUM when it does not, VERDICT_TOO_BIG when it is not unfragmented IPv4 TCP. Counters move

@@ -20,7 +20,7 @@ function xorInPlace(buf: Buffer, off: number, len: number): void {
   for (let i = off, end = off + len; i < end; i++) buf[i] = (buf[i] as number) ^ KEY;
 }
 
-export const xorExampleEncap: Encap = {
+const xorExampleEncap: Encap = {
   name: 'xor-example',
   backendType: 'xor-example',
   defaultPort: 8299,

@@ -14,8 +14,4 @@ export function encapByName(name: string): Encap | undefined {
   return registry.get(name);
 }
 
-export function encapNames(): string[] {
-  return [...registry.keys()];
-}
-
 export type { Encap } from './encap.js';

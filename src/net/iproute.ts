@@ -287,10 +287,6 @@ export async function linkSetUp(dev: string, mtu?: number, opts: IpOptions = {})
   await ip(['link', 'set', 'dev', dev, ...(mtu !== undefined ? ['mtu', String(mtu)] : []), 'up'], opts);
 }
 
-export async function linkSetMtu(dev: string, mtu: number, opts: IpOptions = {}): Promise<void> {
-  await ip(['link', 'set', 'dev', dev, 'mtu', String(mtu)], opts);
-}
-
 /** Delete a link; false when it was not there. */
 export async function linkDel(dev: string, opts: IpOptions = {}): Promise<boolean> {
   return ignoreNotFound(ip(['link', 'del', 'dev', dev], opts));
@@ -415,10 +411,6 @@ export interface NeighSpec {
 
 export async function neighReplace(n: NeighSpec, opts: IpOptions = {}): Promise<void> {
   await ip(['neigh', 'replace', n.dst, 'lladdr', n.lladdr, 'dev', n.dev, 'nud', n.nud ?? 'permanent'], opts);
-}
-
-export async function neighDel(dst: string, dev: string, opts: IpOptions = {}): Promise<boolean> {
-  return ignoreNotFound(ip(['neigh', 'del', dst, 'dev', dev], opts));
 }
 
 export interface FdbSpec {
