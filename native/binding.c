@@ -29,7 +29,7 @@ static void napi_failed(napi_env env, const char *call) {
   napi_get_last_error_info(env, &info);
   char msg[256];
   snprintf(msg, sizeof msg, "%s failed: %s", call, info && info->error_message ? info->error_message : "napi error");
-  napi_throw_error(env, "ERR_WEFT_NAPI", msg);
+  napi_throw_error(env, "WEFT_ERR_NATIVE", msg);
 }
 
 /* Set a string property; used only while building an error, so failures are ignored. */

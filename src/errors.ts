@@ -1,4 +1,8 @@
 // One error type for weft, with stable codes (WEFT_ERR_*), so callers branch on code, never on message text.
+// Everything a user's input, environment or network can cause is a WeftError, in src/ and in the tools (bench/,
+// testbed/) alike: ConfigError for what the user typed (the CLI exits 2), a code for the part that failed otherwise.
+// The addon's syscall errors carry the errno name as code, as Node's own do (EPERM, EBADF). A plain Error is left
+// for what cannot happen short of a bug or a broken installation.
 
 export type WeftErrorCode =
   | 'WEFT_ERR_CONFIG' // daemon flags, env or file invalid
@@ -6,7 +10,7 @@ export type WeftErrorCode =
   | 'WEFT_ERR_NETWORK_EXHAUSTED' // no free subnet left
   | 'WEFT_ERR_LEASE' // lease lost or not renewable
   | 'WEFT_ERR_ETCD' // etcd unreachable or refused
-  | 'WEFT_ERR_NATIVE' // a syscall in the addon failed
+  | 'WEFT_ERR_NATIVE' // the addon failed (an N-API call) or does not match this build
   | 'WEFT_ERR_IPROUTE' // an iproute2 command failed
   | 'WEFT_ERR_BACKEND'; // backend setup failed
 
@@ -20,8 +24,8 @@ export class WeftError extends Error {
 }
 
 export class ConfigError extends WeftError {
-  constructor(message: string) {
-    super('WEFT_ERR_CONFIG', message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('WEFT_ERR_CONFIG', message, options);
     this.name = 'ConfigError';
   }
 }

@@ -16,6 +16,7 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from './package-root.js';
+import { WeftError } from './errors.js';
 
 declare const pollHandleBrand: unique symbol;
 /** Opaque handle of a uv_poll_t watching one fd; from pollStart, ended by pollStop. */
@@ -382,7 +383,9 @@ export const VERDICT_BAD_CSUM = verdictOf('bad_csum');
     want.every((n) => c.has(n)) &&
     drops.every((n) => d.has(n) && c.has(`drop_${n}`)) &&
     d.size === drops.length;
-  if (!ok) throw new Error(`weft.node counters do not match src/native.ts: ${counterNames.join(',')}`);
+  if (!ok) {
+    throw new WeftError('WEFT_ERR_NATIVE', `weft.node counters do not match src/native.ts: ${counterNames.join(',')}`);
+  }
 }
 
 // ---- 1. devices ----

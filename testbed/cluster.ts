@@ -24,7 +24,7 @@ import {
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { WeftError } from '../src/errors.js';
+import { WeftError, ConfigError } from '../src/errors.js';
 import { readSubnetEnv } from '../src/lease/subnet-env.js';
 import { formatIPv4, formatSubnet, firstHost, subnetToKey } from '../src/ip/subnet.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from './etcd.js';
@@ -165,7 +165,7 @@ export class Cluster {
   /** The weft CLI run in a namespace (default: the bridge's, where etcd is). */
   async weft(args: string[], ns = this.tb.bridgeNs): Promise<string> {
     const r = await this.tb.exec(ns, [process.execPath, WEFT_CLI, ...args], { timeoutMs: 20_000 });
-    if (r.code !== 0) throw new WeftError('WEFT_ERR_CONFIG', `weft ${args.join(' ')}: ${r.stderr.trim()}`);
+    if (r.code !== 0) throw new WeftError('WEFT_ERR_BACKEND', `weft ${args.join(' ')}: ${r.stderr.trim()}`);
     return r.stdout;
   }
 
@@ -274,8 +274,7 @@ export class Cluster {
    */
   cniPath(): string {
     if (this.cniBin !== undefined) return this.cniBin;
-    if (!existsSync(WEFT_CNI))
-      throw new WeftError('WEFT_ERR_CONFIG', `${WEFT_CNI} is missing: build first (npx tsc -p .)`);
+    if (!existsSync(WEFT_CNI)) throw new ConfigError(`${WEFT_CNI} is missing: build first (npx tsc -p .)`);
     const bin = join(this.dir, 'cni-bin');
     mkdirSync(bin, { recursive: true });
     chmodSync(WEFT_CNI, 0o755); // tsc writes 0644; a runtime execs the file itself

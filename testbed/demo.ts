@@ -4,7 +4,7 @@
 import { Cluster } from './cluster.js';
 import { ping, runIperf, startIperfServer, killChild } from './hosts.js';
 import { encapByName } from '../src/encap/index.js';
-import { WeftError } from '../src/errors.js';
+import { ConfigError } from '../src/errors.js';
 import { formatTable } from '../src/util/table.js';
 
 export interface DemoOptions {
@@ -21,11 +21,9 @@ function say(line: string): void {
 
 export async function runDemo(opts: DemoOptions): Promise<void> {
   const encap = encapByName(opts.encap);
-  if (!encap || encap.nativeId === null)
-    throw new WeftError('WEFT_ERR_CONFIG', `--encap ${opts.encap}: use udp, vxlan or geneve`);
+  if (!encap || encap.nativeId === null) throw new ConfigError(`--encap ${opts.encap}: use udp, vxlan or geneve`);
   for (const t of opts.tiers) {
-    if (t !== 'dgram' && t !== 'batch' && t !== 'offload')
-      throw new WeftError('WEFT_ERR_CONFIG', `--tiers: unknown tier "${t}"`);
+    if (t !== 'dgram' && t !== 'batch' && t !== 'offload') throw new ConfigError(`--tiers: unknown tier "${t}"`);
   }
   const seconds = Math.min(Math.max(1, opts.seconds), 30);
 

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { WeftError } from '../src/errors.js';
+import { WeftError, ConfigError } from '../src/errors.js';
 import { sleep } from '../src/util/sleep.js';
 
 export interface EtcdOptions {
@@ -347,7 +347,7 @@ export function parseEndpointStatus(json: string): EtcdMemberStatus[] {
 
 export async function startEtcdCluster(opts: EtcdClusterOptions): Promise<EtcdCluster> {
   installExitHook();
-  if (opts.members.length < 1) throw new WeftError('WEFT_ERR_CONFIG', 'startEtcdCluster: at least one member');
+  if (opts.members.length < 1) throw new ConfigError('startEtcdCluster: at least one member');
   const binary = opts.binary ?? '/usr/bin/etcd';
   const clientPort = opts.clientPort ?? 2379;
   const peerPort = opts.peerPort ?? 2380;

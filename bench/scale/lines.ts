@@ -51,7 +51,7 @@ export class LineClient {
       if (p === undefined) return;
       this.pending.delete(res.id as number);
       clearTimeout(p.timer);
-      if (typeof res.error === 'string') p.reject(new WeftError('WEFT_ERR_CONFIG', `${name}: ${res.error}`));
+      if (typeof res.error === 'string') p.reject(new WeftError('WEFT_ERR_BACKEND', `${name}: ${res.error}`));
       else p.resolve(res);
     });
     child.stderr?.setEncoding('utf8');
@@ -61,7 +61,7 @@ export class LineClient {
     child.once('exit', (code, sig) => {
       for (const [, p] of this.pending) {
         clearTimeout(p.timer);
-        p.reject(new WeftError('WEFT_ERR_CONFIG', `${name} exited (${code ?? sig}): ${this.stderrTail.trim()}`));
+        p.reject(new WeftError('WEFT_ERR_BACKEND', `${name} exited (${code ?? sig}): ${this.stderrTail.trim()}`));
       }
       this.pending.clear();
     });
@@ -72,7 +72,9 @@ export class LineClient {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new WeftError('WEFT_ERR_CONFIG', `${this.name}: no answer to ${String(req.op)} within ${timeoutMs} ms`));
+        reject(
+          new WeftError('WEFT_ERR_BACKEND', `${this.name}: no answer to ${String(req.op)} within ${timeoutMs} ms`),
+        );
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
       this.child.stdin!.write(JSON.stringify({ ...req, id }) + '\n');

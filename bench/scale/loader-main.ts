@@ -6,6 +6,7 @@ import { formatSubnet } from '../../src/ip/subnet.js';
 import { silentLogger } from '../../src/log.js';
 import { serveLines } from './lines.js';
 import { probeSubnet, simAttrs, simSubnet } from './leases.js';
+import { WeftError } from '../../src/errors.js';
 
 const [endpoints, prefix, idArg] = process.argv.slice(2);
 if (endpoints === undefined || prefix === undefined || idArg === undefined) {
@@ -51,6 +52,6 @@ serveLines(async (req) => {
       return { text: await res.text() };
     }
     default:
-      throw new Error(`unknown op ${String(req.op)}`);
+      throw new WeftError('WEFT_ERR_BACKEND', `unknown op ${String(req.op)}`);
   }
 });

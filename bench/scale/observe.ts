@@ -34,7 +34,7 @@ const FETCH =
 /** GET `url` from inside a namespace (bounded); the body as text. */
 export async function fetchIn(tb: Testbed, target: Host | string, url: string, timeoutMs = 10_000): Promise<string> {
   const r = await tb.exec(target, [process.execPath, '-e', FETCH, url], { timeoutMs });
-  if (r.code !== 0) throw new WeftError('WEFT_ERR_CONFIG', `GET ${url}: ${r.stderr.trim()}`);
+  if (r.code !== 0) throw new WeftError('WEFT_ERR_BACKEND', `GET ${url}: ${r.stderr.trim()}`);
   return r.stdout;
 }
 

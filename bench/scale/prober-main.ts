@@ -7,6 +7,7 @@ import { createSocket } from 'node:dgram';
 import { parsePrometheus, sample } from './observe.js';
 import { serveLines } from './lines.js';
 import { sleep } from '../../src/util/sleep.js';
+import { WeftError } from '../../src/errors.js';
 
 const port = Number(process.argv[2]);
 if (!Number.isInteger(port) || port < 1) {
@@ -49,6 +50,6 @@ serveLines(async (req) => {
       return { peers: sample(m, 'weft_peers') ?? -1, udpTx: txOf(m) };
     }
     default:
-      throw new Error(`unknown op ${String(req.op)}`);
+      throw new WeftError('WEFT_ERR_BACKEND', `unknown op ${String(req.op)}`);
   }
 });

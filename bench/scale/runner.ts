@@ -17,7 +17,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { WeftError, errorMessage } from '../../src/errors.js';
+import { errorMessage, ConfigError } from '../../src/errors.js';
 import { formatIPv4 } from '../../src/ip/subnet.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import { Cluster, PACKAGE_ROOT, PREFIX } from '../../testbed/cluster.js';
@@ -152,13 +152,10 @@ export async function runScale(opts: ScaleOptions = {}): Promise<ScaleResult> {
   const convergeTimeoutMs = opts.convergeTimeoutMs ?? 300_000;
   const idleSeconds = opts.idleSeconds ?? 10;
   const log = opts.log ?? silentLogger;
-  if (sizes.some((s) => !Number.isInteger(s) || s < 1 || s > 25_000))
-    throw new WeftError('WEFT_ERR_CONFIG', 'sizes must be 1..25000');
-  if (!Number.isInteger(realHosts) || realHosts < 1 || realHosts > 20)
-    throw new WeftError('WEFT_ERR_CONFIG', 'realHosts must be 1..20');
+  if (sizes.some((s) => !Number.isInteger(s) || s < 1 || s > 25_000)) throw new ConfigError('sizes must be 1..25000');
+  if (!Number.isInteger(realHosts) || realHosts < 1 || realHosts > 20) throw new ConfigError('realHosts must be 1..20');
   for (const f of ['loader-main.js', 'prober-main.js']) {
-    if (!existsSync(DIST(f)))
-      throw new WeftError('WEFT_ERR_CONFIG', `${DIST(f)} is missing: build first (npx tsc -p .)`);
+    if (!existsSync(DIST(f))) throw new ConfigError(`${DIST(f)} is missing: build first (npx tsc -p .)`);
   }
   const started = new Date();
   const result: ScaleResult = {

@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { Cluster } from '../../testbed/cluster.js';
 import { killChild, ping, runIperf, startIperfServer } from '../../testbed/hosts.js';
-import { errorMessage } from '../../src/errors.js';
+import { errorMessage, ConfigError } from '../../src/errors.js';
 import { sleep } from '../../src/util/sleep.js';
 
 export interface SoakOptions {
@@ -44,7 +44,7 @@ function rssKiB(pid: number | undefined): number | null {
 }
 
 export async function soak(o: SoakOptions, say: (line: string) => void = () => undefined): Promise<SoakReport> {
-  if (!(o.minutes > 0 && o.minutes <= 240)) throw new Error(`--minutes ${o.minutes}: 0 < minutes <= 240`);
+  if (!(o.minutes > 0 && o.minutes <= 240)) throw new ConfigError(`--minutes ${o.minutes}: 0 < minutes <= 240`);
   const hosts = Math.max(2, Math.min(o.hosts, 8));
   const cluster = await Cluster.create({
     hosts,

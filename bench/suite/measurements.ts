@@ -8,7 +8,7 @@
 // datapath counters (/metrics), RcvbufErrors in host and endpoint namespaces, daemon VmRSS.
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { errorMessage } from '../../src/errors.js';
+import { errorMessage, WeftError } from '../../src/errors.js';
 import { PACKAGE_ROOT } from '../../testbed/cluster.js';
 import { killChild, runIperf, startIperfServer, type IperfResult } from '../../testbed/hosts.js';
 import type { PathEnv } from './paths.js';
@@ -220,7 +220,10 @@ function startPingPongServer(env: PathEnv, maxMs: number): Promise<ChildProcess>
   );
   return new Promise((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`ping-pong server not listening: ${out}`)), 5_000);
+    const timer = setTimeout(
+      () => reject(new WeftError('WEFT_ERR_BACKEND', `ping-pong server not listening: ${out}`)),
+      5_000,
+    );
     const onData = (d: Buffer): void => {
       out += d.toString();
       if (out.includes('listening')) {
@@ -232,7 +235,7 @@ function startPingPongServer(env: PathEnv, maxMs: number): Promise<ChildProcess>
     child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`ping-pong server exited (${code}): ${out.trim()}`));
+      reject(new WeftError('WEFT_ERR_BACKEND', `ping-pong server exited (${code}): ${out.trim()}`));
     });
   });
 }
@@ -256,9 +259,9 @@ async function latencyRun(env: PathEnv, s: TestSettings): Promise<Omit<TestOutpu
     );
     const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
     if (r.code !== 0 || line === undefined)
-      throw new Error(`ping-pong client failed (exit ${r.code}): ${r.stderr.trim()}`);
+      throw new WeftError('WEFT_ERR_BACKEND', `ping-pong client failed (exit ${r.code}): ${r.stderr.trim()}`);
     const res = JSON.parse(line) as PingPongResult;
-    if (res.rttsUs.length === 0) throw new Error(`ping-pong: no answers (${res.sent} sent)`);
+    if (res.rttsUs.length === 0) throw new WeftError('WEFT_ERR_BACKEND', `ping-pong: no answers (${res.sent} sent)`);
     const mean = res.rttsUs.reduce((a, b) => a + b, 0) / res.rttsUs.length;
     return {
       values: {

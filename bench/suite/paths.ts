@@ -14,7 +14,7 @@
 // Pods get the MTU their path gives them (FLANNEL_MTU from subnet.env, 1450 for the reference), as the CNI bridge
 // plugin would. Failures while building a path are reported as that path's failure; the run goes on.
 import { readFileSync } from 'node:fs';
-import { WeftError, errorMessage } from '../../src/errors.js';
+import { WeftError, errorMessage, ConfigError } from '../../src/errors.js';
 import { readSubnetEnv } from '../../src/lease/subnet-env.js';
 import { bridge, ipBatch } from '../../src/net/iproute.js';
 import { Cluster } from '../../testbed/cluster.js';
@@ -110,10 +110,7 @@ export function selectPaths(only: readonly string[] | undefined, quick: boolean)
   const names = only ?? (quick ? QUICK_PATHS : ALL_PATHS.filter((p) => p.optIn !== true).map((p) => p.name));
   for (const n of names) {
     if (!ALL_PATHS.some((p) => p.name === n)) {
-      throw new WeftError(
-        'WEFT_ERR_CONFIG',
-        `unknown bench path "${n}"; paths: ${ALL_PATHS.map((p) => p.name).join(', ')}`,
-      );
+      throw new ConfigError(`unknown bench path "${n}"; paths: ${ALL_PATHS.map((p) => p.name).join(', ')}`);
     }
   }
   return ALL_PATHS.filter((p) => names.includes(p.name));

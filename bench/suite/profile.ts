@@ -27,7 +27,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { errorMessage } from '../../src/errors.js';
+import { errorMessage, WeftError } from '../../src/errors.js';
 import type { Target } from '../../testbed/hosts.js';
 import type { PathEnv } from './paths.js';
 import {
@@ -257,7 +257,7 @@ export class Profiler {
     const clientIno = netnsInode(nsOf(env.client));
     const serverIno = netnsInode(nsOf(env.server));
     if (clientIno === null || serverIno === null)
-      throw new Error("profile: cannot read the endpoints' network namespaces");
+      throw new WeftError('WEFT_ERR_BACKEND', "profile: cannot read the endpoints' network namespaces");
     // 1. the client starts after the server and the counter reads
     const deadline = Date.now() + CLIENT_WAIT_MS;
     let client: number | null = null;
@@ -265,7 +265,7 @@ export class Profiler {
       for (const [pid, ino] of pidsIn('iperf3', new Set([clientIno]))) if (ino === clientIno) client = pid;
       if (client === null) await sleep(50);
     }
-    if (client === null) throw new Error('profile: the iperf3 client did not start');
+    if (client === null) throw new WeftError('WEFT_ERR_BACKEND', 'profile: the iperf3 client did not start');
     const server = [...pidsIn('iperf3', new Set([serverIno])).keys()][0] ?? null;
     const appPids = new Set([client, ...(server !== null ? [server] : [])]);
     // 2. perf for W seconds inside the test
@@ -297,7 +297,8 @@ export class Profiler {
     if (v !== null) series.push([monoSeconds(), v]);
     clearTimeout(killer);
     const code = await exited;
-    if (code !== 0 || !existsSync(data)) throw new Error(`perf record exited ${code}: ${err.trim().slice(-300)}`);
+    if (code !== 0 || !existsSync(data))
+      throw new WeftError('WEFT_ERR_BACKEND', `perf record exited ${code}: ${err.trim().slice(-300)}`);
     return { data, appPids, rchar: series };
   }
 
@@ -321,7 +322,7 @@ export class Profiler {
     parser.end();
     const code = await exited;
     clearTimeout(killer);
-    if (code !== 0) throw new Error(`perf script exited ${code}: ${err.trim().slice(-300)}`);
+    if (code !== 0) throw new WeftError('WEFT_ERR_BACKEND', `perf script exited ${code}: ${err.trim().slice(-300)}`);
 
     // Bytes in the sampled window: the server's rchar at the first and last sample, else iperf3's average rate.
     let bytes: number;

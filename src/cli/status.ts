@@ -1,6 +1,6 @@
 // `weft status`: asks a running daemon for GET /status on its --healthz-ip:--healthz-port and prints its lease,
 // tier, encap, peers and counters as tables (--json: the document as it came).
-import { WeftError, errorMessage } from '../errors.js';
+import { errorMessage, ConfigError } from '../errors.js';
 import type { StatusDoc } from '../metrics/server.js';
 import { formatTable } from '../util/table.js';
 
@@ -18,13 +18,11 @@ export async function fetchStatus(ip: string, port: number, timeoutMs = 5000): P
     res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
   } catch (e) {
     const cause = (e as { cause?: unknown }).cause;
-    throw new WeftError(
-      'WEFT_ERR_CONFIG',
+    throw new ConfigError(
       `no weft daemon answers at ${url}: ${errorMessage(cause ?? e)} (start it with --healthz-port=${port})`,
     );
   }
-  if (!res.ok)
-    throw new WeftError('WEFT_ERR_CONFIG', `${url}: HTTP ${res.status} (is this a weft daemon of this version?)`);
+  if (!res.ok) throw new ConfigError(`${url}: HTTP ${res.status} (is this a weft daemon of this version?)`);
   return (await res.json()) as StatusDoc;
 }
 

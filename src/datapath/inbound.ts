@@ -14,6 +14,7 @@ import { Batch } from './batch.js';
 import { C, type PathState } from './path-state.js';
 import { NO_ROUTE } from './routes.js';
 import { readIp } from './ttl.js';
+import { WeftError } from '../errors.js';
 
 export class Inbound {
   readonly batch: Batch;
@@ -96,7 +97,9 @@ export class Inbound {
 const decodeDropCounter = new Map<number, number>(
   Object.entries(DecodeVerdict).map(([name, verdict]) => {
     const drop = name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`) as native.DropName;
-    if (!native.dropNames.includes(drop)) throw new Error(`DecodeVerdict.${name} has no native drop reason`);
+    if (!native.dropNames.includes(drop)) {
+      throw new WeftError('WEFT_ERR_NATIVE', `DecodeVerdict.${name} has no native drop reason`);
+    }
     return [verdict, native.dropCounterOf(native.verdictOf(drop))];
   }),
 );

@@ -2,7 +2,7 @@
 // and the UDP socket's UDP_SEGMENT / UDP_GRO. Probed at open and switched off cleanly when refused, as wireguard-go
 // does (USO arrived in Linux 6.2, UDP_GRO in 5.0). WEFT_DISABLE_OFFLOAD turns parts off on purpose, e.g.
 // WEFT_DISABLE_OFFLOAD=tso,udp_segment, to test and compare the fallback paths.
-import { WeftError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import * as native from '../native.js';
 
 export const OFFLOAD_PARTS = ['csum', 'tso', 'uso', 'udp_segment', 'udp_gro', 'gro'] as const;
@@ -19,10 +19,7 @@ export function disabledOffloads(env: NodeJS.ProcessEnv = process.env): Readonly
     .filter((w) => w !== '')) {
     if (word === 'all') return new Set(OFFLOAD_PARTS);
     if (!(OFFLOAD_PARTS as readonly string[]).includes(word)) {
-      throw new WeftError(
-        'WEFT_ERR_CONFIG',
-        `WEFT_DISABLE_OFFLOAD: "${word}" is not one of ${OFFLOAD_PARTS.join(', ')}, all`,
-      );
+      throw new ConfigError(`WEFT_DISABLE_OFFLOAD: "${word}" is not one of ${OFFLOAD_PARTS.join(', ')}, all`);
     }
     out.add(word as OffloadPart);
   }

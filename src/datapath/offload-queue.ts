@@ -24,6 +24,7 @@ import type { PathState } from './path-state.js';
 import { C } from './path-state.js';
 import { NO_ROUTE } from './routes.js';
 import { readIp } from './ttl.js';
+import { WeftError } from '../errors.js';
 
 /** Super-packets per TUN batch and GRO buffers per receive batch. */
 export const OFFLOAD_BATCH = 32;
@@ -70,7 +71,9 @@ export class OffloadQueue {
     private readonly sockFd: number,
     private readonly opts: QueueOptions,
   ) {
-    if (path.encap.nativeId === null) throw new Error(`encap ${path.encap.name} has no native codec`);
+    if (path.encap.nativeId === null) {
+      throw new WeftError('WEFT_ERR_BACKEND', `encap ${path.encap.name} has no native codec`);
+    }
     const slot = native.SLOT_SIZE;
     this.outSlab = Buffer.alloc(OFFLOAD_BATCH * slot);
     this.inSlab = Buffer.alloc(OFFLOAD_BATCH * slot);

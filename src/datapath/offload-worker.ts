@@ -11,6 +11,7 @@ import { QueueRunner } from './offload-runner.js';
 import type { PeerTraffic } from './datapath.js';
 import { PathState } from './path-state.js';
 import type { Peer } from './peers.js';
+import { WeftError } from '../errors.js';
 
 export interface WirePeer {
   readonly net: number;
@@ -48,7 +49,7 @@ function start(init: WorkerInit): void {
   const port = parentPort;
   if (!port) return;
   const encap = encapByName(init.encapName);
-  if (!encap) throw new Error(`no encap ${init.encapName}`);
+  if (!encap) throw new WeftError('WEFT_ERR_BACKEND', `no encap ${init.encapName}`);
   const tun = native.tunOpen(init.tunName, true, true);
   let runner: QueueRunner;
   try {

@@ -8,7 +8,7 @@ import type { DaemonConfig } from '../config/daemon.js';
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import { Etcd3, type IKeyValue, type IOptions, type IWatchResponse, type KVClient, type Watcher } from 'etcd3';
-import { EtcdCompactedError, WeftError, errorMessage } from '../errors.js';
+import { EtcdCompactedError, WeftError, errorMessage, ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { type Lease, type LeaseAttrs, type LeaseEvent, parseLeaseAttrs, serializeLeaseAttrs } from './lease.js';
 import { type Subnet, keyToSubnet, subnetToKey } from '../ip/subnet.js';
@@ -423,8 +423,7 @@ export class EtcdRegistry {
     // Wrong credentials are no outage to wait out: fail as a configuration error (the daemon exits with one line).
     const msg = errorMessage(e);
     if (/authentication failed|permission denied|user name is empty|invalid user ID or password/i.test(msg)) {
-      return new WeftError(
-        'WEFT_ERR_CONFIG',
+      return new ConfigError(
         `etcd at ${this.where} refused ${op}: ${msg} (check --etcd-username/--etcd-password and the user's role)`,
         { cause: e },
       );

@@ -20,6 +20,7 @@ import {
   type PeerBuilt,
   type PeerContext,
 } from './common.js';
+import { WeftError } from '../../../src/errors.js';
 
 const PORT = 4242;
 const MTU = 1400; // nebula's default is 1300; 1400 leaves room for its 60 bytes (IP+UDP 28, header 16, AEAD tag 16)
@@ -96,7 +97,7 @@ export async function buildNebula(ctx: PeerContext): Promise<PeerBuilt> {
     const child = tb.spawn(h, ['nebula', '-config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
     const out = tailOutput(child);
     await waitFor(`nebula in ${h.name}`, child, out, () => linkExists(tb, h, dev));
-    if (child.pid === undefined) throw new Error(`nebula in ${h.name} has no pid`);
+    if (child.pid === undefined) throw new WeftError('WEFT_ERR_BACKEND', `nebula in ${h.name} has no pid`);
     daemons.push({ ns: h.ns, pid: child.pid });
   }
   return { daemons, mtu: MTU };

@@ -21,6 +21,7 @@ import {
   type PeerBuilt,
   type PeerContext,
 } from './common.js';
+import { WeftError } from '../../../src/errors.js';
 
 const PORT = 655;
 const MTU = 1400;
@@ -56,7 +57,7 @@ export async function buildTinc(ctx: PeerContext): Promise<PeerBuilt> {
     // stdin is not a terminal: tincd takes its default file names without asking
     await must(tb, h, ['tincd', '-c', conf, '-K', '2048'], '');
     if (!readFileSync(join(conf, 'hosts', h.name), 'utf8').includes('PUBLIC KEY')) {
-      throw new Error(`tincd -K did not write the public key of ${h.name}`);
+      throw new WeftError('WEFT_ERR_BACKEND', `tincd -K did not write the public key of ${h.name}`);
     }
   }
   for (const [i, h] of hosts.entries())
@@ -84,7 +85,7 @@ export async function buildTinc(ctx: PeerContext): Promise<PeerBuilt> {
       return `${tail()} ${log}`.trim().slice(0, 400);
     };
     await waitFor(`tincd in ${h.name}`, child, out, () => linkExists(tb, h, dev));
-    if (child.pid === undefined) throw new Error(`tincd in ${h.name} has no pid`);
+    if (child.pid === undefined) throw new WeftError('WEFT_ERR_BACKEND', `tincd in ${h.name} has no pid`);
     daemons.push({ ns: h.ns, pid: child.pid });
     const peer = hosts[1 - i]!;
     await tunnelUp(h, dev, peer, MTU);

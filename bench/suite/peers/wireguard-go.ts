@@ -26,6 +26,7 @@ import {
   type PeerBuilt,
   type PeerContext,
 } from './common.js';
+import { WeftError } from '../../../src/errors.js';
 
 export const WG_SOCKET_DIR = '/var/run/wireguard';
 const PORT = 51820;
@@ -69,7 +70,7 @@ export async function buildWireguard(ctx: PeerContext): Promise<PeerBuilt> {
       out,
       async () => existsSync(sock) && (await linkExists(tb, h, dev)),
     );
-    if (child.pid === undefined) throw new Error(`wireguard-go in ${h.name} has no pid`);
+    if (child.pid === undefined) throw new WeftError('WEFT_ERR_BACKEND', `wireguard-go in ${h.name} has no pid`);
     daemons.push({ ns: h.ns, pid: child.pid });
   }
 
