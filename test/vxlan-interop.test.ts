@@ -6,8 +6,9 @@
 //   h2: weft daemon --datapath kernel,                  Backend vxlan -> flannel.1 (the kernel's vxlan driver)
 //   h3: weft daemon --datapath userspace, Backend udp (config switched after h1 and h2 started)
 //
-// The kernel side hands over inner TCP with partial checksums and large GSO datagrams; the 50 MB transfers each
-// way (sha256 on both ends) are what shows the userspace side copes (NOTES.md "Talking to a kernel VXLAN peer").
+// The kernel side hands over inner TCP segments whose checksum field holds only the pseudo-header sum (on veth
+// nothing completes it), and sends a TCP burst as one UDP datagram of up to ~64 KiB; the 50 MB transfers each way
+// (sha256 on both ends) are what shows the userspace side copes.
 import { readFileSync } from 'node:fs';
 import t, { type Test } from 'tap';
 import { Cluster, PREFIX } from '../testbed/cluster.js';

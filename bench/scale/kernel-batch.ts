@@ -1,6 +1,7 @@
-// What the kernel backends pay to program n peers the way flannel's VXLAN backend does (NOTES.md "Kernel VXLAN
-// setup"): per peer a permanent neighbour, an FDB entry and an onlink route on a flannel.1 device, in one
-// `ip -batch` (neighbours + routes) and one `bridge -batch` (FDB; ip cannot do it). Run in a namespace host of the
+// What the kernel backends pay to program n peers the way flannel's VXLAN backend does (pkg/backend/vxlan): per peer
+// a permanent neighbour `<subnet>.0 -> VtepMAC`, an FDB entry `VtepMAC -> PublicIP` and a route `<subnet> via
+// <subnet>.0 onlink` on a flannel.1 device, in one `ip -batch` (neighbours + routes) and one `bridge -batch` (FDB; ip
+// cannot do it). Run in a namespace host of the
 // testbed on a fresh device per size; the device (and with it every entry) is deleted afterwards.
 import { execFile } from 'node:child_process';
 import { IprouteError, addrReplace, ip, ipBatch, linkAddVxlan, linkDel, linkSetUp } from '../../src/net/iproute.js';

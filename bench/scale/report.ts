@@ -7,7 +7,7 @@ import { PACKAGE_ROOT } from '../../testbed/cluster.js';
 import type { FailoverResult } from './failover.js';
 import type { ScaleResult } from './runner.js';
 
-/** The targets of issue 13 (benchmark figures, not test assertions). */
+/** The targets the scale run is held against (benchmark figures, not test assertions). */
 export const TARGETS = {
   routeLiveP99MsAt1000: 1000,
   rssMBAt5000: 120,

@@ -2,8 +2,9 @@
 // route or lease of one path can help or hurt the next):
 //
 //   underlay        h1 eth0 ── bridge ── h2 eth0             iperf3/ping-pong between the hosts themselves
-//   kernel-vxlan    pod ─ cni0 ─ flannel.1 (kernel VXLAN, set up here with iproute2 exactly as flannel does:
-//                   NOTES.md "Kernel VXLAN setup") ─ eth0 ── ... ── pod on h2. The reference of every ratio.
+//   kernel-vxlan    pod ─ cni0 ─ flannel.1 (kernel VXLAN, set up here with iproute2 exactly as flannel's
+//                   pkg/backend/vxlan does: nolearning, per peer neighbour, FDB entry and onlink route)
+//                   ─ eth0 ── ... ── pod on h2. The reference of every ratio.
 //   host-gw         weft daemon --datapath kernel, Backend host-gw (plain routes via the peer's underlay address)
 //   weft-kernel-vxlan  weft daemon --datapath kernel, Backend vxlan (flannel's layout, programmed by weft)
 //   <tier>/<encap>  weft daemon --tier <dgram|batch|offload>, Backend <udp|vxlan|geneve>: pod ─ cni0 ─ weft0 (TUN)

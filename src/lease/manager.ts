@@ -1,5 +1,5 @@
 // Lease policy over the etcd registry, after flannel's LocalManager, with its known weaknesses fixed:
-// a lost create race is retried, a lost lease is re-acquired (flannel exits, issues #904 and #1240),
+// a lost create race is retried, a lost lease is re-acquired (flannel exits: flannel-io/flannel #904 and #1240),
 // and an unreachable etcd is waited out (backoff 100 ms .. 5 s), never fatal.
 //
 // Acquire order: 1. a lease already carrying our PublicIP (reservations included: that is how an operator
