@@ -17,7 +17,7 @@ import { buildDelegateConf, parseNetConf } from '../src/cni/config.js';
 import { CniError } from '../src/cni/spec.js';
 import { readSubnetEnv } from '../src/lease/subnet-env.js';
 import { Cluster, cniPluginsInstalled, type CniPod, type CniRun } from '../testbed/cluster.js';
-import { ping } from '../testbed/hosts.js';
+import { ping } from '../testbed/traffic.js';
 
 function errorShape(t: Test, r: CniRun, code: number, what: string): void {
   t.not(r.code, 0, `${what}: non-zero exit`);

@@ -8,7 +8,8 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { Cluster, WEFT_CLI } from '../testbed/cluster.js';
-import { killChild, ping } from '../testbed/hosts.js';
+import { killChild } from '../testbed/exec.js';
+import { ping } from '../testbed/traffic.js';
 import { sleep, waitFor } from './helpers/wait.js';
 
 const NETWORK = { Network: '10.5.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } };

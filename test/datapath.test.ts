@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { Cluster } from '../testbed/cluster.js';
-import { ping } from '../testbed/hosts.js';
+import { ping } from '../testbed/traffic.js';
 import { sha256Transfer, metricsOf, peerPacketsOf, pingMatrix, sendDatagrams } from './helpers/traffic.js';
 
 const HOSTS = [1, 2, 3];

@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import t from 'tap';
 import { Cluster, PACKAGE_ROOT, PREFIX } from '../testbed/cluster.js';
-import { ping } from '../testbed/hosts.js';
+import { ping } from '../testbed/traffic.js';
 import xorExampleEncap from '../src/encap/example-xor.js';
 import { DecodeVerdict } from '../src/encap/encap.js';
 import { encapProblem, loadEncapModule } from '../src/backend/index.js';

@@ -9,7 +9,7 @@
 //       truncated inner IPv4 headers, inner source outside h3's subnet
 import t from 'tap';
 import { Cluster } from '../testbed/cluster.js';
-import { ping } from '../testbed/hosts.js';
+import { ping } from '../testbed/traffic.js';
 import { metricsOf, sha256Transfer } from './helpers/traffic.js';
 
 const TOTAL = 1_000_000;

@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { Cluster, PREFIX } from '../testbed/cluster.js';
-import { ping } from '../testbed/hosts.js';
+import { ping } from '../testbed/traffic.js';
 import { pingMatrix } from './helpers/traffic.js';
 import { stableMac } from '../src/backend/vtep-mac.js';
 import { formatMac } from '../src/encap/vxlan.js';

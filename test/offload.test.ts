@@ -12,7 +12,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster } from '../testbed/cluster.js';
-import { ping, runIperf, startIperfServer, type Pod } from '../testbed/hosts.js';
+import type { Pod } from '../testbed/hosts.js';
+import { ping, runIperf, startIperfServer } from '../testbed/traffic.js';
 import { metricsOf, peerPacketsOf, sha256Transfer, statusOf } from './helpers/traffic.js';
 
 const METRICS = 8471;

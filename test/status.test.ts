@@ -8,7 +8,7 @@ import { silentLogger } from '../src/log.js';
 import { metricsRegistry, startMetricsServer, type MetricsSource, type StatusDoc } from '../src/metrics/server.js';
 import { formatStatus } from '../src/cli/status.js';
 import { Cluster } from '../testbed/cluster.js';
-import { ping } from '../testbed/hosts.js';
+import { ping } from '../testbed/traffic.js';
 
 function fakeSource(state: { healthy: boolean; counters: Record<string, number> }): MetricsSource {
   const doc = (): StatusDoc => ({

@@ -33,7 +33,9 @@ import {
   routeDel,
   routeReplace,
 } from '../src/net/iproute.js';
-import { cleanupStale, createTestbed, ping, RUN_DIR, runIperf, startIperfServer } from '../testbed/hosts.js';
+import { createTestbed } from '../testbed/hosts.js';
+import { ping, runIperf, startIperfServer } from '../testbed/traffic.js';
+import { cleanupStale, RUN_DIR } from '../testbed/cleanup.js';
 
 async function namespaces(prefix: string): Promise<string[]> {
   const out = await ip(['netns', 'list']);

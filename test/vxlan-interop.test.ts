@@ -12,7 +12,8 @@
 import { readFileSync } from 'node:fs';
 import t, { type Test } from 'tap';
 import { Cluster, PREFIX } from '../testbed/cluster.js';
-import { ping, type Pod } from '../testbed/hosts.js';
+import type { Pod } from '../testbed/hosts.js';
+import { ping } from '../testbed/traffic.js';
 import { sha256Transfer } from './helpers/traffic.js';
 
 const MB50 = 50 << 20;

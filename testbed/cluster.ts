@@ -28,7 +28,8 @@ import { WeftError, ConfigError } from '../src/errors.js';
 import { readSubnetEnv } from '../src/lease/subnet-env.js';
 import { formatIPv4, formatSubnet, firstHost, subnetToKey } from '../src/ip/subnet.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from './etcd.js';
-import { createTestbed, killChild, type Host, type Pod, type Testbed } from './hosts.js';
+import { createTestbed, type Host, type Pod, type Testbed } from './hosts.js';
+import { killChild } from './exec.js';
 
 import { PACKAGE_ROOT, WEFT_CLI } from '../src/package-root.js';
 

@@ -2,7 +2,8 @@
 // bridge on its FLANNEL_SUBNET. Prints the lease table, a pod-to-pod ping matrix and a short iperf3 line per tier,
 // then removes everything it made, also on Ctrl-C or failure. Traffic stays between the demo's own namespaces.
 import { Cluster } from './cluster.js';
-import { ping, runIperf, startIperfServer, killChild } from './hosts.js';
+import { killChild } from './exec.js';
+import { ping, runIperf, startIperfServer } from './traffic.js';
 import { encapByName } from '../src/encap/index.js';
 import { ConfigError } from '../src/errors.js';
 import { formatTable } from '../src/util/table.js';

@@ -21,7 +21,7 @@ import { errorMessage, ConfigError } from '../../src/errors.js';
 import { formatIPv4 } from '../../src/ip/subnet.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import { Cluster, PACKAGE_ROOT, PREFIX } from '../../testbed/cluster.js';
-import { killChild } from '../../testbed/hosts.js';
+import { killChild } from '../../testbed/exec.js';
 import { SCALE_NETWORK, probeSubnet } from './leases.js';
 import { type Json, LineClient } from './lines.js';
 import { type KernelBatchResult, benchKernelBatch } from './kernel-batch.js';

@@ -9,7 +9,8 @@
 //   traffic: pod h2 -> pod h1 (iperf3 -b <cap>); each churn cycle every steady pod pings the joiner's TUN address
 import { readFileSync } from 'node:fs';
 import { Cluster } from '../../testbed/cluster.js';
-import { killChild, ping, runIperf, startIperfServer } from '../../testbed/hosts.js';
+import { killChild } from '../../testbed/exec.js';
+import { ping, runIperf, startIperfServer } from '../../testbed/traffic.js';
 import { errorMessage, ConfigError } from '../../src/errors.js';
 import { sleep } from '../../src/util/sleep.js';
 

@@ -10,7 +10,8 @@ import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { errorMessage, WeftError } from '../../src/errors.js';
 import { PACKAGE_ROOT } from '../../testbed/cluster.js';
-import { killChild, runIperf, startIperfServer, type IperfResult } from '../../testbed/hosts.js';
+import { killChild } from '../../testbed/exec.js';
+import { runIperf, startIperfServer, type IperfResult } from '../../testbed/traffic.js';
 import type { PathEnv } from './paths.js';
 import type { PingPongResult } from './pingpong.js';
 import {

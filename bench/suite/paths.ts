@@ -19,7 +19,8 @@ import { WeftError, errorMessage, ConfigError } from '../../src/errors.js';
 import { readSubnetEnv } from '../../src/lease/subnet-env.js';
 import { bridge, ipBatch } from '../../src/net/iproute.js';
 import { Cluster } from '../../testbed/cluster.js';
-import { ping, type Target } from '../../testbed/hosts.js';
+import type { Target } from '../../testbed/exec.js';
+import { ping } from '../../testbed/traffic.js';
 import { buildPeer, PEER_NAMES, peerVersion, type PeerName } from './peers/index.js';
 
 export type PathKind = 'underlay' | 'kernel-reference' | 'weft-kernel' | 'weft-userspace' | 'peer';

@@ -3,7 +3,7 @@
 // (/proc/<pid>/status) and the daemons' datapath counters (/metrics on 127.0.0.1 inside the host namespace).
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { execIn } from '../../testbed/hosts.js';
+import { execIn } from '../../testbed/exec.js';
 
 /** Clock ticks per second for /proc times (USER_HZ); 100 on every Linux we run on, but ask. */
 export const CLK_TCK: number = (() => {

@@ -28,7 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { errorMessage, WeftError } from '../../src/errors.js';
-import type { Target } from '../../testbed/hosts.js';
+import type { Target } from '../../testbed/exec.js';
 import type { PathEnv } from './paths.js';
 import {
   PerfScriptParser,

@@ -3,10 +3,10 @@
 // Every program is bounded in count and time.
 import type { Test } from 'tap';
 import type { Cluster } from '../../testbed/cluster.js';
-import { ping, type Host, type Pod, type Testbed } from '../../testbed/hosts.js';
+import type { Host, Pod, Testbed } from '../../testbed/hosts.js';
+import type { Target } from '../../testbed/exec.js';
+import { ping } from '../../testbed/traffic.js';
 import type { StatusDoc } from '../../src/metrics/server.js';
-
-type Target = Host | Pod | string;
 
 const SERVER = `
 const net = require('node:net'), crypto = require('node:crypto');
