@@ -12,6 +12,7 @@ import { createLogger, type Logger } from './log.js';
 import { createBackend, loadEncapModule, type Backend, type ExternalInterface } from './backend/index.js';
 import { registryFromConfig, type EtcdRegistry } from './lease/registry.js';
 import { LeaseManager } from './lease/manager.js';
+import { Backoff } from './lease/backoff.js';
 import { readSubnetEnv, writeSubnetEnv } from './lease/subnet-env.js';
 import { type Lease, type LeaseEvent, isReservation } from './lease/lease.js';
 import { containsIP, formatSubnet, overlaps, parseCIDR, parseIPv4, makeSubnet } from './ip/subnet.js';
@@ -79,7 +80,7 @@ async function waitForNetworkConfig(
   signal: AbortSignal,
 ): Promise<NetworkConfig> {
   let said = '';
-  let delay = 100;
+  const backoff = new Backoff();
   for (;;) {
     signal.throwIfAborted();
     let state: string;
@@ -95,8 +96,7 @@ async function waitForNetworkConfig(
         log.warn({ endpoints: config.etcdEndpoints, err: errorMessage(e) }, 'etcd unreachable, retrying');
     }
     said = state;
-    await sleep(delay, signal);
-    delay = Math.min(delay * 2, 5000);
+    await sleep(backoff.next(), signal);
   }
 }
 
@@ -129,20 +129,8 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
       );
     }
     backend = createBackend({ network, config, external, log });
-    const previous = readSubnetEnv(config.subnetFile);
-    const manager = new LeaseManager({
-      registry,
-      network,
-      publicIP: external.publicIp,
-      backendType: backend.type,
-      backendData: backend.leaseData(),
-      previousSubnet: previous?.subnet ?? null,
-      ttlSeconds: config.subnetLeaseTtl,
-      renewMarginSeconds: config.subnetLeaseRenewMargin * 60,
-      followNetworkConfig: true,
-      log,
-    });
     const active = backend;
+    const manager = leaseManager(config, network, external, active, registry, log);
     masq = config.ipMasq ? await openMasq(formatSubnet(network.network), log) : null;
     const program = async (lease: Lease): Promise<void> => {
       await active.start(lease);
@@ -165,70 +153,13 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
         .catch((e: unknown) => log.error({ err: errorMessage(e) }, 'applying the re-acquired lease failed'));
     });
 
-    // Peer leases as the watch delivered them, for /status and the per-peer metrics.
-    const peerLeases = new Map<string, Lease>();
+    const peers = new PeerLeases();
     const onPeers = (events: readonly LeaseEvent[]): void => {
-      for (const ev of events) {
-        if (ev.type === 'removed') peerLeases.delete(ev.lease.key);
-        else peerLeases.set(ev.lease.key, ev.lease);
-      }
+      peers.apply(events);
       active.peers(events);
     };
-    const secondsLeft = (l: Lease | null): number | null =>
-      l === null || l.expiresAt === null || isReservation(l) ? null : Math.round((l.expiresAt - Date.now()) / 100) / 10;
-    const started = Date.now();
-    const healthy = (): boolean =>
-      active.running && (manager.lease?.expiresAt ?? (manager.lease ? Infinity : 0)) > Date.now();
-    const peerList = (): PeerStatus[] =>
-      [...peerLeases.values()].map((l) => ({
-        subnet: formatSubnet(l.subnet),
-        publicIp: l.attrs.PublicIP,
-        backendType: l.attrs.BackendType,
-        leaseSecondsLeft: secondsLeft(l),
-      }));
-    const status = (): StatusDoc => {
-      const st = active.status();
-      const lease = manager.lease;
-      return {
-        version: VERSION,
-        healthy: healthy(),
-        pid: process.pid,
-        uptimeSeconds: Math.round((Date.now() - started) / 1000),
-        network: formatSubnet(network.network),
-        backendType: st.type,
-        datapath: st.datapath,
-        tier: config.datapath === 'userspace' ? config.tier : config.datapath,
-        encap: network.backend.Type,
-        device: st.device,
-        publicIp: external.publicIp,
-        lease:
-          lease === null
-            ? null
-            : { subnet: formatSubnet(lease.subnet), key: lease.key, secondsLeft: secondsLeft(lease) },
-        peers: peerList(),
-        control: { ...manager.stats },
-        counters: st.counters,
-        ...(st.queues ? { queues: st.queues } : {}),
-      };
-    };
-    server =
-      config.healthzPort > 0
-        ? startMetricsServer(
-            config.healthzIp,
-            config.healthzPort,
-            {
-              healthy,
-              counters: () => active.status().counters,
-              leaseSecondsLeft: () => secondsLeft(manager.lease),
-              peers: () => active.status().peers,
-              peerList,
-              peerTraffic: () => active.status().peerTraffic ?? [],
-              control: () => ({ ...manager.stats }),
-              status,
-            },
-            log,
-          )
-        : null;
+    const running: Running = { config, network, external, backend: active, manager, peers, started: Date.now() };
+    server = config.healthzPort > 0 ? serveHealthz(running, log) : null;
     // The loops run from here on; `loops` settles to their error (or null) so nothing rejects unobserved meanwhile.
     let listed = (): void => {};
     const peersListed = new Promise<void>((resolve) => (listed = resolve));
@@ -253,6 +184,115 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     await backend?.stop();
     registry.close();
   }
+}
+
+/** The lease policy for this host: reuse its PublicIP's lease, else the subnet of the previous subnet.env. */
+function leaseManager(
+  config: DaemonConfig,
+  network: NetworkConfig,
+  external: ExternalInterface,
+  backend: Backend,
+  registry: EtcdRegistry,
+  log: Logger,
+): LeaseManager {
+  return new LeaseManager({
+    registry,
+    network,
+    publicIP: external.publicIp,
+    backendType: backend.type,
+    backendData: backend.leaseData(),
+    previousSubnet: readSubnetEnv(config.subnetFile)?.subnet ?? null,
+    ttlSeconds: config.subnetLeaseTtl,
+    renewMarginSeconds: config.subnetLeaseRenewMargin * 60,
+    followNetworkConfig: true,
+    log,
+  });
+}
+
+/** Peer leases as the watch delivered them, for /status and the per-peer metrics. */
+class PeerLeases {
+  private readonly byKey = new Map<string, Lease>();
+
+  apply(events: readonly LeaseEvent[]): void {
+    for (const ev of events) {
+      if (ev.type === 'removed') this.byKey.delete(ev.lease.key);
+      else this.byKey.set(ev.lease.key, ev.lease);
+    }
+  }
+
+  list(): PeerStatus[] {
+    return [...this.byKey.values()].map((l) => ({
+      subnet: formatSubnet(l.subnet),
+      publicIp: l.attrs.PublicIP,
+      backendType: l.attrs.BackendType,
+      leaseSecondsLeft: secondsLeft(l),
+    }));
+  }
+}
+
+/** What /healthz, /metrics and /status read from a running daemon. */
+interface Running {
+  readonly config: DaemonConfig;
+  readonly network: NetworkConfig;
+  readonly external: ExternalInterface;
+  readonly backend: Backend;
+  readonly manager: LeaseManager;
+  readonly peers: PeerLeases;
+  readonly started: number;
+}
+
+function secondsLeft(l: Lease | null): number | null {
+  return l === null || l.expiresAt === null || isReservation(l)
+    ? null
+    : Math.round((l.expiresAt - Date.now()) / 100) / 10;
+}
+
+/** Healthy while the datapath runs and the lease has not expired (a reservation never does). */
+function healthy(r: Running): boolean {
+  return r.backend.running && (r.manager.lease?.expiresAt ?? (r.manager.lease ? Infinity : 0)) > Date.now();
+}
+
+function statusDoc(r: Running): StatusDoc {
+  const st = r.backend.status();
+  const lease = r.manager.lease;
+  return {
+    version: VERSION,
+    healthy: healthy(r),
+    pid: process.pid,
+    uptimeSeconds: Math.round((Date.now() - r.started) / 1000),
+    network: formatSubnet(r.network.network),
+    backendType: st.type,
+    datapath: st.datapath,
+    tier: r.config.datapath === 'userspace' ? r.config.tier : r.config.datapath,
+    encap: r.network.backend.Type,
+    device: st.device,
+    publicIp: r.external.publicIp,
+    lease:
+      lease === null ? null : { subnet: formatSubnet(lease.subnet), key: lease.key, secondsLeft: secondsLeft(lease) },
+    peers: r.peers.list(),
+    control: { ...r.manager.stats },
+    counters: st.counters,
+    ...(st.queues ? { queues: st.queues } : {}),
+  };
+}
+
+/** /healthz, /metrics and /status on --healthz-ip:--healthz-port. */
+function serveHealthz(r: Running, log: Logger): ReturnType<typeof startMetricsServer> {
+  return startMetricsServer(
+    r.config.healthzIp,
+    r.config.healthzPort,
+    {
+      healthy: () => healthy(r),
+      counters: () => r.backend.status().counters,
+      leaseSecondsLeft: () => secondsLeft(r.manager.lease),
+      peers: () => r.backend.status().peers,
+      peerList: () => r.peers.list(),
+      peerTraffic: () => r.backend.status().peerTraffic ?? [],
+      control: () => ({ ...r.manager.stats }),
+      status: () => statusDoc(r),
+    },
+    log,
+  );
 }
 
 const PEERS_WAIT_MS = 10_000;
@@ -280,7 +320,7 @@ async function peersInPath(listed: Promise<void>, backend: Backend, log: Logger)
  * that cannot get a subnet fails visibly at startup instead of retrying forever.
  */
 async function acquireAtStart(manager: LeaseManager, log: Logger, signal: AbortSignal): Promise<Lease> {
-  let delay = 100;
+  const backoff = new Backoff();
   let said = false;
   for (;;) {
     try {
@@ -289,8 +329,7 @@ async function acquireAtStart(manager: LeaseManager, log: Logger, signal: AbortS
       if (signal.aborted || !(e instanceof WeftError) || e.code !== 'WEFT_ERR_ETCD') throw e;
       if (!said) log.warn({ err: errorMessage(e) }, 'etcd unreachable while acquiring the lease, retrying');
       said = true;
-      await sleep(delay, signal);
-      delay = Math.min(delay * 2, 5000);
+      await sleep(backoff.next(), signal);
     }
   }
 }

@@ -1,5 +1,6 @@
-// A real single-member etcd for tests, demo and bench: free ports, a temp data dir, health-checked start,
-// and no orphans (survivors are SIGKILLed when this process exits).
+// Real etcd for tests, demo and bench: a single server (free ports, a temp data dir) or a cluster of members in
+// namespaces (below); every start is health-checked, and there are no orphans (survivors are SIGKILLed when this
+// process exits).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -124,100 +125,178 @@ function memberArgs(m: {
   ];
 }
 
-/** Signals a member and waits for it to go; SIGKILL after 5 s when a polite signal is ignored. */
-async function stopChild(c: ChildProcess, sig: NodeJS.Signals): Promise<void> {
-  if (c.exitCode === null && c.signalCode === null) {
-    c.kill(sig);
-    const t = sig === 'SIGKILL' ? null : setTimeout(() => c.kill('SIGKILL'), 5000);
-    await waitExit(c);
-    if (t !== null) clearTimeout(t);
+/** One etcd process: a single server, or a member of a cluster (then in a namespace of its own). */
+interface ProcessSpec {
+  name: string;
+  /** Namespace to run in (`ip netns exec`); undefined: this process's own. */
+  netns?: string;
+  host: string;
+  clientPort: number;
+  peerPort: number;
+  dataDir: string;
+  binary: string;
+  initialCluster: string;
+  token?: string;
+  healthTimeoutMs: number;
+  /** Pause between health checks. */
+  pollMs: number;
+}
+
+/**
+ * An etcd process that can be started, killed and started again on its data dir (etcd then ignores the
+ * initial-cluster flags). It is in `live` while it runs, so this process's exit SIGKILLs it.
+ */
+class EtcdProcess {
+  readonly endpoint: string;
+  readonly peerUrl: string;
+  private child: ChildProcess | null = null;
+  private stderrTail = '';
+  private spawnError: Error | null = null;
+
+  constructor(readonly spec: ProcessSpec) {
+    this.endpoint = `http://${spec.host}:${spec.clientPort}`;
+    this.peerUrl = `http://${spec.host}:${spec.peerPort}`;
   }
-  live.delete(c);
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    const c = this.child;
+    return c !== null && c.exitCode === null && c.signalCode === null && this.spawnError === null;
+  }
+
+  spawn(): void {
+    if (this.running) return;
+    this.stderrTail = '';
+    this.spawnError = null;
+    const { spec } = this;
+    const etcdArgs = memberArgs({
+      name: spec.name,
+      dataDir: spec.dataDir,
+      endpoint: this.endpoint,
+      peerUrl: this.peerUrl,
+      initialCluster: spec.initialCluster,
+      ...(spec.token === undefined ? {} : { token: spec.token }),
+    });
+    const [cmd, args] =
+      spec.netns === undefined
+        ? [spec.binary, etcdArgs]
+        : ['ip', ['netns', 'exec', spec.netns, spec.binary, ...etcdArgs]];
+    const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], shell: false });
+    this.child = c;
+    live.add(c);
+    c.once('exit', () => live.delete(c));
+    c.once('error', (e) => {
+      this.spawnError = e;
+      live.delete(c);
+    });
+    c.stderr?.setEncoding('utf8');
+    c.stderr?.on('data', (d: string) => {
+      this.stderrTail = (this.stderrTail + d).slice(-4000);
+    });
+  }
+
+  /** Waits until it answers healthy, at most healthTimeoutMs; throws when it exits or the time is up. */
+  async waitHealthy(): Promise<void> {
+    const { spec } = this;
+    const deadline = Date.now() + spec.healthTimeoutMs;
+    for (;;) {
+      const c = this.child;
+      if (c === null || !this.running) {
+        const why =
+          this.spawnError !== null ? this.spawnError.message : `exited with ${c?.exitCode ?? c?.signalCode ?? '?'}`;
+        throw new WeftError(
+          'WEFT_ERR_ETCD',
+          `etcd ${spec.name} at ${this.endpoint} failed to start (${why}); stderr tail:\n${this.stderrTail}`,
+        );
+      }
+      if (await healthy(this.endpoint, spec.netns)) return;
+      if (Date.now() > deadline) {
+        throw new WeftError(
+          'WEFT_ERR_ETCD',
+          `etcd ${spec.name} at ${this.endpoint} not healthy after ${spec.healthTimeoutMs} ms; ` +
+            `stderr tail:\n${this.stderrTail}`,
+        );
+      }
+      await sleep(spec.pollMs);
+    }
+  }
+
+  /** Spawns it and waits until it is healthy; SIGKILLs it when it is not. */
+  async start(): Promise<void> {
+    this.spawn();
+    try {
+      await this.waitHealthy();
+    } catch (e) {
+      await this.kill();
+      throw e;
+    }
+  }
+
+  /** SIGKILL (a crash); resolves when the process is gone. */
+  kill(): Promise<void> {
+    return this.signal('SIGKILL');
+  }
+
+  /** SIGTERM, SIGKILL after 5 s. */
+  stop(): Promise<void> {
+    return this.signal('SIGTERM');
+  }
+
+  private async signal(sig: NodeJS.Signals): Promise<void> {
+    const c = this.child;
+    if (c === null) return;
+    this.child = null;
+    if (c.exitCode === null && c.signalCode === null) {
+      c.kill(sig);
+      const t = sig === 'SIGKILL' ? null : setTimeout(() => c.kill('SIGKILL'), 5000);
+      await waitExit(c);
+      if (t !== null) clearTimeout(t);
+    }
+    live.delete(c);
+  }
 }
 
 export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
   installExitHook();
   const host = opts.host ?? '127.0.0.1';
-  const binary = opts.binary ?? '/usr/bin/etcd';
-  const healthTimeoutMs = opts.healthTimeoutMs ?? 15_000;
   // Inside a namespace the host's free ports say nothing, but collisions there are unlikely too.
   const clientPort = opts.port ?? (await freePort(opts.netns === undefined ? host : '127.0.0.1'));
   let peerPort = await freePort(opts.netns === undefined ? host : '127.0.0.1');
   while (peerPort === clientPort) peerPort = await freePort();
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'weft-etcd-')));
-  const endpoint = `http://${host}:${clientPort}`;
   const name = `weft-${clientPort}`;
-  const peerUrl = `http://${host}:${peerPort}`;
-
-  const etcdArgs = memberArgs({ name, dataDir, endpoint, peerUrl, initialCluster: `${name}=${peerUrl}` });
-  const [cmd, args] =
-    opts.netns === undefined ? [binary, etcdArgs] : ['ip', ['netns', 'exec', opts.netns, binary, ...etcdArgs]];
-
-  let child: ChildProcess | null = null;
-  let stderrTail = '';
-
-  const launch = async (): Promise<void> => {
-    stderrTail = '';
-    const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], shell: false });
-    child = c;
-    live.add(c);
-    c.once('exit', () => live.delete(c));
-    c.stderr?.setEncoding('utf8');
-    c.stderr?.on('data', (d: string) => {
-      stderrTail = (stderrTail + d).slice(-4000);
-    });
-    let spawnError: Error | null = null;
-    c.once('error', (e) => {
-      spawnError = e;
-    });
-    const deadline = Date.now() + healthTimeoutMs;
-    for (;;) {
-      if (spawnError !== null || c.exitCode !== null || c.signalCode !== null) {
-        live.delete(c);
-        const why = spawnError !== null ? (spawnError as Error).message : `exited with ${c.exitCode ?? c.signalCode}`;
-        throw new WeftError(
-          'WEFT_ERR_ETCD',
-          `etcd at ${endpoint} failed to start (${why}); stderr tail:\n${stderrTail}`,
-        );
-      }
-      if (await healthy(endpoint, opts.netns)) return;
-      if (Date.now() > deadline) {
-        c.kill('SIGKILL');
-        await waitExit(c);
-        throw new WeftError(
-          'WEFT_ERR_ETCD',
-          `etcd at ${endpoint} not healthy after ${healthTimeoutMs} ms; stderr tail:\n${stderrTail}`,
-        );
-      }
-      await sleep(100);
-    }
-  };
-
-  const signalAndWait = async (sig: NodeJS.Signals): Promise<void> => {
-    const c: ChildProcess | null = child;
-    if (c === null) return;
-    child = null;
-    await stopChild(c, sig);
-  };
-
-  await launch();
-
+  const etcd = new EtcdProcess({
+    name,
+    ...(opts.netns === undefined ? {} : { netns: opts.netns }),
+    host,
+    clientPort,
+    peerPort,
+    dataDir,
+    binary: opts.binary ?? '/usr/bin/etcd',
+    initialCluster: `${name}=http://${host}:${peerPort}`,
+    healthTimeoutMs: opts.healthTimeoutMs ?? 15_000,
+    pollMs: 100,
+  });
+  await etcd.start();
   return {
-    endpoint,
+    endpoint: etcd.endpoint,
     clientPort,
     peerPort,
     dataDir,
     get pid() {
-      return (child as ChildProcess | null)?.pid;
+      return etcd.pid;
     },
-    stop: () => signalAndWait('SIGTERM'),
-    kill: () => signalAndWait('SIGKILL'),
+    stop: () => etcd.stop(),
+    kill: () => etcd.kill(),
     restart: async () => {
-      await signalAndWait('SIGTERM');
-      await launch();
+      await etcd.stop();
+      await etcd.start();
     },
     wipe: async () => {
-      await signalAndWait('SIGTERM');
+      await etcd.stop();
       await rm(dataDir, { recursive: true, force: true });
     },
   };
@@ -348,179 +427,114 @@ export function parseEndpointStatus(json: string): EtcdMemberStatus[] {
 export async function startEtcdCluster(opts: EtcdClusterOptions): Promise<EtcdCluster> {
   installExitHook();
   if (opts.members.length < 1) throw new ConfigError('startEtcdCluster: at least one member');
-  const binary = opts.binary ?? '/usr/bin/etcd';
   const clientPort = opts.clientPort ?? 2379;
   const peerPort = opts.peerPort ?? 2380;
-  const healthTimeoutMs = opts.healthTimeoutMs ?? 20_000;
-  const ctlNetns = opts.ctlNetns ?? opts.members[0]!.netns;
+  const names = opts.members.map((_, i) => `e${i + 1}`);
+  const initialCluster = opts.members.map((m, i) => `${names[i]}=http://${m.host}:${peerPort}`).join(',');
+  const dataDirs = await Promise.all(opts.members.map(() => mkdtemp(join(tmpdir(), 'weft-etcd-'))));
   const token = opts.token ?? `weft-${process.pid}-${Date.now().toString(36)}`;
-  const specs = opts.members.map((m, i) => ({
-    ...m,
-    name: `e${i + 1}`,
-    endpoint: `http://${m.host}:${clientPort}`,
-    peerUrl: `http://${m.host}:${peerPort}`,
-  }));
-  const initialCluster = specs.map((s) => `${s.name}=${s.peerUrl}`).join(',');
-  const dataDirs = await Promise.all(specs.map(() => mkdtemp(join(tmpdir(), 'weft-etcd-'))));
-
-  class Member implements EtcdMember {
-    readonly name: string;
-    readonly netns: string;
-    readonly host: string;
-    readonly endpoint: string;
-    readonly peerUrl: string;
-    readonly dataDir: string;
-    private child: ChildProcess | null = null;
-    private stderrTail = '';
-
-    constructor(i: number) {
-      const s = specs[i]!;
-      this.name = s.name;
-      this.netns = s.netns;
-      this.host = s.host;
-      this.endpoint = s.endpoint;
-      this.peerUrl = s.peerUrl;
-      this.dataDir = dataDirs[i]!;
-    }
-
-    get pid(): number | undefined {
-      return this.child?.pid;
-    }
-
-    get running(): boolean {
-      const c = this.child;
-      return c !== null && c.exitCode === null && c.signalCode === null;
-    }
-
-    spawn(): void {
-      if (this.running) return;
-      this.stderrTail = '';
-      const args = [
-        'netns',
-        'exec',
-        this.netns,
-        binary,
-        ...memberArgs({
-          name: this.name,
-          dataDir: this.dataDir,
-          endpoint: this.endpoint,
-          peerUrl: this.peerUrl,
-          initialCluster,
-          token,
-        }),
-      ];
-      const c = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], shell: false });
-      this.child = c;
-      live.add(c);
-      c.once('exit', () => live.delete(c));
-      c.once('error', (e) => {
-        this.stderrTail += `\nspawn error: ${e.message}`;
-        live.delete(c);
-      });
-      c.stderr?.setEncoding('utf8');
-      c.stderr?.on('data', (d: string) => {
-        this.stderrTail = (this.stderrTail + d).slice(-4000);
-      });
-    }
-
-    async waitHealthy(): Promise<void> {
-      const deadline = Date.now() + healthTimeoutMs;
-      for (;;) {
-        const c = this.child;
-        if (c === null || c.exitCode !== null || c.signalCode !== null) {
-          throw new WeftError(
-            'WEFT_ERR_ETCD',
-            `etcd member ${this.name} at ${this.endpoint} exited; stderr tail:\n${this.stderrTail}`,
-          );
-        }
-        if (await healthy(this.endpoint, this.netns)) return;
-        if (Date.now() > deadline) {
-          throw new WeftError(
-            'WEFT_ERR_ETCD',
-            `etcd member ${this.name} at ${this.endpoint} not healthy after ${healthTimeoutMs} ms; ` +
-              `stderr tail:\n${this.stderrTail}`,
-          );
-        }
-        await sleep(200);
-      }
-    }
-
-    private async signal(sig: NodeJS.Signals): Promise<void> {
-      const c = this.child;
-      if (c === null) return;
-      this.child = null;
-      await stopChild(c, sig);
-    }
-
-    kill(): Promise<void> {
-      return this.signal('SIGKILL');
-    }
-
-    stop(): Promise<void> {
-      return this.signal('SIGTERM');
-    }
-
-    async start(): Promise<void> {
-      this.spawn();
-      await this.waitHealthy();
-    }
-  }
-
-  const members = specs.map((_, i) => new Member(i));
-  const endpoints = members.map((m) => m.endpoint);
-  const stopAll = async (): Promise<void> => {
-    await Promise.all(members.map((m) => m.stop()));
-  };
+  const members = opts.members.map(
+    (m, i) =>
+      new ClusterMember({
+        name: names[i]!,
+        netns: m.netns,
+        host: m.host,
+        clientPort,
+        peerPort,
+        dataDir: dataDirs[i]!,
+        binary: opts.binary ?? '/usr/bin/etcd',
+        initialCluster,
+        token,
+        healthTimeoutMs: opts.healthTimeoutMs ?? 20_000,
+        pollMs: 200,
+      }),
+  );
+  const cluster = new EtcdMembers(members, opts.ctlNetns ?? opts.members[0]!.netns, dataDirs);
   try {
+    // Together: no member is healthy before a quorum is up.
     for (const m of members) m.spawn();
     await Promise.all(members.map((m) => m.waitHealthy()));
   } catch (e) {
-    await stopAll();
-    await Promise.all(dataDirs.map((d) => rm(d, { recursive: true, force: true })));
+    await cluster.wipe();
     throw e;
   }
+  return cluster;
+}
 
-  const runningEndpoints = (): string[] => members.filter((m) => m.running).map((m) => m.endpoint);
-  const status = async (): Promise<EtcdMemberStatus[]> => {
-    const eps = runningEndpoints();
+class ClusterMember extends EtcdProcess implements EtcdMember {
+  get name(): string {
+    return this.spec.name;
+  }
+  get netns(): string {
+    return this.spec.netns!;
+  }
+  get host(): string {
+    return this.spec.host;
+  }
+  get dataDir(): string {
+    return this.spec.dataDir;
+  }
+}
+
+/** The cluster's view: etcdctl against the running members, status, leader. */
+class EtcdMembers implements EtcdCluster {
+  readonly endpoints: readonly string[];
+  readonly endpoint: string;
+
+  constructor(
+    readonly members: readonly ClusterMember[],
+    private readonly ctlNetns: string,
+    private readonly dataDirs: readonly string[],
+  ) {
+    this.endpoints = members.map((m) => m.endpoint);
+    this.endpoint = this.endpoints.join(',');
+  }
+
+  etcdctl(args: string[], endpoints?: readonly string[]): Promise<string> {
+    return etcdctlIn(this.ctlNetns, endpoints ?? this.runningEndpoints(), args);
+  }
+
+  async status(): Promise<EtcdMemberStatus[]> {
+    const eps = this.runningEndpoints();
     if (eps.length === 0) return [];
     // One member at a time: a dead or partitioned one must not hide the others' answers.
     const all = await Promise.all(
       eps.map((ep) =>
-        etcdctlIn(ctlNetns, [ep], ['endpoint', 'status', '-w', 'json']).then(
+        etcdctlIn(this.ctlNetns, [ep], ['endpoint', 'status', '-w', 'json']).then(
           parseEndpointStatus,
           () => [] as EtcdMemberStatus[],
         ),
       ),
     );
     return all.flat();
-  };
+  }
 
-  return {
-    members,
-    endpoints,
-    endpoint: endpoints.join(','),
-    etcdctl: (args, eps) => etcdctlIn(ctlNetns, eps ?? runningEndpoints(), args),
-    status,
-    async leader(timeoutMs = 15_000): Promise<EtcdMember> {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const st = await status();
-        const lead = st.find((s) => s.isLeader);
-        // Agreement: every answering member names the same leader.
-        if (lead !== undefined && st.every((s) => s.leaderId === lead.leaderId)) {
-          const m = members.find((x) => x.endpoint === lead.endpoint);
-          if (m !== undefined) return m;
-        }
-        if (Date.now() > deadline)
-          throw new WeftError('WEFT_ERR_ETCD', `no agreed etcd leader within ${timeoutMs} ms: ${JSON.stringify(st)}`);
-        await sleep(200);
+  async leader(timeoutMs = 15_000): Promise<EtcdMember> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const st = await this.status();
+      const lead = st.find((s) => s.isLeader);
+      // Agreement: every answering member names the same leader.
+      if (lead !== undefined && st.every((s) => s.leaderId === lead.leaderId)) {
+        const m = this.members.find((x) => x.endpoint === lead.endpoint);
+        if (m !== undefined) return m;
       }
-    },
-    stop: stopAll,
-    async wipe(): Promise<void> {
-      await stopAll();
-      await Promise.all(dataDirs.map((d) => rm(d, { recursive: true, force: true })));
-    },
-  };
+      if (Date.now() > deadline)
+        throw new WeftError('WEFT_ERR_ETCD', `no agreed etcd leader within ${timeoutMs} ms: ${JSON.stringify(st)}`);
+      await sleep(200);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.stop()));
+  }
+
+  async wipe(): Promise<void> {
+    await this.stop();
+    await Promise.all(this.dataDirs.map((d) => rm(d, { recursive: true, force: true })));
+  }
+
+  private runningEndpoints(): string[] {
+    return this.members.filter((m) => m.running).map((m) => m.endpoint);
+  }
 }

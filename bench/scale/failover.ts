@@ -16,7 +16,7 @@ import { type Logger, silentLogger } from '../../src/log.js';
 import { Cluster, PREFIX } from '../../testbed/cluster.js';
 import type { EtcdCluster, EtcdMember } from '../../testbed/etcd.js';
 import { killChild } from '../../testbed/exec.js';
-import { ping } from '../../testbed/traffic.js';
+import { ping, type PingOptions } from '../../testbed/traffic.js';
 import { daemonMetrics, leaseHex, median, parseGetJson, parseTimeToLive, sample, type StoredKey } from './observe.js';
 import { sleep } from '../../src/util/sleep.js';
 import { WeftError } from '../../src/errors.js';
@@ -139,27 +139,51 @@ function startPingLoop(cluster: Cluster): { child: ChildProcess; out: () => stri
 
 export async function runFailover(opts: FailoverOptions = {}): Promise<FailoverResult> {
   const hosts = Math.max(2, opts.hosts ?? 2);
-  const ttl = opts.ttlSeconds ?? 10;
-  const waitMs = opts.waitMs ?? 20_000;
-  const log = opts.log ?? silentLogger;
   const cluster = await Cluster.create({
     hosts,
     etcdMembers: 3,
     network: { Network: '10.61.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } },
   });
-  let loop: ReturnType<typeof startPingLoop> | null = null;
+  const run = new FailoverRun(cluster, hosts, opts);
   try {
-    const ec = cluster.etcdCluster!;
-    const flags = [`--subnet-lease-ttl=${ttl}`, `--healthz-port=${FAILOVER_METRICS_PORT}`];
-    const ns = Array.from({ length: hosts }, (_, i) => i + 1);
-    await Promise.all(ns.map((n) => cluster.startDaemon(n, flags)));
-    for (const n of ns) await cluster.ensurePod(n);
-    const keys = ns.map((n) => keyOf(cluster, n));
-    const createRevs = (await Promise.all(keys.map((k) => stored(ec, k)))).map((s) => s?.createRevision ?? '');
-    const result: FailoverResult = {
+    await run.setUp();
+    await run.events();
+    return await run.finish();
+  } finally {
+    await run.stopPingLoop();
+    await cluster.destroy();
+  }
+}
+
+/** Steps 1 to 4 of the header on one cluster, and what each showed. */
+class FailoverRun {
+  private readonly ec: EtcdCluster;
+  private readonly ttl: number;
+  private readonly waitMs: number;
+  private readonly log: Logger;
+  /** Host numbers 1..hosts, their lease keys and the keys' create revisions at the start. */
+  private readonly ns: number[];
+  private keys: string[] = [];
+  private createRevs: string[] = [];
+  private loop: ReturnType<typeof startPingLoop> | null = null;
+  /** Peer leases written by the run, one per event. */
+  private extra = 0;
+  private readonly result: FailoverResult;
+
+  constructor(
+    private readonly cluster: Cluster,
+    hosts: number,
+    opts: FailoverOptions,
+  ) {
+    this.ec = cluster.etcdCluster!;
+    this.ttl = opts.ttlSeconds ?? 10;
+    this.waitMs = opts.waitMs ?? 20_000;
+    this.log = opts.log ?? silentLogger;
+    this.ns = Array.from({ length: hosts }, (_, i) => i + 1);
+    this.result = {
       hosts,
-      ttlS: ttl,
-      renewEveryS: ttl / 2,
+      ttlS: this.ttl,
+      renewEveryS: this.ttl / 2,
       medianRenewalGapS: Number.NaN,
       events: [],
       ping: { transmitted: 0, received: 0 },
@@ -167,135 +191,178 @@ export async function runFailover(opts: FailoverOptions = {}): Promise<FailoverR
       losses: [],
       errors: [],
     };
-    const peers = async (n: number): Promise<number> =>
-      sample(await daemonMetrics(cluster.tb, cluster.tb.host(n), FAILOVER_METRICS_PORT), 'weft_peers') ?? -1;
+  }
+
+  /** Daemons and pods up, the ping loop running, every daemon renewed once. */
+  async setUp(): Promise<void> {
+    const flags = [`--subnet-lease-ttl=${this.ttl}`, `--healthz-port=${FAILOVER_METRICS_PORT}`];
+    await Promise.all(this.ns.map((n) => this.cluster.startDaemon(n, flags)));
+    for (const n of this.ns) await this.cluster.ensurePod(n);
+    this.keys = this.ns.map((n) => keyOf(this.cluster, n));
+    this.createRevs = (await Promise.all(this.keys.map((k) => stored(this.ec, k)))).map((s) => s?.createRevision ?? '');
     // Wait until the pods reach each other before the loop starts (the first ARP and route).
-    await until(
-      async () =>
-        (await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 1, timeoutSec: 2 })).ok ? true : null,
-      15_000,
-    );
-    loop = startPingLoop(cluster);
-    let extra = 0;
-    const basePeers = hosts - 1;
-
-    const observe = async (
-      event: FailoverEvent['event'],
-      member: string,
-      at: number,
-      newLeader?: string,
-    ): Promise<FailoverEvent> => {
-      log.info({ event, member }, 'failover: observing');
-      const before = await Promise.all(keys.map((k) => stored(ec, k).catch(() => null)));
-      let sameKeys = true;
-      let firstRenewal: number | null = 0;
-      for (const [i, key] of keys.entries()) {
-        const renewed = await until(async () => {
-          const s = await stored(ec, key);
-          if (s === null || s.lease === '0' || s.lease === before[i]?.lease) return null;
-          const t = parseTimeToLive(await ec.etcdctl(['lease', 'timetolive', leaseHex(s.lease), '-w', 'json']));
-          return t.ttl > 0 ? { s, t, seenAt: Date.now() } : null;
-        }, waitMs);
-        if (renewed === null) {
-          firstRenewal = null;
-          sameKeys = false;
-          continue;
-        }
-        if (renewed.s.key !== key || renewed.s.createRevision !== createRevs[i] || renewed.t.grantedTtl !== ttl)
-          sameKeys = false;
-        if (firstRenewal !== null) firstRenewal = Math.max(firstRenewal, (renewed.seenAt - at) / 1000);
-      }
-      // A new peer lease after the event reaches every daemon.
-      extra++;
-      const fake = `${PREFIX}/subnets/10.61.${200 + extra}.0-24`;
-      const p0 = Date.now();
-      await ec.etcdctl([
-        'put',
-        fake,
-        JSON.stringify({
-          PublicIP: `198.18.${cluster.tb.id}.${200 + extra}`,
-          PublicIPv6: null,
-          BackendType: 'udp',
-          BackendData: null,
-        }),
-      ]);
-      const seen = await until(
-        async () => ((await Promise.all(ns.map(peers))).every((p) => p === basePeers + extra) ? true : null),
-        waitMs,
-        100,
-      );
-      const peerSeenS = seen === null ? null : (Date.now() - p0) / 1000;
-      const p = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 3, timeoutSec: 5 });
-      // Gap between renewals around the event, from the daemons' own logs.
-      let gap = 0;
-      for (const n of ns) {
-        const times = renewalTimes(cluster.daemons.get(n)!.logFile);
-        const last = times.filter((x) => x <= at).pop();
-        const next = times.find((x) => x > at);
-        if (last !== undefined && next !== undefined) gap = Math.max(gap, (next - last) / 1000);
-      }
-      return {
-        event,
-        member,
-        firstRenewalAfterS: firstRenewal,
-        renewalGapS: gap,
-        sameKeys,
-        peerSeenS,
-        pingOk: p.ok,
-        daemonsRunning: ns.every((n) => cluster.daemons.get(n)?.child.exitCode === null),
-        ...(newLeader !== undefined ? { newLeader } : {}),
-      };
-    };
-
+    await until(async () => ((await this.podsPing({ count: 1, timeoutSec: 2 })) ? true : null), 15_000);
+    this.loop = startPingLoop(this.cluster);
     // Let every daemon renew once first, so the gap around the first event has a renewal on both sides.
     const renewedOnce = await until(
-      async () => (ns.every((n) => renewalTimes(cluster.daemons.get(n)!.logFile).length > 0) ? true : null),
-      ttl * 1000 + waitMs,
+      async () => (this.ns.every((n) => this.renewals(n).length > 0) ? true : null),
+      this.ttl * 1000 + this.waitMs,
     );
-    if (renewedOnce === null) result.errors.push('no renewal before the first event');
-    const leader = await ec.leader();
+    if (renewedOnce === null) this.result.errors.push('no renewal before the first event');
+  }
+
+  /** The raft leader killed and started again, then the member h1's daemon talks to. */
+  async events(): Promise<void> {
+    const leader = await this.ec.leader();
     let at = Date.now();
     await leader.kill();
-    const next = await ec.leader();
-    result.events.push(await observe('leader killed', leader.name, at, next.name));
+    const next = await this.ec.leader();
+    this.result.events.push(await this.observe('leader killed', leader.name, at, next.name));
     at = Date.now();
     await leader.start();
-    result.events.push(await observe('leader back', leader.name, at));
+    this.result.events.push(await this.observe('leader back', leader.name, at));
 
-    const used = await until(() => memberInUse(cluster, ec, 1), 10_000);
+    const used = await until(() => memberInUse(this.cluster, this.ec, 1), 10_000);
     if (used === null) {
-      result.errors.push('could not tell which etcd member h1 talks to (no established connection to :2379)');
-    } else {
-      at = Date.now();
-      await used.kill();
-      result.events.push(await observe('member in use killed', used.name, at));
-      at = Date.now();
-      await used.start();
-      result.events.push(await observe('member in use back', used.name, at));
+      this.result.errors.push('could not tell which etcd member h1 talks to (no established connection to :2379)');
+      return;
     }
+    at = Date.now();
+    await used.kill();
+    this.result.events.push(await this.observe('member in use killed', used.name, at));
+    at = Date.now();
+    await used.start();
+    this.result.events.push(await this.observe('member in use back', used.name, at));
+  }
 
-    const l = loop;
-    loop = null;
+  /** The ping loop's summary, the undisturbed renewal period, and each daemon's lease counters. */
+  async finish(): Promise<FailoverResult> {
+    const out = await this.stopPingLoop();
+    const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
+    this.result.ping = { transmitted: m ? Number(m[1]) : 0, received: m ? Number(m[2]) : 0 };
+    const gaps: number[] = [];
+    for (const n of this.ns) {
+      const times = this.renewals(n);
+      for (let i = 1; i < times.length; i++) gaps.push((times[i]! - times[i - 1]!) / 1000);
+    }
+    this.result.medianRenewalGapS = median(gaps);
+    for (const n of this.ns) {
+      const mm = await daemonMetrics(this.cluster.tb, this.cluster.tb.host(n), FAILOVER_METRICS_PORT);
+      this.result.acquisitions.push(sample(mm, 'weft_lease_acquisitions_total') ?? -1);
+      this.result.losses.push(sample(mm, 'weft_lease_losses_total') ?? -1);
+    }
+    return this.result;
+  }
+
+  /** Stops the ping loop (SIGINT: ping prints its summary) and returns its output; '' when it does not run. */
+  async stopPingLoop(): Promise<string> {
+    const l = this.loop;
+    if (l === null) return '';
+    this.loop = null;
     const exited = new Promise<void>((r) => (l.child.exitCode !== null ? r() : l.child.once('exit', () => r())));
     l.child.kill('SIGINT');
     await Promise.race([exited, sleep(3000)]);
     await killChild(l.child);
-    const m = /(\d+) packets transmitted, (\d+) received/.exec(l.out());
-    result.ping = { transmitted: m ? Number(m[1]) : 0, received: m ? Number(m[2]) : 0 };
-    const gaps: number[] = [];
-    for (const n of ns) {
-      const times = renewalTimes(cluster.daemons.get(n)!.logFile);
-      for (let i = 1; i < times.length; i++) gaps.push((times[i]! - times[i - 1]!) / 1000);
+    return l.out();
+  }
+
+  private async observe(
+    event: FailoverEvent['event'],
+    member: string,
+    at: number,
+    newLeader?: string,
+  ): Promise<FailoverEvent> {
+    this.log.info({ event, member }, 'failover: observing');
+    const { firstRenewal, sameKeys } = await this.keysRenewed(at);
+    const peerSeenS = await this.newPeerSeen();
+    const pingOk = await this.podsPing({ count: 3, timeoutSec: 5 });
+    return {
+      event,
+      member,
+      firstRenewalAfterS: firstRenewal,
+      renewalGapS: this.renewalGap(at),
+      sameKeys,
+      peerSeenS,
+      pingOk,
+      daemonsRunning: this.ns.every((n) => this.cluster.daemons.get(n)?.child.exitCode === null),
+      ...(newLeader !== undefined ? { newLeader } : {}),
+    };
+  }
+
+  /**
+   * Seconds from `at` until every host's key sat on a fresh etcd lease with its TTL refreshed (null: not seen), and
+   * whether every key kept its create revision and TTL.
+   */
+  private async keysRenewed(at: number): Promise<{ firstRenewal: number | null; sameKeys: boolean }> {
+    const before = await Promise.all(this.keys.map((k) => stored(this.ec, k).catch(() => null)));
+    let sameKeys = true;
+    let firstRenewal: number | null = 0;
+    for (const [i, key] of this.keys.entries()) {
+      const renewed = await until(async () => {
+        const s = await stored(this.ec, key);
+        if (s === null || s.lease === '0' || s.lease === before[i]?.lease) return null;
+        const t = parseTimeToLive(await this.ec.etcdctl(['lease', 'timetolive', leaseHex(s.lease), '-w', 'json']));
+        return t.ttl > 0 ? { s, t, seenAt: Date.now() } : null;
+      }, this.waitMs);
+      if (renewed === null) {
+        firstRenewal = null;
+        sameKeys = false;
+        continue;
+      }
+      if (renewed.s.key !== key || renewed.s.createRevision !== this.createRevs[i] || renewed.t.grantedTtl !== this.ttl)
+        sameKeys = false;
+      if (firstRenewal !== null) firstRenewal = Math.max(firstRenewal, (renewed.seenAt - at) / 1000);
     }
-    result.medianRenewalGapS = median(gaps);
-    for (const n of ns) {
-      const mm = await daemonMetrics(cluster.tb, cluster.tb.host(n), FAILOVER_METRICS_PORT);
-      result.acquisitions.push(sample(mm, 'weft_lease_acquisitions_total') ?? -1);
-      result.losses.push(sample(mm, 'weft_lease_losses_total') ?? -1);
+    return { firstRenewal, sameKeys };
+  }
+
+  /** Writes a new peer lease; seconds until every daemon's weft_peers counts it (null: not within waitMs). */
+  private async newPeerSeen(): Promise<number | null> {
+    this.extra++;
+    const fake = `${PREFIX}/subnets/10.61.${200 + this.extra}.0-24`;
+    const p0 = Date.now();
+    await this.ec.etcdctl([
+      'put',
+      fake,
+      JSON.stringify({
+        PublicIP: `198.18.${this.cluster.tb.id}.${200 + this.extra}`,
+        PublicIPv6: null,
+        BackendType: 'udp',
+        BackendData: null,
+      }),
+    ]);
+    const want = this.ns.length - 1 + this.extra;
+    const seen = await until(
+      async () => ((await Promise.all(this.ns.map((n) => this.peers(n)))).every((p) => p === want) ? true : null),
+      this.waitMs,
+      100,
+    );
+    return seen === null ? null : (Date.now() - p0) / 1000;
+  }
+
+  /** Longest interval, over hosts, between the last renewal before `at` and the first after (the daemons' logs). */
+  private renewalGap(at: number): number {
+    let gap = 0;
+    for (const n of this.ns) {
+      const times = this.renewals(n);
+      const last = times.filter((x) => x <= at).pop();
+      const next = times.find((x) => x > at);
+      if (last !== undefined && next !== undefined) gap = Math.max(gap, (next - last) / 1000);
     }
-    return result;
-  } finally {
-    if (loop !== null) await killChild(loop.child);
-    await cluster.destroy();
+    return gap;
+  }
+
+  private renewals(n: number): number[] {
+    return renewalTimes(this.cluster.daemons.get(n)!.logFile);
+  }
+
+  private async peers(n: number): Promise<number> {
+    const m = await daemonMetrics(this.cluster.tb, this.cluster.tb.host(n), FAILOVER_METRICS_PORT);
+    return sample(m, 'weft_peers') ?? -1;
+  }
+
+  /** h1's pod pings h2's pod, every reply back. */
+  private async podsPing(opts: PingOptions): Promise<boolean> {
+    return (await ping(this.cluster.pods.get(1)!, this.cluster.pods.get(2)!.ip, opts)).ok;
   }
 }

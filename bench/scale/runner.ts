@@ -146,11 +146,6 @@ function scaleCounts(c: EtcdCallCounts, by: number): EtcdCallCounts {
 export async function runScale(opts: ScaleOptions = {}): Promise<ScaleResult> {
   const sizes = [...(opts.sizes ?? [1000, 5000])].sort((a, b) => a - b);
   const realHosts = opts.realHosts ?? 3;
-  const probes = opts.probes ?? 20;
-  const lookupSizes = opts.lookupSizes ?? [10, 1000, 5000];
-  const kernelSizes = opts.kernelSizes ?? sizes;
-  const convergeTimeoutMs = opts.convergeTimeoutMs ?? 300_000;
-  const idleSeconds = opts.idleSeconds ?? 10;
   const log = opts.log ?? silentLogger;
   if (sizes.some((s) => !Number.isInteger(s) || s < 1 || s > 25_000)) throw new ConfigError('sizes must be 1..25000');
   if (!Number.isInteger(realHosts) || realHosts < 1 || realHosts > 20) throw new ConfigError('realHosts must be 1..20');
@@ -175,182 +170,20 @@ export async function runScale(opts: ScaleOptions = {}): Promise<ScaleResult> {
   };
 
   // The micro-benchmark first, while the machine is quiet.
-  for (const n of lookupSizes) {
+  for (const n of opts.lookupSizes ?? [10, 1000, 5000]) {
     log.info({ routes: n }, 'scale: route lookup micro-benchmark');
     result.lookup.push(benchLookup(n));
   }
 
   const cluster = await Cluster.create({ hosts: realHosts, network: { ...SCALE_NETWORK } });
-  const children: ChildProcess[] = [];
+  const run = new ScaleRun(cluster, opts, log, result.errors);
   try {
-    const flags = [`--healthz-port=${METRICS_PORT}`, '--log-level=warn'];
-    for (let n = 1; n <= realHosts; n++) await cluster.startDaemon(n, flags);
-    const spawnHelper = (ns: string, argv: string[], name: string): LineClient => {
-      const c = cluster.tb.spawn(ns, [process.execPath, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
-      children.push(c);
-      return new LineClient(c, name);
-    };
-    const loader = spawnHelper(
-      cluster.tb.bridgeNs,
-      [DIST('loader-main.js'), cluster.endpoint, PREFIX, String(cluster.tb.id)],
-      'loader',
-    );
-    const probers = Array.from({ length: realHosts }, (_, i) =>
-      spawnHelper(cluster.tb.host(i + 1).ns, [DIST('prober-main.js'), String(METRICS_PORT)], `prober h${i + 1}`),
-    );
-    const pids = Array.from({ length: realHosts }, (_, i) => cluster.daemons.get(i + 1)!.child.pid!);
-    const etcdMetrics = async (): Promise<EtcdCallCounts> =>
-      etcdCounts(String((await loader.request({ op: 'metrics', url: `${cluster.endpoint}/metrics` })).text));
-    const keyCount = async (): Promise<number> => {
-      // etcdctl 3.4 has no --count-only; a range with limit 1 still reports the total count.
-      const out = await cluster.etcdctl([
-        'get',
-        `${PREFIX}/subnets/`,
-        '--prefix',
-        '--keys-only',
-        '--limit=1',
-        '-w',
-        'json',
-      ]);
-      return Number((JSON.parse(out) as { count?: number }).count ?? 0);
-    };
-    const peersOf = async (p: LineClient): Promise<number> => Number((await p.request({ op: 'peers' })).peers);
-    // Every daemon counts every key but its own.
-    const waitConverged = async (clients: LineClient[], want: number, timeoutMs: number): Promise<boolean> => {
-      const end = Date.now() + timeoutMs;
-      while (Date.now() < end) {
-        const seen = await Promise.all(clients.map((p) => peersOf(p).catch(() => -1)));
-        if (seen.every((s) => s >= want)) return true;
-        await sleep(200);
-      }
-      return false;
-    };
-
-    let loaded = 0;
-    let probeIndex = 0;
-    for (const size of sizes) {
-      log.info({ size }, 'scale: bulk load');
-      const cpu0 = pids.map((p) => procSample(p).cpuSeconds);
-      const t0 = performance.now();
-      const bulk = await loader.request(
-        { op: 'bulk', from: loaded, count: size - loaded, concurrency: 32, ttl: 7200 },
-        600_000,
-      );
-      const bulkLoadMs = performance.now() - t0;
-      loaded = size;
-      const keys = await keyCount();
-      const converged = await waitConverged(probers, keys - 1, convergeTimeoutMs);
-      const convergeMs = converged ? performance.now() - t0 : null;
-      const cpu1 = pids.map((p) => procSample(p).cpuSeconds);
-      if (!converged) result.errors.push(`size ${size}: daemons did not converge within ${convergeTimeoutMs} ms`);
-
-      // Probes, one at a time.
-      let probeStats: ProbeStats | null = null;
-      let etcdDuringProbes: SizeResult['etcdDuringProbes'] = null;
-      if (probes > 0) {
-        log.info({ size, probes }, 'scale: probes');
-        const e0 = await etcdMetrics();
-        const lat: number[] = [];
-        let failed = 0;
-        for (let k = 0; k < probes; k++) {
-          const i = probeIndex++;
-          const created = await loader.request({ op: 'probe', i, ttl: 7200 });
-          if (created.ok !== true) {
-            failed += realHosts;
-            continue;
-          }
-          const createdAt = BigInt(String(created.createdAtNs));
-          const dst = formatIPv4(probeSubnet(i).ip + 5);
-          const answers = await Promise.all(
-            probers.map((p) =>
-              p
-                .request({ op: 'probe', dst, timeoutMs: 15_000, intervalMs: 5 }, 30_000)
-                .catch((): Json => ({ live: false })),
-            ),
-          );
-          for (const a of answers) {
-            if (a.live === true) lat.push(Number(BigInt(String(a.liveAtNs)) - createdAt) / 1e6);
-            else failed++;
-          }
-        }
-        const e1 = await etcdMetrics();
-        const d = diffCounts(e0, e1);
-        etcdDuringProbes = { ...d, perProbePerDaemon: scaleCounts(d, probes * realHosts) };
-        probeStats = {
-          count: probes,
-          failed,
-          latenciesMs: lat,
-          p50Ms: percentile(lat, 50),
-          p99Ms: percentile(lat, 99),
-          maxMs: Math.max(...lat),
-        };
-      }
-
-      // Cost at rest with this many peers.
-      const idle0 = pids.map((p) => procSample(p));
-      await sleep(idleSeconds * 1000);
-      const idle1 = pids.map((p) => procSample(p));
-      const daemons: DaemonCost[] = [];
-      for (let i = 0; i < realHosts; i++) {
-        const s = idle1[i]!;
-        daemons.push({
-          host: `h${i + 1}`,
-          pid: pids[i]!,
-          peers: await peersOf(probers[i]!).catch(() => -1),
-          rssMB: s.rssBytes / 2 ** 20,
-          hwmMB: s.hwmBytes / 2 ** 20,
-          cpuSecondsToConverge: cpu1[i]! - cpu0[i]!,
-          idleCpuPercent: ((s.cpuSeconds - idle0[i]!.cpuSeconds) / ((s.atMs - idle0[i]!.atMs) / 1000)) * 100,
-        });
-      }
-
-      const keysInEtcd = await keyCount();
-
-      // A new host joins this big a network.
-      let join: SizeResult['join'] = null;
-      if (opts.join !== false) {
-        log.info({ size }, 'scale: a host joins');
-        try {
-          const h = await cluster.tb.addHost();
-          const want = await keyCount();
-          const j0 = performance.now();
-          await cluster.startDaemon(h.n, flags, convergeTimeoutMs);
-          const leaseMs = performance.now() - j0;
-          const p = spawnHelper(h.ns, [DIST('prober-main.js'), String(METRICS_PORT)], `prober h${h.n}`);
-          // It created one key: it sees the `want` that were there before.
-          const ok = await waitConverged([p], want, convergeTimeoutMs);
-          join = { leaseMs, convergedMs: ok ? performance.now() - j0 : null };
-          p.close();
-          // SIGTERM keeps its lease: from now on it is one more peer for everyone.
-          await cluster.stopDaemon(h.n);
-        } catch (e) {
-          join = { leaseMs: Number.NaN, convergedMs: null, note: errorMessage(e) };
-          result.errors.push(`size ${size}: join: ${errorMessage(e)}`);
-        }
-      }
-      result.sizes.push({
-        simulated: loaded,
-        keysInEtcd,
-        bulkLoadMs,
-        created: Number(bulk.created),
-        skipped: Number(bulk.skipped),
-        convergeMs,
-        daemons,
-        probes: probeStats,
-        etcdDuringProbes,
-        join,
-      });
-      log.info(
-        { size, convergeMs, p99: probeStats?.p99Ms, rssMB: daemons.map((d) => d.rssMB.toFixed(1)) },
-        'scale: size done',
-      );
-    }
-    loader.close();
-    for (const p of probers) p.close();
-
+    await run.start(realHosts);
+    for (const size of sizes) result.sizes.push(await run.measure(size));
+    run.closeHelpers();
     // ip -batch programming, in h1 (its daemon is userspace and leaves flannel.1 alone).
     const h1 = cluster.tb.host(1);
-    for (const n of kernelSizes) {
+    for (const n of opts.kernelSizes ?? sizes) {
       log.info({ routes: n }, 'scale: ip -batch');
       try {
         result.kernel.push(await benchKernelBatch(h1.ns, 'eth0', h1.ip, cluster.tb.id, n));
@@ -359,9 +192,223 @@ export async function runScale(opts: ScaleOptions = {}): Promise<ScaleResult> {
       }
     }
   } finally {
-    await Promise.all(children.map((c) => killChild(c)));
+    await run.stop();
     await cluster.destroy();
   }
   result.finishedAt = new Date().toISOString();
   return result;
 }
+
+/** The real hosts of a scale run with their probers, and the loader of simulated leases in the bridge namespace. */
+class ScaleRun {
+  private readonly children: ChildProcess[] = [];
+  private readonly flags = [`--healthz-port=${METRICS_PORT}`, '--log-level=warn'];
+  private readonly probes: number;
+  private readonly convergeTimeoutMs: number;
+  private loader!: LineClient;
+  private probers: LineClient[] = [];
+  private pids: number[] = [];
+  /** Simulated leases created so far, and probe leases. */
+  private loaded = 0;
+  private probeIndex = 0;
+
+  constructor(
+    private readonly cluster: Cluster,
+    private readonly opts: ScaleOptions,
+    private readonly log: Logger,
+    private readonly errors: string[],
+  ) {
+    this.probes = opts.probes ?? 20;
+    this.convergeTimeoutMs = opts.convergeTimeoutMs ?? 300_000;
+  }
+
+  async start(realHosts: number): Promise<void> {
+    for (let n = 1; n <= realHosts; n++) await this.cluster.startDaemon(n, this.flags);
+    this.loader = this.spawnHelper(
+      this.cluster.tb.bridgeNs,
+      [DIST('loader-main.js'), this.cluster.endpoint, PREFIX, String(this.cluster.tb.id)],
+      'loader',
+    );
+    this.probers = Array.from({ length: realHosts }, (_, i) => this.prober(i + 1));
+    this.pids = Array.from({ length: realHosts }, (_, i) => this.cluster.daemons.get(i + 1)!.child.pid!);
+  }
+
+  closeHelpers(): void {
+    this.loader.close();
+    for (const p of this.probers) p.close();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.children.map((c) => killChild(c)));
+  }
+
+  /** Steps 1 to 4 of the header for one size. */
+  async measure(size: number): Promise<SizeResult> {
+    this.log.info({ size }, 'scale: bulk load');
+    const cpu0 = this.pids.map((p) => procSample(p).cpuSeconds);
+    const t0 = performance.now();
+    const bulk = await this.loader.request(
+      { op: 'bulk', from: this.loaded, count: size - this.loaded, concurrency: 32, ttl: 7200 },
+      600_000,
+    );
+    const bulkLoadMs = performance.now() - t0;
+    this.loaded = size;
+    const keys = await this.keyCount();
+    const converged = await this.waitConverged(this.probers, keys - 1);
+    const convergeMs = converged ? performance.now() - t0 : null;
+    const cpu1 = this.pids.map((p) => procSample(p).cpuSeconds);
+    if (!converged) this.errors.push(`size ${size}: daemons did not converge within ${this.convergeTimeoutMs} ms`);
+
+    const { probes, etcdDuringProbes } = this.probes > 0 ? await this.probe(size) : NO_PROBES;
+    const cpuToConverge = cpu1.map((c, i) => c - cpu0[i]!);
+    const daemons = await this.idleCost(cpuToConverge);
+    const keysInEtcd = await this.keyCount();
+    const join = this.opts.join !== false ? await this.join(size) : null;
+    this.log.info(
+      { size, convergeMs, p99: probes?.p99Ms, rssMB: daemons.map((d) => d.rssMB.toFixed(1)) },
+      'scale: size done',
+    );
+    return {
+      simulated: this.loaded,
+      keysInEtcd,
+      bulkLoadMs,
+      created: Number(bulk.created),
+      skipped: Number(bulk.skipped),
+      convergeMs,
+      daemons,
+      probes,
+      etcdDuringProbes,
+      join,
+    };
+  }
+
+  /** Probe leases, one at a time: how long until each daemon forwards to the new subnet, and what etcd served. */
+  private async probe(size: number): Promise<Pick<SizeResult, 'probes' | 'etcdDuringProbes'>> {
+    this.log.info({ size, probes: this.probes }, 'scale: probes');
+    const e0 = await this.etcdMetrics();
+    const lat: number[] = [];
+    let failed = 0;
+    for (let k = 0; k < this.probes; k++) {
+      const i = this.probeIndex++;
+      const created = await this.loader.request({ op: 'probe', i, ttl: 7200 });
+      if (created.ok !== true) {
+        failed += this.probers.length;
+        continue;
+      }
+      const createdAt = BigInt(String(created.createdAtNs));
+      const dst = formatIPv4(probeSubnet(i).ip + 5);
+      const answers = await Promise.all(
+        this.probers.map((p) =>
+          p
+            .request({ op: 'probe', dst, timeoutMs: 15_000, intervalMs: 5 }, 30_000)
+            .catch((): Json => ({ live: false })),
+        ),
+      );
+      for (const a of answers) {
+        if (a.live === true) lat.push(Number(BigInt(String(a.liveAtNs)) - createdAt) / 1e6);
+        else failed++;
+      }
+    }
+    const d = diffCounts(e0, await this.etcdMetrics());
+    return {
+      etcdDuringProbes: { ...d, perProbePerDaemon: scaleCounts(d, this.probes * this.probers.length) },
+      probes: {
+        count: this.probes,
+        failed,
+        latenciesMs: lat,
+        p50Ms: percentile(lat, 50),
+        p99Ms: percentile(lat, 99),
+        maxMs: Math.max(...lat),
+      },
+    };
+  }
+
+  /** Each daemon at rest with this many peers: RSS, and CPU over idleSeconds. */
+  private async idleCost(cpuToConverge: number[]): Promise<DaemonCost[]> {
+    const idle0 = this.pids.map((p) => procSample(p));
+    await sleep((this.opts.idleSeconds ?? 10) * 1000);
+    const idle1 = this.pids.map((p) => procSample(p));
+    const daemons: DaemonCost[] = [];
+    for (let i = 0; i < this.pids.length; i++) {
+      const s = idle1[i]!;
+      daemons.push({
+        host: `h${i + 1}`,
+        pid: this.pids[i]!,
+        peers: await this.peersOf(this.probers[i]!).catch(() => -1),
+        rssMB: s.rssBytes / 2 ** 20,
+        hwmMB: s.hwmBytes / 2 ** 20,
+        cpuSecondsToConverge: cpuToConverge[i]!,
+        idleCpuPercent: ((s.cpuSeconds - idle0[i]!.cpuSeconds) / ((s.atMs - idle0[i]!.atMs) / 1000)) * 100,
+      });
+    }
+    return daemons;
+  }
+
+  /** A new host joins this big a network; it keeps its lease when it stops, one more peer from then on. */
+  private async join(size: number): Promise<SizeResult['join']> {
+    this.log.info({ size }, 'scale: a host joins');
+    try {
+      const h = await this.cluster.tb.addHost();
+      const want = await this.keyCount();
+      const j0 = performance.now();
+      await this.cluster.startDaemon(h.n, this.flags, this.convergeTimeoutMs);
+      const leaseMs = performance.now() - j0;
+      const p = this.prober(h.n);
+      // It created one key: it sees the `want` that were there before.
+      const ok = await this.waitConverged([p], want);
+      p.close();
+      // SIGTERM keeps its lease.
+      await this.cluster.stopDaemon(h.n);
+      return { leaseMs, convergedMs: ok ? performance.now() - j0 : null };
+    } catch (e) {
+      this.errors.push(`size ${size}: join: ${errorMessage(e)}`);
+      return { leaseMs: Number.NaN, convergedMs: null, note: errorMessage(e) };
+    }
+  }
+
+  private spawnHelper(ns: string, argv: string[], name: string): LineClient {
+    const c = this.cluster.tb.spawn(ns, [process.execPath, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.children.push(c);
+    return new LineClient(c, name);
+  }
+
+  private prober(n: number): LineClient {
+    return this.spawnHelper(this.cluster.tb.host(n).ns, [DIST('prober-main.js'), String(METRICS_PORT)], `prober h${n}`);
+  }
+
+  private async etcdMetrics(): Promise<EtcdCallCounts> {
+    const r = await this.loader.request({ op: 'metrics', url: `${this.cluster.endpoint}/metrics` });
+    return etcdCounts(String(r.text));
+  }
+
+  private async keyCount(): Promise<number> {
+    // etcdctl 3.4 has no --count-only; a range with limit 1 still reports the total count.
+    const out = await this.cluster.etcdctl([
+      'get',
+      `${PREFIX}/subnets/`,
+      '--prefix',
+      '--keys-only',
+      '--limit=1',
+      '-w',
+      'json',
+    ]);
+    return Number((JSON.parse(out) as { count?: number }).count ?? 0);
+  }
+
+  private async peersOf(p: LineClient): Promise<number> {
+    return Number((await p.request({ op: 'peers' })).peers);
+  }
+
+  /** Until every daemon counts every key but its own (`want`), at most convergeTimeoutMs. */
+  private async waitConverged(clients: LineClient[], want: number): Promise<boolean> {
+    const end = Date.now() + this.convergeTimeoutMs;
+    while (Date.now() < end) {
+      const seen = await Promise.all(clients.map((p) => this.peersOf(p).catch(() => -1)));
+      if (seen.every((s) => s >= want)) return true;
+      await sleep(200);
+    }
+    return false;
+  }
+}
+
+const NO_PROBES: Pick<SizeResult, 'probes' | 'etcdDuringProbes'> = { probes: null, etcdDuringProbes: null };

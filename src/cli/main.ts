@@ -45,14 +45,24 @@ async function main(argv: string[]): Promise<void> {
     .version(VERSION)
     .showHelpAfterError()
     .configureOutput({ outputError: (s, write) => write(s) });
+  addDaemonCommand(program);
+  addEtcdCommands(program);
+  addStatusCommand(program);
+  addToolCommands(program);
+  await program.parseAsync(argv);
+}
 
+function addDaemonCommand(program: Command): void {
   addDaemonOptions(program.command('daemon').description('run on every host: lease a subnet, forward packets')).action(
     async (_o, cmd: Command) => {
       const { runDaemon } = await import('../daemon.js');
       await runDaemon(givenFlags(cmd));
     },
   );
+}
 
+/** The commands that read or write etcd: leases, network get|set. */
+function addEtcdCommands(program: Command): void {
   addDaemonOptions(program.command('leases').description('list the subnet leases in etcd'), ETCD_FLAGS)
     .option('--json', 'print JSON instead of a table')
     .action(async (_o, cmd: Command) => {
@@ -80,7 +90,9 @@ async function main(argv: string[]): Promise<void> {
     const { setNetwork } = await import('./network.js');
     await setNetwork(givenFlags(cmd), value);
   });
+}
 
+function addStatusCommand(program: Command): void {
   program
     .command('status')
     .description('ask a running daemon (its --healthz-port) for lease, tier, encap, peers and counters')
@@ -96,10 +108,6 @@ async function main(argv: string[]): Promise<void> {
       }
       await printStatus({ healthzIp: o.healthzIp, healthzPort: port, json: o.json === true, all: o.all === true });
     });
-
-  addToolCommands(program);
-
-  await program.parseAsync(argv);
 }
 
 main(process.argv).then(

@@ -18,6 +18,8 @@ import { type Lease, type LeaseAttrs, type LeaseEvent, isReservation, sameAttrs 
 import type { EtcdRegistry, WatchHandle } from './registry.js';
 import { type Subnet, formatIPv4, formatSubnet, nthSubnet, overlaps, subnetEquals } from '../ip/subnet.js';
 import { sleep } from '../util/sleep.js';
+import { Backoff } from './backoff.js';
+import { PeerWatch } from './peer-watch.js';
 
 /** Control-plane events since start, for /metrics; all monotonic. */
 export interface LeaseStats {
@@ -51,22 +53,8 @@ export interface LeaseManagerOptions {
   log: Logger;
 }
 
-const BACKOFF_MIN_MS = 100;
-const BACKOFF_MAX_MS = 5000;
 // Above this many candidate subnets we probe at random instead of listing every free one.
 const ENUMERATE_LIMIT = 65536;
-
-class Backoff {
-  private ms = BACKOFF_MIN_MS;
-  next(): number {
-    const d = this.ms;
-    this.ms = Math.min(this.ms * 2, BACKOFF_MAX_MS);
-    return d;
-  }
-  reset(): void {
-    this.ms = BACKOFF_MIN_MS;
-  }
-}
 
 function abortError(): WeftError {
   return new WeftError('WEFT_ERR_LEASE', 'aborted');
@@ -503,112 +491,12 @@ export class LeaseManager {
   // ---------------------------------------------------------------------------------------------------------------
   // watchPeers
 
-  /**
-   * Delivers other hosts' leases until `signal` aborts: first one batch of 'added' for every current lease
-   * (reservations included, recognisable by etcdLeaseId === null), then changes as they happen. After a
-   * disconnect or a compaction it re-lists and delivers only the difference, so the consumer converges.
-   * Renewals that change nothing but the etcd lease are not delivered. Our own subnet is never delivered.
-   * `onListed` is called once, after the first listing was delivered (even when it held no peers).
-   */
-  async watchPeers(
-    signal: AbortSignal,
-    onEvents: (events: LeaseEvent[]) => void,
-    onListed?: () => void,
-  ): Promise<void> {
-    const known = new Map<string, Lease>(); // by key
-    const backoff = new Backoff();
-    let logged = false;
-    const isOwn = (l: Lease): boolean => this.current !== null && subnetEquals(this.current.subnet, l.subnet);
-    const deliver = (events: LeaseEvent[]): void => {
-      if (events.length === 0) return;
-      this.stats.peerEvents += events.length;
-      try {
-        onEvents(events);
-      } catch (e) {
-        this.log.error({ err: errorMessage(e) }, 'watchPeers consumer threw');
-      }
-    };
-
-    while (!signal.aborted) {
-      try {
-        const { leases, revision } = await this.registry.listLeases();
-        if (logged) this.log.info({ peers: leases.length }, 'peer watch re-listed after an interruption');
-        logged = false;
-        backoff.reset();
-        // Difference between what the consumer has and what etcd has.
-        const batch: LeaseEvent[] = [];
-        const seen = new Set<string>();
-        for (const l of leases) {
-          if (isOwn(l)) continue;
-          seen.add(l.key);
-          const old = known.get(l.key);
-          if (old === undefined || !sameAttrs(old.attrs, l.attrs) || isReservation(old) !== isReservation(l)) {
-            batch.push({ type: 'added', lease: l });
-          }
-          known.set(l.key, l);
-        }
-        for (const [key, old] of known) {
-          if (!seen.has(key)) {
-            known.delete(key);
-            batch.push({ type: 'removed', lease: old });
-          }
-        }
-        deliver(batch);
-        onListed?.();
-        onListed = undefined;
-
-        const err = await new Promise<WeftError | null>((resolve) => {
-          const onAbort = (): void => resolve(null);
-          signal.addEventListener('abort', onAbort, { once: true });
-          const handle = this.registry.watchLeases(
-            (BigInt(revision) + 1n).toString(),
-            (events) => {
-              const out: LeaseEvent[] = [];
-              for (const ev of events) {
-                if (isOwn(ev.lease)) {
-                  known.delete(ev.lease.key);
-                  continue;
-                }
-                const old = known.get(ev.lease.key);
-                if (ev.type === 'removed') {
-                  if (old !== undefined) {
-                    known.delete(ev.lease.key);
-                    out.push({ type: 'removed', lease: old });
-                  }
-                } else {
-                  known.set(ev.lease.key, ev.lease);
-                  if (
-                    old === undefined ||
-                    !sameAttrs(old.attrs, ev.lease.attrs) ||
-                    isReservation(old) !== isReservation(ev.lease)
-                  ) {
-                    out.push(ev);
-                  }
-                }
-              }
-              deliver(out);
-            },
-            (e) => {
-              signal.removeEventListener('abort', onAbort);
-              void handle.cancel();
-              resolve(e);
-            },
-          );
-          signal.addEventListener('abort', () => void handle.cancel(), { once: true });
-        });
-        if (err === null || signal.aborted) break;
-        if (err instanceof EtcdCompactedError) {
-          this.log.warn('peer watch fell behind compaction, re-listing');
-          continue;
-        }
-        throw err;
-      } catch (e) {
-        if (signal.aborted) break;
-        if (!logged) this.log.warn({ err: errorMessage(e) }, 'peer watch interrupted, re-listing with backoff');
-        if (!logged) this.stats.watchRestarts++;
-        logged = true;
-        await sleep(backoff.next(), signal);
-      }
-    }
+  /** Delivers other hosts' leases until `signal` aborts (peer-watch.ts); `onListed` after the first listing. */
+  watchPeers(signal: AbortSignal, onEvents: (events: LeaseEvent[]) => void, onListed?: () => void): Promise<void> {
+    const watch = new PeerWatch(
+      { registry: this.registry, log: this.log, stats: this.stats, ownSubnet: () => this.current?.subnet ?? null },
+      onEvents,
+    );
+    return watch.run(signal, onListed);
   }
 }
