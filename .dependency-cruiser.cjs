@@ -1,74 +1,50 @@
 // Which folder may import which: the arrows run one way (see README, Layout). Checked by `npm run lint`.
+
+/** No module under `from` (but `fromNot`) imports one under `to` (but `toNot`). Paths are regular expressions. */
+function forbid(name, from, to, { fromNot, toNot, comment } = {}) {
+  return {
+    name,
+    severity: 'error',
+    ...(comment ? { comment } : {}),
+    from: { path: from, ...(fromNot ? { pathNot: fromNot } : {}) },
+    to: { path: to, ...(toNot ? { pathNot: toNot } : {}) },
+  };
+}
+
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
     { name: 'no-cycles', severity: 'error', from: {}, to: { circular: true } },
-    {
-      name: 'product-not-to-tools',
+    forbid('product-not-to-tools', '^src/', '^(bench|testbed)/', {
+      fromNot: '^src/cli/tools\\.ts$',
       comment: 'src/ is what runs on a host; only the CLI entry of the tool commands loads bench/ or testbed/',
-      severity: 'error',
-      from: { path: '^src/', pathNot: '^src/cli/tools\\.ts$' },
-      to: { path: '^(bench|testbed)/' },
-    },
-    {
-      name: 'testbed-not-to-bench',
-      severity: 'error',
-      from: { path: '^testbed/' },
-      to: { path: '^bench/' },
-    },
-    {
-      name: 'nothing-to-tests',
-      severity: 'error',
-      from: { path: '^(src|bench|testbed)/' },
-      to: { path: '^test/' },
-    },
-    {
-      name: 'not-up-to-cli',
+    }),
+    forbid('testbed-not-to-bench', '^testbed/', '^bench/'),
+    forbid('nothing-to-tests', '^(src|bench|testbed)/', '^test/'),
+    forbid('not-up-to-cli', '^src/', '^src/cli/', {
+      fromNot: '^src/cli/',
       comment: 'the CLI is the top: nothing below it imports it',
-      severity: 'error',
-      from: { path: '^src/', pathNot: '^src/cli/' },
-      to: { path: '^src/cli/' },
-    },
-    {
-      name: 'not-up-to-daemon',
-      severity: 'error',
-      from: { path: '^src/', pathNot: '^src/(cli/|daemon\\.ts$)' },
-      to: { path: '^src/daemon\\.ts$' },
-    },
-    {
-      name: 'lease-knows-no-packets',
-      comment: 'leases and the network config know nothing of backends, datapaths, encaps or the addon',
-      severity: 'error',
-      from: { path: '^src/(lease|config)/' },
-      to: { path: '^src/(backend|datapath|encap|net|metrics|cni)/|^src/native\\.ts$' },
-    },
-    {
-      name: 'encap-is-pure',
+    }),
+    forbid('not-up-to-daemon', '^src/', '^src/daemon\\.ts$', { fromNot: '^src/(cli/|daemon\\.ts$)' }),
+    forbid(
+      'lease-knows-no-packets',
+      '^src/(lease|config)/',
+      '^src/(backend|datapath|encap|net|metrics|cni)/|^src/native\\.ts$',
+      {
+        comment: 'leases and the network config know nothing of backends, datapaths, encaps or the addon',
+      },
+    ),
+    forbid('encap-is-pure', '^src/encap/', '^src/(lease|config|backend|datapath|net|metrics|cni)/|^src/native\\.ts$', {
       comment: 'encaps are bytes in, bytes out: no etcd, iproute2, datapath or backend',
-      severity: 'error',
-      from: { path: '^src/encap/' },
-      to: { path: '^src/(lease|config|backend|datapath|net|metrics|cni)/|^src/native\\.ts$' },
-    },
-    {
-      name: 'datapath-not-to-backend',
-      severity: 'error',
-      from: { path: '^src/datapath/' },
-      to: { path: '^src/(backend|lease|config|metrics|cni)/' },
-    },
-    {
-      name: 'config-below-lease',
+    }),
+    forbid('datapath-not-to-backend', '^src/datapath/', '^src/(backend|lease|config|metrics|cni)/'),
+    forbid('config-below-lease', '^src/config/', '^src/lease/', {
       comment: 'the lease manager reads the network config; the config knows nothing of leases',
-      severity: 'error',
-      from: { path: '^src/config/' },
-      to: { path: '^src/lease/' },
-    },
-    {
-      name: 'ip-is-a-leaf',
+    }),
+    forbid('ip-is-a-leaf', '^src/(ip|util)/', '^src/', {
+      toNot: '^src/(ip|util)/',
       comment: 'address math that every part shares depends on nothing of weft',
-      severity: 'error',
-      from: { path: '^src/(ip|util)/' },
-      to: { path: '^src/', pathNot: '^src/(ip|util)/' },
-    },
+    }),
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

@@ -260,43 +260,25 @@ export async function applyLines(lines: string[][]): Promise<void> {
   if (lines.length > 0) await iproute.ipBatch(lines, { force: true });
 }
 
-// ---- the host-gw backend ----
+// ---- what both kernel backends share ----
 
-export class HostGwBackend implements Backend {
-  readonly type = 'host-gw';
-  /** No encapsulation: the overlay MTU is the underlay's. */
-  readonly mtu: number;
-  private readonly peerSet: PeerLeases;
-  private readonly resync: Resync;
-  private l2: UnderlayNet | null = null;
-  private own: Subnet | null = null;
-  private restoredTotal = 0;
+/**
+ * The peer leases, a re-sync every RESYNC_MS that makes the kernel match them (sync), and the lease the host runs
+ * for. A kernel backend says what to program and what it reports.
+ */
+export abstract class KernelBackend {
+  protected readonly peerSet: PeerLeases;
+  protected readonly resync: Resync;
+  protected l2: UnderlayNet | null = null;
+  protected own: Subnet | null = null;
 
-  constructor(private readonly ctx: BackendContext) {
-    this.mtu = ctx.external.mtu;
+  constructor(protected readonly ctx: BackendContext) {
     this.peerSet = new PeerLeases(ctx.log);
     this.resync = new Resync(() => this.sync(), RESYNC_MS, ctx.log);
   }
 
   get running(): boolean {
     return this.resync.active;
-  }
-
-  /** flanneld's host-gw lease carries no BackendData at all (the key is omitted). */
-  leaseData(): unknown {
-    return undefined;
-  }
-
-  async start(lease: Lease): Promise<void> {
-    this.l2 = await underlayNet(this.ctx.external);
-    this.own = lease.subnet;
-    this.peerSet.ownKey = lease.key;
-    this.peerSet.leases.delete(lease.key);
-    this.resync.start();
-    this.ctx.log.info(
-      { iface: this.ctx.external.name, mtu: this.mtu, l2: `${formatIPv4(this.l2.ip)}/${this.l2.prefixLen}` },
-      'host-gw datapath up (kernel routes)',
-    );
   }
 
   peers(events: readonly LeaseEvent[]): void {
@@ -308,7 +290,58 @@ export class HostGwBackend implements Backend {
     return this.resync.settled();
   }
 
-  private async sync(): Promise<void> {
+  /** Stops re-syncing; devices and routes stay (see the header). */
+  async stop(): Promise<void> {
+    await this.resync.stop();
+  }
+
+  /** Programs the kernel to match the peer leases; fixes only what differs. */
+  protected abstract sync(): Promise<void>;
+
+  /** Takes the lease (its subnet is never a peer) and reads the underlay's network. */
+  protected async adopt(lease: Lease): Promise<UnderlayNet> {
+    const l2 = await underlayNet(this.ctx.external);
+    this.l2 = l2;
+    this.own = lease.subnet;
+    this.peerSet.ownKey = lease.key;
+    this.peerSet.leases.delete(lease.key);
+    return l2;
+  }
+
+  /** Peers for status: every lease but the ignored ones. */
+  protected get peerCount(): number {
+    return this.peerSet.leases.size - this.peerSet.ignoredCount;
+  }
+}
+
+// ---- the host-gw backend ----
+
+export class HostGwBackend extends KernelBackend implements Backend {
+  readonly type = 'host-gw';
+  /** No encapsulation: the overlay MTU is the underlay's. */
+  readonly mtu: number;
+  private restoredTotal = 0;
+
+  constructor(ctx: BackendContext) {
+    super(ctx);
+    this.mtu = ctx.external.mtu;
+  }
+
+  /** flanneld's host-gw lease carries no BackendData at all (the key is omitted). */
+  leaseData(): unknown {
+    return undefined;
+  }
+
+  async start(lease: Lease): Promise<void> {
+    const l2 = await this.adopt(lease);
+    this.resync.start();
+    this.ctx.log.info(
+      { iface: this.ctx.external.name, mtu: this.mtu, l2: `${formatIPv4(l2.ip)}/${l2.prefixLen}` },
+      'host-gw datapath up (kernel routes)',
+    );
+  }
+
+  protected async sync(): Promise<void> {
     const l2 = this.l2;
     if (l2 === null) return;
     const dev = this.ctx.external.name;
@@ -347,17 +380,12 @@ export class HostGwBackend implements Backend {
       type: this.type,
       datapath: 'kernel/host-gw',
       device: this.ctx.external.name,
-      peers: this.peerSet.leases.size - this.peerSet.ignoredCount,
+      peers: this.peerCount,
       counters: {
         resync_runs: this.resync.runs,
         resync_errors: this.resync.errors,
         routes_replaced: this.restoredTotal,
       },
     };
-  }
-
-  /** Stops re-syncing; the routes stay (see the header). */
-  async stop(): Promise<void> {
-    await this.resync.stop();
   }
 }

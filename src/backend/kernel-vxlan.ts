@@ -17,23 +17,12 @@
 // the device, neighbours, FDB entries and routes stay, as flanneld leaves them: pods keep talking across a daemon
 // restart, and the restarted daemon finds the device as it wants it and reconciles the rest.
 import { WeftError } from '../errors.js';
-import type { Lease, LeaseEvent } from '../lease/lease.js';
-import { formatIPv4, type Subnet } from '../ip/subnet.js';
+import type { Lease } from '../lease/lease.js';
+import { formatIPv4 } from '../ip/subnet.js';
 import { formatMac, parseMac } from '../encap/vxlan.js';
 import * as iproute from '../net/iproute.js';
 import type { Backend, BackendContext, BackendStatus } from './backend.js';
-import {
-  PeerLeases,
-  RESYNC_MS,
-  Resync,
-  applyLines,
-  onSameL2,
-  peerPublicIp,
-  routeFixes,
-  underlayNet,
-  type UnderlayNet,
-  type WantedRoute,
-} from './host-gw.js';
+import { applyLines, KernelBackend, onSameL2, peerPublicIp, routeFixes, type WantedRoute } from './host-gw.js';
 import { stableMac } from './vtep-mac.js';
 
 /** Outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
@@ -73,31 +62,22 @@ export function kernelVxlanOptions(backend: Record<string, unknown>): KernelVxla
 /** What one usable peer gets: an overlay route (with neighbour and FDB entry) or, with DirectRouting, a plain one. */
 type PeerPlan = { kind: 'vxlan'; gw: string; mac: string; publicIp: string } | { kind: 'direct'; publicIp: string };
 
-export class KernelVxlanBackend implements Backend {
+export class KernelVxlanBackend extends KernelBackend implements Backend {
   readonly type = 'vxlan';
   readonly mtu: number;
   readonly device: string;
   private readonly opts: KernelVxlanOptions;
   private readonly mac: string;
-  private readonly peerSet: PeerLeases;
-  private readonly resync: Resync;
-  private l2: UnderlayNet | null = null;
-  private own: Subnet | null = null;
   private readonly repaired = { routes: 0, neighbours: 0, fdb: 0, device: 0 };
 
-  constructor(private readonly ctx: BackendContext) {
+  constructor(ctx: BackendContext) {
+    super(ctx);
     this.opts = kernelVxlanOptions(ctx.network.backend);
     this.mtu = ctx.external.mtu - VXLAN_OVERHEAD;
     this.device = `flannel.${this.opts.vni}`;
     if (this.device.length > 15)
       throw new WeftError('WEFT_ERR_BACKEND', `device name ${this.device} is longer than 15 characters`);
     this.mac = formatMac(stableMac(ctx.external.publicIp, this.opts.vni));
-    this.peerSet = new PeerLeases(ctx.log);
-    this.resync = new Resync(() => this.sync(), RESYNC_MS, ctx.log);
-  }
-
-  get running(): boolean {
-    return this.resync.active;
   }
 
   /** flanneld's shape and key order: {"VNI":1,"VtepMAC":"aa:bb:..."}. */
@@ -106,10 +86,7 @@ export class KernelVxlanBackend implements Backend {
   }
 
   async start(lease: Lease): Promise<void> {
-    this.l2 = await underlayNet(this.ctx.external);
-    this.own = lease.subnet;
-    this.peerSet.ownKey = lease.key;
-    this.peerSet.leases.delete(lease.key);
+    await this.adopt(lease);
     await this.ensureDevice();
     this.resync.start();
     this.ctx.log.info(
@@ -122,15 +99,6 @@ export class KernelVxlanBackend implements Backend {
       },
       'kernel vxlan datapath up',
     );
-  }
-
-  peers(events: readonly LeaseEvent[]): void {
-    this.peerSet.apply(events);
-    this.resync.kick();
-  }
-
-  settled(): Promise<void> {
-    return this.resync.settled();
   }
 
   // ---- the device ----
@@ -204,7 +172,7 @@ export class KernelVxlanBackend implements Backend {
     });
   }
 
-  private async sync(): Promise<void> {
+  protected async sync(): Promise<void> {
     const { device, ctx } = this;
     await this.ensureDevice();
     const plans = this.plan();
@@ -294,7 +262,7 @@ export class KernelVxlanBackend implements Backend {
       type: this.type,
       datapath: 'kernel/vxlan',
       device: this.device,
-      peers: this.peerSet.leases.size - this.peerSet.ignoredCount,
+      peers: this.peerCount,
       counters: {
         resync_runs: this.resync.runs,
         resync_errors: this.resync.errors,
@@ -304,10 +272,5 @@ export class KernelVxlanBackend implements Backend {
         device_recreated: this.repaired.device,
       },
     };
-  }
-
-  /** Stops re-syncing; the device and everything on it stay (see the header). */
-  async stop(): Promise<void> {
-    await this.resync.stop();
   }
 }

@@ -64,14 +64,12 @@ export class DgramTier extends TierBase implements Datapath {
     const peer = snap.routes.lookup(dst);
     if (peer === NO_ROUTE) {
       path.count(C.dropNoRoute);
-      if (path.inNetwork(dst)) {
-        native.icmpError(path.tunFd, buf, pkt, len, 3, 0, path.gatewayIp, path.scratch, path.counters);
-      }
+      if (path.inNetwork(dst)) path.netUnreachable(buf, pkt, len);
       return;
     }
     if (!decrementTtl(buf, pkt)) {
       path.count(C.dropTtlExceeded);
-      native.icmpError(path.tunFd, buf, pkt, len, 11, 0, path.gatewayIp, path.scratch, path.counters);
+      path.ttlExceeded(buf, pkt, len);
       return;
     }
     path.sentTo(peer, len);

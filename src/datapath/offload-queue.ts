@@ -20,8 +20,7 @@
 //  4. C coalesces consecutive in-order TCP segments of one flow into GSO super-packets and writes everything to
 //     TUN with one writev each (groWrite); a lone packet with a partial checksum goes as NEEDS_CSUM.
 import * as native from '../native.js';
-import type { PathState } from './path-state.js';
-import { C } from './path-state.js';
+import { C, ICMP_PER_BATCH, type PathState } from './path-state.js';
 import { NO_ROUTE } from './routes.js';
 import { readIp } from './ttl.js';
 import { WeftError } from '../errors.js';
@@ -30,7 +29,6 @@ import { WeftError } from '../errors.js';
 export const OFFLOAD_BATCH = 32;
 /** Batches per wake-up: bounds how long one direction holds the event loop. */
 const ROUNDS = 4;
-const ICMP_PER_BATCH = 8;
 
 export interface QueueOptions {
   /** TUN MTU: the largest inner segment GSO may produce. */
@@ -131,7 +129,7 @@ export class OffloadQueue {
       );
       this.resume = 0;
       const sent = this.flush();
-      this.answerExpired(n);
+      path.answerExpired(this.outSlab, native.SLOT_SIZE, this.outLen, this.outPeer, n); // step 5
       if (!sent) return false;
       if (n < OFFLOAD_BATCH) return true;
     }
@@ -180,41 +178,7 @@ export class OffloadQueue {
       }
       outPeer[i] = native.VERDICT_NO_ROUTE;
       path.count(C.dropNoRoute);
-      if (path.inNetwork(dst) && icmp++ < ICMP_PER_BATCH) {
-        native.icmpError(
-          path.tunFd,
-          outSlab,
-          pkt,
-          len,
-          native.ICMP_DEST_UNREACH,
-          native.ICMP_NET_UNREACH,
-          path.gatewayIp,
-          path.scratch,
-          path.counters,
-        );
-      }
-    }
-  }
-
-  // Outbound step 5.
-  private answerExpired(n: number): void {
-    const { path } = this;
-    let icmp = 0;
-    for (let i = 0; i < n && icmp < ICMP_PER_BATCH; i++) {
-      if (this.outPeer[i] !== native.VERDICT_TTL_EXCEEDED) continue;
-      const pkt = i * native.SLOT_SIZE + native.HEADROOM;
-      native.icmpError(
-        path.tunFd,
-        this.outSlab,
-        pkt,
-        this.outLen[i] as number,
-        native.ICMP_TIME_EXCEEDED,
-        native.ICMP_EXC_TTL,
-        path.gatewayIp,
-        path.scratch,
-        path.counters,
-      );
-      icmp++;
+      if (path.inNetwork(dst) && icmp++ < ICMP_PER_BATCH) path.netUnreachable(outSlab, pkt, len);
     }
   }
 

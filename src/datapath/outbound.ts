@@ -11,15 +11,9 @@
 // No JS allocation happens per packet: everything lives in the slab and the typed arrays of the Batch.
 import * as native from '../native.js';
 import { Batch } from './batch.js';
-import { C, type PathState } from './path-state.js';
+import { C, ICMP_PER_BATCH, type PathState } from './path-state.js';
 import { NO_ROUTE } from './routes.js';
 import { decrementTtl, readIp } from './ttl.js';
-
-const ICMP_DEST_UNREACH = 3;
-const ICMP_NET_UNREACH = 0;
-const ICMP_TIME_EXCEEDED = 11;
-/** ICMP errors per batch: enough to tell a sender, not enough to let a scan turn weft into an amplifier. */
-const ICMP_PER_BATCH = 8;
 
 export class Outbound {
   readonly batch: Batch;
@@ -59,7 +53,7 @@ export class Outbound {
       this.count = n;
       this.resume = 0;
       const sent = this.flush();
-      this.answerExpired(n);
+      path.answerExpired(batch.slab, batch.slotSize, batch.len, batch.peer, n); // step 5
       if (!sent) return false;
       if (n < batch.size) return true;
     }
@@ -106,19 +100,7 @@ export class Outbound {
       }
       batch.peer[i] = native.VERDICT_NO_ROUTE;
       path.count(C.dropNoRoute);
-      if (path.inNetwork(dst) && icmp++ < ICMP_PER_BATCH) {
-        native.icmpError(
-          path.tunFd,
-          batch.slab,
-          pkt,
-          len,
-          ICMP_DEST_UNREACH,
-          ICMP_NET_UNREACH,
-          path.gatewayIp,
-          path.scratch,
-          path.counters,
-        );
-      }
+      if (path.inNetwork(dst) && icmp++ < ICMP_PER_BATCH) path.netUnreachable(batch.slab, pkt, len);
     }
   }
 
@@ -157,28 +139,6 @@ export class Outbound {
       const start = encap.encode(batch.slab, pkt, len, peers[peer]!.encap, local);
       batch.off[i] = start;
       batch.len[i] = len + (pkt - start);
-    }
-  }
-
-  // Step 5.
-  private answerExpired(n: number): void {
-    const { path, batch } = this;
-    let icmp = 0;
-    for (let i = 0; i < n && icmp < ICMP_PER_BATCH; i++) {
-      if (batch.peer[i] !== native.VERDICT_TTL_EXCEEDED) continue;
-      const pkt = i * batch.slotSize + native.HEADROOM;
-      native.icmpError(
-        path.tunFd,
-        batch.slab,
-        pkt,
-        batch.len[i] as number,
-        ICMP_TIME_EXCEEDED,
-        0,
-        path.gatewayIp,
-        path.scratch,
-        path.counters,
-      );
-      icmp++;
     }
   }
 }

@@ -1,10 +1,22 @@
 // State the two directions of a tier share: devices, the current peer snapshot, counters. One object per tier; the
 // snapshot is replaced whole by setPeers, never mutated, so a batch sees one consistent peer set.
 import type { Encap, LocalEncapInfo } from '../encap/encap.js';
-import { counterIndex, COUNTER_COUNT, ICMP_SCRATCH_MIN } from '../native.js';
+import * as native from '../native.js';
+import {
+  counterIndex,
+  COUNTER_COUNT,
+  ICMP_DEST_UNREACH,
+  ICMP_EXC_TTL,
+  ICMP_NET_UNREACH,
+  ICMP_SCRATCH_MIN,
+  ICMP_TIME_EXCEEDED,
+} from '../native.js';
 import type { DatapathOptions, PeerTraffic } from './datapath.js';
 import { maskOf } from './routes.js';
 import { buildPeerSnapshot, type Peer, type PeerSnapshot } from './peers.js';
+
+/** ICMP errors per batch: enough to tell a sender, not enough to let a scan turn weft into an amplifier. */
+export const ICMP_PER_BATCH = 8;
 
 export const PEER_COUNTERS = 4;
 
@@ -96,6 +108,31 @@ export class PathState {
 
   count(index: number, n = 1): void {
     this.counters[index] = (this.counters[index] as number) + n;
+  }
+
+  /** ICMP net-unreachable back through TUN about the packet at slab[pkt, pkt + len); C decides whether one may go. */
+  netUnreachable(slab: Buffer, pkt: number, len: number): void {
+    const { tunFd, gatewayIp, scratch, counters } = this;
+    native.icmpError(tunFd, slab, pkt, len, ICMP_DEST_UNREACH, ICMP_NET_UNREACH, gatewayIp, scratch, counters);
+  }
+
+  /** ICMP time-exceeded (TTL) back through TUN about the packet at slab[pkt, pkt + len). */
+  ttlExceeded(slab: Buffer, pkt: number, len: number): void {
+    const { tunFd, gatewayIp, scratch, counters } = this;
+    native.icmpError(tunFd, slab, pkt, len, ICMP_TIME_EXCEEDED, ICMP_EXC_TTL, gatewayIp, scratch, counters);
+  }
+
+  /**
+   * Outbound step 5 of the batch and offload tiers: time-exceeded for the first ICMP_PER_BATCH of the n slots whose
+   * peer verdict says the TTL ran out (slot i's packet at i * slotSize + HEADROOM).
+   */
+  answerExpired(slab: Buffer, slotSize: number, len: Int32Array, peer: Int32Array, n: number): void {
+    let icmp = 0;
+    for (let i = 0; i < n && icmp < ICMP_PER_BATCH; i++) {
+      if (peer[i] !== native.VERDICT_TTL_EXCEEDED) continue;
+      this.ttlExceeded(slab, i * slotSize + native.HEADROOM, len[i] as number);
+      icmp++;
+    }
   }
 }
 

@@ -7,7 +7,15 @@
 import type { DaemonConfig } from '../config/daemon.js';
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
-import { Etcd3, type IKeyValue, type IOptions, type IWatchResponse, type KVClient, type Watcher } from 'etcd3';
+import {
+  Etcd3,
+  type ICompare,
+  type IKeyValue,
+  type IOptions,
+  type IWatchResponse,
+  type KVClient,
+  type Watcher,
+} from 'etcd3';
 import { EtcdCompactedError, WeftError, errorMessage, ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { type Lease, type LeaseAttrs, type LeaseEvent, parseLeaseAttrs, serializeLeaseAttrs } from './lease.js';
@@ -29,6 +37,14 @@ export interface WatchHandle {
 type CallOptions = NonNullable<Parameters<KVClient['range']>[1]>;
 
 const NO_LEASE = '0';
+
+/** The key exists and is attached to etcd lease `id` (NO_LEASE: to none, a reservation). */
+function heldBy(key: string, id: string): ICompare[] {
+  return [
+    { key: Buffer.from(key), target: 'Version', result: 'Greater', version: 0 },
+    { key: Buffer.from(key), target: 'Lease', result: 'Equal', lease: id },
+  ];
+}
 
 // Range end for a prefix scan: the prefix with its last byte incremented (etcd's clientv3.GetPrefixRangeEnd).
 function prefixEnd(prefix: Buffer): Buffer {
@@ -125,31 +141,8 @@ export class EtcdRegistry {
    */
   async createLease(sn: Subnet, attrs: LeaseAttrs, ttlSeconds: number): Promise<Lease | null> {
     const key = this.keyOf(sn);
-    const grant = await this.call(`grant lease for ${key}`, (o) =>
-      this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }, o),
-    );
-    const granted = Date.now();
-    let ok = false;
-    try {
-      const res = await this.call(`create ${key}`, (o) =>
-        this.client.kv.txn(
-          {
-            compare: [{ key: Buffer.from(key), target: 'Version', result: 'Equal', version: 0 }],
-            success: [
-              {
-                request_put: { key: Buffer.from(key), value: Buffer.from(serializeLeaseAttrs(attrs)), lease: grant.ID },
-              },
-            ],
-          },
-          o,
-        ),
-      );
-      ok = res.succeeded;
-    } finally {
-      if (!ok) await this.revokeQuietly(grant.ID);
-    }
-    if (!ok) return null;
-    return { subnet: sn, attrs, key, etcdLeaseId: grant.ID, expiresAt: granted + Number(grant.TTL) * 1000 };
+    const absent: ICompare[] = [{ key: Buffer.from(key), target: 'Version', result: 'Equal', version: 0 }];
+    return this.putOnNewLease({ subnet: sn, key }, attrs, ttlSeconds, 'create', absent);
   }
 
   /**
@@ -170,10 +163,7 @@ export class EtcdRegistry {
       const res = await this.call(`update reservation ${key}`, (o) =>
         this.client.kv.txn(
           {
-            compare: [
-              { key: Buffer.from(key), target: 'Version', result: 'Greater', version: 0 },
-              { key: Buffer.from(key), target: 'Lease', result: 'Equal', lease: NO_LEASE },
-            ],
+            compare: heldBy(key, NO_LEASE),
             success: [{ request_put: { key: Buffer.from(key), value: Buffer.from(serializeLeaseAttrs(attrs)) } }],
           },
           o,
@@ -327,8 +317,25 @@ export class EtcdRegistry {
   // --- internals ---
 
   private async replace(lease: Lease, attrs: LeaseAttrs, ttlSeconds: number, op: string): Promise<Lease | null> {
-    const key = lease.key;
     const oldId = lease.etcdLeaseId ?? NO_LEASE;
+    const next = await this.putOnNewLease(lease, attrs, ttlSeconds, op, heldBy(lease.key, oldId));
+    // The old etcd lease now holds no key: revoke it rather than let it linger until its TTL.
+    if (next !== null && oldId !== NO_LEASE) await this.revokeQuietly(oldId);
+    return next;
+  }
+
+  /**
+   * Grants an etcd lease of `ttlSeconds` and puts the key on it with `attrs` if `compare` holds (one txn). Null when
+   * it does not hold; the granted lease is then revoked.
+   */
+  private async putOnNewLease(
+    at: Pick<Lease, 'subnet' | 'key'>,
+    attrs: LeaseAttrs,
+    ttlSeconds: number,
+    op: string,
+    compare: ICompare[],
+  ): Promise<Lease | null> {
+    const key = at.key;
     const grant = await this.call(`grant lease for ${key}`, (o) =>
       this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }, o),
     );
@@ -338,10 +345,7 @@ export class EtcdRegistry {
       const res = await this.call(`${op} ${key}`, (o) =>
         this.client.kv.txn(
           {
-            compare: [
-              { key: Buffer.from(key), target: 'Version', result: 'Greater', version: 0 },
-              { key: Buffer.from(key), target: 'Lease', result: 'Equal', lease: oldId },
-            ],
+            compare,
             success: [
               {
                 request_put: { key: Buffer.from(key), value: Buffer.from(serializeLeaseAttrs(attrs)), lease: grant.ID },
@@ -356,9 +360,7 @@ export class EtcdRegistry {
       if (!ok) await this.revokeQuietly(grant.ID);
     }
     if (!ok) return null;
-    // The old etcd lease now holds no key: revoke it rather than let it linger until its TTL.
-    if (oldId !== NO_LEASE) await this.revokeQuietly(oldId);
-    return { ...lease, attrs, etcdLeaseId: grant.ID, expiresAt: granted + Number(grant.TTL) * 1000 };
+    return { subnet: at.subnet, key, attrs, etcdLeaseId: grant.ID, expiresAt: granted + Number(grant.TTL) * 1000 };
   }
 
   private toLease(kv: IKeyValue, expiresAt: number | null): Lease | null {

@@ -85,20 +85,22 @@ function nsArgs(netns: string | undefined): string[] {
 export function ip(args: string[], opts: IpOptions & { json: true }): Promise<unknown>;
 export function ip(args: string[], opts?: IpOptions & { json?: false }): Promise<string>;
 export function ip(args: string[], opts?: IpOptions): Promise<string | unknown>;
-export async function ip(args: string[], opts: IpOptions = {}): Promise<string | unknown> {
-  const argv = [...nsArgs(opts.netns), ...(opts.json ? ['-json'] : []), ...args];
-  const { stdout } = await run('ip', argv, undefined, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-  return opts.json ? parseJson(['ip', ...argv], stdout) : stdout;
+export function ip(args: string[], opts: IpOptions = {}): Promise<string | unknown> {
+  return iproute2('ip', args, opts);
 }
 
 /** Run `bridge [-n ns] [-json] ...args` (FDB entries live there, not in `ip`). */
 export function bridge(args: string[], opts: IpOptions & { json: true }): Promise<unknown>;
 export function bridge(args: string[], opts?: IpOptions & { json?: false }): Promise<string>;
 export function bridge(args: string[], opts?: IpOptions): Promise<string | unknown>;
-export async function bridge(args: string[], opts: IpOptions = {}): Promise<string | unknown> {
+export function bridge(args: string[], opts: IpOptions = {}): Promise<string | unknown> {
+  return iproute2('bridge', args, opts);
+}
+
+async function iproute2(tool: 'ip' | 'bridge', args: string[], opts: IpOptions): Promise<string | unknown> {
   const argv = [...nsArgs(opts.netns), ...(opts.json ? ['-json'] : []), ...args];
-  const { stdout } = await run('bridge', argv, undefined, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-  return opts.json ? parseJson(['bridge', ...argv], stdout) : stdout;
+  const { stdout } = await run(tool, argv, undefined, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  return opts.json ? parseJson([tool, ...argv], stdout) : stdout;
 }
 
 function parseJson(argv: string[], stdout: string): unknown {

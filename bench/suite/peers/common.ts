@@ -188,8 +188,29 @@ export interface PeerBuilt {
   mtu: number;
 }
 
+/**
+ * Starts a peer's daemon (argv) in host h and waits until its device `dev` exists (and `ready` holds, when given)
+ * or it exits, 10 s at most; `log` adds what its log file says to a failure. Returns what the bench measures of it.
+ */
+export async function startPeerDaemon(
+  tb: Testbed,
+  h: Host,
+  what: string,
+  argv: string[],
+  dev: string,
+  opts: { env?: NodeJS.ProcessEnv; ready?: () => boolean; log?: () => string } = {},
+): Promise<PeerBuilt['daemons'][number]> {
+  const child = tb.spawn(h, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: opts.env } : {}) });
+  const tail = tailOutput(child);
+  const out = opts.log === undefined ? tail : (): string => `${tail()} ${opts.log!()}`.trim().slice(0, 400);
+  const ready = async (): Promise<boolean> => (opts.ready?.() ?? true) && (await linkExists(tb, h, dev));
+  await waitFor(`${what} in ${h.name}`, child, out, ready);
+  if (child.pid === undefined) throw new WeftError('WEFT_ERR_BACKEND', `${what} in ${h.name} has no pid`);
+  return { ns: h.ns, pid: child.pid };
+}
+
 /** Keeps the last few KB of a child's stdout+stderr, for the failure reason. */
-export function tailOutput(child: ChildProcess): () => string {
+function tailOutput(child: ChildProcess): () => string {
   let buf = '';
   const add = (d: Buffer): void => {
     buf = (buf + d.toString()).slice(-4000);
@@ -200,7 +221,7 @@ export function tailOutput(child: ChildProcess): () => string {
 }
 
 /** Polls `check` every 100 ms until true, the child exits, or `ms` pass; throws with `what` and the child's output. */
-export async function waitFor(
+async function waitFor(
   what: string,
   child: ChildProcess,
   out: () => string,
@@ -233,7 +254,7 @@ export async function must(tb: Testbed, target: Host | string, argv: string[], i
 }
 
 /** True when device `dev` exists in namespace `ns`. */
-export async function linkExists(tb: Testbed, host: Host, dev: string): Promise<boolean> {
+async function linkExists(tb: Testbed, host: Host, dev: string): Promise<boolean> {
   const r = await tb.exec(host, ['ip', 'link', 'show', 'dev', dev], { timeoutMs: 5_000 });
   return r.code === 0;
 }

@@ -10,17 +10,7 @@
 // Nothing outside the temp folder: nebula has no pid file or control socket.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  linkExists,
-  must,
-  podSubnet,
-  tailOutput,
-  tunnelIp,
-  waitFor,
-  type PeerBuilt,
-  type PeerContext,
-} from './common.js';
-import { WeftError } from '../../../src/errors.js';
+import { must, podSubnet, startPeerDaemon, tunnelIp, type PeerBuilt, type PeerContext } from './common.js';
 
 const PORT = 4242;
 const MTU = 1400; // nebula's default is 1300; 1400 leaves room for its 60 bytes (IP+UDP 28, header 16, AEAD tag 16)
@@ -94,11 +84,7 @@ export async function buildNebula(ctx: PeerContext): Promise<PeerBuilt> {
     };
     const file = join(dir, `${h.name}.yml`);
     writeFileSync(file, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
-    const child = tb.spawn(h, ['nebula', '-config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out = tailOutput(child);
-    await waitFor(`nebula in ${h.name}`, child, out, () => linkExists(tb, h, dev));
-    if (child.pid === undefined) throw new WeftError('WEFT_ERR_BACKEND', `nebula in ${h.name} has no pid`);
-    daemons.push({ ns: h.ns, pid: child.pid });
+    daemons.push(await startPeerDaemon(tb, h, 'nebula', ['nebula', '-config', file], dev));
   }
   return { daemons, mtu: MTU };
 }

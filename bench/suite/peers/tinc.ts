@@ -10,17 +10,7 @@
 // Everything lives in the temp folder (-c, --pidfile, --logfile), so /etc/tinc and /run stay untouched.
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  linkExists,
-  must,
-  podSubnet,
-  tailOutput,
-  tunnelIp,
-  tunnelUp,
-  waitFor,
-  type PeerBuilt,
-  type PeerContext,
-} from './common.js';
+import { must, podSubnet, startPeerDaemon, tunnelIp, tunnelUp, type PeerBuilt, type PeerContext } from './common.js';
 import { WeftError } from '../../../src/errors.js';
 
 const PORT = 655;
@@ -67,26 +57,22 @@ export async function buildTinc(ctx: PeerContext): Promise<PeerBuilt> {
   for (const [i, h] of hosts.entries()) {
     const conf = confs[i]!;
     const dev = tincDevice(tb.id, h.n);
-    const child = tb.spawn(
-      h,
-      ['tincd', '-c', conf, '-D', `--pidfile=${join(conf, 'tinc.pid')}`, `--logfile=${join(conf, 'tinc.log')}`],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    const tail = tailOutput(child);
-    const out = (): string => {
-      let log = '';
+    const log = (): string => {
       try {
-        log = readFileSync(join(conf, 'tinc.log'), 'utf8').trim().split('\n').slice(-3).join(' ');
+        return readFileSync(join(conf, 'tinc.log'), 'utf8').trim().split('\n').slice(-3).join(' ');
       } catch {
-        // no log yet
+        return ''; // no log yet
       }
-      return `${tail()} ${log}`.trim().slice(0, 400);
     };
-    await waitFor(`tincd in ${h.name}`, child, out, () => linkExists(tb, h, dev));
-    if (child.pid === undefined) throw new WeftError('WEFT_ERR_BACKEND', `tincd in ${h.name} has no pid`);
-    daemons.push({ ns: h.ns, pid: child.pid });
+    const argv = [
+      'tincd',
+      '-c',
+      conf,
+      '-D',
+      `--pidfile=${join(conf, 'tinc.pid')}`,
+      `--logfile=${join(conf, 'tinc.log')}`,
+    ];
+    daemons.push(await startPeerDaemon(tb, h, 'tincd', argv, dev, { log }));
     const peer = hosts[1 - i]!;
     await tunnelUp(h, dev, peer, MTU);
   }

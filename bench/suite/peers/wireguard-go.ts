@@ -15,18 +15,7 @@
 // not on SIGKILL).
 import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  linkExists,
-  must,
-  podSubnet,
-  tailOutput,
-  tunnelIp,
-  tunnelUp,
-  waitFor,
-  type PeerBuilt,
-  type PeerContext,
-} from './common.js';
-import { WeftError } from '../../../src/errors.js';
+import { must, podSubnet, startPeerDaemon, tunnelIp, tunnelUp, type PeerBuilt, type PeerContext } from './common.js';
 
 export const WG_SOCKET_DIR = '/var/run/wireguard';
 const PORT = 51820;
@@ -59,19 +48,13 @@ export async function buildWireguard(ctx: PeerContext): Promise<PeerBuilt> {
     const sock = join(WG_SOCKET_DIR, `${dev}.sock`);
     // Registered before the start, so a crash between start and the end still removes exactly this socket.
     ctx.addCleanup(() => rmSync(sock, { force: true }));
-    const child = tb.spawn(h, ['wireguard-go', '-f', dev], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, LOG_LEVEL: 'error' },
-    });
-    const out = tailOutput(child);
-    await waitFor(
-      `wireguard-go in ${h.name}`,
-      child,
-      out,
-      async () => existsSync(sock) && (await linkExists(tb, h, dev)),
+    const env = { ...process.env, LOG_LEVEL: 'error' };
+    daemons.push(
+      await startPeerDaemon(tb, h, 'wireguard-go', ['wireguard-go', '-f', dev], dev, {
+        env,
+        ready: () => existsSync(sock),
+      }),
     );
-    if (child.pid === undefined) throw new WeftError('WEFT_ERR_BACKEND', `wireguard-go in ${h.name} has no pid`);
-    daemons.push({ ns: h.ns, pid: child.pid });
   }
 
   for (const [i, h] of hosts.entries()) {
