@@ -42,6 +42,12 @@ function runCli(
   });
 }
 
+/** `weft bench --only <paths>` with short settings (e.g. { seconds: 1, json: true }), results into `out`. */
+function bench(paths: string, out: string, settings: Record<string, number | true>): string[] {
+  const flags = Object.entries(settings).flatMap(([k, v]) => (v === true ? [`--${k}`] : [`--${k}`, String(v)]));
+  return ['bench', '--only', paths, ...flags, '--out', out];
+}
+
 function namespacesOf(id: number): string[] {
   const out = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
   return out
@@ -77,19 +83,7 @@ t.test('quick run on underlay and batch/udp: schema, numbers, files, cleanup', a
   const out = mkdtempSync(join(tmpdir(), 'weft-bench-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   const r = await runCli(
-    [
-      'bench',
-      '--quick',
-      '--only',
-      'underlay,batch/udp',
-      '--seconds',
-      '1',
-      '--round-trips',
-      '200',
-      '--out',
-      out,
-      '--json',
-    ],
+    bench('underlay,batch/udp', out, { quick: true, seconds: 1, 'round-trips': 200, json: true }),
     150_000,
   );
   t.equal(r.code, 0, `bench exits 0 (stderr tail: ${r.stderr.slice(-400)})`);
@@ -185,20 +179,7 @@ t.test("wireguard-go: installed, measured like weft's paths, nothing of it left"
   const out = mkdtempSync(join(tmpdir(), 'weft-bench-peer-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   const r = await runCli(
-    [
-      'bench',
-      '--only',
-      'underlay,wireguard-go',
-      '--repeats',
-      '1',
-      '--seconds',
-      '1',
-      '--round-trips',
-      '100',
-      '--out',
-      out,
-      '--json',
-    ],
+    bench('underlay,wireguard-go', out, { repeats: 1, seconds: 1, 'round-trips': 100, json: true }),
     // the first run may install the Debian packages
     600_000,
   );
@@ -241,19 +222,7 @@ t.test('SIGINT in the middle of a run: partial results kept, no namespace, daemo
   let id: number | null = null;
   let sent = false;
   const r = await runCli(
-    [
-      'bench',
-      '--only',
-      'batch/udp,wireguard-go',
-      '--seconds',
-      '2',
-      '--repeats',
-      '1',
-      '--round-trips',
-      '100',
-      '--out',
-      out,
-    ],
+    bench('batch/udp,wireguard-go', out, { seconds: 2, repeats: 1, 'round-trips': 100 }),
     600_000,
     (text, kill) => {
       const m = /path wireguard-go: up on testbed w(\d+)/.exec(text);
@@ -287,23 +256,7 @@ t.test('SIGINT in the middle of a run: partial results kept, no namespace, daemo
 t.test('profile: the perf CPU split of batch/udp (schema only)', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'weft-bench-prof-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
-  const r = await runCli(
-    [
-      'bench',
-      '--only',
-      'batch/udp',
-      '--repeats',
-      '1',
-      '--seconds',
-      '3',
-      '--round-trips',
-      '100',
-      '--out',
-      out,
-      '--json',
-    ],
-    150_000,
-  );
+  const r = await runCli(bench('batch/udp', out, { repeats: 1, seconds: 3, 'round-trips': 100, json: true }), 150_000);
   t.equal(r.code, 0, `bench exits 0 (stderr tail: ${r.stderr.slice(-400)})`);
   const res = JSON.parse(r.stdout) as BenchResult;
   t.ok(res.profile, 'the run records whether it profiled');

@@ -16,8 +16,9 @@ import t, { type Test } from 'tap';
 import { buildDelegateConf, parseNetConf } from '../src/cni/config.js';
 import { CniError } from '../src/cni/spec.js';
 import { readSubnetEnv } from '../src/lease/subnet-env.js';
-import { Cluster, cniPluginsInstalled, type CniPod, type CniRun } from '../testbed/cluster.js';
+import { cniPluginsInstalled, type CniPod, type CniRun } from '../testbed/cluster.js';
 import { ping } from '../testbed/traffic.js';
+import { clusterFor, netConfig } from './helpers/cluster.js';
 
 function errorShape(t: Test, r: CniRun, code: number, what: string): void {
   t.not(r.code, 0, `${what}: non-zero exit`);
@@ -99,11 +100,7 @@ t.test(
   'weft-cni with the real bridge and host-local plugins',
   { skip: cniPluginsInstalled() ? false : 'containernetworking-plugins not installed' },
   async (t) => {
-    const cluster = await Cluster.create({
-      hosts: 2,
-      network: { Network: '10.5.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } },
-    });
-    t.teardown(() => cluster.destroy());
+    const cluster = await clusterFor(t, 2, netConfig('10.5.0.0/16', 'udp'));
     for (const n of [1, 2]) await cluster.startDaemon(n, ['--tier=batch']);
     const reservation = (n: number, ip: string): string => {
       const ipam = cluster.cniNetConf(n).ipam as { dataDir: string };

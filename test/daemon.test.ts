@@ -4,22 +4,32 @@
 //
 //   bridge netns: etcd 198.18.<id>.254:2379
 //   h1 ── h2      each: weft daemon, subnet.env in a temp dir
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { Cluster, WEFT_CLI } from '../testbed/cluster.js';
 import { killChild } from '../testbed/exec.js';
 import { ping } from '../testbed/traffic.js';
 import { sleep, waitFor } from './helpers/wait.js';
+import { clusterFor } from './helpers/cluster.js';
 
 const NETWORK = { Network: '10.5.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } };
 
 const WAIT_MS = 20_000;
 
-function collect(child: ChildProcess): { text: () => string } {
-  let s = '';
-  child.stderr?.on('data', (d: Buffer) => (s += d.toString()));
-  return { text: () => s };
+/** A `weft daemon` started by hand: underlay eth0, a TUN and a subnet.env (cluster.subnetFile(k)) of its own. */
+function daemonArgv(cluster: Cluster, k: number, tun: string, flags: string[]): string[] {
+  const own = ['--iface=eth0', `--tun-name=${tun}`, `--subnet-file=${cluster.subnetFile(k)}`];
+  return [process.execPath, WEFT_CLI, 'daemon', ...flags, ...own];
+}
+
+/** Starts argv in host h (killed at the end of the test); its stderr is collected. */
+function startLogged(t: Test, cluster: Cluster, h: number, argv: string[]): { child: ChildProcess; log: () => string } {
+  const child = cluster.tb.spawn(cluster.tb.host(h), argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => killChild(child));
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  return { child, log: () => stderr };
 }
 
 function exited(child: ChildProcess): Promise<number | null> {
@@ -28,8 +38,7 @@ function exited(child: ChildProcess): Promise<number | null> {
 }
 
 t.test('daemons on two hosts', async (t) => {
-  const cluster = await Cluster.create({ hosts: 2, network: NETWORK });
-  t.teardown(() => cluster.destroy());
+  const cluster = await clusterFor(t, 2, NETWORK);
 
   await t.test("distinct subnets in flannel's key format, correct subnet.env", async (t) => {
     const d1 = await cluster.startDaemon(1);
@@ -124,24 +133,9 @@ t.test('daemons on two hosts', async (t) => {
   });
 
   await t.test('a missing network config is waited for, and said so', async (t) => {
-    const host = cluster.tb.host(1);
-    const child = cluster.tb.spawn(
-      host,
-      [
-        process.execPath,
-        WEFT_CLI,
-        'daemon',
-        `--etcd-endpoints=${cluster.endpoint}`,
-        '--etcd-prefix=/later/network',
-        '--iface=eth0',
-        '--tun-name=weftlater',
-        `--subnet-file=${cluster.subnetFile(9)}`,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    const log = collect(child);
-    t.teardown(() => killChild(child));
-    await waitFor('the waiting log line', () => /waiting for the network config/.test(log.text()), WAIT_MS);
+    const flags = [`--etcd-endpoints=${cluster.endpoint}`, '--etcd-prefix=/later/network'];
+    const { log } = startLogged(t, cluster, 1, daemonArgv(cluster, 9, 'weftlater', flags));
+    await waitFor('the waiting log line', () => /waiting for the network config/.test(log()), WAIT_MS);
     await cluster.etcdctl([
       'put',
       '/later/network/config',
@@ -154,43 +148,19 @@ t.test('daemons on two hosts', async (t) => {
   });
 
   await t.test('unreachable etcd: the daemon waits and says so; it does not crash', async (t) => {
-    const child = cluster.tb.spawn(
-      cluster.tb.host(2),
-      [
-        process.execPath,
-        WEFT_CLI,
-        'daemon',
-        `--etcd-endpoints=http://${cluster.tb.bridgeIP}:1`,
-        '--iface=eth0',
-        '--tun-name=weftnoetcd',
-        `--subnet-file=${cluster.subnetFile(8)}`,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    const log = collect(child);
-    t.teardown(() => killChild(child));
-    await waitFor('the unreachable log line', () => /etcd unreachable/.test(log.text()), WAIT_MS);
+    const flags = [`--etcd-endpoints=http://${cluster.tb.bridgeIP}:1`];
+    const { child, log } = startLogged(t, cluster, 2, daemonArgv(cluster, 8, 'weftnoetcd', flags));
+    await waitFor('the unreachable log line', () => /etcd unreachable/.test(log()), WAIT_MS);
     await sleep(1000);
     t.equal(child.exitCode, null, 'still running');
   });
 
   await t.test('a bad network config: exit non-zero with one clear line', async (t) => {
     await cluster.etcdctl(['put', '/bad/network/config', '{"Network":"10.5.0.0/16","SubnetLen":31}']);
-    const r = await cluster.tb.exec(
-      cluster.tb.host(1),
-      [
-        process.execPath,
-        WEFT_CLI,
-        'daemon',
-        `--etcd-endpoints=${cluster.endpoint}`,
-        '--etcd-prefix=/bad/network',
-        '--iface=eth0',
-        '--tun-name=weftbad',
-        '--log-level=silent',
-        `--subnet-file=${cluster.subnetFile(7)}`,
-      ],
-      { timeoutMs: 20_000 },
-    );
+    const flags = [`--etcd-endpoints=${cluster.endpoint}`, '--etcd-prefix=/bad/network', '--log-level=silent'];
+    const r = await cluster.tb.exec(cluster.tb.host(1), daemonArgv(cluster, 7, 'weftbad', flags), {
+      timeoutMs: 20_000,
+    });
     t.equal(r.code, 1);
     t.match(r.stderr, /^weft: network config: SubnetLen 31: must be at most 30\n$/);
   });

@@ -8,18 +8,14 @@
 // dropped while traffic flows.
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { Cluster } from '../testbed/cluster.js';
 import { ping } from '../testbed/traffic.js';
 import { sha256Transfer, metricsOf, peerPacketsOf, pingMatrix, sendDatagrams } from './helpers/traffic.js';
+import { clusterFor, netConfig } from './helpers/cluster.js';
 
 const HOSTS = [1, 2, 3];
 
 t.test('udp encap across three namespace hosts', async (t) => {
-  const cluster = await Cluster.create({
-    hosts: 3,
-    network: { Network: '10.5.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } },
-  });
-  t.teardown(() => cluster.destroy());
+  const cluster = await clusterFor(t, 3, netConfig('10.5.0.0/16', 'udp'));
 
   await t.test('batch tier: all pairs', async (t) => {
     for (const n of HOSTS) await cluster.startDaemon(n, ['--tier=batch', '--healthz-port=8471']);

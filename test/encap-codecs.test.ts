@@ -84,32 +84,17 @@ t.test('decoders reject malformed input with their verdicts', async (t) => {
     mut(b);
     return vxlanEncap.decode(b, 0, b.length, local, out);
   };
-  t.equal(
-    vx(() => undefined),
-    22,
-  );
-  t.equal(
-    vx((b) => (b[0] = 0)),
-    DecodeVerdict.badFlags,
-  );
-  t.equal(
-    vx((b) => (b[6] = 9)),
-    DecodeVerdict.badVni,
-  );
-  t.equal(
-    vx((b) => (b[21] = 0xdd)),
-    DecodeVerdict.badEthertype,
-  );
-  t.equal(
-    vx((b) => (b[22] = 0x65)),
-    DecodeVerdict.malformed,
-    'inner not IPv4',
-  );
-  t.equal(
-    vx((b) => b.writeUInt16BE(400, 24)),
-    DecodeVerdict.truncated,
-    'inner length lies',
-  );
+  // [change to the encoded datagram, what decode returns, what the check says, option bytes in front (Geneve)]
+  type Case = [(b: Buffer) => void, number, string, number?];
+  const vxlanCases: Case[] = [
+    [() => undefined, 22, 'a good datagram: the inner packet at 22'],
+    [(b) => (b[0] = 0), DecodeVerdict.badFlags, 'I flag clear'],
+    [(b) => (b[6] = 9), DecodeVerdict.badVni, 'another VNI'],
+    [(b) => (b[21] = 0xdd), DecodeVerdict.badEthertype, 'inner ethertype not IPv4'],
+    [(b) => (b[22] = 0x65), DecodeVerdict.malformed, 'inner not IPv4'],
+    [(b) => b.writeUInt16BE(400, 24), DecodeVerdict.truncated, 'inner length lies'],
+  ];
+  for (const [mut, want, what] of vxlanCases) t.equal(vx(mut), want, what);
   t.equal(vxlanEncap.decode(Buffer.alloc(10), 0, 10, local, out), DecodeVerdict.truncated);
 
   const gv = (mut: (b: Buffer) => void, extra = 0) => {
@@ -119,34 +104,19 @@ t.test('decoders reject malformed input with their verdicts', async (t) => {
     mut(b);
     return geneveEncap.decode(b, 0, b.length, local, out);
   };
-  t.equal(
-    gv(() => undefined),
-    8,
-  );
-  t.equal(
-    gv((b) => (b[0] = 0x40)),
-    DecodeVerdict.badVersion,
-  );
-  t.equal(
-    gv((b) => (b[0] = 0x3f)),
-    DecodeVerdict.truncated,
-    'options longer than the packet',
-  );
-  t.equal(
-    gv((b) => {
-      b[0] = 1;
-      b[1] = 0x40;
-    }, 4),
-    DecodeVerdict.geneveCritical,
-  );
-  t.equal(
-    gv((b) => (b[3] = 0xdd)),
-    DecodeVerdict.badEthertype,
-  );
-  t.equal(
-    gv((b) => (b[6] = 1)),
-    DecodeVerdict.badVni,
-  );
+  const critical = (b: Buffer): void => {
+    b[0] = 1; // one 4-byte word of options
+    b[1] = 0x40; // C: a critical option is present
+  };
+  const geneveCases: Case[] = [
+    [() => undefined, 8, 'a good datagram: the inner packet at 8'],
+    [(b) => (b[0] = 0x40), DecodeVerdict.badVersion, 'version 1'],
+    [(b) => (b[0] = 0x3f), DecodeVerdict.truncated, 'options longer than the packet'],
+    [critical, DecodeVerdict.geneveCritical, 'a critical option', 4],
+    [(b) => (b[3] = 0xdd), DecodeVerdict.badEthertype, 'protocol type not IPv4'],
+    [(b) => (b[6] = 1), DecodeVerdict.badVni, 'another VNI'],
+  ];
+  for (const [mut, want, what, extra] of geneveCases) t.equal(gv(mut, extra), want, what);
   t.equal(udpEncap.decode(Buffer.from([0x45, 0, 0]), 0, 3, local, out), DecodeVerdict.truncated);
 });
 

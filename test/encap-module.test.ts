@@ -7,12 +7,13 @@
 // Integration part: pods ping both ways through the XOR encap; the leases carry BackendType "xor-example".
 import { join } from 'node:path';
 import t from 'tap';
-import { Cluster, PACKAGE_ROOT, PREFIX } from '../testbed/cluster.js';
+import { PACKAGE_ROOT, PREFIX } from '../testbed/cluster.js';
 import { ping } from '../testbed/traffic.js';
 import xorExampleEncap from '../src/encap/example-xor.js';
 import { DecodeVerdict } from '../src/encap/encap.js';
 import { encapProblem, loadEncapModule } from '../src/backend/index.js';
 import { encapByName } from '../src/encap/index.js';
+import { clusterFor, netConfig } from './helpers/cluster.js';
 
 const MODULE = join(PACKAGE_ROOT, 'dist', 'src', 'encap', 'example-xor.js');
 
@@ -70,11 +71,7 @@ t.test('encap module loader', async (t) => {
 });
 
 t.test('xor-example carries a ping between two namespace hosts', async (t) => {
-  const cluster = await Cluster.create({
-    hosts: 2,
-    network: { Network: '10.9.0.0/16', SubnetLen: 24, Backend: { Type: 'xor-example' } },
-  });
-  t.teardown(() => cluster.destroy());
+  const cluster = await clusterFor(t, 2, netConfig('10.9.0.0/16', 'xor-example'));
   for (const n of [1, 2]) await cluster.startDaemon(n, [`--encap-module=${MODULE}`, '--tier=batch']);
   const pod1 = await cluster.ensurePod(1);
   const pod2 = await cluster.ensurePod(2);

@@ -10,6 +10,13 @@ import { csum, ipv4Packet, l4Sum, l4Valid, pseudoSum } from './helpers/packets.j
 
 // ---- packet builders ----
 
+/** A copy of `p` with `mut` applied. */
+function changed(p: Buffer, mut: (b: Buffer) => void): Buffer {
+  const b = Buffer.from(p);
+  mut(b);
+  return b;
+}
+
 function icmpEcho(seq: number, data = Buffer.from('weft-ping-data!!')): Buffer {
   const m = Buffer.alloc(8 + data.length);
   m[0] = 8;
@@ -159,10 +166,8 @@ t.test('decap offsets are absolute in the slab', async (t) => {
 
 t.test('encap: malformed, TTL and peer verdicts', async (t) => {
   const good = ipv4Packet({ payload: icmpEcho(1) });
-  const v6 = Buffer.from(good);
-  v6[0] = 0x65;
-  const ihl4 = Buffer.from(good);
-  ihl4[0] = 0x44;
+  const v6 = changed(good, (b) => (b[0] = 0x65));
+  const ihl4 = changed(good, (b) => (b[0] = 0x44));
   const ttl1 = ipv4Packet({ ttl: 1, payload: icmpEcho(1) });
   const ttl0 = ipv4Packet({ ttl: 0, payload: icmpEcho(1) });
   const ttl2 = ipv4Packet({ ttl: 2, payload: icmpEcho(1) });
@@ -239,16 +244,11 @@ t.test('TTL decrement keeps a valid header checksum (RFC 1624)', async (t) => {
 
 t.test('decap udp: inner IPv4 checks and padding trim', async (t) => {
   const good = ipv4Packet({ payload: icmpEcho(1) });
-  const v6 = Buffer.from(good);
-  v6[0] = 0x60;
-  const ihl4 = Buffer.from(good);
-  ihl4[0] = 0x44;
-  const ihlBig = Buffer.from(good);
-  ihlBig[0] = 0x4f; // 60-byte header in a 44-byte packet
-  const totBig = Buffer.from(good);
-  totBig.writeUInt16BE(good.length + 1, 2);
-  const totSmall = Buffer.from(good);
-  totSmall.writeUInt16BE(19, 2);
+  const v6 = changed(good, (b) => (b[0] = 0x60));
+  const ihl4 = changed(good, (b) => (b[0] = 0x44));
+  const ihlBig = changed(good, (b) => (b[0] = 0x4f)); // 60-byte header in a 44-byte packet
+  const totBig = changed(good, (b) => b.writeUInt16BE(good.length + 1, 2));
+  const totSmall = changed(good, (b) => b.writeUInt16BE(19, 2));
   const padded = Buffer.concat([good, Buffer.alloc(18)]);
   const d = decapAll(n.ENCAP_UDP, [good, Buffer.alloc(10), v6, ihl4, ihlBig, totBig, totSmall, padded]);
   t.same(
@@ -270,8 +270,7 @@ function vx(vni: number, inner: Buffer, flags = 0x08, ethertype = 0x0800): Buffe
 
 t.test('decap vxlan: verdicts and counters', async (t) => {
   const inner = ipv4Packet({ payload: icmpEcho(1) });
-  const badInner = Buffer.from(inner);
-  badInner[0] = 0x65; // version 6
+  const badInner = changed(inner, (b) => (b[0] = 0x65)); // version 6
   const reserved = vx(VNI, inner, 0xff);
   reserved.fill(0xff, 1, 4);
   reserved[7] = 0xff; // reserved bits set: ignored (RFC 7348)

@@ -11,9 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestbed, type Testbed } from '../testbed/hosts.js';
 import { killChild } from '../testbed/exec.js';
-import { Cluster, PACKAGE_ROOT, PREFIX, WEFT_CLI } from '../testbed/cluster.js';
+import { PACKAGE_ROOT, PREFIX, WEFT_CLI } from '../testbed/cluster.js';
 import { readSubnetEnv } from '../src/lease/subnet-env.js';
 import { formatSubnet } from '../src/ip/subnet.js';
+import { clusterFor, netConfig } from './helpers/cluster.js';
 
 const NETWORK = JSON.stringify({ Network: '10.44.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } });
 
@@ -39,21 +40,23 @@ async function openssl(args: string[]): Promise<void> {
 /** CA, server certificate for `ip`, client certificate; all in `dir`. */
 async function makeCerts(dir: string, ip: string): Promise<void> {
   const f = (n: string) => join(dir, n);
-  await openssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=weft-test-ca',
-    '-keyout',
-    f('ca.key'),
-    '-out',
-    f('ca.crt'),
-  ]);
+  /** A self-signed CA valid for 2 days: <name>.key and <name>.crt. */
+  const ca = (cn: string, name: string) => {
+    const subject = ['-days', '2', '-subj', `/CN=${cn}`];
+    return openssl([
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      ...subject,
+      '-keyout',
+      f(`${name}.key`),
+      '-out',
+      f(`${name}.crt`),
+    ]);
+  };
+  await ca('weft-test-ca', 'ca');
   for (const [name, ext] of [
     ['server', `subjectAltName=IP:${ip},IP:127.0.0.1\nextendedKeyUsage=serverAuth`],
     ['client', 'extendedKeyUsage=clientAuth'],
@@ -90,21 +93,7 @@ async function makeCerts(dir: string, ip: string): Promise<void> {
     ]);
   }
   // A second CA whose client certificate etcd must refuse.
-  await openssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=rogue',
-    '-keyout',
-    f('rogue.key'),
-    '-out',
-    f('rogue.crt'),
-  ]);
+  await ca('rogue', 'rogue');
 }
 
 /** etcd in the bridge namespace with extra flags; killed by the returned stop(). */
@@ -257,33 +246,23 @@ t.test('etcd over TLS with client certificates, then with username/password', as
     await killChild(d.child);
 
     // Leases listing (same registry code) with a certificate from another CA: refused, bounded, one line.
-    const rogue = await tb.exec(
-      tb.host(1),
-      [
-        process.execPath,
-        WEFT_CLI,
-        'leases',
-        `--etcd-endpoints=${etcd.endpoint}`,
-        `--etcd-cafile=${f('ca.crt')}`,
-        `--etcd-certfile=${f('rogue.crt')}`,
-        `--etcd-keyfile=${f('rogue.key')}`,
-      ],
-      { timeoutMs: 30_000 },
-    );
+    const leasesAs = (client: string) =>
+      tb.exec(
+        tb.host(1),
+        [
+          process.execPath,
+          WEFT_CLI,
+          'leases',
+          `--etcd-endpoints=${etcd.endpoint}`,
+          `--etcd-cafile=${f('ca.crt')}`,
+          `--etcd-certfile=${f(`${client}.crt`)}`,
+          `--etcd-keyfile=${f(`${client}.key`)}`,
+        ],
+        { timeoutMs: 30_000 },
+      );
+    const rogue = await leasesAs('rogue');
     t.not(rogue.code, 0, `a client certificate from another CA is refused (${rogue.stderr.trim().split('\n').pop()})`);
-    const plain = await tb.exec(
-      tb.host(1),
-      [
-        process.execPath,
-        WEFT_CLI,
-        'leases',
-        `--etcd-endpoints=${etcd.endpoint}`,
-        `--etcd-cafile=${f('ca.crt')}`,
-        `--etcd-certfile=${f('client.crt')}`,
-        `--etcd-keyfile=${f('client.key')}`,
-      ],
-      { timeoutMs: 30_000 },
-    );
+    const plain = await leasesAs('client');
     t.equal(plain.code, 0, 'weft leases over TLS');
     t.match(plain.stdout, /10\.44\.\d+\.0\/24/, 'lists the lease');
   });
@@ -330,11 +309,7 @@ t.test('etcd over TLS with client certificates, then with username/password', as
 });
 
 t.test('a Network overlapping the underlay is refused with one line', async (t) => {
-  const cluster = await Cluster.create({
-    hosts: 1,
-    network: { Network: '198.16.0.0/13', SubnetLen: 24, Backend: { Type: 'udp' } },
-  });
-  t.teardown(() => cluster.destroy());
+  const cluster = await clusterFor(t, 1, netConfig('198.16.0.0/13', 'udp'));
   const dir = mkdtempSync(join(tmpdir(), 'weft-ovl-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const d = await daemon(cluster.tb, dir, [`--etcd-endpoints=${cluster.endpoint}`]);
@@ -350,11 +325,7 @@ t.test('a Network overlapping the underlay is refused with one line', async (t) 
 });
 
 t.test("--ip-masq: flannel's rules in the host namespace, removed on stop", async (t) => {
-  const cluster = await Cluster.create({
-    hosts: 1,
-    network: { Network: '10.45.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } },
-  });
-  t.teardown(() => cluster.destroy());
+  const cluster = await clusterFor(t, 1, netConfig('10.45.0.0/16', 'udp'));
   const probe = await cluster.tb.exec(cluster.tb.host(1), ['iptables', '-t', 'nat', '-S', 'POSTROUTING'], {
     timeoutMs: 10_000,
   });

@@ -8,9 +8,9 @@
 //   h3: weft daemon (a lease holder): garbage, truncated headers, no I flag, wrong VNI, wrong ethertype, lying and
 //       truncated inner IPv4 headers, inner source outside h3's subnet
 import t from 'tap';
-import { Cluster } from '../testbed/cluster.js';
 import { ping } from '../testbed/traffic.js';
 import { metricsOf, sha256Transfer } from './helpers/traffic.js';
+import { clusterFor, netConfig } from './helpers/cluster.js';
 
 const TOTAL = 1_000_000;
 const SECONDS = 60;
@@ -83,11 +83,7 @@ t.test(
   `hostile datagrams (${TOTAL} or ${SECONDS} s, whichever first) while a TCP transfer runs`,
   { timeout: 300_000 },
   async (t) => {
-    const cluster = await Cluster.create({
-      hosts: 3,
-      network: { Network: '10.46.0.0/16', SubnetLen: 24, Backend: { Type: 'vxlan' } },
-    });
-    t.teardown(() => cluster.destroy());
+    const cluster = await clusterFor(t, 3, netConfig('10.46.0.0/16', 'vxlan'));
     for (const n of [1, 2, 3]) await cluster.startDaemon(n, n === 1 ? ['--healthz-port=8471'] : []);
     for (const n of [1, 2, 3]) await cluster.ensurePod(n);
     const [p1, p2, p3] = [1, 2, 3].map((n) => cluster.pods.get(n)!);

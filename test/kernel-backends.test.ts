@@ -17,6 +17,7 @@ import { pingMatrix } from './helpers/traffic.js';
 import { stableMac } from '../src/backend/vtep-mac.js';
 import { formatMac } from '../src/encap/vxlan.js';
 import { until } from './helpers/wait.js';
+import { clusterFor, netConfig } from './helpers/cluster.js';
 
 const POLL_MS = 250;
 /** Re-sync runs every 5 s; allow three periods before calling it a failure. */
@@ -44,11 +45,7 @@ async function leaseOf(cluster: Cluster, n: number): Promise<Record<string, unkn
 }
 
 t.test('kernel vxlan, flannel layout, three hosts', async (t) => {
-  const cluster = await Cluster.create({
-    hosts: 3,
-    network: { Network: '10.5.0.0/16', SubnetLen: 24, Backend: { Type: 'vxlan' } },
-  });
-  t.teardown(() => cluster.destroy());
+  const cluster = await clusterFor(t, 3, netConfig('10.5.0.0/16', 'vxlan'));
   const H = [1, 2, 3];
 
   // A leftover flannel.1 with wrong settings (other port, learning on) must be replaced on start.
@@ -194,8 +191,7 @@ t.test('kernel vxlan with DirectRouting: same-L2 peers get plain routes', async 
   const network = JSON.parse(
     readFileSync(new URL('../config/network-vxlan-directrouting.json', import.meta.url), 'utf8'),
   ) as Record<string, unknown>;
-  const cluster = await Cluster.create({ hosts: 2, network });
-  t.teardown(() => cluster.destroy());
+  const cluster = await clusterFor(t, 2, network);
   for (const n of [1, 2]) await cluster.startDaemon(n, ['--datapath=kernel']);
   for (const n of [1, 2]) await cluster.ensurePod(n);
   for (const [a, b] of [
@@ -218,11 +214,7 @@ t.test('kernel vxlan with DirectRouting: same-L2 peers get plain routes', async 
 });
 
 t.test("host-gw: routes via the peers' PublicIP", async (t) => {
-  const cluster = await Cluster.create({
-    hosts: 3,
-    network: { Network: '10.6.0.0/16', SubnetLen: 24, Backend: { Type: 'host-gw' } },
-  });
-  t.teardown(() => cluster.destroy());
+  const cluster = await clusterFor(t, 3, netConfig('10.6.0.0/16', 'host-gw'));
   const H = [1, 2, 3];
   // A peer outside our L2 (a reservation in TEST-NET-1): reported and skipped, never routed.
   await cluster.etcdctl([

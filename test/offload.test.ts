@@ -15,6 +15,7 @@ import { Cluster } from '../testbed/cluster.js';
 import type { Pod } from '../testbed/hosts.js';
 import { ping, runIperf, startIperfServer } from '../testbed/traffic.js';
 import { metricsOf, peerPacketsOf, sha256Transfer, statusOf } from './helpers/traffic.js';
+import { clusterFor, netConfig } from './helpers/cluster.js';
 
 const METRICS = 8471;
 const MB = 1 << 20;
@@ -25,11 +26,7 @@ async function startPair(
   env: Record<string, string> = {},
   args: string[] = [],
 ): Promise<Cluster> {
-  const cluster = await Cluster.create({
-    hosts: 2,
-    network: { Network: '10.5.0.0/16', SubnetLen: 24, Backend: { Type: type } },
-  });
-  t.teardown(() => cluster.destroy());
+  const cluster = await clusterFor(t, 2, netConfig('10.5.0.0/16', type));
   // The daemons inherit the environment: set the offload switches only while they start.
   const saved = Object.keys(env).map((k) => [k, process.env[k]] as const);
   Object.assign(process.env, env);

@@ -26,6 +26,7 @@ import { formatSubnet } from '../src/ip/subnet.js';
 import type { StatusDoc } from '../src/metrics/server.js';
 import { statusOf } from './helpers/traffic.js';
 import { sleep, until } from './helpers/wait.js';
+import { clusterFor, netConfig } from './helpers/cluster.js';
 
 /** The daemon's /status (healthz port 8471), or null when it does not answer. */
 async function status(cluster: Cluster, n = 1): Promise<StatusDoc | null> {
@@ -47,11 +48,7 @@ async function pingPods(t: Test, cluster: Cluster, what: string): Promise<void> 
 }
 
 t.test('outages', { timeout: 600_000 }, async (t) => {
-  const cluster = await Cluster.create({
-    hosts: 2,
-    network: { Network: '10.47.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } },
-  });
-  t.teardown(() => cluster.destroy());
+  const cluster = await clusterFor(t, 2, netConfig('10.47.0.0/16', 'udp'));
 
   const restartDaemons = async (args: string[]): Promise<void> => {
     for (const n of [1, 2]) await cluster.stopDaemon(n);
@@ -249,13 +246,13 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
       }
     };
 
-    const room16 = await runAll('/weft-test/room16', {
-      Network: '10.60.0.0/16',
-      SubnetLen: 24,
-      SubnetMin: '10.60.1.0',
-      SubnetMax: '10.60.16.0',
-      Backend: { Type: 'udp' },
+    /** A network with room for `n` leases: 10.<octet>.1.0/24 .. 10.<octet>.<n>.0/24. */
+    const roomFor = (octet: number, n: number) => ({
+      ...netConfig(`10.${octet}.0.0/16`, 'udp'),
+      SubnetMin: `10.${octet}.1.0`,
+      SubnetMax: `10.${octet}.${n}.0`,
     });
+    const room16 = await runAll('/weft-test/room16', roomFor(60, 16));
     const got16 = room16.subnets.filter((s): s is string => s !== null);
     t.equal(
       got16.length,
@@ -264,13 +261,7 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
     );
     t.equal(new Set(got16).size, 16, 'all distinct');
 
-    const room8 = await runAll('/weft-test/room8', {
-      Network: '10.61.0.0/16',
-      SubnetLen: 24,
-      SubnetMin: '10.61.1.0',
-      SubnetMax: '10.61.8.0',
-      Backend: { Type: 'udp' },
-    });
+    const room8 = await runAll('/weft-test/room8', roomFor(61, 8));
     const got8 = room8.subnets.filter((s): s is string => s !== null);
     t.equal(got8.length, 8, 'room for 8: 8 leased');
     t.equal(new Set(got8).size, 8, 'distinct');

@@ -7,8 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { silentLogger } from '../src/log.js';
 import { metricsRegistry, startMetricsServer, type MetricsSource, type StatusDoc } from '../src/metrics/server.js';
 import { formatStatus } from '../src/cli/status.js';
-import { Cluster } from '../testbed/cluster.js';
 import { ping } from '../testbed/traffic.js';
+import { clusterFor, netConfig } from './helpers/cluster.js';
 
 function fakeSource(state: { healthy: boolean; counters: Record<string, number> }): MetricsSource {
   const doc = (): StatusDoc => ({
@@ -93,11 +93,7 @@ t.test('/healthz follows health; /status is JSON; bound to the address asked for
 });
 
 t.test('weft status against two running daemons', async (t) => {
-  const cluster = await Cluster.create({
-    hosts: 2,
-    network: { Network: '10.31.0.0/16', SubnetLen: 24, Backend: { Type: 'vxlan' } },
-  });
-  t.teardown(() => cluster.destroy());
+  const cluster = await clusterFor(t, 2, netConfig('10.31.0.0/16', 'vxlan'));
   for (const n of [1, 2]) await cluster.startDaemon(n, ['--healthz-port=8471']);
   for (const n of [1, 2]) await cluster.ensurePod(n);
   const p = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 3, timeoutSec: 3 });

@@ -15,6 +15,7 @@ import { Cluster, PREFIX } from '../testbed/cluster.js';
 import type { Pod } from '../testbed/hosts.js';
 import { ping } from '../testbed/traffic.js';
 import { sha256Transfer } from './helpers/traffic.js';
+import { clusterFor, netConfig } from './helpers/cluster.js';
 
 const MB50 = 50 << 20;
 
@@ -29,11 +30,7 @@ async function csumErrors(cluster: Cluster, ns: string): Promise<Record<string, 
 }
 
 t.test('userspace VXLAN <-> kernel VXLAN', async (t) => {
-  const cluster = await Cluster.create({
-    hosts: 3,
-    network: { Network: '10.7.0.0/16', SubnetLen: 24, Backend: { Type: 'vxlan' } },
-  });
-  t.teardown(() => cluster.destroy());
+  const cluster = await clusterFor(t, 3, netConfig('10.7.0.0/16', 'vxlan'));
   await cluster.startDaemon(1, ['--datapath=userspace', '--tier=batch']);
   await cluster.startDaemon(2, ['--datapath=kernel']);
   const pod1 = await cluster.ensurePod(1);
