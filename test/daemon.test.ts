@@ -91,7 +91,7 @@ t.test('daemons on two hosts', async (t) => {
     await cluster.ensurePod(1);
     await cluster.ensurePod(2);
     await cluster.etcd.restart();
-    await new Promise((r) => setTimeout(r, 1500));
+    await sleep(1500);
     for (const n of [1, 2]) t.equal(cluster.daemons.get(n)!.child.exitCode, null, `daemon h${n} still running`);
     const r = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 2, timeoutSec: 3 });
     t.ok(r.ok, 'pods still reach each other');

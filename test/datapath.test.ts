@@ -11,6 +11,7 @@ import t from 'tap';
 import { ping } from '../testbed/traffic.js';
 import { sha256Transfer, metricsOf, peerPacketsOf, pingMatrix, sendDatagrams } from './helpers/traffic.js';
 import { clusterFor, netConfig } from './helpers/cluster.js';
+import { sleep } from './helpers/wait.js';
 
 const HOSTS = [1, 2, 3];
 
@@ -104,7 +105,7 @@ t.test('udp encap across three namespace hosts', async (t) => {
         .filter((l) => l.startsWith('{'))
         .map((l) => JSON.parse(l) as { msg?: string; pid?: number; peers?: number })
         .find((r) => r.msg === 'subnet.env written' && r.pid === child.pid);
-      if (written === undefined) await new Promise((r) => setTimeout(r, 100)); // the log line follows subnet.env
+      if (written === undefined) await sleep(100); // the log line follows subnet.env
     }
     t.equal(written?.peers, 2, 'the restarted daemon had both peers in its datapath when it wrote subnet.env');
     const peers = new Set(

@@ -15,6 +15,7 @@ import { PACKAGE_ROOT, PREFIX, WEFT_CLI } from '../testbed/cluster.js';
 import { readSubnetEnv } from '../src/lease/subnet-env.js';
 import { formatSubnet } from '../src/ip/subnet.js';
 import { clusterFor, netConfig } from './helpers/cluster.js';
+import { sleep } from './helpers/wait.js';
 
 const NETWORK = JSON.stringify({ Network: '10.44.0.0/16', SubnetLen: 24, Backend: { Type: 'udp' } });
 
@@ -140,7 +141,7 @@ async function startEtcdIn(
     );
     if (r.code === 0) break;
     if (i > 100 || child.exitCode !== null) throw new Error(`etcd (${scheme}) did not come up: ${tail} ${r.stderr}`);
-    await new Promise((res) => setTimeout(res, 100));
+    await sleep(100);
   }
   return {
     endpoint,
@@ -190,7 +191,7 @@ async function daemon(
       };
     if (child.exitCode !== null) return { child, subnet: null, code: child.exitCode, stderr };
     if (Date.now() - start > ms) return { child, subnet: null, code: null, stderr };
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
 }
 

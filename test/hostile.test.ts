@@ -11,6 +11,7 @@ import t from 'tap';
 import { ping } from '../testbed/traffic.js';
 import { metricsOf, sha256Transfer } from './helpers/traffic.js';
 import { clusterFor, netConfig } from './helpers/cluster.js';
+import { sleep } from './helpers/wait.js';
 
 const TOTAL = 1_000_000;
 const SECONDS = 60;
@@ -132,7 +133,7 @@ t.test(
     t.equal(r.receivedHash, r.sentHash, 'and verifies (sha256)');
     const d = cluster.daemons.get(1)!;
     t.equal(d.child.exitCode, null, 'the target daemon is still running');
-    await new Promise((res) => setTimeout(res, 500));
+    await sleep(500);
     const after = await metricsOf(cluster.tb, cluster.tb.host(1), 8471);
     const delta = (k: string): number => (after[k] ?? 0) - (before[k] ?? 0);
     const reasons = [

@@ -379,7 +379,7 @@ t.test(
       for (const reverse of [false, true])
         await new Promise((r) => sender.send(datagram(flow, reverse), port, '127.0.0.1', r));
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     const socketOf = new Map<string, number>(); // "flow direction" -> 0 (a) or 1 (b)
     const rx = n.createBatch(128);
     for (const [i, fd] of [a, b].entries()) {

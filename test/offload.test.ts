@@ -16,6 +16,7 @@ import type { Pod } from '../testbed/hosts.js';
 import { ping, runIperf, startIperfServer } from '../testbed/traffic.js';
 import { metricsOf, peerPacketsOf, sha256Transfer, statusOf } from './helpers/traffic.js';
 import { clusterFor, netConfig } from './helpers/cluster.js';
+import { sleep } from './helpers/wait.js';
 
 const METRICS = 8471;
 const MB = 1 << 20;
@@ -101,7 +102,7 @@ t.test('--queues 2: forwards intact, flows spread over both queues, per-peer cou
   t.teardown(() => void server.kill('SIGKILL'));
   const r = await runIperf(cluster.pods.get(1)!.ns, cluster.pods.get(2)!.ip, { seconds: 2, streams: 16 });
   t.ok(r.receivedBps > 0, 'iperf3 with 16 streams ran');
-  await new Promise((res) => setTimeout(res, 2500)); // the worker queues report their per-peer counters every second
+  await sleep(2500); // the worker queues report their per-peer counters every second
   const st = await statusOf(tb, tb.host(1), METRICS);
   const queues = st.queues ?? [];
   t.equal(queues.length, 2, 'two queues in /status');
@@ -161,7 +162,7 @@ t.test('every frame on the bridge fits the underlay MTU', async (t) => {
     { stdio: ['ignore', 'ignore', 'ignore'] },
   );
   const exited = new Promise((r) => dump.once('exit', r));
-  await new Promise((r) => setTimeout(r, 1000));
+  await sleep(1000);
   await transfer(t, cluster, 50 * MB);
   dump.kill('SIGINT');
   await exited;

@@ -12,6 +12,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import * as n from './helpers/native.js';
 import { csum, ipv4Packet, l4Sum } from './helpers/packets.js';
 import { readPcap, tcpdumpListening } from './helpers/tcpdump.js';
+import { sleep } from './helpers/wait.js';
 
 const X = 20 + (process.pid % 200);
 const NET = `10.98.${X}`;
@@ -110,7 +111,7 @@ async function readRsts(want: number, ms = 3000): Promise<number[]> {
   for (const end = Date.now() + ms; acks.length < want && Date.now() < end;) {
     const len = n.tunReadOne(fd, buf, 0, buf.length, k);
     if (len === 0) {
-      await new Promise((r) => setTimeout(r, 10));
+      await sleep(10);
       continue;
     }
     if (buf[0]! >> 4 !== 4 || buf[9] !== 6 || buf.readUInt32BE(16) !== REMOTE) continue;

@@ -16,6 +16,7 @@ import type { Pod } from '../testbed/hosts.js';
 import { ping } from '../testbed/traffic.js';
 import { sha256Transfer } from './helpers/traffic.js';
 import { clusterFor, netConfig } from './helpers/cluster.js';
+import { sleep } from './helpers/wait.js';
 
 const MB50 = 50 << 20;
 
@@ -88,7 +89,7 @@ t.test('userspace VXLAN <-> kernel VXLAN', async (t) => {
     const logged = async (file: string, re: RegExp): Promise<boolean> => {
       for (let i = 0; i < 40; i++) {
         if (re.test(readFileSync(file, 'utf8'))) return true;
-        await new Promise((r) => setTimeout(r, 100));
+        await sleep(100);
       }
       return false;
     };

@@ -32,6 +32,7 @@ import { createTestbed, type Host, type Pod, type Testbed } from './hosts.js';
 import { killChild } from './exec.js';
 
 import { PACKAGE_ROOT, WEFT_CLI } from '../src/package-root.js';
+import { sleep } from '../src/util/sleep.js';
 
 export { PACKAGE_ROOT, WEFT_CLI };
 export const PREFIX = '/coreos.com/network';
@@ -233,7 +234,7 @@ export class Cluster {
           `weft daemon in h${n} did not write ${subnetFile}: ${this.logTail(logFile)}`,
         );
       }
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
   }
 

@@ -7,6 +7,7 @@ import type { Host, Pod, Testbed } from '../../testbed/hosts.js';
 import type { Target } from '../../testbed/exec.js';
 import { ping } from '../../testbed/traffic.js';
 import type { StatusDoc } from '../../src/metrics/server.js';
+import { sleep } from './wait.js';
 
 const SERVER = `
 const net = require('node:net'), crypto = require('node:crypto');
@@ -62,7 +63,7 @@ export async function sha256Transfer(
   let out = '';
   server.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   const done = new Promise<void>((resolve) => server.once('exit', () => resolve()));
-  for (let i = 0; i < 100 && !out.includes('listening'); i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 100 && !out.includes('listening'); i++) await sleep(50);
   const c = await tb.exec(from, [process.execPath, '-e', CLIENT, to.ip, String(port), String(bytes)], { timeoutMs });
   await done;
   if (c.code !== 0) throw new Error(`transfer client failed (${c.code}): ${c.stderr}`);
@@ -120,7 +121,7 @@ export async function sendDatagrams(
     timeoutMs: 30_000,
   });
   if (r.code !== 0) throw new Error(`datagram sender failed (${r.code}): ${r.stderr}`);
-  await new Promise((res) => setTimeout(res, 200)); // let the receiver drain its socket
+  await sleep(200); // let the receiver drain its socket
 }
 
 /** The daemon's /metrics text, or another of its paths (127.0.0.1:port inside `host`). */
