@@ -18,9 +18,11 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { createTestbed, killChild, ping, type Host, type Testbed } from '../testbed/hosts.js';
+import { createTestbed, type Host, type Testbed } from '../testbed/hosts.js';
+import { killChild } from '../testbed/exec.js';
+import { ping } from '../testbed/traffic.js';
 import { ensurePeerInstalled, linkExists, must, onCleanup, tailOutput, waitFor } from '../bench/suite/peers/common.js';
-import { WG_SOCKET_DIR, wgDevice } from '../bench/suite/peers/wireguard-go.js';
+import { WG_SOCKET_DIR, wgDevice, wgSetPeer } from '../bench/suite/peers/wireguard-go.js';
 import { PrivateKey, type Timing } from '../src/wireguard/index.js';
 
 const PORT = 51820;
@@ -188,21 +190,7 @@ t.test('weft WireGuard against Debian wireguard-go', async (t) => {
   await must(tb, h1, ['ip', 'addr', 'add', '10.77.0.1/24', 'dev', dev]);
   await must(tb, h1, ['ip', 'link', 'set', dev, 'mtu', '1420', 'up']);
   const configurePeer = (): Promise<string> =>
-    must(tb, h1, [
-      'wg',
-      'set',
-      dev,
-      'listen-port',
-      String(PORT),
-      'private-key',
-      keyFile,
-      'peer',
-      weftPub,
-      'allowed-ips',
-      '10.77.0.2/32',
-      'endpoint',
-      `${h2.ip}:${PORT}`,
-    ]);
+    wgSetPeer(tb, h1, dev, keyFile, { publicKey: weftPub, allowedIps: '10.77.0.2/32', endpoint: `${h2.ip}:${PORT}` });
   await configurePeer();
 
   await t.test('handshake started by wireguard-go: ping from h1 answered by weft', async (t) => {

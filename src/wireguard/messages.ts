@@ -14,6 +14,7 @@ export const MessageType = Object.freeze({ initiation: 1, response: 2, cookieRep
 export const INITIATION_SIZE = 148;
 export const RESPONSE_SIZE = 92;
 export const COOKIE_REPLY_SIZE = 64;
+/** @public for tests and tools (C parses transport messages) */
 export const TRANSPORT_HEADER_SIZE = 16;
 export const TRANSPORT_MIN_SIZE = 32; // a keepalive
 
@@ -108,7 +109,10 @@ export function parseHandshake(b: Uint8Array): Parsed<Message> {
   }
 }
 
-/** A transport message's header, or why not (the payload is C's business). */
+/**
+ * A transport message's header, or why not (the payload is C's business).
+ * @public for tests and tools
+ */
 export function parseTransportHeader(b: Uint8Array): Parsed<TransportHeader> {
   const type = messageType(b);
   if (type === null) return { ok: false, verdict: 'truncated' };

@@ -210,7 +210,7 @@ export async function startPeerDaemon(
 }
 
 /** Keeps the last few KB of a child's stdout+stderr, for the failure reason. */
-function tailOutput(child: ChildProcess): () => string {
+export function tailOutput(child: ChildProcess): () => string {
   let buf = '';
   const add = (d: Buffer): void => {
     buf = (buf + d.toString()).slice(-4000);
@@ -221,7 +221,7 @@ function tailOutput(child: ChildProcess): () => string {
 }
 
 /** Polls `check` every 100 ms until true, the child exits, or `ms` pass; throws with `what` and the child's output. */
-async function waitFor(
+export async function waitFor(
   what: string,
   child: ChildProcess,
   out: () => string,
@@ -254,7 +254,7 @@ export async function must(tb: Testbed, target: Host | string, argv: string[], i
 }
 
 /** True when device `dev` exists in namespace `ns`. */
-async function linkExists(tb: Testbed, host: Host, dev: string): Promise<boolean> {
+export async function linkExists(tb: Testbed, host: Host, dev: string): Promise<boolean> {
   const r = await tb.exec(host, ['ip', 'link', 'show', 'dev', dev], { timeoutMs: 5_000 });
   return r.code === 0;
 }

@@ -16,12 +16,25 @@
 import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { must, podSubnet, startPeerDaemon, tunnelIp, tunnelUp, type PeerBuilt, type PeerContext } from './common.js';
+import type { Host, Testbed } from '../../../testbed/hosts.js';
 
 export const WG_SOCKET_DIR = '/var/run/wireguard';
 const PORT = 51820;
 const MTU = 1420; // wg-quick's default: 1500 - 80 (IPv6 outer header worst case)
 
 export const wgDevice = (id: number, n: number): string => `w${id}wg${n}`;
+
+/** `wg set`: device `dev` in host h listens on PORT with the key in keyFile and has one peer. */
+export function wgSetPeer(
+  tb: Testbed,
+  h: Host,
+  dev: string,
+  keyFile: string,
+  peer: { publicKey: string; allowedIps: string; endpoint: string },
+): Promise<string> {
+  const peerArgs = ['peer', peer.publicKey, 'allowed-ips', peer.allowedIps, 'endpoint', peer.endpoint];
+  return must(tb, h, ['wg', 'set', dev, 'listen-port', String(PORT), 'private-key', keyFile, ...peerArgs]);
+}
 
 export async function buildWireguard(ctx: PeerContext): Promise<PeerBuilt> {
   const { tb, hosts, dir } = ctx;
@@ -60,21 +73,11 @@ export async function buildWireguard(ctx: PeerContext): Promise<PeerBuilt> {
   for (const [i, h] of hosts.entries()) {
     const dev = wgDevice(tb.id, h.n);
     const peer = hosts[1 - i]!;
-    await must(tb, h, [
-      'wg',
-      'set',
-      dev,
-      'listen-port',
-      String(PORT),
-      'private-key',
-      keys[i]!.file,
-      'peer',
-      keys[1 - i]!.pub,
-      'allowed-ips',
-      `${tunnelIp(peer.n)}/32,${podSubnet(peer.n)}`,
-      'endpoint',
-      `${peer.ip}:${PORT}`,
-    ]);
+    await wgSetPeer(tb, h, dev, keys[i]!.file, {
+      publicKey: keys[1 - i]!.pub,
+      allowedIps: `${tunnelIp(peer.n)}/32,${podSubnet(peer.n)}`,
+      endpoint: `${peer.ip}:${PORT}`,
+    });
     await tunnelUp(h, dev, peer, MTU);
   }
   return { daemons, mtu: MTU };
