@@ -24,18 +24,25 @@ export interface PollHandle {
   readonly [pollHandleBrand]: true;
 }
 
-interface Addon {
-  readonly HEADROOM: number;
-  readonly SLOT_SIZE: number;
-  readonly MAX_DATAGRAM: number;
-  readonly PEER_RECORD_SIZE: number;
-  readonly ENCAP_UDP: number;
-  readonly ENCAP_VXLAN: number;
-  readonly ENCAP_GENEVE: number;
-  readonly READABLE: number;
-  readonly WRITABLE: number;
-  readonly COUNTER_COUNT: number;
-  readonly ICMP_SCRATCH_MIN: number;
+/** The numbers the addon exports (weft.h's constants), each read once below. */
+type AddonConstant =
+  | 'HEADROOM'
+  | 'SLOT_SIZE'
+  | 'MAX_DATAGRAM'
+  | 'PEER_RECORD_SIZE'
+  | 'ENCAP_UDP'
+  | 'ENCAP_VXLAN'
+  | 'ENCAP_GENEVE'
+  | 'READABLE'
+  | 'WRITABLE'
+  | 'COUNTER_COUNT'
+  | 'ICMP_SCRATCH_MIN'
+  | 'VNET_HDR_LEN'
+  | 'TRAIN_PER_PACKET'
+  | 'GRO_MAX_SEGS'
+  | 'GSO_MAX_SEGS';
+
+interface Addon extends Readonly<Record<AddonConstant, number>> {
   readonly counterNames: readonly string[];
   readonly dropNames: readonly string[];
   tunOpen(name: string, multiQueue: boolean, vnetHdr: boolean): { fd: number; name: string };
@@ -121,22 +128,11 @@ interface Addon {
   ): boolean;
   tunReadOne(fd: number, buf: Buffer, off: number, max: number, counters: Float64Array): number;
   tunWriteOne(fd: number, buf: Buffer, off: number, len: number, counters: Float64Array, mtu?: number): boolean;
-  readonly VNET_HDR_LEN: number;
-  readonly TRAIN_PER_PACKET: number;
-  readonly GRO_MAX_SEGS: number;
-  readonly GSO_MAX_SEGS: number;
   tunSetOffload(fd: number, flags: number): boolean;
   tunGetIff(fd: number): { name: string; flags: number };
   udpOffload(fd: number, wantGro: boolean): { segment: boolean; gro: boolean };
-  tunReadVnet(
-    fd: number,
-    slab: Buffer,
-    slotSize: number,
-    headroom: number,
-    len: Int32Array,
-    max: number,
-    counters: Float64Array,
-  ): number;
+  /** The same arguments as tunRead. */
+  tunReadVnet: Addon['tunRead'];
   offloadEncap(
     encap: number,
     slab: Buffer,
@@ -480,13 +476,8 @@ export const TRAIN_PER_PACKET: number = addon.TRAIN_PER_PACKET;
 /** Most datagrams one UDP_GRO receive holds (the kernel's UDP_GRO_CNT_MAX). */
 export const GRO_MAX_SEGS: number = addon.GRO_MAX_SEGS;
 export const GSO_MAX_SEGS: number = addon.GSO_MAX_SEGS;
-/** TUNSETOFFLOAD bits (linux/if_tun.h). */
-export const TUN_F_CSUM = 0x01;
-export const TUN_F_TSO4 = 0x02;
-export const TUN_F_TSO6 = 0x04;
-export const TUN_F_TSO_ECN = 0x08;
-export const TUN_F_USO4 = 0x20;
-export const TUN_F_USO6 = 0x40;
+/** TUNSETOFFLOAD bits (linux/if_tun.h: TUN_F_CSUM, ...). */
+export const TUN_F = Object.freeze({ CSUM: 0x01, TSO4: 0x02, TSO6: 0x04, TSO_ECN: 0x08, USO4: 0x20, USO6: 0x40 });
 
 /** ioctl(TUNSETOFFLOAD, flags) on a TUN opened with vnetHdr. false when the kernel refuses the set (EINVAL): ask
  *  for less. Other errors throw. */

@@ -33,6 +33,22 @@ async function status(cluster: Cluster, n = 1): Promise<StatusDoc | null> {
   return statusOf(cluster.tb, cluster.tb.host(n), 8471).catch(() => null);
 }
 
+/** Until h1's /status answers and satisfies `ok`, polled every 500 ms for at most `ms`. */
+async function untilStatus(
+  cluster: Cluster,
+  ok: (s: StatusDoc) => boolean | Promise<boolean>,
+  ms: number,
+): Promise<boolean> {
+  return until(
+    async () => {
+      const s = await status(cluster);
+      return s !== null && (await ok(s));
+    },
+    ms,
+    500,
+  );
+}
+
 async function subnetKeys(cluster: Cluster, prefix = PREFIX): Promise<string[]> {
   const out = await cluster.etcdctl(['get', '--prefix', '--keys-only', `${prefix}/subnets/`]);
   return out
@@ -76,18 +92,13 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
       const during = (await status(cluster))!;
       t.ok(during.control.etcdOutages > before.control.etcdOutages, 'the daemon noticed the outage');
       await cluster.etcd.restart();
-      const renewed = await until(
-        async () => {
-          const s = await status(cluster);
-          return (
-            s !== null &&
-            s.control.etcdReconnects > before.control.etcdReconnects &&
-            s.control.renewals > during.control.renewals &&
-            s.healthy
-          );
-        },
+      const renewed = await untilStatus(
+        cluster,
+        (s) =>
+          s.control.etcdReconnects > before.control.etcdReconnects &&
+          s.control.renewals > during.control.renewals &&
+          s.healthy,
         45_000,
-        500,
       );
       const after = (await status(cluster))!;
       t.ok(
@@ -164,17 +175,10 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
     } finally {
       await cluster.tb.exec(h1, ['ip', 'route', 'del', 'blackhole', `${cluster.tb.bridgeIP}/32`]);
     }
-    const back = await until(
-      async () => {
-        const s = await status(cluster);
-        return (
-          s !== null &&
-          s.control.acquisitions > before.control.acquisitions &&
-          (await subnetKeys(cluster)).includes(key)
-        );
-      },
+    const back = await untilStatus(
+      cluster,
+      async (s) => s.control.acquisitions > before.control.acquisitions && (await subnetKeys(cluster)).includes(key),
       90_000,
-      500,
     );
     const after = await status(cluster);
     t.ok(

@@ -61,6 +61,23 @@ function setup(slots = 8): {
 }
 
 /** A transport message to `receiver` with `counter`, its plaintext sealed with `key` as the peer would. */
+/** The two ends of one keypair in two tables: a sends with k1 to peer 0, b receives from peer `bPeer`. */
+function twoEnds(bPeer: number): {
+  a: SessionTable;
+  b: SessionTable;
+  ia: NonNullable<ReturnType<SessionTable['allocate']>>;
+} {
+  const a = new SessionTable(4);
+  const b = new SessionTable(4);
+  const ia = a.allocate()!;
+  const ib = b.allocate()!;
+  const k1 = randomBytes(32);
+  const k2 = randomBytes(32);
+  a.install(ia.index, ib.index, 0, k1, k2, EXPIRES);
+  b.install(ib.index, ia.index, bPeer, k2, k1, EXPIRES);
+  return { a, b, ia };
+}
+
 function craft(key: Buffer, receiver: number, counter: bigint, plaintext: Uint8Array): Buffer {
   const h = Buffer.alloc(16);
   h.writeUInt32LE(4, 0);
@@ -176,14 +193,7 @@ t.test('open: round trip, padding cut by the inner length, keepalive, per-sessio
 });
 
 t.test('seal and open agree across two tables (the two ends of one keypair)', async (t) => {
-  const a = new SessionTable(4);
-  const b = new SessionTable(4);
-  const ia = a.allocate()!;
-  const ib = b.allocate()!;
-  const k1 = randomBytes(32);
-  const k2 = randomBytes(32);
-  a.install(ia.index, ib.index, 0, k1, k2, EXPIRES);
-  b.install(ib.index, ia.index, 1, k2, k1, EXPIRES);
+  const { a, b, ia } = twoEnds(1);
   const pkts = Array.from({ length: 20 }, (_, i) => ping(i, i * 37));
   const msgs = seal(a.buffer, new Int32Array([ia.slot]), pkts, 0) as Buffer[];
   const r = open(b.buffer, msgs);
@@ -467,14 +477,7 @@ t.test('seal: verdicts (no session, counter limit, no room) leave the packet uns
 });
 
 t.test('seal segments (offload tier): one counter range, messages back to back, each opens', async (t) => {
-  const a = new SessionTable(4);
-  const b = new SessionTable(4);
-  const ia = a.allocate()!;
-  const ib = b.allocate()!;
-  const k1 = randomBytes(32);
-  const k2 = randomBytes(32);
-  a.install(ia.index, ib.index, 0, k1, k2, EXPIRES);
-  b.install(ib.index, ia.index, 5, k2, k1, EXPIRES);
+  const { a, b, ia } = twoEnds(5);
   const mtu = 1420;
   const segLen = 1400;
   const stride = wgSealedLen(segLen, mtu);

@@ -14,28 +14,28 @@ function csum(buf, init = 0) {
   return s;
 }
 
-// An IPv4 packet with proto 6 or 17; l4csum: 'full' | 'partial' (pseudo-header sum only, as CHECKSUM_PARTIAL) | 'none'.
-function ipv4({
-  proto = 17,
-  payload = 16,
-  l4csum = 'full',
-  ttl = 64,
-  frag = 0,
-  ihl = 5,
-  src = [10, 5, 3, 2],
-  dst = [10, 5, 7, 2],
-} = {}) {
-  const hl = ihl * 4;
-  const l4len = (proto === 6 ? 20 : proto === 17 ? 8 : 8) + payload;
-  const b = Buffer.alloc(hl + l4len);
+const SRC = [10, 5, 3, 2];
+const DST = [10, 5, 7, 2];
+
+/** The IPv4 header (ihl words, options zero) at the front of b, total length b.length, header checksum right. */
+function writeIpHeader(b, { ihl = 5, id = 0, frag = 0, ttl = 64, proto, src = SRC, dst = DST }) {
   b[0] = 0x40 | ihl;
   b.writeUInt16BE(b.length, 2);
+  b.writeUInt16BE(id, 4);
   b.writeUInt16BE(frag, 6);
   b[8] = ttl;
   b[9] = proto;
   Buffer.from(src).copy(b, 12);
   Buffer.from(dst).copy(b, 16);
-  b.writeUInt16BE(~csum(b.subarray(0, hl)) & 0xffff, 10);
+  b.writeUInt16BE(~csum(b.subarray(0, ihl * 4)) & 0xffff, 10);
+}
+
+// An IPv4 packet with proto 6 or 17; l4csum: 'full' | 'partial' (pseudo-header sum only, as CHECKSUM_PARTIAL) | 'none'.
+function ipv4({ proto = 17, payload = 16, l4csum = 'full', ttl = 64, frag = 0, ihl = 5, src, dst } = {}) {
+  const hl = ihl * 4;
+  const l4len = (proto === 6 ? 20 : proto === 17 ? 8 : 8) + payload;
+  const b = Buffer.alloc(hl + l4len);
+  writeIpHeader(b, { ihl, frag, ttl, proto, src, dst });
   const l4 = b.subarray(hl);
   for (let i = 0; i < payload; i++) l4[l4.length - payload + i] = i * 7;
   if (proto === 17) {
@@ -112,20 +112,12 @@ function tcpSeg({
   id = 1,
   sport = 4000,
   ttl = 64,
-  src = [10, 5, 3, 2],
-  dst = [10, 5, 7, 2],
+  src,
+  dst,
 } = {}) {
   const thl = 20 + opts;
   const b = Buffer.alloc(20 + thl + payload);
-  b[0] = 0x45;
-  b.writeUInt16BE(b.length, 2);
-  b.writeUInt16BE(id, 4);
-  b.writeUInt16BE(0x4000, 6);
-  b[8] = ttl;
-  b[9] = 6;
-  Buffer.from(src).copy(b, 12);
-  Buffer.from(dst).copy(b, 16);
-  b.writeUInt16BE(~csum(b.subarray(0, 20)) & 0xffff, 10);
+  writeIpHeader(b, { id, frag: 0x4000, ttl, proto: 6, src, dst });
   const l4 = b.subarray(20);
   l4.writeUInt16BE(sport, 0);
   l4.writeUInt16BE(5000, 2);

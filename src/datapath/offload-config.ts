@@ -27,7 +27,7 @@ export function disabledOffloads(env: NodeJS.ProcessEnv = process.env): Readonly
 }
 
 export interface TunOffloads {
-  /** Flags the kernel accepted (TUN_F_*), 0 when none. */
+  /** Flags the kernel accepted (TUN_F), 0 when none. */
   readonly flags: number;
   readonly csum: boolean;
   readonly tso: boolean;
@@ -39,14 +39,7 @@ export interface TunOffloads {
  * checksum offload. A refused set leaves the previous one in place, so we always end with what was accepted.
  */
 export function probeTunOffloads(fd: number, off: ReadonlySet<OffloadPart>): TunOffloads {
-  const {
-    TUN_F_CSUM: CSUM,
-    TUN_F_TSO4: TSO4,
-    TUN_F_TSO6: TSO6,
-    TUN_F_TSO_ECN: ECN,
-    TUN_F_USO4: USO4,
-    TUN_F_USO6: USO6,
-  } = native;
+  const { CSUM, TSO4, TSO6, TSO_ECN: ECN, USO4, USO6 } = native.TUN_F;
   const tso = TSO4 | TSO6 | ECN;
   const uso = USO4 | USO6;
   const wanted: number[] = [];

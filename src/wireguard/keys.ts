@@ -22,6 +22,15 @@ export function decodeKey(text: string): Buffer | null {
   return b.length === KEY_LEN ? b : null;
 }
 
+/** A secret key from its base64 text: `make` copies the decoded bytes, which are wiped right after. */
+function fromKeyText<K>(text: string, make: (bytes: Buffer) => K): K | null {
+  const b = decodeKey(text);
+  if (!b) return null;
+  const k = make(b);
+  b.fill(0);
+  return k;
+}
+
 export class PublicKey {
   readonly bytes: Buffer;
   #object: KeyObject | undefined;
@@ -89,11 +98,7 @@ export class PrivateKey {
   }
 
   static fromBase64(text: string): PrivateKey | null {
-    const b = decodeKey(text);
-    if (!b) return null;
-    const k = new PrivateKey(b);
-    b.fill(0);
-    return k;
+    return fromKeyText(text, (b) => new PrivateKey(b));
   }
 
   /** DH(private, public): the X25519 shared secret, or null when it is all zeros (a low-order point; wireguard-go
@@ -144,11 +149,7 @@ export class PresharedKey {
   }
 
   static fromBase64(text: string): PresharedKey | null {
-    const b = decodeKey(text);
-    if (!b) return null;
-    const k = new PresharedKey(b);
-    b.fill(0);
-    return k;
+    return fromKeyText(text, (b) => new PresharedKey(b));
   }
 
   static fromBytes(bytes: Uint8Array): PresharedKey | null {
