@@ -24,6 +24,7 @@ import { ping } from '../testbed/traffic.js';
 import { ensurePeerInstalled, linkExists, must, onCleanup, tailOutput, waitFor } from '../bench/suite/peers/common.js';
 import { WG_SOCKET_DIR, wgDevice, wgSetPeer } from '../bench/suite/peers/wireguard-go.js';
 import { PrivateKey, type Timing } from '../src/wireguard/index.js';
+import { sleep } from './helpers/wait.js';
 
 const PORT = 51820;
 const ENDPOINT_PROGRAM = new URL('./helpers/wg-endpoint.ts', import.meta.url).pathname;
@@ -130,7 +131,7 @@ class WeftEndpoint {
           // lost: the caller counts
         }
       }
-      if (gapMs) await new Promise((r) => setTimeout(r, gapMs));
+      if (gapMs) await sleep(gapMs);
     }
     return got;
   }
@@ -238,7 +239,7 @@ t.test('weft WireGuard against Debian wireguard-go', async (t) => {
     const idle = async (): Promise<{ s0: Stats; s1: Stats; rx: number }> => {
       const rx0 = Number((await wgShow(tb, h1, dev, 'transfer'))[1]);
       const s0 = await e.stats();
-      await new Promise((r) => setTimeout(r, 3_500));
+      await sleep(3_500);
       const s1 = await e.stats();
       return { s0, s1, rx: Number((await wgShow(tb, h1, dev, 'transfer'))[1]) - rx0 };
     };

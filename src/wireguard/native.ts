@@ -12,6 +12,7 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../package-root.js';
+import { WeftError } from '../errors.js';
 
 interface WgAddon {
   readonly WG_SESSION_SIZE: number;
@@ -172,7 +173,10 @@ export const wgCounterNames = addon.wgCounterNames as readonly WgCounterName[];
   const same = (a: readonly string[], b: readonly string[]): boolean =>
     a.length === b.length && a.every((x, i) => x === b[i]);
   if (!same(wgVerdictNames, verdicts) || !same(wgCounterNames, counters) || counters.length !== WG_COUNTER_COUNT) {
-    throw new Error(`weft.node WireGuard counters do not match src/wireguard/native.ts: ${wgCounterNames.join(',')}`);
+    throw new WeftError(
+      'WEFT_ERR_NATIVE',
+      `weft.node WireGuard counters do not match src/wireguard/native.ts: ${wgCounterNames.join(',')}`,
+    );
   }
 }
 
