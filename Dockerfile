@@ -1,9 +1,10 @@
 # weft in a container: `docker build .` (or `docker compose build`, see docker-compose.yml).
 #
 # Two ways to build, chosen with the target:
-#   runtime (default)   builds from source in the image: a build stage with python3/make/g++ compiles the native
-#                       addon during `npm ci` and TypeScript to dist/; the runtime stage gets iproute2, ping, iperf3
-#                       and etcd from Debian. Needs BASE_IMAGE to be Debian with Node 20 (node:20-bookworm-slim) and
+#   runtime (default)   builds from source in the image: a build stage with python3/make/g++ and the OpenSSL and
+#                       libsodium headers compiles the native addon during `npm ci` and TypeScript to dist/; the
+#                       runtime stage gets iproute2, ping, iperf3, etcd and the addon's libssl3 and libsodium23 from
+#                       Debian. Needs BASE_IMAGE to be Debian with Node 20 (node:20-bookworm-slim) and
 #                       network access to Debian's and npm's registries.
 #   prebuilt            for machines that can pull nothing: copies a tree built outside the image
 #                       (scripts/compose-prebuilt.sh stages dist/, the addon, production node_modules into
@@ -23,7 +24,7 @@ CMD ["daemon"]
 
 FROM ${BASE_IMAGE} AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 make g++ \
+ && apt-get install -y --no-install-recommends python3 make g++ libssl-dev libsodium-dev \
  && rm -rf /var/lib/apt/lists/*
 # node-gyp takes the headers of the Node in the image instead of downloading them.
 ENV npm_config_nodedir=/usr/local
@@ -39,7 +40,8 @@ RUN npx tsc -p tsconfig.json && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${BASE_IMAGE} AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iproute2 iputils-ping iperf3 etcd-server etcd-client \
+ && apt-get install -y --no-install-recommends iproute2 iputils-ping iperf3 etcd-server etcd-client libssl3 \
+    libsodium23 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/weft
 COPY --from=build /src/package.json ./

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a local base image for weft's Dockerfile where nothing can be pulled: `docker import` of a minimal root
 # filesystem made from this machine's own binaries (node, iproute2, etcd, etcdctl, iperf3, ping, a shell and a few
-# coreutils) and the libraries `ldd` lists for them. About 150 MB, a few seconds.
+# coreutils) and the libraries `ldd` lists for them and for the built addon. About 150 MB, a few seconds.
 #
 #   scripts/build-base-image.sh [tag]     default tag: weft-base:local (then: BASE_IMAGE=weft-base:local)
 #
@@ -48,6 +48,13 @@ copy_file() {
   cp -L "$src" "$root$src"
 }
 
+# The libraries the dynamic linker resolves for a binary (ldd prints "name => /path (addr)" or "/path (addr)").
+copy_libs() {
+  while read -r lib; do copy_file "$lib"; done < <(
+    ldd "$1" 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }'
+  )
+}
+
 for t in "${tools[@]}"; do
   path="$(command -v "$t" 2>/dev/null || true)"
   case "$path" in
@@ -55,11 +62,10 @@ for t in "${tools[@]}"; do
     *) log "skipping $t (not a file on this machine)"; continue ;;
   esac
   copy_file "$path"
-  # The libraries the dynamic linker resolves for it (ldd prints "name => /path (addr)" or "/path (addr)").
-  while read -r lib; do copy_file "$lib"; done < <(
-    ldd "$path" 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }'
-  )
+  copy_libs "$path"
 done
+# The addon comes with the prebuilt tree; the libraries it links (libcrypto, libsodium) come with the base.
+if [ -f build/Release/weft.node ]; then copy_libs build/Release/weft.node; fi
 # Where scripts expect them.
 [ -e "$root/bin/sh" ] || ln -s /usr/bin/dash "$root/bin/sh"
 [ -e "$root/usr/bin/node" ] || ln -s "$node_bin" "$root/usr/bin/node"
