@@ -153,7 +153,7 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
         .catch((e: unknown) => log.error({ err: errorMessage(e) }, 'applying the re-acquired lease failed'));
     });
 
-    const peers = new PeerLeases();
+    const peers = new KnownPeers();
     const onPeers = (events: readonly LeaseEvent[]): void => {
       peers.apply(events);
       active.peers(events);
@@ -210,7 +210,7 @@ function leaseManager(
 }
 
 /** Peer leases as the watch delivered them, for /status and the per-peer metrics. */
-class PeerLeases {
+class KnownPeers {
   private readonly byKey = new Map<string, Lease>();
 
   apply(events: readonly LeaseEvent[]): void {
@@ -237,7 +237,7 @@ interface Running {
   readonly external: ExternalInterface;
   readonly backend: Backend;
   readonly manager: LeaseManager;
-  readonly peers: PeerLeases;
+  readonly peers: KnownPeers;
   readonly started: number;
 }
 
