@@ -1,5 +1,5 @@
-// The batch tier: recvmmsg/sendmmsg and batched TUN I/O through the native addon, packets encapsulated in place in a
-// pooled slab. Wires the two directions (outbound.ts, inbound.ts) to the event loop through a PollPair.
+// The batch tier: recvmmsg/sendmmsg and batched TUN I/O through one native queue (queue.ts), packets encapsulated
+// in place in its slab. Wires the two directions (outbound.ts, inbound.ts) to the event loop through a PollPair.
 import * as native from '../native.js';
 import type { Datapath, DatapathOptions } from './datapath.js';
 import { TierBase } from './tier-base.js';
@@ -7,22 +7,42 @@ import { Inbound } from './inbound.js';
 import { Outbound } from './outbound.js';
 import { PathState } from './path-state.js';
 import { PollPair } from './poll-pair.js';
+import { Queue } from './queue.js';
 
 export const BATCH_SIZE = 64;
 /** Batches per wake-up: bounds the time one direction holds the event loop. */
-const ROUNDS = 4;
-/** Socket buffers: the default 208 KiB drops bursts (RcvbufErrors), see NOTES.md. */
+export const ROUNDS = 4;
+/** Socket buffers: the default 208 KiB drops bursts (RcvbufErrors). */
 export const SOCKET_BUFFER_BYTES = 8 << 20;
 
 export class BatchTier extends TierBase implements Datapath {
   readonly tier = 'batch' as const;
   private readonly polls: PollPair;
+  private readonly queue: Queue;
 
   constructor(opts: DatapathOptions) {
     super(new PathState(opts));
     const sockFd = native.udpOpen(opts.bindAddress, opts.port, SOCKET_BUFFER_BYTES, false);
-    const outbound = new Outbound(this.path, sockFd, BATCH_SIZE);
-    const inbound = new Inbound(this.path, sockFd, BATCH_SIZE);
+    try {
+      this.queue = new Queue({
+        tunFd: opts.tunFd,
+        sockFd,
+        encap: opts.encap.nativeId,
+        vni: opts.local.vni,
+        localMac: opts.local.mac,
+        mtu: opts.tunMtu ?? 0,
+        slots: BATCH_SIZE,
+        vnet: false,
+        gro: false,
+        udpSegment: false,
+        counters: this.path.counters,
+      });
+    } catch (e) {
+      native.close(sockFd);
+      throw e;
+    }
+    const outbound = new Outbound(this.path, this.queue);
+    const inbound = new Inbound(this.path, this.queue);
     this.polls = new PollPair(opts.tunFd, sockFd, {
       outbound: () => outbound.run(ROUNDS),
       flush: () => outbound.flush(),
@@ -32,5 +52,6 @@ export class BatchTier extends TierBase implements Datapath {
 
   close(): void {
     this.polls.close();
+    this.queue.close();
   }
 }

@@ -1,10 +1,11 @@
 // Peers as the datapath sees them, and the table C reads to address datagrams.
 //
-// The peer table is a Buffer of fixed records that JS writes and C only reads (no native call to update it):
-//   [0,4) PublicIP, network order   [4,6) UDP port, big-endian   [6,12) VtepMAC   [12,16) VNI, big-endian
+// The peer table is a Buffer of fixed records that JS writes and C only reads (the queue is pointed at a new table
+// between batches): PublicIP (IPv4 in the first 4 of 16 bytes, network order), UDP port (big-endian), VtepMAC, VNI
+// (big-endian), flags (native.PEER_* offsets).
 // A new table and RouteTable are built on every peer change and swapped in together between batches.
 import type { PeerEncapInfo } from '../encap/encap.js';
-import { PEER_RECORD_SIZE } from '../native.js';
+import * as native from '../native.js';
 import { type PeerEntry, type RouteEntry, RouteTable } from './routes.js';
 
 export interface Peer {
@@ -15,6 +16,8 @@ export interface Peer {
   readonly publicIp: number; // uint32
   readonly port: number;
   readonly encap: PeerEncapInfo;
+  /** The peer's lease says it takes partial inner checksums (a weft offload-tier host): GSO skips the payload sum. */
+  readonly partialCsum?: boolean;
 }
 
 export interface PeerSnapshot {
@@ -30,15 +33,16 @@ export function ipToString(ip: number): string {
 }
 
 export function buildPeerSnapshot(peers: readonly Peer[]): PeerSnapshot {
-  const table = Buffer.alloc(Math.max(1, peers.length) * PEER_RECORD_SIZE);
+  const table = Buffer.alloc(Math.max(1, peers.length) * native.PEER_RECORD_SIZE);
   const routes: RouteEntry[] = [];
   const entries: PeerEntry[] = [];
   peers.forEach((p, index) => {
-    const r = index * PEER_RECORD_SIZE;
-    table.writeUInt32BE(p.publicIp >>> 0, r);
-    table.writeUInt16BE(p.port, r + 4);
-    p.encap.mac.copy(table, r + 6, 0, 6);
-    table.writeUInt32BE(p.encap.vni >>> 0, r + 12);
+    const r = index * native.PEER_RECORD_SIZE;
+    table.writeUInt32BE(p.publicIp >>> 0, r + native.PEER_ADDR);
+    table.writeUInt16BE(p.port, r + native.PEER_PORT);
+    p.encap.mac.copy(table, r + native.PEER_MAC, 0, 6);
+    table.writeUInt32BE(p.encap.vni >>> 0, r + native.PEER_VNI);
+    table[r + native.PEER_FLAGS] = p.partialCsum === true ? native.PEER_F_CSUM_PARTIAL : 0;
     routes.push({ net: p.net | 0, prefixLen: p.prefixLen, peer: index });
     entries.push({ index, publicIp: p.publicIp | 0, net: p.net | 0, prefixLen: p.prefixLen });
   });
