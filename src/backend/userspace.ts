@@ -86,6 +86,12 @@ export class UserspaceBackend implements Backend {
     const encap = encapByName(type);
     if (!encap)
       throw new WeftError('WEFT_ERR_BACKEND', `backend type "${type}" has no userspace encap (udp, vxlan, geneve)`);
+    if (ctx.config.tier === 'offload' && encap.nativeId === null) {
+      throw new WeftError(
+        'WEFT_ERR_BACKEND',
+        `--tier=offload needs a native encap (udp, vxlan, geneve); "${encap.name}" is TypeScript only: use --tier=batch`,
+      );
+    }
     this.encap = encap;
     this.type = encap.backendType;
     this.opts = backendOptions(ctx, encap);

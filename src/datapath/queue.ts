@@ -41,6 +41,8 @@ export class Queue {
   readonly inLen: Int32Array;
   /** In: outer source address, host order. */
   readonly inAddr: Uint32Array;
+  /** In, offload tier: the UDP_GRO segment size of each receive (0: one datagram). */
+  readonly inGso: Int32Array | null;
   /** In: the inner packets found by decap: offset and length in inSlab (or a verdict), outer source. */
   readonly segOff: Int32Array;
   readonly segLen: Int32Array;
@@ -58,6 +60,7 @@ export class Queue {
     this.inSlab = Buffer.alloc(n * native.SLOT_SIZE);
     this.inLen = new Int32Array(n);
     this.inAddr = new Uint32Array(n);
+    this.inGso = opts.vnet ? new Int32Array(n) : null;
     this.segOff = new Int32Array(segs);
     this.segLen = new Int32Array(segs);
     this.segAddr = new Uint32Array(segs);
@@ -79,7 +82,7 @@ export class Queue {
       inSlab: this.inSlab,
       inLen: this.inLen,
       inAddr: this.inAddr,
-      ...(opts.vnet ? { inGso: new Int32Array(n) } : {}),
+      ...(this.inGso ? { inGso: this.inGso } : {}),
       segOff: this.segOff,
       segLen: this.segLen,
       segAddr: this.segAddr,
