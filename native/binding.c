@@ -498,8 +498,10 @@ static bool spec_bool(napi_env env, napi_value spec, const char *name, int *out)
   return true;
 }
 
-#define SPEC_I32A(name, min, d) spec_typed(env, j, spec, name, napi_int32_array, "must be an Int32Array", min, (void **)(d), &n)
-#define SPEC_U32A(name, min, d) spec_typed(env, j, spec, name, napi_uint32_array, "must be a Uint32Array", min, (void **)(d), &n)
+#define SPEC_I32A(name, min, d) \
+  spec_typed(env, j, spec, name, napi_int32_array, "must be an Int32Array", min, (void **)(d), &n)
+#define SPEC_U32A(name, min, d) \
+  spec_typed(env, j, spec, name, napi_uint32_array, "must be a Uint32Array", min, (void **)(d), &n)
 
 /* The outbound half: outSlab, outLen, outOff, outPeer (outLen's length is the slot count). */
 static bool spec_out(napi_env env, js_queue *j, napi_value spec) {
@@ -507,7 +509,8 @@ static bool spec_out(napi_env env, js_queue *j, napi_value spec) {
   size_t n, slab_len;
   if (!SPEC_I32A("outLen", 1, &q->out_len)) return false;
   q->out_slots = (int32_t)(n > 4096 ? 4096 : n);
-  if (!SPEC_I32A("outOff", (size_t)q->out_slots, &q->out_off) || !SPEC_I32A("outPeer", (size_t)q->out_slots, &q->out_peer) ||
+  if (!SPEC_I32A("outOff", (size_t)q->out_slots, &q->out_off) ||
+      !SPEC_I32A("outPeer", (size_t)q->out_slots, &q->out_peer) ||
       !spec_typed(env, j, spec, "outSlab", napi_uint8_array, "must be a Buffer", 0, (void **)&q->out_slab, &slab_len))
     return false;
   return check_slab(env, slab_len, q->out_slots, q->slot_size);
@@ -525,7 +528,8 @@ static bool spec_in(napi_env env, js_queue *j, napi_value spec) {
       !SPEC_I32A("segOff", (size_t)q->in_slots, &q->seg_off))
     return false;
   q->seg_max = (int32_t)(n > INT32_MAX ? INT32_MAX : n);
-  if (!SPEC_I32A("segLen", (size_t)q->seg_max, &q->seg_len) || !SPEC_U32A("segAddr", (size_t)q->seg_max, &q->seg_addr) ||
+  if (!SPEC_I32A("segLen", (size_t)q->seg_max, &q->seg_len) ||
+      !SPEC_U32A("segAddr", (size_t)q->seg_max, &q->seg_addr) ||
       !spec_typed(env, j, spec, "inSlab", napi_uint8_array, "must be a Buffer", 0, (void **)&q->in_slab, &slab_len))
     return false;
   return check_slab(env, slab_len, q->in_slots, q->slot_size);
@@ -1190,12 +1194,14 @@ NAPI_MODULE_INIT() {
       !export_i32(env, exports, "ICMP_SCRATCH_MIN", WEFT_ICMP_SCRATCH_MIN) ||
       !export_i32(env, exports, "VNET_HDR_LEN", WEFT_VNET_HDR_LEN) ||
       !export_i32(env, exports, "TAILROOM", WEFT_TAILROOM) ||
-      !export_i32(env, exports, "PEER_ADDR", WEFT_PEER_ADDR) || !export_i32(env, exports, "PEER_PORT", WEFT_PEER_PORT) ||
+      !export_i32(env, exports, "PEER_ADDR", WEFT_PEER_ADDR) ||
+      !export_i32(env, exports, "PEER_PORT", WEFT_PEER_PORT) ||
       !export_i32(env, exports, "PEER_MAC", WEFT_PEER_MAC) || !export_i32(env, exports, "PEER_VNI", WEFT_PEER_VNI) ||
       !export_i32(env, exports, "PEER_FLAGS", WEFT_PEER_FLAGS) ||
       !export_i32(env, exports, "PEER_F_CSUM_PARTIAL", WEFT_PEER_F_CSUM_PARTIAL) ||
       !export_i32(env, exports, "TUN_MULTI_QUEUE", WEFT_TUN_MULTI_QUEUE) ||
-      !export_i32(env, exports, "TUN_VNET_HDR", WEFT_TUN_VNET_HDR) || !export_i32(env, exports, "TUN_NAPI", WEFT_TUN_NAPI) ||
+      !export_i32(env, exports, "TUN_VNET_HDR", WEFT_TUN_VNET_HDR) ||
+      !export_i32(env, exports, "TUN_NAPI", WEFT_TUN_NAPI) ||
       !export_i32(env, exports, "GSO_TTL_DEC", WEFT_GSO_TTL_DEC) ||
       !export_i32(env, exports, "GSO_CSUM_PARTIAL", WEFT_GSO_CSUM_PARTIAL) ||
       !export_i32(env, exports, "GRO_MAX_SEGS", WEFT_GRO_MAX_SEGS) ||

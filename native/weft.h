@@ -35,8 +35,6 @@
 #define WEFT_MAX_DATAGRAM 65536
 #define WEFT_SLOT_SIZE (((WEFT_MAX_DATAGRAM + WEFT_HEADROOM + WEFT_TAILROOM) + 63) & ~63)
 #define WEFT_PEER_RECORD_SIZE 32
-/* sendmmsg/recvmmsg vector length; arrays live on the stack, never per packet. */
-#define WEFT_MMSG_CHUNK 64
 
 /* Peer record layout (written by JS). The address field has room for IPv6. */
 #define WEFT_PEER_ADDR 0   /* IPv4 in the first 4 bytes, network order (16 bytes reserved) */

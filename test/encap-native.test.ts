@@ -501,7 +501,10 @@ t.test('queueOpen checks every size once and names the argument', async (t) => {
     outPeer: new Int32Array(2),
   };
   t.throws(() => n.queueOpen({ ...spec, encap: 3 }), { code: 'ERR_OUT_OF_RANGE', message: /'encap'/ });
-  t.throws(() => n.queueOpen({ ...spec, outSlab: Buffer.alloc(SLOT) }), { code: 'ERR_OUT_OF_RANGE', message: /'slab'/ });
+  t.throws(() => n.queueOpen({ ...spec, outSlab: Buffer.alloc(SLOT) }), {
+    code: 'ERR_OUT_OF_RANGE',
+    message: /'slab'/,
+  });
   t.throws(() => n.queueOpen({ ...spec, outPeer: new Int32Array(1) }), { message: /'outPeer'/ });
   t.throws(() => n.queueOpen({ ...spec, localMac: Buffer.alloc(5) }), { message: /'localMac'/ });
   t.throws(() => n.queueOpen({ ...spec, vni: 1 << 24 }), { message: /'vni'/ });

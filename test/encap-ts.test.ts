@@ -1,5 +1,5 @@
 // The TypeScript codecs (used by the dgram tier and as the reference for the native ones): each encodes in place
-// what the native encapBatch writes, decodes it back, and rejects each malformed variant with its verdict.
+// what the native queue's encap step writes, decodes it back, and rejects each malformed variant with its verdict.
 import t from 'tap';
 import * as native from '../src/native.js';
 import { byteQueue, outBatch } from './helpers/queue.js';
@@ -39,7 +39,7 @@ for (const encap of [udpEncap, vxlanEncap, geneveEncap] as Encap[]) {
     pkt.copy(buf, native.HEADROOM);
     const start = encap.encode(buf, native.HEADROOM, pkt.length, peerInfo, local);
     t.equal(native.HEADROOM - start, encap.headerLength);
-    // Native, from the same inner packet (its TTL decrement happens in encapBatch; do it in TS too to compare).
+    // Native, from the same inner packet (its TTL decrement happens in outEncap; do it in TS too to compare).
     const table = Buffer.alloc(native.PEER_RECORD_SIZE);
     native.writePeerRecord(table, 0, '198.18.0.2', encap.defaultPort, peerInfo.mac, 7);
     const b = outBatch(byteQueue({ slots: 1, encap: encap.nativeId, vni: 7, localMac: local.mac }), [pkt], table);

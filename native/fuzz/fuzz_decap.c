@@ -1,7 +1,7 @@
 /*
  * libFuzzer harness: weft_decap_split over one datagram (the batch tier's in_decap: decode of the encap header, the
- * inner IPv4 checks) and the partial-checksum completion its write step does (weft_ipv4_complete_l4_csum). Built once per encap with
- * -DWEFT_FUZZ_ENCAP=WEFT_ENCAP_UDP|VXLAN|GENEVE by scripts/fuzz.sh.
+ * inner IPv4 checks) and the partial-checksum completion its write step does (weft_ipv4_complete_l4_csum).
+ * Built once per encap with -DWEFT_FUZZ_ENCAP=WEFT_ENCAP_UDP|VXLAN|GENEVE by scripts/fuzz.sh.
  *
  * The datagram sits alone in a heap slot of exactly its own size, so ASan reports any read or write past what the
  * kernel would have handed over. After the call the harness checks the contract: a kept packet lies inside its slot

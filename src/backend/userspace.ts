@@ -243,7 +243,8 @@ export class UserspaceBackend implements Backend {
     const info = this.encap.parsePeer(lease.attrs.BackendData, this.local);
     if (typeof info === 'string') return info;
     const data = lease.attrs.BackendData as Record<string, unknown> | null | undefined;
-    const partialCsum = this.partialCsum && typeof data === 'object' && data !== null && data[PARTIAL_CSUM_KEY] === true;
+    const partialCsum =
+      this.partialCsum && typeof data === 'object' && data !== null && data[PARTIAL_CSUM_KEY] === true;
     return {
       net: lease.subnet.ip,
       prefixLen: lease.subnet.prefixLen,

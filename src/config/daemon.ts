@@ -226,7 +226,9 @@ export function resolveDaemonConfig(
  */
 function checkCombination(c: DaemonConfig, tierGiven: boolean): void {
   if (c.datapath === 'kernel' && tierGiven) {
-    throw new ConfigError(`--tier=${c.tier}: the kernel datapath has no tiers (drop --tier or use --datapath=userspace)`);
+    throw new ConfigError(
+      `--tier=${c.tier}: the kernel datapath has no tiers (drop --tier or use --datapath=userspace)`,
+    );
   }
   if (c.queues > 1 && (c.datapath === 'kernel' || c.tier !== 'offload')) {
     const what = c.datapath === 'kernel' ? 'the kernel datapath' : `--tier=${c.tier}`;
