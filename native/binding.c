@@ -708,8 +708,9 @@ static napi_value js_in_write(napi_env env, napi_callback_info info) {
 
 /* The TUN MTU, an optional trailing argument at index `at`: absent or undefined = 0 (no limit). */
 static bool arg_opt_mtu(napi_env env, napi_callback_info info, size_t at, int32_t *mtu) {
-  napi_value argv[8];
-  size_t argc = 8;
+  napi_value argv[10];
+  size_t argc = 10;
+  if (at >= argc) return arg_fail(env, true, "mtu", "is past the arguments this call takes");
   napi_valuetype t;
   *mtu = 0;
   NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -889,7 +890,9 @@ static napi_value js_gro_build(napi_env env, napi_callback_info info) {
       !ARG_COUNTERS(env, argv[7], &counters))
     return NULL;
   buf_sink b = {out, out_len, 0, olen, n > INT32_MAX ? INT32_MAX : (int32_t)n, 0};
-  weft_gro_run(g.slab, g.slab_len, g.off, g.len, g.count, g.coalesce, buffer_sink, &b, counters);
+  int32_t mtu;
+  if (!arg_opt_mtu(env, info, 8, &mtu)) return NULL;
+  weft_gro_run(g.slab, g.slab_len, g.off, g.len, g.count, g.coalesce, mtu, buffer_sink, &b, counters);
   return ret_i32(env, b.n);
 }
 

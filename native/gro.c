@@ -69,8 +69,36 @@ static int tcp_same_flow(const uint8_t *a, const uint8_t *b) {
 
 #define GRO_MAX_RUN 64
 
+/* A lone TCP packet longer than the TUN MTU: a kernel VXLAN peer's GSO sends a whole TCP burst as one inner packet
+ * of up to 64 KiB. Handed to TUN as a GSO_TCPV4 super-packet (gso_size = what fits the MTU), the kernel segments it
+ * on its way out (virtio_net_hdr_to_skb); written plain, it would meet a smaller MTU with DF set and stall the
+ * sender. A full checksum is verified (one pass) and turned into the partial one NEEDS_CSUM wants. Returns 0 when
+ * it must be dropped (counted). */
+static int big_tcp(uint8_t *p, int32_t plen, int32_t ihl, int32_t mtu, uint8_t *vh, double *counters) {
+  int32_t thl = plen >= ihl + 20 ? (p[ihl + 12] >> 4) * 4 : 0, hdr = ihl + thl;
+  if (p[9] != 6 || thl < 20 || hdr >= plen || hdr >= mtu || (p[ihl + 13] & (TCP_SYN | TCP_RST))) {
+    weft_drop(counters, WEFT_DROP_TOO_BIG);
+    return 0;
+  }
+  if (!(vh[0] & WEFT_VNET_F_NEEDS_CSUM)) {
+    uint64_t ph = pseudo_sum(p, 6, (uint32_t)(plen - ihl));
+    if (weft_csum_fold(weft_csum_add(ph, p + ihl, (size_t)(plen - ihl))) != 0xffff) {
+      weft_drop(counters, WEFT_DROP_BAD_CSUM);
+      return 0;
+    }
+    weft_wr16(p + ihl + 16, weft_csum_fold(ph));
+    vh[0] = WEFT_VNET_F_NEEDS_CSUM;
+    weft_wr_le16(vh + 6, (uint16_t)ihl);
+    weft_wr_le16(vh + 8, 16);
+  }
+  vh[1] = WEFT_VNET_GSO_TCPV4 | (p[ihl + 13] & TCP_CWR ? WEFT_VNET_GSO_ECN : 0);
+  weft_wr_le16(vh + 2, (uint16_t)hdr);
+  weft_wr_le16(vh + 4, (uint16_t)(mtu - hdr));
+  return 1;
+}
+
 int32_t weft_gro_run(uint8_t *slab, size_t slab_len, const int32_t *seg_off, int32_t *seg_len, int32_t count,
-                     int coalesce, weft_sink sink, void *ctx, double *counters) {
+                     int coalesce, int32_t mtu, weft_sink sink, void *ctx, double *counters) {
   struct iovec iov[2 + GRO_MAX_RUN];
   uint8_t vh[WEFT_VNET_HDR_LEN];
   int32_t written = 0;
@@ -148,6 +176,10 @@ int32_t weft_gro_run(uint8_t *slab, size_t slab_len, const int32_t *seg_off, int
         vh[0] = WEFT_VNET_F_NEEDS_CSUM;
         weft_wr_le16(vh + 6, (uint16_t)ihl);
         weft_wr_le16(vh + 8, (uint16_t)field);
+      }
+      if (mtu > 0 && plen > mtu && !big_tcp(p, plen, ihl, mtu, vh, counters)) {
+        i = j;
+        continue;
       }
     }
     written += sink(ctx, iov, iovcnt, counters);

@@ -224,7 +224,7 @@ int32_t weft_queue_in_write(weft_queue *q, int32_t segs) {
   size_t slab_len = (size_t)q->in_slots * (size_t)q->slot_size;
   if (segs > q->seg_max) segs = q->seg_max;
   if (q->vnet)
-    return weft_gro_run(q->in_slab, slab_len, q->seg_off, q->seg_len, segs, q->gro, weft_tun_sink, &q->tun_fd,
-                        q->counters);
+    return weft_gro_run(q->in_slab, slab_len, q->seg_off, q->seg_len, segs, q->gro, q->gro ? q->mtu : 0,
+                        weft_tun_sink, &q->tun_fd, q->counters);
   return weft_tun_write_batch(q->tun_fd, q->in_slab, slab_len, q->seg_off, q->seg_len, segs, q->mtu, q->counters);
 }

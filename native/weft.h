@@ -321,8 +321,10 @@ int32_t weft_decap_split(const weft_encap_ops *ops, const uint8_t *slab, int32_t
 /* ---- gro.c: TCP segments of one flow coalesced back into super-packets (tcp_gro_receive) ---- */
 /* Where gro_run hands each output packet: iov[0] is the virtio header. Returns 1 if taken. */
 typedef int (*weft_sink)(void *ctx, const struct iovec *iov, int iovcnt, double *counters);
+/* mtu: the TUN's MTU (0: no limit); a lone TCP packet longer than it (a kernel VXLAN peer's whole burst) goes to the
+ * sink as a GSO_TCPV4 super-packet for the kernel to cut, its full checksum verified and made partial. */
 int32_t weft_gro_run(uint8_t *slab, size_t slab_len, const int32_t *seg_off, int32_t *seg_len, int32_t count,
-                     int coalesce, weft_sink sink, void *ctx, double *counters);
+                     int coalesce, int32_t mtu, weft_sink sink, void *ctx, double *counters);
 int weft_tun_sink(void *ctx, const struct iovec *iov, int iovcnt, double *counters);
 
 /* ---- queue.c: one queue's memory and fds, registered once; every batch call is (queue, n) ---- */

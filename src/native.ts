@@ -108,6 +108,7 @@ interface Addon {
     out: Buffer,
     outLen: Int32Array,
     counters: Float64Array,
+    mtu?: number,
   ): number;
   gsoSplit(
     buf: Buffer,
@@ -471,7 +472,8 @@ export const GSO_MAX_SEGS: number = addon.GSO_MAX_SEGS;
 /** gsoSplit flags. */
 export const GSO_TTL_DEC: number = addon.GSO_TTL_DEC;
 export const GSO_CSUM_PARTIAL: number = addon.GSO_CSUM_PARTIAL;
-/** Coalesce like inWrite but into a Buffer: outputs (virtio header + packet) back to back, lengths in outLen. */
+/** Coalesce like inWrite but into a Buffer: outputs (virtio header + packet) back to back, lengths in outLen. mtu
+ *  (the TUN's; absent = no limit): a lone TCP packet longer than it goes out as a GSO super-packet for the kernel. */
 export const groBuild: Addon['groBuild'] = addon.groBuild;
 /** One super-packet at buf[pktOff] (virtio header before it) split into `out` at a stride of room + result[0];
  *  result[1] is the last segment's length. Returns the segment count or a negative verdict. */

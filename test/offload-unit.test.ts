@@ -209,7 +209,7 @@ t.test('GSO: bad input is a verdict, never a crash', async (t) => {
 
 // ---- GRO ----
 
-function gro(packets: Buffer[], coalesce = true, extra?: (off: Int32Array, len: Int32Array) => void) {
+function gro(packets: Buffer[], coalesce = true, extra?: (off: Int32Array, len: Int32Array) => void, mtu?: number) {
   const slab = Buffer.concat(packets);
   const off = new Int32Array(packets.length);
   const len = new Int32Array(packets.length);
@@ -223,7 +223,7 @@ function gro(packets: Buffer[], coalesce = true, extra?: (off: Int32Array, len: 
   const out = Buffer.alloc(slab.length + packets.length * VH + 100);
   const outLen = new Int32Array(packets.length);
   const counters = new Float64Array(n.COUNTER_COUNT);
-  const count = n.groBuild(slab, off, len, packets.length, coalesce, out, outLen, counters);
+  const count = n.groBuild(slab, off, len, packets.length, coalesce, out, outLen, counters, mtu);
   const res: { vh: Buffer; pkt: Buffer }[] = [];
   let pos = 0;
   for (let i = 0; i < count; i++) {
@@ -423,3 +423,36 @@ t.test('GSO with partial checksums: the pseudo-header sum, and the same segments
   t.equal(done.counters[n.Counter.csum_completed], 1, 'completed for a full-checksum peer');
   t.ok(l4Valid(done.segs[0]!, 0));
 });
+
+t.test(
+  'GRO: a lone TCP packet longer than the TUN MTU (a kernel peer burst) goes to TUN as a GSO super-packet',
+  async (t) => {
+    const big = tcp({ payload: payload(20000), ts: 5 });
+    const partial = Buffer.from(big);
+    let ph = pseudo(partial, 0, 6, partial.length - 20);
+    while (ph > 0xffff) ph = (ph & 0xffff) + (ph >>> 16);
+    partial.writeUInt16BE(ph, 36);
+    const corrupt = Buffer.from(big);
+    corrupt[3000] = (corrupt[3000]! + 1) & 255;
+    for (const [name, p] of [
+      ['full checksum', big],
+      ['partial checksum', partial],
+    ] as const) {
+      const r = gro([Buffer.from(p)], true, undefined, 1450);
+      t.equal(r.res.length, 1, `${name}: written once`);
+      const { vh, pkt } = r.res[0]!;
+      t.equal(vh[0], 1, `${name}: NEEDS_CSUM`);
+      t.equal(vh[1], 1, `${name}: GSO_TCPV4`);
+      t.equal(vh.readUInt16LE(2), 52, `${name}: hdr_len`);
+      t.equal(vh.readUInt16LE(4), 1450 - 52, `${name}: gso_size fits the MTU`);
+      t.same([vh.readUInt16LE(6), vh.readUInt16LE(8)], [20, 16]);
+      t.equal(pkt.readUInt16BE(36), ph, `${name}: the checksum field holds the pseudo-header sum`);
+      t.same(pkt.subarray(40), big.subarray(40), `${name}: payload untouched`);
+    }
+    const bad = gro([corrupt], true, undefined, 1450);
+    t.equal(bad.res.length, 0, 'a wrong full checksum is dropped, not passed on as partial');
+    t.equal(bad.counters[n.Counter.drop_bad_csum], 1);
+    const fits = gro([tcp({ payload: payload(1000) })], true, undefined, 1450);
+    t.equal(fits.res[0]!.vh[1], 0, 'a packet that fits the MTU stays a plain packet');
+  },
+);

@@ -198,7 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static mem_sink m;
   static uint8_t outbuf[2 * WEFT_MAX_DATAGRAM + MAX_OUT * (WEFT_VNET_HDR_LEN + 64)];
   m.slab = slab, m.slab_len = slab_len, m.buf = outbuf, m.used = 0, m.cap = sizeof outbuf, m.n = 0;
-  int32_t written = weft_gro_run(slab, slab_len, seg_off, seg_len, ns, coalesce, sink, &m, gc);
+  int32_t written = weft_gro_run(slab, slab_len, seg_off, seg_len, ns, coalesce, 0, sink, &m, gc);
 
   if (written != m.n) abort();
   for (int r = 0; r < WEFT_DROP_COUNT; r++)

@@ -6,7 +6,7 @@ import { TierBase } from './tier-base.js';
 import { Inbound } from './inbound.js';
 import { Outbound } from './outbound.js';
 import { PathState } from './path-state.js';
-import { PollPair } from './poll-pair.js';
+import { moved, PollPair } from './poll-pair.js';
 import { Queue } from './queue.js';
 
 export const BATCH_SIZE = 64;
@@ -47,6 +47,7 @@ export class BatchTier extends TierBase implements Datapath {
       outbound: () => outbound.run(ROUNDS),
       flush: () => outbound.flush(),
       inbound: () => inbound.run(ROUNDS),
+      moved: () => moved(this.path.counters),
     });
   }
 

@@ -8,7 +8,7 @@ import { Inbound } from './inbound.js';
 import type { OffloadPart, TunOffloads } from './offload-config.js';
 import { Outbound } from './outbound.js';
 import type { PathState } from './path-state.js';
-import { PollPair } from './poll-pair.js';
+import { moved, PollPair } from './poll-pair.js';
 import { Queue } from './queue.js';
 
 /** Super-packets per TUN batch and GRO buffers per receive batch. */
@@ -76,6 +76,7 @@ export class QueueRunner {
         outbound: () => outbound.run(ROUNDS),
         flush: () => outbound.flush(),
         inbound: () => inbound.run(ROUNDS),
+        moved: () => moved(path.counters),
       });
     } catch (e) {
       native.close(sockFd);
