@@ -11,9 +11,8 @@
 //   wireguard-go, nebula, tinc   the userspace overlays a user would otherwise install (peers/): pod ─ cni0 ─ the
 //                   peer's TUN 10.77.0.N/24 ─ its daemon (encrypting) ─ UDP on eth0 ── ... ── the same on h2
 //
-// With --topology host the endpoints are the hosts themselves, holding their subnet's first address on a dummy
-// cni0 (no pod veth, no bridge): the overlay's own cost stands out more, since the kernel saves the pod hop on
-// every path.
+// With --topology host the endpoints are the hosts themselves, holding their subnet's first address on lo (no pod
+// veth, no bridge): the overlay's own cost stands out more, since the kernel saves the pod hop on every path.
 //
 // Pods get the MTU their path gives them (FLANNEL_MTU from subnet.env, 1450 for the reference), as the CNI bridge
 // plugin would. Failures while building a path are reported as that path's failure; the run goes on.
@@ -170,7 +169,7 @@ export async function closePath(env: PathEnv): Promise<void> {
 }
 
 /** The endpoint on host h for the subnet whose first address is gatewayCidr: a pod, or h itself with that address
- *  on a dummy cni0. */
+ *  (as a /32) on lo. */
 async function endpoint(
   tb: Cluster['tb'],
   h: Host,
@@ -182,15 +181,9 @@ async function endpoint(
     const pod = await tb.addPod(h, gatewayCidr, mtu !== null ? { mtu } : {});
     return { target: pod, ip: pod.ip, ns: pod.ns };
   }
-  await ipBatch(
-    [
-      ['link', 'add', 'cni0', 'type', 'dummy'],
-      ['addr', 'add', gatewayCidr, 'dev', 'cni0'],
-      ['link', 'set', 'cni0', 'up'],
-    ],
-    { netns: h.ns },
-  );
-  return { target: h, ip: gatewayCidr.split('/')[0]!, ns: h.ns };
+  const ip = gatewayCidr.split('/')[0]!;
+  await ipBatch([['addr', 'add', `${ip}/32`, 'dev', 'lo']], { netns: h.ns });
+  return { target: h, ip, ns: h.ns };
 }
 
 async function build(def: PathDef, cluster: Cluster, cleanups: (() => void)[], topology: Topology): Promise<PathEnv> {
