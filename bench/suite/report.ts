@@ -233,7 +233,9 @@ export function renderReport(r: BenchResult): string {
     `Machine: Linux ${r.machine.kernel}, ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${r.machine.iperf3}` +
       `${load ? `, load average ${load} (1/5/15 min) at the start: other work shares these CPUs and lowers every figure` : ''}. ` +
       `Each path on a fresh testbed: two namespace hosts on a veth + bridge underlay, etcd, ` +
-      (r.settings.topology === 'host' ? 'the endpoints on the hosts themselves (--topology host). ' : 'one pod per host. ') +
+      (r.settings.topology === 'host'
+        ? 'the endpoints on the hosts themselves (--topology host). '
+        : 'one pod per host. ') +
       `${r.settings.repeats} repeat(s) of every test, ${r.settings.seconds} s each, ping-pong up to ${r.settings.latencyRoundTrips} round trips. ` +
       `Cells: median ±half the min..max range over the repeats. Ratios: this path's median / kernel VXLAN's median from this run ` +
       `(reference: \`${r.reference}\`${ok.some((p) => p.name === r.reference) ? '' : ', which did not run: no ratios'}).`,
