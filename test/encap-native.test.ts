@@ -482,8 +482,9 @@ t.test('ICMP error bytes (RFC 792)', async (t) => {
 });
 
 t.test('queueOpen checks every size once and names the argument', async (t) => {
-  const ok = () => byteQueue({ slots: 2, encap: n.ENCAP_VXLAN });
-  const q = ok();
+  const q = byteQueue({ slots: 2, encap: n.ENCAP_VXLAN });
+  t.equal(n.queueUdpSegment(q.handle), true, 'UDP_SEGMENT as registered (C clears it on EIO)');
+  t.equal(q.udpSegmentOn, true);
   const spec = {
     tunFd: -1,
     sockFd: -1,
