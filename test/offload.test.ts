@@ -90,7 +90,8 @@ for (const [type, size] of [
     t.match(lease, /"WeftPartialCsum":true/, 'the offload hosts announce partial checksums in BackendData');
     t.ok(
       (tx['csum_completed'] ?? 0) < (tx['gso_superpackets'] ?? 0) / 10,
-      `the sender left checksums partial (${tx['csum_completed']} completed for ${tx['gso_superpackets']} super-packets)`,
+      `the sender left checksums partial (${tx['csum_completed']} completed, ` +
+        `${tx['gso_superpackets']} super-packets)`,
     );
     t.ok(
       (tx['syscalls_send'] ?? 0) < (tx['udp_tx_packets'] ?? 0) / 4,

@@ -89,7 +89,8 @@ export class UserspaceBackend implements Backend {
     if (ctx.config.tier === 'offload' && encap.nativeId === null) {
       throw new WeftError(
         'WEFT_ERR_BACKEND',
-        `--tier=offload needs a native encap (udp, vxlan, geneve); "${encap.name}" is TypeScript only: use --tier=batch`,
+        `--tier=offload needs a native encap (udp, vxlan, geneve); "${encap.name}" is TypeScript only: ` +
+          'use --tier=batch',
       );
     }
     this.encap = encap;
