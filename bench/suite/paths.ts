@@ -11,8 +11,10 @@
 //   wireguard-go, nebula, tinc   the userspace overlays a user would otherwise install (peers/): pod ─ cni0 ─ the
 //                   peer's TUN 10.77.0.N/24 ─ its daemon (encrypting) ─ UDP on eth0 ── ... ── the same on h2
 //
-// With --topology host the endpoints are the hosts themselves, holding their subnet's first address on lo (no pod
-// veth, no bridge): the overlay's own cost stands out more, since the kernel saves the pod hop on every path.
+// With --topology host the endpoints are the hosts themselves, at the address their overlay device holds (the
+// subnet's network address, on flannel.1 or the TUN; no pod veth, no bridge): the overlay's own cost stands out more,
+// since the kernel saves the pod hop on every path. Replies leave from that same address (a UDP server bound to the
+// wildcard picks its source by route), so UDP tests work as well as TCP.
 //
 // Pods get the MTU their path gives them (FLANNEL_MTU from subnet.env, 1450 for the reference), as the CNI bridge
 // plugin would. Failures while building a path are reported as that path's failure; the run goes on.
@@ -168,8 +170,8 @@ export async function closePath(env: PathEnv): Promise<void> {
   for (const f of [...(env.cleanups ?? [])].reverse()) f();
 }
 
-/** The endpoint on host h for the subnet whose first address is gatewayCidr: a pod, or h itself with that address
- *  (as a /32) on lo. */
+/** The endpoint on host h for the subnet whose first address is gatewayCidr: a pod, or h itself at the subnet's
+ *  network address (which its overlay device holds). */
 async function endpoint(
   tb: Cluster['tb'],
   h: Host,
@@ -181,9 +183,8 @@ async function endpoint(
     const pod = await tb.addPod(h, gatewayCidr, mtu !== null ? { mtu } : {});
     return { target: pod, ip: pod.ip, ns: pod.ns };
   }
-  const ip = gatewayCidr.split('/')[0]!;
-  await ipBatch([['addr', 'add', `${ip}/32`, 'dev', 'lo']], { netns: h.ns });
-  return { target: h, ip, ns: h.ns };
+  const gw = gatewayCidr.split('/')[0]!.split('.').map(Number);
+  return { target: h, ip: `${gw[0]}.${gw[1]}.${gw[2]}.${gw[3]! - 1}`, ns: h.ns };
 }
 
 async function build(def: PathDef, cluster: Cluster, cleanups: (() => void)[], topology: Topology): Promise<PathEnv> {
