@@ -150,7 +150,7 @@ int32_t weft_gso_split(const uint8_t *pkt, int32_t len, int32_t mtu, uint8_t *ou
   const uint8_t *vh = pkt - WEFT_VNET_HDR_LEN;
   uint8_t hdrs[WEFT_GSO_MAX_SEGS * WEFT_GSO_HDR_MAX];
   weft_gso_plan plan;
-  if (vh[1] == WEFT_VNET_GSO_NONE) {
+  if ((vh[1] & (uint8_t)~WEFT_VNET_GSO_ECN) == WEFT_VNET_GSO_NONE) {
     /* In place on a copy: the input stays as it was. */
     if (len < 0 || (size_t)room + (size_t)len > cap) return WEFT_VERDICT(WEFT_DROP_NO_SLOT);
     memcpy(out + room, pkt, (size_t)len);
