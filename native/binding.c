@@ -538,7 +538,7 @@ static bool spec_in(napi_env env, js_queue *j, napi_value spec) {
 /* queueOpen(spec): fds, encap, local side, TUN MTU, offload switches and the memory of either or both directions
  * (a direction whose slab is absent is not opened). Every size is checked here, once. */
 static napi_value js_queue_open(napi_env env, napi_callback_info info) {
-  napi_value argv[1], ext, v;
+  napi_value argv[1], ext;
   int32_t id, vni;
   uint8_t *mac;
   double *counters;
@@ -584,7 +584,6 @@ static napi_value js_queue_open(napi_env env, napi_callback_info info) {
     free(j);
     return NULL;
   }
-  (void)v;
   return ext;
 }
 

@@ -41,7 +41,7 @@ int weft_queue_init(weft_queue *q, weft_err *e) {
   t->msg_cap = segs;
   t->hdrs_cap = q->vnet ? (size_t)segs * HDR_ROOM_PER_SEG : 0;
   t->iov = calloc((size_t)t->iov_cap, sizeof *t->iov);
-  int32_t *ints = calloc((size_t)t->msg_cap * 6, sizeof(int32_t));
+  int32_t *ints = calloc((size_t)t->msg_cap * 5, sizeof(int32_t));
   t->hdrs = t->hdrs_cap ? malloc(t->hdrs_cap) : NULL;
   if (!t->iov || !ints || (t->hdrs_cap && !t->hdrs)) {
     free(t->iov), free(ints), free(t->hdrs);
@@ -54,7 +54,6 @@ int weft_queue_init(weft_queue *q, weft_err *e) {
   t->msg_gso = ints + 2 * t->msg_cap;
   t->msg_peer = ints + 3 * t->msg_cap;
   t->msg_slot = ints + 4 * t->msg_cap;
-  t->msg_bytes = ints + 5 * t->msg_cap;
   return 0;
 }
 
@@ -77,15 +76,13 @@ static void out_drop(weft_queue *q, int32_t i, int32_t verdict) {
   weft_drop(q->counters, -verdict - 1);
 }
 
-static void train_msg(weft_train *t, int32_t iov, int32_t iovcnt, int32_t gso, int32_t peer, int32_t slot,
-                      int32_t bytes) {
+static void train_msg(weft_train *t, int32_t iov, int32_t iovcnt, int32_t gso, int32_t peer, int32_t slot) {
   int32_t m = t->msg_n++;
   t->msg_iov[m] = iov;
   t->msg_iovcnt[m] = iovcnt;
   t->msg_gso[m] = gso;
   t->msg_peer[m] = peer;
   t->msg_slot[m] = slot;
-  t->msg_bytes[m] = bytes;
 }
 
 /* Batch tier: check, TTL, encap header in place; one datagram per packet. */
@@ -99,7 +96,7 @@ static void encap_in_place(weft_queue *q, int32_t i, uint8_t *pkt, const uint8_t
   q->out_len[i] = len + hlen;
   t->iov[t->iov_n].iov_base = pkt - hlen;
   t->iov[t->iov_n].iov_len = (size_t)(len + hlen);
-  train_msg(t, t->iov_n++, 1, 0, q->out_peer[i], i, len + hlen);
+  train_msg(t, t->iov_n++, 1, 0, q->out_peer[i], i);
 }
 
 /* Offload tier: one super-packet into segments with the encap header in front of each (scatter-gather). */
@@ -119,7 +116,7 @@ static void encap_segments(weft_queue *q, int32_t i, uint8_t *pkt, const uint8_t
     weft_encap_one(q->ops, pkt, rec, q->local_mac, q->vni);
     t->iov[t->iov_n].iov_base = pkt - hlen;
     t->iov[t->iov_n].iov_len = (size_t)(len + hlen);
-    return train_msg(t, t->iov_n++, 1, 0, peer, i, len + hlen);
+    return train_msg(t, t->iov_n++, 1, 0, peer, i);
   }
   int32_t stride = hlen + plan.hdr + plan.mss; /* one segment on the wire */
   int32_t per = WEFT_UDP_GSO_MAX_BYTES / stride;
@@ -136,8 +133,7 @@ static void encap_segments(weft_queue *q, int32_t i, uint8_t *pkt, const uint8_t
   }
   for (int32_t k = 0; k < n; k += per) {
     int32_t c = n - k < per ? n - k : per;
-    int32_t bytes = (c - 1) * stride + hlen + plan.hdr + (k + c == n ? plan.last : plan.mss);
-    train_msg(t, t->iov_n + 2 * k, 2 * c, c > 1 ? stride : 0, peer, i, bytes);
+    train_msg(t, t->iov_n + 2 * k, 2 * c, c > 1 ? stride : 0, peer, i);
   }
   t->iov_n += 2 * n;
   t->hdrs_used += (size_t)n * (size_t)(hlen + plan.hdr);
@@ -152,7 +148,7 @@ static void js_encapped(weft_queue *q, int32_t i) {
     return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_MALFORMED));
   t->iov[t->iov_n].iov_base = q->out_slab + off;
   t->iov[t->iov_n].iov_len = (size_t)len;
-  train_msg(t, t->iov_n++, 1, 0, q->out_peer[i], i, len);
+  train_msg(t, t->iov_n++, 1, 0, q->out_peer[i], i);
 }
 
 void weft_queue_out_encap(weft_queue *q, int32_t n) {

@@ -290,7 +290,7 @@ int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, ui
 typedef struct {
   struct iovec *iov;
   int32_t iov_n, iov_cap;
-  int32_t *msg_iov, *msg_iovcnt, *msg_gso, *msg_peer, *msg_slot, *msg_bytes;
+  int32_t *msg_iov, *msg_iovcnt, *msg_gso, *msg_peer, *msg_slot;
   int32_t msg_n, msg_cap;
   uint8_t *hdrs; /* header area: encap + inner headers of every segment */
   size_t hdrs_used, hdrs_cap;
