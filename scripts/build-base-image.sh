@@ -58,6 +58,14 @@ for t in "${tools[@]}"; do
   # The libraries the dynamic linker resolves for it (ldd prints "name => /path (addr)" or "/path (addr)").
   while read -r lib; do copy_file "$lib"; done < <(ldd "$path" 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }')
 done
+# The addon's own libraries (WireGuard's transport links libcrypto and libsodium), which no tool above pulls in: the
+# image carries the prebuilt addon (scripts/compose-prebuilt.sh) and must resolve what it links.
+if [ -f build/Release/weft.node ]; then
+  libs="$(ldd build/Release/weft.node 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }')"
+  while read -r lib; do if [ -n "$lib" ]; then copy_file "$lib"; fi; done <<<"$libs"
+else
+  log "build/Release/weft.node is not built: its libraries are not in the image (run scripts/setup.sh first)"
+fi
 # Where scripts expect them.
 [ -e "$root/bin/sh" ] || ln -s /usr/bin/dash "$root/bin/sh"
 [ -e "$root/usr/bin/node" ] || ln -s "$node_bin" "$root/usr/bin/node"
