@@ -45,6 +45,9 @@ module.exports = {
       toNot: '^src/(ip|util)/',
       comment: 'address math that every part shares depends on nothing of weft',
     }),
+    forbid('verdicts-is-a-leaf', '^src/verdicts\\.ts$', '^src/', {
+      comment: 'the drop-reason table that encaps and the addon door share depends on nothing of weft',
+    }),
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

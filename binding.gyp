@@ -13,7 +13,9 @@
         "native/icmp.c",
         "native/tun.c",
         "native/udp.c",
-        "native/offload.c",
+        "native/gso.c",
+        "native/gro.c",
+        "native/queue.c",
         "native/wg.c"
       ],
       "libraries": ["-lcrypto", "-lsodium"],

@@ -201,25 +201,17 @@ static napi_value ret_or_throw(napi_env env, int32_t n, const weft_err *e, int f
   return n < 0 ? throw_fd(env, e->code, e->syscall, fd) : ret_i32(env, n);
 }
 
-/* The peer table: records of WEFT_PEER_RECORD_SIZE bytes (a partial one at the end is not read). */
-static bool arg_peers(napi_env env, napi_value v, uint8_t **table, int32_t *count) {
-  size_t n;
-  if (!ARG_U8(env, v, "peerTable", 0, table, &n)) return false;
-  *count = (int32_t)(n / WEFT_PEER_RECORD_SIZE);
-  return true;
-}
-
 /* ---- 1. TUN device and links ---- */
 
 static napi_value js_tun_open(napi_env env, napi_callback_info info) {
-  napi_value argv[3], obj, v;
+  napi_value argv[2], obj, v;
   char name[64], out[64];
-  bool mq, vnet;
+  int32_t flags;
   weft_err e;
-  if (!args_get(env, info, 3, argv) || !arg_str(env, argv[0], "name", name, sizeof name) ||
-      !arg_bool(env, argv[1], "multiQueue", &mq) || !arg_bool(env, argv[2], "vnetHdr", &vnet))
+  if (!args_get(env, info, 2, argv) || !arg_str(env, argv[0], "name", name, sizeof name) ||
+      !arg_i32(env, argv[1], "flags", 0, WEFT_TUN_MULTI_QUEUE | WEFT_TUN_VNET_HDR | WEFT_TUN_NAPI, &flags))
     return NULL;
-  int fd = weft_tun_open(name, mq, vnet, out, sizeof out, &e);
+  int fd = weft_tun_open(name, flags, out, sizeof out, &e);
   if (fd < 0) return throw_weft(env, &e, name[0] ? name : "(kernel-named)");
   NAPI(env, napi_create_object(env, &obj));
   NAPI(env, napi_create_int32(env, fd, &v));
@@ -430,146 +422,6 @@ static napi_value js_poll_stop(napi_env env, napi_callback_info info) {
   return ret_undefined(env);
 }
 
-/* ---- 4. Outbound batch: TUN -> encap -> socket ---- */
-
-/* tunRead and tunReadVnet: (fd, slab, slotSize, headroom, len, max, counters). With vnet the headroom must
- * hold the virtio header the kernel writes in front of each packet. */
-static napi_value tun_read(napi_env env, napi_callback_info info, bool vnet) {
-  napi_value argv[7];
-  int fd;
-  uint8_t *slab;
-  size_t slab_len;
-  int32_t hdr = vnet ? WEFT_VNET_HDR_LEN : 0, slot_size, headroom, max, *len;
-  double *counters;
-  weft_err e;
-  if (!args_get(env, info, 7, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
-      !arg_i32(env, argv[2], "slotSize", hdr + 1, INT32_MAX, &slot_size) ||
-      !arg_i32(env, argv[3], "headroom", hdr, slot_size - 1, &headroom) ||
-      !arg_i32(env, argv[5], "max", 0, INT32_MAX, &max) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
-      !ARG_I32A(env, argv[4], "len", (size_t)max, &len) || !ARG_COUNTERS(env, argv[6], &counters) ||
-      !check_slab(env, slab_len, max, slot_size))
-    return NULL;
-  int32_t n = vnet ? weft_tun_read_vnet(fd, slab, slot_size, headroom, len, max, counters, &e)
-                   : weft_tun_read_batch(fd, slab, slot_size, headroom, len, max, counters, &e);
-  return ret_or_throw(env, n, &e, fd);
-}
-
-static napi_value js_tun_read(napi_env env, napi_callback_info info) { return tun_read(env, info, false); }
-
-static napi_value js_encap_batch(napi_env env, napi_callback_info info) {
-  napi_value argv[12];
-  const weft_encap_ops *ops;
-  uint8_t *slab, *table, *mac;
-  size_t slab_len;
-  int32_t slot_size, headroom, count, peers, *len, *off, *peer;
-  uint32_t vni;
-  double *counters;
-  if (!args_get(env, info, 12, argv) || !arg_encap(env, argv[0], &ops) ||
-      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
-      !arg_i32(env, argv[3], "headroom", ops->hlen, slot_size - 1, &headroom) ||
-      !arg_i32(env, argv[7], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
-      !ARG_I32A(env, argv[4], "len", (size_t)count, &len) || !ARG_I32A(env, argv[5], "off", (size_t)count, &off) ||
-      !ARG_I32A(env, argv[6], "peer", (size_t)count, &peer) || !arg_peers(env, argv[8], &table, &peers) ||
-      !ARG_U8(env, argv[9], "localMac", 6, &mac, NULL) ||
-      !arg_u32(env, argv[10], "vni", 0xffffff, &vni) || !ARG_COUNTERS(env, argv[11], &counters) ||
-      !check_slab(env, slab_len, count, slot_size))
-    return NULL;
-  weft_encap_batch(ops, slab, slot_size, headroom, len, off, peer, count, table, peers, mac, vni, counters);
-  return ret_undefined(env);
-}
-
-static napi_value js_send_batch(napi_env env, napi_callback_info info) {
-  napi_value argv[9];
-  int fd;
-  uint8_t *slab, *table;
-  size_t slab_len;
-  int32_t start, count, peers, *len, *off, *peer;
-  double *counters;
-  weft_err e;
-  if (!args_get(env, info, 9, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
-      !arg_i32(env, argv[6], "count", 0, INT32_MAX, &count) || !arg_i32(env, argv[5], "start", 0, count, &start) ||
-      !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) || !ARG_I32A(env, argv[2], "off", (size_t)count, &off) ||
-      !ARG_I32A(env, argv[3], "len", (size_t)count, &len) || !ARG_I32A(env, argv[4], "peer", (size_t)count, &peer) ||
-      !arg_peers(env, argv[7], &table, &peers) || !ARG_COUNTERS(env, argv[8], &counters))
-    return NULL;
-  return ret_or_throw(
-      env, weft_udp_send_batch(fd, slab, slab_len, off, len, peer, start, count, table, peers, counters, &e), &e, fd);
-}
-
-/* ---- 5. Inbound batch: socket -> decap -> TUN ---- */
-
-/* udpRecv and udpRecvGro: (fd, slab, slotSize, len, addr, [gso,] max, counters); gso only with gro. */
-static napi_value udp_recv(napi_env env, napi_callback_info info, bool gro) {
-  napi_value argv[8];
-  size_t k = gro ? 1 : 0; /* gso shifts max and counters by one */
-  int fd;
-  uint8_t *slab;
-  size_t slab_len;
-  int32_t slot_size, max, *len, *gso = NULL;
-  uint32_t *addr;
-  double *counters;
-  weft_err e;
-  if (!args_get(env, info, 7 + k, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
-      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
-      !arg_i32(env, argv[5 + k], "max", 0, INT32_MAX, &max) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
-      !ARG_I32A(env, argv[3], "len", (size_t)max, &len) || !ARG_U32A(env, argv[4], "addr", (size_t)max, &addr) ||
-      (gro && !ARG_I32A(env, argv[5], "gso", (size_t)max, &gso)) || !ARG_COUNTERS(env, argv[6 + k], &counters) ||
-      !check_slab(env, slab_len, max, slot_size))
-    return NULL;
-  return ret_or_throw(env, weft_udp_recv(fd, slab, slot_size, len, addr, gso, max, counters, &e), &e, fd);
-}
-
-static napi_value js_udp_recv(napi_env env, napi_callback_info info) { return udp_recv(env, info, false); }
-
-static napi_value js_decap_batch(napi_env env, napi_callback_info info) {
-  napi_value argv[8];
-  const weft_encap_ops *ops;
-  uint8_t *slab;
-  size_t slab_len;
-  int32_t slot_size, count, *len, *off;
-  uint32_t vni;
-  double *counters;
-  if (!args_get(env, info, 8, argv) || !arg_encap(env, argv[0], &ops) ||
-      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
-      !arg_i32(env, argv[5], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
-      !ARG_I32A(env, argv[3], "len", (size_t)count, &len) || !ARG_I32A(env, argv[4], "off", (size_t)count, &off) ||
-      !arg_u32(env, argv[6], "vni", 0xffffff, &vni) || !ARG_COUNTERS(env, argv[7], &counters) ||
-      !check_slab(env, slab_len, count, slot_size))
-    return NULL;
-  weft_decap_batch(ops, slab, slot_size, len, off, count, vni, counters);
-  return ret_undefined(env);
-}
-
-/* The TUN MTU, an optional trailing argument at index `at`: absent or undefined = 0 (no limit). */
-static bool arg_opt_mtu(napi_env env, napi_callback_info info, size_t at, int32_t *mtu) {
-  napi_value argv[8];
-  size_t argc = 8;
-  napi_valuetype t;
-  *mtu = 0;
-  NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc <= at) return true;
-  NAPI(env, napi_typeof(env, argv[at], &t));
-  if (t == napi_undefined) return true;
-  return arg_i32(env, argv[at], "mtu", 0, 65535, mtu);
-}
-
-static napi_value js_tun_write(napi_env env, napi_callback_info info) {
-  napi_value argv[6];
-  int fd;
-  uint8_t *slab;
-  size_t slab_len;
-  int32_t count, mtu, *len, *off;
-  double *counters;
-  if (!args_get(env, info, 6, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
-      !arg_i32(env, argv[4], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
-      !ARG_I32A(env, argv[2], "off", (size_t)count, &off) || !ARG_I32A(env, argv[3], "len", (size_t)count, &len) ||
-      !ARG_COUNTERS(env, argv[5], &counters) || !arg_opt_mtu(env, info, 6, &mtu))
-    return NULL;
-  return ret_i32(env, weft_tun_write_batch(fd, slab, slab_len, off, len, count, mtu, counters));
-}
-
-/* ---- 6. ICMP errors back into TUN ---- */
-
 /* A Buffer (argv[0]) and a span in it: offset argv[1] >= off_min, length argv[2] >= len_min, named as given. */
 typedef struct {
   uint8_t *buf;
@@ -584,6 +436,314 @@ static bool arg_buf_span(napi_env env, const napi_value *argv, const char *buf_n
          arg_i32(env, argv[2], len_name, len_min, INT32_MAX, &s->len) &&
          ((size_t)s->off + (size_t)s->len <= s->cap || arg_fail(env, true, "off + len", "exceeds the buffer"));
 }
+
+/* ---- 4. The queue: one TUN fd and one socket, both directions' memory registered once ---- */
+
+/* What JS holds: the queue and strong references to every buffer C points into, so none is collected or moved
+ * while C may touch it. Used only on the thread that opened it. */
+typedef struct {
+  weft_queue q;
+  napi_ref refs[16];
+  int nrefs;
+  napi_ref peers_ref;
+  bool closed;
+} js_queue;
+
+static void queue_release(napi_env env, js_queue *j) {
+  for (int i = 0; i < j->nrefs; i++) napi_delete_reference(env, j->refs[i]);
+  j->nrefs = 0;
+  if (j->peers_ref) napi_delete_reference(env, j->peers_ref);
+  j->peers_ref = NULL;
+  weft_queue_free(&j->q);
+  j->closed = true;
+}
+
+static void queue_finalize(napi_env env, void *data, void *hint) {
+  (void)hint;
+  js_queue *j = data;
+  if (!j->closed) queue_release(env, j);
+  free(j);
+}
+
+/* spec[name] (undefined when absent). */
+static bool prop(napi_env env, napi_value obj, const char *name, napi_value *v) {
+  NAPI(env, napi_get_named_property(env, obj, name, v));
+  return true;
+}
+
+static bool absent(napi_env env, napi_value v) {
+  napi_valuetype t;
+  return napi_typeof(env, v, &t) == napi_ok && (t == napi_undefined || t == napi_null);
+}
+
+/* A typed array property of the spec, kept alive by the queue. min: elements at least. */
+static bool spec_typed(napi_env env, js_queue *j, napi_value spec, const char *name, napi_typedarray_type want,
+                       const char *what, size_t min, void **data, size_t *length) {
+  napi_value v;
+  if (!prop(env, spec, name, &v) || !arg_typed(env, v, name, want, what, min, data, length)) return false;
+  if (j->nrefs >= (int)(sizeof j->refs / sizeof j->refs[0])) return arg_fail(env, true, name, "is one buffer too many");
+  NAPI(env, napi_create_reference(env, v, 1, &j->refs[j->nrefs]));
+  j->nrefs++;
+  return true;
+}
+
+static bool spec_i32(napi_env env, napi_value spec, const char *name, int32_t lo, int32_t hi, int32_t *out) {
+  napi_value v;
+  return prop(env, spec, name, &v) && arg_i32(env, v, name, lo, hi, out);
+}
+
+static bool spec_bool(napi_env env, napi_value spec, const char *name, int *out) {
+  napi_value v;
+  bool b;
+  if (!prop(env, spec, name, &v) || !arg_bool(env, v, name, &b)) return false;
+  *out = b;
+  return true;
+}
+
+#define SPEC_I32A(name, min, d) \
+  spec_typed(env, j, spec, name, napi_int32_array, "must be an Int32Array", min, (void **)(d), &n)
+#define SPEC_U32A(name, min, d) \
+  spec_typed(env, j, spec, name, napi_uint32_array, "must be a Uint32Array", min, (void **)(d), &n)
+
+/* The outbound half: outSlab, outLen, outOff, outPeer (outLen's length is the slot count). */
+static bool spec_out(napi_env env, js_queue *j, napi_value spec) {
+  weft_queue *q = &j->q;
+  size_t n, slab_len;
+  if (!SPEC_I32A("outLen", 1, &q->out_len)) return false;
+  q->out_slots = (int32_t)(n > 4096 ? 4096 : n);
+  if (!SPEC_I32A("outOff", (size_t)q->out_slots, &q->out_off) ||
+      !SPEC_I32A("outPeer", (size_t)q->out_slots, &q->out_peer) ||
+      !spec_typed(env, j, spec, "outSlab", napi_uint8_array, "must be a Buffer", 0, (void **)&q->out_slab, &slab_len))
+    return false;
+  return check_slab(env, slab_len, q->out_slots, q->slot_size);
+}
+
+/* The inbound half: inSlab, inLen, inAddr, inGso (offload tier), segOff, segLen, segAddr. */
+static bool spec_in(napi_env env, js_queue *j, napi_value spec) {
+  weft_queue *q = &j->q;
+  size_t n, slab_len;
+  napi_value gso;
+  if (!SPEC_I32A("inLen", 1, &q->in_len)) return false;
+  q->in_slots = (int32_t)(n > 4096 ? 4096 : n);
+  if (!SPEC_U32A("inAddr", (size_t)q->in_slots, &q->in_addr) || !prop(env, spec, "inGso", &gso) ||
+      (!absent(env, gso) && !SPEC_I32A("inGso", (size_t)q->in_slots, &q->in_gso)) ||
+      !SPEC_I32A("segOff", (size_t)q->in_slots, &q->seg_off))
+    return false;
+  q->seg_max = (int32_t)(n > INT32_MAX ? INT32_MAX : n);
+  if (!SPEC_I32A("segLen", (size_t)q->seg_max, &q->seg_len) ||
+      !SPEC_U32A("segAddr", (size_t)q->seg_max, &q->seg_addr) ||
+      !spec_typed(env, j, spec, "inSlab", napi_uint8_array, "must be a Buffer", 0, (void **)&q->in_slab, &slab_len))
+    return false;
+  return check_slab(env, slab_len, q->in_slots, q->slot_size);
+}
+
+/* queueOpen(spec): fds, encap, local side, TUN MTU, offload switches and the memory of either or both directions
+ * (a direction whose slab is absent is not opened). Every size is checked here, once. */
+static napi_value js_queue_open(napi_env env, napi_callback_info info) {
+  napi_value argv[1], ext;
+  int32_t id, vni;
+  uint8_t *mac;
+  double *counters;
+  size_t n;
+  weft_err e;
+  if (!args_get(env, info, 1, argv) || !arg_type(env, argv[0], napi_object, "spec", "must be an object")) return NULL;
+  napi_value spec = argv[0];
+  js_queue *j = calloc(1, sizeof *j);
+  if (!j) return throw_sys(env, ENOMEM, "calloc", "queue");
+  weft_queue *q = &j->q;
+  napi_value out_slab, in_slab;
+  bool ok = spec_i32(env, spec, "tunFd", -1, INT32_MAX, &q->tun_fd) &&
+            spec_i32(env, spec, "sockFd", -1, INT32_MAX, &q->sock_fd) &&
+            spec_i32(env, spec, "encap", -1, WEFT_ENCAP_COUNT - 1, &id) &&
+            spec_i32(env, spec, "vni", 0, 0xffffff, &vni) && spec_i32(env, spec, "mtu", 0, 65535, &q->mtu) &&
+            spec_bool(env, spec, "vnet", &q->vnet) && spec_bool(env, spec, "gro", &q->gro) &&
+            spec_bool(env, spec, "udpSegment", &q->udp_segment) &&
+            spec_typed(env, j, spec, "localMac", napi_uint8_array, "must be a Buffer", 6, (void **)&mac, NULL) &&
+            spec_typed(env, j, spec, "counters", napi_float64_array, "must be a Float64Array(COUNTER_COUNT)",
+                       WEFT_COUNTER_COUNT, (void **)&counters, &n) &&
+            prop(env, spec, "outSlab", &out_slab) && prop(env, spec, "inSlab", &in_slab);
+  if (ok) {
+    q->ops = id < 0 ? NULL : weft_encap_get(id); /* -1: a TypeScript encap writes and reads the headers */
+    q->vni = (uint32_t)vni;
+    memcpy(q->local_mac, mac, 6);
+    q->counters = counters;
+    q->slot_size = WEFT_SLOT_SIZE;
+    if (q->vnet && q->mtu < 68) ok = arg_fail(env, true, "mtu", "must be at least 68 with vnet");
+    if (ok && q->vnet && !q->ops) ok = arg_fail(env, true, "encap", "must be native with vnet");
+  }
+  if (ok && !absent(env, out_slab)) ok = spec_out(env, j, spec);
+  if (ok && !absent(env, in_slab)) ok = spec_in(env, j, spec);
+  if (ok && weft_queue_init(q, &e) < 0) {
+    throw_weft(env, &e, "queue");
+    ok = false;
+  }
+  if (ok && napi_create_external(env, j, queue_finalize, NULL, &ext) != napi_ok) {
+    napi_failed(env, "queueOpen");
+    ok = false;
+  }
+  if (!ok) {
+    queue_release(env, j);
+    free(j);
+    return NULL;
+  }
+  return ext;
+}
+
+static bool arg_queue(napi_env env, napi_value v, js_queue **out) {
+  void *data;
+  if (!arg_type(env, v, napi_external, "queue", "must be a Queue from queueOpen")) return false;
+  NAPI(env, napi_get_value_external(env, v, &data));
+  *out = data;
+  if ((*out)->closed) {
+    throw_sys(env, EBADF, "queue", "closed queue");
+    return false;
+  }
+  return true;
+}
+
+/* (queue) or (queue, n) with 0 <= n <= max. */
+static bool args_queue_n(napi_env env, napi_callback_info info, size_t argc, js_queue **j, int32_t max, int32_t *n) {
+  napi_value argv[2];
+  if (!args_get(env, info, argc, argv) || !arg_queue(env, argv[0], j)) return false;
+  return argc < 2 || arg_i32(env, argv[1], "n", 0, max, n);
+}
+
+static napi_value js_queue_set_peers(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  js_queue *j;
+  uint8_t *table;
+  size_t n;
+  napi_ref ref;
+  if (!args_get(env, info, 2, argv) || !arg_queue(env, argv[0], &j) ||
+      !ARG_U8(env, argv[1], "peerTable", 0, &table, &n))
+    return NULL;
+  NAPI(env, napi_create_reference(env, argv[1], 1, &ref));
+  if (j->peers_ref) napi_delete_reference(env, j->peers_ref);
+  j->peers_ref = ref;
+  j->q.peers = table;
+  j->q.peer_count = (int32_t)(n / WEFT_PEER_RECORD_SIZE);
+  return ret_undefined(env);
+}
+
+static napi_value js_queue_close(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  void *data;
+  if (!args_get(env, info, 1, argv) || !arg_type(env, argv[0], napi_external, "queue", "must be a Queue")) return NULL;
+  NAPI(env, napi_get_value_external(env, argv[0], &data));
+  js_queue *j = data;
+  if (!j->closed) queue_release(env, j);
+  return ret_undefined(env);
+}
+
+static napi_value js_queue_udp_segment(napi_env env, napi_callback_info info) {
+  js_queue *j;
+  if (!args_queue_n(env, info, 1, &j, 0, NULL)) return NULL;
+  return ret_bool(env, j->q.udp_segment != 0);
+}
+
+static bool has_out(napi_env env, js_queue *j) {
+  return j->q.out_slots > 0 || arg_fail(env, false, "queue", "has no outbound half");
+}
+static bool has_in(napi_env env, js_queue *j) {
+  return j->q.in_slots > 0 || arg_fail(env, false, "queue", "has no inbound half");
+}
+
+static napi_value js_out_read(napi_env env, napi_callback_info info) {
+  js_queue *j;
+  weft_err e;
+  if (!args_queue_n(env, info, 1, &j, 0, NULL) || !has_out(env, j)) return NULL;
+  return ret_or_throw(env, weft_queue_out_read(&j->q, &e), &e, j->q.tun_fd);
+}
+
+static napi_value js_out_encap(napi_env env, napi_callback_info info) {
+  js_queue *j;
+  int32_t n;
+  if (!args_queue_n(env, info, 2, &j, 4096, &n) || !has_out(env, j)) return NULL;
+  if (!j->q.peers) return arg_fail(env, false, "queue", "has no peer table (queueSetPeers)"), NULL;
+  weft_queue_out_encap(&j->q, n);
+  return ret_i32(env, j->q.train.msg_n);
+}
+
+static napi_value js_out_send(napi_env env, napi_callback_info info) {
+  js_queue *j;
+  weft_err e;
+  if (!args_queue_n(env, info, 1, &j, 0, NULL) || !has_out(env, j)) return NULL;
+  if (!j->q.peers) return ret_i32(env, 0);
+  return ret_or_throw(env, weft_queue_out_send(&j->q, &e), &e, j->q.sock_fd);
+}
+
+static napi_value js_out_icmp(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  js_queue *j;
+  int32_t slot, type, code;
+  uint32_t from;
+  if (!args_get(env, info, 5, argv) || !arg_queue(env, argv[0], &j) || !has_out(env, j) ||
+      !arg_i32(env, argv[1], "slot", 0, j->q.out_slots - 1, &slot) || !arg_i32(env, argv[2], "type", 0, 255, &type) ||
+      !arg_i32(env, argv[3], "code", 0, 255, &code) || !arg_u32(env, argv[4], "fromAddr", UINT32_MAX, &from))
+    return NULL;
+  return ret_bool(env, weft_queue_out_icmp(&j->q, slot, (uint8_t)type, (uint8_t)code, from) != 0);
+}
+
+static napi_value js_in_recv(napi_env env, napi_callback_info info) {
+  js_queue *j;
+  weft_err e;
+  if (!args_queue_n(env, info, 1, &j, 0, NULL) || !has_in(env, j)) return NULL;
+  return ret_or_throw(env, weft_queue_in_recv(&j->q, &e), &e, j->q.sock_fd);
+}
+
+static napi_value js_in_decap(napi_env env, napi_callback_info info) {
+  js_queue *j;
+  int32_t n;
+  if (!args_queue_n(env, info, 2, &j, 4096, &n) || !has_in(env, j)) return NULL;
+  return ret_i32(env, weft_queue_in_decap(&j->q, n));
+}
+
+static napi_value js_in_write(napi_env env, napi_callback_info info) {
+  js_queue *j;
+  int32_t n;
+  if (!args_queue_n(env, info, 2, &j, INT32_MAX, &n) || !has_in(env, j)) return NULL;
+  return ret_i32(env, weft_queue_in_write(&j->q, n));
+}
+
+/* ---- 5. One datagram decapsulated (the dgram tier; tests) ---- */
+
+/* The TUN MTU, an optional trailing argument at index `at`: absent or undefined = 0 (no limit). */
+static bool arg_opt_mtu(napi_env env, napi_callback_info info, size_t at, int32_t *mtu) {
+  napi_value argv[10];
+  size_t argc = 10;
+  if (at >= argc) return arg_fail(env, true, "mtu", "is past the arguments this call takes");
+  napi_valuetype t;
+  *mtu = 0;
+  NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc <= at) return true;
+  NAPI(env, napi_typeof(env, argv[at], &t));
+  if (t == napi_undefined) return true;
+  return arg_i32(env, argv[at], "mtu", 0, 65535, mtu);
+}
+
+/* decap(encap, buf, off, len, vni, innerLen, counters): the inner packet's offset in buf, its length in
+ * innerLen[0]; or a negative verdict, counted. A partial checksum (a kernel sender's) is completed. */
+static napi_value js_decap(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  const weft_encap_ops *ops;
+  buf_span d;
+  uint32_t vni;
+  int32_t *inner;
+  double *counters;
+  if (!args_get(env, info, 7, argv) || !arg_encap(env, argv[0], &ops) ||
+      !arg_buf_span(env, argv + 1, "buf", "off", 0, "len", 0, &d) || !arg_u32(env, argv[4], "vni", 0xffffff, &vni) ||
+      !ARG_I32A(env, argv[5], "innerLen", 1, &inner) || !ARG_COUNTERS(env, argv[6], &counters))
+    return NULL;
+  int32_t v = weft_decap_one(ops, d.buf + d.off, d.len, vni, inner);
+  if (v < 0) {
+    weft_drop(counters, -v - 1);
+    return ret_i32(env, v);
+  }
+  weft_ipv4_complete_l4_csum(d.buf + d.off + v, *inner);
+  return ret_i32(env, d.off + v);
+}
+
+/* ---- 6. ICMP errors back into TUN ---- */
 
 static napi_value js_icmp_error(napi_env env, napi_callback_info info) {
   napi_value argv[9];
@@ -636,7 +796,7 @@ static napi_value js_tun_write_one(napi_env env, napi_callback_info info) {
 }
 
 
-/* ---- 8. Offload tier (weft.h, offload.c) ---- */
+/* ---- 8. Offloads and the pure byte work the queue runs (tests and tools call these directly) ---- */
 
 static napi_value js_tun_set_offload(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -684,90 +844,7 @@ static napi_value js_udp_offload(napi_env env, napi_callback_info info) {
   return obj;
 }
 
-static napi_value js_tun_read_vnet(napi_env env, napi_callback_info info) { return tun_read(env, info, true); }
-
-/* A train's message descriptors: msgOff, msgLen, msgGso, msgPeer at argv[0..3], n elements each. */
-typedef struct {
-  int32_t *off, *len, *gso, *peer;
-} train_msgs;
-
-static bool arg_msgs(napi_env env, const napi_value *argv, int32_t n, train_msgs *m) {
-  return ARG_I32A(env, argv[0], "msgOff", (size_t)n, &m->off) && ARG_I32A(env, argv[1], "msgLen", (size_t)n, &m->len) &&
-         ARG_I32A(env, argv[2], "msgGso", (size_t)n, &m->gso) && ARG_I32A(env, argv[3], "msgPeer", (size_t)n, &m->peer);
-}
-
-static napi_value js_offload_encap(napi_env env, napi_callback_info info) {
-  napi_value argv[18];
-  const weft_encap_ops *ops;
-  uint8_t *slab, *table, *mac, *train;
-  size_t slab_len, train_len;
-  int32_t slot_size, headroom, count, peers, mtu, max_msgs, *len, *peer;
-  train_msgs m;
-  uint32_t vni;
-  double *counters;
-  if (!args_get(env, info, 18, argv) || !arg_encap(env, argv[0], &ops) ||
-      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
-      !arg_i32(env, argv[3], "headroom", WEFT_VNET_HDR_LEN, slot_size - 1, &headroom) ||
-      !arg_i32(env, argv[6], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
-      !ARG_I32A(env, argv[4], "len", (size_t)count, &len) || !ARG_I32A(env, argv[5], "peer", (size_t)count, &peer) ||
-      !arg_peers(env, argv[7], &table, &peers) || !ARG_U8(env, argv[8], "localMac", 6, &mac, NULL) ||
-      !arg_u32(env, argv[9], "vni", 0xffffff, &vni) || !arg_i32(env, argv[10], "mtu", 68, 65535, &mtu) ||
-      !ARG_U8(env, argv[11], "train", 0, &train, &train_len) ||
-      !arg_i32(env, argv[16], "maxMsgs", 0, INT32_MAX, &max_msgs) || !arg_msgs(env, argv + 12, max_msgs, &m) ||
-      !ARG_COUNTERS(env, argv[17], &counters) || !check_slab(env, slab_len, count, slot_size))
-    return NULL;
-  if (train_len > INT32_MAX) train_len = INT32_MAX; /* offsets are Int32 */
-  return ret_i32(env, weft_offload_encap(ops, slab, slot_size, headroom, len, peer, count, table, peers, mac, vni, mtu,
-                                         train, train_len, m.off, m.len, m.gso, m.peer, max_msgs, counters));
-}
-
-static napi_value js_send_train(napi_env env, napi_callback_info info) {
-  napi_value argv[11];
-  int fd;
-  uint8_t *train, *table;
-  size_t train_len;
-  int32_t start, count, peers, *state;
-  train_msgs m;
-  double *counters;
-  weft_err e;
-  if (!args_get(env, info, 11, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
-      !ARG_U8(env, argv[1], "train", 0, &train, &train_len) ||
-      !arg_i32(env, argv[7], "count", 0, INT32_MAX, &count) || !arg_i32(env, argv[6], "start", 0, count, &start) ||
-      !arg_msgs(env, argv + 2, count, &m) || !arg_peers(env, argv[8], &table, &peers) ||
-      !ARG_I32A(env, argv[9], "state", 1, &state) || !ARG_COUNTERS(env, argv[10], &counters))
-    return NULL;
-  return ret_or_throw(env,
-                      weft_send_train(fd, train, train_len, m.off, m.len, m.gso, m.peer, start, count, table, peers,
-                                      state, counters, &e),
-                      &e, fd);
-}
-
-static napi_value js_udp_recv_gro(napi_env env, napi_callback_info info) { return udp_recv(env, info, true); }
-
-static napi_value js_offload_decap(napi_env env, napi_callback_info info) {
-  napi_value argv[13];
-  const weft_encap_ops *ops;
-  uint8_t *slab;
-  size_t slab_len;
-  int32_t slot_size, count, seg_max, *len, *gso, *soff, *slen;
-  uint32_t vni, *addr, *saddr;
-  double *counters;
-  if (!args_get(env, info, 13, argv) || !arg_encap(env, argv[0], &ops) ||
-      !arg_i32(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
-      !arg_i32(env, argv[6], "count", 0, INT32_MAX, &count) || !ARG_U8(env, argv[1], "slab", 0, &slab, &slab_len) ||
-      !ARG_I32A(env, argv[3], "len", (size_t)count, &len) || !ARG_I32A(env, argv[4], "gso", (size_t)count, &gso) ||
-      !ARG_U32A(env, argv[5], "addr", (size_t)count, &addr) || !arg_u32(env, argv[7], "vni", 0xffffff, &vni) ||
-      !arg_i32(env, argv[11], "segMax", 0, INT32_MAX, &seg_max) ||
-      !ARG_I32A(env, argv[8], "segOff", (size_t)seg_max, &soff) ||
-      !ARG_I32A(env, argv[9], "segLen", (size_t)seg_max, &slen) ||
-      !ARG_U32A(env, argv[10], "segAddr", (size_t)seg_max, &saddr) || !ARG_COUNTERS(env, argv[12], &counters) ||
-      !check_slab(env, slab_len, count, slot_size))
-    return NULL;
-  return ret_i32(env, weft_offload_decap(ops, slab, slot_size, len, gso, addr, count, vni, soff, slen, saddr, seg_max,
-                                         counters));
-}
-
-/* (slab, segOff, segLen, count, coalesce) at argv[0..4]: groWrite after its fd, groBuild first. */
+/* (slab, segOff, segLen, count, coalesce) at argv[0..4]. */
 typedef struct {
   uint8_t *slab;
   size_t slab_len;
@@ -781,18 +858,6 @@ static bool arg_gro_segs(napi_env env, const napi_value *argv, gro_segs *g) {
          ARG_I32A(env, argv[1], "segOff", (size_t)g->count, &g->off) &&
          ARG_I32A(env, argv[2], "segLen", (size_t)g->count, &g->len) &&
          arg_bool(env, argv[4], "coalesce", &g->coalesce);
-}
-
-static napi_value js_gro_write(napi_env env, napi_callback_info info) {
-  napi_value argv[7];
-  int fd;
-  gro_segs g;
-  double *counters;
-  if (!args_get(env, info, 7, argv) || !arg_fd(env, argv[0], "fd", &fd) || !arg_gro_segs(env, argv + 1, &g) ||
-      !ARG_COUNTERS(env, argv[6], &counters))
-    return NULL;
-  return ret_i32(env,
-                 weft_gro_run(g.slab, g.slab_len, g.off, g.len, g.count, g.coalesce, weft_tun_sink, &fd, counters));
 }
 
 /* Test sink: each output packet (virtio header + packet) back to back in a Buffer. */
@@ -830,7 +895,9 @@ static napi_value js_gro_build(napi_env env, napi_callback_info info) {
       !ARG_COUNTERS(env, argv[7], &counters))
     return NULL;
   buf_sink b = {out, out_len, 0, olen, n > INT32_MAX ? INT32_MAX : (int32_t)n, 0};
-  weft_gro_run(g.slab, g.slab_len, g.off, g.len, g.count, g.coalesce, buffer_sink, &b, counters);
+  int32_t mtu;
+  if (!arg_opt_mtu(env, info, 8, &mtu)) return NULL;
+  weft_gro_run(g.slab, g.slab_len, g.off, g.len, g.count, g.coalesce, mtu, buffer_sink, &b, counters);
   return ret_i32(env, b.n);
 }
 
@@ -839,15 +906,15 @@ static napi_value js_gso_split(napi_env env, napi_callback_info info) {
   buf_span pkt;
   uint8_t *out;
   size_t out_len;
-  int32_t mtu, room, *result;
-  bool ttl_dec;
+  int32_t mtu, room, flags, *result;
   double *counters;
   if (!args_get(env, info, 9, argv) || !arg_buf_span(env, argv, "buf", "pktOff", WEFT_VNET_HDR_LEN, "len", 0, &pkt) ||
       !arg_i32(env, argv[3], "mtu", 68, 65535, &mtu) || !ARG_U8(env, argv[4], "out", 0, &out, &out_len) ||
-      !arg_i32(env, argv[5], "room", 0, 256, &room) || !arg_bool(env, argv[6], "ttlDec", &ttl_dec) ||
+      !arg_i32(env, argv[5], "room", 0, 256, &room) ||
+      !arg_i32(env, argv[6], "flags", 0, WEFT_GSO_TTL_DEC | WEFT_GSO_CSUM_PARTIAL, &flags) ||
       !ARG_I32A(env, argv[7], "result", 2, &result) || !ARG_COUNTERS(env, argv[8], &counters))
     return NULL;
-  return ret_i32(env, weft_gso_split(pkt.buf + pkt.off, pkt.len, mtu, out, out_len, room, ttl_dec, &result[0],
+  return ret_i32(env, weft_gso_split(pkt.buf + pkt.off, pkt.len, mtu, out, out_len, room, flags, &result[0],
                                      &result[1], counters));
 }
 
@@ -1104,17 +1171,15 @@ static const char *const drop_names[WEFT_DROP_COUNT] = {
 NAPI_MODULE_INIT() {
   napi_property_descriptor fns[] = {
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
-      FN("tunOpen", js_tun_open),       FN("linkSet", js_link_set),       FN("close", js_close),
-      FN("udpOpen", js_udp_open),       FN("udpLocalPort", js_udp_local_port),
-      FN("udpSteerByInnerFlow", js_udp_steer_by_inner_flow), FN("pollStart", js_poll_start),
-      FN("pollUpdate", js_poll_update), FN("pollStop", js_poll_stop),     FN("tunRead", js_tun_read),
-      FN("encapBatch", js_encap_batch), FN("sendBatch", js_send_batch),   FN("udpRecv", js_udp_recv),
-      FN("decapBatch", js_decap_batch), FN("tunWrite", js_tun_write),     FN("icmpError", js_icmp_error),
-      FN("tunReadOne", js_tun_read_one), FN("tunWriteOne", js_tun_write_one),
-      FN("tunSetOffload", js_tun_set_offload), FN("tunGetIff", js_tun_get_iff), FN("udpOffload", js_udp_offload),
-      FN("tunReadVnet", js_tun_read_vnet),
-      FN("offloadEncap", js_offload_encap), FN("sendTrain", js_send_train), FN("udpRecvGro", js_udp_recv_gro),
-      FN("offloadDecap", js_offload_decap), FN("groWrite", js_gro_write), FN("groBuild", js_gro_build),
+      FN("tunOpen", js_tun_open), FN("linkSet", js_link_set), FN("close", js_close), FN("udpOpen", js_udp_open),
+      FN("udpLocalPort", js_udp_local_port), FN("udpSteerByInnerFlow", js_udp_steer_by_inner_flow),
+      FN("udpOffload", js_udp_offload), FN("tunSetOffload", js_tun_set_offload), FN("tunGetIff", js_tun_get_iff),
+      FN("pollStart", js_poll_start), FN("pollUpdate", js_poll_update), FN("pollStop", js_poll_stop),
+      FN("queueOpen", js_queue_open), FN("queueSetPeers", js_queue_set_peers), FN("queueClose", js_queue_close),
+      FN("queueUdpSegment", js_queue_udp_segment), FN("outRead", js_out_read), FN("outEncap", js_out_encap),
+      FN("outSend", js_out_send), FN("outIcmp", js_out_icmp), FN("inRecv", js_in_recv), FN("inDecap", js_in_decap),
+      FN("inWrite", js_in_write), FN("decap", js_decap), FN("icmpError", js_icmp_error),
+      FN("tunReadOne", js_tun_read_one), FN("tunWriteOne", js_tun_write_one), FN("groBuild", js_gro_build),
       FN("gsoSplit", js_gso_split),
       FN("wgSessionSet", js_wg_session_set), FN("wgSessionClear", js_wg_session_clear),
       FN("wgSealBatch", js_wg_seal_batch), FN("wgSealSegments", js_wg_seal_segments),
@@ -1136,7 +1201,17 @@ NAPI_MODULE_INIT() {
       !export_i32(env, exports, "COUNTER_COUNT", WEFT_COUNTER_COUNT) ||
       !export_i32(env, exports, "ICMP_SCRATCH_MIN", WEFT_ICMP_SCRATCH_MIN) ||
       !export_i32(env, exports, "VNET_HDR_LEN", WEFT_VNET_HDR_LEN) ||
-      !export_i32(env, exports, "TRAIN_PER_PACKET", WEFT_TRAIN_PER_PACKET) ||
+      !export_i32(env, exports, "TAILROOM", WEFT_TAILROOM) ||
+      !export_i32(env, exports, "PEER_ADDR", WEFT_PEER_ADDR) ||
+      !export_i32(env, exports, "PEER_PORT", WEFT_PEER_PORT) ||
+      !export_i32(env, exports, "PEER_MAC", WEFT_PEER_MAC) || !export_i32(env, exports, "PEER_VNI", WEFT_PEER_VNI) ||
+      !export_i32(env, exports, "PEER_FLAGS", WEFT_PEER_FLAGS) ||
+      !export_i32(env, exports, "PEER_F_CSUM_PARTIAL", WEFT_PEER_F_CSUM_PARTIAL) ||
+      !export_i32(env, exports, "TUN_MULTI_QUEUE", WEFT_TUN_MULTI_QUEUE) ||
+      !export_i32(env, exports, "TUN_VNET_HDR", WEFT_TUN_VNET_HDR) ||
+      !export_i32(env, exports, "TUN_NAPI", WEFT_TUN_NAPI) ||
+      !export_i32(env, exports, "GSO_TTL_DEC", WEFT_GSO_TTL_DEC) ||
+      !export_i32(env, exports, "GSO_CSUM_PARTIAL", WEFT_GSO_CSUM_PARTIAL) ||
       !export_i32(env, exports, "GRO_MAX_SEGS", WEFT_GRO_MAX_SEGS) ||
       !export_i32(env, exports, "GSO_MAX_SEGS", WEFT_GSO_MAX_SEGS) ||
       !export_names(env, exports, "counterNames", counter_names, WEFT_COUNTER_COUNT) ||

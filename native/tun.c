@@ -1,8 +1,8 @@
 /*
- * TUN device: open (IFF_TUN | IFF_NO_PI, optionally multi-queue / vnet header),
- * link MTU and up/down, and batched nonblocking read/write. Each read() or write()
- * on TUN moves exactly one packet; there is no batch syscall for it. Inbound packets
- * longer than the TUN MTU are cut into TCP segments on the way (weft_tun_write_mtu).
+ * Every TUN read and write: open (IFF_TUN | IFF_NO_PI, optionally multi-queue, virtio header, NAPI), offloads
+ * (TUNSETOFFLOAD), link MTU and up/down, and batched nonblocking read/write with or without the virtio header. Each
+ * read() or write() on TUN moves exactly one packet; there is no batch syscall for it. Inbound packets longer than
+ * the TUN MTU on a TUN without the virtio header are cut into TCP segments on the way (weft_tun_write_mtu).
  */
 #include "weft.h"
 
@@ -27,13 +27,14 @@ static int ifr_named(struct ifreq *ifr, const char *name, const char *syscall, w
   return 0;
 }
 
-int weft_tun_open(const char *name, int multi_queue, int vnet_hdr, char *out_name, size_t out_cap, weft_err *e) {
+int weft_tun_open(const char *name, int flags, char *out_name, size_t out_cap, weft_err *e) {
   int fd = -1;
   struct ifreq ifr;
   if (ifr_named(&ifr, name, "ioctl(TUNSETIFF)", e) < 0) return -1;
   ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
-  if (multi_queue) ifr.ifr_flags |= IFF_MULTI_QUEUE;
-  if (vnet_hdr) ifr.ifr_flags |= IFF_VNET_HDR;
+  if (flags & WEFT_TUN_MULTI_QUEUE) ifr.ifr_flags |= IFF_MULTI_QUEUE;
+  if (flags & WEFT_TUN_VNET_HDR) ifr.ifr_flags |= IFF_VNET_HDR;
+  if (flags & WEFT_TUN_NAPI) ifr.ifr_flags |= IFF_NAPI;
   WEFT_TRY(e, fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC), "open(/dev/net/tun)");
   WEFT_TRY(e, ioctl(fd, TUNSETIFF, &ifr), "ioctl(TUNSETIFF)");
   snprintf(out_name, out_cap, "%.*s", IFNAMSIZ, ifr.ifr_name);
@@ -72,11 +73,30 @@ int weft_close(int fd, weft_err *e) {
   return 0;
 }
 
-int32_t weft_tun_read_batch(int fd, uint8_t *slab, int32_t slot_size, int32_t headroom, int32_t *len, int32_t max,
-                            double *counters, weft_err *e) {
-  int32_t n = 0;
+int weft_tun_set_offload(int fd, unsigned flags, weft_err *e) {
+  if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags) == 0) return 1;
+  if (errno == EINVAL) return 0; /* this kernel does not know one of the bits: JS asks for less */
+  e->code = errno, e->syscall = "ioctl(TUNSETOFFLOAD)";
+  return -1;
+}
+
+int weft_tun_get_iff(int fd, char *name, size_t cap, weft_err *e) {
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  if (ioctl(fd, TUNGETIFF, &ifr) < 0) {
+    e->code = errno, e->syscall = "ioctl(TUNGETIFF)";
+    return -1;
+  }
+  snprintf(name, cap, "%.*s", IFNAMSIZ, ifr.ifr_name);
+  return ifr.ifr_flags & 0xffff;
+}
+
+int32_t weft_tun_read_batch(int fd, int vnet, uint8_t *slab, int32_t slot_size, int32_t headroom, int32_t *len,
+                            int32_t max, double *counters, weft_err *e) {
+  int32_t hdr = vnet ? WEFT_VNET_HDR_LEN : 0, n = 0;
   while (n < max) {
-    ssize_t r = read(fd, slab + (size_t)n * slot_size + headroom, (size_t)(slot_size - headroom));
+    uint8_t *at = slab + (size_t)n * slot_size + headroom - hdr;
+    ssize_t r = read(fd, at, (size_t)(slot_size - headroom - WEFT_TAILROOM + hdr));
     counters[WEFT_C_SYSCALLS_TUN_READ] += 1;
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -86,10 +106,15 @@ int32_t weft_tun_read_batch(int fd, uint8_t *slab, int32_t slot_size, int32_t he
       return -1;
     }
     if (r == 0) break;
-    len[n++] = (int32_t)r;
-    counters[WEFT_C_TUN_RX_PACKETS] += 1;
-    counters[WEFT_C_TUN_RX_BYTES] += (double)r;
     counters[WEFT_C_COPIED_KERNEL_TO_USER_BYTES] += (double)r;
+    if (r < hdr) {
+      len[n++] = WEFT_VERDICT(WEFT_DROP_MALFORMED);
+      weft_drop(counters, WEFT_DROP_MALFORMED);
+      continue;
+    }
+    len[n++] = (int32_t)(r - hdr);
+    counters[WEFT_C_TUN_RX_PACKETS] += 1;
+    counters[WEFT_C_TUN_RX_BYTES] += (double)(r - hdr);
   }
   return n;
 }
@@ -117,8 +142,8 @@ int weft_tun_writev(int fd, const struct iovec *iov, int iovcnt, int32_t hdr, do
   return 1;
 }
 
-int32_t weft_tun_write_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, int32_t *len,
-                             int32_t count, int32_t mtu, double *counters) {
+int32_t weft_tun_write_batch(int fd, uint8_t *slab, size_t slab_len, const int32_t *off, int32_t *len, int32_t count,
+                             int32_t mtu, double *counters) {
   int32_t n = 0;
   for (int32_t i = 0; i < count; i++) {
     if (len[i] <= 0) continue;
@@ -127,11 +152,17 @@ int32_t weft_tun_write_batch(int fd, const uint8_t *slab, size_t slab_len, const
       weft_drop(counters, WEFT_DROP_MALFORMED);
       continue;
     }
+    /* No virtio header to say NEEDS_CSUM: a kernel sender's partial checksum must be finished here. */
+    weft_ipv4_complete_l4_csum(slab + off[i], len[i]);
     int32_t r = weft_tun_write_mtu(fd, slab + off[i], len[i], mtu, counters);
     if (r > 0) n++;
     else len[i] = r;
   }
   return n;
+}
+
+int weft_tun_sink(void *ctx, const struct iovec *iov, int iovcnt, double *counters) {
+  return weft_tun_writev(*(const int *)ctx, iov, iovcnt, WEFT_VNET_HDR_LEN, counters);
 }
 
 /* ---- packets longer than the TUN MTU ----
@@ -142,29 +173,8 @@ int32_t weft_tun_write_batch(int fd, const uint8_t *slab, size_t slab_len, const
  * answers ICMP frag-needed: the sender's TCP stalls. So it is cut here into the segments
  * tcp_gso_segment would have made. */
 
-#define TCP_FIN 0x01
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
-#define TCP_PSH 0x08
-#define TCP_CWR 0x80
-
-void weft_tcp4_segment_headers(uint8_t *h, int32_t ihl, int32_t thl, int32_t chunk, uint64_t chunk_sum, int32_t k,
-                               int32_t nseg, int32_t mss, uint16_t id0, uint32_t seq0, uint8_t flags0) {
-  uint8_t *tcp = h + ihl;
-  uint8_t f = flags0;
-  if (k != nseg - 1) f &= (uint8_t)~(TCP_FIN | TCP_PSH);
-  if (k != 0) f &= (uint8_t)~TCP_CWR;
-  weft_wr16(h + 2, (uint16_t)(ihl + thl + chunk));
-  weft_wr16(h + 4, (uint16_t)(id0 + k)); /* as inet_gso_segment does for a non-fixed ID */
-  h[10] = h[11] = 0;
-  weft_wr16(h + 10, (uint16_t)~weft_csum_fold(weft_csum_add(0, h, (size_t)ihl)));
-  weft_wr32(tcp + 4, seq0 + (uint32_t)k * (uint32_t)mss);
-  tcp[13] = f;
-  tcp[16] = tcp[17] = 0;
-  uint64_t s = weft_csum_add(0, h + 12, 8) + 6 + (uint32_t)(thl + chunk);
-  s += weft_csum_add(0, tcp, (size_t)thl) + chunk_sum;
-  weft_wr16(tcp + 16, (uint16_t)~weft_csum_fold(s));
-}
 
 static inline uint16_t swap16(uint16_t v) { return (uint16_t)(v << 8 | v >> 8); }
 
@@ -208,7 +218,7 @@ static int32_t tun_write_tcp_segments(int fd, const uint8_t *p, int32_t len, int
   for (int32_t k = 0; k < nseg; k++) {
     int32_t at = k * mss, chunk = k == nseg - 1 ? payload - at : mss;
     memcpy(h, p, (size_t)hdr);
-    weft_tcp4_segment_headers(h, ihl, thl, chunk, sums[k], k, nseg, mss, id, seq, flags);
+    weft_tcp4_segment_headers(h, ihl, thl, chunk, sums[k], 0, k, nseg, mss, id, seq, flags);
     struct iovec iov[2] = {{h, (size_t)hdr}, {(void *)(p + hdr + at), (size_t)chunk}};
     /* The rest would fail the same way (the drop is counted); TCP resends what is missing. */
     if (!weft_tun_writev(fd, iov, 2, 0, counters)) return WEFT_VERDICT(WEFT_DROP_TUN_WRITE_ERROR);

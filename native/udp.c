@@ -1,7 +1,8 @@
 /*
- * UDP underlay socket: open with large buffers, and batched nonblocking I/O with
- * sendmmsg/recvmmsg (one syscall per WEFT_MMSG_CHUNK datagrams). The mmsghdr arrays
- * are on the stack: nothing is allocated per packet.
+ * Every call on the UDP underlay socket: open with large buffers, offload probes (UDP_SEGMENT, UDP_GRO), and
+ * batched nonblocking I/O: recvmmsg, and sendmmsg of trains (one syscall per MMSG_CHUNK messages, a message
+ * being one datagram or a UDP_SEGMENT train of up to 64). The mmsghdr arrays are on the stack: nothing is allocated
+ * per packet.
  */
 #include "weft.h"
 
@@ -11,6 +12,18 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+/* sendmmsg/recvmmsg vector length; arrays live on the stack, never per packet. */
+#define MMSG_CHUNK 64
 
 /* Root may exceed net.core.{r,w}mem_max with *BUFFORCE; others get what the cap allows. */
 static int set_buf(int fd, int force_opt, int opt, int bytes) {
@@ -113,95 +126,162 @@ fail:
   return -1;
 }
 
+int weft_udp_offload(int fd, int want_gro, int *has_segment, int *has_gro, weft_err *e) {
+  int v = 0, one = 1;
+  socklen_t l = sizeof v;
+  /* wireguard-go probes UDP_SEGMENT the same way: the option exists when getsockopt works. */
+  *has_segment = getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &l) == 0;
+  *has_gro = 0;
+  if (!want_gro) return 0;
+  if (setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0) {
+    *has_gro = 1;
+  } else if (errno != ENOPROTOOPT && errno != EINVAL) {
+    e->code = errno, e->syscall = "setsockopt(UDP_GRO)";
+    return -1;
+  }
+  return 0;
+}
+
 /* Errors that mean the fd itself is wrong: throw, do not drop packet by packet. */
 static int fd_error(int err) { return err == EBADF || err == ENOTSOCK || err == EFAULT; }
 
-void weft_mmsg_set(struct mmsghdr *m, struct sockaddr_in *sa, const uint8_t *rec, struct iovec *iov, const void *buf,
-                   size_t len) {
+static void mmsg_set(struct mmsghdr *m, struct sockaddr_in *sa, const uint8_t *rec, struct iovec *iov, size_t iovcnt) {
   if (rec) {
     memset(sa, 0, sizeof *sa);
     sa->sin_family = AF_INET;
     memcpy(&sa->sin_addr.s_addr, rec + WEFT_PEER_ADDR, 4); /* both network order */
     memcpy(&sa->sin_port, rec + WEFT_PEER_PORT, 2);
   }
-  iov->iov_base = (void *)buf;
-  iov->iov_len = len;
   memset(m, 0, sizeof *m);
   m->msg_hdr.msg_name = sa;
   m->msg_hdr.msg_namelen = sizeof *sa;
   m->msg_hdr.msg_iov = iov;
-  m->msg_hdr.msg_iovlen = 1;
+  m->msg_hdr.msg_iovlen = iovcnt;
 }
 
-int32_t weft_udp_send_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, const int32_t *len,
-                            int32_t *peer, int32_t start, int32_t count, const uint8_t *peer_table, int32_t peer_count,
-                            double *counters, weft_err *e) {
-  struct mmsghdr msgs[WEFT_MMSG_CHUNK];
-  struct iovec iov[WEFT_MMSG_CHUNK];
-  struct sockaddr_in sa[WEFT_MMSG_CHUNK];
-  int32_t idx[WEFT_MMSG_CHUNK];
-  int32_t i = start;
-  while (i < count) {
-    int m = 0;
-    for (; i < count && m < WEFT_MMSG_CHUNK; i++) {
-      if (peer[i] < 0) continue;
-      if (peer[i] >= peer_count) {
-        peer[i] = WEFT_VERDICT(WEFT_DROP_NO_ROUTE);
+int32_t weft_udp_send_train(int fd, weft_train *t, const uint8_t *peers, int32_t peer_count, int *udp_segment,
+                            int32_t *slot_verdict, double *counters, weft_err *e) {
+  struct mmsghdr msgs[MMSG_CHUNK];
+  struct sockaddr_in sa[MMSG_CHUNK];
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } ctl[MMSG_CHUNK];
+  int32_t idx[MMSG_CHUNK];                          /* message of each entry */
+  int32_t after_m[MMSG_CHUNK], after_s[MMSG_CHUNK]; /* where to resume once the entry is out */
+  uint8_t train[MMSG_CHUNK];                        /* 1: a whole UDP_SEGMENT train */
+  while (t->next < t->msg_n) {
+    /* Fill a chunk from (next, next_seg); a message sent segment by segment may span chunks. */
+    int mm = 0;
+    int32_t m = t->next, seg = t->next_seg;
+    while (m < t->msg_n && mm < MMSG_CHUNK) {
+      int32_t peer = t->msg_peer[m];
+      if (peer >= peer_count) { /* a stale index is a missing route, not a crash */
+        t->msg_peer[m] = peer = WEFT_VERDICT(WEFT_DROP_NO_ROUTE);
+        slot_verdict[t->msg_slot[m]] = peer;
         weft_drop(counters, WEFT_DROP_NO_ROUTE);
+      }
+      if (peer < 0) {
+        m++, seg = 0;
         continue;
       }
-      if (off[i] < 0 || len[i] < 0 || (size_t)off[i] + (size_t)len[i] > slab_len) {
-        peer[i] = WEFT_VERDICT(WEFT_DROP_MALFORMED);
-        weft_drop(counters, WEFT_DROP_MALFORMED);
+      const uint8_t *rec = peers + (size_t)peer * WEFT_PEER_RECORD_SIZE;
+      int32_t gso = t->msg_gso[m];
+      if (gso == 0 || *udp_segment) {
+        mmsg_set(&msgs[mm], &sa[mm], rec, t->iov + t->msg_iov[m], (size_t)t->msg_iovcnt[m]);
+        train[mm] = gso > 0;
+        if (gso > 0) {
+          struct cmsghdr *cm = (struct cmsghdr *)ctl[mm].buf;
+          uint16_t g = (uint16_t)gso;
+          memset(ctl[mm].buf, 0, sizeof ctl[mm].buf);
+          cm->cmsg_level = SOL_UDP;
+          cm->cmsg_type = UDP_SEGMENT;
+          cm->cmsg_len = CMSG_LEN(sizeof g);
+          memcpy(CMSG_DATA(cm), &g, sizeof g);
+          msgs[mm].msg_hdr.msg_control = ctl[mm].buf;
+          msgs[mm].msg_hdr.msg_controllen = sizeof ctl[mm].buf;
+        }
+        idx[mm] = m++, seg = 0;
+        after_m[mm] = m, after_s[mm] = 0;
+        mm++;
         continue;
       }
-      weft_mmsg_set(&msgs[m], &sa[m], peer_table + (size_t)peer[i] * WEFT_PEER_RECORD_SIZE, &iov[m], slab + off[i],
-                    (size_t)len[i]);
-      idx[m++] = i;
+      /* Segment by segment: two iovecs each (headers, payload). */
+      int32_t nseg = t->msg_iovcnt[m] / 2;
+      while (seg < nseg && mm < MMSG_CHUNK) {
+        mmsg_set(&msgs[mm], &sa[mm], rec, t->iov + t->msg_iov[m] + 2 * seg, 2);
+        train[mm] = 0;
+        idx[mm] = m;
+        seg++;
+        after_m[mm] = seg < nseg ? m : m + 1, after_s[mm] = seg < nseg ? seg : 0;
+        mm++;
+      }
+      if (seg < nseg) break; /* chunk full mid-message */
+      m++, seg = 0;
+    }
+    if (mm == 0) {
+      t->next = m, t->next_seg = 0; /* only dropped messages were left */
+      break;
     }
     int k = 0;
-    while (k < m) {
-      int r = sendmmsg(fd, msgs + k, (unsigned)(m - k), 0);
+    while (k < mm) {
+      int r = sendmmsg(fd, msgs + k, (unsigned)(mm - k), 0);
       counters[WEFT_C_SYSCALLS_SEND] += 1;
       if (r < 0) {
-        if (errno == EINTR) continue;
-        /* Socket buffer or qdisc full: JS waits for WRITABLE and resumes here. */
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return idx[k];
-        if (fd_error(errno)) {
-          e->code = errno, e->syscall = "sendmmsg";
+        int err = errno;
+        if (err == EINTR) continue;
+        if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) return t->msg_n - t->next; /* wait: WRITABLE */
+        if (fd_error(err)) {
+          e->code = err, e->syscall = "sendmmsg";
           return -1;
         }
-        /* sendmmsg reports the first failing message: drop it, go on with the rest. */
-        peer[idx[k]] = WEFT_VERDICT(WEFT_DROP_SEND_ERROR);
+        if (err == EIO && train[k]) {
+          /* The kernel cannot segment for us on this route (no checksum offload): remember it, as wireguard-go
+           * does, and send this train and all later ones datagram by datagram. */
+          *udp_segment = 0;
+          counters[WEFT_C_UDP_GSO_FALLBACKS] += 1;
+          break; /* refill from t->next, which is this message */
+        }
+        /* Drop the failing message (all its entries in this chunk), go on with the rest. */
+        int32_t bad = idx[k];
+        t->msg_peer[bad] = WEFT_VERDICT(WEFT_DROP_SEND_ERROR);
+        slot_verdict[t->msg_slot[bad]] = t->msg_peer[bad];
         weft_drop(counters, WEFT_DROP_SEND_ERROR);
-        k++;
+        while (k < mm && idx[k] == bad) k++;
+        t->next = after_m[k - 1], t->next_seg = after_s[k - 1];
         continue;
       }
       for (int j = k; j < k + r; j++) {
-        counters[WEFT_C_UDP_TX_PACKETS] += 1;
-        counters[WEFT_C_UDP_TX_BYTES] += msgs[j].msg_len;
-        counters[WEFT_C_COPIED_USER_TO_KERNEL_BYTES] += msgs[j].msg_len;
+        unsigned sent = msgs[j].msg_len;
+        int32_t gso = t->msg_gso[idx[j]];
+        counters[WEFT_C_UDP_TX_PACKETS] += train[j] ? (double)((sent + (unsigned)gso - 1) / (unsigned)gso) : 1;
+        counters[WEFT_C_UDP_TX_BYTES] += sent;
+        counters[WEFT_C_COPIED_USER_TO_KERNEL_BYTES] += sent;
+        if (train[j]) counters[WEFT_C_UDP_GSO_SENDS] += 1;
       }
       k += r;
+      t->next = after_m[k - 1], t->next_seg = after_s[k - 1];
     }
   }
-  return count;
+  return 0;
 }
 
 int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, int32_t *gso, int32_t max,
                       double *counters, weft_err *e) {
-  struct mmsghdr msgs[WEFT_MMSG_CHUNK];
-  struct iovec iov[WEFT_MMSG_CHUNK];
-  struct sockaddr_in sa[WEFT_MMSG_CHUNK];
+  struct mmsghdr msgs[MMSG_CHUNK];
+  struct iovec iov[MMSG_CHUNK];
+  struct sockaddr_in sa[MMSG_CHUNK];
   union {
     char buf[CMSG_SPACE(sizeof(int))];
     struct cmsghdr align;
-  } ctl[WEFT_MMSG_CHUNK];
+  } ctl[MMSG_CHUNK];
   int32_t n = 0;
   while (n < max) {
-    int want = max - n < WEFT_MMSG_CHUNK ? max - n : WEFT_MMSG_CHUNK;
+    int want = max - n < MMSG_CHUNK ? max - n : MMSG_CHUNK;
     for (int j = 0; j < want; j++) {
-      weft_mmsg_set(&msgs[j], &sa[j], NULL, &iov[j], slab + (size_t)(n + j) * slot_size, (size_t)slot_size);
+      iov[j].iov_base = slab + (size_t)(n + j) * slot_size;
+      iov[j].iov_len = (size_t)slot_size;
+      mmsg_set(&msgs[j], &sa[j], NULL, &iov[j], 1);
       if (gso) {
         msgs[j].msg_hdr.msg_control = ctl[j].buf;
         msgs[j].msg_hdr.msg_controllen = sizeof ctl[j].buf;

@@ -1,15 +1,21 @@
 /*
  * weft native core: pure C11, no Node headers (binding.c alone speaks N-API).
  *
- * Batch contract shared by every batch call (JS allocates all of it once):
+ * A packet's way through C, one file per step (queue.c runs the steps over one queue's memory):
+ *   out: tun.c (read, virtio header) -> gso.c (split super-packets, headers in a header area) + encap.c (encap
+ *        header in front of each segment) -> [transform] -> udp.c (sendmmsg trains by scatter-gather)
+ *   in:  udp.c (recvmmsg, UDP_GRO) -> [transform] -> encap.c (split GRO buffers, decap) -> gro.c (coalesce TCP)
+ *        -> tun.c (write, virtio header or MTU-sized segments)
+ * TypeScript decides between the steps (route per packet or super-packet, sender checks): C never owns routes.
+ *
+ * Memory shared with JS (allocated once by JS, registered with weft_queue once):
  *   slab      slots * slot_size bytes; slot i starts at i * slot_size
  *   len[i]    packet length, or a negative verdict (see WEFT_DROPS)
  *   off[i]    absolute byte offset of the packet (or its encap header) in the slab
  *   peer[i]   index into the peer table, or a negative verdict
  *   addr[i]   outer IPv4 source of a received datagram, host order
  *   counters  WEFT_COUNTER_COUNT doubles; C only ever adds to them
- * binding.c checks array and slab sizes once per call; the core still checks each
- * off/len that JS may have written before touching the slab.
+ * The core still checks each off/len that JS may have written before touching the slab.
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -20,25 +26,31 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-/* Room in front of each TUN-read packet: VXLAN needs 8 + 14, Geneve 8; 64 leaves
- * space for a 10/12-byte virtio header on the offload tier. */
+/* Room in front of each TUN-read packet: VXLAN needs 8 + 14, Geneve 8, the virtio header 10, and a transform
+ * (WireGuard's 16-byte header) fits beside them in 64. */
 #define WEFT_HEADROOM 64
+/* Room after each packet for a transform's trailer (WireGuard's 16-byte tag). */
+#define WEFT_TAILROOM 16
 /* A kernel VXLAN peer sends whole 64 KiB inner TCP packets in one datagram. */
 #define WEFT_MAX_DATAGRAM 65536
-#define WEFT_SLOT_SIZE (((WEFT_MAX_DATAGRAM + WEFT_HEADROOM) + 63) & ~63)
+#define WEFT_SLOT_SIZE (((WEFT_MAX_DATAGRAM + WEFT_HEADROOM + WEFT_TAILROOM) + 63) & ~63)
 #define WEFT_PEER_RECORD_SIZE 32
-/* sendmmsg/recvmmsg vector length; arrays live on the stack, never per packet. */
-#define WEFT_MMSG_CHUNK 64
 
-/* Peer record layout (written by JS). */
-#define WEFT_PEER_ADDR 0 /* IPv4, network order */
-#define WEFT_PEER_PORT 4 /* UDP port, big-endian */
-#define WEFT_PEER_MAC 6  /* VtepMAC */
-#define WEFT_PEER_VNI 12 /* VNI, big-endian u32 */
+/* Peer record layout (written by JS). The address field has room for IPv6. */
+#define WEFT_PEER_ADDR 0   /* IPv4 in the first 4 bytes, network order (16 bytes reserved) */
+#define WEFT_PEER_PORT 16  /* UDP port, big-endian */
+#define WEFT_PEER_MAC 18   /* VtepMAC */
+#define WEFT_PEER_VNI 24   /* VNI, big-endian u32; 0 = the queue's */
+#define WEFT_PEER_FLAGS 28 /* WEFT_PEER_F_* */
+/* The peer is a weft host that said in its lease that it takes partial inner checksums (a virtio NEEDS_CSUM
+ * carried end to end, as Linux's VXLAN remote checksum offload does): GSO then writes the pseudo-header sum instead
+ * of summing the payload. Kernel VXLAN and flannel peers never set it and get full checksums. */
+#define WEFT_PEER_F_CSUM_PARTIAL 1
 
 enum weft_encap { WEFT_ENCAP_UDP = 0, WEFT_ENCAP_VXLAN = 1, WEFT_ENCAP_GENEVE = 2, WEFT_ENCAP_COUNT };
 
-/* Drop reasons, X(ID, name). Reason r has verdict -(r + 1) and counter drop_<name>.
+/* The one verdict table of C and TypeScript (src/verdicts.ts lists the same names in the same order; native.ts
+ * checks it at load). Drop reasons, X(ID, name). Reason r has verdict -(r + 1) and counter drop_<name>.
  * no_route, unknown_peer and spoofed_source are counted by JS (routing and anti-spoof live
  * there). New reasons go at the end so existing verdicts keep their values. */
 #define WEFT_DROPS(X)                 \
@@ -137,6 +149,7 @@ static inline void weft_wr32(uint8_t *p, uint32_t v) {
   p[3] = (uint8_t)v;
 }
 
+
 /* csum.c: Internet checksum (RFC 1071) and incremental update (RFC 1624). */
 uint64_t weft_csum_add(uint64_t sum, const uint8_t *p, size_t n);
 uint16_t weft_csum_fold(uint64_t sum);
@@ -163,23 +176,55 @@ extern const weft_encap_ops weft_encap_vxlan;
 extern const weft_encap_ops weft_encap_geneve;
 const weft_encap_ops *weft_encap_get(int encap);
 
-/* encap.c: the per-batch loops. */
-void weft_encap_batch(const weft_encap_ops *ops, uint8_t *slab, int32_t slot_size, int32_t headroom,
-                      int32_t *len, int32_t *off, int32_t *peer, int32_t count, const uint8_t *peer_table,
-                      int32_t peer_count, const uint8_t *local_mac, uint32_t vni, double *counters);
-void weft_decap_batch(const weft_encap_ops *ops, uint8_t *slab, int32_t slot_size, int32_t *len, int32_t *off,
-                      int32_t count, uint32_t vni, double *counters);
+/* ---- virtio_net_hdr (IFF_VNET_HDR TUN), as in linux/virtio_net.h ---- */
+#define WEFT_VNET_HDR_LEN 10
+#define WEFT_VNET_F_NEEDS_CSUM 1
+#define WEFT_VNET_GSO_NONE 0
+#define WEFT_VNET_GSO_TCPV4 1
+#define WEFT_VNET_GSO_UDP 3
+#define WEFT_VNET_GSO_TCPV6 4
+#define WEFT_VNET_GSO_UDP_L4 5
+#define WEFT_VNET_GSO_ECN 0x80
+/* virtio_net_hdr fields are little-endian (legacy header on a little-endian host, or TUNSETVNETLE); read them byte
+ * by byte so the layout never depends on the compiler. */
+static inline uint16_t weft_rd_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline void weft_wr_le16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+}
+/* TUNSETOFFLOAD bits weft asks for, as in linux/if_tun.h. */
+#define WEFT_TUN_F_CSUM 0x01
+#define WEFT_TUN_F_TSO4 0x02
+#define WEFT_TUN_F_TSO6 0x04
+#define WEFT_TUN_F_TSO_ECN 0x08
+#define WEFT_TUN_F_USO4 0x20
+#define WEFT_TUN_F_USO6 0x40
 
-/* tun.c */
-int weft_tun_open(const char *name, int multi_queue, int vnet_hdr, char *out_name, size_t out_cap, weft_err *e);
+/* Segments one super-packet may be split into (64 KiB at an MSS of 256 bytes). */
+#define WEFT_GSO_MAX_SEGS 256
+/* Largest inner IPv4 + TCP header a segment repeats. */
+#define WEFT_GSO_HDR_MAX 120
+/* Kernel limits of one UDP_SEGMENT send: UDP_MAX_SEGMENTS (64 before 6.x raised it) and
+ * an IP datagram of 64 KiB. */
+#define WEFT_UDP_GSO_MAX_SEGS 64
+#define WEFT_UDP_GSO_MAX_BYTES (65535 - 20 - 8)
+/* A UDP_GRO receive holds at most UDP_GRO_CNT_MAX (64) datagrams. */
+#define WEFT_GRO_MAX_SEGS 64
+
+/* ---- tun.c: every TUN read and write, with or without the virtio header ---- */
+int weft_tun_open(const char *name, int flags, char *out_name, size_t out_cap, weft_err *e);
+#define WEFT_TUN_MULTI_QUEUE 1
+#define WEFT_TUN_VNET_HDR 2
+#define WEFT_TUN_NAPI 4 /* IFF_NAPI: the kernel runs GRO over what weft writes */
 int weft_link_set(const char *name, int mtu, int up, weft_err *e);
 int weft_close(int fd, weft_err *e);
-int32_t weft_tun_read_batch(int fd, uint8_t *slab, int32_t slot_size, int32_t headroom, int32_t *len, int32_t max,
-                            double *counters, weft_err *e);
-/* mtu: the TUN's MTU, 0 = no limit. A packet longer than mtu is written as MTU-sized TCP
- * segments (weft_tun_write_mtu) or dropped; len[i] then holds its verdict. */
-int32_t weft_tun_write_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, int32_t *len,
-                             int32_t count, int32_t mtu, double *counters);
+int weft_tun_set_offload(int fd, unsigned flags, weft_err *e);
+/* TUNGETIFF: the device name into name, returns its IFF_* flags (IFF_VNET_HDR 0x4000, IFF_MULTI_QUEUE 0x100). */
+int weft_tun_get_iff(int fd, char *name, size_t cap, weft_err *e);
+/* read() until EAGAIN or max packets, packet i at slot i + headroom; vnet: its virtio header in the
+ * WEFT_VNET_HDR_LEN bytes before it (len[i] excludes it). Returns the count, -1 with e on a first failure. */
+int32_t weft_tun_read_batch(int fd, int vnet, uint8_t *slab, int32_t slot_size, int32_t headroom, int32_t *len,
+                            int32_t max, double *counters, weft_err *e);
 int32_t weft_tun_read_one(int fd, uint8_t *buf, int32_t max, double *counters, weft_err *e);
 int weft_tun_write_one(int fd, const uint8_t *buf, int32_t len, double *counters);
 /* One writev to TUN, the first hdr bytes a virtio header (not counted in tun_tx_bytes). A failure is a
@@ -191,108 +236,137 @@ int weft_tun_writev(int fd, const struct iovec *iov, int iovcnt, int32_t hdr, do
  * else is dropped as too_big, a wrong TCP checksum as bad_csum. Returns 1 when written, else the
  * negative verdict (already counted). */
 int32_t weft_tun_write_mtu(int fd, const uint8_t *pkt, int32_t len, int32_t mtu, double *counters);
+/* Decapsulated packets (off/len, len <= 0 skipped) to a TUN without a virtio header: partial checksums a kernel
+ * sender left are completed first (weft_ipv4_complete_l4_csum), then weft_tun_write_mtu. A failure sets len[i] to
+ * its verdict. Returns packets written. */
+int32_t weft_tun_write_batch(int fd, uint8_t *slab, size_t slab_len, const int32_t *off, int32_t *len, int32_t count,
+                             int32_t mtu, double *counters);
+
+/* ---- gso.c: a super-packet from a virtio TUN cut into segments, by scatter-gather ----
+ *
+ * weft_gso_segment reads the virtio header at vh and the packet at pkt. GSO_NONE: the packet is fixed up in place
+ * (TTL, a partial checksum completed unless WEFT_GSO_CSUM_PARTIAL may keep it) and returns 1 with plan->hdr = 0.
+ * TCPv4 / UDP_L4: pkt is only read; segment k's inner IPv4 + L4 header (plan->hdr bytes) is written at
+ * hdrs + k * (room + plan->hdr) + room (the room in front is for the encap header) and its payload is the slice
+ * pkt + plan->hdr + k * plan->mss, plan->mss bytes (plan->last for the last). Checksums come from one pass over the
+ * payload, each slice summed once (tcp_gso_segment's fix-ups otherwise: sequence, IP ID + k, FIN/PSH on the last,
+ * CWR on the first); with WEFT_GSO_CSUM_PARTIAL the L4 checksum is the pseudo-header sum and the payload is not
+ * read at all. Returns the segment count or a negative verdict (nothing counted). */
+#define WEFT_GSO_TTL_DEC 1
+#define WEFT_GSO_CSUM_PARTIAL 2
+typedef struct {
+  int32_t nseg, hdr, mss, last;
+} weft_gso_plan;
+int32_t weft_gso_segment(const uint8_t *vh, uint8_t *pkt, int32_t len, int32_t mtu, int flags, uint8_t *hdrs,
+                         size_t hdrs_cap, int32_t room, weft_gso_plan *plan, double *counters);
+/* The same split written out whole (tests, fuzzing): segment k at out + k * (room + *seg_len) + room. The input
+ * (virtio header at pkt - WEFT_VNET_HDR_LEN) is not modified. */
+int32_t weft_gso_split(const uint8_t *pkt, int32_t len, int32_t mtu, uint8_t *out, size_t cap, int32_t room, int flags,
+                       int32_t *seg_len, int32_t *last_len, double *counters);
 /* Headers of TCP segment k of nseg cut from one IPv4 TCP packet at h (ihl + thl bytes, a copy
  * of the original's): total length, IP ID id0 + k, IP checksum, sequence seq0 + k * mss, FIN/PSH
  * only on the last segment and CWR only on the first (tcp_gso_segment), and the TCP checksum
- * over pseudo header + h's TCP header + the chunk, whose weft_csum_add sum is chunk_sum. */
-void weft_tcp4_segment_headers(uint8_t *h, int32_t ihl, int32_t thl, int32_t chunk, uint64_t chunk_sum, int32_t k,
-                               int32_t nseg, int32_t mss, uint16_t id0, uint32_t seq0, uint8_t flags0);
+ * over pseudo header + h's TCP header + the chunk, whose weft_csum_add sum is chunk_sum (partial:
+ * the pseudo-header sum only, as CHECKSUM_PARTIAL leaves it). */
+void weft_tcp4_segment_headers(uint8_t *h, int32_t ihl, int32_t thl, int32_t chunk, uint64_t chunk_sum, int partial,
+                               int32_t k, int32_t nseg, int32_t mss, uint16_t id0, uint32_t seq0, uint8_t flags0);
 
-/* udp.c */
+/* ---- udp.c: every socket call ---- */
 int weft_udp_open(const char *bind_addr, int port, int buf_bytes, int reuse_port, weft_err *e);
 /* SO_REUSEPORT group: pick the socket by the inner packet's flow (multi-queue); see udp.c. */
 int weft_udp_steer_by_inner_flow(int fd, int inner_off, int geneve, int queues, weft_err *e);
 int weft_udp_local_port(int fd, weft_err *e);
-int32_t weft_udp_send_batch(int fd, const uint8_t *slab, size_t slab_len, const int32_t *off, const int32_t *len,
-                            int32_t *peer, int32_t start, int32_t count, const uint8_t *peer_table, int32_t peer_count,
-                            double *counters, weft_err *e);
+/* Probe UDP_SEGMENT (getsockopt) and, with want_gro, turn UDP_GRO on. */
+int weft_udp_offload(int fd, int want_gro, int *has_segment, int *has_gro, weft_err *e);
 /* recvmmsg into slot i of the slab. gso NULL: plain datagrams (batch tier). gso given: with UDP_GRO on the socket,
  * gso[i] = the segment size of a coalesced datagram, 0 for a single one (offload tier). */
 int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, int32_t *gso, int32_t max,
                       double *counters, weft_err *e);
-/* One mmsghdr entry over one buffer, no control data; rec (a peer record, or NULL to leave sa for
- * recvmmsg to fill) sets the destination. Shared by the batch and offload tiers' send and receive. */
-struct mmsghdr;
-struct sockaddr_in;
-void weft_mmsg_set(struct mmsghdr *m, struct sockaddr_in *sa, const uint8_t *rec, struct iovec *iov, const void *buf,
-                   size_t len);
-#ifndef SOL_UDP
-#define SOL_UDP 17
-#endif
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
 
-/* ---- offload.c: the offload tier (virtio_net_hdr on TUN, GSO/GRO, UDP_SEGMENT/UDP_GRO) ----
- *
- * Outbound: tun_read_vnet reads each (super-)packet at slot + headroom with its 10-byte
- * virtio_net_hdr just in front. offload_encap splits each into MTU-sized segments (GSO)
- * written into `train` at a stride of (encap hlen + segment), so the encap header goes in
- * place in front of every segment and the segments of one super-packet are back to back:
- * one message with UDP_SEGMENT (gso = stride) sends them all. Messages are described by
- * msg_off/msg_len/msg_gso/msg_peer; send_train sends them with sendmmsg and, when the
- * kernel refuses UDP_SEGMENT (EIO), clears state[0] and sends segment by segment.
- * Inbound: udp_recv (with gso) receives datagrams with their UDP_GRO segment size (gso[i], 0 when
- * not coalesced); offload_decap splits each into its datagrams and decapsulates them into
- * seg_off/seg_len/seg_addr; gro_write coalesces consecutive TCP segments of one flow into
- * super-packets and writes everything to TUN with a virtio_net_hdr. */
-#define WEFT_VNET_HDR_LEN 10
-#define WEFT_VNET_F_NEEDS_CSUM 1
-#define WEFT_VNET_GSO_NONE 0
-#define WEFT_VNET_GSO_TCPV4 1
-#define WEFT_VNET_GSO_UDP 3
-#define WEFT_VNET_GSO_TCPV6 4
-#define WEFT_VNET_GSO_UDP_L4 5
-#define WEFT_VNET_GSO_ECN 0x80
-/* Segments one super-packet may be split into (64 KiB at an MSS of 256 bytes). */
-#define WEFT_GSO_MAX_SEGS 256
-/* Train bytes one super-packet may need: payload + per-segment headers at the limit. */
-#define WEFT_TRAIN_PER_PACKET (65536 + WEFT_GSO_MAX_SEGS * (64 + 120))
-/* Kernel limits of one UDP_SEGMENT send: UDP_MAX_SEGMENTS (64 before 6.x raised it) and
- * an IP datagram of 64 KiB. */
-#define WEFT_UDP_GSO_MAX_SEGS 64
-#define WEFT_UDP_GSO_MAX_BYTES (65535 - 20 - 8)
-/* A UDP_GRO receive holds at most UDP_GRO_CNT_MAX (64) datagrams. */
-#define WEFT_GRO_MAX_SEGS 64
-/* TUNSETOFFLOAD bits weft asks for, as in linux/if_tun.h. */
-#define WEFT_TUN_F_CSUM 0x01
-#define WEFT_TUN_F_TSO4 0x02
-#define WEFT_TUN_F_TSO6 0x04
-#define WEFT_TUN_F_TSO_ECN 0x08
-#define WEFT_TUN_F_USO4 0x20
-#define WEFT_TUN_F_USO6 0x40
+/* A train: what one outbound batch sends. Each message is a run of iovecs (header-area slices and payload slices in
+ * the TUN read buffer, or one in-place encapsulated packet) to one peer; gso > 0 makes it a UDP_SEGMENT train of
+ * segments of gso bytes, each exactly two iovecs (headers, payload). slot names the TUN packet it came from, for its
+ * verdict. Built by the encap step, read by a transform, sent by weft_udp_send_train. */
+typedef struct {
+  struct iovec *iov;
+  int32_t iov_n, iov_cap;
+  int32_t *msg_iov, *msg_iovcnt, *msg_gso, *msg_peer, *msg_slot;
+  int32_t msg_n, msg_cap;
+  uint8_t *hdrs; /* header area: encap + inner headers of every segment */
+  size_t hdrs_used, hdrs_cap;
+  int32_t next;     /* first message not sent yet (resume point after EAGAIN) */
+  int32_t next_seg; /* segments of message `next` already sent one by one (after a UDP_SEGMENT refusal) */
+} weft_train;
+/* sendmmsg the train's messages from t->next on. *udp_segment: 1 while the kernel takes UDP_SEGMENT; on EIO it is
+ * cleared (counted as udp_gso_fallbacks) and trains go segment by segment from then on, as wireguard-go does.
+ * A message that fails otherwise is dropped: slot_verdict[msg_slot] = WEFT_DROP_SEND_ERROR's verdict. Returns the
+ * messages left (0: all sent; more: the socket is full, call again when writable), -1 with e for a bad fd. */
+int32_t weft_udp_send_train(int fd, weft_train *t, const uint8_t *peers, int32_t peer_count, int *udp_segment,
+                            int32_t *slot_verdict, double *counters, weft_err *e);
 
-int weft_tun_set_offload(int fd, unsigned flags, weft_err *e);
-/* TUNGETIFF: the device name into name, returns its IFF_* flags (IFF_VNET_HDR 0x4000, IFF_MULTI_QUEUE 0x100). */
-int weft_tun_get_iff(int fd, char *name, size_t cap, weft_err *e);
-int weft_udp_offload(int fd, int want_gro, int *has_segment, int *has_gro, weft_err *e);
-int32_t weft_tun_read_vnet(int fd, uint8_t *slab, int32_t slot_size, int32_t headroom, int32_t *len, int32_t max,
-                           double *counters, weft_err *e);
-/* Splits the packet at pkt (virtio header at pkt - WEFT_VNET_HDR_LEN) into segments of at
- * most mtu bytes at out + k * (room + *seg_len) + room. Returns the segment count (the last
- * segment is *last_len bytes) or a negative verdict. ttl_dec: decrement TTL in each segment
- * (a TTL that would reach 0 gives WEFT_DROP_TTL_EXCEEDED). */
-int32_t weft_gso_split(const uint8_t *pkt, int32_t len, int32_t mtu, uint8_t *out, size_t cap, int32_t room,
-                       int ttl_dec, int32_t *seg_len, int32_t *last_len, double *counters);
-int32_t weft_offload_encap(const weft_encap_ops *ops, uint8_t *slab, int32_t slot_size, int32_t headroom,
-                           const int32_t *len, int32_t *peer, int32_t count, const uint8_t *peer_table,
-                           int32_t peer_count, const uint8_t *local_mac, uint32_t vni, int32_t mtu, uint8_t *train,
-                           size_t train_cap, int32_t *msg_off, int32_t *msg_len, int32_t *msg_gso, int32_t *msg_peer,
-                           int32_t max_msgs, double *counters);
-int32_t weft_send_train(int fd, const uint8_t *train, size_t train_len, int32_t *msg_off, int32_t *msg_len,
-                        const int32_t *msg_gso, int32_t *msg_peer, int32_t start, int32_t count,
-                        const uint8_t *peer_table, int32_t peer_count, int32_t *state, double *counters, weft_err *e);
-int32_t weft_offload_decap(const weft_encap_ops *ops, const uint8_t *slab, int32_t slot_size, const int32_t *len,
-                           const int32_t *gso, const uint32_t *addr, int32_t count, uint32_t vni, int32_t *seg_off,
-                           int32_t *seg_len, uint32_t *seg_addr, int32_t seg_max, double *counters);
+/* ---- encap.c: encap in place, and decap of received buffers ---- */
+/* The inner packet at pkt gets its encap header in front (pkt - ops->hlen), for the peer record rec. */
+void weft_encap_one(const weft_encap_ops *ops, uint8_t *pkt, const uint8_t *rec, const uint8_t *local_mac,
+                    uint32_t vni);
+/* One datagram: the inner packet's offset in d (its length in *inner_len), or a negative verdict (not counted). */
+int32_t weft_decap_one(const weft_encap_ops *ops, const uint8_t *d, int32_t len, uint32_t vni, int32_t *inner_len);
+/* Splits each received buffer i (len[i] bytes at slot i; gso NULL or gso[i] 0: one datagram, else datagrams of
+ * gso[i] bytes as UDP_GRO joined them) and decapsulates each datagram: seg_off/seg_len frame its inner IPv4 packet
+ * (trimmed to its total length), seg_addr its outer source. Returns the segment count; drops are counted by
+ * reason. The slab is not modified. */
+int32_t weft_decap_split(const weft_encap_ops *ops, const uint8_t *slab, int32_t slot_size, const int32_t *len,
+                         const int32_t *gso, const uint32_t *addr, int32_t count, uint32_t vni, int32_t *seg_off,
+                         int32_t *seg_len, uint32_t *seg_addr, int32_t seg_max, double *counters);
+
+/* ---- gro.c: TCP segments of one flow coalesced back into super-packets (tcp_gro_receive) ---- */
 /* Where gro_run hands each output packet: iov[0] is the virtio header. Returns 1 if taken. */
 typedef int (*weft_sink)(void *ctx, const struct iovec *iov, int iovcnt, double *counters);
+/* mtu: the TUN's MTU (0: no limit); a lone TCP packet longer than it (a kernel VXLAN peer's whole burst) goes to the
+ * sink as a GSO_TCPV4 super-packet for the kernel to cut, its full checksum verified and made partial. */
 int32_t weft_gro_run(uint8_t *slab, size_t slab_len, const int32_t *seg_off, int32_t *seg_len, int32_t count,
-                     int coalesce, weft_sink sink, void *ctx, double *counters);
+                     int coalesce, int32_t mtu, weft_sink sink, void *ctx, double *counters);
 int weft_tun_sink(void *ctx, const struct iovec *iov, int iovcnt, double *counters);
+
+/* ---- queue.c: one queue's memory and fds, registered once; every batch call is (queue, n) ---- */
+#define WEFT_Q_VNET 1        /* the TUN carries a virtio header: GSO out, GRO in (the offload tier) */
+#define WEFT_Q_GRO 2         /* coalesce TCP before writing to TUN (TSO accepted on the TUN) */
+#define WEFT_Q_UDP_SEGMENT 4 /* send trains with UDP_SEGMENT */
+typedef struct {
+  int tun_fd, sock_fd;
+  const weft_encap_ops *ops; /* NULL: a TypeScript encap (batch tier) writes and reads headers between the steps */
+  uint32_t vni;
+  uint8_t local_mac[6];
+  int32_t mtu; /* the TUN's MTU: the largest inner segment, and where inbound packets are cut (no virtio header) */
+  int vnet, gro, udp_segment;
+  int32_t slot_size;
+  double *counters;
+  const uint8_t *peers; /* records of WEFT_PEER_RECORD_SIZE, JS's; replaced between batches */
+  int32_t peer_count;
+  /* outbound (JS sees slab, len, off, peer) */
+  uint8_t *out_slab;
+  int32_t out_slots;
+  int32_t *out_len, *out_off, *out_peer;
+  weft_train train;
+  /* inbound (JS sees slab, len, addr, and the segments) */
+  uint8_t *in_slab;
+  int32_t in_slots;
+  int32_t *in_len, *in_gso;
+  uint32_t *in_addr;
+  int32_t *seg_off, *seg_len;
+  uint32_t *seg_addr;
+  int32_t seg_max;
+  uint8_t scratch[128]; /* one ICMP error */
+} weft_queue;
+/* Allocates the train for out_slots packets (header area, iovecs, messages). 0, or -1 with e. */
+int weft_queue_init(weft_queue *q, weft_err *e);
+void weft_queue_free(weft_queue *q);
+int32_t weft_queue_out_read(weft_queue *q, weft_err *e);
+void weft_queue_out_encap(weft_queue *q, int32_t n);
+int32_t weft_queue_out_send(weft_queue *q, weft_err *e);
+int weft_queue_out_icmp(weft_queue *q, int32_t slot, uint8_t type, uint8_t code, uint32_t from);
+int32_t weft_queue_in_recv(weft_queue *q, weft_err *e);
+int32_t weft_queue_in_decap(weft_queue *q, int32_t n);
+int32_t weft_queue_in_write(weft_queue *q, int32_t segs);
 
 /* icmp.c: returns total length built into scratch, or 0 when no error may be sent. */
 int32_t weft_icmp_error_build(const uint8_t *pkt, int32_t pkt_len, uint8_t type, uint8_t code, uint32_t from_addr,

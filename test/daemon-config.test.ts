@@ -35,12 +35,12 @@ t.test("defaults are flannel's", async (t) => {
 });
 
 t.test('precedence: flag > env > file > default', async (t) => {
-  const f = file({ 'etcd-prefix': '/from/file', 'tun-name': 'filetun', tier: 'dgram', queues: 3 });
+  const f = file({ 'etcd-prefix': '/from/file', 'tun-name': 'filetun', tier: 'offload', queues: 3 });
   const env = { WEFT_TUN_NAME: 'envtun', FLANNELD_ETCD_PREFIX: '/from/env' };
   const c = resolveDaemonConfig({ config: f, tunName: 'flagtun' }, env);
   t.equal(c.tunName, 'flagtun', 'flag beats env and file');
   t.equal(c.etcdPrefix, '/from/env', 'env beats file');
-  t.equal(c.tier, 'dgram', 'file beats default');
+  t.equal(c.tier, 'offload', 'file beats default');
   t.equal(c.queues, 3);
 });
 
@@ -73,6 +73,19 @@ const bad: [string, Record<string, unknown>, NodeJS.ProcessEnv, RegExp][] = [
   ['datapath unknown', { datapath: 'ebpf' }, {}, /--datapath="ebpf"/],
   ['queues not a number', { queues: 'many' }, {}, /--queues: expected an integer, got "many"/],
   ['queues out of range', { queues: '0' }, {}, /--queues=0/],
+  ['queues on the batch tier', { queues: '2' }, {}, /--queues=2: only --tier=offload has queues, not --tier=batch/],
+  [
+    'a tier with the kernel datapath',
+    { datapath: 'kernel', tier: 'offload' },
+    {},
+    /--tier=offload: the kernel datapath/,
+  ],
+  [
+    'queues with the kernel datapath',
+    { datapath: 'kernel', queues: '2' },
+    {},
+    /only --tier=offload has queues, not the kernel/,
+  ],
   ['env bool garbage', {}, { WEFT_IP_MASQ: 'perhaps' }, /WEFT_IP_MASQ: expected true or false/],
   ['public ip invalid', { publicIp: '300.1.1.1' }, {}, /--public-ip="300.1.1.1": an IPv4 address/],
   ['tun name too long', { tunName: 'averyveryverylongname' }, {}, /--tun-name=/],

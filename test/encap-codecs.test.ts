@@ -1,7 +1,8 @@
 // The TypeScript codecs (used by the dgram tier and as the reference for the native ones): each encodes in place
-// what the native encapBatch writes, decodes it back, and rejects each malformed variant with its verdict.
+// what the native queue's encap step writes, decodes it back, and rejects each malformed variant with its verdict.
 import t from 'tap';
 import * as native from './helpers/native.js';
+import { byteQueue, outBatch } from './helpers/queue.js';
 import { DecodeVerdict, type Encap } from '../src/encap/encap.js';
 import { udpEncap } from '../src/encap/udp.js';
 import { vxlanEncap, parseMac, formatMac } from '../src/encap/vxlan.js';
@@ -25,34 +26,18 @@ function ipChecksum(p: Buffer): number {
 }
 
 for (const encap of [udpEncap, vxlanEncap, geneveEncap] as Encap[]) {
-  t.test(`${encap.name}: TS encode equals native encapBatch; decode round trip`, async (t) => {
+  t.test(`${encap.name}: TS encode equals the native queue's encap; decode round trip`, async (t) => {
     const pkt = udpPacket();
     // TS: header in place in front of the packet.
     const buf = Buffer.alloc(native.HEADROOM + pkt.length);
     pkt.copy(buf, native.HEADROOM);
     const start = encap.encode(buf, native.HEADROOM, pkt.length, peerInfo, local);
     t.equal(native.HEADROOM - start, encap.headerLength);
-    // Native, from the same inner packet (its TTL decrement happens in encapBatch; do it in TS too to compare).
-    const b = native.createBatch(1);
-    pkt.copy(b.slab, native.HEADROOM);
-    b.len[0] = pkt.length;
-    b.peer[0] = 0;
+    // Native, from the same inner packet (its TTL decrement happens in outEncap; do it in TS too to compare).
     const table = Buffer.alloc(native.PEER_RECORD_SIZE);
     native.writePeerRecord(table, 0, '198.18.0.2', encap.defaultPort, peerInfo.mac, 7);
-    native.encapBatch(
-      encap.nativeId!,
-      b.slab,
-      b.slotSize,
-      native.HEADROOM,
-      b.len,
-      b.off,
-      b.peer,
-      1,
-      table,
-      local.mac,
-      7,
-      b.counters,
-    );
+    const b = outBatch(byteQueue({ slots: 1, encap: encap.nativeId, vni: 7, localMac: local.mac }), [pkt], table);
+    b.encap(1);
     t.ok(decrementTtl(buf, native.HEADROOM));
     t.same(b.slab.subarray(b.off[0]!, b.off[0]! + b.len[0]!), buf.subarray(start), 'same bytes on the wire');
     const out = new Int32Array(1);

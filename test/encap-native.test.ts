@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as n from './helpers/native.js';
 import { csum, ipv4Packet, l4Sum, l4Valid, pseudoSum } from './helpers/packets.js';
+import { byteQueue, decapEach, outBatch as queueBatch, SLOT } from './helpers/queue.js';
 
 // ---- packet builders ----
 
@@ -30,7 +31,6 @@ function icmpEcho(seq: number, data = Buffer.from('weft-ping-data!!')): Buffer {
 const MAC_LOCAL = Buffer.from('02aabbccdd01', 'hex');
 const MAC_PEER = Buffer.from('02aabbccdd02', 'hex');
 const VNI = 7;
-const SLOT = 2048;
 const HR = n.HEADROOM;
 
 function peerTable(vni = VNI): Buffer {
@@ -41,36 +41,18 @@ function peerTable(vni = VNI): Buffer {
 }
 
 /** An outbound batch with packets placed at headroom, peer[i] = 0. */
-function outBatch(pkts: Buffer[]) {
-  const b = n.createBatch(Math.max(1, pkts.length), SLOT);
-  pkts.forEach((p, i) => {
-    p.copy(b.slab, i * SLOT + HR);
-    b.len[i] = p.length;
-    b.peer[i] = 0;
-  });
-  return b;
-}
-
-/** An inbound batch with datagrams at slot offset 0. */
-function inBatch(dgrams: Buffer[]) {
-  const b = n.createBatch(Math.max(1, dgrams.length), SLOT);
-  dgrams.forEach((d, i) => {
-    d.copy(b.slab, i * SLOT);
-    b.len[i] = d.length;
-  });
-  return b;
+function outBatch(pkts: Buffer[], encap: number = n.ENCAP_VXLAN, tab = peerTable(), vni = VNI) {
+  return queueBatch(byteQueue({ slots: Math.max(1, pkts.length), encap, vni, localMac: MAC_LOCAL }), pkts, tab);
 }
 
 function encapOne(encap: number, pkt: Buffer, tab = peerTable(), vni = VNI) {
-  const b = outBatch([pkt]);
-  n.encapBatch(encap, b.slab, SLOT, HR, b.len, b.off, b.peer, 1, tab, MAC_LOCAL, vni, b.counters);
+  const b = outBatch([pkt], encap, tab, vni);
+  b.encap(1);
   return { b, wire: Buffer.from(b.slab.subarray(b.off[0]!, b.off[0]! + b.len[0]!)) };
 }
 
 function decapAll(encap: number, dgrams: Buffer[], vni = VNI) {
-  const b = inBatch(dgrams);
-  n.decapBatch(encap, b.slab, SLOT, b.len, b.off, dgrams.length, vni, b.counters);
-  return b;
+  return decapEach(encap, dgrams, vni);
 }
 
 const c = (b: { counters: Float64Array }, name: n.CounterName): number => b.counters[n.Counter[name]]!;
@@ -79,9 +61,10 @@ const c = (b: { counters: Float64Array }, name: n.CounterName): number => b.coun
 
 t.test('constants and counter names come from C', async (t) => {
   t.equal(n.HEADROOM, 64);
-  t.equal(n.SLOT_SIZE, 65600);
+  t.equal(n.SLOT_SIZE, 65664);
+  t.equal(n.TAILROOM, 16);
   t.equal(n.SLOT_SIZE % 64, 0);
-  t.ok(n.SLOT_SIZE >= 65536 + n.HEADROOM);
+  t.ok(n.SLOT_SIZE >= 65536 + n.HEADROOM + n.TAILROOM);
   t.equal(n.PEER_RECORD_SIZE, 32);
   t.same([n.ENCAP_UDP, n.ENCAP_VXLAN, n.ENCAP_GENEVE], [0, 1, 2]);
   t.same(n.ENCAP_HEADER_LEN, [0, 22, 8]);
@@ -131,9 +114,9 @@ t.test('geneve encap: golden header bytes', async (t) => {
 
 t.test('VNI: from the peer record, else the vni argument', async (t) => {
   const pkt = ipv4Packet({ payload: icmpEcho(1) });
-  const b = outBatch([pkt, pkt]);
+  const b = outBatch([pkt, pkt], n.ENCAP_VXLAN, peerTable(0x123456), 9);
   b.peer[1] = 1; // record 1 holds VNI 0
-  n.encapBatch(n.ENCAP_VXLAN, b.slab, SLOT, HR, b.len, b.off, b.peer, 2, peerTable(0x123456), MAC_LOCAL, 9, b.counters);
+  b.encap(2);
   t.equal(b.slab.readUInt32BE(b.off[0]! + 4), 0x12345600);
   t.equal(b.slab.readUInt32BE(b.off[1]! + 4), 0x00000900);
   t.equal(b.slab.subarray(b.off[1]! + 8, b.off[1]! + 14).toString('hex'), '02aabbccdd03');
@@ -176,7 +159,7 @@ t.test('encap: malformed, TTL and peer verdicts', async (t) => {
   b.peer[6] = -1; // JS: no route, left alone
   b.peer[7] = 2; // past the table
   const before = Buffer.from(b.slab.subarray(6 * SLOT, 7 * SLOT));
-  n.encapBatch(n.ENCAP_VXLAN, b.slab, SLOT, HR, b.len, b.off, b.peer, 10, peerTable(), MAC_LOCAL, VNI, b.counters);
+  b.encap(10);
   t.same(
     [...b.peer],
     [
@@ -212,25 +195,8 @@ t.test('TTL decrement keeps a valid header checksum (RFC 1624)', async (t) => {
     p.writeUInt16BE(~csum(p, 0, 20) & 0xffff, 10);
     pkts.push(p);
   }
-  const b = n.createBatch(pkts.length, SLOT);
-  pkts.forEach((p, i) => {
-    p.copy(b.slab, i * SLOT + HR);
-    b.len[i] = p.length;
-  });
-  n.encapBatch(
-    n.ENCAP_UDP,
-    b.slab,
-    SLOT,
-    HR,
-    b.len,
-    b.off,
-    b.peer,
-    pkts.length,
-    peerTable(),
-    MAC_LOCAL,
-    VNI,
-    b.counters,
-  );
+  const b = outBatch(pkts, n.ENCAP_UDP);
+  b.encap();
   let bad = 0;
   pkts.forEach((p, i) => {
     const h = Buffer.from(b.slab.subarray(i * SLOT + HR, i * SLOT + HR + 20));
@@ -343,15 +309,26 @@ t.test('decap geneve: verdicts and counters', async (t) => {
   t.equal(c(d, 'drop_bad_vni'), 1);
 });
 
-t.test('decap skips slots already judged (truncated) without recounting', async (t) => {
+t.test('queue decap: skips slots already judged (truncated) without recounting, splits GRO buffers', async (t) => {
   const inner = ipv4Packet({ payload: icmpEcho(1) });
-  const b = inBatch([vx(VNI, inner), vx(VNI, inner)]);
-  b.len[0] = n.VERDICT_TRUNCATED;
-  n.decapBatch(n.ENCAP_VXLAN, b.slab, SLOT, b.len, b.off, 2, VNI, b.counters);
-  t.equal(b.len[0], n.VERDICT_TRUNCATED);
-  t.equal(b.len[1], inner.length);
-  t.equal(c(b, 'drop_truncated'), 0);
-  t.equal(c(b, 'drop_malformed'), 0);
+  const q = byteQueue({ slots: 3, encap: n.ENCAP_VXLAN, vni: VNI });
+  const d = vx(VNI, inner);
+  [d, d].forEach((x, i) => x.copy(q.inSlab, i * SLOT));
+  q.inLen[0] = n.VERDICT_TRUNCATED;
+  q.inLen[1] = d.length;
+  q.inAddr[1] = 0x0a000001;
+  Buffer.concat([d, d, vx(VNI + 1, inner)]).copy(q.inSlab, 2 * SLOT);
+  q.inLen[2] = 3 * d.length; // a batch queue has no UDP_GRO sizes: one datagram, the rest is padding
+  const segs = n.inDecap(q.handle, 3);
+  t.equal(segs, 2, 'the truncated slot is skipped');
+  t.same([q.segOff[0], q.segOff[1]], [SLOT + 22, 2 * SLOT + 22]);
+  t.same([q.segLen[0], q.segLen[1]], [inner.length, inner.length]);
+  t.equal(q.segAddr[0], 0x0a000001);
+  const c2 = (name: n.CounterName) => q.opts.counters[n.Counter[name]]!;
+  t.equal(c2('drop_truncated'), 0);
+  t.equal(c2('drop_malformed'), 0, 'padding after the inner packet is trimmed, not dropped');
+  q.close();
+  t.throws(() => n.inDecap(q.handle, 1), { code: 'EBADF' }, 'a closed queue refuses calls');
 });
 
 function tcpSegment(payload: Buffer): Buffer {
@@ -464,46 +441,56 @@ t.test('ICMP error bytes (RFC 792)', async (t) => {
   t.throws(() => n.icmpError(fd, slab, 4090, 20, 3, 0, from, scratch, counters), { code: 'ERR_OUT_OF_RANGE' });
 });
 
-t.test('argument checks name the argument and touch nothing', async (t) => {
-  const b = n.createBatch(2, SLOT);
-  const tab = peerTable();
-  t.throws(() => n.encapBatch(3, b.slab, SLOT, HR, b.len, b.off, b.peer, 1, tab, MAC_LOCAL, VNI, b.counters), {
-    code: 'ERR_OUT_OF_RANGE',
-    message: /'encap'/,
-  });
-  t.throws(() => n.encapBatch(1, b.slab, SLOT, HR, b.len, b.off, b.peer, 3, tab, MAC_LOCAL, VNI, b.counters), {
-    code: 'ERR_OUT_OF_RANGE',
-    message: /'len'/,
-  });
-  t.throws(
-    () => n.encapBatch(1, b.slab, SLOT, 10, b.len, b.off, b.peer, 1, tab, MAC_LOCAL, VNI, b.counters),
-    { code: 'ERR_OUT_OF_RANGE', message: /'headroom'/ },
-    'headroom smaller than the vxlan header',
-  );
-  t.throws(() => n.encapBatch(1, b.slab, SLOT, HR, b.len, b.off, b.peer, 1, tab, Buffer.alloc(5), VNI, b.counters), {
-    message: /'localMac'/,
-  });
-  t.throws(() => n.encapBatch(1, b.slab, SLOT, HR, b.len, b.off, b.peer, 1, tab, MAC_LOCAL, 1 << 24, b.counters), {
-    message: /'vni'/,
-  });
-  t.throws(() => n.decapBatch(1, b.slab, SLOT * 2, b.len, b.off, 2, VNI, b.counters), {
+t.test('queueOpen checks every size once and names the argument', async (t) => {
+  const q = byteQueue({ slots: 2, encap: n.ENCAP_VXLAN });
+  t.equal(n.queueUdpSegment(q.handle), true, 'UDP_SEGMENT as registered (C clears it on EIO)');
+  t.equal(q.udpSegmentOn, true);
+  const spec = {
+    tunFd: -1,
+    sockFd: -1,
+    encap: n.ENCAP_VXLAN,
+    vni: VNI,
+    localMac: MAC_LOCAL,
+    mtu: 1450,
+    vnet: false,
+    gro: false,
+    udpSegment: false,
+    counters: new Float64Array(n.COUNTER_COUNT),
+    outSlab: Buffer.alloc(2 * SLOT),
+    outLen: new Int32Array(2),
+    outOff: new Int32Array(2),
+    outPeer: new Int32Array(2),
+  };
+  t.throws(() => n.queueOpen({ ...spec, encap: 3 }), { code: 'ERR_OUT_OF_RANGE', message: /'encap'/ });
+  t.throws(() => n.queueOpen({ ...spec, outSlab: Buffer.alloc(SLOT) }), {
     code: 'ERR_OUT_OF_RANGE',
     message: /'slab'/,
   });
-  t.throws(() => n.decapBatch(1, b.slab, SLOT, b.len, b.off, 1, VNI, new Float64Array(3)), { message: /'counters'/ });
-  const u = n as unknown as { decapBatch: (...a: unknown[]) => void };
-  t.throws(() => u.decapBatch(1, b.slab, SLOT, new Uint32Array(2), b.off, 1, VNI, b.counters), {
+  t.throws(() => n.queueOpen({ ...spec, outPeer: new Int32Array(1) }), { message: /'outPeer'/ });
+  t.throws(() => n.queueOpen({ ...spec, localMac: Buffer.alloc(5) }), { message: /'localMac'/ });
+  t.throws(() => n.queueOpen({ ...spec, vni: 1 << 24 }), { message: /'vni'/ });
+  t.throws(() => n.queueOpen({ ...spec, counters: new Float64Array(3) }), { message: /'counters'/ });
+  t.throws(() => n.queueOpen({ ...spec, vnet: true, encap: -1 }), { message: /'encap'/ }, 'vnet needs a native encap');
+  const u = n as unknown as { outEncap: (...a: unknown[]) => number; queueOpen: (...a: unknown[]) => unknown };
+  t.throws(() => u.queueOpen({ ...spec, outLen: new Uint32Array(2) }), {
     code: 'ERR_INVALID_ARG_TYPE',
-    message: /'len'/,
+    message: /'outLen'/,
   });
-  t.throws(() => u.decapBatch(1, b.slab, SLOT, b.len), { code: 'ERR_MISSING_ARGS' });
-  t.throws(() => u.decapBatch('1', b.slab, SLOT, b.len, b.off, 1, VNI, b.counters), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => u.outEncap(q.handle), { code: 'ERR_MISSING_ARGS' });
+  t.throws(() => u.outEncap({}, 1), { code: 'ERR_INVALID_ARG_TYPE', message: /'queue'/ });
+  t.throws(() => n.outEncap(q.handle, 1), { message: /peer table/ }, 'no peer table yet');
+  const inOnly = n.queueOpen({ ...spec, outSlab: undefined });
+  t.throws(() => n.outRead(inOnly), { message: /no outbound half/ }, 'a direction without memory is not opened');
+  t.throws(() => n.inRecv(inOnly), { message: /no inbound half/ });
+  q.close();
+  q.close();
 });
 
 t.test('peer record layout', async (t) => {
   const tab = Buffer.alloc(n.PEER_RECORD_SIZE);
-  n.writePeerRecord(tab, 0, '192.0.2.11', 8472, 'aa:bb:cc:dd:ee:ff', 1);
-  t.equal(tab.subarray(0, 16).toString('hex'), 'c000020b' + '2118' + 'aabbccddeeff' + '00000001');
+  n.writePeerRecord(tab, 0, '192.0.2.11', 8472, 'aa:bb:cc:dd:ee:ff', 1, n.PEER_F_CSUM_PARTIAL);
+  t.equal(tab.subarray(0, 16).toString('hex'), 'c000020b' + '00'.repeat(12), 'address: IPv4 first, room for 16 bytes');
+  t.equal(tab.subarray(16, 29).toString('hex'), '2118' + 'aabbccddeeff' + '00000001' + '01');
   t.throws(() => n.writePeerRecord(tab, 1, '192.0.2.11', 1, MAC_PEER, 1), RangeError);
   t.equal(n.ipv4ToU32('255.1.2.3'), 0xff010203);
   t.equal(n.u32ToIpv4(0xff010203), '255.1.2.3');

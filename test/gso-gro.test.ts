@@ -63,11 +63,12 @@ function withVnet(p: Buffer, v: Vnet, partial = true): Buffer {
   return b;
 }
 
-function split(b: Buffer, mtu = 1450, room = 0, ttlDec = false) {
+function split(b: Buffer, mtu = 1450, room = 0, ttlDec = false, partial = false) {
   const out = Buffer.alloc(200_000);
   const result = new Int32Array(2);
   const counters = new Float64Array(n.COUNTER_COUNT);
-  const count = n.gsoSplit(b, VH, b.length - VH, mtu, out, room, ttlDec, result, counters);
+  const flags = (ttlDec ? n.GSO_TTL_DEC : 0) | (partial ? n.GSO_CSUM_PARTIAL : 0);
+  const count = n.gsoSplit(b, VH, b.length - VH, mtu, out, room, flags, result, counters);
   const segs: Buffer[] = [];
   for (let k = 0; k < count; k++) {
     const at = k * (room + (result[0] as number)) + room;
@@ -164,7 +165,7 @@ t.test('GSO: bad input is a verdict, never a crash', async (t) => {
   const res = new Int32Array(2);
   const b = withVnet(p, { gsoSize: 1000 });
   t.equal(
-    n.gsoSplit(b, VH, b.length - VH, 1450, out, 0, false, res, new Float64Array(n.COUNTER_COUNT)),
+    n.gsoSplit(b, VH, b.length - VH, 1450, out, 0, 0, res, new Float64Array(n.COUNTER_COUNT)),
     n.VERDICT_NO_SLOT,
     'no room',
   );
@@ -172,7 +173,7 @@ t.test('GSO: bad input is a verdict, never a crash', async (t) => {
 
 // ---- GRO ----
 
-function gro(packets: Buffer[], coalesce = true, extra?: (off: Int32Array, len: Int32Array) => void) {
+function gro(packets: Buffer[], coalesce = true, extra?: (off: Int32Array, len: Int32Array) => void, mtu?: number) {
   const slab = Buffer.concat(packets);
   const off = new Int32Array(packets.length);
   const len = new Int32Array(packets.length);
@@ -186,7 +187,7 @@ function gro(packets: Buffer[], coalesce = true, extra?: (off: Int32Array, len: 
   const out = Buffer.alloc(slab.length + packets.length * VH + 100);
   const outLen = new Int32Array(packets.length);
   const counters = new Float64Array(n.COUNTER_COUNT);
-  const count = n.groBuild(slab, off, len, packets.length, coalesce, out, outLen, counters);
+  const count = n.groBuild(slab, off, len, packets.length, coalesce, out, outLen, counters, mtu);
   const res: { vh: Buffer; pkt: Buffer }[] = [];
   let pos = 0;
   for (let i = 0; i < count; i++) {
@@ -305,30 +306,109 @@ t.test('GRO: lengths and offsets that lie are dropped and counted', async (t) =>
 
 t.test('decap of a UDP_GRO buffer: every datagram checked, a short tail handled', async (t) => {
   const slot = n.SLOT_SIZE;
-  const slab = Buffer.alloc(2 * slot);
   const inner = flow(3, 300);
   const g = 8 + 14 + inner[0]!.length; // VXLAN
-  inner.forEach((p, k) => {
-    const d = k * g;
-    slab[d] = 0x08;
-    slab.writeUInt32BE(1 << 8, d + 4);
-    slab.writeUInt16BE(0x0800, d + 20);
-    p.copy(slab, d + 22);
-  });
-  const len = Int32Array.from([3 * g - 5, 10]); // last datagram cut short; second buffer garbage
-  const gso = Int32Array.from([g, 0]);
-  const addr = Uint32Array.from([1, 2]);
-  const segOff = new Int32Array(8);
-  const segLen = new Int32Array(8);
-  const segAddr = new Uint32Array(8);
-  const counters = new Float64Array(n.COUNTER_COUNT);
-  const k = n.offloadDecap(n.ENCAP_VXLAN, slab, slot, len, gso, addr, 2, 1, segOff, segLen, segAddr, 8, counters);
+  const open = (segs: number, slots = 2) => {
+    const spec = {
+      tunFd: -1,
+      sockFd: -1,
+      encap: n.ENCAP_VXLAN,
+      vni: 1,
+      localMac: Buffer.alloc(6),
+      mtu: 1450,
+      vnet: true,
+      gro: true,
+      udpSegment: true,
+      counters: new Float64Array(n.COUNTER_COUNT),
+      inSlab: Buffer.alloc(slots * slot),
+      inLen: Int32Array.from([3 * g - 5, 10].slice(0, slots)), // last datagram cut short; second buffer garbage
+      inGso: Int32Array.from([g, 0].slice(0, slots)),
+      inAddr: Uint32Array.from([1, 2].slice(0, slots)),
+      segOff: new Int32Array(segs),
+      segLen: new Int32Array(segs),
+      segAddr: new Uint32Array(segs),
+    };
+    inner.forEach((p, k) => {
+      const d = k * g;
+      spec.inSlab[d] = 0x08;
+      spec.inSlab.writeUInt32BE(1 << 8, d + 4);
+      spec.inSlab.writeUInt16BE(0x0800, d + 20);
+      p.copy(spec.inSlab, d + 22);
+    });
+    return { q: n.queueOpen(spec), spec };
+  };
+  const { q, spec } = open(8);
+  const k = n.inDecap(q, 2);
   t.equal(k, 2, 'two whole datagrams');
-  t.same([segOff[0], segOff[1]], [22, g + 22]);
-  t.same([segLen[0], segLen[1]], [inner[0]!.length, inner[1]!.length]);
-  t.equal(counters[n.Counter.drop_malformed], 2, 'cut inner packet and garbage are counted');
-  t.equal(counters[n.Counter.udp_gro_datagrams], 3);
-  const few = n.offloadDecap(n.ENCAP_VXLAN, slab, slot, len, gso, addr, 1, 1, segOff, segLen, segAddr, 1, counters);
-  t.equal(few, 1, 'never more than segMax');
-  t.equal(counters[n.Counter.drop_no_slot], 1);
+  t.same([spec.segOff[0], spec.segOff[1]], [22, g + 22]);
+  t.same([spec.segLen[0], spec.segLen[1]], [inner[0]!.length, inner[1]!.length]);
+  t.same([spec.segAddr[0], spec.segAddr[1]], [1, 1]);
+  t.equal(spec.counters[n.Counter.drop_malformed], 2, 'cut inner packet and garbage are counted');
+  t.equal(spec.counters[n.Counter.udp_gro_datagrams], 3);
+  const small = open(1, 1);
+  t.equal(n.inDecap(small.q, 1), 1, 'never more than the segment arrays hold');
+  t.equal(small.spec.counters[n.Counter.drop_no_slot], 1);
+  n.queueClose(q);
+  n.queueClose(small.q);
 });
+
+t.test('GSO with partial checksums: the pseudo-header sum, and the same segments otherwise', async (t) => {
+  const data = payload(4000);
+  const p = tcp({ payload: data, ts: 99 });
+  const full = split(withVnet(p, { hdrLen: 52, gsoSize: 1398 }), 1450, 0, true);
+  const part = split(withVnet(p, { hdrLen: 52, gsoSize: 1398 }), 1450, 0, true, true);
+  t.equal(part.count, full.count);
+  part.segs.forEach((s, k) => {
+    const f = full.segs[k]!;
+    t.ok(ipValid(s, 0), `segment ${k}: IP checksum`);
+    t.equal(
+      s.readUInt16BE(36),
+      pseudoSum(s, 0, s.length),
+      `segment ${k}: TCP checksum field holds the pseudo-header sum`,
+    );
+    const a = Buffer.from(s);
+    const b = Buffer.from(f);
+    a.writeUInt16BE(0, 36);
+    b.writeUInt16BE(0, 36);
+    t.same(a, b, `segment ${k}: otherwise byte for byte the full-checksum segment`);
+  });
+  // A lone packet's partial checksum at the standard place travels on; at another place it is completed.
+  const small = tcp({ payload: payload(100) });
+  const kept = split(withVnet(small, { type: 0 }), 1450, 0, false, true);
+  t.equal(kept.counters[n.Counter.csum_completed], 0, 'lone TCP partial checksum kept for a partial peer');
+  const done = split(withVnet(small, { type: 0 }), 1450, 0, false, false);
+  t.equal(done.counters[n.Counter.csum_completed], 1, 'completed for a full-checksum peer');
+  t.ok(l4Valid(done.segs[0]!, 0));
+});
+
+t.test(
+  'GRO: a lone TCP packet longer than the TUN MTU (a kernel peer burst) goes to TUN as a GSO super-packet',
+  async (t) => {
+    const big = tcp({ payload: payload(20000), ts: 5 });
+    const partial = Buffer.from(big);
+    const ph = pseudoSum(partial, 0, partial.length);
+    partial.writeUInt16BE(ph, 36);
+    const corrupt = Buffer.from(big);
+    corrupt[3000] = (corrupt[3000]! + 1) & 255;
+    for (const [name, p] of [
+      ['full checksum', big],
+      ['partial checksum', partial],
+    ] as const) {
+      const r = gro([Buffer.from(p)], true, undefined, 1450);
+      t.equal(r.res.length, 1, `${name}: written once`);
+      const { vh, pkt } = r.res[0]!;
+      t.equal(vh[0], 1, `${name}: NEEDS_CSUM`);
+      t.equal(vh[1], 1, `${name}: GSO_TCPV4`);
+      t.equal(vh.readUInt16LE(2), 52, `${name}: hdr_len`);
+      t.equal(vh.readUInt16LE(4), 1450 - 52, `${name}: gso_size fits the MTU`);
+      t.same([vh.readUInt16LE(6), vh.readUInt16LE(8)], [20, 16]);
+      t.equal(pkt.readUInt16BE(36), ph, `${name}: the checksum field holds the pseudo-header sum`);
+      t.same(pkt.subarray(40), big.subarray(40), `${name}: payload untouched`);
+    }
+    const bad = gro([corrupt], true, undefined, 1450);
+    t.equal(bad.res.length, 0, 'a wrong full checksum is dropped, not passed on as partial');
+    t.equal(bad.counters[n.Counter.drop_bad_csum], 1);
+    const fits = gro([tcp({ payload: payload(1000) })], true, undefined, 1450);
+    t.equal(fits.res[0]!.vh[1], 0, 'a packet that fits the MTU stays a plain packet');
+  },
+);

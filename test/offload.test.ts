@@ -11,7 +11,7 @@ import t, { type Test } from 'tap';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster } from '../testbed/cluster.js';
+import { Cluster, PREFIX } from '../testbed/cluster.js';
 import type { Pod } from '../testbed/hosts.js';
 import { ping, runIperf, startIperfServer } from '../testbed/traffic.js';
 import { metricsOf, peerPacketsOf, sha256Transfer, statusOf } from './helpers/traffic.js';
@@ -84,6 +84,14 @@ for (const [type, size] of [
       `receiver coalesced (${rx['gro_coalesced']} segments into ${rx['gro_superpackets']})`,
     );
     t.equal(rx['gro_csum_bad'] ?? 0, 0, 'no segment arrived with a bad checksum');
+    // Both hosts announce WeftPartialCsum: the TCP segments carry the pseudo-header sum, nobody sums the payload.
+    const lease = await cluster.etcdctl(['get', '--prefix', '--print-value-only', `${PREFIX}/subnets/`]);
+    t.match(lease, /"WeftPartialCsum":true/, 'the offload hosts announce partial checksums in BackendData');
+    t.ok(
+      (tx['csum_completed'] ?? 0) < (tx['gso_superpackets'] ?? 0) / 10,
+      `the sender left checksums partial (${tx['csum_completed']} completed, ` +
+        `${tx['gso_superpackets']} super-packets)`,
+    );
     t.ok(
       (tx['syscalls_send'] ?? 0) < (tx['udp_tx_packets'] ?? 0) / 4,
       `far fewer sends than datagrams (${tx['syscalls_send']} for ${tx['udp_tx_packets']})`,

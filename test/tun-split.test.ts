@@ -11,6 +11,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import * as n from './helpers/native.js';
 import { csum, ipv4Packet, l4Sum } from './helpers/packets.js';
+import { byteQueue } from './helpers/queue.js';
 import { readPcap, tcpdumpListening } from './helpers/tcpdump.js';
 import { sleep } from './helpers/wait.js';
 
@@ -127,18 +128,16 @@ function drain(): void {
   while (n.tunReadOne(fd, buf, 0, buf.length, k) > 0);
 }
 
-/** Puts pkt into a one-slot batch and writes it with tunWrite; returns the batch. */
-function writeBatch(pkt: Buffer, mtu?: number): { b: n.BatchState; written: number } {
-  const b = n.createBatch(1);
+/** Puts pkt into a one-slot queue (batch tier, TUN MTU mtu) as a decapsulated segment and writes it with inWrite. */
+function writeBatch(pkt: Buffer, mtu?: number) {
+  const q = byteQueue({ slots: 1, encap: n.ENCAP_UDP, tunFd: fd, mtu: mtu ?? 0 });
   const at = n.HEADROOM + 6; // any offset works: the header copy makes the segments independent of alignment
-  pkt.copy(b.slab, at);
-  b.off[0] = at;
-  b.len[0] = pkt.length;
-  const written =
-    mtu === undefined
-      ? n.tunWrite(fd, b.slab, b.off, b.len, 1, b.counters)
-      : n.tunWrite(fd, b.slab, b.off, b.len, 1, b.counters, mtu);
-  return { b, written };
+  pkt.copy(q.inSlab, at);
+  q.segOff[0] = at;
+  q.segLen[0] = pkt.length;
+  const written = n.inWrite(q.handle, 1);
+  q.close();
+  return { b: { len: q.segLen, counters: q.opts.counters, slab: q.inSlab, off: q.segOff }, written };
 }
 
 const c = (k: Float64Array, name: n.CounterName): number => k[n.Counter[name]]!;
@@ -179,7 +178,7 @@ function checkSegments(t: Test, orig: Buffer, segs: Buffer[], mtu: number): void
 // ---- tests ----
 
 t.test('TUN writes longer than the MTU', async (t) => {
-  const tun = n.tunOpen(NAME, false, false);
+  const tun = n.tunOpen(NAME, 0);
   fd = tun.fd;
   n.linkSet(NAME, MTU, true);
   writeFileSync(`/proc/sys/net/ipv6/conf/${NAME}/disable_ipv6`, '1');

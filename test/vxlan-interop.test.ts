@@ -6,6 +6,10 @@
 //   h2: weft daemon --datapath kernel,                  Backend vxlan -> flannel.1 (the kernel's vxlan driver)
 //   h3: weft daemon --datapath userspace, Backend udp (config switched after h1 and h2 started)
 //
+// Second cluster, the offload tier among peers that do not take partial checksums:
+//   h1: --tier offload (announces WeftPartialCsum)   h2: --datapath kernel   h3: --tier batch (flannel's lease bytes)
+// h1 must send both of them full inner checksums; h2 and h3 send h1 full (or, the kernel, partial) ones.
+//
 // The kernel side hands over inner TCP segments whose checksum field holds only the pseudo-header sum (on veth
 // nothing completes it), and sends a TCP burst as one UDP datagram of up to ~64 KiB; the 50 MB transfers each way
 // (sha256 on both ends) are what shows the userspace side copes.
@@ -116,4 +120,27 @@ t.test('userspace VXLAN <-> kernel VXLAN', async (t) => {
     const r = await ping(pod1, pod2.ip, { count: 2, timeoutSec: 3 });
     t.ok(r.ok, 'h1 <-> h2 unaffected');
   });
+});
+
+t.test('offload tier <-> kernel VXLAN and a batch-tier weft host: full checksums to both', async (t) => {
+  const cluster = await clusterFor(t, 3, netConfig('10.8.0.0/16', 'vxlan'));
+  await cluster.startDaemon(1, ['--datapath=userspace', '--tier=offload']);
+  await cluster.startDaemon(2, ['--datapath=kernel']);
+  await cluster.startDaemon(3, ['--datapath=userspace', '--tier=batch']);
+  const [pod1, pod2, pod3] = [await cluster.ensurePod(1), await cluster.ensurePod(2), await cluster.ensurePod(3)];
+  const leases = await cluster.etcdctl(['get', '--prefix', '--print-value-only', `${PREFIX}/subnets/`]);
+  t.equal((leases.match(/"WeftPartialCsum":true/g) ?? []).length, 1, 'only the offload host announces it');
+  for (const [from, to, name] of [
+    [pod1, pod2, 'offload -> kernel'],
+    [pod2, pod1, 'kernel -> offload'],
+    [pod1, pod3, 'offload -> batch'],
+    [pod3, pod1, 'batch -> offload'],
+  ] as const) {
+    const before = await csumErrors(cluster, to.ns);
+    const r = await sha256Transfer(cluster.tb, from, to, MB50, 60_000);
+    t.equal(r.received, MB50, `${name}: every byte arrived`);
+    t.equal(r.receivedHash, r.sentHash, `${name}: same sha256 on both ends`);
+    const after = await csumErrors(cluster, to.ns);
+    t.equal((after['TcpInCsumErrors'] ?? 0) - (before['TcpInCsumErrors'] ?? 0), 0, `${name}: no TCP checksum errors`);
+  }
 });

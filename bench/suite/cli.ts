@@ -4,12 +4,13 @@
 import { ConfigError } from '../../src/errors.js';
 import { runBench } from './runner.js';
 import { terminalTable } from './report.js';
-import { ALL_PATHS, QUICK_PATHS, REFERENCE_PATH, selectPaths } from './paths.js';
+import { ALL_PATHS, QUICK_PATHS, REFERENCE_PATH, selectPaths, type Topology } from './paths.js';
 import { ensurePeerInstalled, isPeerName, PEER_NAMES } from './peers/index.js';
 
 export interface BenchCliOptions {
   quick?: boolean;
   only?: string;
+  topology?: string;
   repeats?: string;
   seconds?: string;
   roundTrips?: string;
@@ -50,6 +51,12 @@ function positiveInt(flag: string, v: string | undefined): number | undefined {
   return n;
 }
 
+function topologyOf(v: string | undefined): Topology | undefined {
+  if (v === undefined) return undefined;
+  if (v !== 'pods' && v !== 'host') throw new ConfigError(`--topology=${v}: want pods or host`);
+  return v;
+}
+
 export async function benchCommand(o: BenchCliOptions): Promise<void> {
   if (process.getuid?.() !== 0) throw new ConfigError('weft bench needs root (network namespaces, TUN devices)');
   const listed = o.only
@@ -66,6 +73,7 @@ export async function benchCommand(o: BenchCliOptions): Promise<void> {
     repeats: positiveInt('repeats', o.repeats),
     seconds: positiveInt('seconds', o.seconds),
     latencyRoundTrips: positiveInt('round-trips', o.roundTrips),
+    topology: topologyOf(o.topology),
     outDir: o.out,
     profile: o.profile,
   });

@@ -12,14 +12,21 @@
 //   wireguard-go, nebula, tinc   the userspace overlays a user would otherwise install (peers/): pod ─ cni0 ─ the
 //                   peer's TUN 10.77.0.N/24 ─ its daemon (encrypting) ─ UDP on eth0 ── ... ── the same on h2
 //
+// With --topology host the endpoints are the hosts themselves, at the address their overlay device holds (the
+// subnet's network address, on flannel.1 or the TUN; no pod veth, no bridge): the overlay's own cost stands out more,
+// since the kernel saves the pod hop on every path. Replies leave from that same address (a UDP server bound to the
+// wildcard picks its source by route), so UDP tests work as well as TCP.
+//
 // Pods get the MTU their path gives them (FLANNEL_MTU from subnet.env, 1450 for the reference), as the CNI bridge
 // plugin would. Failures while building a path are reported as that path's failure; the run goes on.
 import { readFileSync } from 'node:fs';
 import { WeftError, errorMessage, ConfigError } from '../../src/errors.js';
+import { formatIPv4, parseIPv4 } from '../../src/ip/subnet.js';
 import { readSubnetEnv } from '../../src/lease/subnet-env.js';
 import { bridge, ipBatch } from '../../src/net/iproute.js';
 import { Cluster } from '../../testbed/cluster.js';
 import type { Target } from '../../testbed/exec.js';
+import type { Host } from '../../testbed/hosts.js';
 import { ping } from '../../testbed/traffic.js';
 import { buildPeer, PEER_NAMES, peerVersion, type PeerName } from './peers/index.js';
 
@@ -38,6 +45,8 @@ export interface PathDef {
 }
 
 export const REFERENCE_PATH = 'kernel-vxlan';
+/** Where iperf3 and the ping-pong run: a pod behind cni0 on each host, or the hosts themselves. */
+export type Topology = 'pods' | 'host';
 export const METRICS_PORT = 8471;
 const NETWORK = '10.5.0.0/16';
 const REFERENCE_MTU_OVERHEAD = 50; // VXLAN: outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
@@ -140,14 +149,14 @@ export interface PathEnv {
 }
 
 /** Builds `def` on a fresh two-host cluster; on failure removes what it made and throws with the reason. */
-export async function openPath(def: PathDef): Promise<PathEnv> {
+export async function openPath(def: PathDef, topology: Topology = 'pods'): Promise<PathEnv> {
   const cluster = await Cluster.create({
     hosts: 2,
     network: { Network: NETWORK, SubnetLen: 24, Backend: { Type: def.backend ?? 'vxlan' } },
   });
   const cleanups: (() => void)[] = [];
   try {
-    const env = await build(def, cluster, cleanups);
+    const env = await build(def, cluster, cleanups, topology);
     await waitReachable(env);
     return env;
   } catch (e) {
@@ -162,7 +171,24 @@ export async function closePath(env: PathEnv): Promise<void> {
   for (const f of [...(env.cleanups ?? [])].reverse()) f();
 }
 
-async function build(def: PathDef, cluster: Cluster, cleanups: (() => void)[]): Promise<PathEnv> {
+/** The endpoint on host h for the subnet whose first address is gatewayCidr: a pod, or h itself at the subnet's
+ *  network address (which its overlay device holds). */
+async function endpoint(
+  tb: Cluster['tb'],
+  h: Host,
+  gatewayCidr: string,
+  mtu: number | null,
+  topology: Topology,
+): Promise<{ target: Target; ip: string; ns: string }> {
+  if (topology === 'pods') {
+    const pod = await tb.addPod(h, gatewayCidr, mtu !== null ? { mtu } : {});
+    return { target: pod, ip: pod.ip, ns: pod.ns };
+  }
+  const gateway = parseIPv4(gatewayCidr.split('/')[0]!)!;
+  return { target: h, ip: formatIPv4(gateway - 1), ns: h.ns };
+}
+
+async function build(def: PathDef, cluster: Cluster, cleanups: (() => void)[], topology: Topology): Promise<PathEnv> {
   const tb = cluster.tb;
   const [h1, h2] = [tb.host(1), tb.host(2)];
   const hostNs = [h1.ns, h2.ns];
@@ -242,9 +268,21 @@ async function build(def: PathDef, cluster: Cluster, cleanups: (() => void)[]): 
         await bridge(['fdb', 'append', peer.mac, 'dev', 'flannel.1', 'dst', peer.h.ip], { netns: me.h.ns });
       }
     }
-    const a = await tb.addPod(h1, `${hosts[0]!.subnet}.1/24`, { mtu });
-    const b = await tb.addPod(h2, `${hosts[1]!.subnet}.1/24`, { mtu });
-    return { def, cluster, client: a, server: b, serverIp: b.ip, hostNs, endpointNs: [a.ns, b.ns], daemons: [], mtu };
+    const [a, b] = [
+      await endpoint(tb, h1, `${hosts[0]!.subnet}.1/24`, mtu, topology),
+      await endpoint(tb, h2, `${hosts[1]!.subnet}.1/24`, mtu, topology),
+    ];
+    return {
+      def,
+      cluster,
+      client: a.target,
+      server: b.target,
+      serverIp: b.ip,
+      hostNs,
+      endpointNs: [a.ns, b.ns],
+      daemons: [],
+      mtu,
+    };
   }
   // A weft daemon on each host; pods on the leased subnets with FLANNEL_MTU.
   const daemons: DaemonInfo[] = [];
@@ -261,10 +299,20 @@ async function build(def: PathDef, cluster: Cluster, cleanups: (() => void)[]): 
     if (pid === undefined) throw new WeftError('WEFT_ERR_BACKEND', `weft daemon in ${h.name} has no pid`);
     daemons.push({ ns: h.ns, pid, metricsPort: METRICS_PORT });
     mtu = readSubnetEnv(d.subnetFile)?.mtu ?? null;
-    pods.push(await tb.addPod(h, d.subnetGateway, mtu !== null ? { mtu } : {}));
+    pods.push(await endpoint(tb, h, d.subnetGateway, mtu, topology));
   }
   const [a, b] = [pods[0]!, pods[1]!];
-  return { def, cluster, client: a, server: b, serverIp: b.ip, hostNs, endpointNs: [a.ns, b.ns], daemons, mtu };
+  return {
+    def,
+    cluster,
+    client: a.target,
+    server: b.target,
+    serverIp: b.ip,
+    hostNs,
+    endpointNs: [a.ns, b.ns],
+    daemons,
+    mtu,
+  };
 }
 
 // The daemon's log is pino JSON; the useful part of a failed start is the last error's message.

@@ -246,7 +246,10 @@ export function renderReport(r: BenchResult): string {
   lines.push(
     `Machine: Linux ${r.machine.kernel}, ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${r.machine.iperf3}` +
       `${loadNote}. ` +
-      `Each path on a fresh testbed: two namespace hosts on a veth + bridge underlay, etcd, one pod per host. ` +
+      `Each path on a fresh testbed: two namespace hosts on a veth + bridge underlay, etcd, ` +
+      (r.settings.topology === 'host'
+        ? 'the endpoints on the hosts themselves (--topology host). '
+        : 'one pod per host. ') +
       `${r.settings.repeats} repeat(s) of every test, ${r.settings.seconds} s each, ` +
       `ping-pong up to ${r.settings.latencyRoundTrips} round trips. ` +
       'Cells: median ±half the min..max range over the repeats. ' +

@@ -13,7 +13,15 @@ import { join } from 'node:path';
 import { errorMessage } from '../../src/errors.js';
 import { PACKAGE_ROOT } from '../../testbed/cluster.js';
 import { runTest, type TestSettings } from './measurements.js';
-import { closePath, openPath, REFERENCE_PATH, selectPaths, type PathDef, type PathEnv } from './paths.js';
+import {
+  closePath,
+  openPath,
+  REFERENCE_PATH,
+  selectPaths,
+  type PathDef,
+  type PathEnv,
+  type Topology,
+} from './paths.js';
 import { setupProfiler, type Profiler } from './profile.js';
 import { COPY_MODEL, writeReport } from './report.js';
 import {
@@ -42,6 +50,8 @@ export interface BenchOptions {
   /** Seconds per test; default: 2 with --quick, else chosen to fit FULL_BUDGET_S. */
   seconds?: number;
   latencyRoundTrips?: number;
+  /** Where iperf3 and the ping-pong run: in a pod behind cni0 (default), or on the hosts themselves. */
+  topology?: Topology;
   /** Output folder; default bench/results/<timestamp>. */
   outDir?: string;
   /** Progress lines to stderr (default true). */
@@ -153,6 +163,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRun> {
       quick,
       paths: defs.map((d) => d.name),
       latencyRoundTrips: settings.latencyRoundTrips,
+      topology: opts.topology ?? 'pods',
     },
     reference: REFERENCE_PATH,
     paths: [],
@@ -212,7 +223,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRun> {
         ratios: {},
       };
       result.paths.push(pr); // now, so an interrupted run still writes this path's samples
-      await runPath(def, pr, repeats, settings, progress, (env) => (current = env), profiler);
+      await runPath(def, pr, repeats, settings, progress, (env) => (current = env), profiler, opts.topology);
       current = null;
     }
   } finally {
@@ -239,12 +250,13 @@ async function runPath(
   progress: Progress,
   onOpen: (env: PathEnv) => void,
   profiler: Profiler | null = null,
+  topology: Topology = 'pods',
 ): Promise<void> {
   const t0 = Date.now();
   progress.line(`path ${def.name}: building (${def.title})`);
   let env: PathEnv;
   try {
-    env = await openPath(def);
+    env = await openPath(def, topology);
   } catch (e) {
     pr.setupSeconds = (Date.now() - t0) / 1000;
     pr.reason = errorMessage(e);

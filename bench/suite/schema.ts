@@ -78,7 +78,15 @@ export interface BenchResult {
   finishedAt: string;
   /** loadAvg: the 1/5/15-minute load averages when the run started (other work shares the CPUs). */
   machine: { kernel: string; cpus: number; node: string; iperf3: string; loadAvg: number[] };
-  settings: { repeats: number; seconds: number; quick: boolean; paths: string[]; latencyRoundTrips: number };
+  settings: {
+    repeats: number;
+    seconds: number;
+    quick: boolean;
+    paths: string[];
+    latencyRoundTrips: number;
+    /** Where the endpoints run (absent in older results: pods). */
+    topology?: 'pods' | 'host';
+  };
   reference: string;
   paths: PathResult[];
   copyModel: Record<string, string>;

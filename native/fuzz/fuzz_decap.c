@@ -1,7 +1,7 @@
 /*
- * libFuzzer harness: weft_decap_batch, the receive path every datagram from the underlay takes (decode of the
- * encap header, the inner IPv4 checks, partial-checksum completion). Built once per encap with
- * -DWEFT_FUZZ_ENCAP=WEFT_ENCAP_UDP|VXLAN|GENEVE by scripts/fuzz.sh.
+ * libFuzzer harness: weft_decap_split over one datagram (the batch tier's in_decap: decode of the encap header, the
+ * inner IPv4 checks) and the partial-checksum completion its write step does (weft_ipv4_complete_l4_csum).
+ * Built once per encap with -DWEFT_FUZZ_ENCAP=WEFT_ENCAP_UDP|VXLAN|GENEVE by scripts/fuzz.sh.
  *
  * The datagram sits alone in a heap slot of exactly its own size, so ASan reports any read or write past what the
  * kernel would have handed over. After the call the harness checks the contract: a kept packet lies inside its slot
@@ -36,17 +36,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t *slab = malloc(size ? size : 1);
   if (!slab) return 0;
   if (size) memcpy(slab, data, size);
-  int32_t len = slot, off = -1;
+  int32_t in_len = slot, off = -1, len = -1;
+  uint32_t addr = 0x0a000001u, seg_addr = 0;
   double counters[WEFT_COUNTER_COUNT] = {0};
 
-  weft_decap_batch(weft_encap_get(WEFT_FUZZ_ENCAP), slab, slot, &len, &off, 1, FUZZ_VNI, counters);
+  int32_t segs = weft_decap_split(weft_encap_get(WEFT_FUZZ_ENCAP), slab, slot, &in_len, NULL, &addr, 1, FUZZ_VNI, &off,
+                                  &len, &seg_addr, 1, counters);
+  if (segs == 1) weft_ipv4_complete_l4_csum(slab + off, len);
 
   double drops = 0;
   for (int i = 0; i < WEFT_DROP_COUNT; i++) drops += counters[WEFT_C_DROP_BASE + i];
-  if (len < 0) {
-    int reason = -len - 1;
-    if (reason >= WEFT_DROP_COUNT || drops != 1 || counters[WEFT_C_DROP_BASE + reason] != 1) abort();
+  if (segs != 0 && segs != 1) abort();
+  if (segs == 0) {
+    if (drops != 1) abort(); /* exactly one reason, counted once */
   } else {
+    if (seg_addr != addr) abort();
     if (drops != 0) abort();
     if (off < 0 || len < 20 || (int64_t)off + len > slot) abort();
     const uint8_t *p = slab + off;

@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness: the offload tier's receive side, weft_offload_decap (split a UDP_GRO receive into its datagrams
+ * libFuzzer harness: the offload tier's receive side, weft_decap_split (split a UDP_GRO receive into its datagrams
  * by the segment size, decapsulate each, check each inner IPv4 packet) followed by weft_gro_run (coalesce TCP
  * segments of one flow into a super-packet with a virtio header) into a memory sink, as binding.c's groBuild does.
  *
@@ -160,7 +160,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static int32_t seg_off[MAX_SEGS], seg_len[MAX_SEGS];
   static uint32_t seg_addr[MAX_SEGS];
   double dc[WEFT_COUNTER_COUNT] = {0}, gc[WEFT_COUNTER_COUNT] = {0};
-  int32_t ns = weft_offload_decap(ops, slab, slot, len, gso, addr, count, VNI, seg_off, seg_len, seg_addr, seg_max, dc);
+  int32_t ns = weft_decap_split(ops, slab, slot, len, gso, addr, count, VNI, seg_off, seg_len, seg_addr, seg_max, dc);
 
   /* ---- decap against a reference walk ---- */
   if (memcmp(slab, orig, slab_len) != 0) abort();
@@ -201,7 +201,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static mem_sink m;
   static uint8_t outbuf[2 * WEFT_MAX_DATAGRAM + MAX_OUT * (WEFT_VNET_HDR_LEN + 64)];
   m.slab = slab, m.slab_len = slab_len, m.buf = outbuf, m.used = 0, m.cap = sizeof outbuf, m.n = 0;
-  int32_t written = weft_gro_run(slab, slab_len, seg_off, seg_len, ns, coalesce, sink, &m, gc);
+  int32_t written = weft_gro_run(slab, slab_len, seg_off, seg_len, ns, coalesce, 0, sink, &m, gc);
 
   if (written != m.n) abort();
   for (int r = 0; r < WEFT_DROP_COUNT; r++)

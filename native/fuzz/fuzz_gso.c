@@ -4,15 +4,17 @@
  * fuzzed like network input.
  *
  * Input: bytes 0..9 the virtio header, 10..11 mtu (big-endian, clamped to 68..65535 as binding.c does), 12 room,
- * 13 flags (bit 0 ttl_dec; bit 1 out capacity from bytes 14..15 instead of WEFT_TRAIN_PER_PACKET; bit 2 set the IP
- * total length to the packet's length, so mutations of the packet stay plausible), 14..15 that capacity
+ * 13 flags (bit 0 ttl_dec; bit 1 out capacity from bytes 14..15 instead of TRAIN_PER_PACKET; bit 2 set the IP
+ * total length to the packet's length, so mutations of the packet stay plausible; bit 3 partial checksums, as for a
+ * peer that announced them), 14..15 that capacity
  * (big-endian), then the packet. The packet sits
  * in a heap block of exactly header + packet, `out` in one of exactly its capacity, so ASan sees any stray access.
  *
  * Contract checked: a negative verdict is a known drop reason and nothing was counted as a drop (the caller counts);
  * otherwise every segment lies inside `out` at its documented place, the gaps (room) are untouched, each segment is
  * an IPv4 packet whose total length is its length and whose IP checksum verifies; GSO segments are no longer than
- * the MTU, carry a verifying TCP/UDP checksum, the sequence numbers and flags tcp_gso_segment gives, and their
+ * the MTU, carry a verifying TCP/UDP checksum (with partial checksums: exactly the folded pseudo-header sum, which
+ * the receiver's kernel completes), the sequence numbers and flags tcp_gso_segment gives, and their
  * payloads concatenated equal the input payload. A GSO_NONE packet comes out as it went in, apart from TTL and the
  * checksum the header asked to complete.
  */
@@ -24,11 +26,18 @@
 
 #define CANARY 0xa5
 #define HDR 16
+/* Output bytes one super-packet may need when written out whole: payload + per-segment headers at the limit. */
+#define TRAIN_PER_PACKET (65536 + WEFT_GSO_MAX_SEGS * (64 + 120))
 
 static uint16_t rd_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
 static int ip_csum_ok(const uint8_t *p, int32_t ihl) {
   return weft_csum_fold(weft_csum_add(0, p, (size_t)ihl)) == 0xffff;
+}
+
+static int l4_partial_ok(const uint8_t *p, int32_t len, int32_t ihl) {
+  uint64_t s = weft_csum_add(0, p + 12, 8) + p[9] + (uint32_t)(len - ihl);
+  return weft_rd16(p + ihl + (p[9] == 6 ? 16 : 6)) == weft_csum_fold(s);
 }
 
 static int l4_csum_ok(const uint8_t *p, int32_t len, int32_t ihl) {
@@ -42,8 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (mtu < 68) mtu = 68;
   int32_t room = data[12];
   uint8_t mode = data[13];
-  int ttl_dec = mode & 1;
-  size_t cap = (mode & 2) ? weft_rd16(data + 14) : WEFT_TRAIN_PER_PACKET;
+  int ttl_dec = mode & 1, partial = (mode & 8) != 0;
+  size_t cap = (mode & 2) ? weft_rd16(data + 14) : TRAIN_PER_PACKET;
   const uint8_t *pkt_in = data + HDR;
   int32_t len = (int32_t)(size - HDR);
 
@@ -61,7 +70,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   double counters[WEFT_COUNTER_COUNT] = {0};
   int32_t seg = -1, last = -1;
 
-  int32_t n = weft_gso_split(pkt, len, mtu, out, cap, room, ttl_dec, &seg, &last, counters);
+  int32_t n = weft_gso_split(pkt, len, mtu, out, cap, room,
+                             (ttl_dec ? WEFT_GSO_TTL_DEC : 0) | (partial ? WEFT_GSO_CSUM_PARTIAL : 0), &seg, &last,
+                             counters);
 
   if (memcmp(pkt, orig, (size_t)len) != 0) abort(); /* the input is read only */
   for (int i = 0; i < WEFT_DROP_COUNT; i++)
@@ -104,7 +115,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* A kernel's partial checksum (pseudo-header sum at the standard place) comes out complete. */
     uint8_t proto = orig[9];
     int32_t std = proto == 6 ? 16 : proto == 17 ? 6 : -1;
-    if (field >= 0 && std > 0 && cs_start == ihl && cs_off == std) {
+    int kept = partial && !(weft_rd16(orig + 6) & 0x3fff); /* a partial peer gets the standard partial sum as is */
+    if (field >= 0 && std > 0 && cs_start == ihl && cs_off == std && !kept) {
       uint64_t ph = weft_csum_add(0, orig + 12, 8) + proto + (uint32_t)(len - ihl);
       if (weft_rd16(orig + field) == weft_csum_fold(ph) && !l4_csum_ok(o, len, ihl)) abort();
     }
@@ -136,7 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (o[1] != orig[1] || weft_rd16(o + 6) != weft_rd16(orig + 6) ||
         memcmp(o + 20, orig + 20, (size_t)(ihl - 20)) != 0)
       abort();
-    if (!l4_csum_ok(o, sl, ihl)) abort();
+    if (partial ? !l4_partial_ok(o, sl, ihl) : !l4_csum_ok(o, sl, ihl)) abort();
     const uint8_t *l4 = o + ihl, *l4in = orig + ihl;
     if (memcmp(l4, l4in, 4) != 0) abort(); /* ports */
     if (tcp) {

@@ -293,6 +293,11 @@ const targets = {
     'none-udp-partial': gsoInput(superUdp(200), { type: 0, csOff: 6 }),
     'none-plain': gsoInput(ipv4({ payload: 64 }), { flags: 0, type: 0, csStart: 0, csOff: 0 }),
     'none-csum-past-end': gsoInput(superUdp(20), { type: 0, csStart: 44, csOff: 6 }),
+    // GSO_NONE with the ECN bit: still a lone packet, fixed up on a copy (the input stays read only)
+    'none-ecn-bit': gsoInput(superUdp(200), { type: 0x80, csOff: 6 }),
+    // mode bit 3: partial checksums, for a peer that announced WeftPartialCsum
+    'tcp-super-partial': gsoInput(superTcp(4000), { hdrLen: 52, gsoSize: 1398, mode: 9 }),
+    'none-tcp-partial-kept': gsoInput(superTcp(300), { type: 0, mode: 8 }),
     'small-cap': gsoInput(superTcp(4000), { hdrLen: 52, gsoSize: 1398, mode: 3, cap: 3000 }),
     'tcpv6-type': gsoInput(superTcp(2000), { type: 4, hdrLen: 52, gsoSize: 1000 }),
     'no-needs-csum': gsoInput(superTcp(2000), { flags: 0, hdrLen: 52, gsoSize: 1000 }),

@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { WeftError, errorMessage } from '../errors.js';
 import type { Encap, LocalEncapInfo } from '../encap/encap.js';
 import { encapByName } from '../encap/index.js';
-import { openDatapath, tunFlagsFor, type Datapath, type Peer } from '../datapath/index.js';
+import { disabledOffloads, openDatapath, tunFlagsFor, type Datapath, type Peer } from '../datapath/index.js';
 import { C } from '../datapath/path-state.js';
 import { formatIPv4, parseIPv4 } from '../ip/subnet.js';
 import type { Lease, LeaseEvent } from '../lease/lease.js';
@@ -20,6 +20,15 @@ async function setSysctl(path: string, value: string): Promise<void> {
   if ((await readFile(path, 'utf8').catch(() => '')).trim() === value) return;
   await writeFile(path, value);
 }
+
+/**
+ * BackendData key a weft offload-tier host adds to its lease: it takes inner TCP/UDP packets whose checksum holds
+ * only the pseudo-header sum (the virtio header's NEEDS_CSUM, carried end to end as Linux's VXLAN remote checksum
+ * offload carries it) and hands them to its kernel as NEEDS_CSUM, so neither side sums the payload. The outer UDP
+ * checksum, which weft's sockets always send, covers the datagram on the wire. Kernel VXLAN and flannel hosts never
+ * set it and get full checksums.
+ */
+export const PARTIAL_CSUM_KEY = 'WeftPartialCsum';
 
 /** Window in which peer events are gathered into one route-table rebuild. */
 const APPLY_DELAY_MS = 10;
@@ -69,17 +78,27 @@ export class UserspaceBackend implements Backend {
   /** Peers we ignore, by key, so each is logged once. */
   private readonly ignored = new Map<string, string>();
   private ownKey: string | null = null;
+  /** This host takes (and sends to hosts that say so) partial inner checksums: the offload tier, unless disabled. */
+  private readonly partialCsum: boolean;
 
   constructor(private readonly ctx: BackendContext) {
     const type = ctx.network.backend.Type;
     const encap = encapByName(type);
     if (!encap)
       throw new WeftError('WEFT_ERR_BACKEND', `backend type "${type}" has no userspace encap (udp, vxlan, geneve)`);
+    if (ctx.config.tier === 'offload' && encap.nativeId === null) {
+      throw new WeftError(
+        'WEFT_ERR_BACKEND',
+        `--tier=offload needs a native encap (udp, vxlan, geneve); "${encap.name}" is TypeScript only: ` +
+          'use --tier=batch',
+      );
+    }
     this.encap = encap;
     this.type = encap.backendType;
     this.opts = backendOptions(ctx, encap);
     this.mtu = ctx.external.mtu - encap.mtuOverhead;
     this.local = { mac: stableMac(ctx.external.publicIp, this.opts.vni), vni: this.opts.vni };
+    this.partialCsum = ctx.config.tier === 'offload' && !disabledOffloads().has('partial_csum');
   }
 
   get running(): boolean {
@@ -87,7 +106,11 @@ export class UserspaceBackend implements Backend {
   }
 
   leaseData(): unknown {
-    return this.encap.leaseData(this.local);
+    const data = this.encap.leaseData(this.local);
+    if (!this.partialCsum) return data;
+    // Our own key beside flannel's (flannel's backends read only the keys they know), and only on the offload
+    // tier, so a batch or dgram host's lease stays byte for byte what flanneld writes.
+    return { ...(typeof data === 'object' && data !== null ? data : {}), [PARTIAL_CSUM_KEY]: true };
   }
 
   async start(lease: Lease): Promise<void> {
@@ -95,8 +118,8 @@ export class UserspaceBackend implements Backend {
     const name = ctx.config.tunName;
     this.ownKey = lease.key;
     if (!this.tun) {
-      const flags = tunFlagsFor(ctx.config.tier, ctx.config.queues);
-      this.tun = native.tunOpen(name, flags.multiQueue, flags.vnetHdr);
+      const napi = process.env['WEFT_TUN_NAPI'] === '1' ? native.TUN_NAPI : 0;
+      this.tun = native.tunOpen(name, tunFlagsFor(ctx.config.tier, ctx.config.queues) | napi);
       native.linkSet(this.tun.name, this.mtu, true);
     }
     // Our subnet's network address with the overlay's prefix: the kernel then routes all peers' subnets here.
@@ -220,7 +243,17 @@ export class UserspaceBackend implements Backend {
     if (publicIp === null) return `PublicIP ${JSON.stringify(lease.attrs.PublicIP)} is not IPv4`;
     const info = this.encap.parsePeer(lease.attrs.BackendData, this.local);
     if (typeof info === 'string') return info;
-    return { net: lease.subnet.ip, prefixLen: lease.subnet.prefixLen, publicIp, port: this.opts.port, encap: info };
+    const data = lease.attrs.BackendData as Record<string, unknown> | null | undefined;
+    const partialCsum =
+      this.partialCsum && typeof data === 'object' && data !== null && data[PARTIAL_CSUM_KEY] === true;
+    return {
+      net: lease.subnet.ip,
+      prefixLen: lease.subnet.prefixLen,
+      publicIp,
+      port: this.opts.port,
+      encap: info,
+      partialCsum,
+    };
   }
 
   status(): BackendStatus {

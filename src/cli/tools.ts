@@ -35,6 +35,7 @@ export function addToolCommands(program: Command): void {
     .option('--repeats <n>', 'repeats of every test (default 3, --quick 1)')
     .option('--seconds <n>', 'seconds per test (default: fit the full run into 17 minutes; --quick 2)')
     .option('--round-trips <n>', 'ping-pong round trips per latency test (default 2000)')
+    .option('--topology <pods|host>', 'pods: iperf3 in a pod behind cni0 (default); host: on the hosts themselves')
     .option('--out <dir>', 'output folder (default bench/results/<timestamp>)')
     .option('--json', 'print the result JSON to stdout')
     .option(

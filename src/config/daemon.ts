@@ -203,7 +203,8 @@ export function resolveDaemonConfig(
     fromFlags[key] = coerce(spec, value, flagFor(key));
   }
   const file = configFile ?? (typeof flags['config'] === 'string' ? flags['config'] : undefined);
-  const merged = { ...defaults(), ...(file ? fromFile(file) : {}), ...fromEnv(env), ...fromFlags };
+  const given = { ...(file ? fromFile(file) : {}), ...fromEnv(env), ...fromFlags };
+  const merged = { ...defaults(), ...given };
   const result = daemonSchema.safeParse(merged);
   if (!result.success) {
     const issue = result.error.issues[0];
@@ -214,5 +215,23 @@ export function resolveDaemonConfig(
     const shown = key === 'etcdPassword' ? '***' : JSON.stringify(value);
     throw new ConfigError(`${key ? flagFor(key) : 'config'}=${shown}: ${issue.message}`);
   }
+  checkCombination(result.data, 'tier' in given);
   return result.data;
+}
+
+/**
+ * Tier x queues x datapath, checked once here so a combination that would be ignored or fail later stops the
+ * daemon with one line (an encap loaded with --encap-module on the offload tier is checked when the network config
+ * names it: the userspace backend refuses it before the TUN opens).
+ */
+function checkCombination(c: DaemonConfig, tierGiven: boolean): void {
+  if (c.datapath === 'kernel' && tierGiven) {
+    throw new ConfigError(
+      `--tier=${c.tier}: the kernel datapath has no tiers (drop --tier or use --datapath=userspace)`,
+    );
+  }
+  if (c.queues > 1 && (c.datapath === 'kernel' || c.tier !== 'offload')) {
+    const what = c.datapath === 'kernel' ? 'the kernel datapath' : `--tier=${c.tier}`;
+    throw new ConfigError(`--queues=${c.queues}: only --tier=offload has queues, not ${what}`);
+  }
 }

@@ -1,16 +1,17 @@
-// The batch tier: recvmmsg/sendmmsg and batched TUN I/O through the native addon, packets encapsulated in place in a
-// pooled slab. Wires the two directions (outbound.ts, inbound.ts) to the event loop through a PollPair.
+// The batch tier: recvmmsg/sendmmsg and batched TUN I/O through one native queue (queue.ts), packets encapsulated
+// in place in its slab. Wires the two directions (outbound.ts, inbound.ts) to the event loop through a PollPair.
 import * as native from '../native.js';
 import type { Datapath, DatapathOptions } from './datapath.js';
 import { TierBase } from './tier-base.js';
 import { Inbound } from './inbound.js';
 import { Outbound } from './outbound.js';
 import { PathState } from './path-state.js';
-import { PollPair } from './poll-pair.js';
+import { moved, PollPair } from './poll-pair.js';
+import { Queue } from './queue.js';
 
 export const BATCH_SIZE = 64;
 /** Batches per wake-up: bounds the time one direction holds the event loop. */
-const ROUNDS = 4;
+export const ROUNDS = 4;
 /**
  * Socket buffers. With Linux's default 208 KiB receive buffer about 12 % of overlay datagrams were dropped at the
  * receiving socket in a two-namespace test (RcvbufErrors in /proc/net/snmp), and TCP retransmitted them.
@@ -20,20 +21,41 @@ export const SOCKET_BUFFER_BYTES = 8 << 20;
 export class BatchTier extends TierBase implements Datapath {
   readonly tier = 'batch' as const;
   private readonly polls: PollPair;
+  private readonly queue: Queue;
 
   constructor(opts: DatapathOptions) {
     super(new PathState(opts));
     const sockFd = native.udpOpen(opts.bindAddress, opts.port, SOCKET_BUFFER_BYTES, false);
-    const outbound = new Outbound(this.path, sockFd, BATCH_SIZE);
-    const inbound = new Inbound(this.path, sockFd, BATCH_SIZE);
+    try {
+      this.queue = new Queue({
+        tunFd: opts.tunFd,
+        sockFd,
+        encap: opts.encap.nativeId,
+        vni: opts.local.vni,
+        localMac: opts.local.mac,
+        mtu: opts.tunMtu ?? 0,
+        slots: BATCH_SIZE,
+        vnet: false,
+        gro: false,
+        udpSegment: false,
+        counters: this.path.counters,
+      });
+    } catch (e) {
+      native.close(sockFd);
+      throw e;
+    }
+    const outbound = new Outbound(this.path, this.queue);
+    const inbound = new Inbound(this.path, this.queue);
     this.polls = new PollPair(opts.tunFd, sockFd, {
       outbound: () => outbound.run(ROUNDS),
       flush: () => outbound.flush(),
       inbound: () => inbound.run(ROUNDS),
+      moved: () => moved(this.path.counters),
     });
   }
 
   close(): void {
     this.polls.close();
+    this.queue.close();
   }
 }

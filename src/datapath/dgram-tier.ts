@@ -5,7 +5,6 @@ import dgram from 'node:dgram';
 import * as native from '../native.js';
 import type { Datapath, DatapathOptions } from './datapath.js';
 import { TierBase } from './tier-base.js';
-import { dropCounter } from './inbound.js';
 import { C, PathState } from './path-state.js';
 import { NO_ROUTE } from './routes.js';
 import { decrementTtl, readIp } from './ttl.js';
@@ -19,7 +18,6 @@ export class DgramTier extends TierBase implements Datapath {
   private readonly socket: dgram.Socket;
   private readonly tunPoll: native.PollHandle;
   private readonly decoded = new Int32Array(1);
-  private readonly innerOff = new Int32Array(1);
   private closed = false;
 
   constructor(opts: DatapathOptions) {
@@ -94,12 +92,11 @@ export class DgramTier extends TierBase implements Datapath {
     const id = path.encap.nativeId;
     if (id === null) {
       const inner = path.encap.decode(msg, 0, msg.length, path.local, this.decoded);
-      if (inner < 0) path.count(dropCounter(inner));
+      if (inner < 0) path.count(native.dropCounterOf(inner));
       return inner < 0 ? -1 : inner;
     }
-    this.decoded[0] = msg.length;
-    native.decapBatch(id, msg, msg.length, this.decoded, this.innerOff, 1, path.local.vni, path.counters);
-    return (this.decoded[0] as number) > 0 ? (this.innerOff[0] as number) : -1;
+    const inner = native.decap(id, msg, 0, msg.length, path.local.vni, this.decoded, path.counters);
+    return inner < 0 ? -1 : inner;
   }
 
   private receive(msg: Buffer, from: string): void {

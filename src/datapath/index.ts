@@ -18,3 +18,4 @@ export function openDatapath(tier: Tier, opts: DatapathOptions): Datapath {
 export type { Datapath, DatapathOptions, Tier } from './datapath.js';
 export type { Peer } from './peers.js';
 export { tunFlagsFor } from './offload-tier.js';
+export { disabledOffloads } from './offload-config.js';

@@ -5,7 +5,7 @@
 import { ConfigError } from '../errors.js';
 import * as native from '../native.js';
 
-export const OFFLOAD_PARTS = ['csum', 'tso', 'uso', 'udp_segment', 'udp_gro', 'gro'] as const;
+export const OFFLOAD_PARTS = ['csum', 'tso', 'uso', 'udp_segment', 'udp_gro', 'gro', 'partial_csum'] as const;
 export type OffloadPart = (typeof OFFLOAD_PARTS)[number];
 
 /** Parts turned off by WEFT_DISABLE_OFFLOAD (comma-separated names of OFFLOAD_PARTS, or "all"). */

@@ -1,12 +1,19 @@
-// Drives one OffloadQueue from an event loop (the main thread's or a worker's) through a PollPair. Shared by
+// Drives one offload queue from an event loop (the main thread's or a worker's) through a PollPair: the same
+// forwarder as the batch tier (outbound.ts, inbound.ts) over a queue whose TUN carries a virtio header. Shared by
 // offload-tier.ts (queue 0) and offload-worker.ts (queues 1..N-1), so every queue runs the same forwarding code.
 import { readFileSync } from 'node:fs';
+import { WeftError } from '../errors.js';
 import * as native from '../native.js';
-import { SOCKET_BUFFER_BYTES } from './batch-tier.js';
+import { ROUNDS, SOCKET_BUFFER_BYTES } from './batch-tier.js';
+import { Inbound } from './inbound.js';
 import type { OffloadPart, TunOffloads } from './offload-config.js';
-import { OffloadQueue } from './offload-queue.js';
+import { Outbound } from './outbound.js';
 import type { PathState } from './path-state.js';
-import { PollPair } from './poll-pair.js';
+import { moved, PollPair } from './poll-pair.js';
+import { Queue } from './queue.js';
+
+/** Super-packets per TUN batch and GRO buffers per receive batch. */
+export const OFFLOAD_BATCH = 32;
 
 export interface RunnerSetup {
   readonly bindAddress: string;
@@ -28,7 +35,7 @@ export interface QueueReport {
 }
 
 export class QueueRunner {
-  readonly queue: OffloadQueue;
+  readonly queue: Queue;
   readonly report: QueueReport;
   private readonly polls: PollPair;
 
@@ -50,16 +57,29 @@ export class QueueRunner {
         udpGro: udp.gro,
         gro: setup.tun.tso && !setup.disabled.has('gro'),
       };
-      const queue = new OffloadQueue(path, sockFd, {
+      if (path.encap.nativeId === null) {
+        throw new WeftError('WEFT_ERR_BACKEND', `encap ${path.encap.name} has no native codec`);
+      }
+      this.queue = new Queue({
+        tunFd: path.tunFd,
+        sockFd,
+        encap: path.encap.nativeId,
+        vni: path.local.vni,
+        localMac: path.local.mac,
         mtu: setup.mtu,
-        udpSegment: this.report.udpSegment,
+        slots: OFFLOAD_BATCH,
+        vnet: true,
         gro: this.report.gro,
+        udpSegment: this.report.udpSegment,
+        counters: path.counters,
       });
-      this.queue = queue;
+      const outbound = new Outbound(path, this.queue);
+      const inbound = new Inbound(path, this.queue);
       this.polls = new PollPair(path.tunFd, sockFd, {
-        outbound: () => queue.runOutbound(),
-        flush: () => queue.flush(),
-        inbound: () => queue.runInbound(),
+        outbound: () => outbound.run(ROUNDS),
+        flush: () => outbound.flush(),
+        inbound: () => inbound.run(ROUNDS),
+        moved: () => moved(path.counters),
       });
     } catch (e) {
       native.close(sockFd);
@@ -69,11 +89,12 @@ export class QueueRunner {
 
   /** UDP_SEGMENT still in use (false after the kernel refused it with EIO). */
   get udpSegmentOn(): boolean {
-    return this.queue.sendState[0] === 1;
+    return this.queue.udpSegmentOn;
   }
 
   close(): void {
     this.polls.close();
+    this.queue.close();
   }
 }
 

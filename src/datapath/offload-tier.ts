@@ -23,8 +23,8 @@ import { PathState } from './path-state.js';
 import type { Peer } from './peers.js';
 
 /** How the backend should open the TUN for a tier: the offload tier needs the virtio header (and queues). */
-export function tunFlagsFor(tier: Tier, queues = 1): { multiQueue: boolean; vnetHdr: boolean } {
-  return tier === 'offload' ? { multiQueue: queues > 1, vnetHdr: true } : { multiQueue: false, vnetHdr: false };
+export function tunFlagsFor(tier: Tier, queues = 1): number {
+  return tier === 'offload' ? native.TUN_VNET_HDR | (queues > 1 ? native.TUN_MULTI_QUEUE : 0) : 0;
 }
 
 export class OffloadTier implements Datapath {
@@ -156,6 +156,7 @@ export class OffloadTier implements Datapath {
       port: p.port,
       mac: Uint8Array.from(p.encap.mac),
       vni: p.encap.vni,
+      partialCsum: p.partialCsum === true,
     }));
     const msg: WorkerRequest = { type: 'peers', peers: wire };
     for (const w of this.workers) w.postMessage(msg);

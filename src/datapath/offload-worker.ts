@@ -20,6 +20,7 @@ export interface WirePeer {
   readonly port: number;
   readonly mac: Uint8Array;
   readonly vni: number;
+  readonly partialCsum: boolean;
 }
 
 export interface WorkerInit {
@@ -50,7 +51,7 @@ function start(init: WorkerInit): void {
   if (!port) return;
   const encap = encapByName(init.encapName);
   if (!encap) throw new WeftError('WEFT_ERR_BACKEND', `no encap ${init.encapName}`);
-  const tun = native.tunOpen(init.tunName, true, true);
+  const tun = native.tunOpen(init.tunName, native.TUN_MULTI_QUEUE | native.TUN_VNET_HDR);
   let runner: QueueRunner;
   try {
     native.tunSetOffload(tun.fd, init.tun.flags);
@@ -89,6 +90,7 @@ function start(init: WorkerInit): void {
           publicIp: p.publicIp,
           port: p.port,
           encap: { mac: Buffer.from(p.mac), vni: p.vni },
+          partialCsum: p.partialCsum,
         }));
         path.setPeers(peers);
       } else {

@@ -1,144 +1,125 @@
-// Outbound flow of the batch tier: TUN -> route lookup -> encap -> socket.
+// Outbound flow of the batch and offload tiers: TUN -> route -> encap -> [transform] -> socket. One forwarder for
+// both; the queue (queue.ts, native/queue.c) knows whether its TUN carries super-packets. Functions appear in the
+// order packets pass through them.
 //
-//  1. The TUN fd is readable: C reads up to BATCH packets into the slab, each at HEADROOM in its own slot (tunRead).
-//  2. JS looks up each inner destination in the route table and writes the peer index, or a verdict, per slot.
-//     A destination inside the Network that no lease covers gets ICMP net-unreachable back through TUN.
-//  3. C decrements the TTL and writes the encap header into the headroom, in place (encapBatch). A TypeScript-only
-//     encap does the same here, packet by packet, on views of the slab.
-//  4. C sends the batch with sendmmsg (sendBatch). When the socket buffer is full the rest of the batch waits in
-//     its slots: TUN reads stop and the socket is polled for writable (back-pressure, not drops).
-//  5. Packets whose TTL ran out get ICMP time-exceeded.
-// No JS allocation happens per packet: everything lives in the slab and the typed arrays of the Batch.
+//  1. The TUN fd is readable: C reads up to `slots` packets, each at HEADROOM in its own slot (outRead). On the
+//     offload tier each is a TCP/UDP super-packet of up to 64 KiB with its virtio_net_hdr just in front.
+//  2. JS looks up each inner destination in the route table (once per super-packet) and writes the peer index, or a
+//     verdict, per slot. A destination inside the Network that no lease covers gets ICMP net-unreachable.
+//  3. C builds the train (outEncap): the TTL decremented and the encap header written in place in front of each
+//     packet (batch), or each super-packet cut into MTU-sized segments whose headers go to a small header area while
+//     the payload stays in the slot, the encap header in front of each, one UDP_SEGMENT message per 64 segments
+//     (offload; checksums from one pass over the payload, or none for a peer that takes partial checksums). A
+//     TypeScript-only encap writes its header here instead, packet by packet, on views of the slab.
+//  4. [transform: a per-batch pass over the train between encap and send, e.g. sealing each segment; none today]
+//  5. C sends the train with sendmmsg, gathering headers and payloads (outSend). When the socket buffer is full the
+//     rest waits in place: TUN reads stop and the socket is polled for writable (back-pressure, not drops).
+//  6. Packets whose TTL ran out get ICMP time-exceeded.
+// No JS allocation happens per packet: everything lives in the queue's slab and typed arrays.
 import * as native from '../native.js';
-import { Batch } from './batch.js';
 import { C, ICMP_PER_BATCH, type PathState } from './path-state.js';
+import type { Queue } from './queue.js';
 import { NO_ROUTE } from './routes.js';
 import { decrementTtl, readIp } from './ttl.js';
 
 export class Outbound {
-  readonly batch: Batch;
-  /** Packets in the batch and the next one to send: resume < count means the socket pushed back. */
-  private count = 0;
-  private resume = 0;
+  /** Messages of the current train not sent yet: > 0 means the socket pushed back. */
+  private left = 0;
 
   constructor(
     private readonly path: PathState,
-    private readonly sockFd: number,
-    batchSize: number,
-  ) {
-    this.batch = new Batch(batchSize);
-  }
+    private readonly q: Queue,
+  ) {}
 
   get blocked(): boolean {
-    return this.resume < this.count;
+    return this.left > 0;
   }
 
-  /** Steps 1-5 for up to `rounds` batches; returns false when the socket pushed back. */
+  /** Steps 1-6 for up to `rounds` batches; returns false when the socket pushed back. */
   run(rounds: number): boolean {
-    const { path, batch } = this;
+    const { path, q } = this;
     for (let r = 0; r < rounds; r++) {
       if (this.blocked && !this.flush()) return false;
-      const n = native.tunRead(
-        path.tunFd,
-        batch.slab,
-        batch.slotSize,
-        native.HEADROOM,
-        batch.len,
-        batch.size,
-        path.counters,
-      );
+      const n = native.outRead(q.handle); // 1
       if (n === 0) return true;
-      this.route(n);
-      this.encap(n);
-      this.count = n;
-      this.resume = 0;
-      const sent = this.flush();
-      path.answerExpired(batch.slab, batch.slotSize, batch.len, batch.peer, n); // step 5
+      q.usePeers(path.snapshot.table);
+      this.route(n); // 2
+      this.encap(n); // 3 (4: no transform yet)
+      const sent = this.flush(); // 5
+      this.answerExpired(n); // 6
       if (!sent) return false;
-      if (n < batch.size) return true;
+      if (n < q.slots) return true;
     }
     return true;
   }
 
-  /** Step 4, also called when the socket turns writable again. Returns true when the whole batch went out. */
-  flush(): boolean {
-    const { path, batch } = this;
-    const snap = path.snapshot;
-    this.resume = native.sendBatch(
-      this.sockFd,
-      batch.slab,
-      batch.off,
-      batch.len,
-      batch.peer,
-      this.resume,
-      this.count,
-      snap.table,
-      path.counters,
-    );
-    return !this.blocked;
-  }
-
   // Step 2.
   private route(n: number): void {
-    const { path, batch } = this;
+    const { path, q } = this;
     const routes = path.snapshot.routes;
+    const slab = q.outSlab;
     let icmp = 0;
     for (let i = 0; i < n; i++) {
-      const pkt = i * batch.slotSize + native.HEADROOM;
-      const len = batch.len[i] as number;
-      if (len < 20 || (batch.slab[pkt] as number) >> 4 !== 4) {
-        batch.peer[i] = native.VERDICT_MALFORMED;
-        path.count(C.dropMalformed);
+      const pkt = q.outPacket(i);
+      const len = q.outLen[i] as number;
+      if (len < 20 || (slab[pkt] as number) >> 4 !== 4) {
+        q.outPeer[i] = native.VERDICT_MALFORMED;
+        if (len >= 0) path.count(C.dropMalformed); // a negative len was counted by C already
         continue;
       }
-      const dst = readIp(batch.slab, pkt + 16);
+      const dst = readIp(slab, pkt + 16);
       const peer = routes.lookup(dst);
-      batch.peer[i] = peer;
       if (peer !== NO_ROUTE) {
+        q.outPeer[i] = peer;
         path.sentTo(peer, len);
         continue;
       }
-      batch.peer[i] = native.VERDICT_NO_ROUTE;
+      q.outPeer[i] = native.VERDICT_NO_ROUTE;
       path.count(C.dropNoRoute);
-      if (path.inNetwork(dst) && icmp++ < ICMP_PER_BATCH) path.netUnreachable(batch.slab, pkt, len);
+      if (path.inNetwork(dst) && icmp++ < ICMP_PER_BATCH) {
+        native.outIcmp(q.handle, i, native.ICMP_DEST_UNREACH, native.ICMP_NET_UNREACH, path.gatewayIp);
+      }
     }
   }
 
   // Step 3.
   private encap(n: number): void {
-    const { path, batch } = this;
+    const { path, q } = this;
     const { encap, local } = path;
-    if (encap.nativeId !== null) {
-      native.encapBatch(
-        encap.nativeId,
-        batch.slab,
-        batch.slotSize,
-        native.HEADROOM,
-        batch.len,
-        batch.off,
-        batch.peer,
-        n,
-        path.snapshot.table,
-        local.mac,
-        local.vni,
-        path.counters,
-      );
-      return;
-    }
-    const peers = path.snapshot.peers;
-    for (let i = 0; i < n; i++) {
-      const peer = batch.peer[i] as number;
-      if (peer < 0) continue;
-      const pkt = i * batch.slotSize + native.HEADROOM;
-      if (!decrementTtl(batch.slab, pkt)) {
-        batch.peer[i] = native.VERDICT_TTL_EXCEEDED;
-        path.count(C.dropTtlExceeded);
-        continue;
+    if (encap.nativeId === null) {
+      const peers = path.snapshot.peers;
+      for (let i = 0; i < n; i++) {
+        const peer = q.outPeer[i] as number;
+        if (peer < 0) continue;
+        const pkt = q.outPacket(i);
+        if (!decrementTtl(q.outSlab, pkt)) {
+          q.outPeer[i] = native.VERDICT_TTL_EXCEEDED;
+          path.count(C.dropTtlExceeded);
+          continue;
+        }
+        const len = q.outLen[i] as number;
+        const start = encap.encode(q.outSlab, pkt, len, peers[peer]!.encap, local);
+        q.outOff[i] = start;
+        q.outLen[i] = len + (pkt - start);
       }
-      const len = batch.len[i] as number;
-      const start = encap.encode(batch.slab, pkt, len, peers[peer]!.encap, local);
-      batch.off[i] = start;
-      batch.len[i] = len + (pkt - start);
+    }
+    this.left = native.outEncap(q.handle, n);
+  }
+
+  /** Step 5, also called when the socket turns writable again. Returns true when the whole train went out. */
+  flush(): boolean {
+    this.left = native.outSend(this.q.handle);
+    return this.left === 0;
+  }
+
+  // Step 6.
+  private answerExpired(n: number): void {
+    const { path, q } = this;
+    let icmp = 0;
+    for (let i = 0; i < n && icmp < ICMP_PER_BATCH; i++) {
+      if (q.outPeer[i] !== native.VERDICT_TTL_EXCEEDED) continue;
+      native.outIcmp(q.handle, i, native.ICMP_TIME_EXCEEDED, native.ICMP_EXC_TTL, path.gatewayIp);
+      icmp++;
     }
   }
 }

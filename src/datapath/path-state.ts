@@ -33,7 +33,7 @@ export class PathState {
   readonly networkNet: number;
   readonly networkMask: number;
   readonly gatewayIp: number;
-  /** TUN MTU for tunWrite/tunWriteOne (0 = no limit). */
+  /** TUN MTU for the dgram tier's tunWriteOne (0 = no limit). */
   readonly tunMtu: number;
   /** Room for one ICMP error (IP + ICMP header + quoted IP header with options + 8 bytes). */
   readonly scratch = Buffer.alloc(ICMP_SCRATCH_MIN);
@@ -110,6 +110,8 @@ export class PathState {
     this.counters[index] = (this.counters[index] as number) + n;
   }
 
+  // The dgram tier's ICMP answers; the batched tiers answer through their queue (outIcmp: it knows the TUN's header).
+
   /** ICMP net-unreachable back through TUN about the packet at slab[pkt, pkt + len); C decides whether one may go. */
   netUnreachable(slab: Buffer, pkt: number, len: number): void {
     const { tunFd, gatewayIp, scratch, counters } = this;
@@ -120,19 +122,6 @@ export class PathState {
   ttlExceeded(slab: Buffer, pkt: number, len: number): void {
     const { tunFd, gatewayIp, scratch, counters } = this;
     native.icmpError(tunFd, slab, pkt, len, ICMP_TIME_EXCEEDED, ICMP_EXC_TTL, gatewayIp, scratch, counters);
-  }
-
-  /**
-   * Outbound step 5 of the batch and offload tiers: time-exceeded for the first ICMP_PER_BATCH of the n slots whose
-   * peer verdict says the TTL ran out (slot i's packet at i * slotSize + HEADROOM).
-   */
-  answerExpired(slab: Buffer, slotSize: number, len: Int32Array, peer: Int32Array, n: number): void {
-    let icmp = 0;
-    for (let i = 0; i < n && icmp < ICMP_PER_BATCH; i++) {
-      if (peer[i] !== native.VERDICT_TTL_EXCEEDED) continue;
-      this.ttlExceeded(slab, i * slotSize + native.HEADROOM, len[i] as number);
-      icmp++;
-    }
   }
 }
 

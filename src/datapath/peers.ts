@@ -1,11 +1,12 @@
 // Peers as the datapath sees them, and the table C reads to address datagrams.
 //
-// The peer table is a Buffer of fixed records that JS writes and C only reads (no native call to update it):
-//   [0,4) PublicIP, network order   [4,6) UDP port, big-endian   [6,12) VtepMAC   [12,16) VNI, big-endian
+// The peer table is a Buffer of fixed records that JS writes and C only reads (the queue is pointed at a new table
+// between batches): PublicIP (IPv4 in the first 4 of 16 bytes, network order), UDP port (big-endian), VtepMAC, VNI
+// (big-endian), flags (native.PEER_* offsets).
 // A new table and RouteTable are built on every peer change and swapped in together between batches.
 import type { PeerEncapInfo } from '../encap/encap.js';
 import { formatIPv4 } from '../ip/subnet.js';
-import { PEER_RECORD_SIZE } from '../native.js';
+import * as native from '../native.js';
 import { type PeerEntry, type RouteEntry, RouteTable } from './routes.js';
 
 export interface Peer {
@@ -16,6 +17,8 @@ export interface Peer {
   readonly publicIp: number; // uint32
   readonly port: number;
   readonly encap: PeerEncapInfo;
+  /** The peer's lease says it takes partial inner checksums (a weft offload-tier host): GSO skips the payload sum. */
+  readonly partialCsum?: boolean;
 }
 
 export interface PeerSnapshot {
@@ -26,26 +29,33 @@ export interface PeerSnapshot {
   readonly addresses: readonly string[];
 }
 
+/** What one record of the peer table holds. */
+export interface PeerRecord {
+  readonly publicIp: number;
+  readonly port: number;
+  readonly mac: Uint8Array;
+  readonly vni: number;
+  readonly partialCsum?: boolean;
+}
+
 /** Writes record `index` of a peer table (layout above; the rest of the record is zero). */
-export function writePeerRecord(
-  table: Buffer,
-  index: number,
-  p: { readonly publicIp: number; readonly port: number; readonly mac: Uint8Array; readonly vni: number },
-): void {
-  const r = index * PEER_RECORD_SIZE;
-  table.fill(0, r, r + PEER_RECORD_SIZE);
-  table.writeUInt32BE(p.publicIp >>> 0, r);
-  table.writeUInt16BE(p.port, r + 4);
-  table.set(p.mac.subarray(0, 6), r + 6);
-  table.writeUInt32BE(p.vni >>> 0, r + 12);
+export function writePeerRecord(table: Buffer, index: number, p: PeerRecord): void {
+  const r = index * native.PEER_RECORD_SIZE;
+  table.fill(0, r, r + native.PEER_RECORD_SIZE);
+  table.writeUInt32BE(p.publicIp >>> 0, r + native.PEER_ADDR);
+  table.writeUInt16BE(p.port, r + native.PEER_PORT);
+  table.set(p.mac.subarray(0, 6), r + native.PEER_MAC);
+  table.writeUInt32BE(p.vni >>> 0, r + native.PEER_VNI);
+  table[r + native.PEER_FLAGS] = p.partialCsum === true ? native.PEER_F_CSUM_PARTIAL : 0;
 }
 
 export function buildPeerSnapshot(peers: readonly Peer[]): PeerSnapshot {
-  const table = Buffer.alloc(Math.max(1, peers.length) * PEER_RECORD_SIZE);
+  const table = Buffer.alloc(Math.max(1, peers.length) * native.PEER_RECORD_SIZE);
   const routes: RouteEntry[] = [];
   const entries: PeerEntry[] = [];
   peers.forEach((p, index) => {
-    writePeerRecord(table, index, { publicIp: p.publicIp, port: p.port, mac: p.encap.mac, vni: p.encap.vni });
+    const { publicIp, port, encap, partialCsum } = p;
+    writePeerRecord(table, index, { publicIp, port, mac: encap.mac, vni: encap.vni, partialCsum });
     routes.push({ net: p.net | 0, prefixLen: p.prefixLen, peer: index });
     entries.push({ index, publicIp: p.publicIp | 0, net: p.net | 0, prefixLen: p.prefixLen });
   });

@@ -1,6 +1,14 @@
 // The event-loop side of a batched tier (the batch tier, and each offload queue): libuv polls the TUN fd and the UDP
 // socket, and each wake-up moves a few batches so neither direction starves the other or the control plane.
+//
+// WEFT_SPIN_US (default 0, off): after a wake-up, keep polling both fds without sleeping for up to that many
+// microseconds, so a reply that comes back within the window (a pod answering a packet just written to TUN) is
+// forwarded without another sleep and wake-up. It never spins when nothing moved, so an idle daemon stays idle.
 import * as native from '../native.js';
+
+const TUN_RX = native.Counter.tun_rx_packets;
+const UDP_RX = native.Counter.udp_rx_packets;
+const SPIN_MS = Math.max(0, Math.min(Number(process.env['WEFT_SPIN_US'] ?? 0) || 0, 1000)) / 1000;
 
 /** What the wake-ups run. */
 export interface PollPairIo {
@@ -10,6 +18,8 @@ export interface PollPairIo {
   flush(): boolean;
   /** socket -> TUN. */
   inbound(): void;
+  /** Packets moved so far (any monotonic count): the spin stops when it does not change. */
+  moved(): number;
 }
 
 export class PollPair {
@@ -42,7 +52,8 @@ export class PollPair {
   }
 
   private onTunReadable(): void {
-    if (!this.io.outbound()) this.pushBack(true);
+    if (!this.io.outbound()) return this.pushBack(true);
+    this.spin();
   }
 
   private onSocket(events: number): void {
@@ -50,7 +61,26 @@ export class PollPair {
       this.pushBack(false);
       this.onTunReadable();
     }
-    if (events & native.READABLE) this.io.inbound();
+    if (events & native.READABLE) {
+      this.io.inbound();
+      this.spin();
+    }
+  }
+
+  // Poll both directions until SPIN_MS has passed without a packet.
+  private spin(): void {
+    if (SPIN_MS === 0 || this.closed) return;
+    let seen = this.io.moved();
+    let until = performance.now() + SPIN_MS;
+    while (performance.now() < until) {
+      if (!this.io.outbound()) return this.pushBack(true);
+      this.io.inbound();
+      const now = this.io.moved();
+      if (now !== seen) {
+        seen = now;
+        until = performance.now() + SPIN_MS;
+      }
+    }
   }
 
   // The socket is full: stop reading TUN (the kernel queues or drops there, where TCP sees it) until it drains.
@@ -59,4 +89,9 @@ export class PollPair {
     native.pollUpdate(this.tunPoll, on ? 0 : native.READABLE);
     native.pollUpdate(this.sockPoll, on ? native.READABLE | native.WRITABLE : native.READABLE);
   }
+}
+
+/** Packets in from TUN and from the socket: what `moved` counts for a queue's counters. */
+export function moved(counters: Float64Array): number {
+  return (counters[TUN_RX] as number) + (counters[UDP_RX] as number);
 }

@@ -7,6 +7,8 @@
 // decode reads an outer UDP payload and finds the inner IPv4 packet; it must check every length it reads, since the
 // bytes come from the network.
 
+import { Verdict } from '../verdicts.js';
+
 /** What a peer's lease says about how to reach it, parsed once per lease event. */
 export interface PeerEncapInfo {
   /** VtepMAC for VXLAN: the inner Ethernet destination. Zero bytes for encaps without one. */
@@ -20,15 +22,16 @@ export interface LocalEncapInfo {
   readonly vni: number;
 }
 
-/** Outcome of decode: 0 or a positive inner offset is success; negative values are drop reasons. */
+/** Outcome of decode: 0 or a positive inner offset is success; negative values are verdicts of the one table both
+ *  C and TypeScript use (src/verdicts.ts), so the forwarder counts them as they are. */
 export const DecodeVerdict = {
-  truncated: -1,
-  badFlags: -2,
-  badVni: -3,
-  badEthertype: -4,
-  badVersion: -5,
-  geneveCritical: -6,
-  malformed: -7,
+  truncated: Verdict.truncated,
+  badFlags: Verdict.badFlags,
+  badVni: Verdict.badVni,
+  badEthertype: Verdict.badEthertype,
+  badVersion: Verdict.badVersion,
+  geneveCritical: Verdict.geneveCritical,
+  malformed: Verdict.malformed,
 } as const;
 export type DecodeVerdict = (typeof DecodeVerdict)[keyof typeof DecodeVerdict];
 

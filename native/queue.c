@@ -1,0 +1,226 @@
+/*
+ * One queue: a TUN fd (or queue) and a UDP socket, both directions' memory registered once (binding.c checks every
+ * size when the queue is opened), so each batch call is (queue, n). The steps below run in the order a packet meets
+ * them; TypeScript decides between them (routes per packet or super-packet, sender checks) over the same memory.
+ *
+ * Out (forwarder: src/datapath/outbound.ts):
+ *   1. out_read    tun.c     TUN -> out slots, each at HEADROOM (virtio header in front on the offload tier)
+ *      [TS: route lookup -> out_peer[i], or a verdict; ICMP net-unreachable via out_icmp]
+ *   2. out_encap   gso.c + encap.c -> the train: batch tier: the encap header in place in front of each packet, one
+ *                  datagram each; offload tier: each super-packet cut into segments (headers in the train's header
+ *                  area, payload left in the slot) with the encap header in front of each, one UDP_SEGMENT message
+ *                  per up to 64 segments
+ *      [transform: a per-batch pass over the train's messages goes here (WireGuard seals each segment; its header
+ *       fits in the room in front, its tag in WEFT_TAILROOM), before anything is sent]
+ *   3. out_send    udp.c     sendmmsg of the train, resumable after EAGAIN
+ * In (forwarder: src/datapath/inbound.ts):
+ *   1. in_recv     udp.c     recvmmsg (UDP_GRO on the offload tier) -> in slots
+ *      [transform: WireGuard opens here, before anything reads the inner packet]
+ *   2. in_decap    encap.c   split GRO buffers, check and strip the encap header -> segments (seg_off/len/addr)
+ *      [TS: sender checks per segment -> seg_len[k] = verdict]
+ *   3. in_write    gro.c + tun.c  offload tier: coalesce TCP, writev with a virtio header; batch tier: complete
+ *                  partial checksums, write (cut at the TUN MTU)
+ */
+#include "weft.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Train room: per TUN packet up to WEFT_GSO_MAX_SEGS segments, each two iovecs and one header-area entry; messages
+ * one per segment at worst (segments go one by one only after a UDP_SEGMENT refusal, and then from the same
+ * message). */
+#define HDR_ROOM_PER_SEG (64 + WEFT_GSO_HDR_MAX)
+
+int weft_queue_init(weft_queue *q, weft_err *e) {
+  weft_train *t = &q->train;
+  int32_t slots = q->out_slots > 0 ? q->out_slots : 0;
+  int32_t segs = q->vnet ? slots * WEFT_GSO_MAX_SEGS : slots;
+  memset(t, 0, sizeof *t);
+  if (slots == 0) return 0;
+  t->iov_cap = 2 * segs;
+  t->msg_cap = segs;
+  t->hdrs_cap = q->vnet ? (size_t)segs * HDR_ROOM_PER_SEG : 0;
+  t->iov = calloc((size_t)t->iov_cap, sizeof *t->iov);
+  int32_t *ints = calloc((size_t)t->msg_cap * 5, sizeof(int32_t));
+  t->hdrs = t->hdrs_cap ? malloc(t->hdrs_cap) : NULL;
+  if (!t->iov || !ints || (t->hdrs_cap && !t->hdrs)) {
+    free(t->iov), free(ints), free(t->hdrs);
+    memset(t, 0, sizeof *t);
+    e->code = ENOMEM, e->syscall = "calloc";
+    return -1;
+  }
+  t->msg_iov = ints;
+  t->msg_iovcnt = ints + t->msg_cap;
+  t->msg_gso = ints + 2 * t->msg_cap;
+  t->msg_peer = ints + 3 * t->msg_cap;
+  t->msg_slot = ints + 4 * t->msg_cap;
+  return 0;
+}
+
+void weft_queue_free(weft_queue *q) {
+  free(q->train.iov);
+  free(q->train.msg_iov);
+  free(q->train.hdrs);
+  memset(&q->train, 0, sizeof q->train);
+}
+
+/* ---- out ---- */
+
+int32_t weft_queue_out_read(weft_queue *q, weft_err *e) {
+  return weft_tun_read_batch(q->tun_fd, q->vnet, q->out_slab, q->slot_size, WEFT_HEADROOM, q->out_len, q->out_slots,
+                             q->counters, e);
+}
+
+static void out_drop(weft_queue *q, int32_t i, int32_t verdict) {
+  q->out_peer[i] = verdict;
+  weft_drop(q->counters, -verdict - 1);
+}
+
+static void train_msg(weft_train *t, int32_t iov, int32_t iovcnt, int32_t gso, int32_t peer, int32_t slot) {
+  int32_t m = t->msg_n++;
+  t->msg_iov[m] = iov;
+  t->msg_iovcnt[m] = iovcnt;
+  t->msg_gso[m] = gso;
+  t->msg_peer[m] = peer;
+  t->msg_slot[m] = slot;
+}
+
+/* Batch tier: check, TTL, encap header in place; one datagram per packet. */
+static void encap_in_place(weft_queue *q, int32_t i, uint8_t *pkt, const uint8_t *rec) {
+  weft_train *t = &q->train;
+  int32_t len = q->out_len[i], hlen = q->ops->hlen;
+  if (!weft_ipv4_valid_exact(pkt, len)) return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_MALFORMED));
+  if (!weft_ipv4_ttl_decrement(pkt)) return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_TTL_EXCEEDED));
+  weft_encap_one(q->ops, pkt, rec, q->local_mac, q->vni);
+  q->out_off[i] = (int32_t)(pkt - q->out_slab) - hlen;
+  q->out_len[i] = len + hlen;
+  t->iov[t->iov_n].iov_base = pkt - hlen;
+  t->iov[t->iov_n].iov_len = (size_t)(len + hlen);
+  train_msg(t, t->iov_n++, 1, 0, q->out_peer[i], i);
+}
+
+/* Offload tier: one super-packet into segments with the encap header in front of each (scatter-gather). */
+static void encap_segments(weft_queue *q, int32_t i, uint8_t *pkt, const uint8_t *rec) {
+  weft_train *t = &q->train;
+  int32_t hlen = q->ops->hlen, peer = q->out_peer[i];
+  weft_gso_plan plan;
+  int flags = WEFT_GSO_TTL_DEC | (rec[WEFT_PEER_FLAGS] & WEFT_PEER_F_CSUM_PARTIAL ? WEFT_GSO_CSUM_PARTIAL : 0);
+  uint8_t *hdrs = t->hdrs + t->hdrs_used;
+  int32_t n = weft_gso_segment(pkt - WEFT_VNET_HDR_LEN, pkt, q->out_len[i], q->mtu, flags, hdrs,
+                               t->hdrs_cap - t->hdrs_used, hlen, &plan, q->counters);
+  if (n < 0) return out_drop(q, i, n);
+  if (t->iov_n + 2 * n > t->iov_cap || t->msg_n + n > t->msg_cap)
+    return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_NO_SLOT));
+  if (plan.hdr == 0) { /* GSO_NONE: fixed up in place, one datagram like the batch tier's */
+    int32_t len = q->out_len[i];
+    weft_encap_one(q->ops, pkt, rec, q->local_mac, q->vni);
+    t->iov[t->iov_n].iov_base = pkt - hlen;
+    t->iov[t->iov_n].iov_len = (size_t)(len + hlen);
+    return train_msg(t, t->iov_n++, 1, 0, peer, i);
+  }
+  int32_t stride = hlen + plan.hdr + plan.mss; /* one segment on the wire */
+  int32_t per = WEFT_UDP_GSO_MAX_BYTES / stride;
+  if (per > WEFT_UDP_GSO_MAX_SEGS) per = WEFT_UDP_GSO_MAX_SEGS;
+  if (per < 1) per = 1;
+  for (int32_t k = 0; k < n; k++) {
+    uint8_t *h = hdrs + (size_t)k * (size_t)(hlen + plan.hdr);
+    weft_encap_one(q->ops, h + hlen, rec, q->local_mac, q->vni);
+    struct iovec *v = t->iov + t->iov_n + 2 * k;
+    v[0].iov_base = h;
+    v[0].iov_len = (size_t)(hlen + plan.hdr);
+    v[1].iov_base = pkt + plan.hdr + (size_t)k * (size_t)plan.mss;
+    v[1].iov_len = (size_t)(k == n - 1 ? plan.last : plan.mss);
+  }
+  for (int32_t k = 0; k < n; k += per) {
+    int32_t c = n - k < per ? n - k : per;
+    train_msg(t, t->iov_n + 2 * k, 2 * c, c > 1 ? stride : 0, peer, i);
+  }
+  t->iov_n += 2 * n;
+  t->hdrs_used += (size_t)n * (size_t)(hlen + plan.hdr);
+}
+
+/* A TypeScript encap already wrote its header in place: out_off/out_len frame the datagram. */
+static void js_encapped(weft_queue *q, int32_t i) {
+  weft_train *t = &q->train;
+  int32_t off = q->out_off[i], len = q->out_len[i];
+  size_t slot = (size_t)i * (size_t)q->slot_size;
+  if (off < 0 || len <= 0 || (size_t)off < slot || (size_t)off + (size_t)len > slot + (size_t)q->slot_size)
+    return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_MALFORMED));
+  t->iov[t->iov_n].iov_base = q->out_slab + off;
+  t->iov[t->iov_n].iov_len = (size_t)len;
+  train_msg(t, t->iov_n++, 1, 0, q->out_peer[i], i);
+}
+
+void weft_queue_out_encap(weft_queue *q, int32_t n) {
+  weft_train *t = &q->train;
+  t->iov_n = t->msg_n = t->next = t->next_seg = 0;
+  t->hdrs_used = 0;
+  if (n > q->out_slots) n = q->out_slots;
+  for (int32_t i = 0; i < n; i++) {
+    int32_t peer = q->out_peer[i];
+    if (peer < 0) continue; /* JS already decided: no route, etc. */
+    if (peer >= q->peer_count) { /* a stale index is a missing route, not a crash */
+      out_drop(q, i, WEFT_VERDICT(WEFT_DROP_NO_ROUTE));
+      continue;
+    }
+    if (!q->ops) {
+      js_encapped(q, i);
+      continue;
+    }
+    if (q->out_len[i] < 0 || q->out_len[i] > q->slot_size - WEFT_HEADROOM - WEFT_TAILROOM) {
+      out_drop(q, i, WEFT_VERDICT(WEFT_DROP_MALFORMED)); /* JS wrote it */
+      continue;
+    }
+    uint8_t *pkt = q->out_slab + (size_t)i * q->slot_size + WEFT_HEADROOM;
+    const uint8_t *rec = q->peers + (size_t)peer * WEFT_PEER_RECORD_SIZE;
+    if (q->vnet) encap_segments(q, i, pkt, rec);
+    else encap_in_place(q, i, pkt, rec);
+  }
+}
+
+int32_t weft_queue_out_send(weft_queue *q, weft_err *e) {
+  return weft_udp_send_train(q->sock_fd, &q->train, q->peers, q->peer_count, &q->udp_segment, q->out_peer,
+                             q->counters, e);
+}
+
+int weft_queue_out_icmp(weft_queue *q, int32_t slot, uint8_t type, uint8_t code, uint32_t from) {
+  if (slot < 0 || slot >= q->out_slots) return 0;
+  int32_t len = q->out_len[slot];
+  if (len <= 0 || len > q->slot_size - WEFT_HEADROOM) return 0;
+  const uint8_t *pkt = q->out_slab + (size_t)slot * q->slot_size + WEFT_HEADROOM;
+  int32_t n = weft_icmp_error_build(pkt, len, type, code, from, q->scratch, (int32_t)sizeof q->scratch);
+  if (n <= 0) return 0;
+  int ok;
+  if (q->vnet) {
+    uint8_t vh[WEFT_VNET_HDR_LEN] = {0};
+    struct iovec iov[2] = {{vh, sizeof vh}, {q->scratch, (size_t)n}};
+    ok = weft_tun_writev(q->tun_fd, iov, 2, WEFT_VNET_HDR_LEN, q->counters);
+  } else {
+    ok = weft_tun_write_one(q->tun_fd, q->scratch, n, q->counters);
+  }
+  if (ok) q->counters[WEFT_C_ICMP_SENT] += 1;
+  return ok;
+}
+
+/* ---- in ---- */
+
+int32_t weft_queue_in_recv(weft_queue *q, weft_err *e) {
+  return weft_udp_recv(q->sock_fd, q->in_slab, q->slot_size, q->in_len, q->in_addr, q->in_gso, q->in_slots,
+                       q->counters, e);
+}
+
+int32_t weft_queue_in_decap(weft_queue *q, int32_t n) {
+  if (n > q->in_slots) n = q->in_slots;
+  if (!q->ops) return 0; /* a TypeScript encap decodes and fills the segments itself */
+  return weft_decap_split(q->ops, q->in_slab, q->slot_size, q->in_len, q->in_gso, q->in_addr, n, q->vni, q->seg_off,
+                          q->seg_len, q->seg_addr, q->seg_max, q->counters);
+}
+
+int32_t weft_queue_in_write(weft_queue *q, int32_t segs) {
+  size_t slab_len = (size_t)q->in_slots * (size_t)q->slot_size;
+  if (segs > q->seg_max) segs = q->seg_max;
+  if (q->vnet)
+    return weft_gro_run(q->in_slab, slab_len, q->seg_off, q->seg_len, segs, q->gro, q->gro ? q->mtu : 0,
+                        weft_tun_sink, &q->tun_fd, q->counters);
+  return weft_tun_write_batch(q->tun_fd, q->in_slab, slab_len, q->seg_off, q->seg_len, segs, q->mtu, q->counters);
+}

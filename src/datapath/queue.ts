@@ -1,0 +1,112 @@
+// One queue of a batched tier: a TUN fd (or one queue of a multi-queue TUN) and one UDP socket, with both
+// directions' memory allocated here once and registered with C once (native/queue.c). The forwarder (outbound.ts,
+// inbound.ts) then calls C with (handle, n) and reads inner destinations and writes verdicts through the typed
+// arrays below: the same memory C reads, so nothing is copied and nothing is allocated per packet.
+//
+// Memory never grows with load: a full batch waits, and the next read waits for it.
+import * as native from '../native.js';
+
+export interface QueueOptions {
+  readonly tunFd: number;
+  readonly sockFd: number;
+  /** ENCAP_* id of a native encap, or null: a TypeScript encap writes and reads headers between the steps. */
+  readonly encap: number | null;
+  readonly vni: number;
+  readonly localMac: Buffer;
+  /** TUN MTU: the largest segment GSO makes (offload), where inbound packets are cut (batch); 0 = no limit. */
+  readonly mtu: number;
+  /** Packets per TUN batch and datagrams (or UDP_GRO buffers) per receive batch. */
+  readonly slots: number;
+  /** The offload tier: the TUN carries a virtio header (GSO out, GRO in). */
+  readonly vnet: boolean;
+  readonly gro: boolean;
+  readonly udpSegment: boolean;
+  readonly counters: Float64Array;
+}
+
+export class Queue {
+  readonly handle: native.QueueHandle;
+  readonly slots: number;
+  readonly slotSize = native.SLOT_SIZE;
+  /** Out: packet i read from TUN at i * slotSize + HEADROOM (its virtio header just before it on the offload tier). */
+  readonly outSlab: Buffer;
+  /** Out: packet length, or a negative verdict. */
+  readonly outLen: Int32Array;
+  /** Out, batch tier: where the datagram starts once encapsulated (a TypeScript encap writes it). */
+  readonly outOff: Int32Array;
+  /** Out: the peer index the route step chose, or a negative verdict. */
+  readonly outPeer: Int32Array;
+  /** In: datagram (or UDP_GRO buffer) i at i * slotSize. */
+  readonly inSlab: Buffer;
+  readonly inLen: Int32Array;
+  /** In: outer source address, host order. */
+  readonly inAddr: Uint32Array;
+  /** In, offload tier: the UDP_GRO segment size of each receive (0: one datagram). */
+  readonly inGso: Int32Array | null;
+  /** In: the inner packets found by decap: offset and length in inSlab (or a verdict), outer source. */
+  readonly segOff: Int32Array;
+  readonly segLen: Int32Array;
+  readonly segAddr: Uint32Array;
+  private peerTable: Buffer | null = null;
+
+  constructor(readonly opts: QueueOptions) {
+    const n = opts.slots;
+    const segs = opts.vnet ? n * native.GRO_MAX_SEGS : n;
+    this.slots = n;
+    this.outSlab = Buffer.alloc(n * native.SLOT_SIZE);
+    this.outLen = new Int32Array(n);
+    this.outOff = new Int32Array(n);
+    this.outPeer = new Int32Array(n);
+    this.inSlab = Buffer.alloc(n * native.SLOT_SIZE);
+    this.inLen = new Int32Array(n);
+    this.inAddr = new Uint32Array(n);
+    this.inGso = opts.vnet ? new Int32Array(n) : null;
+    this.segOff = new Int32Array(segs);
+    this.segLen = new Int32Array(segs);
+    this.segAddr = new Uint32Array(segs);
+    this.handle = native.queueOpen({
+      tunFd: opts.tunFd,
+      sockFd: opts.sockFd,
+      encap: opts.encap ?? -1,
+      vni: opts.vni,
+      localMac: opts.localMac,
+      mtu: opts.mtu,
+      vnet: opts.vnet,
+      gro: opts.gro,
+      udpSegment: opts.udpSegment,
+      counters: opts.counters,
+      outSlab: this.outSlab,
+      outLen: this.outLen,
+      outOff: this.outOff,
+      outPeer: this.outPeer,
+      inSlab: this.inSlab,
+      inLen: this.inLen,
+      inAddr: this.inAddr,
+      ...(this.inGso ? { inGso: this.inGso } : {}),
+      segOff: this.segOff,
+      segLen: this.segLen,
+      segAddr: this.segAddr,
+    });
+  }
+
+  /** Where packet i of the out batch starts (its inner IPv4 header). */
+  outPacket(i: number): number {
+    return i * this.slotSize + native.HEADROOM;
+  }
+
+  /** Points C at the current peer table; a pointer compare when it has not changed (once per batch). */
+  usePeers(table: Buffer): void {
+    if (table === this.peerTable) return;
+    native.queueSetPeers(this.handle, table);
+    this.peerTable = table;
+  }
+
+  /** UDP_SEGMENT still in use (false after the kernel refused it). */
+  get udpSegmentOn(): boolean {
+    return native.queueUdpSegment(this.handle);
+  }
+
+  close(): void {
+    native.queueClose(this.handle);
+  }
+}
