@@ -36,15 +36,37 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Runs a step with its output (npm's, ~40 lines of node-gyp's) held back, shown only when the step fails.
+quietly() {
+  local what="$1" out
+  shift
+  echo "weft: $what" >&2
+  if ! out="$("$@" 2>&1)"; then
+    printf '%s\n' "$out" >&2
+    echo "weft: $what failed" >&2
+    return 1
+  fi
+}
+
 # Node packages and the native addon (npm ci builds it through binding.gyp).
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  quietly "installing node packages and building the native addon (npm ci, about a minute)" \
+    npm ci --no-audit --no-fund
 fi
 addon=build/Release/weft.node
 if [ ! -f "$addon" ] || [ -n "$(find native binding.gyp -newer "$addon" 2>/dev/null | head -1)" ]; then
-  npx node-gyp rebuild >/dev/null
+  quietly "building the native addon" npx node-gyp rebuild
 fi
-npm run --silent build
+# TypeScript to dist/, unless dist/ is newer than every source. A folder's time changes when a file in it is added
+# or removed, so those count too. The stamp takes the time the build started: a file saved during the build is
+# newer, and the next run builds again.
+stamp=dist/.built
+if [ ! -f "$stamp" ] || [ -n "$(find src testbed bench tsconfig.json node_modules/.package-lock.json \
+  -path bench/results -prune -o -newer "$stamp" -print -quit)" ]; then
+  started="$(date +%s.%N)"
+  npm run --silent build
+  touch -d "@$started" "$stamp"
+fi
 
 need_root
 # Namespace hosts forward between their pod bridge and the overlay device.
