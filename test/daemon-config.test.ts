@@ -1,12 +1,12 @@
 // Daemon configuration: precedence flag > env > file > default, both env spellings, and each validation error.
 import t from 'tap';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveDaemonConfig } from '../src/config/daemon.js';
 import { ConfigError } from '../src/errors.js';
+import { tempDir } from './helpers/tmp.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'weft-cfg-'));
+const dir = tempDir(t, 'cfg');
 function file(obj: unknown): string {
   const p = join(dir, `c${Math.random().toString(36).slice(2)}.json`);
   writeFileSync(p, typeof obj === 'string' ? obj : JSON.stringify(obj));

@@ -1,7 +1,5 @@
 // Lease registry + manager against a real etcd (startEtcd on loopback). Each subtest uses its own prefix.
 import t from 'tap';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { startEtcd, type EtcdServer } from '../testbed/etcd.js';
@@ -14,6 +12,7 @@ import { readSubnetEnv, writeSubnetEnv } from '../src/lease/subnet-env.js';
 import { NetworkExhaustedError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
 import { sleep, waitFor } from './helpers/wait.js';
+import { tempDir } from './helpers/tmp.js';
 
 let etcd: EtcdServer;
 let raw: Etcd3;
@@ -114,7 +113,7 @@ t.test('restart with the same PublicIP reuses the subnet, attrs updated', async 
 
 t.test('previous subnet from subnet.env is honored', async (t) => {
   const { cfg, reg } = setup();
-  const dir = await mkdtemp(join(tmpdir(), 'weft-lease-'));
+  const dir = tempDir(t, 'lease');
   const path = join(dir, 'subnet.env');
   await writeSubnetEnv(path, { network: cfg.network, subnet: parseSubnet('10.5.77.0/24')!, mtu: 1450, ipMasq: false });
   const prev = readSubnetEnv(path)?.subnet ?? null;

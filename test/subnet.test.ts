@@ -19,9 +19,9 @@ import {
   lastAddress,
 } from '../src/ip/subnet.js';
 import { readSubnetEnv, writeSubnetEnv, formatSubnetEnv } from '../src/lease/subnet-env.js';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { tempDir } from './helpers/tmp.js';
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const subnetArb = fc.tuple(u32, fc.integer({ min: 0, max: 32 })).map(([ip, len]) => makeSubnet(ip, len));
@@ -110,7 +110,7 @@ t.test('iteration covers the range without overlap', async (t) => {
 });
 
 t.test('subnet.env', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'weft-env-'));
+  const dir = tempDir(t, 'env');
   const path = join(dir, 'run', 'flannel', 'subnet.env');
   const env = { network: parseSubnet('10.5.0.0/16')!, subnet: parseSubnet('10.5.3.0/24')!, mtu: 1472, ipMasq: false };
   t.equal(
