@@ -3,13 +3,17 @@
 // subnet.
 //
 // Startup failures end the process with one line and a non-zero exit, never a retry loop: an invalid flag (exit 2),
-// a Network that overlaps the underlay, and a network with no free subnet left (NetworkExhaustedError; a supervisor
-// may retry later). etcd being unreachable is waited out, before and after the lease.
+// a network config it cannot run (checkNetworkConfig, the check `weft network set` runs), a Network that overlaps
+// the underlay, and a network with no free subnet left (NetworkExhaustedError; a supervisor may retry later). etcd
+// being unreachable is waited out, before and after the lease. Once running, a config in etcd that the daemon
+// cannot run is logged once and the daemon keeps the one it runs (lease/manager.ts).
 import { resolveDaemonConfig, type DaemonConfig } from './config/daemon.js';
-import { parseNetworkConfig, type NetworkConfig } from './config/network.js';
+import type { NetworkConfig } from './config/network.js';
 import { ConfigError, NetworkConfigError, WeftError, errorMessage } from './errors.js';
 import { createLogger, type Logger } from './log.js';
-import { createBackend, loadEncapModule, type Backend, type ExternalInterface } from './backend/index.js';
+import { createBackend, type Backend, type ExternalInterface } from './backend/index.js';
+import { checkNetworkConfig } from './backend/config.js';
+import { loadEncapModule } from './backend/encap-module.js';
 import { registryFromConfig, type EtcdRegistry } from './lease/registry.js';
 import { LeaseManager } from './lease/manager.js';
 import { Backoff } from './lease/backoff.js';
@@ -72,7 +76,10 @@ export async function findExternalInterface(config: DaemonConfig): Promise<Exter
   return { name: iface.name, mtu: iface.mtu, publicIp: config.publicIp ?? ifaceIp, ifaceIp };
 }
 
-/** Reads `<prefix>/config`, waiting (and saying so once) while it is missing or etcd is unreachable. */
+/**
+ * Reads `<prefix>/config` and checks it as `weft network set` does (checkNetworkConfig), waiting (and saying so once)
+ * while it is missing or etcd is unreachable.
+ */
 async function waitForNetworkConfig(
   registry: EtcdRegistry,
   config: DaemonConfig,
@@ -86,7 +93,7 @@ async function waitForNetworkConfig(
     let state: string;
     try {
       const json = await registry.getNetworkConfig();
-      if (json !== null) return parseNetworkConfig(json);
+      if (json !== null) return checkNetworkConfig(json, config);
       state = 'missing';
       if (said !== state) log.warn({ key: `${config.etcdPrefix}/config` }, 'waiting for the network config in etcd');
     } catch (e) {
@@ -119,8 +126,7 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
   let masq: Masq | null = null;
   let server: ReturnType<typeof startMetricsServer> | null = null;
   try {
-    const network = await waitForNetworkConfig(registry, config, log, signal);
-    checkUnderlayOverlap(network, external, (await iproute.interfaceByName(external.name))?.cidrs ?? []);
+    // The module's type must be known before the network config that names it is checked.
     if (config.encapModule !== undefined) {
       const encap = await loadEncapModule(config.encapModule);
       log.info(
@@ -128,6 +134,8 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
         'encap module loaded',
       );
     }
+    const network = await waitForNetworkConfig(registry, config, log, signal);
+    checkUnderlayOverlap(network, external, (await iproute.interfaceByName(external.name))?.cidrs ?? []);
     backend = createBackend({ network, config, external, log });
     const active = backend;
     const manager = leaseManager(config, network, external, active, registry, log);
@@ -205,6 +213,7 @@ function leaseManager(
     ttlSeconds: config.subnetLeaseTtl,
     renewMarginSeconds: config.subnetLeaseRenewMargin * 60,
     followNetworkConfig: true,
+    checkNetworkConfig: (json) => checkNetworkConfig(json, config),
     log,
   });
 }

@@ -99,6 +99,66 @@ t.test('daemons on two hosts', async (t) => {
     t.equal(keys.split('\n').filter(Boolean).length, 2, 'both leases still there, none re-created elsewhere');
   });
 
+  await t.test('a config in etcd the daemons cannot run: said once, they keep forwarding on theirs', async (t) => {
+    const d1 = cluster.daemons.get(1)!;
+    const key = cluster.leaseKeyOf(1)!;
+    const subnet = cluster.subnetOf(1);
+    // Written past `weft network set` (it would refuse it), as etcdctl allows. The daemon reads the config when it
+    // re-acquires a lost lease; it used to exit on a Backend.Type it does not carry.
+    const unrunnable = { ...NETWORK, Backend: { Type: 'nope' } };
+    await cluster.etcdctl(['put', '/coreos.com/network/config', JSON.stringify(unrunnable)]);
+    t.teardown(() => cluster.etcdctl(['put', '/coreos.com/network/config', JSON.stringify(NETWORK)]));
+    for (let i = 0; i < 2; i++) {
+      await cluster.etcdctl(['del', key]);
+      const back = async () =>
+        (await cluster.etcdctl(['get', '--print-value-only', key])).includes(`"${cluster.tb.hostIP(1)}"`);
+      await waitFor(`h1's lease re-acquired (${i + 1})`, back, WAIT_MS);
+    }
+    const said = readFileSync(d1.logFile, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('cannot be run'));
+    t.equal(said.length, 1, 'logged once over two re-acquisitions');
+    t.match(said[0], /Backend\.Type \\"nope\\": no such backend/, 'with the reason');
+    t.equal(d1.child.exitCode, null, 'still running');
+    t.equal(cluster.subnetOf(1), subnet, 'same subnet, on the config it runs');
+    const reach = async (a: number, b: number) =>
+      (await ping(cluster.pods.get(a)!, cluster.pods.get(b)!.ip, { count: 1, timeoutSec: 2 })).ok;
+    await waitFor('pod 1 reaches pod 2', () => reach(1, 2), WAIT_MS, 500);
+    await waitFor('pod 2 reaches pod 1', () => reach(2, 1), WAIT_MS, 500);
+    t.pass('pods reach each other both ways');
+  });
+
+  await t.test('network set refuses what a daemon refuses, with the same line', async (t) => {
+    const configs = [
+      { Network: '10.5.0.0/16', Backend: { Type: 'udp', Port: 70000 } },
+      { Network: '10.5.0.0/16', Backend: { Type: 'vxlan', VNI: 'x' } },
+      { Network: '10.5.0.0/16', Backend: { Type: 'nope' } },
+    ];
+    for (const [i, config] of configs.entries()) {
+      const prefix = `/refused${i}/network`;
+      const set = await cluster.tb.exec(cluster.tb.bridgeNs, [
+        process.execPath,
+        WEFT_CLI,
+        'network',
+        'set',
+        JSON.stringify(config),
+        `--etcd-endpoints=${cluster.endpoint}`,
+        `--etcd-prefix=${prefix}`,
+      ]);
+      t.equal(set.code, 2, `set refuses ${JSON.stringify(config.Backend)} (exit 2)`);
+      t.equal(await cluster.etcdctl(['get', `${prefix}/config`]), '', 'nothing written');
+      // The daemon on the same config, put there by hand: it exits with its line.
+      await cluster.etcdctl(['put', `${prefix}/config`, JSON.stringify(config)]);
+      const flags = [`--etcd-endpoints=${cluster.endpoint}`, `--etcd-prefix=${prefix}`, '--log-level=silent'];
+      const daemon = await cluster.tb.exec(cluster.tb.host(1), daemonArgv(cluster, 6, 'weftrefused', flags), {
+        timeoutMs: 20_000,
+      });
+      t.equal(daemon.code, 1, 'the daemon refuses it at start (exit 1)');
+      t.match(daemon.stderr, /^weft: network config: Backend\.\w+ .*\n$/, 'one line');
+      t.equal(set.stderr, daemon.stderr, `the same line: ${set.stderr.trim()}`);
+    }
+  });
+
   await t.test('weft leases and weft network get/set', async (t) => {
     const table = await cluster.weft(['leases', `--etcd-endpoints=${cluster.endpoint}`]);
     t.match(table, /^SUBNET\s+PUBLIC IP\s+BACKEND\s+TTL LEFT$/m);

@@ -11,7 +11,7 @@ import { PACKAGE_ROOT, PREFIX } from '../testbed/cluster.js';
 import { ping } from '../testbed/traffic.js';
 import xorExampleEncap from '../src/encap/example-xor.js';
 import { DecodeVerdict } from '../src/encap/encap.js';
-import { encapProblem, loadEncapModule } from '../src/backend/index.js';
+import { encapProblem, loadEncapModule } from '../src/backend/encap-module.js';
 import { encapByName } from '../src/encap/index.js';
 import { clusterFor, netConfig } from './helpers/cluster.js';
 

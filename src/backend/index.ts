@@ -1,97 +1,18 @@
 // Backends by name, as flannel registers them. `--datapath userspace` carries udp/vxlan/geneve (and encaps loaded
 // with --encap-module) through weft's own forwarder; `--datapath kernel` programs the kernel (vxlan, host-gw) the way
 // flanneld does.
-import { isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { WeftError, errorMessage } from '../errors.js';
-import type { Encap } from '../encap/encap.js';
-import { encapByName, registerEncap } from '../encap/index.js';
 import type { Backend, BackendContext } from './backend.js';
+import { checkBackend } from './config.js';
 import { HostGwBackend } from './host-gw.js';
 import { KernelVxlanBackend } from './kernel-vxlan.js';
 import { UserspaceBackend } from './userspace.js';
 
-/** Paths already loaded, so a second call (or both loaders) registers once. */
-const loadedModules = new Map<string, Encap>();
-
-/**
- * Loads a TypeScript-written (compiled to JS) encap: an ES module whose default export (or export named `encap`) is
- * an Encap object. It is registered under its `name`, which the network config's Backend.Type then names. The
- * batch and dgram tiers call its encode/decode per packet (nativeId must be null: there is no C twin).
- */
-export async function loadEncapModule(path: string): Promise<Encap> {
-  const abs = absolute(path);
-  const have = loadedModules.get(abs);
-  if (have) return have;
-  let mod: unknown;
-  try {
-    mod = await import(pathToFileURL(abs).href);
-  } catch (e) {
-    throw new WeftError('WEFT_ERR_BACKEND', `--encap-module ${path}: cannot load: ${errorMessage(e)}`, { cause: e });
-  }
-  return registerModule(path, abs, mod);
-}
-
-function absolute(path: string): string {
-  return isAbsolute(path) ? path : resolve(process.cwd(), path);
-}
-
-function registerModule(path: string, abs: string, mod: unknown): Encap {
-  const m = (typeof mod === 'object' && mod !== null ? mod : {}) as Record<string, unknown>;
-  const candidate = m['default'] ?? m['encap'];
-  const why = encapProblem(candidate);
-  if (why !== null) throw new WeftError('WEFT_ERR_BACKEND', `--encap-module ${path}: ${why}`);
-  const encap = candidate as Encap;
-  const taken = encapByName(encap.name);
-  if (taken !== undefined && ![...loadedModules.values()].includes(taken)) {
-    throw new WeftError(
-      'WEFT_ERR_BACKEND',
-      `--encap-module ${path}: name "${encap.name}" is taken by a built-in encap`,
-    );
-  }
-  registerEncap(encap);
-  loadedModules.set(abs, encap);
-  return encap;
-}
-
-/** Checks the shape of a loaded encap; a string says what is wrong. */
-export function encapProblem(e: unknown): string | null {
-  if (typeof e !== 'object' || e === null) return 'exports no encap (export default { name, backendType, ... })';
-  const o = e as Record<string, unknown>;
-  for (const k of ['name', 'backendType'] as const) {
-    if (typeof o[k] !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(o[k] as string)) return `${k} must be a short name`;
-  }
-  for (const k of ['defaultPort', 'headerLength', 'mtuOverhead'] as const) {
-    if (typeof o[k] !== 'number' || !Number.isInteger(o[k])) return `${k} must be an integer`;
-  }
-  const port = o['defaultPort'] as number;
-  if (port < 1 || port > 65535) return 'defaultPort must be a UDP port';
-  const hdr = o['headerLength'] as number;
-  // The forwarder's headroom (native HEADROOM, 64) holds the header; keep to what the built-ins need at most.
-  if (hdr < 0 || hdr > 64) return 'headerLength must be 0..64';
-  if ((o['mtuOverhead'] as number) < hdr) return 'mtuOverhead must cover headerLength';
-  if (o['nativeId'] !== null) return 'nativeId must be null (a module encap has no C twin)';
-  for (const k of ['leaseData', 'parsePeer', 'encode', 'decode'] as const) {
-    if (typeof o[k] !== 'function') return `${k} must be a function`;
-  }
-  return null;
-}
-
 export function createBackend(ctx: BackendContext): Backend {
-  const type = ctx.network.backend.Type;
-  // An --encap-module has been loaded and registered by the daemon (loadEncapModule) before this point.
-  if (ctx.config.datapath === 'userspace') {
-    if (type === 'host-gw') {
-      throw new WeftError('WEFT_ERR_BACKEND', 'backend host-gw has no userspace datapath: run with --datapath kernel');
-    }
-    return new UserspaceBackend(ctx);
-  }
-  if (type === 'vxlan') return new KernelVxlanBackend(ctx);
-  if (type === 'host-gw') return new HostGwBackend(ctx);
-  throw new WeftError(
-    'WEFT_ERR_BACKEND',
-    `backend "${type}" has no kernel datapath (kernel: vxlan, host-gw): run with --datapath userspace`,
-  );
+  // The daemon checked the whole config already (checkNetworkConfig, after loading any --encap-module); the same
+  // check here keeps this door safe for any other caller, with the same messages.
+  checkBackend(ctx.network.backend, ctx.config);
+  if (ctx.config.datapath === 'userspace') return new UserspaceBackend(ctx);
+  return ctx.network.backend.Type === 'vxlan' ? new KernelVxlanBackend(ctx) : new HostGwBackend(ctx);
 }
 
 export type { Backend, BackendContext, ExternalInterface } from './backend.js';

@@ -22,42 +22,12 @@ import { formatIPv4 } from '../ip/subnet.js';
 import { formatMac, parseMac } from '../encap/vxlan.js';
 import * as iproute from '../net/iproute.js';
 import type { Backend, BackendContext, BackendStatus } from './backend.js';
+import { kernelVxlanOptions, type KernelVxlanOptions } from './config.js';
 import { applyLines, KernelBackend, onSameL2, peerPublicIp, routeFixes, type WantedRoute } from './host-gw.js';
 import { stableMac } from './vtep-mac.js';
 
 /** Outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
 export const VXLAN_OVERHEAD = 50;
-
-export interface KernelVxlanOptions {
-  readonly vni: number;
-  readonly port: number;
-  readonly directRouting: boolean;
-}
-
-export function kernelVxlanOptions(backend: Record<string, unknown>): KernelVxlanOptions {
-  const vni = backend['VNI'] ?? 1;
-  const port = backend['Port'] ?? 8472;
-  const direct = backend['DirectRouting'] ?? false;
-  if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) {
-    throw new WeftError(
-      'WEFT_ERR_NETWORK_CONFIG',
-      `network config: Backend.VNI ${JSON.stringify(vni)}: not a 24-bit VNI`,
-    );
-  }
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new WeftError(
-      'WEFT_ERR_NETWORK_CONFIG',
-      `network config: Backend.Port ${JSON.stringify(port)}: not a UDP port`,
-    );
-  }
-  if (typeof direct !== 'boolean') {
-    throw new WeftError(
-      'WEFT_ERR_NETWORK_CONFIG',
-      `network config: Backend.DirectRouting ${JSON.stringify(direct)}: not true or false`,
-    );
-  }
-  return { vni, port, directRouting: direct };
-}
 
 /** What one usable peer gets: an overlay route (with neighbour and FDB entry) or, with DirectRouting, a plain one. */
 type PeerPlan = { kind: 'vxlan'; gw: string; mac: string; publicIp: string } | { kind: 'direct'; publicIp: string };

@@ -13,6 +13,7 @@ import type { Lease, LeaseEvent } from '../lease/lease.js';
 import * as iproute from '../net/iproute.js';
 import * as native from '../native.js';
 import type { Backend, BackendContext, BackendStatus, QueueStatus } from './backend.js';
+import { userspaceOptions, type UserspaceOptions } from './config.js';
 import { stableMac } from './vtep-mac.js';
 
 /** Writes a sysctl unless it already holds the value (in a container /proc/sys is read-only, often preset). */
@@ -35,31 +36,6 @@ const APPLY_DELAY_MS = 10;
 
 /** Packets the kernel may queue for weft to read from the TUN device. */
 const TUN_TXQUEUELEN = 4096;
-
-/** Options of Backend in `<prefix>/config` that the userspace backend reads, over its defaults. */
-interface UserspaceOptions {
-  readonly port: number;
-  readonly vni: number;
-}
-
-function backendOptions(ctx: BackendContext, encap: Encap): UserspaceOptions {
-  const b = ctx.network.backend;
-  const port = b['Port'] ?? encap.defaultPort;
-  const vni = b['VNI'] ?? 1;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new WeftError(
-      'WEFT_ERR_NETWORK_CONFIG',
-      `network config: Backend.Port ${JSON.stringify(port)}: not a UDP port`,
-    );
-  }
-  if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) {
-    throw new WeftError(
-      'WEFT_ERR_NETWORK_CONFIG',
-      `network config: Backend.VNI ${JSON.stringify(vni)}: not a 24-bit VNI`,
-    );
-  }
-  return { port, vni };
-}
 
 export class UserspaceBackend implements Backend {
   readonly type: string;
@@ -95,7 +71,7 @@ export class UserspaceBackend implements Backend {
     }
     this.encap = encap;
     this.type = encap.backendType;
-    this.opts = backendOptions(ctx, encap);
+    this.opts = userspaceOptions(ctx.network.backend, encap);
     this.mtu = ctx.external.mtu - encap.mtuOverhead;
     this.local = { mac: stableMac(ctx.external.publicIp, this.opts.vni), vni: this.opts.vni };
     this.partialCsum = ctx.config.tier === 'offload' && !disabledOffloads().has('partial_csum');

@@ -1,7 +1,7 @@
 // `weft leases`: the subnet leases in etcd, as a table (subnet, public IP, backend, TTL left) or JSON.
 import { formatSubnet } from '../ip/subnet.js';
 import { isReservation, type Lease } from '../lease/lease.js';
-import { registryFromFlags } from './etcd.js';
+import { withRegistry } from './etcd.js';
 import { formatTable } from '../util/table.js';
 
 export function leaseRows(leases: readonly Lease[], now = Date.now()): string[][] {
@@ -23,21 +23,16 @@ export function formatDuration(ms: number): string {
 }
 
 export async function printLeases(flags: Record<string, unknown>, json: boolean): Promise<void> {
-  const { registry } = registryFromFlags(flags);
-  try {
-    const { leases } = await registry.listLeases();
-    if (json) {
-      process.stdout.write(
-        JSON.stringify(
-          leases.map((l) => ({ subnet: formatSubnet(l.subnet), key: l.key, attrs: l.attrs, expiresAt: l.expiresAt })),
-          null,
-          2,
-        ) + '\n',
-      );
-      return;
-    }
-    process.stdout.write(formatTable(['SUBNET', 'PUBLIC IP', 'BACKEND', 'TTL LEFT'], leaseRows(leases)));
-  } finally {
-    registry.close();
+  const { leases } = await withRegistry(flags, (registry) => registry.listLeases());
+  if (json) {
+    process.stdout.write(
+      JSON.stringify(
+        leases.map((l) => ({ subnet: formatSubnet(l.subnet), key: l.key, attrs: l.attrs, expiresAt: l.expiresAt })),
+        null,
+        2,
+      ) + '\n',
+    );
+    return;
   }
+  process.stdout.write(formatTable(['SUBNET', 'PUBLIC IP', 'BACKEND', 'TTL LEFT'], leaseRows(leases)));
 }

@@ -85,7 +85,7 @@ function addEtcdCommands(program: Command): void {
       .command('set')
       .description('validate and write the network config')
       .argument('<json|@file>', 'the config JSON, or @path'),
-    ETCD_FLAGS,
+    [...ETCD_FLAGS, 'encap-module'],
   ).action(async (value: string, _o, cmd: Command) => {
     const { setNetwork } = await import('./network.js');
     await setNetwork(givenFlags(cmd), value);

@@ -10,7 +10,8 @@
 // config is gone too, and the manager waits for it to reappear before re-acquiring, rather than leasing in a network
 // nobody defines. If it reappears with another Network, SubnetLen, SubnetMin/SubnetMax or Backend.Type, run()
 // rejects with WEFT_ERR_NETWORK_CONFIG: the daemon exits and its supervisor restarts it on the new config (devices
-// and routes depend on it).
+// and routes depend on it). A config the daemon cannot run (checkNetworkConfig refuses it) is logged once and the
+// manager goes on with the config it has: exiting would take the host down, and a restart would refuse it anyway.
 import { NetworkExhaustedError, EtcdCompactedError, WeftError, errorMessage } from '../errors.js';
 import { type NetworkConfig, parseNetworkConfig } from '../config/network.js';
 import type { Logger } from '../log.js';
@@ -50,6 +51,8 @@ export interface LeaseManagerOptions {
   raceRetries?: number; // default 32: one lost race per concurrent winner at worst
   /** Re-acquire only while `<prefix>/config` exists and describes our network (the daemon sets this). Default false. */
   followNetworkConfig?: boolean;
+  /** How a config read from etcd is checked (the daemon's: backend options too). Default parseNetworkConfig. */
+  checkNetworkConfig?: (json: string) => NetworkConfig;
   log: Logger;
 }
 
@@ -74,7 +77,10 @@ export class LeaseManager {
   private readonly leaseListeners = new Set<(l: Lease) => void>();
   private etcdOk = true;
   private configMissingSaid = false;
+  /** The last refusal logged of a config in etcd we cannot run, so each is logged once. */
+  private configRefusedSaid: string | null = null;
   private readonly followNetworkConfig: boolean;
+  private readonly checkNetworkConfig: (json: string) => NetworkConfig;
   readonly stats: LeaseStats = {
     etcdReconnects: 0,
     etcdOutages: 0,
@@ -101,6 +107,7 @@ export class LeaseManager {
     this.renewMarginMs = Math.min(margin, (this.ttlSeconds * 1000) / 2);
     this.raceRetries = opts.raceRetries ?? 32;
     this.followNetworkConfig = opts.followNetworkConfig ?? false;
+    this.checkNetworkConfig = opts.checkNetworkConfig ?? parseNetworkConfig;
     this.log = opts.log.child({ component: 'lease', publicIP: opts.publicIP });
   }
 
@@ -409,7 +416,8 @@ export class LeaseManager {
 
   /**
    * False while `<prefix>/config` is missing (etcd restored empty); throws WEFT_ERR_NETWORK_CONFIG when it came back
-   * describing another network than the one this daemon was set up for.
+   * describing another network than the one this daemon was set up for. True, logged once, for a config we cannot
+   * run: we go on with ours.
    */
   private async networkConfigPresent(): Promise<boolean> {
     const json = await this.registry.getNetworkConfig();
@@ -426,16 +434,20 @@ export class LeaseManager {
     this.configMissingSaid = false;
     let now: NetworkConfig;
     try {
-      now = parseNetworkConfig(json);
+      now = this.checkNetworkConfig(json);
     } catch (e) {
-      // An operator mid-edit: wait for a valid one rather than exit.
-      this.log.warn(
-        { err: errorMessage(e) },
-        'network config in etcd is invalid; waiting for a valid one before re-acquiring',
-      );
-      this.configMissingSaid = true;
-      return false;
+      // Written past `weft network set` (etcdctl) or mid-edit: keep forwarding and leasing on the config we run.
+      const why = errorMessage(e);
+      if (this.configRefusedSaid !== why) {
+        this.log.error(
+          { err: why, running: `${formatSubnet(this.network.network)} ${this.network.backend.Type}` },
+          'network config in etcd cannot be run; keeping the one this daemon runs',
+        );
+      }
+      this.configRefusedSaid = why;
+      return true;
     }
+    this.configRefusedSaid = null;
     const a = this.network;
     if (
       now.network.ip !== a.network.ip ||
