@@ -2,7 +2,7 @@
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { resolveDaemonConfig } from '../src/config/daemon.js';
+import { DAEMON_OPTIONS, resolveDaemonConfig } from '../src/config/daemon.js';
 import { ConfigError } from '../src/errors.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -100,6 +100,34 @@ for (const [name, flags, env, re] of bad) {
     t.match(e?.message, re);
   });
 }
+
+t.test('errors name where the value came from: the flag, the variable, the file and key', async (t) => {
+  const from = (flags: Record<string, unknown>, env: NodeJS.ProcessEnv) =>
+    caught(() => resolveDaemonConfig(flags, env));
+  t.match(from({ tier: 'fast' }, {})?.message, /^--tier="fast": /, 'a flag');
+  t.match(from({}, { WEFT_TIER: 'fast' })?.message, /^WEFT_TIER="fast": /, 'a WEFT_ variable');
+  t.match(from({}, { FLANNELD_SUBNET_LEASE_TTL: '1' })?.message, /^FLANNELD_SUBNET_LEASE_TTL=1: /, 'a FLANNELD_ one');
+  t.match(from({}, { WEFT_QUEUES: 'many' })?.message, /^WEFT_QUEUES: expected an integer, got "many"$/);
+  const f = file({ tier: 'fast', tunName: 'averyveryverylongname' });
+  t.match(from({ config: f }, {})?.message, new RegExp(`^--config ${f}: tunName="averyveryverylongname": `), 'a key');
+  const g = file({ 'log-level': 'loud' });
+  t.match(from({ config: g }, {})?.message, new RegExp(`^--config ${g}: log-level="loud": `), 'as written there');
+  t.match(from({ config: file({ queues: 'many' }) }, {})?.message, /: queues: expected an integer, got "many"$/);
+  t.ok(
+    from({ config: file({ tier: 'fast' }) }, { WEFT_TIER: 'dgram' }) === undefined,
+    'a bad value that a variable overrides is no error',
+  );
+  t.equal(from({}, {}), undefined, 'nothing given: no error');
+});
+
+t.test('--log-level takes every pino level its help lists', async (t) => {
+  const help = DAEMON_OPTIONS.find((o) => o.flag === 'log-level')?.describe ?? '';
+  for (const level of ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']) {
+    t.equal(resolveDaemonConfig({ logLevel: level }, {}).logLevel, level, `${level} is accepted`);
+    t.match(help, new RegExp(`\\b${level}\\b`), `${level} is in the help`);
+  }
+  t.match(caught(() => resolveDaemonConfig({ logLevel: 'loud' }, {}))?.message, /--log-level="loud"/);
+});
 
 t.test('file errors name the file and key', async (t) => {
   t.throws(() => resolveDaemonConfig({ config: file({ wat: 1 }) }, {}), /unknown key "wat"/);

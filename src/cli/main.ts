@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // weft's command line. Each command parses its flags, resolves configuration and hands over to one module; errors
 // end as one clear line on stderr and a non-zero exit, never a stack trace.
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { DAEMON_OPTIONS } from '../config/daemon.js';
 import { ConfigError, errorMessage, isWeftError } from '../errors.js';
 import { VERSION } from '../package-root.js';
@@ -43,13 +43,30 @@ async function main(argv: string[]): Promise<void> {
   const program = new Command('weft')
     .description('userspace overlay network for container hosts, flannel-compatible')
     .version(VERSION)
-    .showHelpAfterError()
-    .configureOutput({ outputError: (s, write) => write(s) });
+    // Commander's error text becomes one line of ours (usageErrors); it prints nothing itself.
+    .configureOutput({ outputError: () => undefined });
   addDaemonCommand(program);
   addEtcdCommands(program);
   addStatusCommand(program);
   addToolCommands(program);
+  usageErrors(program, 'weft');
   await program.parseAsync(argv);
+}
+
+/** Exits that Commander has already printed for: help (asked for, or a command group without its command), version. */
+const PRINTED = new Set(['commander.helpDisplayed', 'commander.help', 'commander.version']);
+
+/**
+ * A usage error (unknown command or option, missing argument or value) of `cmd` or its subcommands ends as one line
+ * naming the command's help, and exit 2, as an invalid value does (a ConfigError in main's catch).
+ */
+function usageErrors(cmd: Command, path: string): void {
+  cmd.exitOverride((err) => {
+    if (PRINTED.has(err.code)) throw err;
+    const what = err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
+    throw new ConfigError(`${what}; see ${path} --help`, { cause: err });
+  });
+  for (const sub of cmd.commands) usageErrors(sub, `${path} ${sub.name()}`);
 }
 
 function addDaemonCommand(program: Command): void {
@@ -115,6 +132,8 @@ main(process.argv).then(
   // DNS-named etcd endpoint in containers) must not keep a one-shot command alive.
   () => process.exit(),
   (e: unknown) => {
+    // Help or version, printed already: 0 when asked for, 2 when a command was missing.
+    if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
     // Expected failures (bad config, etcd down, exhausted network) are one line; anything else keeps its stack.
     process.stderr.write(
       `weft: ${isWeftError(e) ? e.message : e instanceof Error ? (e.stack ?? e.message) : errorMessage(e)}\n`,

@@ -58,7 +58,12 @@ export const DAEMON_OPTIONS: readonly OptionSpec[] = [
     kind: 'string',
     describe: 'ES module (built JS) exporting an extra encap; Backend.Type names it',
   },
-  { flag: 'log-level', kind: 'string', describe: 'trace | debug | info | warn | error', fallback: 'info' },
+  {
+    flag: 'log-level',
+    kind: 'string',
+    describe: 'pino level: trace | debug | info | warn | error | fatal | silent',
+    fallback: 'info',
+  },
 ];
 
 const ipv4 = z
@@ -136,20 +141,27 @@ function coerce(spec: OptionSpec, value: unknown, from: string): unknown {
   }
 }
 
-function fromEnv(env: NodeJS.ProcessEnv): Raw {
-  const out: Raw = {};
+/** A value the user gave, and where: the flag (--tier), the variable (WEFT_TIER) or the file and key. */
+interface Given {
+  readonly value: unknown;
+  readonly from: string;
+}
+type GivenByKey = Record<string, Given>;
+
+function fromEnv(env: NodeJS.ProcessEnv): GivenByKey {
+  const out: GivenByKey = {};
   for (const spec of DAEMON_OPTIONS) {
     // WEFT_ wins over FLANNELD_ when both are set: it is the more specific name.
     for (const prefix of ['FLANNELD_', 'WEFT_']) {
       const name = envName(prefix, spec.flag);
       const v = env[name];
-      if (v !== undefined) out[camel(spec.flag)] = coerce(spec, v, name);
+      if (v !== undefined) out[camel(spec.flag)] = { value: coerce(spec, v, name), from: name };
     }
   }
   return out;
 }
 
-function fromFile(path: string): Raw {
+function fromFile(path: string): GivenByKey {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -165,13 +177,16 @@ function fromFile(path: string): Raw {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new ConfigError(`--config ${path}: expected a JSON object`);
   }
-  const out: Raw = {};
+  const out: GivenByKey = {};
   for (const [key, value] of Object.entries(parsed)) {
     // File keys may be written as flags ("etcd-endpoints") or camelCase ("etcdEndpoints").
     const spec = DAEMON_OPTIONS.find((o) => o.flag === key || camel(o.flag) === key);
     if (!spec) throw new ConfigError(`--config ${path}: unknown key "${key}"`);
-    const v = spec.kind === 'list' && Array.isArray(value) ? value : coerce(spec, value, `--config ${path}: ${key}`);
-    out[camel(spec.flag)] = v;
+    const from = `--config ${path}: ${key}`;
+    out[camel(spec.flag)] = {
+      value: spec.kind === 'list' && Array.isArray(value) ? value : coerce(spec, value, from),
+      from,
+    };
   }
   return out;
 }
@@ -188,50 +203,51 @@ function flagFor(key: string): string {
 
 /**
  * Resolves the daemon's configuration. `flags` holds only the flags the user gave (camelCase keys, values as the CLI
- * parsed them: strings or booleans). Throws ConfigError naming the field and the bad value.
+ * parsed them: strings or booleans). Throws ConfigError naming the bad value and where it came from: the flag
+ * (`--tier="fast"`), the variable (`WEFT_TIER="fast"`) or the file and key (`--config /etc/weft.json: tier="fast"`).
  */
 export function resolveDaemonConfig(
   flags: Raw,
   env: NodeJS.ProcessEnv = process.env,
   configFile?: string,
 ): DaemonConfig {
-  const fromFlags: Raw = {};
+  const fromFlags: GivenByKey = {};
   for (const [key, value] of Object.entries(flags)) {
     if (value === undefined || key === 'config') continue;
     const spec = DAEMON_OPTIONS.find((o) => camel(o.flag) === key);
     if (!spec) throw new ConfigError(`unknown option ${flagFor(key)}`);
-    fromFlags[key] = coerce(spec, value, flagFor(key));
+    fromFlags[key] = { value: coerce(spec, value, flagFor(key)), from: flagFor(key) };
   }
   const file = configFile ?? (typeof flags['config'] === 'string' ? flags['config'] : undefined);
-  const given = { ...(file ? fromFile(file) : {}), ...fromEnv(env), ...fromFlags };
-  const merged = { ...defaults(), ...given };
+  const given: GivenByKey = { ...(file ? fromFile(file) : {}), ...fromEnv(env), ...fromFlags };
+  const merged: Raw = { ...defaults() };
+  for (const [key, g] of Object.entries(given)) merged[key] = g.value;
   const result = daemonSchema.safeParse(merged);
   if (!result.success) {
     const issue = result.error.issues[0];
     if (!issue) throw new ConfigError('invalid configuration');
     const key = issue.path.length > 0 ? String(issue.path[0]) : '';
     if (issue.code === 'unrecognized_keys') throw new ConfigError(`unknown option ${flagFor(issue.keys[0] ?? key)}`);
-    const value = key ? merged[key as keyof typeof merged] : undefined;
-    const shown = key === 'etcdPassword' ? '***' : JSON.stringify(value);
-    throw new ConfigError(`${key ? flagFor(key) : 'config'}=${shown}: ${issue.message}`);
+    const shown = key === 'etcdPassword' ? '***' : JSON.stringify(merged[key]);
+    throw new ConfigError(`${key ? (given[key]?.from ?? flagFor(key)) : 'config'}=${shown}: ${issue.message}`);
   }
-  checkCombination(result.data, 'tier' in given);
+  checkCombination(result.data, 'tier' in given, (key) => given[key]?.from ?? flagFor(key));
   return result.data;
 }
 
 /**
  * Tier x queues x datapath, checked once here so a combination that would be ignored or fail later stops the
  * daemon with one line (an encap loaded with --encap-module on the offload tier is checked when the network config
- * names it: the userspace backend refuses it before the TUN opens).
+ * names it: the userspace backend refuses it before the TUN opens). `source` names where a key's value came from.
  */
-function checkCombination(c: DaemonConfig, tierGiven: boolean): void {
+function checkCombination(c: DaemonConfig, tierGiven: boolean, source: (key: keyof DaemonConfig) => string): void {
   if (c.datapath === 'kernel' && tierGiven) {
     throw new ConfigError(
-      `--tier=${c.tier}: the kernel datapath has no tiers (drop --tier or use --datapath=userspace)`,
+      `${source('tier')}=${c.tier}: the kernel datapath has no tiers (drop it or use --datapath=userspace)`,
     );
   }
   if (c.queues > 1 && (c.datapath === 'kernel' || c.tier !== 'offload')) {
-    const what = c.datapath === 'kernel' ? 'the kernel datapath' : `--tier=${c.tier}`;
-    throw new ConfigError(`--queues=${c.queues}: only --tier=offload has queues, not ${what}`);
+    const what = c.datapath === 'kernel' ? 'the kernel datapath' : `${source('tier')}=${c.tier}`;
+    throw new ConfigError(`${source('queues')}=${c.queues}: only --tier=offload has queues, not ${what}`);
   }
 }
