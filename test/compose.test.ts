@@ -13,7 +13,9 @@
 //
 // Checks, per backend in WEFT_COMPOSE_BACKENDS (default "udp"; e.g. "udp,vxlan,geneve"): three leases appear; every
 // container pair pings over the overlay between pod addresses; a 2 s iperf3 between two hosts over the overlay;
-// a host container killed and brought back gets its lease and subnet back (same PublicIP) and is reachable again.
+// a host container killed and brought back gets its lease and subnet back (same PublicIP) and is reachable again;
+// `up -d` with another tier recreates the containers, etcd's too, and every lease and subnet stays (etcd's data is
+// in a volume); `down` keeps that volume and `down -v` removes it.
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -188,10 +190,9 @@ async function clusterScenario(t: Test, compose: string[], env: NodeJS.ProcessEn
   });
   await dc(['up', '-d', '--no-build'], 180_000);
 
-  const etcd = await idOf('etcd');
   const leaseKeys = async () => {
     const r = await exec(
-      etcd,
+      await idOf('etcd'),
       ['etcdctl', '--endpoints=http://127.0.0.1:2379', 'get', '--prefix', '--keys-only', `${PREFIX}/subnets/`],
       15_000,
     );
@@ -269,5 +270,46 @@ async function clusterScenario(t: Test, compose: string[], env: NodeJS.ProcessEn
       await pingPair(t, other, 'weft2');
       await pingPair(t, 'weft2', other);
     }
+  });
+
+  await t.test('up -d with another tier: containers recreated, etcd too; leases and subnets stay', async (t) => {
+    const before = new Map<string, string | null>();
+    for (const h of HOSTS) before.set(h, await subnetOf(h));
+    const keys = (await leaseKeys()).sort();
+    const etcdBefore = await idOf('etcd');
+    // README's "compare tiers" line. --force-recreate stands for what recreates etcd in real use (a changed build
+    // argument or a rebuilt image): etcd's data must outlive its container.
+    const tier = env['WEFT_TIER'] === 'dgram' ? 'batch' : 'dgram';
+    await must(
+      [...compose, '-p', PROJECT, 'up', '-d', '--no-build', '--force-recreate'],
+      { ...env, WEFT_TIER: tier },
+      180_000,
+    );
+    ids.clear();
+    t.not(await idOf('etcd'), etcdBefore, 'etcd runs in a new container');
+    for (const h of HOSTS) pods.set(h, await podIp(h));
+    t.same((await leaseKeys()).sort(), keys, 'the same three leases');
+    for (const h of HOSTS) t.equal(await subnetOf(h), before.get(h), `${h} has its subnet back`);
+    const status = await exec(await idOf('weft1'), [
+      'node',
+      '/opt/weft/dist/src/cli/main.js',
+      'status',
+      '--healthz-port=8471',
+      '--json',
+    ]);
+    t.match(status.stdout, new RegExp(`"tier": "${tier}"`), `weft1 runs the ${tier} tier`);
+    await pingPair(t, 'weft1', 'weft2');
+    await pingPair(t, 'weft3', 'weft1');
+  });
+
+  await t.test('down keeps the leases (the volume), down -v removes them', async (t) => {
+    const volumes = async () =>
+      (await must(['docker', 'volume', 'ls', '-q', '--filter', `label=com.docker.compose.project=${PROJECT}`], env))
+        .split('\n')
+        .filter((l) => l.trim().length > 0);
+    await dc(['down', '-t', '5'], 120_000);
+    t.equal((await volumes()).length, 1, `down keeps etcd's volume (${(await volumes()).join(' ')})`);
+    await dc(['down', '-v', '-t', '5'], 120_000);
+    t.same(await volumes(), [], 'down -v removes it');
   });
 }
