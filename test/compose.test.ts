@@ -2,7 +2,7 @@
 // containers, each with its workload on FLANNEL_SUBNET (cni0 + iperf3 -s, see scripts/compose-host.sh).
 //
 //   compose network "underlay" 198.19.250.0/24 (private to the compose project; no NAT, no published ports)
-//     etcd .2      netconf .3 (one shot)      weft1 .11   weft2 .12   weft3 .13
+//     etcd .2      netconf .3 (one shot)      weft1 .11   weft2 .12   weft3 .13      ready (exits once all healthy)
 //                                             weft0 (TUN) + cni0 = 10.5.N.1/24 (the "pod" address)
 //
 // Uses the engine DOCKER_HOST (or the default socket) points at when `docker info` answers; otherwise starts a
@@ -201,8 +201,11 @@ async function clusterScenario(t: Test, compose: string[], env: NodeJS.ProcessEn
   let keys: string[] = [];
   await waitFor('three leases in etcd', async () => (keys = await leaseKeys()).length >= 3, 60_000, 250);
   t.equal(keys.length, 3, `three leases: ${keys.map((k) => k.slice(PREFIX.length + 9)).join(' ')}`);
-  const netconf = await run(['docker', 'inspect', '--format', '{{.State.ExitCode}}', await idOf('netconf')], env);
-  t.equal(netconf.stdout.trim(), '0', 'the network config writer exited 0');
+  const exitCode = async (service: string) =>
+    (await run(['docker', 'inspect', '--format', '{{.State.ExitCode}}', await idOf(service)], env)).stdout.trim();
+  t.equal(await exitCode('netconf'), '0', 'the network config writer exited 0');
+  // `up -d` returned after `ready` ran, and it runs only once every host is healthy (README's commands rely on it).
+  t.equal(await exitCode('ready'), '0', 'up -d returned with the three hosts healthy');
 
   /** The host's pod address, once its entrypoint has set up cni0 on FLANNEL_SUBNET (bounded). */
   const podIp = async (service: string) => {
