@@ -19,6 +19,8 @@ WORKDIR /opt/weft
 # The trailing-bracket glob lets this stage build (empty) when nothing is staged, e.g. while building `runtime`
 # with the classic builder, which walks through this stage too.
 COPY package.json build/docker-prebuil[t] ./
+# `weft` on PATH for `docker-compose exec <host> weft status ...` (main.js starts with #!/usr/bin/env node).
+RUN ln -s /opt/weft/dist/src/cli/main.js /usr/local/bin/weft
 ENTRYPOINT ["node", "/opt/weft/dist/src/cli/main.js"]
 CMD ["daemon"]
 
@@ -36,7 +38,7 @@ RUN npm ci --no-audit --no-fund
 COPY src ./src
 COPY testbed ./testbed
 COPY bench ./bench
-RUN npx tsc -p tsconfig.json && npm prune --omit=dev --no-audit --no-fund
+RUN npx tsc -p tsconfig.json && chmod +x dist/src/cli/main.js && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${BASE_IMAGE} AS runtime
 RUN apt-get update \
@@ -50,5 +52,6 @@ COPY --from=build /src/build/Release/weft.node ./build/Release/weft.node
 COPY --from=build /src/dist ./dist
 COPY config ./config
 COPY scripts/compose-host.sh scripts/compose-netconf.sh ./scripts/
+RUN ln -s /opt/weft/dist/src/cli/main.js /usr/local/bin/weft
 ENTRYPOINT ["node", "/opt/weft/dist/src/cli/main.js"]
 CMD ["daemon"]

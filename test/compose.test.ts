@@ -293,13 +293,8 @@ async function clusterScenario(t: Test, compose: string[], env: NodeJS.ProcessEn
     for (const h of HOSTS) pods.set(h, await podIp(h));
     t.same((await leaseKeys()).sort(), keys, 'the same three leases');
     for (const h of HOSTS) t.equal(await subnetOf(h), before.get(h), `${h} has its subnet back`);
-    const status = await exec(await idOf('weft1'), [
-      'node',
-      '/opt/weft/dist/src/cli/main.js',
-      'status',
-      '--healthz-port=8471',
-      '--json',
-    ]);
+    // `weft` is on the image's PATH (Dockerfile), as README's compose commands use it.
+    const status = await exec(await idOf('weft1'), ['weft', 'status', '--healthz-port=8471', '--json']);
     t.match(status.stdout, new RegExp(`"tier": "${tier}"`), `weft1 runs the ${tier} tier`);
     await pingPair(t, 'weft1', 'weft2');
     await pingPair(t, 'weft3', 'weft1');
