@@ -86,6 +86,13 @@ const bad: [string, Record<string, unknown>, NodeJS.ProcessEnv, RegExp][] = [
     {},
     /only --tier=offload has queues, not the kernel/,
   ],
+  [
+    'a tier from the environment with the kernel datapath',
+    { datapath: 'kernel' },
+    { WEFT_TIER: 'dgram' },
+    /^WEFT_TIER=dgram: the kernel datapath has no tiers/,
+  ],
+  ['queues from the environment', {}, { WEFT_QUEUES: '2' }, /^WEFT_QUEUES=2: only --tier=offload has queues/],
   ['env bool garbage', {}, { WEFT_IP_MASQ: 'perhaps' }, /WEFT_IP_MASQ: expected true or false/],
   ['public ip invalid', { publicIp: '300.1.1.1' }, {}, /--public-ip="300.1.1.1": an IPv4 address/],
   ['tun name too long', { tunName: 'averyveryverylongname' }, {}, /--tun-name=/],
