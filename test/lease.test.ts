@@ -1,5 +1,6 @@
 // Lease registry + manager against a real etcd (startEtcd on loopback). Each subtest uses its own prefix.
 import t from 'tap';
+import { getEventListeners } from 'node:events';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { startEtcd, type EtcdServer } from '../testbed/etcd.js';
@@ -11,7 +12,7 @@ import { formatSubnet, parseSubnet, subnetToKey } from '../src/ip/subnet.js';
 import { readSubnetEnv, writeSubnetEnv } from '../src/lease/subnet-env.js';
 import { NetworkExhaustedError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
-import { sleep, waitFor } from './helpers/wait.js';
+import { sleep, until, waitFor } from './helpers/wait.js';
 import { tempDir } from './helpers/tmp.js';
 
 let etcd: EtcdServer;
@@ -348,6 +349,54 @@ t.test('etcd killed and restarted under a running manager', async (t) => {
   t.ok(running);
   a.abort();
   await p;
+});
+
+t.test('20 etcd restarts under both lease loops: the abort signal keeps the same listeners', async (t) => {
+  const { prefix, cfg, reg } = setup();
+  const m = manager(reg(), cfg, '192.0.2.1');
+  await m.acquire();
+  const a = new AbortController();
+  aborts.push(a);
+  const seen = new Set<string>();
+  // As the daemon runs them: the lease loop and the peer watch on one signal.
+  const loops = Promise.all([
+    m.run(a.signal),
+    m.watchPeers(a.signal, (evs) => {
+      for (const e of evs) if (e.type === 'added') seen.add(e.lease.attrs.PublicIP);
+    }),
+  ]);
+  const listeners = (): number => getEventListeners(a.signal, 'abort').length;
+  // A reservation written now reaches the consumer only through a watch started after the restart.
+  const watching = async (i: number): Promise<void> => {
+    const ip = `198.51.100.${i + 1}`;
+    const value = JSON.stringify({ PublicIP: ip, PublicIPv6: null, BackendType: 'vxlan' });
+    await waitFor(
+      `peer ${ip} delivered`,
+      async () => {
+        if (!seen.has(ip)) await raw.put(`${prefix}/subnets/10.5.${200 + i}.0-24`).value(value);
+        return seen.has(ip);
+      },
+      WAIT_MS,
+    );
+  };
+  await watching(0);
+  // Each loop waits with one listener: the lease loop on its key, the peer watch on its watch.
+  await waitFor('both loops wait', () => listeners() >= 2, WAIT_MS);
+  const start = listeners();
+  const counts: number[] = [];
+  for (let i = 1; i <= 20; i++) {
+    await etcd.kill();
+    await etcd.restart();
+    await watching(i);
+    // Both loops are back once the manager waits on its key again; a leaked listener would stay on top.
+    await until(() => listeners() === start, 5_000);
+    counts.push(listeners());
+  }
+  t.ok(m.stats.watchRestarts >= 20, `the peer watch restarted after every outage (${m.stats.watchRestarts})`);
+  t.same(counts, Array<number>(20).fill(start), `${start} listeners on the signal after every restart`);
+  a.abort();
+  await loops;
+  t.equal(listeners(), 0, 'none left once the loops stopped');
 });
 
 t.test('flanneld lease value: parsed, and written byte for byte', async (t) => {

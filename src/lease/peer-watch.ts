@@ -88,21 +88,27 @@ export class PeerWatch {
     return batch;
   }
 
-  /** Watches from `revision` + 1 until the watch fails (resolves with its error) or `signal` aborts (null). */
+  /**
+   * Watches from `revision` + 1 until the watch fails (resolves with its error) or `signal` aborts (null). The signal
+   * outlives every watch, so the one listener a watch adds to it goes when the watch ends: a listener left behind
+   * would hold the old watch, one more per etcd outage or compaction.
+   */
   private follow(revision: string, signal: AbortSignal): Promise<WeftError | null> {
     return new Promise<WeftError | null>((resolve) => {
-      const onAbort = (): void => resolve(null);
-      signal.addEventListener('abort', onAbort, { once: true });
+      if (signal.aborted) return resolve(null);
+      const end = (err: WeftError | null): void => {
+        signal.removeEventListener('abort', onAbort);
+        void handle.cancel();
+        resolve(err);
+      };
+      const onAbort = (): void => end(null);
+      // The registry reports errors asynchronously, so `handle` is set before `end` can run.
       const handle = this.opts.registry.watchLeases(
         (BigInt(revision) + 1n).toString(),
         (events) => this.deliver(this.apply(events)),
-        (e) => {
-          signal.removeEventListener('abort', onAbort);
-          void handle.cancel();
-          resolve(e);
-        },
+        end,
       );
-      signal.addEventListener('abort', () => void handle.cancel(), { once: true });
+      signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 
