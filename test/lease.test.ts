@@ -399,6 +399,18 @@ t.test('20 etcd restarts under both lease loops: the abort signal keeps the same
   t.equal(listeners(), 0, 'none left once the loops stopped');
 });
 
+t.test('after an etcd outage the first call goes through (no client-side circuit breaker)', async (t) => {
+  const { json, reg } = setup();
+  const r = reg();
+  await r.putNetworkConfig(json);
+  await etcd.kill();
+  for (let i = 1; i <= 3; i++) {
+    await t.rejects(r.getNetworkConfig(), { code: 'WEFT_ERR_ETCD' }, `call ${i} fails while etcd is down`);
+  }
+  await etcd.restart();
+  t.equal(await r.getNetworkConfig(), json, 'the first call after the restart answers');
+});
+
 t.test('flanneld lease value: parsed, and written byte for byte', async (t) => {
   const { prefix, cfg, reg } = setup();
   const flanneld =

@@ -7,8 +7,10 @@
 import type { DaemonConfig } from '../config/daemon.js';
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
+import { handleWhen, noop, retry } from 'cockatiel';
 import {
   Etcd3,
+  isRecoverableError,
   type ICompare,
   type IKeyValue,
   type IOptions,
@@ -58,6 +60,20 @@ function prefixEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]);
 }
 
+/**
+ * etcd3's fault handling for our calls. Its default puts a circuit breaker on each host (open for 5 s after 3
+ * consecutive connection errors) under a retry of every call: the breaker stays open after etcd is back, so a daemon
+ * could neither renew nor re-list for 5 s after every outage. Every loop here already bounds its calls and backs off
+ * (100 ms .. 5 s), so: no breaker, and a call that fails on one member is tried once on each of the others (etcd3
+ * picks another host per retry), so a dead member of a cluster costs no backoff.
+ */
+function faultHandling(hosts: number): IOptions['faultHandling'] {
+  return {
+    host: () => noop,
+    global: hosts > 1 ? retry(handleWhen(isRecoverableError), { maxAttempts: hosts - 1 }) : noop,
+  };
+}
+
 export class EtcdRegistry {
   readonly prefix: string;
   private readonly subnetsPrefix: string;
@@ -78,6 +94,7 @@ export class EtcdRegistry {
       dialTimeout: this.timeoutMs,
       // Notice a silent etcd (no RST) on open streams; etcd accepts pings every 5 s or slower.
       grpcOptions: { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000 },
+      faultHandling: faultHandling(opts.endpoints.length),
     };
     if (opts.tls !== undefined && (opts.tls.ca !== undefined || opts.tls.cert !== undefined)) {
       options.credentials = {
