@@ -156,6 +156,7 @@ export class UserspaceBackend implements Backend {
       if (key === this.ownKey) continue;
       if (ev.type === 'removed') {
         this.leases.delete(key);
+        this.parsed.delete(key);
         this.ignored.delete(key);
         continue;
       }

@@ -1,0 +1,47 @@
+// The userspace backend's peer bookkeeping under churn, without devices: peers() before start() only parses and
+// remembers leases (the datapath comes with start), so hosts joining and leaving can be replayed in memory.
+import t from 'tap';
+import { UserspaceBackend } from '../src/backend/userspace.js';
+import { parseNetworkConfig } from '../src/config/network.js';
+import { resolveDaemonConfig } from '../src/config/daemon.js';
+import type { Lease, LeaseEvent } from '../src/lease/lease.js';
+import { makeSubnet, parseIPv4, subnetToKey } from '../src/ip/subnet.js';
+import { silentLogger } from '../src/log.js';
+
+const PREFIX = '/coreos.com/network/subnets/';
+
+function lease(i: number): Lease {
+  const subnet = makeSubnet(parseIPv4(`10.5.${i % 256}.0`)! + (Math.floor(i / 256) << 16), 24);
+  return {
+    subnet,
+    key: PREFIX + subnetToKey(subnet),
+    attrs: { PublicIP: `192.0.2.${1 + (i % 250)}`, PublicIPv6: null, BackendType: 'udp' },
+    etcdLeaseId: String(1000 + i),
+    expiresAt: Date.now() + 86_400_000,
+  };
+}
+
+t.test('hosts joining and leaving leave nothing behind in the backend', async (t) => {
+  const backend = new UserspaceBackend({
+    network: parseNetworkConfig('{"Network":"10.0.0.0/8","Backend":{"Type":"udp"}}'),
+    config: resolveDaemonConfig({}, {}),
+    external: { name: 'eth0', mtu: 1500, publicIp: '192.0.2.254', ifaceIp: '192.0.2.254' },
+    log: silentLogger,
+  });
+  t.teardown(() => backend.stop());
+  // What the backend keeps per peer (private: nothing else shows it).
+  const kept = (): number[] => [backend['leases'].size, backend['parsed'].size, backend['ignored'].size];
+  const stay = [1, 2, 3].map(lease);
+  backend.peers(stay.map((l): LeaseEvent => ({ type: 'added', lease: l })));
+  // 100 rounds of 100 hosts, each joining (one in ten with a BackendType that is not ours) and leaving again.
+  for (let round = 0; round < 100; round++) {
+    const hosts = Array.from({ length: 100 }, (_, i) => lease(1000 + round * 100 + i));
+    for (const [i, l] of hosts.entries()) if (i % 10 === 0) l.attrs.BackendType = 'vxlan';
+    backend.peers(hosts.map((l): LeaseEvent => ({ type: 'added', lease: l })));
+    backend.peers(hosts.map((l): LeaseEvent => ({ type: 'removed', lease: l })));
+  }
+  await backend.settled();
+  t.same(kept(), [3, 3, 0], 'leases, parsed peers and ignored peers: only the three that stayed');
+  backend.peers(stay.map((l): LeaseEvent => ({ type: 'removed', lease: l })));
+  t.same(kept(), [0, 0, 0], 'and nothing once they left too');
+});
