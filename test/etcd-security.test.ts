@@ -38,7 +38,7 @@ async function openssl(args: string[]): Promise<void> {
   if (r.code !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
 }
 
-/** CA, server certificate for `ip`, client certificate; all in `dir`. */
+/** CA, server certificate for `ip`, client certificate, and another CA with a server certificate; all in `dir`. */
 async function makeCerts(dir: string, ip: string): Promise<void> {
   const f = (n: string) => join(dir, n);
   /** A self-signed CA valid for 2 days: <name>.key and <name>.crt. */
@@ -58,9 +58,13 @@ async function makeCerts(dir: string, ip: string): Promise<void> {
     ]);
   };
   await ca('weft-test-ca', 'ca');
-  for (const [name, ext] of [
-    ['server', `subjectAltName=IP:${ip},IP:127.0.0.1\nextendedKeyUsage=serverAuth`],
-    ['client', 'extendedKeyUsage=clientAuth'],
+  // A second CA: etcd must refuse its client certificate, weft its server certificate.
+  await ca('rogue', 'rogue');
+  const serverExt = `subjectAltName=IP:${ip},IP:127.0.0.1\nextendedKeyUsage=serverAuth`;
+  for (const [name, ext, signer] of [
+    ['server', serverExt, 'ca'],
+    ['client', 'extendedKeyUsage=clientAuth', 'ca'],
+    ['rogue-server', serverExt, 'rogue'],
   ] as const) {
     writeFileSync(f(`${name}.ext`), ext + '\n');
     await openssl([
@@ -81,9 +85,9 @@ async function makeCerts(dir: string, ip: string): Promise<void> {
       '-in',
       f(`${name}.csr`),
       '-CA',
-      f('ca.crt'),
+      f(`${signer}.crt`),
       '-CAkey',
-      f('ca.key'),
+      f(`${signer}.key`),
       '-CAcreateserial',
       '-days',
       '2',
@@ -93,8 +97,6 @@ async function makeCerts(dir: string, ip: string): Promise<void> {
       f(`${name}.crt`),
     ]);
   }
-  // A second CA whose client certificate etcd must refuse.
-  await ca('rogue', 'rogue');
 }
 
 /** etcd in the bridge namespace with extra flags; killed by the returned stop(). */
@@ -266,6 +268,49 @@ t.test('etcd over TLS with client certificates, then with username/password', as
     const plain = await leasesAs('client');
     t.equal(plain.code, 0, 'weft leases over TLS');
     t.match(plain.stdout, /10\.44\.\d+\.0\/24/, 'lists the lease');
+  });
+
+  await t.test('a server certificate from another CA is refused with one line', async (t) => {
+    const etcd = await startEtcdIn(
+      tb,
+      dir,
+      'https',
+      [
+        '--cert-file',
+        f('rogue-server.crt'),
+        '--key-file',
+        f('rogue-server.key'),
+        '--trusted-ca-file',
+        f('ca.crt'),
+        '--client-cert-auth',
+      ],
+      [`--cacert=${f('rogue.crt')}`, `--cert=${f('client.crt')}`, `--key=${f('client.key')}`],
+    );
+    t.teardown(etcd.stop);
+    const tls = [
+      `--etcd-cafile=${f('ca.crt')}`,
+      `--etcd-certfile=${f('client.crt')}`,
+      `--etcd-keyfile=${f('client.key')}`,
+    ];
+    const d = await daemon(tb, dir, [`--etcd-endpoints=${etcd.endpoint}`, ...tls]);
+    children.push(d.child);
+    t.equal(d.subnet, null, 'no lease taken');
+    t.equal(d.code, 2, 'the daemon stops (exit 2) instead of retrying forever');
+    // Node's own warnings (gRPC names an IP address as the TLS server name: DEP0123) are not weft's lines.
+    const lines = d.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !/^\(node:\d+\)|^\(Use `node --trace/.test(l));
+    t.equal(lines.length, 1, `one line: ${lines.join(' / ')}`);
+    t.match(lines[0], /^weft: etcd at https:\S+ .*certificate.*--etcd-cafile/, 'naming the certificate and the flag');
+    const leases = await tb.exec(
+      tb.host(1),
+      [process.execPath, WEFT_CLI, 'leases', `--etcd-endpoints=${etcd.endpoint}`, ...tls],
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    t.equal(leases.code, 2, `weft leases too: ${leases.stderr.trim()}`);
   });
 
   await t.test('username/password (auth enabled)', async (t) => {

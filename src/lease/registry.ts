@@ -38,6 +38,18 @@ export interface WatchHandle {
 
 type CallOptions = NonNullable<Parameters<KVClient['range']>[1]>;
 
+// Node's TLS verification errors (OpenSSL's X509 verify results and tls.checkServerIdentity), which gRPC passes on
+// inside "14 UNAVAILABLE: No connection established. Last error: ...".
+const UNTRUSTED_SERVER = new RegExp(
+  [
+    'unable to (?:verify the first|get local issuer|get issuer) certificate',
+    'self[- ]signed certificate(?: in certificate chain)?',
+    'certificate (?:has expired|is not yet valid|signature failure|has been revoked)',
+    "Hostname/IP does not match certificate's altnames",
+  ].join('|'),
+  'i',
+);
+
 const NO_LEASE = '0';
 
 /** The key exists and is attached to etcd lease `id` (NO_LEASE: to none, a reservation). */
@@ -439,11 +451,20 @@ export class EtcdRegistry {
 
   private wrap(op: string, e: unknown): WeftError {
     if (e instanceof WeftError) return e;
-    // Wrong credentials are no outage to wait out: fail as a configuration error (the daemon exits with one line).
+    // Wrong credentials and an untrusted server are no outage to wait out: fail as a configuration error (the daemon
+    // exits with one line).
     const msg = errorMessage(e);
     if (/authentication failed|permission denied|user name is empty|invalid user ID or password/i.test(msg)) {
       return new ConfigError(
         `etcd at ${this.where} refused ${op}: ${msg} (check --etcd-username/--etcd-password and the user's role)`,
+        { cause: e },
+      );
+    }
+    const untrusted = UNTRUSTED_SERVER.exec(msg);
+    if (untrusted !== null) {
+      return new ConfigError(
+        `etcd at ${this.where}: its server certificate is not trusted (${untrusted[0]}): ` +
+          'check --etcd-cafile (the CA that signed it) and the endpoint',
         { cause: e },
       );
     }
