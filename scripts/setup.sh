@@ -12,11 +12,13 @@ need_root() {
   fi
 }
 
-# Debian packages, by the command each provides.
+# Debian packages, by the command each provides: weft's own features (iproute2; iptables for --ip-masq; the CNI
+# plugins weft-cni delegates to), then what the tests, demo and bench run (etcd, traffic and capture tools; sysctl
+# for the namespace hosts, openssl for the TLS test's certificates).
 declare -A PKG=(
-  [etcd]=etcd-server [etcdctl]=etcd-client [ip]=iproute2 [iperf3]=iperf3 [ping]=iputils-ping [tcpdump]=tcpdump
-  [ethtool]=ethtool [perf]=linux-perf
-  [/usr/lib/cni/bridge]=containernetworking-plugins
+  [ip]=iproute2 [iptables]=iptables [/usr/lib/cni/bridge]=containernetworking-plugins
+  [etcd]=etcd-server [etcdctl]=etcd-client [iperf3]=iperf3 [ping]=iputils-ping [tcpdump]=tcpdump
+  [ethtool]=ethtool [perf]=linux-perf [sysctl]=procps [openssl]=openssl
 )
 # Headers the addon builds against (WireGuard's transport crypto: libcrypto, libsodium), by the file each provides.
 declare -A HDR=([/usr/include/openssl/evp.h]=libssl-dev [/usr/include/sodium.h]=libsodium-dev)

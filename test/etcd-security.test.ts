@@ -375,9 +375,9 @@ t.test("--ip-masq: flannel's rules in the host namespace, removed on stop", asyn
   const probe = await cluster.tb.exec(cluster.tb.host(1), ['iptables', '-t', 'nat', '-S', 'POSTROUTING'], {
     timeoutMs: 10_000,
   });
-  if (probe.code !== 0)
-    // a plan of 0 with a reason is tap's skip
-    return void t.plan(0, `no working iptables here (${probe.stderr.trim()}): the daemon logs that it adds no rules`);
+  // scripts/setup.sh installs iptables for --ip-masq: without it this machine is not set up, which is no skip.
+  t.equal(probe.code, 0, `iptables works in a namespace host${probe.code === 0 ? '' : `: ${probe.stderr.trim()}`}`);
+  if (probe.code !== 0) return;
   const d = await cluster.startDaemon(1, ['--ip-masq']);
   const subnet = d.subnetGateway.replace(/\.1\/24$/, '.0/24');
   const rules = (await cluster.tb.exec(d.host, ['iptables', '-t', 'nat', '-S'], { timeoutMs: 10_000 })).stdout;
