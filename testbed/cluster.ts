@@ -5,10 +5,11 @@
 //   host netns w<id>-hN:   eth0 198.18.<id>.N, weft daemon -> TUN weft0, cni0 = FLANNEL_SUBNET gateway
 //   pod netns w<id>-hN-pod: eth0 = FLANNEL_SUBNET .2, default route via cni0
 //
-// Pods are made as a CNI runtime makes them when Debian's CNI plugins are installed (/usr/lib/cni/bridge): weft-cni
-// ADD from dist/, delegating to the real bridge and host-local plugins, with every piece of CNI state (weft-cni's
-// records, host-local's reservations) under the cluster's temp directory and DEL run on destroy(). Without them,
-// the testbed's hand-made pod (tb.addPod) stands in.
+// Pods are made as a CNI runtime makes them: weft-cni ADD from dist/, delegating to the real bridge and host-local
+// plugins (Debian's containernetworking-plugins, /usr/lib/cni), with every piece of CNI state (weft-cni's records,
+// host-local's reservations) under the cluster's temp directory and DEL run on destroy(). Without the plugins a pod
+// is refused with a line naming the package: a hand-made pod standing in would test less than it claims. A caller
+// that wants one says so (ensurePod(n, { via: 'manual' })).
 import type { ChildProcess } from 'node:child_process';
 import {
   chmodSync,
@@ -49,11 +50,6 @@ export const WEFT_CNI = join(PACKAGE_ROOT, 'dist', 'src', 'cni', 'main.js');
 export const SYSTEM_CNI_DIR = '/usr/lib/cni';
 const DELEGATES = ['bridge', 'host-local', 'loopback'];
 
-/** True when pods can be made through weft-cni and the real bridge plugin. */
-export function cniPluginsInstalled(): boolean {
-  return existsSync(join(SYSTEM_CNI_DIR, 'bridge')) && existsSync(join(SYSTEM_CNI_DIR, 'host-local'));
-}
-
 /** A pod made by weft-cni ADD: the testbed's Pod plus what DEL needs and what ADD returned. */
 export interface CniPod extends Pod {
   containerId: string;
@@ -90,6 +86,8 @@ export interface ClusterOptions {
    * `etcd` then acts on all members and `etcdCluster` reaches each one.
    */
   etcdMembers?: number;
+  /** Where the standard CNI plugins (bridge, host-local, loopback) are; default SYSTEM_CNI_DIR. */
+  cniDir?: string;
 }
 
 export interface DaemonHandle {
@@ -124,11 +122,13 @@ export class Cluster {
   private constructor(
     readonly tb: Testbed,
     readonly etcd: EtcdServer,
-    readonly etcdCluster?: EtcdCluster,
+    readonly etcdCluster: EtcdCluster | undefined,
+    private readonly cniDir: string,
   ) {}
 
   static async create(opts: ClusterOptions): Promise<Cluster> {
     const tb = await createTestbed({ hosts: opts.hosts, mtu: opts.mtu });
+    const cniDir = opts.cniDir ?? SYSTEM_CNI_DIR;
     try {
       let c: Cluster;
       if (opts.etcdMembers !== undefined && opts.etcdMembers > 1) {
@@ -138,9 +138,9 @@ export class Cluster {
           members: hosts.map((h) => ({ netns: h.ns, host: h.ip })),
           ctlNetns: tb.bridgeNs,
         });
-        c = new Cluster(tb, clusterAsServer(ec), ec);
+        c = new Cluster(tb, clusterAsServer(ec), ec, cniDir);
       } else {
-        c = new Cluster(tb, await startEtcd({ host: tb.bridgeIP, port: 2379, netns: tb.bridgeNs }));
+        c = new Cluster(tb, await startEtcd({ host: tb.bridgeIP, port: 2379, netns: tb.bridgeNs }), undefined, cniDir);
       }
       await c.etcdctl(['put', `${PREFIX}/config`, JSON.stringify(opts.network)]);
       return c;
@@ -256,16 +256,15 @@ export class Cluster {
   }
 
   /**
-   * A pod behind host n's cni0 on the daemon's FLANNEL_SUBNET. `via: 'cni'` (the default when Debian's CNI plugins
-   * are installed) attaches it with weft-cni ADD; `via: 'manual'` uses the testbed's hand-made pod.
+   * A pod behind host n's cni0 on the daemon's FLANNEL_SUBNET. `via: 'cni'` (the default) attaches it with weft-cni
+   * ADD and throws when the CNI plugins are missing; `via: 'manual'` uses the testbed's hand-made pod.
    */
   async ensurePod(n: number, opts: { via?: 'cni' | 'manual' } = {}): Promise<Pod> {
     const have = this.pods.get(n);
     if (have) return have;
     const d = this.daemons.get(n);
     if (!d) throw new WeftError('WEFT_ERR_BACKEND', `no daemon in h${n}: start it before adding its pod`);
-    const via = opts.via ?? (cniPluginsInstalled() ? 'cni' : 'manual');
-    const pod = via === 'cni' ? await this.addCniPod(n) : await this.tb.addPod(d.host, d.subnetGateway);
+    const pod = opts.via === 'manual' ? await this.tb.addPod(d.host, d.subnetGateway) : await this.addCniPod(n);
     this.pods.set(n, pod);
     return pod;
   }
@@ -277,13 +276,18 @@ export class Cluster {
   cniPath(): string {
     if (this.cniBin !== undefined) return this.cniBin;
     if (!existsSync(WEFT_CNI)) throw new ConfigError(`${WEFT_CNI} is missing: build first (npx tsc -p .)`);
+    const missing = DELEGATES.filter((p) => !existsSync(join(this.cniDir, p)));
+    if (missing.length > 0) {
+      throw new ConfigError(
+        `CNI plugins missing in ${this.cniDir}: ${missing.join(', ')}; install containernetworking-plugins ` +
+          '(scripts/setup.sh does)',
+      );
+    }
     const bin = join(this.dir, 'cni-bin');
     mkdirSync(bin, { recursive: true });
     chmodSync(WEFT_CNI, 0o755); // tsc writes 0644; a runtime execs the file itself
     symlinkSync(WEFT_CNI, join(bin, 'weft-cni'));
-    for (const p of DELEGATES) {
-      if (existsSync(join(SYSTEM_CNI_DIR, p))) symlinkSync(join(SYSTEM_CNI_DIR, p), join(bin, p));
-    }
+    for (const p of DELEGATES) symlinkSync(join(this.cniDir, p), join(bin, p));
     this.cniBin = bin;
     return bin;
   }
@@ -340,6 +344,7 @@ export class Cluster {
   async addCniPod(n: number, conf?: Record<string, unknown>): Promise<CniPod> {
     const d = this.daemons.get(n);
     if (!d) throw new WeftError('WEFT_ERR_BACKEND', `no daemon in h${n}: start it before adding its pod`);
+    this.cniPath(); // the plugins first: without them, no namespace to clean up
     // A bare namespace, registered with the testbed for cleanup; the CNI plugins build its links and addresses.
     const pod = await this.tb.addPod(d.host, d.subnetGateway, { bare: true });
     const containerId = pod.ns;
