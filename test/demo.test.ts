@@ -1,5 +1,7 @@
 // `npm run demo` is the main job, so it is run here as a user runs it (`weft demo`, 1 s per throughput run): it must
-// print three leases, a clean ping matrix and a throughput row per tier, exit 0, and leave no namespace behind.
+// print three leases, a clean ping matrix and a throughput row per tier, exit 0, and leave none of its namespaces
+// behind. Its namespaces are those of its testbed id (w<id>-*, the id its hosts' PublicIPs 198.18.<id>.N show):
+// other testbeds on the machine come and go meanwhile.
 // Bounded: 3 tiers x (6 pings of 3 probes + one 1-second iperf3 run); the whole run is killed after 180 s.
 import t from 'tap';
 import { execFile } from 'node:child_process';
@@ -8,16 +10,15 @@ import { WEFT_CLI } from '../testbed/cluster.js';
 
 const TIERS = ['dgram', 'batch', 'offload'];
 
-async function testbedNamespaces(): Promise<string[]> {
+async function namespacesOf(id: string): Promise<string[]> {
   return (await ip(['netns', 'list']))
     .split('\n')
     .map((l) => l.split(' ')[0] ?? '')
-    .filter((n) => /^w\d+-/.test(n))
+    .filter((n) => n.startsWith(`w${id}-`))
     .sort();
 }
 
 t.test('weft demo: leases, ping matrix and throughput per tier, then nothing left', async (t) => {
-  const before = await testbedNamespaces();
   const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
     execFile(
       process.execPath,
@@ -29,6 +30,8 @@ t.test('weft demo: leases, ping matrix and throughput per tier, then nothing lef
   t.equal(r.code, 0, `exit 0${r.code === 0 ? '' : `: ${r.err.slice(-1000)}`}`);
   const leases = r.out.slice(r.out.indexOf('leases (weft leases):'), r.out.indexOf('tier '));
   t.equal(new Set(leases.match(/10\.5\.\d+\.0\/24/g) ?? []).size, 3, 'three leases in the table');
+  const ids = [...new Set([...leases.matchAll(/\b198\.18\.(\d+)\.\d+\b/g)].map((m) => m[1]!))];
+  t.equal(ids.length, 1, `the hosts' PublicIPs name one testbed (${ids.join(', ')})`);
   for (const tier of TIERS) t.match(r.out, `tier ${tier}: pod-to-pod ping`, `a ping matrix for ${tier}`);
   t.equal(
     (r.out.match(/ ok \d+\.\d+ ms/g) ?? []).length,
@@ -41,5 +44,5 @@ t.test('weft demo: leases, ping matrix and throughput per tier, then nothing lef
     t.ok(row !== null && Number(row[1]) > 0, `throughput row for ${tier}: ${row?.[1] ?? 'missing'} Gbit/s`);
   }
   t.match(r.out, /cleaned up/, 'says it cleaned up');
-  t.same(await testbedNamespaces(), before, 'no namespace of the demo left');
+  for (const id of ids) t.same(await namespacesOf(id), [], `no namespace of the demo (w${id}-*) left`);
 });
