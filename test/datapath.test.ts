@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { ping } from '../testbed/traffic.js';
-import { sha256Transfer, metricsOf, peerPacketsOf, pingMatrix, sendDatagrams } from './helpers/traffic.js';
+import { kernelDrops, sha256Transfer, metricsOf, peerPacketsOf, pingMatrix, sendDatagrams } from './helpers/traffic.js';
 import { clusterFor, netConfig } from './helpers/cluster.js';
 import { sleep } from './helpers/wait.js';
 
@@ -47,24 +47,34 @@ t.test('udp encap across three namespace hosts', async (t) => {
     // outside h3's subnet. From the bridge (no lease): a well-formed packet.
     const h3pod = cluster.pods.get(3)!.ip;
     const h2pod = cluster.pods.get(2)!.ip;
-    await sendDatagrams(cluster.tb, cluster.tb.host(3), target, 8285, [
+    // The transfer may fill h1's socket, and the kernel then drops datagrams, junk among them, and counts them: a
+    // junk datagram is either counted by the daemon or by the kernel on its way (link or socket).
+    const path = [cluster.tb.host(3), cluster.tb.bridgeNs, cluster.tb.host(1)];
+    const droppedBefore = await kernelDrops(cluster.tb, path);
+    const broken = await sendDatagrams(cluster.tb, cluster.tb.host(3), target, 8285, [
       { kind: 'garbage', count: 300 },
       { kind: 'truncated', count: 300 },
+    ]);
+    const spoofed = await sendDatagrams(cluster.tb, cluster.tb.host(3), target, 8285, [
       { kind: 'ipv4', src: h2pod, dst: cluster.pods.get(1)!.ip, count: 300 },
     ]);
-    await sendDatagrams(cluster.tb, cluster.tb.bridgeNs, target, 8285, [
+    const stranger = await sendDatagrams(cluster.tb, cluster.tb.bridgeNs, target, 8285, [
       { kind: 'ipv4', src: h3pod, dst: cluster.pods.get(1)!.ip, count: 300 },
     ]);
     const r = await flow;
     t.equal(r.receivedHash, r.sentHash, 'the transfer beside the junk still verifies');
     const after = await metricsOf(cluster.tb, cluster.tb.host(1), 8471);
+    const lost = (await kernelDrops(cluster.tb, path)) - droppedBefore;
     const delta = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
-    t.ok(
-      delta('drop_malformed') + delta('drop_truncated') >= 600,
-      `garbage and truncated counted (${delta('drop_malformed')} + ${delta('drop_truncated')})`,
-    );
-    t.equal(delta('drop_spoofed_source'), 300, "inner source outside the sender's subnet counted");
-    t.equal(delta('drop_unknown_peer'), 300, 'outer source without a lease counted');
+    t.comment(`the kernel dropped ${lost} packets on the path meanwhile (transfer and junk)`);
+    // Exact when the kernel dropped nothing; else short by at most what it counted.
+    const accounted = (counted: number, sent: number, what: string): void => {
+      t.ok(counted <= sent && counted >= sent - lost, `${what}: ${counted} of ${sent} sent, ${lost} lost on the way`);
+    };
+    accounted(delta('drop_malformed') + delta('drop_truncated'), broken.sent, 'garbage and truncated counted');
+    accounted(delta('drop_spoofed_source'), spoofed.sent, "inner source outside the sender's subnet counted");
+    accounted(delta('drop_unknown_peer'), stranger.sent, 'outer source without a lease counted');
+    t.equal(broken.errors + spoofed.errors + stranger.errors, 0, 'the senders sent every datagram');
     const alive = await ping(cluster.pods.get(1)!, cluster.pods.get(3)!.ip, { count: 2, timeoutSec: 3 });
     t.ok(alive.ok, 'forwarding still works afterwards');
   });

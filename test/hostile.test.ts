@@ -1,6 +1,8 @@
 // Hostile traffic: about 10^6 malformed or spoofed datagrams at a running daemon while a TCP transfer runs through
 // it. Bounded: the senders stop at their share of 10^6 datagrams or after 60 s, whichever comes first (on 2 shared
-// cores Node's dgram sends roughly 50-150k datagrams/s; the number actually sent is printed).
+// cores Node's dgram sends roughly 50-150k datagrams/s; the number actually sent is printed). A flood overflows the
+// daemon's socket on a busy machine, so the count is checked against what arrived: every datagram sent is counted by
+// the daemon or dropped by the kernel on its way, which counts it too.
 //
 //   bridge netns: etcd; also sends valid VXLAN from an outer source that holds no lease (unknown_peer)
 //   h1: weft daemon (vxlan, --healthz-port=8471), the target; pod receives a 64 MB transfer from h2's pod
@@ -9,7 +11,7 @@
 //       truncated inner IPv4 headers, inner source outside h3's subnet
 import t from 'tap';
 import { ping } from '../testbed/traffic.js';
-import { metricsOf, sha256Transfer } from './helpers/traffic.js';
+import { kernelDrops, metricsOf, sha256Transfer } from './helpers/traffic.js';
 import { clusterFor, netConfig } from './helpers/cluster.js';
 import { sleep } from './helpers/wait.js';
 
@@ -117,14 +119,18 @@ t.test(
       spoof: p2!.ip,
     };
     const fromStranger = { kinds: ['valid'], src: p3!.ip, dst: p1!.ip, spoof: p2!.ip };
+    const path = [cluster.tb.host(3), cluster.tb.bridgeNs, cluster.tb.host(1)];
+    const droppedBefore = await kernelDrops(cluster.tb, path);
     const [a, b] = await Promise.all([
       send(cluster.tb.host(3), TOTAL * 0.8, fromLeaseHolder),
       send(cluster.tb.bridgeNs, TOTAL * 0.2, fromStranger),
     ]);
     const sent = a.sent + b.sent;
+    // Sends whose callback came without an error: the kernel took those datagrams.
+    const taken = a.done - a.errors + b.done - b.errors;
     t.comment(
       `sent ${sent} hostile datagrams (${a.sent} from lease holder h3 in ${a.ms} ms, ` +
-        `${b.sent} from the bridge without a lease in ${b.ms} ms)`,
+        `${b.sent} from the bridge without a lease in ${b.ms} ms); the kernel took ${taken}`,
     );
     t.ok(sent > 0, `${sent} datagrams sent${sent < TOTAL ? ` (the ${SECONDS} s bound came first)` : ''}`);
 
@@ -135,6 +141,7 @@ t.test(
     t.equal(d.child.exitCode, null, 'the target daemon is still running');
     await sleep(500);
     const after = await metricsOf(cluster.tb, cluster.tb.host(1), 8471);
+    const lost = (await kernelDrops(cluster.tb, path)) - droppedBefore;
     const delta = (k: string): number => (after[k] ?? 0) - (before[k] ?? 0);
     const reasons = [
       'malformed',
@@ -148,14 +155,17 @@ t.test(
     const counted = Object.fromEntries(reasons.map((k) => [k, delta(`drop_${k}`)]));
     const total = Object.values(counted).reduce((x, y) => x + y, 0);
     t.comment(
-      `drops by reason: ${JSON.stringify(counted)}; ${total} of ${sent} counted` +
-        (total < sent ? ' (the rest overflowed the socket buffer: the kernel counts those as RcvbufErrors)' : ''),
+      `drops by reason: ${JSON.stringify(counted)}; ${total} of ${sent} counted, ` +
+        `${lost} dropped by the kernel on the path (flood and transfer)`,
     );
     for (const k of ['malformed', 'bad_flags', 'bad_vni', 'bad_ethertype', 'spoofed_source', 'unknown_peer']) {
       t.ok(counted[k]! > 0, `drop_${k} counted (${counted[k]})`);
     }
     t.ok(total <= sent, 'never more drops than datagrams sent');
-    t.ok(total >= sent * 0.25, `most of the flood reached the daemon and was counted (${total})`);
+    t.ok(
+      total >= taken - lost,
+      `every datagram the kernel took was counted by the daemon (${total}) or dropped on the way (${lost})`,
+    );
     for (const [n, pod] of [
       [2, p2],
       [3, p3],

@@ -1,10 +1,10 @@
 // Traffic for integration tests, run as small Node programs inside the testbed's namespaces: a TCP transfer whose
-// sha256 is compared on both ends, crafted datagrams aimed at a daemon, and a read of a daemon's /metrics.
-// Every program is bounded in count and time.
+// sha256 is compared on both ends, crafted datagrams aimed at a daemon, a read of a daemon's /metrics, and the
+// kernel's own drop counts. Every program is bounded in count and time.
 import type { Test } from 'tap';
 import type { Cluster } from '../../testbed/cluster.js';
 import type { Host, Pod, Testbed } from '../../testbed/hosts.js';
-import type { Target } from '../../testbed/exec.js';
+import { nsOf, type Target } from '../../testbed/exec.js';
 import { ping } from '../../testbed/traffic.js';
 import type { StatusDoc } from '../../src/metrics/server.js';
 import { sleep } from './wait.js';
@@ -100,28 +100,60 @@ for (const s of spec) {
   for (let i = 0; i < s.count; i++) msgs.push(m);
 }
 const sock = dgram.createSocket('udp4');
-let i = 0;
-const next = () => {
-  if (i >= msgs.length) return sock.close();
+let i = 0, errors = 0;
+const next = (e) => {
+  if (e) errors++;
+  if (i >= msgs.length) {
+    process.stdout.write(JSON.stringify({ sent: i - errors, errors }));
+    return sock.close();
+  }
   sock.send(msgs[i++], port, dst, next);
 };
 next();
 setTimeout(() => process.exit(3), 20000).unref();
 `;
 
-/** Sends crafted datagrams from a namespace to `dst:port`, one after another (bounded: count and 20 s). */
+/**
+ * Sends crafted datagrams from a namespace to `dst:port`, one after another (bounded: count and 20 s). Resolves with
+ * how many the kernel took (`sent`) and how many sends failed.
+ */
 export async function sendDatagrams(
   tb: Testbed,
   from: Target,
   dst: string,
   port: number,
   spec: Datagram[],
-): Promise<void> {
+): Promise<{ sent: number; errors: number }> {
   const r = await tb.exec(from, [process.execPath, '-e', SENDER, dst, String(port), JSON.stringify(spec)], {
     timeoutMs: 30_000,
   });
   if (r.code !== 0) throw new Error(`datagram sender failed (${r.code}): ${r.stderr}`);
   await sleep(200); // let the receiver drain its socket
+  return JSON.parse(r.stdout) as { sent: number; errors: number };
+}
+
+/**
+ * Packets the kernel dropped in these namespaces, as it counts them: at UDP sockets (the Udp line of /proc/net/snmp,
+ * which is per namespace: InErrors, which holds RcvbufErrors, and SndbufErrors) and on every link (rx and tx dropped,
+ * where veth counts what its peer's backlog refused). Between two reads, it bounds what datagrams sent between these
+ * namespaces lost on their way to a socket: a datagram the kernel took is either read from the socket or counted here.
+ */
+export async function kernelDrops(tb: Testbed, targets: readonly Target[]): Promise<number> {
+  let dropped = 0;
+  for (const target of targets) {
+    const snmp = await tb.exec(target, ['cat', '/proc/net/snmp'], { timeoutMs: 10_000 });
+    const [names = [], values = []] = snmp.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('Udp:'))
+      .map((l) => l.trim().split(/\s+/));
+    for (const k of ['InErrors', 'SndbufErrors']) dropped += Number(values[names.indexOf(k)] ?? 0);
+    const ip = await tb.exec(target, ['ip', '-s', '-j', 'link', 'show'], { timeoutMs: 10_000 });
+    if (snmp.code !== 0 || ip.code !== 0)
+      throw new Error(`kernel drops in ${nsOf(target)}: ${snmp.stderr}${ip.stderr}`);
+    const links = JSON.parse(ip.stdout) as { stats64?: { rx?: { dropped?: number }; tx?: { dropped?: number } } }[];
+    for (const l of links) dropped += (l.stats64?.rx?.dropped ?? 0) + (l.stats64?.tx?.dropped ?? 0);
+  }
+  return dropped;
 }
 
 /** The daemon's /metrics text, or another of its paths (127.0.0.1:port inside `host`). */
