@@ -6,7 +6,7 @@
 //
 //   kill -9 the leader, start it again, kill -9 the member h1's daemon talks to, start it again; after each:
 //   renewals go on through the others (same key, same create revision, TTL refreshed), a new peer lease reaches both
-//   daemons, the pods ping, nothing is re-acquired, and the ping loop loses at most a small bound.
+//   daemons, the pods ping, nothing is re-acquired, and every echo request of the ping loop is answered.
 import t from 'tap';
 import { runFailover } from '../bench/scale/failover.js';
 
@@ -30,13 +30,10 @@ t.test('weft keeps working when etcd members die', { timeout: 240_000 }, async (
     t.ok(e.daemonsRunning, `${e.event}: the daemons still run`);
     if (e.event === 'leader killed') t.not(e.newLeader, e.member, 'another member took over as leader');
   }
-  t.comment(`ping loop: ${r.ping.received}/${r.ping.transmitted} replies`);
-  t.ok(r.ping.transmitted >= 20, 'the ping loop ran through the failures');
-  // Forwarding does not depend on etcd; allow a few losses to a busy shared machine.
-  t.ok(
-    r.ping.transmitted - r.ping.received <= Math.max(5, Math.ceil(r.ping.transmitted * 0.02)),
-    'the ping loop lost at most a small bound',
-  );
+  t.ok(r.ping.transmitted >= 20, `the ping loop ran through the failures (${r.ping.transmitted} requests)`);
+  // Forwarding does not depend on etcd: every request sent until the loop stopped is answered (a late reply is no
+  // loss; each had seconds after the stop).
+  t.equal(r.ping.received, r.ping.transmitted, 'every echo request of the ping loop was answered');
   t.same(r.acquisitions, [1, 1], 'each daemon acquired once, never again');
   t.same(r.losses, [0, 0], 'no daemon lost its lease');
 });

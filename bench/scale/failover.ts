@@ -57,7 +57,10 @@ export interface FailoverResult {
   /** Median interval between consecutive renewals of a daemon over the whole run (the undisturbed period). */
   medianRenewalGapS: number;
   events: FailoverEvent[];
-  /** The ping loop over the whole run. */
+  /**
+   * The ping loop over the whole run: echo requests sent up to the stop, and how many of them were answered (each
+   * had REPLY_GRACE_MS after the stop to be).
+   */
   ping: { transmitted: number; received: number };
   /** Per host from /metrics at the end. */
   acquisitions: number[];
@@ -122,19 +125,41 @@ function renewalTimes(logFile: string): number[] {
   return out;
 }
 
-function startPingLoop(cluster: Cluster): { child: ChildProcess; out: () => string } {
+/** How long a request sent before the ping loop's stop may take to be answered. */
+const REPLY_GRACE_MS = 5000;
+
+/** A ping loop pod h1 -> pod h2 that keeps, per icmp_seq, what was sent and what was answered. */
+interface PingLoop {
+  readonly child: ChildProcess;
+  /** Highest icmp_seq ping has reported so far: requests 1..sent were sent. */
+  sent: number;
+  /** icmp_seq of every echo reply. */
+  readonly answered: Set<number>;
+}
+
+function startPingLoop(cluster: Cluster): PingLoop {
   const from = cluster.pods.get(1)!;
   const to = cluster.pods.get(2)!.ip;
-  // -w caps it even if nothing stops it; SIGINT makes ping print its summary.
-  const child = cluster.tb.spawn(from, ['ping', '-n', '-i', '0.2', '-W', '1', '-w', '600', to], {
+  // -O: a request still unanswered when the next one goes is reported ("no answer yet for icmp_seq=N"), so every
+  // request shows in the output, answered or not. -w caps the loop even if nothing stops it.
+  const child = cluster.tb.spawn(from, ['ping', '-n', '-O', '-i', '0.2', '-W', '1', '-w', '600', to], {
     stdio: ['ignore', 'pipe', 'ignore'],
   });
-  let buf = '';
+  const loop: PingLoop = { child, sent: 0, answered: new Set() };
+  let partial = '';
   child.stdout?.setEncoding('utf8');
   child.stdout?.on('data', (d: string) => {
-    buf = (buf + d).slice(-2000);
+    const lines = (partial + d).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      const m = /icmp_seq=(\d+)/.exec(line);
+      if (m === null) continue;
+      const seq = Number(m[1]);
+      loop.sent = Math.max(loop.sent, seq);
+      if (/bytes from/.test(line)) loop.answered.add(seq);
+    }
   });
-  return { child, out: () => buf };
+  return loop;
 }
 
 export async function runFailover(opts: FailoverOptions = {}): Promise<FailoverResult> {
@@ -165,7 +190,7 @@ class FailoverRun {
   private readonly ns: number[];
   private keys: string[] = [];
   private createRevs: string[] = [];
-  private loop: ReturnType<typeof startPingLoop> | null = null;
+  private loop: PingLoop | null = null;
   /** Peer leases written by the run, one per event. */
   private extra = 0;
   private readonly result: FailoverResult;
@@ -235,11 +260,9 @@ class FailoverRun {
     this.result.events.push(await this.observe('member in use back', used.name, at));
   }
 
-  /** The ping loop's summary, the undisturbed renewal period, and each daemon's lease counters. */
+  /** The ping loop's count, the undisturbed renewal period, and each daemon's lease counters. */
   async finish(): Promise<FailoverResult> {
-    const out = await this.stopPingLoop();
-    const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
-    this.result.ping = { transmitted: m ? Number(m[1]) : 0, received: m ? Number(m[2]) : 0 };
+    this.result.ping = await this.stopPingLoop();
     const gaps: number[] = [];
     for (const n of this.ns) {
       const times = this.renewals(n);
@@ -254,16 +277,22 @@ class FailoverRun {
     return this.result;
   }
 
-  /** Stops the ping loop (SIGINT: ping prints its summary) and returns its output; '' when it does not run. */
-  async stopPingLoop(): Promise<string> {
+  /**
+   * Stops the ping loop: the requests sent so far are counted, each gets REPLY_GRACE_MS to be answered, then ping
+   * goes. Counting only those keeps the request in flight at the stop out of the loss (ping's own summary counts it
+   * as lost). Zeros when the loop does not run.
+   */
+  async stopPingLoop(): Promise<{ transmitted: number; received: number }> {
     const l = this.loop;
-    if (l === null) return '';
+    if (l === null) return { transmitted: 0, received: 0 };
     this.loop = null;
-    const exited = new Promise<void>((r) => (l.child.exitCode !== null ? r() : l.child.once('exit', () => r())));
-    l.child.kill('SIGINT');
-    await Promise.race([exited, sleep(3000)]);
+    const sent = l.sent;
+    const received = (): number => [...l.answered].filter((seq) => seq <= sent).length;
+    const end = Date.now() + REPLY_GRACE_MS;
+    while (received() < sent && Date.now() < end && l.child.exitCode === null) await sleep(100);
+    const count = { transmitted: sent, received: received() };
     await killChild(l.child);
-    return l.out();
+    return count;
   }
 
   private async observe(
