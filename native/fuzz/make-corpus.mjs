@@ -332,6 +332,26 @@ const targets = {
   },
 };
 
+// ---- inbound over-MTU split (fuzz_tun_split.c): TUN MTU, fix-ups (bit 0 IP length, bit 1 TCP checksum), packet ----
+const splitInput = (pkt, { mtu = 1450, fix = 0 } = {}) => Buffer.concat([u16(mtu), Buffer.from([fix]), pkt]);
+const u16 = (v) => Buffer.from([v >> 8, v & 255]);
+targets.tun_split = {
+  'tcp-4000-full': splitInput(tcpSeg({ payload: 4000, l4csum: 'full', flags: 0x19 })),
+  'tcp-odd-mss': splitInput(tcpSeg({ payload: 3001, l4csum: 'full', opts: 0 }), { mtu: 1279 }),
+  'tcp-64k': splitInput(tcpSeg({ payload: 65535 - 52, l4csum: 'full', flags: 0x98 })),
+  'tcp-partial-csum': splitInput(tcpSeg({ payload: 3000, l4csum: 'partial' })),
+  'tcp-bad-csum': splitInput(tcpSeg({ payload: 3000, l4csum: 'bad' })),
+  'tcp-fixed-csum': splitInput(tcpSeg({ payload: 3000, l4csum: 'bad' }), { fix: 2 }),
+  'tcp-syn': splitInput(tcpSeg({ payload: 3000, l4csum: 'full', flags: 0x02 })),
+  'tcp-too-many-segments': splitInput(tcpSeg({ payload: 20000, l4csum: 'full', opts: 0 }), { mtu: 68 }),
+  'tcp-tiny-mss': splitInput(tcpSeg({ payload: 100, l4csum: 'full' }), { mtu: 70 }),
+  'within-mtu': splitInput(tcpSeg({ payload: 1000, l4csum: 'full' })),
+  'udp-over-mtu': splitInput(ipv4({ payload: 3000 })),
+  fragment: splitInput(ipv4({ proto: 6, payload: 3000, frag: 0x2000 })),
+  'length-lies': splitInput(lying, { mtu: 68 }),
+  truncated: splitInput(truncated, { mtu: 68 }),
+};
+
 // ---- WireGuard (fuzz_wg_open.c, fuzz_wg_seal.c): scripts of operations, see the harnesses' headers ----
 
 const u64be = (c) => {
