@@ -73,7 +73,9 @@ export async function findExternalInterface(config: DaemonConfig): Promise<Exter
   }
   const ifaceIp = config.iface !== undefined && parseIPv4(config.iface) !== null ? config.iface : iface.addresses[0];
   if (ifaceIp === undefined) throw new ConfigError(`interface ${iface.name} has no IPv4 address`);
-  return { name: iface.name, mtu: iface.mtu, publicIp: config.publicIp ?? ifaceIp, ifaceIp };
+  const publicIp = config.publicIp ?? ifaceIp;
+  const local = publicIp !== ifaceIp && (await iproute.interfaceByAddress(publicIp)) !== null;
+  return { name: iface.name, mtu: iface.mtu, publicIp, ifaceIp, bindIp: local ? publicIp : ifaceIp };
 }
 
 /**

@@ -17,8 +17,13 @@ export interface ExternalInterface {
   readonly name: string;
   readonly mtu: number;
   readonly publicIp: string;
-  /** Address the sockets bind to (the interface's address; the public IP may be a NAT address). */
+  /** The interface's address (the public IP may be a NAT address). */
   readonly ifaceIp: string;
+  /**
+   * Address the overlay sockets send from: the public IP when the host has it (a secondary or floating address;
+   * peers take datagrams only from a lease's PublicIP), else ifaceIp (the public IP is a NAT address).
+   */
+  readonly bindIp: string;
 }
 
 export interface BackendContext {

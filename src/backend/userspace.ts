@@ -123,7 +123,7 @@ export class UserspaceBackend implements Backend {
         tunFd: this.tun.fd,
         encap: this.encap,
         local: this.local,
-        bindAddress: ctx.external.ifaceIp,
+        bindAddress: ctx.external.bindIp,
         port: this.opts.port,
         networkIp: net.ip,
         networkPrefixLen: net.prefixLen,
