@@ -281,6 +281,7 @@ function statusDoc(r: Running): StatusDoc {
     lease:
       lease === null ? null : { subnet: formatSubnet(lease.subnet), key: lease.key, secondsLeft: secondsLeft(lease) },
     peers: r.peers.list(),
+    ...(st.peersSharingPublicIp !== undefined ? { peersSharingPublicIp: st.peersSharingPublicIp } : {}),
     control: { ...r.manager.stats },
     counters: st.counters,
     ...(st.queues ? { queues: st.queues } : {}),

@@ -35,10 +35,32 @@ t.test('peer by outer source and inner source check', async (t) => {
   t.equal(rt.peerBySource(ip('198.18.1.2')), 0);
   t.equal(rt.peerBySource(ip('203.0.113.250')), 1);
   t.equal(rt.peerBySource(ip('198.18.1.3')), NO_ROUTE);
-  t.ok(rt.allowsSource(0, ip('10.5.3.9')));
-  t.notOk(rt.allowsSource(0, ip('10.5.4.9')), "another peer's subnet is spoofing");
-  t.notOk(rt.allowsSource(5, ip('10.5.3.9')), 'unknown peer index');
-  t.notOk(rt.allowsSource(-1, ip('10.5.3.9')));
+  t.equal(rt.senderOf(0, ip('10.5.3.9')), 0);
+  t.equal(rt.senderOf(0, ip('10.5.4.9')), NO_ROUTE, "another peer's subnet is spoofing");
+  t.equal(rt.senderOf(5, ip('10.5.3.9')), NO_ROUTE, 'unknown peer index');
+  t.equal(rt.senderOf(-1, ip('10.5.3.9')), NO_ROUTE);
+});
+
+t.test('two leases with one PublicIP: each may send from its own subnet, nothing else', async (t) => {
+  const rt = new RouteTable(
+    [
+      { net: ip('10.5.3.0'), prefixLen: 24, peer: 0 },
+      { net: ip('10.5.4.0'), prefixLen: 24, peer: 1 },
+      { net: ip('10.5.5.0'), prefixLen: 24, peer: 2 },
+    ],
+    [
+      { index: 0, publicIp: ip('198.18.1.2'), net: ip('10.5.3.0'), prefixLen: 24 },
+      { index: 1, publicIp: ip('198.18.1.3'), net: ip('10.5.4.0'), prefixLen: 24 },
+      { index: 2, publicIp: ip('198.18.1.2'), net: ip('10.5.5.0'), prefixLen: 24 },
+    ],
+  );
+  const peer = rt.peerBySource(ip('198.18.1.2'));
+  t.equal(rt.senderOf(peer, ip('10.5.3.9')), 0, "the first lease's subnet");
+  t.equal(rt.senderOf(peer, ip('10.5.5.9')), 2, "the second lease's subnet");
+  t.equal(rt.senderOf(peer, ip('10.5.4.9')), NO_ROUTE, 'a subnet another PublicIP holds is spoofed');
+  t.equal(rt.senderOf(rt.peerBySource(ip('198.18.1.3')), ip('10.5.5.9')), NO_ROUTE);
+  t.equal(rt.lookup(ip('10.5.3.1')), 0, 'both subnets keep their routes');
+  t.equal(rt.lookup(ip('10.5.5.1')), 2);
 });
 
 t.test('matches a naive longest-prefix scan on random tables', async () => {

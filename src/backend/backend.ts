@@ -38,6 +38,8 @@ export interface BackendStatus {
   readonly datapath: string;
   readonly device: string;
   readonly peers: number;
+  /** Peers whose PublicIP another peer's lease also names (userspace tiers; see RouteTable.senderOf). */
+  readonly peersSharingPublicIp?: number;
   readonly counters: Record<string, number>;
   /** Per-peer inner traffic where the datapath counts it (userspace tiers). */
   readonly peerTraffic?: readonly {

@@ -53,6 +53,8 @@ export class UserspaceBackend implements Backend {
   private applied = 0;
   /** Peers we ignore, by key, so each is logged once. */
   private readonly ignored = new Map<string, string>();
+  /** PublicIPs that several applied leases name, with their subnets as last logged (each change logged once). */
+  private readonly shared = new Map<number, string>();
   private ownKey: string | null = null;
   /** This host takes (and sends to hosts that say so) partial inner checksums: the offload tier, unless disabled. */
   private readonly partialCsum: boolean;
@@ -205,7 +207,32 @@ export class UserspaceBackend implements Backend {
     }
     this.datapath?.setPeers(peers);
     this.applied = peers.length;
+    this.noteSharedPublicIps(peers);
     this.ctx.log.debug({ peers: peers.length }, 'peers applied');
+  }
+
+  // Two leases naming one PublicIP (a host that changed subnet while its old lease runs out, a stale key, hosts
+  // behind one NAT address): both keep their routes and the datapath accepts from that address the subnets of
+  // both (RouteTable.senderOf). Worth one line: one of them is usually stale.
+  private noteSharedPublicIps(peers: readonly Peer[]): void {
+    const byIp = new Map<number, string[]>();
+    for (const p of peers) {
+      const nets = byIp.get(p.publicIp);
+      const net = `${formatIPv4(p.net >>> 0)}/${p.prefixLen}`;
+      if (nets) nets.push(net);
+      else byIp.set(p.publicIp, [net]);
+    }
+    for (const ip of this.shared.keys()) if ((byIp.get(ip)?.length ?? 0) < 2) this.shared.delete(ip);
+    for (const [ip, nets] of byIp) {
+      if (nets.length < 2) continue;
+      const said = nets.sort().join(' ');
+      if (this.shared.get(ip) === said) continue;
+      this.shared.set(ip, said);
+      this.ctx.log.warn(
+        { publicIp: formatIPv4(ip >>> 0), subnets: nets },
+        'several leases name one PublicIP: traffic from it is accepted for each of their subnets',
+      );
+    }
   }
 
   private peerProblem(lease: Lease): string | null {
@@ -242,6 +269,7 @@ export class UserspaceBackend implements Backend {
       datapath: `userspace/${this.ctx.config.tier}/${this.encap.name}`,
       device: this.tun?.name ?? this.ctx.config.tunName,
       peers: this.applied,
+      peersSharingPublicIp: [...this.shared.values()].reduce((n, nets) => n + nets.split(' ').length, 0),
       counters,
       peerTraffic: (this.datapath?.peerTraffic() ?? []).map((t) => ({
         subnet: `${formatIPv4(t.net >>> 0)}/${t.prefixLen}`,

@@ -110,8 +110,9 @@ export class DgramTier extends TierBase implements Datapath {
     const routes = path.snapshot.routes;
     const peer = routes.peerBySource(ipFromString(from));
     if (peer === NO_ROUTE) return path.count(C.dropUnknownPeer);
-    if (!routes.allowsSource(peer, readIp(msg, inner + 12))) return path.count(C.dropSpoofedSource);
-    path.receivedFrom(peer, this.decoded[0] as number);
+    const sender = routes.senderOf(peer, readIp(msg, inner + 12));
+    if (sender === NO_ROUTE) return path.count(C.dropSpoofedSource);
+    path.receivedFrom(sender, this.decoded[0] as number);
     native.tunWriteOne(path.tunFd, msg, inner, this.decoded[0] as number, path.counters, path.tunMtu);
   }
 }

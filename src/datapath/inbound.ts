@@ -78,11 +78,14 @@ export class Inbound {
       if (peer === NO_ROUTE) {
         q.segLen[k] = native.VERDICT_UNKNOWN_PEER;
         path.count(C.dropUnknownPeer);
-      } else if (!routes.allowsSource(peer, readIp(q.inSlab, (q.segOff[k] as number) + 12))) {
+        continue;
+      }
+      const sender = routes.senderOf(peer, readIp(q.inSlab, (q.segOff[k] as number) + 12));
+      if (sender === NO_ROUTE) {
         q.segLen[k] = native.VERDICT_SPOOFED;
         path.count(C.dropSpoofedSource);
       } else {
-        path.receivedFrom(peer, q.segLen[k] as number);
+        path.receivedFrom(sender, q.segLen[k] as number);
       }
     }
   }

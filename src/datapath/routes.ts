@@ -1,6 +1,11 @@
 // Route table of the userspace datapath: longest-prefix match from an inner destination to a peer index, plus the
 // reverse checks the receive path needs (which peer owns an outer source address, which subnet it may send from).
 //
+// Several leases may name one PublicIP (a host that changed subnet while its old lease runs out, a stale key, two
+// hosts behind one NAT address). Flannel's backends accept any inner source from a known host; weft accepts from a
+// PublicIP the subnets of every lease that names it, and still drops any other source as spoofed: the live lease
+// keeps working whichever of them came last.
+//
 // A table is immutable once built. Lease events build a new one and the forwarder swaps it in between batches, so
 // forwarding never waits for the control plane. Lookups touch only typed arrays: no allocation per packet, and the
 // cost stays flat as hosts are added (one hash probe per distinct prefix length, usually one).
@@ -83,10 +88,13 @@ export class RouteTable {
   private readonly lengths: Int32Array;
   private readonly masks: Int32Array;
   private readonly byLength: IntMap[];
+  /** The first peer (in table order) of each PublicIP. */
   private readonly byPublicIp: IntMap;
   /** Per peer index: the subnet it may send from (checked on receive). */
   private readonly peerNet: Int32Array;
   private readonly peerMask: Int32Array;
+  /** Per peer index: the next peer with the same PublicIP, or NO_ROUTE. */
+  private readonly samePublicIp: Int32Array;
   readonly size: number;
 
   constructor(routes: readonly RouteEntry[], peers: readonly PeerEntry[]) {
@@ -96,14 +104,22 @@ export class RouteTable {
     this.byLength = lengths.map(
       (len) => new IntMap(routes.filter((r) => r.prefixLen === len).map((r) => [r.net & maskOf(len), r.peer] as const)),
     );
-    this.byPublicIp = new IntMap(peers.map((p) => [p.publicIp, p.index] as const));
     const maxIndex = peers.reduce((m, p) => Math.max(m, p.index), -1);
     this.peerNet = new Int32Array(maxIndex + 1);
     this.peerMask = new Int32Array(maxIndex + 1).fill(-1); // mask /32 of 0.0.0.0: matches nothing useful by default
+    this.samePublicIp = new Int32Array(maxIndex + 1).fill(NO_ROUTE);
+    const first = new Map<number, number>();
+    const last = new Map<number, number>();
     for (const p of peers) {
       this.peerNet[p.index] = p.net & maskOf(p.prefixLen);
       this.peerMask[p.index] = maskOf(p.prefixLen);
+      const ip = p.publicIp | 0;
+      const prev = last.get(ip);
+      if (prev === undefined) first.set(ip, p.index);
+      else this.samePublicIp[prev] = p.index;
+      last.set(ip, p.index);
     }
+    this.byPublicIp = new IntMap([...first]);
     this.size = routes.length;
   }
 
@@ -124,9 +140,14 @@ export class RouteTable {
     return this.byPublicIp.get(src | 0);
   }
 
-  /** Whether `peer` may send packets with inner source `src` (anti-spoofing). */
-  allowsSource(peer: number, src: number): boolean {
-    if (peer < 0 || peer >= this.peerNet.length) return false;
-    return (src & (this.peerMask[peer] as number)) === this.peerNet[peer];
+  /**
+   * Anti-spoofing for a datagram from `peer` (peerBySource's answer): the peer with the same PublicIP whose subnet
+   * holds inner source `src`, or NO_ROUTE (spoofed).
+   */
+  senderOf(peer: number, src: number): number {
+    for (let p = peer; p >= 0 && p < this.peerNet.length; p = this.samePublicIp[p] as number) {
+      if ((src & (this.peerMask[p] as number)) === this.peerNet[p]) return p;
+    }
+    return NO_ROUTE;
   }
 }

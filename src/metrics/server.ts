@@ -56,6 +56,8 @@ export interface StatusDoc {
   readonly publicIp: string;
   readonly lease: { readonly subnet: string; readonly key: string; readonly secondsLeft: number | null } | null;
   readonly peers: readonly PeerStatus[];
+  /** Peers whose PublicIP another peer's lease also names (userspace tiers). */
+  readonly peersSharingPublicIp?: number;
   readonly control: ControlStats;
   readonly counters: Readonly<Record<string, number>>;
   /** Offload tier with --queues > 1: packets per queue. */
