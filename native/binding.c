@@ -292,6 +292,9 @@ typedef struct {
   napi_env env;
   napi_ref cb;
   napi_async_context ctx;
+  /* A worker thread that ends (terminate(), an uncaught error) closes its loop: a handle still open there aborts
+   * the whole process (node::CheckedUvLoopClose). This hook closes it first; the close callback says it is done. */
+  napi_async_cleanup_hook_handle cleanup;
   int fd;
   bool closing, closed, finalized;
 } weft_poll;
@@ -299,8 +302,20 @@ typedef struct {
 /* Freed only when both libuv (close callback) and JS (external finalizer) let go. */
 static void poll_on_close(uv_handle_t *h) {
   weft_poll *p = (weft_poll *)h;
+  if (p->cleanup) napi_remove_async_cleanup_hook(p->cleanup);
+  p->cleanup = NULL;
   p->closed = true;
   if (p->finalized) free(p);
+}
+
+/* The environment is going away with the poll still open: close the uv handle (the JS side is gone with it). */
+static void poll_on_env_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
+  (void)handle;
+  weft_poll *p = arg;
+  if (p->closing) return; /* pollStop closed it; its close callback removes the hook */
+  p->closing = true;
+  uv_poll_stop(&p->poll);
+  uv_close((uv_handle_t *)&p->poll, poll_on_close);
 }
 
 static void poll_finalize(napi_env env, void *data, void *hint) {
@@ -385,6 +400,7 @@ static napi_value js_poll_start(napi_env env, napi_callback_info info) {
   if (napi_create_reference(env, argv[2], 1, &p->cb) != napi_ok ||
       napi_create_string_utf8(env, "weft.poll", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_async_init(env, NULL, name, &p->ctx) != napi_ok ||
+      napi_add_async_cleanup_hook(env, poll_on_env_cleanup, p, &p->cleanup) != napi_ok ||
       napi_create_external(env, p, poll_finalize, NULL, &ext) != napi_ok) {
     napi_failed(env, "pollStart setup");
     if (p->cb) napi_delete_reference(env, p->cb);

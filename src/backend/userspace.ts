@@ -80,7 +80,7 @@ export class UserspaceBackend implements Backend {
   }
 
   get running(): boolean {
-    return this.datapath !== null;
+    return this.datapath !== null && (this.datapath.failure?.() ?? null) === null;
   }
 
   leaseData(): unknown {

@@ -51,6 +51,8 @@ export interface Datapath {
   peerTraffic(): PeerTraffic[];
   /** Offload tier with --queues > 1: each queue's own counters, to see how the kernel spread the flows. */
   queueCounters?(): readonly Float64Array[];
+  /** Why the tier stopped forwarding on some queue (a worker that kept dying), or null: /healthz fails then. */
+  failure?(): string | null;
   /** Stops polling and closes the socket. The TUN fd stays the caller's. Safe to call twice. */
   close(): void;
 }

@@ -37,10 +37,13 @@ export interface QueueReport {
 export class QueueRunner {
   readonly queue: Queue;
   readonly report: QueueReport;
+  /** The queue's socket (closed by close()). */
+  readonly sockFd: number;
   private readonly polls: PollPair;
 
   constructor(path: PathState, setup: RunnerSetup) {
     const sockFd = native.udpOpen(setup.bindAddress, setup.port, SOCKET_BUFFER_BYTES, setup.reusePort);
+    this.sockFd = sockFd;
     try {
       if (setup.steerQueues !== undefined && setup.steerQueues > 1) {
         native.udpSteerByInnerFlow(

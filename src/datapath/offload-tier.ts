@@ -11,6 +11,11 @@
 // share of one SharedArrayBuffer; `counters` sums them. Per-peer counters: queue 0's live, the workers' from their
 // latest report (every TRAFFIC_REPORT_MS), summed per peer.
 //
+// A worker that dies (an uncaught error in its thread) would leave its TUN queue and socket open, with the kernel
+// still steering about 1/N of the flows into them: its fds are closed and the worker restarted with the current
+// peers, at most RESTARTS_PER_WINDOW times per RESTART_WINDOW_MS; past that the tier reports a failure, which
+// fails /healthz.
+//
 // The backend must open the TUN with vnetHdr (and multiQueue when queues > 1): see tunFlagsFor().
 import { Worker } from 'node:worker_threads';
 import { WeftError } from '../errors.js';
@@ -27,11 +32,23 @@ export function tunFlagsFor(tier: Tier, queues = 1): number {
   return tier === 'offload' ? native.TUN_VNET_HDR | (queues > 1 ? native.TUN_MULTI_QUEUE : 0) : 0;
 }
 
+const RESTARTS_PER_WINDOW = 5;
+const RESTART_WINDOW_MS = 60_000;
+
 export class OffloadTier implements Datapath {
   readonly tier = 'offload' as const;
   private readonly path: PathState;
   private readonly runner: QueueRunner;
-  private readonly workers: Worker[] = [];
+  private readonly workers = new Map<number, Worker>();
+  /** Each worker's TUN queue and socket, by queue, from its 'ready'. */
+  private readonly workerFds = new Map<number, number[]>();
+  private readonly workerInit = new Map<number, WorkerInit>();
+  private readonly log: DatapathOptions['log'];
+  private peersMsg: WorkerRequest | null = null;
+  private restartTimes: number[] = [];
+  /** Worker restarts since start. */
+  restarts = 0;
+  private failed: string | null = null;
   private readonly shared: SharedArrayBuffer;
   private readonly perQueue: Float64Array[] = [];
   private readonly total = new Float64Array(native.COUNTER_COUNT);
@@ -74,6 +91,7 @@ export class OffloadTier implements Datapath {
       disabled,
       steerQueues: queues,
     };
+    this.log = opts.log;
     this.path = new PathState(opts, this.perQueue[0]);
     this.runner = new QueueRunner(this.path, setup);
     opts.log.info(
@@ -105,16 +123,53 @@ export class OffloadTier implements Datapath {
         disabled: [...disabled],
         counters: this.shared,
       };
-      const w = new Worker(new URL('./offload-worker.js', import.meta.url), { workerData: init });
-      w.on('message', (m: WorkerReply) => {
-        if (m.type === 'traffic') this.workerTraffic.set(q, m.traffic);
-        else if (m.type === 'error') opts.log.error({ queue: q, err: m.message }, 'offload queue failed');
-        else opts.log.debug({ queue: q }, 'offload queue up');
-      });
-      w.on('error', (err) => opts.log.error({ queue: q, err: err.message }, 'offload worker died'));
-      w.unref();
-      this.workers.push(w);
+      this.workerInit.set(q, init);
+      this.spawnWorker(q);
     }
+  }
+
+  private spawnWorker(q: number): void {
+    const w = new Worker(new URL('./offload-worker.js', import.meta.url), { workerData: this.workerInit.get(q) });
+    w.on('message', (m: WorkerReply) => {
+      if (m.type === 'traffic') this.workerTraffic.set(q, m.traffic);
+      else if (m.type === 'error') this.log.error({ queue: q, err: m.message }, 'offload queue failed');
+      else {
+        this.workerFds.set(q, m.fds);
+        this.log.debug({ queue: q }, 'offload queue up');
+      }
+    });
+    w.on('error', (err) => this.log.error({ queue: q, err: err.message }, 'offload worker died'));
+    w.on('exit', () => this.workerExited(q, w));
+    w.unref();
+    if (this.peersMsg) w.postMessage(this.peersMsg);
+    this.workers.set(q, w);
+  }
+
+  private workerExited(q: number, w: Worker): void {
+    if (this.workers.get(q) !== w) return;
+    this.workers.delete(q);
+    this.workerTraffic.delete(q);
+    const fds = this.workerFds.get(q) ?? [];
+    this.workerFds.delete(q);
+    if (this.closed) return; // it closed its fds itself on 'close'
+    // The thread is gone without 'close'; its fds are still the process's.
+    for (const fd of fds) native.close(fd);
+    const now = Date.now();
+    this.restartTimes = this.restartTimes.filter((at) => now - at < RESTART_WINDOW_MS);
+    if (this.restartTimes.length >= RESTARTS_PER_WINDOW) {
+      this.failed = `offload queue ${q} died ${RESTARTS_PER_WINDOW + 1} times within ${RESTART_WINDOW_MS / 1000} s`;
+      this.log.error({ queue: q }, `${this.failed}: not restarting it`);
+      return;
+    }
+    this.restartTimes.push(now);
+    this.restarts++;
+    this.log.error({ queue: q, restarts: this.restarts }, 'offload worker exited: restarting it');
+    this.spawnWorker(q);
+  }
+
+  /** Why the tier no longer forwards on every queue, or null. */
+  failure(): string | null {
+    return this.failed;
   }
 
   get counters(): Float64Array {
@@ -159,7 +214,8 @@ export class OffloadTier implements Datapath {
       partialCsum: p.partialCsum === true,
     }));
     const msg: WorkerRequest = { type: 'peers', peers: wire };
-    for (const w of this.workers) w.postMessage(msg);
+    this.peersMsg = msg;
+    for (const w of this.workers.values()) w.postMessage(msg);
   }
 
   close(): void {
@@ -167,7 +223,7 @@ export class OffloadTier implements Datapath {
     this.closed = true;
     this.runner.close();
     const msg: WorkerRequest = { type: 'close' };
-    for (const w of this.workers) w.postMessage(msg);
+    for (const w of this.workers.values()) w.postMessage(msg);
   }
 }
 

@@ -40,8 +40,10 @@ export interface WorkerInit {
 }
 
 export type WorkerRequest = { type: 'peers'; peers: WirePeer[] } | { type: 'close' };
+// 'ready' names the thread's TUN queue and socket: a thread that dies leaves its fds open (they are the process's),
+// and the main thread closes them.
 export type WorkerReply =
-  { type: 'ready' } | { type: 'error'; message: string } | { type: 'traffic'; traffic: PeerTraffic[] };
+  { type: 'ready'; fds: number[] } | { type: 'error'; message: string } | { type: 'traffic'; traffic: PeerTraffic[] };
 
 /** How often a worker reports its per-peer counters (they are not shared memory: the peer set is per thread). */
 export const TRAFFIC_REPORT_MS = 1000;
@@ -104,7 +106,7 @@ function start(init: WorkerInit): void {
     native.close(tun.fd);
     throw e;
   }
-  const ready: WorkerReply = { type: 'ready' };
+  const ready: WorkerReply = { type: 'ready', fds: [tun.fd, runner.sockFd] };
   port.postMessage(ready);
 }
 
