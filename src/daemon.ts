@@ -24,7 +24,7 @@ import * as iproute from './net/iproute.js';
 import { openMasq, type Masq } from './net/masq.js';
 import { VERSION } from './package-root.js';
 import { sleep } from './util/sleep.js';
-import { startMetricsServer, type PeerStatus, type StatusDoc } from './metrics/server.js';
+import type { PeerStatus, StatusDoc, startMetricsServer } from './metrics/server.js';
 
 /**
  * Refuses a Network that overlaps the underlay (the interface's own subnets or the public IP): the TUN route for the
@@ -169,7 +169,7 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
       active.peers(events);
     };
     const running: Running = { config, network, external, backend: active, manager, peers, started: Date.now() };
-    server = config.healthzPort > 0 ? serveHealthz(running, log) : null;
+    server = config.healthzPort > 0 ? await serveHealthz(running, log) : null;
     // The loops run from here on; `loops` settles to their error (or null) so nothing rejects unobserved meanwhile.
     let listed = (): void => {};
     const peersListed = new Promise<void>((resolve) => (listed = resolve));
@@ -289,7 +289,9 @@ function statusDoc(r: Running): StatusDoc {
 }
 
 /** /healthz, /metrics and /status on --healthz-ip:--healthz-port. */
-function serveHealthz(r: Running, log: Logger): ReturnType<typeof startMetricsServer> {
+// prom-client (about 5 MB of heap) loads only when /metrics is served.
+async function serveHealthz(r: Running, log: Logger): Promise<ReturnType<typeof startMetricsServer>> {
+  const { startMetricsServer } = await import('./metrics/server.js');
   return startMetricsServer(
     r.config.healthzIp,
     r.config.healthzPort,

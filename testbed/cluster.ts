@@ -105,6 +105,13 @@ process.on('exit', () => {
   for (const d of liveDirs) rmSync(d, { recursive: true, force: true });
 });
 
+/** The node flags of the `weft` bin's shebang (`#!/usr/bin/env -S node <flags>`): daemons run as the bin runs them. */
+function binNodeFlags(): string[] {
+  const first = readFileSync(WEFT_CLI, 'utf8').split('\n', 1)[0] ?? '';
+  const flags = /^#!\/usr\/bin\/env -S node (.+)$/.exec(first)?.[1];
+  return flags === undefined ? [] : flags.trim().split(/\s+/);
+}
+
 function tempDir(): string {
   const d = mkdtempSync(join(tmpdir(), 'weft-cluster-'));
   liveDirs.add(d);
@@ -200,6 +207,7 @@ export class Cluster {
       host,
       [
         process.execPath,
+        ...binNodeFlags(),
         WEFT_CLI,
         'daemon',
         `--etcd-endpoints=${this.endpoint}`,
