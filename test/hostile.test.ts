@@ -9,9 +9,15 @@
 //   h2: weft daemon + pod: the TCP sender
 //   h3: weft daemon (a lease holder): garbage, truncated headers, no I flag, wrong VNI, wrong ethertype, lying and
 //       truncated inner IPv4 headers, inner source outside h3's subnet
+//
+// Then every tier x encap (and the offload tier with --queues 2): a few of each hostile datagram, sent one by one
+// (bounded: 40 of each kind), each dropped and counted under its reason, exactly when the kernel dropped nothing.
+//   bridge netns: etcd; valid datagrams from an outer source that holds no lease (unknown_peer)
+//   h1: weft daemon, restarted per tier, the target;  h2: weft daemon (batch tier, a lease holder), the sender
 import t from 'tap';
 import { ping } from '../testbed/traffic.js';
-import { kernelDrops, metricsOf, sha256Transfer } from './helpers/traffic.js';
+import { encapByName } from '../src/encap/index.js';
+import { kernelDrops, metricsOf, sendDatagrams, sha256Transfer, type Datagram } from './helpers/traffic.js';
 import { clusterFor, netConfig } from './helpers/cluster.js';
 import { sleep } from './helpers/wait.js';
 
@@ -186,3 +192,115 @@ t.test(
     t.equal(health.code, 0, '/healthz still 200');
   },
 );
+
+const EACH = 40;
+
+/** One kind of hostile datagram: its shape (the encap header in hex before an IPv4 packet) and its drop reason. */
+interface Hostile {
+  readonly reason: string;
+  readonly kind: 'garbage' | 'truncated' | 'ipv4';
+  readonly prefix?: string;
+}
+
+/** The hostile datagrams of one encap, and the header (hex) of a valid datagram. */
+function hostileKinds(encap: string): { valid: string; kinds: Hostile[] } {
+  const vxlan = (flags: string, vni: string, ethertype: string): string =>
+    `${flags}000000${vni}00` + '000000000000' + '020000000001' + ethertype;
+  const geneve = (first: string, flags: string, proto: string, vni: string): string =>
+    `${first}${flags}${proto}${vni}00`;
+  const truncated: Hostile = { reason: 'malformed', kind: 'truncated' };
+  if (encap === 'udp') {
+    return {
+      valid: '',
+      kinds: [
+        truncated,
+        { reason: 'malformed', kind: 'garbage' },
+        { reason: 'spoofed_source', kind: 'ipv4', prefix: '' },
+      ],
+    };
+  }
+  if (encap === 'vxlan') {
+    const valid = vxlan('08', '000001', '0800');
+    return {
+      valid,
+      kinds: [
+        truncated,
+        { reason: 'bad_flags', kind: 'ipv4', prefix: vxlan('00', '000001', '0800') },
+        { reason: 'bad_vni', kind: 'ipv4', prefix: vxlan('08', '000002', '0800') },
+        { reason: 'bad_ethertype', kind: 'ipv4', prefix: vxlan('08', '000001', '86dd') },
+        { reason: 'spoofed_source', kind: 'ipv4', prefix: valid },
+      ],
+    };
+  }
+  const valid = geneve('00', '00', '0800', '000001');
+  return {
+    valid,
+    kinds: [
+      truncated,
+      { reason: 'bad_version', kind: 'ipv4', prefix: geneve('40', '00', '0800', '000001') },
+      { reason: 'bad_flags', kind: 'ipv4', prefix: geneve('00', '80', '0800', '000001') },
+      { reason: 'bad_ethertype', kind: 'ipv4', prefix: geneve('00', '00', '86dd', '000001') },
+      { reason: 'bad_vni', kind: 'ipv4', prefix: geneve('00', '00', '0800', '000002') },
+      { reason: 'spoofed_source', kind: 'ipv4', prefix: valid },
+    ],
+  };
+}
+
+for (const encap of ['udp', 'vxlan', 'geneve']) {
+  t.test(
+    `${encap}: hostile datagrams against every tier, each dropped and counted by reason`,
+    { timeout: 300_000 },
+    async (t) => {
+      const cluster = await clusterFor(t, 2, netConfig('10.51.0.0/16', encap));
+      const { tb } = cluster;
+      const port = encapByName(encap)!.defaultPort;
+      const metrics = PORT + 1;
+      await cluster.startDaemon(2, ['--tier=batch']);
+      const { valid, kinds } = hostileKinds(encap);
+      const path = [tb.host(2), tb.bridgeNs, tb.host(1)];
+      for (const args of [['--tier=dgram'], ['--tier=batch'], ['--tier=offload'], ['--tier=offload', '--queues=2']]) {
+        await t.test(args.join(' '), async (t) => {
+          await cluster.startDaemon(1, [...args, `--healthz-port=${metrics}`]);
+          t.teardown(() => cluster.stopDaemon(1));
+          const target = cluster.subnetOf(1)!.replace(/\.0\/24$/, '.2');
+          const sender = cluster.subnetOf(2)!.replace(/\.0\/24$/, '.9');
+          // h2 sends each kind; its spoofed packets carry an inner source of the target's subnet (not h2's).
+          const spec = kinds.map((k): Datagram =>
+            k.kind === 'ipv4'
+              ? {
+                  kind: 'ipv4',
+                  prefix: k.prefix,
+                  src: k.reason === 'spoofed_source' ? target : sender,
+                  dst: target,
+                  count: EACH,
+                }
+              : { kind: k.kind, count: EACH },
+          );
+          const before = await metricsOf(tb, tb.host(1), metrics);
+          const lostBefore = await kernelDrops(tb, path);
+          const fromHolder = await sendDatagrams(tb, tb.host(2), tb.hostIP(1), port, spec);
+          const fromStranger = await sendDatagrams(tb, tb.bridgeNs, tb.hostIP(1), port, [
+            { kind: 'ipv4', prefix: valid, src: sender, dst: target, count: EACH },
+          ]);
+          await sleep(300);
+          const after = await metricsOf(tb, tb.host(1), metrics);
+          const lost = (await kernelDrops(tb, path)) - lostBefore;
+          const delta = (k: string): number => (after[k] ?? 0) - (before[k] ?? 0);
+          const want = new Map<string, number>([['unknown_peer', EACH]]);
+          for (const k of kinds) want.set(k.reason, (want.get(k.reason) ?? 0) + EACH);
+          const sent = fromHolder.sent + fromStranger.sent;
+          t.equal(sent, EACH * (kinds.length + 1), `the kernel took all ${sent} datagrams`);
+          const got = Object.fromEntries([...want.keys()].map((k) => [k, delta(`drop_${k}`)]));
+          t.comment(`drops ${JSON.stringify(got)}, kernel drops on the path ${lost}`);
+          if (lost === 0) {
+            for (const [reason, n] of want) t.equal(got[reason], n, `drop_${reason}: every one of the ${n} counted`);
+          } else {
+            const counted = Object.values(got).reduce((n, x) => n + x, 0);
+            t.ok(counted + lost >= sent, `every datagram counted by the daemon (${counted}) or the kernel (${lost})`);
+          }
+          t.equal(delta('tun_tx_packets'), 0, 'nothing of it reached TUN');
+        });
+      }
+    },
+  );
+}
