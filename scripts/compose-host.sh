@@ -42,4 +42,5 @@ pod_side() {
 }
 
 pod_side &
-exec node /opt/weft/dist/src/cli/main.js daemon "$@"
+# The same V8 flag as the weft bin's shebang (a smaller young generation: less idle RSS).
+exec node --max-semi-space-size=1 /opt/weft/dist/src/cli/main.js daemon "$@"
