@@ -5,6 +5,7 @@ import { ConfigError } from '../../src/errors.js';
 import { runBench } from './runner.js';
 import { terminalTable } from './report.js';
 import { ALL_PATHS, QUICK_PATHS, REFERENCE_PATH, selectPaths, type Topology } from './paths.js';
+import type { SocketBufferMode } from './sockbuf.js';
 import { ensurePeerInstalled, isPeerName, PEER_NAMES } from './peers/index.js';
 
 export interface BenchCliOptions {
@@ -20,6 +21,8 @@ export interface BenchCliOptions {
   peers?: boolean;
   /** perf CPU split per path (`--profile`; `--no-profile` gives false). Default: on without --quick when perf works. */
   profile?: boolean;
+  retries?: string;
+  socketBuffers?: string;
 }
 
 // `--peers` alone compares like for like: kernel VXLAN (the reference), weft's UDP-encap tiers and the three peers.
@@ -51,6 +54,19 @@ function positiveInt(flag: string, v: string | undefined): number | undefined {
   return n;
 }
 
+function socketBuffersOf(v: string | undefined): SocketBufferMode | undefined {
+  if (v === undefined) return undefined;
+  if (v !== 'equal' && v !== 'os') throw new ConfigError(`--socket-buffers=${v}: want equal or os`);
+  return v;
+}
+
+function retriesOf(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 5) throw new ConfigError(`--retries=${v}: want 0..5`);
+  return n;
+}
+
 function topologyOf(v: string | undefined): Topology | undefined {
   if (v === undefined) return undefined;
   if (v !== 'pods' && v !== 'host') throw new ConfigError(`--topology=${v}: want pods or host`);
@@ -76,6 +92,8 @@ export async function benchCommand(o: BenchCliOptions): Promise<void> {
     topology: topologyOf(o.topology),
     outDir: o.out,
     profile: o.profile,
+    retries: retriesOf(o.retries),
+    socketBuffers: socketBuffersOf(o.socketBuffers),
   });
   if (o.json === true) {
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');

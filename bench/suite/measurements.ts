@@ -12,6 +12,7 @@ import { errorMessage, WeftError } from '../../src/errors.js';
 import { PACKAGE_ROOT } from '../../testbed/cluster.js';
 import { killChild } from '../../testbed/exec.js';
 import { runIperf, startIperfServer, type IperfResult } from '../../testbed/traffic.js';
+import { foreignBetween, loadSnapshot, testbedNetns, type LoadSnapshot } from './foreign.js';
 import type { PathEnv } from './paths.js';
 import type { PingPongResult } from './pingpong.js';
 import {
@@ -40,6 +41,7 @@ export interface TestSettings {
 
 interface Snapshot {
   cpu: MachineCpu;
+  load: LoadSnapshot;
   daemonCpu: (number | null)[];
   datapath: (Record<string, number> | null)[];
   hostDrops: number[];
@@ -51,8 +53,10 @@ async function snapshot(env: PathEnv, withDatapath: boolean): Promise<Snapshot> 
   const datapath = withDatapath ? await Promise.all(env.daemons.map((d) => datapathCounters(d.ns, d.metricsPort))) : [];
   const hostDrops = await Promise.all(env.hostNs.map((ns) => rcvbufErrors(ns)));
   const endpointDrops = await Promise.all(env.endpointNs.map((ns) => rcvbufErrors(ns)));
+  const cpu = machineCpu();
   return {
-    cpu: machineCpu(),
+    cpu,
+    load: loadSnapshot(),
     daemonCpu: env.daemons.map((d) => processCpu(d.pid)),
     datapath,
     hostDrops,
@@ -63,11 +67,12 @@ async function snapshot(env: PathEnv, withDatapath: boolean): Promise<Snapshot> 
 // After the test the CPU is read first (before the slow reads), mirroring snapshot().
 async function snapshotAfter(env: PathEnv): Promise<Snapshot> {
   const cpu = machineCpu();
+  const load = loadSnapshot();
   const daemonCpu = env.daemons.map((d) => processCpu(d.pid));
   const datapath = await Promise.all(env.daemons.map((d) => datapathCounters(d.ns, d.metricsPort)));
   const hostDrops = await Promise.all(env.hostNs.map((ns) => rcvbufErrors(ns)));
   const endpointDrops = await Promise.all(env.endpointNs.map((ns) => rcvbufErrors(ns)));
-  return { cpu, daemonCpu, datapath, hostDrops, endpointDrops };
+  return { cpu, load, daemonCpu, datapath, hostDrops, endpointDrops };
 }
 
 function sum(xs: readonly number[]): number {
@@ -104,6 +109,7 @@ function countersBetween(env: PathEnv, a: Snapshot, b: Snapshot): SampleCounters
     hostRcvbufErrors: sum(b.hostDrops) - sum(a.hostDrops),
     endpointRcvbufErrors: sum(b.endpointDrops) - sum(a.endpointDrops),
     daemonRssBytes: rss.length > 0 ? Math.max(...rss) : null,
+    foreign: foreignBetween(a.load, b.load, { netns: testbedNetns(env.cluster.tb.id), rootPid: process.pid }),
   };
 }
 

@@ -7,6 +7,7 @@ import { formatTable } from '../../src/util/table.js';
 import { METRICS, encryptionOf, type BenchResult, type MetricKey, type PathResult, type Summary } from './schema.js';
 import { renderBarChart, type Bar, type BarGroup } from './svg.js';
 import { PROFILE_CHART, renderProfileChart, renderProfileSection } from './profile-report.js';
+import { renderLoadSection } from './load-report.js';
 
 /** The copies of an encrypting one-packet-per-syscall peer (nebula, tinc): what their code does, not measured. */
 const ENCRYPTING_DGRAM =
@@ -257,6 +258,8 @@ export function renderReport(r: BenchResult): string {
       `(reference: \`${r.reference}\`${refNote}).`,
   );
   lines.push('');
+  const trust = renderLoadSection(r);
+  if (trust) lines.push(trust);
   lines.push("## Backends side by side (as in flannel's docs: UDP vs VXLAN vs host-gw)");
   lines.push('');
   lines.push(flannelStyle(r));

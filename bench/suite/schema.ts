@@ -2,7 +2,9 @@
 // Every raw sample is kept; summaries (median, min, max, spread) and ratios against the reference path are derived
 // from them, so a reader can recompute any figure from the file.
 
+import type { ForeignLoad, QuietCheck } from './foreign.js';
 import type { PathProfile, ProfileRun } from './profile-groups.js';
+import type { SocketBuffers } from './sockbuf.js';
 
 export const SCHEMA = 'weft-bench/1';
 
@@ -26,6 +28,8 @@ export interface SampleCounters {
   endpointRcvbufErrors: number;
   /** Largest VmRSS of a daemon after the test, bytes (null: no daemon). */
   daemonRssBytes: number | null;
+  /** CPU used outside the testbed during the test (foreign.ts); absent in results from before it was measured. */
+  foreign?: ForeignLoad;
 }
 
 export interface Sample {
@@ -39,6 +43,12 @@ export interface Sample {
   /** What the figures came from (iperf3's fields, ping-pong counts). */
   raw: Record<string, number | null>;
   counters: SampleCounters | null;
+  /** How many times the test ran: attempts over DISTURBED_PCT foreign CPU are run again (foreign.ts). */
+  attempts?: number;
+  /** Foreign CPU % of the attempts run again, in order (this sample is the last attempt). */
+  retriedForeignPct?: number[];
+  /** Every attempt, this one included, had more than DISTURBED_PCT foreign CPU. */
+  disturbed?: boolean;
 }
 
 export interface Summary {
@@ -64,6 +74,8 @@ export interface PathResult {
   loadAvg1: number | null;
   /** MTU the pods used (FLANNEL_MTU or the reference setup's). */
   mtu: number | null;
+  /** UDP sockets in the host namespaces once the path was up, with their sk_rcvbuf/sk_sndbuf (`ss -uam`). */
+  overlaySockets?: { ns: string; local: string; rcvbuf: number; sndbuf: number }[];
   samples: Sample[];
   summary: Partial<Record<MetricKey, Summary>>;
   /** median / reference median, per metric; null when either is missing. */
@@ -77,7 +89,15 @@ export interface BenchResult {
   startedAt: string;
   finishedAt: string;
   /** loadAvg: the 1/5/15-minute load averages when the run started (other work shares the CPUs). */
-  machine: { kernel: string; cpus: number; node: string; iperf3: string; loadAvg: number[] };
+  machine: {
+    kernel: string;
+    cpus: number;
+    node: string;
+    iperf3: string;
+    loadAvg: number[];
+    /** Foreign CPU and load before the first path was built (absent in older results). */
+    quiet?: QuietCheck;
+  };
   settings: {
     repeats: number;
     seconds: number;
@@ -86,6 +106,11 @@ export interface BenchResult {
     latencyRoundTrips: number;
     /** Where the endpoints run (absent in older results: pods). */
     topology?: 'pods' | 'host';
+    /** Extra runs of a disturbed test, and the foreign CPU % above which a test is disturbed (absent: older). */
+    retries?: number;
+    disturbedPct?: number;
+    /** Socket-buffer conditions of every path (sockbuf.ts; absent in older results: the machine's defaults). */
+    socketBuffers?: SocketBuffers;
   };
   reference: string;
   paths: PathResult[];

@@ -32,8 +32,13 @@ export function addToolCommands(program: Command): void {
     .description('benchmark every path (underlay, kernel VXLAN, host-gw, weft tiers x encaps) on fresh namespace hosts')
     .option('--quick', 'within 2 minutes: 1 repeat, short tests, paths underlay,kernel-vxlan,dgram/udp,batch/udp')
     .option('--only <paths>', 'comma list of paths, e.g. underlay,kernel-vxlan,batch/vxlan')
-    .option('--repeats <n>', 'repeats of every test (default 3, --quick 1)')
-    .option('--seconds <n>', 'seconds per test (default: fit the full run into 17 minutes; --quick 2)')
+    .option('--repeats <n>', 'repeats of every test (default 5, --quick 1)')
+    .option('--seconds <n>', 'seconds per test (default: fit the planned run into 30 minutes; --quick 2)')
+    .option('--retries <n>', 'extra runs of a test with more than 5 % foreign CPU before it is marked disturbed (2)')
+    .option(
+      '--socket-buffers <equal|os>',
+      "equal: every path's sockets get weft's 8 MiB buffers for the run (default); os: the machine's defaults",
+    )
     .option('--round-trips <n>', 'ping-pong round trips per latency test (default 2000)')
     .option('--topology <pods|host>', 'pods: iperf3 in a pod behind cni0 (default); host: on the hosts themselves')
     .option('--out <dir>', 'output folder (default bench/results/<timestamp>)')
