@@ -54,7 +54,7 @@ const REFERENCE_MTU_OVERHEAD = 50; // VXLAN: outer IP 20 + UDP 8 + VXLAN 8 + inn
 const TIERS = ['dgram', 'batch', 'offload'] as const;
 const ENCAPS = ['udp', 'vxlan', 'geneve'] as const;
 const TIER_TITLES: Record<(typeof TIERS)[number], string> = {
-  dgram: 'one packet per syscall (flannel UDP style)',
+  dgram: 'Node dgram socket, one packet per syscall',
   batch: 'recvmmsg/sendmmsg batches',
   offload: 'TUN TSO + UDP GSO/GRO super-packets',
 };

@@ -80,6 +80,37 @@ function metric(p: PathResult, k: MetricKey): string {
   return cell(p.summary[k], METRICS[k].digits);
 }
 
+/** How the sockets' buffers were set for the run (sockbuf.ts). */
+function socketBufferSentence(r: BenchResult): string {
+  const b = r.settings.socketBuffers;
+  if (!b)
+    return "Socket buffers: the machine's defaults, weft's sockets forced to 8 MiB (results from before the option).";
+  const mib = (x: number): string => `${(x / 2 ** 20).toFixed(x % 2 ** 20 === 0 ? 0 : 1)} MiB`;
+  return b.mode === 'equal'
+    ? `Socket buffers, like for like: for the run the machine's net.core.rmem_default/wmem_default were ` +
+        `${mib(b.during.rmem_default)} and rmem_max/wmem_max ${mib(b.during.rmem_max)} (put back to ` +
+        `${mib(b.before.rmem_default)} / ${mib(b.before.rmem_max)} after), so the peers' and the kernel VXLAN ` +
+        'socket get the buffers weft forces on its own (SO_RCVBUFFORCE 8 MiB, which the kernel books as 16); ' +
+        '*overlay socket rcvbuf* is what `ss -uam` showed in the host namespaces once the path was up.'
+    : `Socket buffers: the machine's defaults (net.core.rmem_default ${mib(b.before.rmem_default)}) for every ` +
+        "socket but weft's, which forces 8 MiB (SO_RCVBUFFORCE; the kernel books 16): the peers and the kernel " +
+        'VXLAN socket run with smaller buffers than weft (`--socket-buffers os`).';
+}
+
+/** The smallest..largest sk_rcvbuf of the UDP sockets in the host namespaces (the overlay's). */
+function rcvbufCell(p: PathResult): string {
+  const xs = (p.overlaySockets ?? []).map((x) => x.rcvbuf / 2 ** 20);
+  if (xs.length === 0) return '';
+  const [lo, hi] = [Math.min(...xs), Math.max(...xs)];
+  return lo === hi ? lo.toFixed(1) : `${lo.toFixed(1)}..${hi.toFixed(1)}`;
+}
+
+/** A daemon counter's cell: empty where no weft daemon forwards (kernel paths, underlay) or it has no counters
+ *  (the peers); the footnote under the table says why. */
+function counted(p: PathResult, k: MetricKey): string {
+  return p.kind === 'weft-userspace' ? metric(p, k) : '';
+}
+
 function withLoss(p: PathResult, k: MetricKey, loss: MetricKey): string {
   const v = metric(p, k);
   const l = p.summary[loss];
@@ -149,7 +180,8 @@ function flannelStyle(r: BenchResult): string {
     const mbs = p.summary.tcp1_gbps ? fmtNum((p.summary.tcp1_gbps.median * 1e9) / 8 / 1e6, 1) : '-';
     rows.push([backend, name, mbs, metric(p, 'lat_p50_us'), ratio(p.ratios.tcp1_gbps), ratio(p.ratios.lat_p50_us)]);
   };
-  add('udp (flannel UDP style: one packet per syscall)', 'dgram/udp');
+  // flannel's UDP backend is a C proxy (backend/udp/proxy_amd64.c); this row is weft's own Node dgram tier
+  add("weft's dgram tier (Node dgram socket, one packet per syscall; udp encap)", 'dgram/udp');
   add('vxlan (kernel)', 'kernel-vxlan');
   add('host-gw', 'host-gw');
   add('vxlan (kernel, programmed by weft)', 'weft-kernel-vxlan');
@@ -306,7 +338,8 @@ export function renderReport(r: BenchResult): string {
       "daemons' own counters (/metrics), summed over both hosts, per packet that entered a daemon through its TUN. " +
       "On the peer paths *daemon* means the peer's own processes (wireguard-go, nebula, tincd on both hosts). " +
       'RcvbufErrors: /proc/net/snmp in the namespaces, summed over all tests of a repeat (hosts: the overlay ' +
-      "sockets; pods: iperf3's receiving socket, the hosts themselves on the underlay path).",
+      "sockets; pods: iperf3's receiving socket, the hosts themselves on the underlay path). " +
+      socketBufferSentence(r),
   );
   lines.push('');
   lines.push(
@@ -321,38 +354,34 @@ export function renderReport(r: BenchResult): string {
         'copies/byte',
         'RcvbufErrors hosts',
         'RcvbufErrors pods',
+        'overlay socket rcvbuf MiB',
         'daemon RSS MB',
       ],
       r.paths.map((p) =>
         p.status !== 'ok'
-          ? [p.name, 'failed', '', '', '', '', '', '', '', '']
+          ? [p.name, 'failed', '', '', '', '', '', '', '', '', '']
           : [
               p.name,
               metric(p, 'cpu_daemon_s_per_gb'),
               metric(p, 'cpu_kernel_s_per_gb'),
               metric(p, 'cpu_total_s_per_gb'),
-              p.kind === 'weft-userspace'
-                ? metric(p, 'syscalls_per_packet')
-                : p.kind === 'peer'
-                  ? '- (no counters)'
-                  : '0 (kernel)',
-              p.kind === 'weft-userspace'
-                ? metric(p, 'copied_bytes_per_packet')
-                : p.kind === 'peer'
-                  ? '- (no counters)'
-                  : '0 (kernel)',
-              p.kind === 'weft-userspace'
-                ? metric(p, 'copies_per_byte')
-                : p.kind === 'peer'
-                  ? '- (no counters)'
-                  : '0 (kernel)',
+              counted(p, 'syscalls_per_packet'),
+              counted(p, 'copied_bytes_per_packet'),
+              counted(p, 'copies_per_byte'),
               p.kind === 'underlay' ? '- (no overlay)' : metric(p, 'host_rcvbuf_errors'),
               metric(p, 'endpoint_rcvbuf_errors'),
+              rcvbufCell(p),
               metric(p, 'daemon_rss_mb'),
             ],
       ),
     ),
   );
+  lines.push(
+    'Syscall and copy cells are empty where no weft daemon forwards: on the kernel paths (kernel VXLAN, host-gw, ' +
+      "weft-kernel-vxlan) and the underlay the only user-space syscalls and copies are iperf3's own, the same on " +
+      'every path; the peers have no such counters.',
+  );
+  lines.push('');
   lines.push('## Ratios against kernel VXLAN (same run)');
   lines.push('');
   lines.push(
@@ -408,8 +437,14 @@ function peerSection(r: BenchResult): string[] {
   if (peers.length === 0) return [];
   const out = ['## weft against the userspace overlays a user would otherwise install', ''];
   out.push(
-    'Same testbed, same tests, same run. The peers encrypt every packet (weft, kernel VXLAN and host-gw do not); ' +
-      "each runs as its Debian package ships it, between the two hosts' tunnel addresses 10.77.0.N/24, with the " +
+    'Same testbed, same tests, same run, ' +
+      (r.settings.socketBuffers?.mode === 'equal'
+        ? 'the same socket buffers as weft (Cost, above). '
+        : "the machine's default socket buffers while weft forces 8 MiB (Cost, above). ") +
+      'The peers encrypt every packet (weft, kernel VXLAN and host-gw do not). ' +
+      "Debian's wireguard-go (0.0.20220316) predates wireguard-go's batched I/O and TUN offloads (later " +
+      "releases), so it moves one packet per syscall like weft's dgram tier. " +
+      "Each runs as its Debian package ships it, between the two hosts' tunnel addresses 10.77.0.N/24, with the " +
       "other host's pod subnet routed through the tunnel. wireguard-go's UAPI socket is the one file outside the " +
       "run's temp folder: wireguard-go and wg hard-code /var/run/wireguard/<dev>.sock, so the bench creates it and " +
       'removes exactly it.',
