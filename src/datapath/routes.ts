@@ -8,7 +8,9 @@
 //
 // A table is immutable once built. Lease events build a new one and the forwarder swaps it in between batches, so
 // forwarding never waits for the control plane. Lookups touch only typed arrays: no allocation per packet, and the
-// cost stays flat as hosts are added (one hash probe per distinct prefix length, usually one).
+// work per lookup does not grow with the number of hosts (one hash probe per distinct prefix length, usually one).
+// The time does, as the table outgrows the CPU caches: 6.9 ns with 10 routes, 15.2 ns with 5,000
+// (bench/results/scale-2026-11-25-191225).
 //
 // Addresses are signed int32 here (`x | 0`): V8 keeps those unboxed, where uint32 above 2^30 would be heap numbers.
 
