@@ -82,10 +82,12 @@ t.test('an unknown path is a clear error before anything is built', async (t) =>
 t.test('quick run on underlay and batch/udp: schema, numbers, files, cleanup', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'weft-bench-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
+  const rmemBefore = readFileSync('/proc/sys/net/core/rmem_default', 'utf8');
   const r = await runCli(
     bench('underlay,batch/udp', out, { quick: true, seconds: 1, 'round-trips': 200, json: true }),
     150_000,
   );
+  t.equal(readFileSync('/proc/sys/net/core/rmem_default', 'utf8'), rmemBefore, 'the socket-buffer sysctls are back');
   t.equal(r.code, 0, `bench exits 0 (stderr tail: ${r.stderr.slice(-400)})`);
   const res = JSON.parse(r.stdout) as BenchResult;
   t.equal(res.schema, SCHEMA, 'schema tag');
@@ -145,8 +147,29 @@ t.test('quick run on underlay and batch/udp: schema, numbers, files, cleanup', a
   // Every forwarded byte crosses the boundary four times on this tier (TUN read, send, receive, TUN write).
   t.ok((batch?.summary.copies_per_byte?.median ?? 0) >= 3.9, 'batch/udp copies each byte about four times');
   t.equal(batch?.ratios.tcp1_gbps, null, 'no kernel VXLAN in this run: the ratio is null, not a made-up number');
+  for (const p of res.paths) {
+    const pcts = p.samples.map((x) => x.counters?.foreign?.pct);
+    t.ok(pcts.every(finite), `${p.name}: foreign CPU measured in every test (${pcts.map(Number).join(', ')})`);
+  }
+  t.equal(res.settings.socketBuffers?.mode, 'equal', 'every path got the same socket buffers');
+  t.ok(
+    (batch?.overlaySockets ?? []).some((x) => x.rcvbuf >= 8 << 20),
+    "batch/udp's overlay socket has weft's buffer (ss -uam)",
+  );
+  if (res.settings.syscallCounter) {
+    // perf's count of the I/O syscalls against weft's own counters: the same calls, plus the control plane's few
+    const counted = batch?.summary.syscalls_per_packet?.median ?? 0;
+    const perf = batch?.summary.perf_io_syscalls_per_packet?.median ?? 0;
+    t.ok(
+      counted > 0 && Math.abs(perf - counted) / counted < 0.1,
+      `batch/udp: perf's I/O syscalls per TUN packet (${perf}) match weft's counters (${counted})`,
+    );
+    t.ok(finite(batch?.summary.perf_syscalls_per_packet?.median), 'every syscall per TUN packet (perf) is a number');
+  }
   const report = readFileSync(join(out, 'report.md'), 'utf8');
   t.match(report, /\| batch\/udp \|/, 'report.md has a row per path');
+  t.match(report, /## Foreign load and spread/, 'report.md has the foreign-load section');
+  if (res.settings.syscallCounter) t.match(report, /## Syscalls, counted/, 'and the syscall cross-check');
   for (const f of ['throughput.svg', 'cpu-per-gb.svg', 'latency.svg', 'copies-per-packet.svg']) {
     t.ok(existsSync(join(out, f)) && readFileSync(join(out, f), 'utf8').startsWith('<svg'), `${f} written`);
   }

@@ -12,6 +12,7 @@ import { errorMessage, WeftError } from '../../src/errors.js';
 import { PACKAGE_ROOT } from '../../testbed/cluster.js';
 import { killChild } from '../../testbed/exec.js';
 import { runIperf, startIperfServer, type IperfResult } from '../../testbed/traffic.js';
+import { countSyscalls, ioSyscalls, type SyscallCount } from './syscalls.js';
 import { foreignBetween, loadSnapshot, testbedNetns, type LoadSnapshot } from './foreign.js';
 import type { PathEnv } from './paths.js';
 import type { PingPongResult } from './pingpong.js';
@@ -37,6 +38,8 @@ const UDP1400_BITRATE = '40G';
 export interface TestSettings {
   seconds: number;
   latencyRoundTrips: number;
+  /** perf, to count the daemons' syscalls during TCP 1-stream tests (syscalls.ts); null: not counted. */
+  perf?: string | null;
 }
 
 interface Snapshot {
@@ -142,10 +145,27 @@ function costValues(c: SampleCounters, bytes: number): Partial<Record<MetricKey,
       (d['syscalls_recv'] ?? 0);
     const copied = (d['copied_user_to_kernel_bytes'] ?? 0) + (d['copied_kernel_to_user_bytes'] ?? 0);
     v.syscalls_per_packet = syscalls / packets;
+    const supers = d['gso_superpackets'] ?? 0;
+    if (supers > 0) v.syscalls_per_superpacket = syscalls / supers;
     v.copied_bytes_per_packet = copied / packets;
     const inner = d['tun_rx_bytes'] ?? 0;
     if (inner > 0) v.copies_per_byte = copied / inner;
   }
+  return v;
+}
+
+/** perf's syscall counts per TUN packet, per super-packet (offload tier) and per MB received. */
+function syscallValues(c: SyscallCount, counters: SampleCounters, bytes: number): Partial<Record<MetricKey, number>> {
+  const v: Partial<Record<MetricKey, number>> = {};
+  if (bytes > 0) v.perf_syscalls_per_mb = c.total / (bytes / 1e6);
+  const d = counters.datapath;
+  const packets = d?.['tun_rx_packets'] ?? 0;
+  if (packets > 0) {
+    v.perf_syscalls_per_packet = c.total / packets;
+    v.perf_io_syscalls_per_packet = ioSyscalls(c) / packets;
+  }
+  const supers = d?.['gso_superpackets'] ?? 0;
+  if (supers > 0) v.perf_syscalls_per_superpacket = c.total / supers;
   return v;
 }
 
@@ -306,11 +326,24 @@ export async function runTest(env: PathEnv, kind: TestKind, repeat: number, s: T
       sample.raw = r.raw;
     } else {
       iperfServer = await startIperfServer(env.server, IPERF_PORT);
+      const count =
+        kind === 'tcp1' && s.perf && env.daemons.length > 0
+          ? countSyscalls(
+              s.perf,
+              env.daemons.map((d) => d.pid),
+            )
+          : null;
       const before = await snapshot(env, env.daemons.length > 0);
       const t = await iperfRun(env, kind, s);
       const after = await snapshotAfter(env);
+      const counted = count ? await count.stop() : null;
+      if (counted) sample.syscalls = counted;
       sample.counters = countersBetween(env, before, after);
-      sample.values = { ...t.values, ...(kind === 'tcp1' ? costValues(sample.counters, t.bytes) : {}) };
+      sample.values = {
+        ...t.values,
+        ...(kind === 'tcp1' ? costValues(sample.counters, t.bytes) : {}),
+        ...(counted ? syscallValues(counted, sample.counters, t.bytes) : {}),
+      };
       sample.raw = { ...t.raw, ...costRaw(sample.counters, t.bytes) };
     }
     sample.ok = true;

@@ -8,6 +8,7 @@ import { METRICS, encryptionOf, type BenchResult, type MetricKey, type PathResul
 import { renderBarChart, type Bar, type BarGroup } from './svg.js';
 import { PROFILE_CHART, renderProfileChart, renderProfileSection } from './profile-report.js';
 import { renderLoadSection } from './load-report.js';
+import { renderSyscallSection } from './syscall-report.js';
 
 /** The copies of an encrypting one-packet-per-syscall peer (nebula, tinc): what their code does, not measured. */
 const ENCRYPTING_DGRAM =
@@ -382,6 +383,8 @@ export function renderReport(r: BenchResult): string {
       'every path; the peers have no such counters.',
   );
   lines.push('');
+  const sys = renderSyscallSection(r);
+  if (sys) lines.push(sys);
   lines.push('## Ratios against kernel VXLAN (same run)');
   lines.push('');
   lines.push(

@@ -24,7 +24,7 @@ import {
   type PathEnv,
   type Topology,
 } from './paths.js';
-import { setupProfiler, type Profiler } from './profile.js';
+import { findPerf, setupProfiler, type Profiler } from './profile.js';
 import { COPY_MODEL, writeReport } from './report.js';
 import {
   SCHEMA,
@@ -147,7 +147,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRun> {
   const defs = selectPaths(opts.only, quick);
   const repeats = Math.max(1, Math.min(opts.repeats ?? (quick ? 1 : DEFAULT_REPEATS), 20));
   const seconds = Math.max(1, Math.min(opts.seconds ?? (quick ? QUICK_SECONDS : fitSeconds(defs.length, repeats)), 60));
-  const retries = Math.max(0, Math.min(opts.retries ?? DEFAULT_RETRIES, 5));
+  // --quick is for a glance while working: it says how disturbed a test was but does not run it again
+  const retries = Math.max(0, Math.min(opts.retries ?? (quick ? 0 : DEFAULT_RETRIES), 5));
   const settings: TestSettings = {
     seconds,
     latencyRoundTrips: Math.max(10, Math.min(opts.latencyRoundTrips ?? DEFAULT_ROUND_TRIPS, 100_000)),
@@ -218,6 +219,13 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRun> {
     `machine ${quiet.quiet ? 'quiet' : 'NOT quiet'}: ${quiet.foreignPct.toFixed(1)} % foreign CPU over ` +
       `${quiet.seconds} s, load average ${quiet.loadAvg1.toFixed(2)} on ${cpus().length} CPUs` +
       (quiet.top.length > 0 ? ` (${quiet.top.join(', ')})` : ''),
+  );
+  settings.perf = await findPerf();
+  result.settings.syscallCounter = settings.perf;
+  progress.line(
+    settings.perf
+      ? `syscalls: perf stat counts the daemons' syscalls by kind in every TCP 1-stream test (${settings.perf})`
+      : "syscalls: no perf, only weft's own counters",
   );
   const buffers = applySocketBuffers(opts.socketBuffers ?? 'equal');
   result.settings.socketBuffers = buffers.info;

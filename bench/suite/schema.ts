@@ -5,6 +5,7 @@
 import type { ForeignLoad, QuietCheck } from './foreign.js';
 import type { PathProfile, ProfileRun } from './profile-groups.js';
 import type { SocketBuffers } from './sockbuf.js';
+import type { SyscallCount } from './syscalls.js';
 
 export const SCHEMA = 'weft-bench/1';
 
@@ -49,6 +50,8 @@ export interface Sample {
   retriedForeignPct?: number[];
   /** Every attempt, this one included, had more than DISTURBED_PCT foreign CPU. */
   disturbed?: boolean;
+  /** The daemons' syscalls during a TCP 1-stream test, counted by perf (syscalls.ts); absent without perf. */
+  syscalls?: SyscallCount;
 }
 
 export interface Summary {
@@ -109,6 +112,8 @@ export interface BenchResult {
     /** Extra runs of a disturbed test, and the foreign CPU % above which a test is disturbed (absent: older). */
     retries?: number;
     disturbedPct?: number;
+    /** The perf that counted the daemons' syscalls (null: none; absent in older results). */
+    syscallCounter?: string | null;
     /** Socket-buffer conditions of every path (sockbuf.ts; absent in older results: the machine's defaults). */
     socketBuffers?: SocketBuffers;
   };
@@ -154,10 +159,40 @@ export const METRICS = {
     digits: 2,
   },
   syscalls_per_packet: {
-    label: 'daemon syscalls per packet (TCP 1 stream)',
+    label: "daemon syscalls per TUN packet, weft's counters (TCP 1 stream)",
     unit: '',
     higherIsBetter: false,
     digits: 2,
+  },
+  syscalls_per_superpacket: {
+    label: "daemon syscalls per super-packet (offload tier), weft's counters (TCP 1 stream)",
+    unit: '',
+    higherIsBetter: false,
+    digits: 2,
+  },
+  perf_syscalls_per_packet: {
+    label: 'every daemon syscall per TUN packet, perf (TCP 1 stream)',
+    unit: '',
+    higherIsBetter: false,
+    digits: 2,
+  },
+  perf_io_syscalls_per_packet: {
+    label: 'daemon read/write/send/recv syscalls per TUN packet, perf (TCP 1 stream)',
+    unit: '',
+    higherIsBetter: false,
+    digits: 2,
+  },
+  perf_syscalls_per_superpacket: {
+    label: 'every daemon syscall per super-packet (offload tier), perf (TCP 1 stream)',
+    unit: '',
+    higherIsBetter: false,
+    digits: 2,
+  },
+  perf_syscalls_per_mb: {
+    label: 'every daemon syscall per MB received, perf (TCP 1 stream)',
+    unit: '',
+    higherIsBetter: false,
+    digits: 1,
   },
   copied_bytes_per_packet: {
     label: 'bytes copied user<->kernel per packet (TCP 1 stream)',
