@@ -14,6 +14,10 @@ import type { BenchResult, PathResult } from './schema.js';
 import { escapeXml, niceStep } from './svg.js';
 
 export const PROFILE_CHART = 'cpu-split.svg';
+/** The fast paths alone, at their own scale: on the full chart they are slivers beside the one-packet tiers. */
+export const FAST_PROFILE_CHART = 'cpu-split-fast.svg';
+/** A path is fast when all its work costs at most this many CPU-s per GB (kernel VXLAN, host-gw, the offload tier). */
+export const FAST_PATH_MAX_S_PER_GB = 5;
 
 const WORK_GROUPS = GROUP_ORDER.filter((g) => g !== IDLE);
 
@@ -131,6 +135,10 @@ export function renderProfileSection(r: BenchResult): string {
       );
     }
     out.push('', `![CPU split](${PROFILE_CHART})`, '');
+    if (renderProfileChart(r, true)) {
+      out.push(`The paths under ${FAST_PATH_MAX_S_PER_GB} CPU-s/GB at their own scale:`, '');
+      out.push(`![CPU split, fast paths](${FAST_PROFILE_CHART})`, '');
+    }
   }
   for (const p of failed) out.push(`- \`${p.name}\`: no profile: ${p.profile?.error ?? '?'}`);
   if (failed.length > 0) out.push('');
@@ -158,9 +166,14 @@ const PALETTE: Record<string, string> = {
 };
 
 /** Stacked horizontal bars: per path, all of the path's work and the forwarder's alone, split by group. */
-export function renderProfileChart(r: BenchResult): string | null {
-  const rows = profiled(r);
-  if (rows.length === 0) return null;
+/** The stacked CPU split of every profiled path, or (fast) of those whose work costs at most
+ *  FAST_PATH_MAX_S_PER_GB; null when there is nothing to draw (or, for fast, nothing left out of the full chart). */
+export function renderProfileChart(r: BenchResult, fast = false): string | null {
+  const all = profiled(r);
+  const isFast = (prof: PathProfile): boolean =>
+    Object.values(prof.pathSPerGb).reduce((a, b) => a + b, 0) <= FAST_PATH_MAX_S_PER_GB;
+  const rows = fast ? all.filter((x) => isFast(x.prof)) : all;
+  if (rows.length === 0 || (fast && rows.length === all.length)) return null;
   const bars: { label: string; parts: Record<string, number> }[] = [];
   for (const { p, prof } of rows) {
     bars.push({ label: `${p.name}`, parts: prof.pathSPerGb });
@@ -176,7 +189,10 @@ export function renderProfileChart(r: BenchResult): string | null {
     barH = 18,
     gap = 6,
     top = 60;
-  const legendRows = Math.ceil(groups.length / 3);
+  // two legend columns: the longest label ("syscall entry/exit + socket/file dispatch *") needs ~300 px at 11 px
+  const legendCols = 2;
+  const legendColW = 320;
+  const legendRows = Math.ceil(groups.length / legendCols);
   const height = top + bars.length * (barH + gap) + 36 + legendRows * 16 + 10;
   const width = labelW + plotW + 80;
   const x = (v: number): number => labelW + (v / scaleMax) * plotW;
@@ -188,7 +204,7 @@ export function renderProfileChart(r: BenchResult): string | null {
   o.push('<rect width="100%" height="100%" fill="#ffffff"/>');
   o.push(
     '<text x="10" y="22" font-size="15" font-weight="bold">' +
-      'CPU seconds per GB by kind of work (perf, TCP 1 stream)</text>',
+      `CPU seconds per GB by kind of work (perf, TCP 1 stream)${fast ? ': the fast paths' : ''}</text>`,
   );
   o.push(
     `<text x="10" y="40" fill="#555">` +
@@ -222,8 +238,8 @@ export function renderProfileChart(r: BenchResult): string | null {
     o.push(`<text x="${(x(acc) + 4).toFixed(1)}" y="${y + barH - 5}" fill="#222">${escapeXml(acc.toFixed(2))}</text>`);
   });
   groups.forEach((g, i) => {
-    const lx = labelW + (i % 3) * 190;
-    const ly = axisY + 50 + Math.floor(i / 3) * 16;
+    const lx = labelW + (i % legendCols) * legendColW;
+    const ly = axisY + 50 + Math.floor(i / legendCols) * 16;
     const mark = COPY_SYSCALL_GROUPS.includes(g) ? ' *' : '';
     o.push(`<rect x="${lx}" y="${ly - 9}" width="10" height="10" fill="${PALETTE[g] ?? '#888'}"/>`);
     o.push(`<text x="${lx + 14}" y="${ly}" fill="#222">${escapeXml((GROUP_LABELS[g] ?? g) + mark)}</text>`);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { formatTable } from '../../src/util/table.js';
 import { METRICS, encryptionOf, type BenchResult, type MetricKey, type PathResult, type Summary } from './schema.js';
 import { renderBarChart, type Bar, type BarGroup } from './svg.js';
-import { PROFILE_CHART, renderProfileChart, renderProfileSection } from './profile-report.js';
+import { FAST_PROFILE_CHART, PROFILE_CHART, renderProfileChart, renderProfileSection } from './profile-report.js';
 import { renderLoadSection } from './load-report.js';
 import { renderSyscallSection } from './syscall-report.js';
 
@@ -497,4 +497,6 @@ export function writeReport(r: BenchResult, outDir: string): void {
   for (const [name, svg] of Object.entries(renderCharts(r))) writeFileSync(join(outDir, name), svg);
   const split = renderProfileChart(r);
   if (split) writeFileSync(join(outDir, PROFILE_CHART), split);
+  const fast = renderProfileChart(r, true);
+  if (fast) writeFileSync(join(outDir, FAST_PROFILE_CHART), fast);
 }
