@@ -40,6 +40,15 @@ export function foreignOf(p: PathResult): { median: number; max: number; retried
 
 const pct = (x: number): string => `${x.toFixed(1)} %`;
 
+/** perf's 'other processes' class in the profiled test, as a share of all CPUs over its window: the cross-check of
+ *  the foreign CPU (it also holds etcd, perf and the bench, so it reads higher). */
+export function perfOtherPct(p: PathResult, ncpu: number): number | null {
+  const prof = p.profile;
+  if (!prof?.ok || !(prof.windowSeconds > 0)) return null;
+  const other = Object.values(prof.cpuSeconds.other).reduce((a, b) => a + b, 0);
+  return (100 * other) / (prof.windowSeconds * Math.max(1, ncpu));
+}
+
 /** The machine's state before the run, one sentence ('' for results from before the check existed). */
 export function quietSentence(r: BenchResult): string {
   const q = r.machine.quiet;
@@ -59,12 +68,15 @@ export function renderLoadSection(r: BenchResult): string {
     .map((p) => {
       const f = foreignOf(p);
       const w = widestSpread(p);
+      const other = perfOtherPct(p, r.machine.cpus);
+      const profiled = p.samples.find((s) => s.test === 'tcp1' && s.repeat === 1)?.counters?.foreign;
       return [
         p.name,
         f ? pct(f.median) : '-',
         f ? pct(f.max) : '-',
         f ? String(f.retried) : '-',
         f ? (f.disturbed.length > 0 ? f.disturbed.join(', ') : 'none') : '-',
+        other !== null && profiled ? `${pct(profiled.pct)} / ${pct(other)}` : '',
         w ? `±${Math.round(w.half * 100)} % (${METRICS[w.metric].label})` : '- (one repeat)',
       ];
     });
@@ -86,13 +98,23 @@ export function renderLoadSection(r: BenchResult): string {
         ? `A test above ${limit} % runs again, up to ${r.settings.retries ?? 0} more times; if every attempt was ` +
           `above, the last one is kept and marked disturbed. ${disturbed} test(s) of this run are disturbed. `
         : '') +
+      "*Profiled test*: the TCP 1-stream test of repeat 1, its foreign CPU beside perf's *other processes* class " +
+      '(which also holds etcd, perf and the bench). ' +
       `*Widest spread*: the largest ± half of a median's min..max range over the repeats among the main figures, ` +
       `which the test length and repeats aim to keep within ±${SPREAD_TARGET * 100} %` +
       (widest ? `; in this run ±${Math.round(widest.w!.half * 100)} % (\`${widest.p.name}\`).` : '.'),
   );
   out.push('');
   const esc = (c: string): string => c.replace(/\|/g, '\\|');
-  const header = ['path', 'foreign CPU median', 'foreign CPU max', 'tests run again', 'disturbed', 'widest spread'];
+  const header = [
+    'path',
+    'foreign CPU median',
+    'foreign CPU max',
+    'tests run again',
+    'disturbed',
+    'profiled test: foreign / perf other',
+    'widest spread',
+  ];
   out.push(`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`);
   for (const row of rows) out.push(`| ${row.map(esc).join(' | ')} |`);
   out.push('');
