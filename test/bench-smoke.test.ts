@@ -42,7 +42,9 @@ function runCli(
   });
 }
 
-/** `weft bench --only <paths>` with short settings (e.g. { seconds: 1, json: true }), results into `out`. */
+/** `weft bench --only <paths>` with short settings (e.g. { seconds: 1, json: true }), results into `out`. The runs
+ *  that are not --quick pass retries 0: on a shared machine foreign load would run their tests again (the retries
+ *  have their own test, test/bench-foreign.test.ts). */
 function bench(paths: string, out: string, settings: Record<string, number | true>): string[] {
   const flags = Object.entries(settings).flatMap(([k, v]) => (v === true ? [`--${k}`] : [`--${k}`, String(v)]));
   return ['bench', '--only', paths, ...flags, '--out', out];
@@ -202,7 +204,7 @@ t.test("wireguard-go: installed, measured like weft's paths, nothing of it left"
   const out = mkdtempSync(join(tmpdir(), 'weft-bench-peer-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   const r = await runCli(
-    bench('underlay,wireguard-go', out, { repeats: 1, seconds: 1, 'round-trips': 100, json: true }),
+    bench('underlay,wireguard-go', out, { repeats: 1, seconds: 1, 'round-trips': 100, retries: 0, json: true }),
     // the first run may install the Debian packages
     600_000,
   );
@@ -245,7 +247,7 @@ t.test('SIGINT in the middle of a run: partial results kept, no namespace, daemo
   let id: number | null = null;
   let sent = false;
   const r = await runCli(
-    bench('batch/udp,wireguard-go', out, { seconds: 2, repeats: 1, 'round-trips': 100 }),
+    bench('batch/udp,wireguard-go', out, { seconds: 2, repeats: 1, 'round-trips': 100, retries: 0 }),
     600_000,
     (text, kill) => {
       const m = /path wireguard-go: up on testbed w(\d+)/.exec(text);
@@ -279,7 +281,10 @@ t.test('SIGINT in the middle of a run: partial results kept, no namespace, daemo
 t.test('profile: the perf CPU split of batch/udp (schema only)', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'weft-bench-prof-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
-  const r = await runCli(bench('batch/udp', out, { repeats: 1, seconds: 3, 'round-trips': 100, json: true }), 150_000);
+  const r = await runCli(
+    bench('batch/udp', out, { repeats: 1, seconds: 3, 'round-trips': 100, retries: 0, json: true }),
+    150_000,
+  );
   t.equal(r.code, 0, `bench exits 0 (stderr tail: ${r.stderr.slice(-400)})`);
   const res = JSON.parse(r.stdout) as BenchResult;
   t.ok(res.profile, 'the run records whether it profiled');
