@@ -4,10 +4,11 @@
 // 'equal' (the default) the bench gives every socket weft's buffers for the run: rmem_default/wmem_default at what
 // weft's sockets end up with, rmem_max/wmem_max at what weft asks for (a program that sets SO_RCVBUF itself gets the
 // same as weft). These four sysctls are not per network namespace on this kernel (inside a netns they are
-// read-only copies of the machine's), so they are set machine-wide and put back when the run ends, also on a signal.
+// read-only copies of the machine's), so they are set machine-wide and put back when the last run that set them ends,
+// also on a signal.
 // 'os' leaves them alone: weft then runs with its forced buffers and every other path with the defaults.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { SOCKET_BUFFER_BYTES } from '../../src/datapath/batch-tier.js';
 
 export type SocketBufferMode = 'equal' | 'os';
@@ -39,22 +40,58 @@ export interface SocketBuffers {
   before: Record<Sysctl, number>;
 }
 
+// Runs that overlap (two engineers, or a run killed with SIGKILL) share one record of the values from before any of
+// them: the first one in writes it, the last one out puts them back and removes it.
+const STATE_FILE = '/run/weft-bench-socket-buffers.json';
+
+interface SharedState {
+  before: Record<Sysctl, number>;
+  holders: number[];
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readState(): SharedState | null {
+  try {
+    return JSON.parse(readFileSync(STATE_FILE, 'utf8')) as SharedState;
+  } catch {
+    return null;
+  }
+}
+
 /** Applies `mode` and returns what was done and how to undo it (also run on process exit; idempotent). */
 export function applySocketBuffers(mode: SocketBufferMode): { info: SocketBuffers; restore: () => void } {
-  const before = Object.fromEntries(SYSCTLS.map((k) => [k, read(k)])) as Record<Sysctl, number>;
-  if (mode === 'os') return { info: { mode, during: before, before }, restore: () => undefined };
+  const current = Object.fromEntries(SYSCTLS.map((k) => [k, read(k)])) as Record<Sysctl, number>;
+  if (mode === 'os') return { info: { mode, during: current, before: current }, restore: () => undefined };
+  const shared = readState();
+  // a record left by a killed run holds the true values from before it; live holders keep theirs in use
+  const before = shared?.before ?? current;
+  const holders = (shared?.holders ?? []).filter(alive);
+  writeFileSync(STATE_FILE, JSON.stringify({ before, holders: [...holders, process.pid] }));
   const during = equalSettings();
   let restored = false;
   const restore = (): void => {
     if (restored) return;
     restored = true;
     process.removeListener('exit', restore);
-    for (const k of SYSCTLS) {
-      try {
-        writeFileSync(file(k), String(before[k]));
-      } catch {
-        // best effort on the way out: the run's figures do not depend on it
+    try {
+      const now = readState();
+      const others = (now?.holders ?? []).filter((p) => p !== process.pid && alive(p));
+      if (others.length > 0) {
+        writeFileSync(STATE_FILE, JSON.stringify({ before: now?.before ?? before, holders: others }));
+        return;
       }
+      for (const k of SYSCTLS) writeFileSync(file(k), String((now?.before ?? before)[k]));
+      rmSync(STATE_FILE, { force: true });
+    } catch {
+      // best effort on the way out: the run's figures do not depend on it
     }
   };
   process.on('exit', restore);
