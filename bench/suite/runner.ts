@@ -102,9 +102,10 @@ function tool(argv: string[]): string {
   }
 }
 
-function fmtDuration(s: number): string {
+function fmtDuration(seconds: number): string {
+  const s = Math.round(seconds); // round first: 179.6 s is 3m00s, not 2m60s
   const m = Math.floor(s / 60);
-  return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
+  return m > 0 ? `${m}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
 }
 
 class Progress {
