@@ -32,6 +32,17 @@ export const SYSCALL_KINDS = [
   'io_uring_enter',
   'nanosleep',
   'clock_nanosleep',
+  // what was left in 'other' for the peers in a first run: Go's scheduler, tinc's select loop
+  'select',
+  'pselect6',
+  'epoll_ctl',
+  'sched_yield',
+  'rt_sigprocmask',
+  'tgkill',
+  'getpid',
+  'madvise',
+  'mmap',
+  'munmap',
 ] as const;
 
 /** The kinds a forwarder moves packets with: TUN read/write and socket send/receive, one or many per call. */
