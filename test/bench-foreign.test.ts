@@ -4,7 +4,8 @@
 //      residual of /proc/stat.
 //   2. A real path (underlay: h1 ── bridge ── h2, no daemons) with a CPU burner beside every test: a busy loop
 //      outside the testbed (double-forked, so no testbed process is its parent), bounded by `timeout` to 4 s.
-//      Every test must run again and end marked disturbed, and the report must say so.
+//      Every test must run again and end marked disturbed, and the report must say so. (On a shared machine other
+//      load may disturb the tests too; who is named is checked with made-up snapshots in 1, not here.)
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -139,8 +140,6 @@ t.test('a CPU burner beside a real path marks every test disturbed after its ret
     t.ok((s.counters?.foreign?.pct ?? 0) > 5, `${s.test}: foreign CPU over 5 %`);
     t.equal(s.retriedForeignPct?.length, 1, `${s.test}: the first attempt's foreign CPU is kept`);
   }
-  const named = p.samples.flatMap((s) => s.counters?.foreign?.top ?? []).filter((w) => /^sh \d+: /.test(w));
-  t.ok(named.length > 0, `the burner (sh) is named among the largest foreign processes: ${named.join('; ')}`);
   const report = readFileSync(join(out, 'report.md'), 'utf8');
   t.match(report, /## Foreign load and spread/, 'report.md has the section');
   t.match(report, /5 test\(s\) of this run are disturbed/, 'and counts the disturbed tests');
