@@ -1,5 +1,7 @@
 // flannel's network config (`<prefix>/config`): parse, apply flannel's defaults, check coherence.
-// Mirrors flannel pkg/subnet/config.go (ParseConfig + CheckNetworkConfig) so one JSON serves both daemons.
+// Mirrors flannel pkg/subnet/config.go (ParseConfig + CheckNetworkConfig) so one JSON serves both daemons; the
+// IPv6 half (EnableIPv6, IPv6Network, ...) is network-v6.ts. An IPv6-only network (EnableIPv4 false) keeps flannel's
+// empty IPv4 fields: Network 0.0.0.0/0, no subnets.
 import { z } from 'zod';
 import { NetworkConfigError } from '../errors.js';
 import {
@@ -14,6 +16,7 @@ import {
   subnetSize,
   containsIP,
 } from '../ip/subnet.js';
+import { type Ipv6NetworkConfig, ipv6NetworkText, parseIpv6Network } from './network-v6.js';
 
 /** The backend blob: `Type` resolved, every other key kept for the backend to parse over its own defaults. */
 export interface BackendConfig {
@@ -22,16 +25,22 @@ export interface BackendConfig {
 }
 
 export interface NetworkConfig {
-  readonly network: Subnet;
+  readonly network: Subnet; // 0.0.0.0/0 when enableIPv4 is false
   readonly subnetLen: number;
   readonly subnetMin: number; // network address of the first allocatable subnet
   readonly subnetMax: number; // network address of the last allocatable subnet
-  readonly subnetCount: number; // subnets in [subnetMin, subnetMax]
-  readonly enableIPv4: true;
-  readonly enableIPv6: boolean; // accepted; weft's datapath carries IPv4 only
+  readonly subnetCount: number; // subnets in [subnetMin, subnetMax]; 0 when enableIPv4 is false
+  readonly enableIPv4: boolean;
+  readonly enableIPv6: boolean;
+  /** IPv6Network as written canonically ("fc00::/48"), also when EnableIPv6 is off; null when absent. */
   readonly ipv6Network: string | null;
+  /** The IPv6 half when enableIPv6, defaults applied. */
+  readonly ipv6: Ipv6NetworkConfig | null;
   readonly backend: BackendConfig;
 }
+
+/** An IPv4 half that leases nothing: flannel's empty Network when EnableIPv4 is false. */
+const NO_IPV4 = { network: { ip: 0, prefixLen: 0 }, subnetLen: 0, subnetMin: 0, subnetMax: 0, subnetCount: 0 };
 
 // Known keys; Go's encoding/json matches them case-insensitively, so we do too.
 const FIELDS = [
@@ -42,6 +51,9 @@ const FIELDS = [
   'EnableIPv4',
   'EnableIPv6',
   'IPv6Network',
+  'IPv6SubnetLen',
+  'IPv6SubnetMin',
+  'IPv6SubnetMax',
   'Backend',
 ] as const;
 type Field = (typeof FIELDS)[number];
@@ -55,6 +67,9 @@ const schema = z.object({
   EnableIPv4: z.boolean().optional(),
   EnableIPv6: z.boolean().optional(),
   IPv6Network: z.string().nullable().optional(),
+  IPv6SubnetLen: z.number().int().min(0).optional(),
+  IPv6SubnetMin: z.string().nullable().optional(),
+  IPv6SubnetMax: z.string().nullable().optional(),
   Backend: z.record(z.string(), z.unknown()).nullable().optional(),
 });
 
@@ -110,12 +125,25 @@ export function parseNetworkConfig(json: string): NetworkConfig {
 
   const enableIPv4 = c.EnableIPv4 ?? true;
   const enableIPv6 = c.EnableIPv6 ?? false;
-  if (!enableIPv4) {
-    if (enableIPv6)
-      fail('EnableIPv4', false, 'IPv6-only networks are not supported by weft (EnableIPv6 needs EnableIPv4)');
-    fail('EnableIPv4', false, 'weft needs an IPv4 network');
-  }
+  // flannel's ipmatch.GetIPFamily: "none defined stack".
+  if (!enableIPv4 && !enableIPv6) fail('EnableIPv4', false, 'and EnableIPv6 is not true: no address family to lease');
+  const ipv6Network = ipv6NetworkText(c);
+  const v4 = enableIPv4 ? parseIPv4Half(c) : NO_IPV4;
+  const ipv6 = enableIPv6 ? parseIpv6Network(c) : null;
 
+  // Backend: opaque; Type defaults to "udp" (flannel only defaults when Backend is absent; we also fill an empty Type).
+  const be = c.Backend ?? {};
+  const type = be['Type'];
+  if (type !== undefined && type !== null && typeof type !== 'string') fail('Backend.Type', type, 'must be a string');
+  const backend: BackendConfig = { ...be, Type: typeof type === 'string' && type !== '' ? type : 'udp' };
+
+  return { ...v4, enableIPv4, enableIPv6, ipv6Network, ipv6, backend };
+}
+
+/** Network, SubnetLen, SubnetMin, SubnetMax with flannel's defaults (under EnableIPv4). */
+function parseIPv4Half(
+  c: Pick<z.infer<typeof schema>, 'Network' | 'SubnetLen' | 'SubnetMin' | 'SubnetMax'>,
+): typeof NO_IPV4 {
   // Network
   if (c.Network === undefined || c.Network === '')
     fail('Network', c.Network ?? null, 'required (a CIDR such as "10.5.0.0/16")');
@@ -158,22 +186,5 @@ export function parseNetworkConfig(json: string): NetworkConfig {
   }
   const subnetCount = countSubnets(subnetMin, subnetMax, subnetLen);
   if (subnetCount < 1) fail('SubnetLen', subnetLen, 'leaves no subnet in [SubnetMin, SubnetMax]');
-
-  // Backend: opaque; Type defaults to "udp" (flannel only defaults when Backend is absent; we also fill an empty Type).
-  const be = c.Backend ?? {};
-  const type = be['Type'];
-  if (type !== undefined && type !== null && typeof type !== 'string') fail('Backend.Type', type, 'must be a string');
-  const backend: BackendConfig = { ...be, Type: typeof type === 'string' && type !== '' ? type : 'udp' };
-
-  return {
-    network,
-    subnetLen,
-    subnetMin,
-    subnetMax,
-    subnetCount,
-    enableIPv4: true,
-    enableIPv6,
-    ipv6Network: c.IPv6Network ?? null,
-    backend,
-  };
+  return { network, subnetLen, subnetMin, subnetMax, subnetCount };
 }
