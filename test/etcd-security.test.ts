@@ -184,7 +184,7 @@ async function daemon(
   const start = Date.now();
   for (;;) {
     const env = readSubnetEnv(subnetFile);
-    if (env)
+    if (env?.subnet)
       return {
         child,
         subnet: formatSubnet(env.subnet),

@@ -240,7 +240,7 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
         return {
           subnets: children.map((_, k) => {
             const env = readSubnetEnv(file(k));
-            return env ? formatSubnet(env.subnet) : null;
+            return env?.subnet ? formatSubnet(env.subnet) : null;
           }),
           codes: children.map((c) => c.exitCode),
           lines: errs.map((e) => e.trim().split('\n').pop() ?? ''),

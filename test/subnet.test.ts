@@ -19,6 +19,7 @@ import {
   lastAddress,
 } from '../src/ip/subnet.js';
 import { readSubnetEnv, writeSubnetEnv, formatSubnetEnv } from '../src/lease/subnet-env.js';
+import { parseSubnet6 } from '../src/ip/ipv6.js';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tempDir } from './helpers/tmp.js';
@@ -118,9 +119,57 @@ t.test('subnet.env', async (t) => {
     'FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.3.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n',
   );
   await writeSubnetEnv(path, env);
-  t.same(readSubnetEnv(path), { subnet: env.subnet, network: env.network, mtu: 1472, ipMasq: false });
+  t.same(readSubnetEnv(path), {
+    subnet: env.subnet,
+    network: env.network,
+    ipv6Subnet: null,
+    ipv6Network: null,
+    mtu: 1472,
+    ipMasq: false,
+  });
   t.equal(readSubnetEnv(join(dir, 'missing')), null);
   await writeFile(join(dir, 'garbage'), '\x00\x01nonsense\nFLANNEL_SUBNET=10.5.300.1/24\n');
   t.equal(readSubnetEnv(join(dir, 'garbage')), null);
   t.equal(readSubnetEnv(dir), null, 'a directory');
+});
+
+t.test('subnet.env with IPv6, in the order and form flannel writes it', async (t) => {
+  const dir = tempDir(t, 'env6');
+  const path = join(dir, 'subnet.env');
+  const ipv6 = { network: parseSubnet6('fd00:5::/48')!, subnet: parseSubnet6('fd00:5:0:3::/64')! };
+  const dual = {
+    network: parseSubnet('10.5.0.0/16')!,
+    subnet: parseSubnet('10.5.3.0/24')!,
+    ipv6,
+    mtu: 1450,
+    ipMasq: true,
+  };
+  // pkg/subnet/subnet.go WriteSubnetFile: the IPv4 pair, the IPv6 pair (first host each), then MTU and IPMASQ.
+  t.equal(
+    formatSubnetEnv(dual),
+    'FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.3.1/24\n' +
+      'FLANNEL_IPV6_NETWORK=fd00:5::/48\nFLANNEL_IPV6_SUBNET=fd00:5:0:3::1/64\n' +
+      'FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n',
+  );
+  await writeSubnetEnv(path, dual);
+  t.same(readSubnetEnv(path), {
+    subnet: dual.subnet,
+    network: dual.network,
+    ipv6Subnet: ipv6.subnet,
+    ipv6Network: ipv6.network,
+    mtu: 1450,
+    ipMasq: true,
+  });
+  const only6 = { network: null, subnet: null, ipv6, mtu: 1450, ipMasq: false };
+  t.equal(
+    formatSubnetEnv(only6),
+    'FLANNEL_IPV6_NETWORK=fd00:5::/48\nFLANNEL_IPV6_SUBNET=fd00:5:0:3::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n',
+    'IPv6-only: no IPv4 lines',
+  );
+  await writeSubnetEnv(path, only6);
+  const back = readSubnetEnv(path);
+  t.equal(back?.subnet, null);
+  t.same(back?.ipv6Subnet, ipv6.subnet, 'read back for reuse: the lease subnet, host bits cleared');
+  await writeFile(path, 'FLANNEL_IPV6_SUBNET=fd00:5:0:3::1/64x\n');
+  t.equal(readSubnetEnv(path), null, 'a malformed IPv6 subnet alone is no subnet.env');
 });

@@ -9,7 +9,11 @@
 //     BackendV6Data json.RawMessage `json:",omitempty"`
 //   }
 // Go's encoder writes compact JSON and escapes <, >, &, U+2028 and U+2029 inside strings; we do the same.
-import type { Subnet } from '../ip/subnet.js';
+// A dual-stack lease: {"PublicIP":"192.0.2.11","PublicIPv6":"fd00::11","BackendType":"vxlan",
+// "BackendData":{"VNI":1,"VtepMAC":"..."},"BackendV6Data":{"VNI":1,"VtepMAC":"..."}}; an IPv6-only one has
+// "PublicIP":"0.0.0.0" (flannel's zero IP4) and no BackendData.
+import { type Subnet, subnetEquals } from '../ip/subnet.js';
+import { type Subnet6, subnet6Equals } from '../ip/ipv6.js';
 
 export interface LeaseAttrs {
   PublicIP: string;
@@ -22,7 +26,10 @@ export interface LeaseAttrs {
 }
 
 export interface Lease {
+  /** The IPv4 subnet; flannel's empty 0.0.0.0/0 in an IPv6-only lease (see hasIPv4 in ip/subnet-key.ts). */
   readonly subnet: Subnet;
+  /** The IPv6 subnet of a dual-stack or IPv6-only lease (the key's part after "&"). */
+  readonly ipv6Subnet?: Subnet6 | null;
   readonly attrs: LeaseAttrs;
   readonly key: string; // full etcd key
   readonly etcdLeaseId: string | null; // null: a reservation (key without etcd lease)
@@ -37,6 +44,13 @@ export interface LeaseEvent {
 
 export function isReservation(l: Lease): boolean {
   return l.etcdLeaseId === null;
+}
+
+/** Both leases name the same subnets (flannel's sameSubnet): the identity of a lease, whatever its key's spelling. */
+export function sameSubnets(a: Pick<Lease, 'subnet' | 'ipv6Subnet'>, b: Pick<Lease, 'subnet' | 'ipv6Subnet'>): boolean {
+  const a6 = a.ipv6Subnet ?? null;
+  const b6 = b.ipv6Subnet ?? null;
+  return subnetEquals(a.subnet, b.subnet) && (a6 === null || b6 === null ? a6 === b6 : subnet6Equals(a6, b6));
 }
 
 const KNOWN = ['PublicIP', 'PublicIPv6', 'BackendType', 'BackendData', 'BackendV6Data'] as const;

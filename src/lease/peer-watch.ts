@@ -4,10 +4,9 @@
 // the host's own subnet never is.
 import { EtcdCompactedError, type WeftError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { type Subnet, subnetEquals } from '../ip/subnet.js';
 import { sleep } from '../util/sleep.js';
 import { Backoff } from './backoff.js';
-import { type Lease, type LeaseEvent, isReservation, sameAttrs } from './lease.js';
+import { type Lease, type LeaseEvent, isReservation, sameAttrs, sameSubnets } from './lease.js';
 import type { EtcdRegistry } from './registry.js';
 
 export interface PeerWatchOptions {
@@ -15,8 +14,8 @@ export interface PeerWatchOptions {
   log: Logger;
   /** Counted here (the lease manager's stats): events delivered, and interruptions. */
   stats: { peerEvents: number; watchRestarts: number };
-  /** The host's own subnet, read at every event (it may change with a re-acquire); null before the first lease. */
-  ownSubnet: () => Subnet | null;
+  /** The host's own lease, read at every event (it may change with a re-acquire); null before the first lease. */
+  ownLease: () => Pick<Lease, 'subnet' | 'ipv6Subnet'> | null;
 }
 
 /** Whether a consumer that knows `old` must hear about `now`: a new lease, other attributes, or a reservation flip. */
@@ -145,7 +144,7 @@ export class PeerWatch {
   }
 
   private isOwn(l: Lease): boolean {
-    const own = this.opts.ownSubnet();
-    return own !== null && subnetEquals(own, l.subnet);
+    const own = this.opts.ownLease();
+    return own !== null && sameSubnets(own, l);
   }
 }

@@ -4,6 +4,7 @@
 // Layout (flannel pkg/subnet/etcd/registry.go):
 //   <prefix>/config                 network config JSON
 //   <prefix>/subnets/10.5.3.0-24     LeaseAttrs JSON, attached to an etcd lease (none: a reservation)
+//   <prefix>/subnets/10.5.3.0-24&fc00:0:0:3::-64    the same for a dual-stack lease (ip/subnet-key.ts)
 import type { DaemonConfig } from '../config/daemon.js';
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
@@ -21,7 +22,9 @@ import {
 import { EtcdCompactedError, WeftError, errorMessage, ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { type Lease, type LeaseAttrs, type LeaseEvent, parseLeaseAttrs, serializeLeaseAttrs } from './lease.js';
-import { type Subnet, keyToSubnet, subnetToKey } from '../ip/subnet.js';
+import { type Subnet, overlaps } from '../ip/subnet.js';
+import { type Subnet6, overlaps6 } from '../ip/ipv6.js';
+import { hasIPv4, keyToSubnets, subnetsToKey } from '../ip/subnet-key.js';
 
 export interface RegistryOptions {
   endpoints: string[];
@@ -123,8 +126,8 @@ export class EtcdRegistry {
     this.client = new Etcd3(options);
   }
 
-  keyOf(sn: Subnet): string {
-    return this.subnetsPrefix + subnetToKey(sn);
+  keyOf(sn: Subnet, ipv6Subnet: Subnet6 | null = null): string {
+    return this.subnetsPrefix + subnetsToKey(sn, ipv6Subnet);
   }
 
   /** The raw JSON of `<prefix>/config`, or null when the key is absent. */
@@ -155,8 +158,8 @@ export class EtcdRegistry {
     return { leases, revision: res.header.revision };
   }
 
-  async getLease(sn: Subnet): Promise<Lease | null> {
-    const key = this.keyOf(sn);
+  async getLease(sn: Subnet, ipv6Subnet: Subnet6 | null = null): Promise<Lease | null> {
+    const key = this.keyOf(sn, ipv6Subnet);
     const res = await this.call(`get ${key}`, (o) => this.client.kv.range({ key: Buffer.from(key) }, o));
     const kv = res.kvs[0];
     if (kv === undefined) return null;
@@ -167,11 +170,40 @@ export class EtcdRegistry {
   /**
    * Creates the key attached to a new etcd lease, only if the key does not exist (one txn).
    * Null when another host won the race; the granted etcd lease is then revoked.
+   *
+   * A dual-stack key guards only its own pair: another host may create a key with one of the same halves at the same
+   * moment (10.5.3.0-24&fd00:5:0:7::-64 and 10.5.4.0-24&fd00:5:0:7::-64). So after creating, the key created earlier
+   * (lower create revision) wins and the later one is deleted again: null, as for a lost race.
    */
-  async createLease(sn: Subnet, attrs: LeaseAttrs, ttlSeconds: number): Promise<Lease | null> {
-    const key = this.keyOf(sn);
+  async createLease(
+    sn: Subnet,
+    attrs: LeaseAttrs,
+    ttlSeconds: number,
+    ipv6Subnet: Subnet6 | null = null,
+  ): Promise<Lease | null> {
+    const key = this.keyOf(sn, ipv6Subnet);
     const absent: ICompare[] = [{ key: Buffer.from(key), target: 'Version', result: 'Equal', version: 0 }];
-    return this.putOnNewLease({ subnet: sn, key }, attrs, ttlSeconds, 'create', absent);
+    const created = await this.putOnNewLease({ subnet: sn, ipv6Subnet, key }, attrs, ttlSeconds, 'create', absent);
+    if (created === null || ipv6Subnet === null || !(await this.clashesWithEarlier(created))) return created;
+    await this.deleteLease(created);
+    return null;
+  }
+
+  /** True when a key created before `l`'s holds a subnet overlapping either of `l`'s halves. */
+  private async clashesWithEarlier(l: Lease): Promise<boolean> {
+    const key = Buffer.from(this.subnetsPrefix);
+    const res = await this.call('list subnets', (o) => this.client.kv.range({ key, range_end: prefixEnd(key) }, o));
+    const mine = res.kvs.find((kv) => kv.key.toString('utf8') === l.key);
+    if (mine === undefined) return false; // gone already: the caller's watch finds out
+    const six = l.ipv6Subnet ?? null;
+    return res.kvs.some((kv) => {
+      if (kv === mine || BigInt(kv.create_revision) >= BigInt(mine.create_revision)) return false;
+      const other = keyToSubnets(kv.key.toString('utf8'));
+      if (other === null) return false;
+      const v4 = hasIPv4(l.subnet) && hasIPv4(other.subnet) && overlaps(l.subnet, other.subnet);
+      const v6 = six !== null && other.ipv6Subnet !== null && overlaps6(six, other.ipv6Subnet);
+      return v4 || v6;
+    });
   }
 
   /**
@@ -224,7 +256,7 @@ export class EtcdRegistry {
   }
 
   /**
-   * Watches `<prefix>/subnets/` (or the key of subnet `only`) from `fromRevision`. Batches arrive in order with the
+   * Watches `<prefix>/subnets/` (or only the key `onlyKey`) from `fromRevision`. Batches arrive in order with the
    * revision they bring the reader to. The watch ends at the first error: onError gets EtcdCompactedError when the
    * revision was compacted, else a WEFT_ERR_ETCD error (disconnect); the caller re-lists and watches again (no
    * silent resume here).
@@ -233,7 +265,7 @@ export class EtcdRegistry {
     fromRevision: string,
     onEvents: (events: LeaseEvent[], revision: string) => void,
     onError: (err: WeftError) => void,
-    only?: Subnet,
+    onlyKey?: string,
   ): WatchHandle {
     const key = Buffer.from(this.subnetsPrefix);
     let done = false;
@@ -256,10 +288,9 @@ export class EtcdRegistry {
       if (err !== null) chain = chain.then(() => onError(err));
     };
 
-    // `only`: one lease's key (the daemon's own), so its watch does not wake, and resolve TTLs, for every peer event.
+    // `onlyKey`: the daemon's own key, so its watch does not wake, and resolve TTLs, for every peer event.
     const builder = this.client.watch();
-    const ranged =
-      only === undefined ? builder.inRange({ start: key, end: prefixEnd(key) }) : builder.key(this.keyOf(only));
+    const ranged = onlyKey === undefined ? builder.inRange({ start: key, end: prefixEnd(key) }) : builder.key(onlyKey);
     const w = ranged.startRevision(fromRevision).watcher();
     watcher = w;
     w.on('data', (res: IWatchResponse) => {
@@ -278,13 +309,14 @@ export class EtcdRegistry {
           const out: LeaseEvent[] = [];
           for (const e of events) {
             if (e.type === 'Delete') {
-              const sn = keyToSubnet(e.kv.key.toString('utf8'));
+              const sn = keyToSubnets(e.kv.key.toString('utf8'));
               if (sn === null) continue;
               const leaseId = e.prev_kv?.lease;
               out.push({
                 type: 'removed',
                 lease: {
-                  subnet: sn,
+                  subnet: sn.subnet,
+                  ipv6Subnet: sn.ipv6Subnet,
                   attrs: { PublicIP: '', BackendType: '' },
                   key: e.kv.key.toString('utf8'),
                   etcdLeaseId: leaseId === undefined || leaseId === NO_LEASE ? null : leaseId,
@@ -358,7 +390,7 @@ export class EtcdRegistry {
    * it does not hold; the granted lease is then revoked.
    */
   private async putOnNewLease(
-    at: Pick<Lease, 'subnet' | 'key'>,
+    at: Pick<Lease, 'subnet' | 'ipv6Subnet' | 'key'>,
     attrs: LeaseAttrs,
     ttlSeconds: number,
     op: string,
@@ -389,12 +421,19 @@ export class EtcdRegistry {
       if (!ok) await this.revokeQuietly(grant.ID);
     }
     if (!ok) return null;
-    return { subnet: at.subnet, key, attrs, etcdLeaseId: grant.ID, expiresAt: granted + Number(grant.TTL) * 1000 };
+    return {
+      subnet: at.subnet,
+      ipv6Subnet: at.ipv6Subnet ?? null,
+      key,
+      attrs,
+      etcdLeaseId: grant.ID,
+      expiresAt: granted + Number(grant.TTL) * 1000,
+    };
   }
 
   private toLease(kv: IKeyValue, expiresAt: number | null): Lease | null {
     const key = kv.key.toString('utf8');
-    const sn = keyToSubnet(key);
+    const sn = keyToSubnets(key);
     if (sn === null) {
       this.log.warn({ key }, 'ignoring key under subnets/ that is not a subnet');
       return null;
@@ -409,7 +448,8 @@ export class EtcdRegistry {
     }
     const reservation = kv.lease === NO_LEASE || kv.lease === '';
     return {
-      subnet: sn,
+      subnet: sn.subnet,
+      ipv6Subnet: sn.ipv6Subnet,
       attrs,
       key,
       etcdLeaseId: reservation ? null : kv.lease,
