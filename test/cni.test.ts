@@ -66,6 +66,41 @@ t.test('delegate config follows flannel (unit)', async (t) => {
   t.throws(() => parseNetConf('{"cniVersion":"1.0.0","name":"n","type":"weft-cni","dataDir":"rel"}'), { code: 7 });
 });
 
+t.test('dual-stack subnet.env: two range sets and a route to each network, as flannel (unit)', async (t) => {
+  const conf = parseNetConf(
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'weft',
+      type: 'weft-cni',
+      ipam: { routes: [{ dst: 'fd00:5::/48' }, { dst: '2001:db8::/32' }] },
+    }),
+  );
+  const dual = readSubnetEnvFrom(
+    'FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.3.1/24\n' +
+      'FLANNEL_IPV6_NETWORK=fd00:5::/48\nFLANNEL_IPV6_SUBNET=fd00:5:0:3::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n',
+  );
+  t.same(buildDelegateConf(conf, dual, 'f').ipam, {
+    routes: [
+      { dst: '2001:db8::/32' },
+      { dst: '10.5.0.0/16', gw: '10.5.3.1' },
+      { dst: 'fd00:5::/48', gw: 'fd00:5:0:3::1' },
+    ],
+    type: 'host-local',
+    ranges: [[{ subnet: '10.5.3.0/24' }], [{ subnet: 'fd00:5:0:3::/64' }]],
+  });
+  const only6 = readSubnetEnvFrom(
+    'FLANNEL_IPV6_NETWORK=fd00:5::/48\nFLANNEL_IPV6_SUBNET=fd00:5:0:3::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n',
+  );
+  t.match(buildDelegateConf(conf, only6, 'f').ipam, {
+    ranges: [[{ subnet: 'fd00:5:0:3::/64' }]],
+    routes: [{ dst: '2001:db8::/32' }, { dst: 'fd00:5::/48', gw: 'fd00:5:0:3::1' }],
+  });
+  const noNet6 = readSubnetEnvFrom(
+    'FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.3.1/24\nFLANNEL_IPV6_SUBNET=fd00:5:0:3::1/64\nFLANNEL_MTU=1450\n',
+  );
+  t.throws(() => buildDelegateConf(conf, noNet6, 'f'), { code: 11, message: /no valid FLANNEL_IPV6_NETWORK/ });
+});
+
 t.test('config/10-weft.conflist parses as a runtime hands it over', async (t) => {
   const list = JSON.parse(readFileSync(new URL('../config/10-weft.conflist', import.meta.url), 'utf8')) as {
     name: string;

@@ -14,9 +14,16 @@
 //               "routes": [{ "dst": "10.5.0.0/16", "gw": "10.5.3.1" }] } }
 //
 // ipMasq is inverted: when the daemon masquerades (FLANNEL_IPMASQ=true) the bridge must not do it a second time.
+//
+// A dual-stack subnet.env (FLANNEL_IPV6_NETWORK=fd00:5::/48 FLANNEL_IPV6_SUBNET=fd00:5:0:3::1/64) adds a second range
+// set and a route to the IPv6 network, as flannel's plugin does (cni-plugin flannel_linux.go, getDelegateIPAM):
+//   "ranges": [[{ "subnet": "10.5.3.0/24" }], [{ "subnet": "fd00:5:0:3::/64" }]],
+//   "routes": [{ "dst": "10.5.0.0/16", "gw": "10.5.3.1" }, { "dst": "fd00:5::/48", "gw": "fd00:5:0:3::1" }]
+// An IPv6-only subnet.env has only the IPv6 range and route.
 import { z } from 'zod';
 import { type ParsedSubnetEnv } from '../lease/subnet-env.js';
 import { firstHost, formatIPv4, formatSubnet } from '../ip/subnet.js';
+import { firstHost6, formatIPv6, formatSubnet6 } from '../ip/ipv6.js';
 import { CniCode, CniError, SUPPORTED_VERSIONS, isSupportedVersion, type CniVersion } from './spec.js';
 
 export const DEFAULT_SUBNET_FILE = '/run/flannel/subnet.env';
@@ -123,8 +130,11 @@ function isRoute(x: unknown): x is { dst: string } {
  * overrides; `ipam` always gets the lease's range and the route to the whole network.
  */
 export function buildDelegateConf(conf: NetConf, env: ParsedSubnetEnv, subnetFile: string): DelegateConf {
-  if (env.network === null) {
+  if (env.subnet !== null && env.network === null) {
     throw new CniError(CniCode.TryAgainLater, `${subnetFile} has no valid FLANNEL_NETWORK`);
+  }
+  if (env.ipv6Subnet !== null && env.ipv6Network === null) {
+    throw new CniError(CniCode.TryAgainLater, `${subnetFile} has no valid FLANNEL_IPV6_NETWORK`);
   }
   if (env.mtu === null) throw new CniError(CniCode.TryAgainLater, `${subnetFile} has no valid FLANNEL_MTU`);
   const d: Record<string, unknown> = { ...(conf.delegate ?? {}) };
@@ -145,16 +155,24 @@ export function buildDelegateConf(conf: NetConf, env: ParsedSubnetEnv, subnetFil
     if (!('isGateway' in d)) d.isGateway = true;
   }
   const userRoutes = Array.isArray(conf.ipam?.routes) ? conf.ipam.routes.filter(isRoute) : [];
-  const network = formatSubnet(env.network);
   // flannel leaves `gw` out and the bridge fills in the gateway; but bridge CHECK before containernetworking/plugins
   // v1.3.0 (PR #887; Debian ships 1.1.1) then looks for a route without gateway and fails. Naming host-local's
   // default gateway (the subnet's first host, FLANNEL_SUBNET) gives the same route and a passing CHECK.
-  const gw = formatIPv4(firstHost(env.subnet));
+  const ranges: { subnet: string }[][] = [];
+  const routes: { dst: string; gw: string }[] = [];
+  if (env.subnet !== null && env.network !== null) {
+    ranges.push([{ subnet: formatSubnet(env.subnet) }]);
+    routes.push({ dst: formatSubnet(env.network), gw: formatIPv4(firstHost(env.subnet)) });
+  }
+  if (env.ipv6Subnet !== null && env.ipv6Network !== null) {
+    ranges.push([{ subnet: formatSubnet6(env.ipv6Subnet) }]);
+    routes.push({ dst: formatSubnet6(env.ipv6Network), gw: formatIPv6(firstHost6(env.ipv6Subnet)) });
+  }
   d.ipam = {
     ...(conf.ipam ?? {}),
     type: typeof conf.ipam?.type === 'string' ? conf.ipam.type : 'host-local',
-    ranges: [[{ subnet: formatSubnet(env.subnet) }]],
-    routes: [...userRoutes.filter((r) => r.dst !== network), { dst: network, gw }],
+    ranges,
+    routes: [...userRoutes.filter((r) => !routes.some((n) => n.dst === r.dst)), ...routes],
   };
   if (conf.runtimeConfig !== undefined) d.runtimeConfig = conf.runtimeConfig;
   if (conf.args !== undefined) d.args = conf.args;

@@ -64,7 +64,7 @@ async function cmdAdd(ctx: Ctx, conf: NetConf): Promise<string> {
   if (subnetEnv === null) {
     throw new CniError(
       CniCode.TryAgainLater,
-      `${conf.subnetFile} is missing or has no valid FLANNEL_SUBNET`,
+      `${conf.subnetFile} is missing or has no valid FLANNEL_SUBNET or FLANNEL_IPV6_SUBNET`,
       'is weft daemon running on this host with --subnet-file set to this path?',
     );
   }
@@ -128,7 +128,10 @@ function need110(conf: NetConf, command: string): void {
 function cmdStatus(conf: NetConf): string {
   need110(conf, 'STATUS');
   if (readSubnetEnv(conf.subnetFile) === null) {
-    throw new CniError(CniCode.PluginNotAvailable, `${conf.subnetFile} is missing or has no valid FLANNEL_SUBNET`);
+    throw new CniError(
+      CniCode.PluginNotAvailable,
+      `${conf.subnetFile} is missing or has no valid FLANNEL_SUBNET or FLANNEL_IPV6_SUBNET`,
+    );
   }
   return '';
 }
