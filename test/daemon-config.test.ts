@@ -61,6 +61,17 @@ t.test('environment: FLANNELD_ and WEFT_ names, WEFT_ wins', async (t) => {
   t.equal(c.subnetLeaseRenewMargin, 30);
 });
 
+t.test('--public-ipv6: flag, WEFT_PUBLIC_IPV6, FLANNELD_PUBLIC_IPV6, file', async (t) => {
+  t.equal(resolveDaemonConfig({}, {}).publicIpv6, undefined, "default: unset (the interface's first global IPv6)");
+  t.equal(resolveDaemonConfig({ publicIpv6: 'fd00::11' }, {}).publicIpv6, 'fd00::11');
+  t.equal(resolveDaemonConfig({}, { FLANNELD_PUBLIC_IPV6: 'fd00::12' }).publicIpv6, 'fd00::12');
+  t.equal(
+    resolveDaemonConfig({}, { FLANNELD_PUBLIC_IPV6: 'fd00::12', WEFT_PUBLIC_IPV6: 'fd00::13' }).publicIpv6,
+    'fd00::13',
+  );
+  t.equal(resolveDaemonConfig({ config: file({ 'public-ipv6': '2001:db8::1' }) }, {}).publicIpv6, '2001:db8::1');
+});
+
 t.test('file keys may be camelCase; lists as arrays', async (t) => {
   const c = resolveDaemonConfig({ config: file({ etcdEndpoints: ['https://e:2379'], ipMasq: true }) }, {});
   t.same(c.etcdEndpoints, ['https://e:2379']);
@@ -95,6 +106,8 @@ const bad: [string, Record<string, unknown>, NodeJS.ProcessEnv, RegExp][] = [
   ['queues from the environment', {}, { WEFT_QUEUES: '2' }, /^WEFT_QUEUES=2: only --tier=offload has queues/],
   ['env bool garbage', {}, { WEFT_IP_MASQ: 'perhaps' }, /WEFT_IP_MASQ: expected true or false/],
   ['public ip invalid', { publicIp: '300.1.1.1' }, {}, /--public-ip="300.1.1.1": an IPv4 address/],
+  ['public ipv6 is IPv4', { publicIpv6: '192.0.2.1' }, {}, /--public-ipv6="192.0.2.1": an IPv6 address/],
+  ['public ipv6 with zone', {}, { WEFT_PUBLIC_IPV6: 'fe80::1%eth0' }, /--public-ipv6="fe80::1%eth0": an IPv6 address/],
   ['tun name too long', { tunName: 'averyveryverylongname' }, {}, /--tun-name=/],
   ['prefix relative', { etcdPrefix: 'coreos.com/network' }, {}, /--etcd-prefix=/],
   ['cert without key', { etcdCertfile: '/c.pem' }, {}, /--etcd-certfile and --etcd-keyfile go together/],

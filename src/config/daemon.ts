@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError, errorMessage } from '../errors.js';
+import { parseIPv6 } from '../ip/ipv6.js';
 
 type Kind = 'string' | 'int' | 'bool' | 'list';
 
@@ -32,6 +33,11 @@ export const DAEMON_OPTIONS: readonly OptionSpec[] = [
     flag: 'public-ip',
     kind: 'string',
     describe: "IP other hosts reach this one at; default: the interface's first IPv4",
+  },
+  {
+    flag: 'public-ipv6',
+    kind: 'string',
+    describe: "IPv6 other hosts reach this one at (with EnableIPv6); default: the interface's first global IPv6",
   },
   { flag: 'subnet-file', kind: 'string', describe: 'where to write subnet.env', fallback: '/run/flannel/subnet.env' },
   {
@@ -71,6 +77,8 @@ const ipv4 = z
   .regex(/^(\d{1,3})(\.\d{1,3}){3}$/, 'an IPv4 address')
   .refine((s) => s.split('.').every((o) => Number(o) <= 255), 'an IPv4 address');
 
+const ipv6 = z.string().refine((s) => parseIPv6(s) !== null, 'an IPv6 address');
+
 const daemonSchema = z
   .object({
     etcdEndpoints: z.array(z.url({ protocol: /^https?$/ })).min(1),
@@ -82,6 +90,7 @@ const daemonSchema = z
     etcdPassword: z.string().optional(),
     iface: z.string().min(1).optional(),
     publicIp: ipv4.optional(),
+    publicIpv6: ipv6.optional(),
     subnetFile: z.string().min(1),
     subnetLeaseRenewMargin: z.number().int().min(0).max(1440),
     subnetLeaseTtl: z
