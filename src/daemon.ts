@@ -3,10 +3,11 @@
 // subnet.
 //
 // Startup failures end the process with one line and a non-zero exit, never a retry loop: an invalid flag (exit 2),
-// a network config it cannot run (checkNetworkConfig, the check `weft network set` runs), a Network that overlaps
-// the underlay, and a network with no free subnet left (NetworkExhaustedError; a supervisor may retry later). etcd
-// being unreachable is waited out, before and after the lease. Once running, a config in etcd that the daemon
-// cannot run is logged once and the daemon keeps the one it runs (lease/manager.ts).
+// a network config it cannot run (checkNetworkConfig, the check `weft network set` runs), a network config with
+// IPv6 on a host whose interface has no global IPv6 address (exit 2), a Network that overlaps the underlay, and a
+// network with no free subnet left (NetworkExhaustedError; a supervisor may retry later). etcd being unreachable is
+// waited out, before and after the lease. Once running, a config in etcd that the daemon cannot run is logged once
+// and the daemon keeps the one it runs (lease/manager.ts).
 import { resolveDaemonConfig, type DaemonConfig } from './config/daemon.js';
 import type { NetworkConfig } from './config/network.js';
 import { ConfigError, NetworkConfigError, WeftError, errorMessage } from './errors.js';
@@ -20,6 +21,17 @@ import { Backoff } from './lease/backoff.js';
 import { readSubnetEnv, writeSubnetEnv } from './lease/subnet-env.js';
 import { type Lease, type LeaseEvent, isReservation } from './lease/lease.js';
 import { containsIP, formatSubnet, overlaps, parseCIDR, parseIPv4, makeSubnet } from './ip/subnet.js';
+import {
+  type Subnet6,
+  containsIP6,
+  formatIPv6,
+  formatSubnet6,
+  makeSubnet6,
+  overlaps6,
+  parseCIDR6,
+  parseIPv6,
+} from './ip/ipv6.js';
+import { hasIPv4 } from './ip/subnet-key.js';
 import * as iproute from './net/iproute.js';
 import { openMasq, type Masq } from './net/masq.js';
 import { VERSION } from './package-root.js';
@@ -34,7 +46,10 @@ export function checkUnderlayOverlap(
   network: NetworkConfig,
   external: ExternalInterface,
   underlayCidrs: readonly string[],
+  underlayCidrs6: readonly string[] = [],
 ): void {
+  if (network.ipv6 !== null) checkUnderlayOverlap6(network.ipv6.network, external, underlayCidrs6);
+  if (!network.enableIPv4) return;
   const net = network.network;
   const pick = "pick a Network that does not overlap the hosts' own addresses";
   for (const addr of [external.publicIp, external.ifaceIp]) {
@@ -59,23 +74,79 @@ export function checkUnderlayOverlap(
   }
 }
 
-export async function findExternalInterface(config: DaemonConfig): Promise<ExternalInterface> {
+/** The same check for the IPv6Network: it must not hold the hosts' own IPv6 addresses either. */
+function checkUnderlayOverlap6(net: Subnet6, external: ExternalInterface, underlayCidrs6: readonly string[]): void {
+  const pick = "pick an IPv6Network that does not overlap the hosts' own addresses";
+  for (const addr of [external.publicIpv6, external.ifaceIpv6]) {
+    const ip = addr === null ? null : parseIPv6(addr);
+    if (ip !== null && containsIP6(net, ip)) {
+      throw new NetworkConfigError(
+        `network config: IPv6Network ${formatSubnet6(net)} contains the underlay address ${formatIPv6(ip)} ` +
+          `(${external.name}): ${pick}`,
+      );
+    }
+  }
+  for (const cidr of underlayCidrs6) {
+    const c = parseCIDR6(cidr);
+    if (c === null) continue;
+    const sn = makeSubnet6(c.ip, c.prefixLen);
+    if (overlaps6(sn, net)) {
+      throw new NetworkConfigError(
+        `network config: IPv6Network ${formatSubnet6(net)} overlaps the underlay ${formatSubnet6(sn)} on ` +
+          `${external.name}: ${pick}`,
+      );
+    }
+  }
+}
+
+/**
+ * The underlay interface (--iface by name or address, else the default route's) and the addresses to publish for
+ * the families `network` enables: its first IPv4 (--public-ip overrides), its first global IPv6 (--public-ipv6
+ * overrides), as flanneld picks them. IPv6-only networks publish PublicIP 0.0.0.0, as flanneld does.
+ */
+export async function findExternalInterface(
+  config: DaemonConfig,
+  network?: Pick<NetworkConfig, 'enableIPv4' | 'enableIPv6'>,
+): Promise<ExternalInterface> {
+  const v4 = network?.enableIPv4 ?? true;
+  const v6 = network?.enableIPv6 ?? false;
+  const given = config.iface;
+  const givenV4 = given !== undefined && parseIPv4(given) !== null;
+  const givenV6 = given !== undefined && parseIPv6(given) !== null;
   let iface: iproute.Interface | null;
-  if (config.iface !== undefined) {
-    iface =
-      parseIPv4(config.iface) !== null
-        ? await iproute.interfaceByAddress(config.iface)
-        : await iproute.interfaceByName(config.iface);
-    if (!iface) throw new ConfigError(`--iface=${config.iface}: no such interface or address`);
+  if (given !== undefined) {
+    iface = givenV4 || givenV6 ? await iproute.interfaceByAddress(given) : await iproute.interfaceByName(given);
+    if (!iface) throw new ConfigError(`--iface=${given}: no such interface or address`);
   } else {
-    iface = await iproute.defaultRouteInterface();
+    iface = v4
+      ? await iproute.defaultRouteInterface()
+      : ((await iproute.defaultRouteInterface({}, 6)) ?? (await iproute.defaultRouteInterface()));
     if (!iface) throw new ConfigError('no default route to pick the underlay interface from: give --iface');
   }
-  const ifaceIp = config.iface !== undefined && parseIPv4(config.iface) !== null ? config.iface : iface.addresses[0];
-  if (ifaceIp === undefined) throw new ConfigError(`interface ${iface.name} has no IPv4 address`);
-  const publicIp = config.publicIp ?? ifaceIp;
-  const local = publicIp !== ifaceIp && (await iproute.interfaceByAddress(publicIp)) !== null;
-  return { name: iface.name, mtu: iface.mtu, publicIp, ifaceIp, bindIp: local ? publicIp : ifaceIp };
+  const ifaceIp = givenV4 ? given : iface.addresses[0];
+  if (v4 && ifaceIp === undefined) throw new ConfigError(`interface ${iface.name} has no IPv4 address`);
+  let ifaceIpv6: string | null = null;
+  if (v6) {
+    const addr = givenV6 ? parseIPv6(given) : null;
+    ifaceIpv6 = addr !== null ? formatIPv6(addr) : (iface.addresses6[0] ?? null);
+    if (ifaceIpv6 === null) {
+      throw new ConfigError(
+        `the network config enables IPv6, but interface ${iface.name} has no global IPv6 address: ` +
+          'give it one, or pick another interface with --iface',
+      );
+    }
+  }
+  const publicIp = v4 ? (config.publicIp ?? ifaceIp ?? '') : '0.0.0.0';
+  const local = v4 && publicIp !== ifaceIp && (await iproute.interfaceByAddress(publicIp)) !== null;
+  return {
+    name: iface.name,
+    mtu: iface.mtu,
+    publicIp,
+    ifaceIp: ifaceIp ?? '',
+    bindIp: local ? publicIp : (ifaceIp ?? ''),
+    publicIpv6: v6 ? (config.publicIpv6 ?? ifaceIpv6) : null,
+    ifaceIpv6,
+  };
 }
 
 /**
@@ -121,8 +192,6 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
 
-  const external = await findExternalInterface(config);
-  log.info({ iface: external.name, publicIp: external.publicIp, mtu: external.mtu }, 'underlay interface');
   const registry = registryFromConfig(config, log);
   let backend: Backend | null = null;
   let masq: Masq | null = null;
@@ -137,19 +206,31 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
       );
     }
     const network = await waitForNetworkConfig(registry, config, log, signal);
-    checkUnderlayOverlap(network, external, (await iproute.interfaceByName(external.name))?.cidrs ?? []);
+    // After the network config: which addresses to publish depends on the families it enables.
+    const external = await findExternalInterface(config, network);
+    log.info(
+      { iface: external.name, publicIp: external.publicIp, publicIpv6: external.publicIpv6, mtu: external.mtu },
+      'underlay interface',
+    );
+    const underlay = await iproute.interfaceByName(external.name);
+    checkUnderlayOverlap(network, external, underlay?.cidrs ?? [], underlay?.cidrs6 ?? []);
     backend = createBackend({ network, config, external, log });
     const active = backend;
+    if (network.enableIPv6 && !active.carriesIPv6) log.warn({ tier: config.tier }, ipv6Note(config));
     const manager = leaseManager(config, network, external, active, registry, log);
-    masq = config.ipMasq ? await openMasq(formatSubnet(network.network), log) : null;
+    if (config.ipMasq && network.enableIPv6) log.warn('--ip-masq: weft masquerades IPv4 only; IPv6 leaves unchanged');
+    masq = config.ipMasq && network.enableIPv4 ? await openMasq(formatSubnet(network.network), log) : null;
     const program = async (lease: Lease): Promise<void> => {
       await active.start(lease);
-      await masq?.apply(formatSubnet(lease.subnet));
+      if (hasIPv4(lease.subnet)) await masq?.apply(formatSubnet(lease.subnet));
     };
     const publish = async (lease: Lease): Promise<void> => {
+      const ipv6Subnet = lease.ipv6Subnet ?? null;
       await writeSubnetEnv(config.subnetFile, {
-        network: network.network,
-        subnet: lease.subnet,
+        network: network.enableIPv4 ? network.network : null,
+        subnet: hasIPv4(lease.subnet) ? lease.subnet : null,
+        ipv6:
+          network.ipv6 !== null && ipv6Subnet !== null ? { network: network.ipv6.network, subnet: ipv6Subnet } : null,
         mtu: active.mtu,
         ipMasq: config.ipMasq,
       });
@@ -205,19 +286,31 @@ function leaseManager(
   registry: EtcdRegistry,
   log: Logger,
 ): LeaseManager {
+  const previous = readSubnetEnv(config.subnetFile);
   return new LeaseManager({
     registry,
     network,
     publicIP: external.publicIp,
+    publicIPv6: external.publicIpv6,
     backendType: backend.type,
     backendData: backend.leaseData(),
-    previousSubnet: readSubnetEnv(config.subnetFile)?.subnet ?? null,
+    backendV6Data: network.enableIPv6 ? backend.leaseV6Data?.() : undefined,
+    previousSubnet: previous?.subnet ?? null,
+    previousIPv6Subnet: previous?.ipv6Subnet ?? null,
     ttlSeconds: config.subnetLeaseTtl,
     renewMarginSeconds: config.subnetLeaseRenewMargin * 60,
     followNetworkConfig: true,
     checkNetworkConfig: (json) => checkNetworkConfig(json, config),
     log,
   });
+}
+
+/** Why a dual-stack network's IPv6 half is not forwarded: the start log line and /status say it. */
+function ipv6Note(config: DaemonConfig): string {
+  return (
+    `the userspace datapath (--tier ${config.tier}) forwards IPv4 only so far: the lease carries the IPv6 subnet, ` +
+    'but IPv6 packets are not forwarded (--datapath kernel forwards both)'
+  );
 }
 
 /** Peer leases as the watch delivered them, for /status and the per-peer metrics. */
@@ -232,12 +325,19 @@ class KnownPeers {
   }
 
   list(): PeerStatus[] {
-    return [...this.byKey.values()].map((l) => ({
-      subnet: formatSubnet(l.subnet),
-      publicIp: l.attrs.PublicIP,
-      backendType: l.attrs.BackendType,
-      leaseSecondsLeft: secondsLeft(l),
-    }));
+    return [...this.byKey.values()].map((l) => {
+      const six = l.ipv6Subnet ?? null;
+      const v6 = l.attrs.PublicIPv6;
+      return {
+        // An IPv6-only lease has no IPv4 subnet to show: its IPv6 one stands in.
+        subnet: hasIPv4(l.subnet) || six === null ? formatSubnet(l.subnet) : formatSubnet6(six),
+        publicIp: l.attrs.PublicIP,
+        backendType: l.attrs.BackendType,
+        leaseSecondsLeft: secondsLeft(l),
+        ...(six !== null ? { ipv6Subnet: formatSubnet6(six) } : {}),
+        ...(typeof v6 === 'string' ? { publicIpv6: v6 } : {}),
+      };
+    });
   }
 }
 
@@ -271,7 +371,7 @@ function statusDoc(r: Running): StatusDoc {
     healthy: healthy(r),
     pid: process.pid,
     uptimeSeconds: Math.round((Date.now() - r.started) / 1000),
-    network: formatSubnet(r.network.network),
+    network: r.network.enableIPv4 ? formatSubnet(r.network.network) : (r.network.ipv6Network ?? ''),
     backendType: st.type,
     datapath: st.datapath,
     tier: r.config.datapath === 'userspace' ? r.config.tier : r.config.datapath,
@@ -279,7 +379,24 @@ function statusDoc(r: Running): StatusDoc {
     device: st.device,
     publicIp: r.external.publicIp,
     lease:
-      lease === null ? null : { subnet: formatSubnet(lease.subnet), key: lease.key, secondsLeft: secondsLeft(lease) },
+      lease === null
+        ? null
+        : {
+            subnet: formatSubnet(lease.subnet),
+            key: lease.key,
+            secondsLeft: secondsLeft(lease),
+            ...(lease.ipv6Subnet ? { ipv6Subnet: formatSubnet6(lease.ipv6Subnet) } : {}),
+          },
+    ...(r.network.ipv6 !== null
+      ? {
+          ipv6: {
+            network: formatSubnet6(r.network.ipv6.network),
+            publicIpv6: r.external.publicIpv6,
+            forwarded: r.backend.carriesIPv6,
+            ...(r.backend.carriesIPv6 ? {} : { note: ipv6Note(r.config) }),
+          },
+        }
+      : {}),
     peers: r.peers.list(),
     ...(st.peersSharingPublicIp !== undefined ? { peersSharingPublicIp: st.peersSharingPublicIp } : {}),
     control: { ...r.manager.stats },

@@ -25,7 +25,15 @@ t.test('hosts joining and leaving leave nothing behind in the backend', async (t
   const backend = new UserspaceBackend({
     network: parseNetworkConfig('{"Network":"10.0.0.0/8","Backend":{"Type":"udp"}}'),
     config: resolveDaemonConfig({}, {}),
-    external: { name: 'eth0', mtu: 1500, publicIp: '192.0.2.254', ifaceIp: '192.0.2.254', bindIp: '192.0.2.254' },
+    external: {
+      name: 'eth0',
+      mtu: 1500,
+      publicIp: '192.0.2.254',
+      ifaceIp: '192.0.2.254',
+      bindIp: '192.0.2.254',
+      publicIpv6: null,
+      ifaceIpv6: null,
+    },
     log: silentLogger,
   });
   t.teardown(() => backend.stop());

@@ -2,7 +2,7 @@
 // The daemon owns the lease; a backend turns our lease and the peers' leases into a forwarding path.
 //
 //   daemon                      backend
-//   leaseAttrs()  ─────────────> what to publish (BackendType, BackendData) before acquiring
+//   leaseData()   ─────────────> what to publish (BackendData, and BackendV6Data with EnableIPv6) before acquiring
 //   start(lease)  ─────────────> set up devices for our subnet; called again after a re-acquire
 //   peers(events) ─────────────> add/remove/change routes; called from the lease watch, any time after start
 //   settled()     ─────────────> resolves once the peers given so far are in the forwarding path
@@ -16,6 +16,7 @@ import type { Logger } from '../log.js';
 export interface ExternalInterface {
   readonly name: string;
   readonly mtu: number;
+  /** "0.0.0.0" in an IPv6-only network, as flannel writes it in the lease. */
   readonly publicIp: string;
   /** The interface's address (the public IP may be a NAT address). */
   readonly ifaceIp: string;
@@ -24,6 +25,10 @@ export interface ExternalInterface {
    * peers take datagrams only from a lease's PublicIP), else ifaceIp (the public IP is a NAT address).
    */
   readonly bindIp: string;
+  /** With EnableIPv6: where other hosts reach us over IPv6 (the lease's PublicIPv6), else null. */
+  readonly publicIpv6: string | null;
+  /** With EnableIPv6: the interface's own global IPv6 address, which the VXLAN device sends from. */
+  readonly ifaceIpv6: string | null;
 }
 
 export interface BackendContext {
@@ -67,7 +72,11 @@ export interface Backend {
   readonly type: string;
   /** MTU of the overlay device: FLANNEL_MTU in subnet.env. */
   readonly mtu: number;
+  /** Whether the forwarding path carries the network's IPv6 half (EnableIPv6). */
+  readonly carriesIPv6: boolean;
   leaseData(): unknown;
+  /** BackendV6Data for a lease with an IPv6 subnet; absent or undefined: the key is left out (host-gw). */
+  leaseV6Data?(): unknown;
   start(lease: Lease): Promise<void>;
   peers(events: readonly LeaseEvent[]): void;
   /** Resolves once every peers() call so far has reached the forwarding path (peers() may batch its work). */

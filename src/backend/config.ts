@@ -84,5 +84,11 @@ export function checkBackend(backend: BackendConfig, runner?: Runner): void {
 export function checkNetworkConfig(json: string, runner?: Runner): NetworkConfig {
   const network = parseNetworkConfig(json);
   checkBackend(network.backend, runner);
+  if (runner?.datapath === 'userspace' && !network.enableIPv4) {
+    throw new NetworkConfigError(
+      'network config: EnableIPv4 false: an IPv6-only network needs --datapath kernel ' +
+        '(the userspace tiers forward IPv4 only so far)',
+    );
+  }
   return network;
 }

@@ -21,6 +21,17 @@ import {
   prefixMask,
   type Subnet,
 } from '../ip/subnet.js';
+import {
+  type Subnet6,
+  containsIP6,
+  formatSubnet6,
+  makeSubnet6,
+  parseCIDR6,
+  formatIPv6,
+  parseIPv6,
+  subnet6Equals,
+} from '../ip/ipv6.js';
+import { hasIPv4 } from '../ip/subnet-key.js';
 import type { Logger } from '../log.js';
 import * as iproute from '../net/iproute.js';
 import type { Backend, BackendContext, BackendStatus, ExternalInterface } from './backend.js';
@@ -55,15 +66,35 @@ export function onSameL2(net: UnderlayNet, ip: number): boolean {
   return (ip & mask) >>> 0 === net.ip;
 }
 
+/** The IPv6 subnet of our underlay interface's IPv6 address (e.g. fd77:6566:74:9::/64 for eth0 ...::1/64). */
+export async function underlayNet6(ext: ExternalInterface): Promise<Subnet6> {
+  const want = ext.ifaceIpv6 === null ? null : parseIPv6(ext.ifaceIpv6);
+  const iface = await iproute.interfaceByName(ext.name);
+  for (const cidr of iface?.cidrs6 ?? []) {
+    const c = parseCIDR6(cidr);
+    if (c !== null && c.ip === want) return makeSubnet6(c.ip, c.prefixLen);
+  }
+  throw new WeftError(
+    'WEFT_ERR_BACKEND',
+    `underlay ${ext.name} has no IPv6 address ${String(ext.ifaceIpv6)}: cannot tell which peers share its L2`,
+  );
+}
+
 // ---- peers ----
 
+/** The address family a kernel backend programs a peer in. */
+export type Family = 'IPv4' | 'IPv6';
+
 /**
- * The peers' leases by key, as the lease watch delivers them. `usable` turns each into what a backend programs, or a
- * reason to skip it; each (lease, reason) is logged once, not on every re-sync.
+ * The peers' leases by key, as the lease watch delivers them. `usable` turns each into what a backend programs in one
+ * address family, or a reason to skip it; each (lease, family, reason) is logged once, not on every re-sync.
  */
 export class PeerLeases {
   readonly leases = new Map<string, Lease>();
-  private readonly ignored = new Map<string, string>();
+  /** Lease key -> family -> why it is skipped there. */
+  private readonly ignored = new Map<string, Map<Family, string>>();
+  /** Per family, the keys the last `usable` call returned. */
+  private readonly lastUsable = new Map<Family, Set<string>>();
   ownKey: string | null = null;
   private heard = false;
   private readonly since = Date.now();
@@ -89,27 +120,37 @@ export class PeerLeases {
     for (const key of this.ignored.keys()) if (!this.leases.has(key)) this.ignored.delete(key);
   }
 
-  /** `check` returns what to program for a lease, or a string (the reason to skip it) and the log level for it. */
-  usable<T>(check: (lease: Lease) => T | Skip): Array<{ lease: Lease; value: T }> {
+  /**
+   * `check` returns what to program for a lease in `family`, a Skip (the reason not to, and how loudly to log it), or
+   * null when the lease has nothing in that family (an IPv4-only peer in a dual-stack network): silently passed over.
+   */
+  usable<T>(check: (lease: Lease) => T | Skip | null, family: Family = 'IPv4'): Array<{ lease: Lease; value: T }> {
     const out: Array<{ lease: Lease; value: T }> = [];
     for (const lease of this.leases.values()) {
       if (lease.key === this.ownKey) continue;
       const v = check(lease);
+      const why = this.ignored.get(lease.key);
       if (isSkip(v)) {
-        if (this.ignored.get(lease.key) !== v.skip) {
-          this.ignored.set(lease.key, v.skip);
-          this.log[v.level]({ subnet: lease.key, publicIp: lease.attrs.PublicIP, reason: v.skip }, 'ignoring peer');
+        if (why?.get(family) !== v.skip) {
+          this.ignored.set(lease.key, (why ?? new Map<Family, string>()).set(family, v.skip));
+          const { PublicIP: publicIp, PublicIPv6: publicIpv6 } = lease.attrs;
+          const where = family === 'IPv4' ? { publicIp } : { family, publicIpv6 };
+          this.log[v.level]({ subnet: lease.key, ...where, reason: v.skip }, 'ignoring peer');
         }
         continue;
       }
-      this.ignored.delete(lease.key);
-      out.push({ lease, value: v });
+      why?.delete(family);
+      if (v !== null) out.push({ lease, value: v });
     }
+    this.lastUsable.set(family, new Set(out.map((u) => u.lease.key)));
     return out;
   }
 
-  get ignoredCount(): number {
-    return this.ignored.size;
+  /** Peers programmed in at least one family by the last `usable` calls. */
+  get programmedCount(): number {
+    const keys = new Set<string>();
+    for (const set of this.lastUsable.values()) for (const k of set) if (this.leases.has(k)) keys.add(k);
+    return keys.size;
   }
 }
 
@@ -127,6 +168,13 @@ function isSkip(v: unknown): v is Skip {
 export function peerPublicIp(lease: Lease): number | string {
   const ip = parseIPv4(lease.attrs.PublicIP);
   return ip === null ? `PublicIP ${JSON.stringify(lease.attrs.PublicIP)} is not IPv4` : ip;
+}
+
+/** The peer's PublicIPv6, or a reason to skip its IPv6 subnet. */
+export function peerPublicIpv6(lease: Lease): bigint | string {
+  const v6 = lease.attrs.PublicIPv6;
+  const ip = typeof v6 === 'string' ? parseIPv6(v6) : null;
+  return ip === null ? `PublicIPv6 ${JSON.stringify(v6 ?? null)} is not an IPv6 address` : ip;
 }
 
 // ---- the re-sync loop ----
@@ -212,15 +260,68 @@ export function routeFixes(
   own: Subnet | null,
   devs: readonly string[],
   deleteUnwanted = true,
-): { lines: string[][]; restored: string[]; deleted: string[] } {
+): RouteFixes {
+  const managed = (dst: string): boolean => {
+    const sn = parseCIDR(dst);
+    return sn !== null && containsSubnet(network, sn) && !(own !== null && sameSubnet(own, sn));
+  };
+  const wanted = want.map((w) => ({ ...w, dst: formatSubnet(w.dst) }));
+  return fixRoutes(current, wanted, managed, 32, devs, deleteUnwanted);
+}
+
+export interface WantedRoute6 {
+  readonly dst: Subnet6;
+  readonly via: string; // as ip prints it
+  readonly dev: string;
+  readonly onlink: boolean;
+}
+
+/** routeFixes for the IPv6 main table (`ip -6 route`), inside the overlay's IPv6Network. */
+export function routeFixes6(
+  current: readonly iproute.Route[],
+  want: readonly WantedRoute6[],
+  network: Subnet6,
+  own: Subnet6 | null,
+  devs: readonly string[],
+  deleteUnwanted = true,
+): RouteFixes {
+  const managed = (dst: string): boolean => {
+    const c = parseCIDR6(dst);
+    if (c === null) return false;
+    const sn = makeSubnet6(c.ip, c.prefixLen);
+    return (
+      sn.prefixLen >= network.prefixLen && containsIP6(network, sn.ip) && !(own !== null && subnet6Equals(own, sn))
+    );
+  };
+  const wanted = want.map((w) => ({ ...w, dst: formatSubnet6(w.dst) }));
+  return fixRoutes(current, wanted, managed, 128, devs, deleteUnwanted);
+}
+
+export interface RouteFixes {
+  readonly lines: string[][];
+  readonly restored: string[];
+  readonly deleted: string[];
+}
+
+/** Both families' reconciliation over destinations as ip prints them; `managed` says which routes are ours. */
+function fixRoutes(
+  current: readonly iproute.Route[],
+  want: ReadonlyArray<{ dst: string; via: string; dev: string; onlink: boolean }>,
+  managed: (dst: string) => boolean,
+  hostLen: 32 | 128,
+  devs: readonly string[],
+  deleteUnwanted: boolean,
+): RouteFixes {
   const lines: string[][] = [];
   const restored: string[] = [];
   const deleted: string[] = [];
+  // ip prints host routes without "/32" ("/128").
+  const normalDst = (dst: string): string => (dst.includes('/') ? dst : `${dst}/${hostLen}`);
   const byDst = new Map<string, iproute.Route>();
   for (const r of current) byDst.set(normalDst(r.dst), r);
   const wanted = new Set<string>();
   for (const w of want) {
-    const dst = formatSubnet(w.dst);
+    const dst = w.dst;
     wanted.add(dst);
     const have = byDst.get(dst);
     const ok =
@@ -236,23 +337,16 @@ export function routeFixes(
   }
   for (const r of deleteUnwanted ? current : []) {
     const dst = normalDst(r.dst);
-    const sn = parseCIDR(dst);
-    if (sn === null || r.gateway === undefined || r.dev === undefined || !devs.includes(r.dev)) continue;
-    if (
-      wanted.has(dst) ||
-      !containsSubnet(network, sn) ||
-      (own !== null && sn.ip === own.ip && sn.prefixLen === own.prefixLen)
-    )
-      continue;
+    if (r.gateway === undefined || r.dev === undefined || !devs.includes(r.dev)) continue;
+    if (wanted.has(dst) || !managed(dst)) continue;
     lines.push(['route', 'del', dst, 'via', r.gateway, 'dev', r.dev]);
     deleted.push(dst);
   }
   return { lines, restored, deleted };
 }
 
-// ip prints host routes without "/32".
-function normalDst(dst: string): string {
-  return dst.includes('/') ? dst : `${dst}/32`;
+function sameSubnet(a: Subnet, b: { ip: number; prefixLen: number }): boolean {
+  return a.ip === b.ip && a.prefixLen === b.prefixLen;
 }
 
 /** Runs fix-up lines in one ip process; with -force a bad line does not stop the others. */
@@ -267,10 +361,15 @@ export async function applyLines(lines: string[][]): Promise<void> {
  * for. A kernel backend says what to program and what it reports.
  */
 export abstract class KernelBackend {
+  /** The kernel routes IPv6 as it routes IPv4: both families are programmed. */
+  readonly carriesIPv6 = true;
   protected readonly peerSet: PeerLeases;
   protected readonly resync: Resync;
   protected l2: UnderlayNet | null = null;
   protected own: Subnet | null = null;
+  /** With EnableIPv6: the underlay's IPv6 subnet and our lease's IPv6 subnet. */
+  protected l2v6: Subnet6 | null = null;
+  protected own6: Subnet6 | null = null;
 
   constructor(protected readonly ctx: BackendContext) {
     this.peerSet = new PeerLeases(ctx.log);
@@ -298,19 +397,29 @@ export abstract class KernelBackend {
   /** Programs the kernel to match the peer leases; fixes only what differs. */
   protected abstract sync(): Promise<void>;
 
-  /** Takes the lease (its subnet is never a peer) and reads the underlay's network. */
-  protected async adopt(lease: Lease): Promise<UnderlayNet> {
-    const l2 = await underlayNet(this.ctx.external);
-    this.l2 = l2;
-    this.own = lease.subnet;
+  /** Takes the lease (its subnets are never a peer's) and reads the underlay's network in each enabled family. */
+  protected async adopt(lease: Lease): Promise<void> {
+    const { network, external } = this.ctx;
+    this.l2 = network.enableIPv4 ? await underlayNet(external) : null;
+    this.l2v6 = network.enableIPv6 ? await underlayNet6(external) : null;
+    this.own = hasIPv4(lease.subnet) ? lease.subnet : null;
+    this.own6 = lease.ipv6Subnet ?? null;
     this.peerSet.ownKey = lease.key;
     this.peerSet.leases.delete(lease.key);
-    return l2;
   }
 
-  /** Peers for status: every lease but the ignored ones. */
+  /** The underlay subnets for the start log line. */
+  protected get l2Text(): { l2?: string; l2v6?: string } {
+    const { l2, l2v6 } = this;
+    return {
+      ...(l2 !== null ? { l2: `${formatIPv4(l2.ip)}/${l2.prefixLen}` } : {}),
+      ...(l2v6 !== null ? { l2v6: formatSubnet6(l2v6) } : {}),
+    };
+  }
+
+  /** Peers for status: the leases programmed in some family at the last re-sync. */
   protected get peerCount(): number {
-    return this.peerSet.leases.size - this.peerSet.ignoredCount;
+    return this.peerSet.programmedCount;
   }
 }
 
@@ -327,32 +436,46 @@ export class HostGwBackend extends KernelBackend implements Backend {
     this.mtu = ctx.external.mtu;
   }
 
-  /** flanneld's host-gw lease carries no BackendData at all (the key is omitted). */
+  /** flanneld's host-gw lease carries no BackendData at all (the key is omitted), nor BackendV6Data. */
   leaseData(): unknown {
     return undefined;
   }
 
   async start(lease: Lease): Promise<void> {
-    const l2 = await this.adopt(lease);
+    await this.adopt(lease);
     this.resync.start();
     this.ctx.log.info(
-      { iface: this.ctx.external.name, mtu: this.mtu, l2: `${formatIPv4(l2.ip)}/${l2.prefixLen}` },
+      { iface: this.ctx.external.name, mtu: this.mtu, ...this.l2Text },
       'host-gw datapath up (kernel routes)',
     );
   }
 
   protected async sync(): Promise<void> {
+    const restored: string[] = [];
+    const deleted: string[] = [];
+    for (const fix of [await this.sync4(), await this.sync6()]) {
+      restored.push(...fix.restored);
+      deleted.push(...fix.deleted);
+    }
+    this.restoredTotal += restored.length;
+    if (restored.length + deleted.length > 0) this.ctx.log.info({ replaced: restored, deleted }, 'routes synced');
+  }
+
+  private notOurs(lease: Lease): Skip | null {
+    if (lease.attrs.BackendType === this.type) return null;
+    return { skip: `BackendType "${lease.attrs.BackendType}" is not ours ("${this.type}")`, level: 'warn' };
+  }
+
+  /** `<subnet> via <PublicIP> dev <iface>` per IPv4 peer. */
+  private async sync4(): Promise<RouteFixes> {
     const l2 = this.l2;
-    if (l2 === null) return;
+    if (l2 === null) return { lines: [], restored: [], deleted: [] };
     const dev = this.ctx.external.name;
     const want: WantedRoute[] = this.peerSet
       .usable<number>((lease) => {
-        if (lease.attrs.BackendType !== this.type) {
-          return {
-            skip: `BackendType "${lease.attrs.BackendType}" is not ours ("${this.type}")`,
-            level: 'warn' as const,
-          };
-        }
+        if (!hasIPv4(lease.subnet)) return null;
+        const other = this.notOurs(lease);
+        if (other !== null) return other;
         const ip = peerPublicIp(lease);
         if (typeof ip === 'string') return { skip: ip, level: 'warn' as const };
         if (!onSameL2(l2, ip)) {
@@ -369,10 +492,36 @@ export class HostGwBackend extends KernelBackend implements Backend {
     const current = await iproute.listRoutes({ dev });
     const fix = routeFixes(current, want, this.ctx.network.network, this.own, [dev], this.peerSet.complete);
     await applyLines(fix.lines);
-    this.restoredTotal += fix.restored.length;
-    if (fix.restored.length + fix.deleted.length > 0) {
-      this.ctx.log.info({ replaced: fix.restored, deleted: fix.deleted }, 'routes synced');
-    }
+    return fix;
+  }
+
+  /** `<IPv6 subnet> via <PublicIPv6> dev <iface>` per IPv6 peer (flannel's GetV6Route). */
+  private async sync6(): Promise<RouteFixes> {
+    const l2 = this.l2v6;
+    const net = this.ctx.network.ipv6;
+    if (l2 === null || net === null) return { lines: [], restored: [], deleted: [] };
+    const dev = this.ctx.external.name;
+    const want: WantedRoute6[] = this.peerSet
+      .usable<{ dst: Subnet6; via: bigint }>((lease) => {
+        const dst = lease.ipv6Subnet ?? null;
+        if (dst === null) return null;
+        const other = this.notOurs(lease);
+        if (other !== null) return other;
+        const ip = peerPublicIpv6(lease);
+        if (typeof ip === 'string') return { skip: ip, level: 'warn' };
+        if (!containsIP6(l2, ip)) {
+          return {
+            skip: `host-gw needs peers on the same L2: ${formatIPv6(ip)} is outside ${formatSubnet6(l2)}`,
+            level: 'error',
+          };
+        }
+        return { dst, via: ip };
+      }, 'IPv6')
+      .map(({ value }) => ({ dst: value.dst, via: formatIPv6(value.via), dev, onlink: false }));
+    const current = await iproute.listRoutes({ dev, family: 6 });
+    const fix = routeFixes6(current, want, net.network, this.own6, [dev], this.peerSet.complete);
+    await applyLines(fix.lines);
+    return fix;
   }
 
   status(): BackendStatus {

@@ -2,6 +2,10 @@
 // geneve). Like flannel's UDP backend, the TUN device gets our subnet's network address with the prefix length of the
 // whole overlay Network, so the kernel routes every other host's subnet into it; the local subnet itself lives on
 // the container bridge (cni0/docker0) as a more specific route.
+//
+// With EnableIPv6 the lease carries the IPv6 subnet, PublicIPv6 and BackendV6Data (the encap's lease data with a
+// VtepMAC of its own), and each peer's IPv6 half reaches the datapath in its Peer, but the tiers forward IPv4 only
+// so far: carriesIPv6 is false and the daemon says so at start and in /status.
 import { readFile, writeFile } from 'node:fs/promises';
 import { WeftError, errorMessage } from '../errors.js';
 import type { Encap, LocalEncapInfo } from '../encap/encap.js';
@@ -9,6 +13,8 @@ import { encapByName } from '../encap/index.js';
 import { disabledOffloads, openDatapath, tunFlagsFor, type Datapath, type Peer } from '../datapath/index.js';
 import { C } from '../datapath/path-state.js';
 import { formatIPv4, parseIPv4 } from '../ip/subnet.js';
+import { parseIPv6 } from '../ip/ipv6.js';
+import { hasIPv4 } from '../ip/subnet-key.js';
 import type { Lease, LeaseEvent } from '../lease/lease.js';
 import * as iproute from '../net/iproute.js';
 import * as native from '../native.js';
@@ -40,9 +46,12 @@ const TUN_TXQUEUELEN = 4096;
 export class UserspaceBackend implements Backend {
   readonly type: string;
   readonly mtu: number;
+  readonly carriesIPv6 = false;
   private readonly encap: Encap;
   private readonly opts: UserspaceOptions;
   private readonly local: LocalEncapInfo;
+  /** What our IPv6 half publishes (its own VtepMAC, as flannel-v6.<VNI> has); null without EnableIPv6. */
+  private readonly local6: LocalEncapInfo | null;
   private tun: { fd: number; name: string } | null = null;
   private datapath: Datapath | null = null;
   private readonly leases = new Map<string, Lease>();
@@ -77,6 +86,8 @@ export class UserspaceBackend implements Backend {
     this.mtu = ctx.external.mtu - encap.mtuOverhead;
     this.local = { mac: stableMac(ctx.external.publicIp, this.opts.vni), vni: this.opts.vni };
     this.partialCsum = ctx.config.tier === 'offload' && !disabledOffloads().has('partial_csum');
+    const v6 = ctx.external.publicIpv6;
+    this.local6 = v6 === null ? null : { mac: stableMac(v6, this.opts.vni), vni: this.opts.vni };
   }
 
   get running(): boolean {
@@ -89,6 +100,10 @@ export class UserspaceBackend implements Backend {
     // Our own key beside flannel's (flannel's backends read only the keys they know), and only on the offload
     // tier, so a batch or dgram host's lease stays byte for byte what flanneld writes.
     return { ...(typeof data === 'object' && data !== null ? data : {}), [PARTIAL_CSUM_KEY]: true };
+  }
+
+  leaseV6Data(): unknown {
+    return this.local6 === null ? undefined : this.encap.leaseData(this.local6);
   }
 
   async start(lease: Lease): Promise<void> {
@@ -243,6 +258,7 @@ export class UserspaceBackend implements Backend {
   }
 
   private toPeer(lease: Lease): Peer | string {
+    if (!hasIPv4(lease.subnet)) return 'no IPv4 subnet (an IPv6-only lease)';
     const publicIp = parseIPv4(lease.attrs.PublicIP);
     if (publicIp === null) return `PublicIP ${JSON.stringify(lease.attrs.PublicIP)} is not IPv4`;
     const info = this.encap.parsePeer(lease.attrs.BackendData, this.local);
@@ -250,7 +266,7 @@ export class UserspaceBackend implements Backend {
     const data = lease.attrs.BackendData as Record<string, unknown> | null | undefined;
     const partialCsum =
       this.partialCsum && typeof data === 'object' && data !== null && data[PARTIAL_CSUM_KEY] === true;
-    return {
+    const peer = {
       net: lease.subnet.ip,
       prefixLen: lease.subnet.prefixLen,
       publicIp,
@@ -258,6 +274,17 @@ export class UserspaceBackend implements Backend {
       encap: info,
       partialCsum,
     };
+    return { ...peer, ...this.toPeer6(lease) };
+  }
+
+  /** The IPv6 half of a dual-stack peer, when the network and the lease have one and it parses. */
+  private toPeer6(lease: Lease): Pick<Peer, 'ipv6Subnet' | 'publicIpv6' | 'encap6'> {
+    const sn = lease.ipv6Subnet ?? null;
+    const v6 = lease.attrs.PublicIPv6;
+    const publicIpv6 = typeof v6 === 'string' ? parseIPv6(v6) : null;
+    if (this.local6 === null || sn === null || publicIpv6 === null) return {};
+    const encap6 = this.encap.parsePeer(lease.attrs.BackendV6Data, this.local6);
+    return typeof encap6 === 'string' ? {} : { ipv6Subnet: sn, publicIpv6, encap6 };
   }
 
   status(): BackendStatus {

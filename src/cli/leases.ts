@@ -1,15 +1,21 @@
-// `weft leases`: the subnet leases in etcd, as a table (subnet, public IP, backend, TTL left) or JSON.
+// `weft leases`: the subnet leases in etcd, as a table (subnet, public IP, backend, TTL left; with IPv6 subnet and
+// PublicIPv6 when a lease has them) or JSON.
 import { formatSubnet } from '../ip/subnet.js';
+import { formatSubnet6 } from '../ip/ipv6.js';
+import { hasIPv4 } from '../ip/subnet-key.js';
 import { isReservation, type Lease } from '../lease/lease.js';
 import { withRegistry } from './etcd.js';
 import { formatTable } from '../util/table.js';
 
-export function leaseRows(leases: readonly Lease[], now = Date.now()): string[][] {
+/** Table rows; `ipv6` adds the IPV6 SUBNET and PUBLIC IPV6 columns after PUBLIC IP. */
+export function leaseRows(leases: readonly Lease[], now = Date.now(), ipv6 = false): string[][] {
+  const six = (l: Lease): bigint => l.ipv6Subnet?.ip ?? 0n;
   return [...leases]
-    .sort((a, b) => a.subnet.ip - b.subnet.ip)
+    .sort((a, b) => a.subnet.ip - b.subnet.ip || (six(a) < six(b) ? -1 : six(a) > six(b) ? 1 : 0))
     .map((l) => [
-      formatSubnet(l.subnet),
+      hasIPv4(l.subnet) ? formatSubnet(l.subnet) : '-',
       l.attrs.PublicIP,
+      ...(ipv6 ? [l.ipv6Subnet ? formatSubnet6(l.ipv6Subnet) : '-', l.attrs.PublicIPv6 ?? '-'] : []),
       l.attrs.BackendType || '-',
       isReservation(l) ? 'reserved' : l.expiresAt === null ? '-' : formatDuration(l.expiresAt - now),
     ]);
@@ -27,12 +33,20 @@ export async function printLeases(flags: Record<string, unknown>, json: boolean)
   if (json) {
     process.stdout.write(
       JSON.stringify(
-        leases.map((l) => ({ subnet: formatSubnet(l.subnet), key: l.key, attrs: l.attrs, expiresAt: l.expiresAt })),
+        leases.map((l) => ({
+          subnet: formatSubnet(l.subnet),
+          ...(l.ipv6Subnet ? { ipv6Subnet: formatSubnet6(l.ipv6Subnet) } : {}),
+          key: l.key,
+          attrs: l.attrs,
+          expiresAt: l.expiresAt,
+        })),
         null,
         2,
       ) + '\n',
     );
     return;
   }
-  process.stdout.write(formatTable(['SUBNET', 'PUBLIC IP', 'BACKEND', 'TTL LEFT'], leaseRows(leases)));
+  const ipv6 = leases.some((l) => l.ipv6Subnet);
+  const head = ['SUBNET', 'PUBLIC IP', ...(ipv6 ? ['IPV6 SUBNET', 'PUBLIC IPV6'] : []), 'BACKEND', 'TTL LEFT'];
+  process.stdout.write(formatTable(head, leaseRows(leases, Date.now(), ipv6)));
 }

@@ -50,6 +50,7 @@ export function formatStatus(doc: StatusDoc, all = false): string {
         ['network', doc.network],
         ['subnet', doc.lease ? `${doc.lease.subnet} (lease ${ttl(doc.lease.secondsLeft)} left)` : '(no lease)'],
         ['public ip', doc.publicIp],
+        ...ipv6Rows(doc),
         ['datapath', doc.datapath],
         ['tier', doc.tier],
         ['encap', doc.encap],
@@ -67,13 +68,20 @@ export function formatStatus(doc: StatusDoc, all = false): string {
     ),
   );
   const peers = [...doc.peers].sort((a, b) => a.subnet.localeCompare(b.subnet, 'en', { numeric: true }));
+  const v6 = peers.some((p) => p.ipv6Subnet !== undefined);
   out.push(
     `peers (${peers.length}):\n` +
       (peers.length === 0
         ? '  (none)\n'
         : formatTable(
-            ['subnet', 'public ip', 'backend', 'lease'],
-            peers.map((p) => [p.subnet, p.publicIp, p.backendType, ttl(p.leaseSecondsLeft)]),
+            ['subnet', 'public ip', ...(v6 ? ['ipv6 subnet', 'public ipv6'] : []), 'backend', 'lease'],
+            peers.map((p) => [
+              p.subnet,
+              p.publicIp,
+              ...(v6 ? [p.ipv6Subnet ?? '-', p.publicIpv6 ?? '-'] : []),
+              p.backendType,
+              ttl(p.leaseSecondsLeft),
+            ]),
           )),
   );
   const counters = Object.entries(doc.counters).filter(([, v]) => all || v !== 0);
@@ -113,6 +121,18 @@ export function formatStatus(doc: StatusDoc, all = false): string {
     );
   }
   return out.join('\n');
+}
+
+/** The IPv6 half of a dual-stack daemon, and whether its datapath forwards it. */
+function ipv6Rows(doc: StatusDoc): string[][] {
+  const v6 = doc.ipv6;
+  if (v6 === undefined) return [];
+  return [
+    ['ipv6 network', v6.network],
+    ['ipv6 subnet', doc.lease?.ipv6Subnet ?? '(no lease)'],
+    ['public ipv6', v6.publicIpv6 ?? '-'],
+    ['ipv6 forwarded', v6.forwarded ? 'yes' : `NO: ${v6.note ?? 'not by this datapath'}`],
+  ];
 }
 
 export async function printStatus(o: StatusOptions): Promise<void> {

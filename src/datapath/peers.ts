@@ -6,6 +6,7 @@
 // A new table and RouteTable are built on every peer change and swapped in together between batches.
 import type { PeerEncapInfo } from '../encap/encap.js';
 import { formatIPv4 } from '../ip/subnet.js';
+import type { Subnet6 } from '../ip/ipv6.js';
 import * as native from '../native.js';
 import { type PeerEntry, type RouteEntry, RouteTable } from './routes.js';
 
@@ -19,6 +20,13 @@ export interface Peer {
   readonly encap: PeerEncapInfo;
   /** The peer's lease says it takes partial inner checksums (a weft offload-tier host): GSO skips the payload sum. */
   readonly partialCsum?: boolean;
+  /**
+   * With EnableIPv6, from a dual-stack lease: the peer's IPv6 subnet and PublicIPv6 (BackendV6Data's VtepMAC is in
+   * `encap6`). The tiers do not forward IPv6 yet; the route table and peer records ignore these.
+   */
+  readonly ipv6Subnet?: Subnet6;
+  readonly publicIpv6?: bigint;
+  readonly encap6?: PeerEncapInfo;
 }
 
 export interface PeerSnapshot {

@@ -19,6 +19,9 @@ export interface PeerStatus {
   readonly backendType: string;
   /** Seconds until the peer's lease expires; null for a reservation or when unknown. */
   readonly leaseSecondsLeft: number | null;
+  /** A dual-stack or IPv6-only lease's IPv6 subnet and PublicIPv6. */
+  readonly ipv6Subnet?: string;
+  readonly publicIpv6?: string;
 }
 
 /** Inner packets and bytes exchanged with one peer, from the datapath's per-peer counters. */
@@ -54,7 +57,19 @@ export interface StatusDoc {
   readonly encap: string;
   readonly device: string;
   readonly publicIp: string;
-  readonly lease: { readonly subnet: string; readonly key: string; readonly secondsLeft: number | null } | null;
+  readonly lease: {
+    readonly subnet: string;
+    readonly key: string;
+    readonly secondsLeft: number | null;
+    readonly ipv6Subnet?: string;
+  } | null;
+  /** With EnableIPv6: the IPv6 network, our PublicIPv6, and whether the datapath forwards IPv6 (else why not). */
+  readonly ipv6?: {
+    readonly network: string;
+    readonly publicIpv6: string | null;
+    readonly forwarded: boolean;
+    readonly note?: string;
+  };
   readonly peers: readonly PeerStatus[];
   /** Peers whose PublicIP another peer's lease also names (userspace tiers). */
   readonly peersSharingPublicIp?: number;

@@ -190,11 +190,35 @@ export interface Interface {
   addresses: string[];
   /** The same addresses as CIDRs ("10.0.0.1/24"). */
   cidrs: string[];
+  /**
+   * Global-scope IPv6 addresses in flannel's order of preference (pkg/ip/iface.go, compareAddrs): permanent before
+   * dynamic, non-temporary before temporary, else kernel order; deprecated and failed ones are left out.
+   */
+  addresses6: string[];
+  /** The same IPv6 addresses as CIDRs ("fd00::11/64"). */
+  cidrs6: string[];
+}
+
+function globalIPv6(addrInfo: unknown): Json[] {
+  const usable = records(addrInfo).filter(
+    (a) =>
+      str(a, 'family') === 'inet6' &&
+      str(a, 'scope') === 'global' &&
+      a['deprecated'] !== true &&
+      a['dadfailed'] !== true &&
+      str(a, 'local') !== undefined,
+  );
+  const rank = (a: Json): number => (a['dynamic'] === true ? 2 : 0) + (a['temporary'] === true ? 1 : 0);
+  return usable
+    .map((a, i) => ({ a, i }))
+    .sort((x, y) => rank(x.a) - rank(y.a) || x.i - y.i)
+    .map((x) => x.a);
 }
 
 export function parseInterfaces(json: unknown): Interface[] {
   return records(json).map((o) => {
     const inet = records(o['addr_info']).filter((a) => str(a, 'family') === 'inet');
+    const inet6 = globalIPv6(o['addr_info']);
     return {
       name: str(o, 'ifname') ?? '',
       index: num(o, 'ifindex') ?? 0,
@@ -203,6 +227,8 @@ export function parseInterfaces(json: unknown): Interface[] {
       up: strings(o, 'flags').includes('UP'),
       addresses: inet.map((a) => str(a, 'local') ?? '').filter((a) => a !== ''),
       cidrs: inet.map((a) => `${str(a, 'local') ?? ''}/${num(a, 'prefixlen') ?? 32}`).filter((c) => !c.startsWith('/')),
+      addresses6: inet6.map((a) => str(a, 'local') ?? ''),
+      cidrs6: inet6.map((a) => `${str(a, 'local') ?? ''}/${num(a, 'prefixlen') ?? 128}`),
     };
   });
 }
@@ -218,15 +244,15 @@ export async function interfaceByName(name: string, opts: IpOptions = {}): Promi
   }
 }
 
-/** The interface that carries IPv4 address `addr` (no prefix length), or null. */
+/** The interface that carries address `addr` (no prefix length; IPv4, or a global IPv6 as ip prints it), or null. */
 export async function interfaceByAddress(addr: string, opts: IpOptions = {}): Promise<Interface | null> {
-  const json = await ip(['-4', 'addr', 'show'], { ...opts, json: true });
-  return parseInterfaces(json).find((i) => i.addresses.includes(addr)) ?? null;
+  const json = await ip(['addr', 'show'], { ...opts, json: true });
+  return parseInterfaces(json).find((i) => i.addresses.includes(addr) || i.addresses6.includes(addr)) ?? null;
 }
 
-/** The interface of the IPv4 default route (lowest metric first, as the kernel picks), or null when there is none. */
-export async function defaultRouteInterface(opts: IpOptions = {}): Promise<Interface | null> {
-  const routes = await listRoutes({ dst: 'default' }, opts);
+/** The interface of the default route (lowest metric first, as the kernel picks), or null when there is none. */
+export async function defaultRouteInterface(opts: IpOptions = {}, family: 4 | 6 = 4): Promise<Interface | null> {
+  const routes = await listRoutes({ dst: 'default', family }, opts);
   const best = routes.filter((r) => r.dev !== undefined).sort((a, b) => (a.metric ?? 0) - (b.metric ?? 0))[0];
   return best?.dev === undefined ? null : interfaceByName(best.dev, opts);
 }
@@ -387,12 +413,14 @@ export interface RouteFilter {
   table?: string | number;
   /** A selector as `ip route show` takes it: "default", "10.5.0.0/16", "root 10.5.0.0/16"... one word. */
   dst?: string;
+  /** IPv4 (the default) or IPv6 routes. */
+  family?: 4 | 6;
 }
 
-/** IPv4 routes, optionally filtered by device, table and destination. */
+/** IPv4 (or IPv6) routes, optionally filtered by device, table and destination. */
 export async function listRoutes(filter: RouteFilter | string = {}, opts: IpOptions = {}): Promise<Route[]> {
   const f: RouteFilter = typeof filter === 'string' ? { dev: filter } : filter;
-  const args = ['-4', 'route', 'show'];
+  const args = [f.family === 6 ? '-6' : '-4', 'route', 'show'];
   if (f.table !== undefined) args.push('table', String(f.table));
   if (f.dev !== undefined) args.push('dev', f.dev);
   if (f.dst !== undefined) args.push(f.dst);
