@@ -11,38 +11,18 @@
 // error line in the log.
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { Cluster, PREFIX } from '../testbed/cluster.js';
+import { PREFIX } from '../testbed/cluster.js';
 import { ping } from '../testbed/traffic.js';
 import { pingMatrix } from './helpers/traffic.js';
 import { stableMac } from '../src/backend/vtep-mac.js';
 import { formatMac } from '../src/encap/vxlan.js';
 import { until } from './helpers/wait.js';
 import { clusterFor, netConfig } from './helpers/cluster.js';
+import { ipJson, leaseOf, routeTo } from './helpers/kernel.js';
 
 const POLL_MS = 250;
 /** Re-sync runs every 5 s; allow three periods before calling it a failure. */
 const RESYNC_BOUND_MS = 15_000;
-
-async function ipJson(
-  cluster: Cluster,
-  n: number,
-  tool: 'ip' | 'bridge',
-  args: string[],
-): Promise<Array<Record<string, unknown>>> {
-  const r = await cluster.tb.exec(cluster.tb.host(n), [tool, '-json', ...args], { timeoutMs: 10_000 });
-  if (r.code !== 0) throw new Error(`${tool} ${args.join(' ')} in h${n}: ${r.stderr}`);
-  return r.stdout.trim() === '' ? [] : (JSON.parse(r.stdout) as Array<Record<string, unknown>>);
-}
-
-async function routeTo(cluster: Cluster, n: number, dst: string): Promise<Record<string, unknown> | undefined> {
-  return (await ipJson(cluster, n, 'ip', ['-4', 'route', 'show', dst]))[0];
-}
-
-async function leaseOf(cluster: Cluster, n: number): Promise<Record<string, unknown>> {
-  const key = cluster.leaseKeyOf(n)!;
-  const out = await cluster.etcdctl(['get', key, '--print-value-only']);
-  return JSON.parse(out.trim()) as Record<string, unknown>;
-}
 
 t.test('kernel vxlan, flannel layout, three hosts', async (t) => {
   const cluster = await clusterFor(t, 3, netConfig('10.5.0.0/16', 'vxlan'));
@@ -76,7 +56,7 @@ t.test('kernel vxlan, flannel layout, three hosts', async (t) => {
       t.equal(info['learning'], false, `h${n}: learning off`);
       t.equal(info['id'], 1, `h${n}: VNI 1`);
       t.equal(link?.['mtu'], 1450, `h${n}: MTU underlay-50`);
-      const lease = await leaseOf(cluster, n);
+      const lease = (await leaseOf(cluster, n)).value;
       const mac = formatMac(stableMac(cluster.tb.hostIP(n), 1));
       t.same(
         lease,
@@ -151,14 +131,14 @@ t.test('kernel vxlan, flannel layout, three hosts', async (t) => {
   });
 
   await t.test('the VtepMAC and the device survive a daemon restart', async (t) => {
-    const before = await leaseOf(cluster, 2);
+    const before = (await leaseOf(cluster, 2)).value;
     await cluster.stopDaemon(2);
     const [link] = await ipJson(cluster, 2, 'ip', ['link', 'show', 'dev', 'flannel.1']);
     t.ok(link, 'flannel.1 stays after SIGTERM');
     const p = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 2, timeoutSec: 3 });
     t.ok(p.ok, 'pods keep talking while the daemon is down');
     await cluster.startDaemon(2, ['--datapath=kernel']);
-    t.same(await leaseOf(cluster, 2), before, 'same lease value (same VtepMAC) after the restart');
+    t.same((await leaseOf(cluster, 2)).value, before, 'same lease value (same VtepMAC) after the restart');
     const q = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 2, timeoutSec: 3 });
     t.ok(q.ok, 'pods talk after the restart');
   });
@@ -229,7 +209,7 @@ t.test("host-gw: routes via the peers' PublicIP", async (t) => {
     const env = readFileSync(cluster.daemons.get(n)!.subnetFile, 'utf8');
     t.match(env, new RegExp(`FLANNEL_MTU=${cluster.tb.mtu}\\b`), `h${n}: FLANNEL_MTU = underlay MTU`);
   }
-  const lease = await leaseOf(cluster, 1);
+  const lease = (await leaseOf(cluster, 1)).value;
   t.same(
     lease,
     { PublicIP: cluster.tb.hostIP(1), PublicIPv6: null, BackendType: 'host-gw' },

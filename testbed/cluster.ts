@@ -27,7 +27,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { WeftError, ConfigError } from '../src/errors.js';
 import { readSubnetEnv } from '../src/lease/subnet-env.js';
-import { formatIPv4, formatSubnet, firstHost, subnetToKey } from '../src/ip/subnet.js';
+import { formatIPv4, formatSubnet, firstHost } from '../src/ip/subnet.js';
+import { formatSubnet6 } from '../src/ip/ipv6.js';
+import { NO_IPV4, subnetsToKey } from '../src/ip/subnet-key.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from './etcd.js';
 import { createTestbed, type Host, type Pod, type Testbed } from './hosts.js';
 import { killChild } from './exec.js';
@@ -95,7 +97,7 @@ export interface DaemonHandle {
   readonly child: ChildProcess;
   readonly subnetFile: string;
   readonly logFile: string;
-  /** FLANNEL_SUBNET as "10.5.3.1/24" once the daemon wrote subnet.env. */
+  /** FLANNEL_SUBNET as "10.5.3.1/24" once the daemon wrote subnet.env ("" in an IPv6-only network). */
   readonly subnetGateway: string;
 }
 
@@ -185,13 +187,22 @@ export class Cluster {
   /** Host n's lease subnet ("10.5.3.0/24") as its subnet.env says; null before its daemon wrote one. */
   subnetOf(n: number): string | null {
     const env = readSubnetEnv(this.subnetFile(n));
-    return env ? formatSubnet(env.subnet) : null;
+    return env?.subnet ? formatSubnet(env.subnet) : null;
   }
 
-  /** Host n's lease key in etcd (`<prefix>/subnets/10.5.3.0-24`); null before its daemon wrote subnet.env. */
+  /** Host n's IPv6 lease subnet ("fd00:5:0:3::/64") as its subnet.env says; null without one. */
+  ipv6SubnetOf(n: number): string | null {
+    const env = readSubnetEnv(this.subnetFile(n));
+    return env?.ipv6Subnet ? formatSubnet6(env.ipv6Subnet) : null;
+  }
+
+  /**
+   * Host n's lease key in etcd (`<prefix>/subnets/10.5.3.0-24`, dual-stack `...-24&fd00:5:0:3::-64`); null before
+   * its daemon wrote subnet.env.
+   */
   leaseKeyOf(n: number): string | null {
     const env = readSubnetEnv(this.subnetFile(n));
-    return env ? `${PREFIX}/subnets/${subnetToKey(env.subnet)}` : null;
+    return env ? `${PREFIX}/subnets/${subnetsToKey(env.subnet ?? NO_IPV4, env.ipv6Subnet)}` : null;
   }
 
   /**
@@ -230,7 +241,7 @@ export class Cluster {
           child,
           subnetFile,
           logFile,
-          subnetGateway: `${formatIPv4(firstHost(env.subnet))}/${env.subnet.prefixLen}`,
+          subnetGateway: env.subnet ? `${formatIPv4(firstHost(env.subnet))}/${env.subnet.prefixLen}` : '',
         };
         this.daemons.set(n, handle);
         return handle;
@@ -369,6 +380,7 @@ export class Cluster {
       ip: addr.ip,
       cidr: addr.cidr,
       gateway: addr.gateway ?? pod.gateway,
+      ...(addr.ip6 !== undefined ? { ip6: addr.ip6 } : {}),
       containerId,
       netnsPath,
       result: r.json,
@@ -419,16 +431,27 @@ function clusterAsServer(ec: EtcdCluster): EtcdServer {
   };
 }
 
-/** The first IPv4 address of a CNI result (any version from 0.3.0 on: `ips[].address` with prefix length). */
-function cniResultAddress(result: unknown): { ip: string; cidr: string; gateway: string | undefined } | undefined {
+/**
+ * The first IPv4 address of a CNI result (any version from 0.3.0 on: `ips[].address` with prefix length), and the
+ * first IPv6 address when there is one (a dual-stack subnet.env).
+ */
+function cniResultAddress(
+  result: unknown,
+): { ip: string; cidr: string; gateway: string | undefined; ip6: string | undefined } | undefined {
   if (typeof result !== 'object' || result === null) return undefined;
   const ips = (result as { ips?: unknown }).ips;
   if (!Array.isArray(ips)) return undefined;
+  let v4: { ip: string; cidr: string; gateway: string | undefined } | undefined;
+  let ip6: string | undefined;
   for (const e of ips as unknown[]) {
     if (typeof e !== 'object' || e === null) continue;
     const { address, gateway } = e as { address?: unknown; gateway?: unknown };
-    const m = typeof address === 'string' ? /^(\d+\.\d+\.\d+\.\d+)\/\d+$/.exec(address) : null;
-    if (m) return { ip: m[1]!, cidr: address as string, gateway: typeof gateway === 'string' ? gateway : undefined };
+    if (typeof address !== 'string') continue;
+    const m = /^(\d+\.\d+\.\d+\.\d+)\/\d+$/.exec(address);
+    if (m && v4 === undefined)
+      v4 = { ip: m[1]!, cidr: address, gateway: typeof gateway === 'string' ? gateway : undefined };
+    const m6 = /^([0-9a-fA-F:]*:[0-9a-fA-F:]*)\/\d+$/.exec(address);
+    if (m6 && ip6 === undefined) ip6 = m6[1];
   }
-  return undefined;
+  return v4 === undefined ? undefined : { ...v4, ip6 };
 }

@@ -12,6 +12,8 @@
 //
 //   each host hN: netns "w<id>-hN", underlay eth0 198.18.<id>.N/24, default route via .254 (so the daemon's
 //   "interface of the default route" is eth0; the bridge netns does not forward, so stray traffic dies there).
+//   The underlay is dual-stack: eth0 also has fd77:6566:74:<id>::N/64 (a ULA /64 private to our namespaces, no
+//   DAD) with a default route via the bridge's ::254, so IPv6 overlays have a PublicIPv6 (ipv6: false leaves it out).
 //   addPod(hN, "10.5.3.1/24"):   hN: cni0 10.5.3.1/24 ── veth ── netns "w<id>-hN-pod": eth0 10.5.3.2/24,
 //                                default via 10.5.3.1; hN gets ip_forward=1 and rp_filter=0.
 //
@@ -44,6 +46,8 @@ export interface Pod {
   ip: string;
   /** Pod address with prefix length. */
   cidr: string;
+  /** The pod's IPv6 address when it has one (weft-cni on a dual-stack subnet.env). */
+  ip6?: string;
   /** cni0 address in the host. */
   gateway: string;
   /** Number n of the host hN that carries it. */
@@ -61,6 +65,8 @@ export interface Host {
   ip: string;
   /** Underlay address with prefix length. */
   cidr: string;
+  /** IPv6 underlay address fd77:6566:74:<id>::n, when the testbed has an IPv6 underlay. */
+  ip6: string | undefined;
   /** Underlay device inside ns. */
   dev: 'eth0';
   pods: Pod[];
@@ -74,6 +80,8 @@ export interface TestbedOptions {
   mtu?: number;
   /** Add a veth into the root namespace with 198.18.<id>.253/24 (see header). */
   rootLink?: boolean;
+  /** Give the underlay IPv6 addresses too (default true; see header). */
+  ipv6?: boolean;
   /** Install SIGINT/SIGTERM handlers that clean up and re-raise (default true). Pass false if the caller
    * handles signals itself and calls destroy(); the 'exit' handler is always installed. */
   handleSignals?: boolean;
@@ -92,8 +100,14 @@ export interface Testbed {
   readonly rootIP: string | undefined;
   /** "198.18.<id>.0/24" */
   readonly underlayCidr: string;
+  /** "fd77:6566:74:<id>::/64", or undefined without an IPv6 underlay. */
+  readonly underlayCidr6: string | undefined;
+  /** fd77:6566:74:<id>::254, the bridge netns' IPv6 address, or undefined without an IPv6 underlay. */
+  readonly bridgeIP6: string | undefined;
   readonly mtu: number;
   hostIP(n: number): string;
+  /** fd77:6566:74:<id>::n (undefined without an IPv6 underlay). */
+  hostIP6(n: number): string | undefined;
   host(n: number): Host;
   exec(target: Target, argv: string[], opts?: ExecOptions): Promise<ExecResult>;
   spawn(target: Target, argv: string[], opts?: SpawnOptions): ChildProcess;
@@ -106,6 +120,11 @@ export interface Testbed {
 }
 
 // ---- small helpers ----
+
+/** The IPv6 underlay's /64 for testbed `id`: a ULA prefix that only our namespaces use. */
+function underlay6(id: number): string {
+  return `fd77:6566:74:${id}::`;
+}
 
 function ipToInt(a: string): number {
   const ip = parseIPv4(a);
@@ -127,6 +146,8 @@ class TestbedImpl implements Testbed {
   readonly bridgeDev: string;
   readonly bridgeIP: string;
   readonly underlayCidr: string;
+  readonly underlayCidr6: string | undefined;
+  readonly bridgeIP6: string | undefined;
   rootIP: string | undefined;
   private rootDev: string | undefined;
   private readonly nsSet = new Set<string>();
@@ -136,15 +157,22 @@ class TestbedImpl implements Testbed {
     readonly id: number,
     readonly mtu: number,
     private readonly log: Logger,
+    private readonly ipv6: boolean,
   ) {
     this.bridgeNs = `w${id}-br`;
     this.bridgeDev = `wbr${id}`;
     this.bridgeIP = `198.18.${id}.254`;
     this.underlayCidr = `198.18.${id}.0/24`;
+    this.underlayCidr6 = ipv6 ? `${underlay6(id)}/64` : undefined;
+    this.bridgeIP6 = ipv6 ? `${underlay6(id)}254` : undefined;
   }
 
   hostIP(n: number): string {
     return `198.18.${this.id}.${n}`;
+  }
+
+  hostIP6(n: number): string | undefined {
+    return this.ipv6 ? `${underlay6(this.id)}${n}` : undefined;
   }
 
   host(n: number): Host {
@@ -188,6 +216,9 @@ class TestbedImpl implements Testbed {
         ['link', 'set', 'lo', 'up'],
         ['link', 'add', this.bridgeDev, 'mtu', mtu, 'type', 'bridge'],
         ['addr', 'add', `${this.bridgeIP}/24`, 'dev', this.bridgeDev],
+        ...(this.bridgeIP6 !== undefined
+          ? [['addr', 'add', `${this.bridgeIP6}/64`, 'dev', this.bridgeDev, 'nodad']]
+          : []),
         ['link', 'set', this.bridgeDev, 'up'],
       ],
       { netns: this.bridgeNs },
@@ -234,6 +265,7 @@ class TestbedImpl implements Testbed {
       ns: `w${this.id}-h${n}`,
       ip: this.hostIP(n),
       cidr: `${this.hostIP(n)}/24`,
+      ip6: this.hostIP6(n),
       dev: 'eth0',
       pods: [],
     };
@@ -256,6 +288,12 @@ class TestbedImpl implements Testbed {
           ['addr', 'add', h.cidr, 'dev', 'eth0'],
           ['link', 'set', 'eth0', 'up'],
           ['route', 'add', 'default', 'via', this.bridgeIP, 'dev', 'eth0'],
+          ...(h.ip6 !== undefined && this.bridgeIP6 !== undefined
+            ? [
+                ['addr', 'add', `${h.ip6}/64`, 'dev', 'eth0', 'nodad'],
+                ['route', 'add', 'default', 'via', this.bridgeIP6, 'dev', 'eth0'],
+              ]
+            : []),
         ],
         { netns: h.ns },
       );
@@ -409,7 +447,7 @@ export async function createTestbed(opts: TestbedOptions): Promise<Testbed> {
   installHandlers(opts.handleSignals ?? true);
   await cleanupStale('w', { log });
   const id = await pickId(opts.id, log);
-  const tb = new TestbedImpl(id, opts.mtu ?? 1500, log);
+  const tb = new TestbedImpl(id, opts.mtu ?? 1500, log, opts.ipv6 ?? true);
   try {
     await tb.setupBridge(opts.rootLink ?? false);
     await Promise.all(Array.from({ length: opts.hosts }, () => tb.addHost()));

@@ -200,15 +200,23 @@ export async function metricsOf(tb: Testbed, host: Host, port: number): Promise<
   return out;
 }
 
-/** Every pod pings every other pod (2 pings each); one assertion per ordered pair. */
-export async function pingMatrix(t: Test, cluster: Cluster, hosts: number[]): Promise<void> {
+/**
+ * Every pod pings every other pod (2 pings each); one assertion per ordered pair. `family` 6 pings their IPv6
+ * addresses (ping6: pods on a dual-stack subnet.env).
+ */
+export async function pingMatrix(t: Test, cluster: Cluster, hosts: number[], family: 4 | 6 = 4): Promise<void> {
   for (const from of hosts) {
     for (const to of hosts) {
       if (from === to) continue;
       const a = cluster.pods.get(from) as Pod;
       const b = cluster.pods.get(to) as Pod;
-      const r = await ping(a, b.ip, { count: 2, timeoutSec: 3, intervalSec: 0.2 });
-      t.ok(r.ok, `pod h${from} ${a.ip} -> pod h${to} ${b.ip}`);
+      const dst = family === 4 ? b.ip : b.ip6;
+      if (dst === undefined) {
+        t.fail(`pod h${to} has no IPv6 address`);
+        continue;
+      }
+      const r = await ping(a, dst, { count: 2, timeoutSec: 3, intervalSec: 0.2 });
+      t.ok(r.ok, `pod h${from} ${family === 4 ? a.ip : (a.ip6 ?? '?')} -> pod h${to} ${dst}`);
     }
   }
 }
