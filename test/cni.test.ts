@@ -77,7 +77,8 @@ t.test('dual-stack subnet.env: two range sets and a route to each network, as fl
   );
   const dual = readSubnetEnvFrom(
     'FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.3.1/24\n' +
-      'FLANNEL_IPV6_NETWORK=fd00:5::/48\nFLANNEL_IPV6_SUBNET=fd00:5:0:3::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n',
+      'FLANNEL_IPV6_NETWORK=fd00:5::/48\nFLANNEL_IPV6_SUBNET=fd00:5:0:3::1/64\n' +
+      'FLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n',
   );
   t.same(buildDelegateConf(conf, dual, 'f').ipam, {
     routes: [
