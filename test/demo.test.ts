@@ -2,7 +2,8 @@
 // print three leases, a clean ping matrix and a throughput row per tier, exit 0, and leave none of its namespaces
 // behind. Its namespaces are those of its testbed id (w<id>-*, the id its hosts' PublicIPs 198.18.<id>.N show):
 // other testbeds on the machine come and go meanwhile.
-// Bounded: 3 tiers x (6 pings of 3 probes + one 1-second iperf3 run); the whole run is killed after 180 s.
+// Bounded: 3 tiers x (6 pings of 3 probes + one 1-second iperf3 run); the whole run is killed after 180 s. `weft demo
+// --ipv6` likewise: 12 pings of 3 probes, killed after 120 s.
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { ip } from '../src/net/iproute.js';
@@ -44,5 +45,28 @@ t.test('weft demo: leases, ping matrix and throughput per tier, then nothing lef
     t.ok(row !== null && Number(row[1]) > 0, `throughput row for ${tier}: ${row?.[1] ?? 'missing'} Gbit/s`);
   }
   t.match(r.out, /cleaned up/, 'says it cleaned up');
+  for (const id of ids) t.same(await namespacesOf(id), [], `no namespace of the demo (w${id}-*) left`);
+});
+
+t.test('weft demo --ipv6: dual-stack leases, ping and ping6 matrices on kernel vxlan, then nothing left', async (t) => {
+  const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      [WEFT_CLI, 'demo', '--ipv6'],
+      { timeout: 120_000, killSignal: 'SIGINT', maxBuffer: 1 << 20 },
+      (e, out, err) => resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out, err }),
+    );
+  });
+  t.equal(r.code, 0, `exit 0${r.code === 0 ? '' : `: ${r.err.slice(-1000)}`}`);
+  const leases = r.out.slice(r.out.indexOf('leases (weft leases):'), r.out.indexOf('kernel vxlan:'));
+  t.match(leases, /IPV6 SUBNET\s+PUBLIC IPV6/, 'the lease table has the IPv6 columns');
+  t.equal(new Set(leases.match(/fd00:5:0:[0-9a-f]+::\/64/g) ?? []).size, 3, 'three IPv6 subnets in the table');
+  const ids = [...new Set([...leases.matchAll(/\b198\.18\.(\d+)\.\d+\b/g)].map((m) => m[1]!))];
+  t.equal(ids.length, 1, `the hosts' PublicIPs name one testbed (${ids.join(', ')})`);
+  const six = r.out.slice(r.out.indexOf('ping6'));
+  t.equal((six.match(/ ok \d+\.\d+ ms/g) ?? []).length, 6, 'every pod pinged6 every other pod');
+  t.equal((r.out.match(/ ok \d+\.\d+ ms/g) ?? []).length, 12, 'and pinged it over IPv4');
+  t.notMatch(r.out, /FAIL/, 'no failed ping');
+  t.match(r.out, /userspace tiers forward IPv4 only so far/, 'says what it does not show');
   for (const id of ids) t.same(await namespacesOf(id), [], `no namespace of the demo (w${id}-*) left`);
 });

@@ -2,6 +2,7 @@
 // bridge on its FLANNEL_SUBNET. Prints the lease table, a pod-to-pod ping matrix and a short iperf3 line per tier,
 // then removes everything it made, also on Ctrl-C or failure. Traffic stays between the demo's own namespaces.
 import { Cluster } from './cluster.js';
+import type { Pod } from './hosts.js';
 import { killChild } from './exec.js';
 import { ping, runIperf, startIperfServer } from './traffic.js';
 import { encapByName } from '../src/encap/index.js';
@@ -14,10 +15,30 @@ export interface DemoOptions {
   seconds: number;
 }
 
-const HOSTS = [1, 2, 3];
+export const HOSTS = [1, 2, 3];
 
-function say(line: string): void {
+export function say(line: string): void {
   process.stdout.write(line + '\n');
+}
+
+/** Every pod pings every other pod at the address `addr` gives (3 pings each); prints the matrix with RTTs. */
+export async function printPingMatrix(cluster: Cluster, addr: (pod: Pod) => string | undefined): Promise<void> {
+  const pods = HOSTS.map((n) => cluster.pods.get(n)!);
+  const matrix: string[][] = [];
+  for (const from of pods) {
+    const cells = [`h${from.host} ${addr(from) ?? '?'}`];
+    for (const to of pods) {
+      const dst = addr(to);
+      if (from === to || dst === undefined) {
+        cells.push(from === to ? '-' : 'FAIL no address');
+        continue;
+      }
+      const r = await ping(from, dst, { count: 3, timeoutSec: 2, intervalSec: 0.2 });
+      cells.push(r.ok ? `ok ${r.rttAvgMs?.toFixed(3)} ms` : `FAIL ${r.lossPercent}% loss`);
+    }
+    matrix.push(cells);
+  }
+  process.stdout.write(formatTable(['from \\ to', ...pods.map((p) => `h${p.host} ${addr(p) ?? '?'}`)], matrix));
 }
 
 export async function runDemo(opts: DemoOptions): Promise<void> {
@@ -43,26 +64,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
         process.stdout.write(await cluster.weft(['leases', `--etcd-endpoints=${cluster.endpoint}`]));
       }
       say(`\ntier ${tier}: pod-to-pod ping (3 pings each)`);
-      const matrix: string[][] = [];
-      for (const from of HOSTS) {
-        const cells = [`h${from} ${cluster.pods.get(from)!.ip}`];
-        for (const to of HOSTS) {
-          if (from === to) {
-            cells.push('-');
-            continue;
-          }
-          const r = await ping(cluster.pods.get(from)!, cluster.pods.get(to)!.ip, {
-            count: 3,
-            timeoutSec: 2,
-            intervalSec: 0.2,
-          });
-          cells.push(r.ok ? `ok ${r.rttAvgMs?.toFixed(3)} ms` : `FAIL ${r.lossPercent}% loss`);
-        }
-        matrix.push(cells);
-      }
-      process.stdout.write(
-        formatTable(['from \\ to', ...HOSTS.map((n) => `h${n} ${cluster.pods.get(n)!.ip}`)], matrix),
-      );
+      await printPingMatrix(cluster, (p) => p.ip);
 
       const server = await startIperfServer(cluster.pods.get(2)!, 5201);
       try {

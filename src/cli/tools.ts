@@ -22,7 +22,13 @@ export function addToolCommands(program: Command): void {
     .option('--tiers <list>', 'tiers to show: dgram, batch, offload', 'dgram,batch,offload')
     .option('--encap <name>', 'udp | vxlan | geneve', 'udp')
     .option('--seconds <n>', 'seconds per throughput run', '3')
-    .action(async (o: { tiers: string; encap: string; seconds: string }) => {
+    .option('--ipv6', 'instead: a dual-stack network on the kernel vxlan backend, leases and ping/ping6 matrices')
+    .action(async (o: { tiers: string; encap: string; seconds: string; ipv6?: boolean }) => {
+      if (o.ipv6 === true) {
+        const { runDemoIPv6 } = await import('../../testbed/demo-ipv6.js');
+        await runDemoIPv6();
+        return;
+      }
       const { runDemo } = await import('../../testbed/demo.js');
       await runDemo({ tiers: o.tiers.split(','), encap: o.encap, seconds: Number(o.seconds) });
     });
