@@ -113,6 +113,11 @@ export class UserspaceBackend implements Backend {
     if (!this.tun) {
       const napi = process.env['WEFT_TUN_NAPI'] === '1' ? native.TUN_NAPI : 0;
       this.tun = native.tunOpen(name, tunFlagsFor(ctx.config.tier, ctx.config.queues) | napi);
+      // The tiers forward IPv4 only: IPv6 goes off before the device comes up, else the kernel's own IPv6 chatter
+      // on a new link (router solicitations, MLD reports) is already queued into the TUN and counted as drops on an
+      // idle daemon.
+      native.linkSet(this.tun.name, this.mtu, false);
+      await setSysctl(`/proc/sys/net/ipv6/conf/${this.tun.name}/disable_ipv6`, '1').catch(() => undefined);
       native.linkSet(this.tun.name, this.mtu, true);
     }
     // Our subnet's network address with the overlay's prefix: the kernel then routes all peers' subnets here.
@@ -130,8 +135,6 @@ export class UserspaceBackend implements Backend {
         'cannot set accept_local: ICMP errors from weft will be dropped',
       ),
     );
-    // The overlay carries IPv4 only; without this the kernel queues its own IPv6 chatter (RS, MLD) into the TUN.
-    await setSysctl(`/proc/sys/net/ipv6/conf/${dev}/disable_ipv6`, '1').catch(() => undefined);
     // The TUN's queue towards weft (500 packets by default) overflows in TCP bursts and the kernel drops there;
     // a longer queue absorbs a burst while weft drains it in batches.
     await iproute.ip(['link', 'set', 'dev', dev, 'txqueuelen', String(TUN_TXQUEUELEN)]);
