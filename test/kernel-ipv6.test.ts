@@ -10,8 +10,8 @@
 // its per-peer state as flanneld programs them, ping and ping6 matrices, the re-sync restoring a deleted IPv6 route,
 // host-gw IPv6 routes via PublicIPv6, and a host programmed by hand exactly as flanneld programs its IPv6 side, with
 // the lease flanneld would write, reaching and reached by weft hosts. Then one clear line each: a userspace daemon
-// saying (log and /status) that it forwards IPv4 only, bad IPv6 configs refused by `weft network set` and by the
-// daemon, and a host without a global IPv6 address.
+// saying (log and /status) that it forwards IPv4 only (its TUN without IPv6; IPv6 packets dropped as no_route), bad
+// IPv6 configs refused by `weft network set` and by the daemon, and a host without a global IPv6 address.
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { type Cluster, PREFIX, WEFT_CLI } from '../testbed/cluster.js';
@@ -306,6 +306,32 @@ t.test('one clear line each: the userspace tier, bad IPv6 configs, no global IPv
     t.equal(s.ipv6?.forwarded, false, '/status: IPv6 not forwarded');
     t.match(s.ipv6?.note ?? '', /forwards IPv4 only so far/, '/status: and why');
     t.equal(s.lease?.ipv6Subnet, cluster.ipv6SubnetOf(1), '/status: the lease has its IPv6 subnet');
+  });
+
+  await t.test('its TUN has no IPv6; IPv6 packets that reach it anyway are no_route, not malformed', async (t) => {
+    const h1 = cluster.tb.host(1);
+    const sysctl = '/proc/sys/net/ipv6/conf/weft0/disable_ipv6';
+    t.equal((await cluster.tb.exec(h1, ['cat', sysctl])).stdout.trim(), '1', 'IPv6 off on weft0');
+    t.same(await ipJson(cluster, 1, 'ip', ['-6', 'addr', 'show', 'dev', 'weft0']), [], 'no IPv6 address on weft0');
+    const counters = async (): Promise<Readonly<Record<string, number>>> =>
+      (await statusOf(cluster.tb, h1, 8471)).counters;
+    const before = await counters();
+    t.equal(before['drop_malformed'] ?? 0, 0, 'no malformed drop on the idle daemon');
+    // Turned back on by hand, with a route into the TUN: the kernel's chatter and three pings reach weft.
+    for (const argv of [
+      ['sh', '-c', `echo 0 > ${sysctl}`],
+      ['ip', '-6', 'route', 'add', 'fd00:5::/48', 'dev', 'weft0'],
+    ]) {
+      t.equal((await cluster.tb.exec(h1, argv)).code, 0, argv.join(' '));
+    }
+    await cluster.tb.exec(h1, ['ping', '-6', '-c', '3', '-i', '0.2', '-W', '1', 'fd00:5:0:1::1']);
+    const seen = await until(
+      async () => ((await counters())['drop_no_route'] ?? 0) - (before['drop_no_route'] ?? 0) >= 3,
+      10_000,
+      POLL_MS,
+    );
+    t.ok(seen, 'the three pings counted as drop_no_route');
+    t.equal((await counters())['drop_malformed'] ?? 0, 0, 'none as malformed');
     await cluster.stopDaemon(1);
   });
 

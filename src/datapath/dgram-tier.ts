@@ -7,7 +7,7 @@ import type { Datapath, DatapathOptions } from './datapath.js';
 import { TierBase } from './tier-base.js';
 import { C, PathState } from './path-state.js';
 import { NO_ROUTE } from './routes.js';
-import { decrementTtl, readIp } from './ttl.js';
+import { decrementTtl, isIPv6, readIp } from './ttl.js';
 import { SOCKET_BUFFER_BYTES } from './batch-tier.js';
 
 /** Packets read per wake-up before yielding to the event loop. */
@@ -56,7 +56,9 @@ export class DgramTier extends TierBase implements Datapath {
 
   private send(buf: Buffer, pkt: number, len: number): void {
     const { path } = this;
-    if (len < 20 || (buf[pkt] as number) >> 4 !== 4) return path.count(C.dropMalformed);
+    if (len < 20 || (buf[pkt] as number) >> 4 !== 4) {
+      return path.count(isIPv6(buf, pkt, len) ? C.dropNoRoute : C.dropMalformed);
+    }
     const dst = readIp(buf, pkt + 16);
     const snap = path.snapshot;
     const peer = snap.routes.lookup(dst);

@@ -20,7 +20,7 @@ import * as native from '../native.js';
 import { C, ICMP_PER_BATCH, type PathState } from './path-state.js';
 import type { Queue } from './queue.js';
 import { NO_ROUTE } from './routes.js';
-import { decrementTtl, readIp } from './ttl.js';
+import { decrementTtl, isIPv6, readIp } from './ttl.js';
 
 export class Outbound {
   /** Messages of the current train not sent yet: > 0 means the socket pushed back. */
@@ -63,8 +63,9 @@ export class Outbound {
       const pkt = q.outPacket(i);
       const len = q.outLen[i] as number;
       if (len < 20 || (slab[pkt] as number) >> 4 !== 4) {
-        q.outPeer[i] = native.VERDICT_MALFORMED;
-        if (len >= 0) path.count(C.dropMalformed); // a negative len was counted by C already
+        const v6 = isIPv6(slab, pkt, len);
+        q.outPeer[i] = v6 ? native.VERDICT_NO_ROUTE : native.VERDICT_MALFORMED;
+        if (len >= 0) path.count(v6 ? C.dropNoRoute : C.dropMalformed); // a negative len was counted by C already
         continue;
       }
       const dst = readIp(slab, pkt + 16);

@@ -1,5 +1,5 @@
 // TTL decrement with the incremental checksum update of RFC 1624 (HC' = ~(~HC + ~m + m')), for the tiers and encaps
-// that work in JS. The native batch path does the same in C.
+// that work in JS, and the header reads their route step makes. The native batch path does the same in C.
 
 /** Decrements the TTL of the IPv4 header at `off`; returns false (and changes nothing) when it would reach zero. */
 export function decrementTtl(buf: Buffer, off: number): boolean {
@@ -23,4 +23,12 @@ export function readIp(buf: Buffer, off: number): number {
     ((buf[off + 2] as number) << 8) |
     (buf[off + 3] as number)
   );
+}
+
+/**
+ * Whether the packet at `off` is IPv6 (version 6, at least its 40-byte header). The tiers have no IPv6 routes yet, so
+ * such a packet is dropped as no_route, not as malformed.
+ */
+export function isIPv6(buf: Buffer, off: number, len: number): boolean {
+  return len >= 40 && (buf[off] as number) >> 4 === 6;
 }
