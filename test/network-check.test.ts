@@ -57,6 +57,22 @@ t.test("flannel's fields come first, with parseNetworkConfig's messages", async 
   t.same(checkNetworkConfig('{"Network":"10.5.0.0/16"}').backend, { Type: 'udp' }, 'Type defaults to udp');
 });
 
+t.test('an IPv6-only network runs on the kernel datapath only (the userspace tiers forward IPv4 only)', async (t) => {
+  const v6only = JSON.stringify({
+    EnableIPv4: false,
+    EnableIPv6: true,
+    IPv6Network: 'fd00:5::/48',
+    Backend: { Type: 'vxlan' },
+  });
+  t.throws(
+    () => checkNetworkConfig(v6only, { datapath: 'userspace' }),
+    /^network config: EnableIPv4 false: an IPv6-only network needs --datapath kernel/,
+    'refused for a userspace daemon',
+  );
+  t.equal(checkNetworkConfig(v6only, KERNEL).enableIPv4, false, 'run by a kernel daemon');
+  t.equal(checkNetworkConfig(v6only).ipv6Network, 'fd00:5::/48', 'accepted by network set (a kernel host runs it)');
+});
+
 t.test("an encap module's type is known once the module is loaded, as in the daemon", async (t) => {
   t.match(refusal({ Type: 'xor-example' }), /Backend\.Type "xor-example": no such backend .*--encap-module <file>/);
   await loadEncapModule(MODULE);
