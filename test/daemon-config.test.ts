@@ -107,7 +107,12 @@ const bad: [string, Record<string, unknown>, NodeJS.ProcessEnv, RegExp][] = [
   ['env bool garbage', {}, { WEFT_IP_MASQ: 'perhaps' }, /WEFT_IP_MASQ: expected true or false/],
   ['public ip invalid', { publicIp: '300.1.1.1' }, {}, /--public-ip="300.1.1.1": an IPv4 address/],
   ['public ipv6 is IPv4', { publicIpv6: '192.0.2.1' }, {}, /--public-ipv6="192.0.2.1": an IPv6 address/],
-  ['public ipv6 with zone', {}, { WEFT_PUBLIC_IPV6: 'fe80::1%eth0' }, /--public-ipv6="fe80::1%eth0": an IPv6 address/],
+  [
+    'public ipv6 with zone',
+    {},
+    { WEFT_PUBLIC_IPV6: 'fe80::1%eth0' },
+    /WEFT_PUBLIC_IPV6="fe80::1%eth0": an IPv6 address/,
+  ],
   ['tun name too long', { tunName: 'averyveryverylongname' }, {}, /--tun-name=/],
   ['prefix relative', { etcdPrefix: 'coreos.com/network' }, {}, /--etcd-prefix=/],
   ['cert without key', { etcdCertfile: '/c.pem' }, {}, /--etcd-certfile and --etcd-keyfile go together/],
