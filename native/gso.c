@@ -154,6 +154,7 @@ int32_t weft_gso_split(const uint8_t *pkt, int32_t len, int32_t mtu, uint8_t *ou
     /* In place on a copy: the input stays as it was. */
     if (len < 0 || (size_t)room + (size_t)len > cap) return WEFT_VERDICT(WEFT_DROP_NO_SLOT);
     memcpy(out + room, pkt, (size_t)len);
+    counters[WEFT_C_COPIED_USER_BYTES] += (double)len;
     int32_t n = weft_gso_segment(vh, out + room, len, mtu, flags, hdrs, 0, 0, &plan, counters);
     if (n < 0) return n;
     *seg_len = *last_len = len;
@@ -169,6 +170,7 @@ int32_t weft_gso_split(const uint8_t *pkt, int32_t len, int32_t mtu, uint8_t *ou
     int32_t chunk = k == n - 1 ? plan.last : plan.mss;
     memcpy(o, hdrs + (size_t)k * (size_t)plan.hdr, (size_t)plan.hdr);
     memcpy(o + plan.hdr, pkt + plan.hdr + (size_t)k * (size_t)plan.mss, (size_t)chunk);
+    counters[WEFT_C_COPIED_USER_BYTES] += (double)chunk;
   }
   *seg_len = full;
   *last_len = last;

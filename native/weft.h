@@ -71,7 +71,11 @@ enum weft_encap { WEFT_ENCAP_UDP = 0, WEFT_ENCAP_VXLAN = 1, WEFT_ENCAP_GENEVE = 
   X(TOO_BIG, too_big)                 \
   X(BAD_CSUM, bad_csum)
 
-/* Counters other than drops, X(ID, name). One list: binding.c exports the names. */
+/* Counters other than drops, X(ID, name). One list: binding.c exports the names.
+ * copied_*_to_*_bytes are the kernel's copies at the user/kernel boundary (TUN read and write, socket send and
+ * receive), counted at the syscall; copied_user_bytes are packet bytes user space copies from one buffer into
+ * another (a memcpy of payload). Per-segment header copies (at most 120 bytes each, written to build a segment's
+ * own headers) are left out of it. */
 #define WEFT_COUNTERS(X)                                    \
   X(TUN_RX_PACKETS, tun_rx_packets)                         \
   X(TUN_RX_BYTES, tun_rx_bytes)                             \
@@ -87,6 +91,7 @@ enum weft_encap { WEFT_ENCAP_UDP = 0, WEFT_ENCAP_VXLAN = 1, WEFT_ENCAP_GENEVE = 
   X(SYSCALLS_RECV, syscalls_recv)                           \
   X(COPIED_USER_TO_KERNEL_BYTES, copied_user_to_kernel_bytes) \
   X(COPIED_KERNEL_TO_USER_BYTES, copied_kernel_to_user_bytes) \
+  X(COPIED_USER_BYTES, copied_user_bytes)                   \
   X(ICMP_SENT, icmp_sent)                                   \
   X(GSO_SUPERPACKETS, gso_superpackets)                     \
   X(GSO_SEGMENTS, gso_segments)                             \

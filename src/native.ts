@@ -178,6 +178,7 @@ export type CounterName =
   | 'syscalls_recv'
   | 'copied_user_to_kernel_bytes'
   | 'copied_kernel_to_user_bytes'
+  | 'copied_user_bytes'
   | 'icmp_sent'
   | OffloadCounterName
   | `drop_${DropName}`;
@@ -257,6 +258,7 @@ export const VERDICT_BAD_CSUM = Verdict.badCsum;
     'syscalls_recv',
     'copied_user_to_kernel_bytes',
     'copied_kernel_to_user_bytes',
+    'copied_user_bytes',
     'icmp_sent',
     'gso_superpackets',
     'gso_segments',
