@@ -143,13 +143,20 @@ function costValues(c: SampleCounters, bytes: number): Partial<Record<MetricKey,
       (d['syscalls_tun_write'] ?? 0) +
       (d['syscalls_send'] ?? 0) +
       (d['syscalls_recv'] ?? 0);
+    // The kernel's copies, counted at the syscalls that make them (TUN read, socket send, socket receive, TUN
+    // write); user space's own copies of packet bytes, counted at the memcpy (copied_user_bytes).
     const copied = (d['copied_user_to_kernel_bytes'] ?? 0) + (d['copied_kernel_to_user_bytes'] ?? 0);
     v.syscalls_per_packet = syscalls / packets;
     const supers = d['gso_superpackets'] ?? 0;
     if (supers > 0) v.syscalls_per_superpacket = syscalls / supers;
     v.copied_bytes_per_packet = copied / packets;
     const inner = d['tun_rx_bytes'] ?? 0;
-    if (inner > 0) v.copies_per_byte = copied / inner;
+    if (inner > 0) {
+      v.kernel_copies_per_byte = copied / inner;
+      // A daemon from before the counter has no copied_user_bytes: unknown, not 0.
+      const user = d['copied_user_bytes'];
+      if (user !== undefined) v.user_copies_per_byte = user / inner;
+    }
   }
   return v;
 }

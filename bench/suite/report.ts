@@ -12,12 +12,12 @@ import { renderSyscallSection } from './syscall-report.js';
 
 /** The copies of an encrypting one-packet-per-syscall peer (nebula, tinc): what their code does, not measured. */
 const ENCRYPTING_DGRAM =
-  "As weft's dgram tier (four copies, one packet per read/write) plus one encryption and one decryption pass over " +
-  'each byte.';
+  "As weft's dgram tier (four kernel copies, one packet per read/write) plus one encryption and one decryption " +
+  'pass over each byte.';
 
 /**
- * Where each path copies packet bytes between user space and the kernel (the model the counters are checked
- * against).
+ * Where each path copies packet bytes: the kernel at the four boundary crossings (TUN read, socket send, socket
+ * receive, TUN write), and user space (the model the counters, kernel and user, are read against).
  */
 export const COPY_MODEL: Record<string, string> = {
   underlay: "No overlay: the application's socket copies only (iperf3 send and receive); nothing forwards.",
@@ -27,17 +27,20 @@ export const COPY_MODEL: Record<string, string> = {
   'host-gw': "None in user space: plain kernel routing via the peer's underlay address, no encapsulation.",
   'weft-kernel-vxlan': 'As kernel-vxlan: weft only programs the devices, routes, neighbours and FDB.',
   dgram:
-    'Four copies of every packet, one syscall each: TUN read (kernel->user), socket send (user->kernel, with the ' +
-    'outer header), socket receive on the peer (kernel->user), TUN write (user->kernel). Expect ~4 syscalls and ' +
-    '~4x the packet size copied per packet.',
+    'All four kernel copies of every packet, one syscall each: TUN read (kernel->user), socket send (user->kernel, ' +
+    'with the outer header), socket receive on the peer (kernel->user), TUN write (user->kernel). Expect ~4 ' +
+    "syscalls and ~4x the packet size copied per packet. No user-space copy in weft's code: the encap header is " +
+    'written in front of the packet in the read buffer, and a received datagram goes to TUN from where Node put it.',
   batch:
-    'The same four copies per packet, but the socket side moves up to 64 packets per sendmmsg/recvmmsg, so ' +
+    'The same four kernel copies per packet, but the socket side moves up to 64 packets per sendmmsg/recvmmsg, so ' +
     'syscalls per packet fall below 4 while bytes copied per packet stay ~4x the packet size (TUN I/O is still one ' +
-    'packet per read/write).',
+    'packet per read/write). No user-space copy: encap and decap work in place in the slots.',
   offload:
-    'Four copies per super-packet (up to 64 KiB of TCP): TUN read of a TSO super-packet with its virtio header, ' +
-    'one UDP_SEGMENT send, one UDP_GRO receive, one TUN write of the coalesced packet; syscalls per wire packet ' +
-    'fall far below 1 while bytes copied per byte stay ~4.',
+    'The four kernel copies per super-packet (up to 64 KiB of TCP): TUN read of a TSO super-packet with its virtio ' +
+    'header, one UDP_SEGMENT send, one UDP_GRO receive, one TUN write of the coalesced packet; syscalls per wire ' +
+    'packet fall far below 1 while kernel copies per byte stay ~4. No user-space copy of payload: GSO builds each ' +
+    "segment's headers in a header area and the send gathers the payload from the TUN read buffer; GRO gathers the " +
+    'received segments into one writev.',
   'offload-q2':
     'As offload, split over two queues (TUN queue, socket and worker thread each); received datagrams pick their ' +
     'socket by inner flow, so each flow stays on one queue both ways.',
@@ -255,11 +258,11 @@ export function renderCharts(r: BenchResult): Record<(typeof CHARTS)[number], st
     'copies-per-packet.svg': renderBarChart({
       title: 'weft daemons: syscalls and copies per forwarded packet (TCP 1 stream)',
       subtitle:
-        'copies: bytes copied across the user/kernel boundary / inner bytes read from TUN; ' +
-        'kernel paths copy nothing in user space',
+        'copies: bytes copied by the kernel at the four boundary crossings, and by user space (memcpy), ' +
+        '/ inner bytes read from TUN',
       unit: 'per packet (syscalls) / per byte (copies)',
-      series: ['syscalls per packet', 'copies of each byte'],
-      groups: groups(r, ['syscalls_per_packet', 'copies_per_byte'], weft),
+      series: ['syscalls per packet', 'kernel copies of each byte', 'user-space copies of each byte'],
+      groups: groups(r, ['syscalls_per_packet', 'kernel_copies_per_byte', 'user_copies_per_byte'], weft),
       digits: 2,
     }),
   };
@@ -337,6 +340,10 @@ export function renderReport(r: BenchResult): string {
       '*machine system+softirq*: kernel time of the whole machine (/proc/stat), which includes both iperf3 ends and ' +
       'any other load on the machine. *machine busy*: the same plus user time. Syscalls and bytes copied are the ' +
       "daemons' own counters (/metrics), summed over both hosts, per packet that entered a daemon through its TUN. " +
+      '*Kernel copies*: bytes the kernel copied between user and kernel memory, counted at the syscalls (TUN read, ' +
+      'socket send, socket receive, TUN write), per inner byte read from TUN. *User copies*: packet bytes the ' +
+      "daemons' own code copied from one buffer into another, counted at the memcpy (copied_user_bytes; the few " +
+      'header bytes each GSO segment gets are not counted), per inner byte. ' +
       "On the peer paths *daemon* means the peer's own processes (wireguard-go, nebula, tincd on both hosts). " +
       'RcvbufErrors: /proc/net/snmp in the namespaces, summed over all tests of a repeat (hosts: the overlay ' +
       "sockets; pods: iperf3's receiving socket, the hosts themselves on the underlay path). " +
@@ -351,8 +358,9 @@ export function renderReport(r: BenchResult): string {
         'machine sys+softirq s/GB',
         'machine busy s/GB',
         'syscalls/packet',
-        'bytes copied/packet',
-        'copies/byte',
+        'kernel bytes copied/packet',
+        'kernel copies/byte',
+        'user copies/byte',
         'RcvbufErrors hosts',
         'RcvbufErrors pods',
         'overlay socket rcvbuf MiB',
@@ -360,7 +368,7 @@ export function renderReport(r: BenchResult): string {
       ],
       r.paths.map((p) =>
         p.status !== 'ok'
-          ? [p.name, 'failed', '', '', '', '', '', '', '', '', '']
+          ? [p.name, 'failed', '', '', '', '', '', '', '', '', '', '']
           : [
               p.name,
               metric(p, 'cpu_daemon_s_per_gb'),
@@ -368,7 +376,8 @@ export function renderReport(r: BenchResult): string {
               metric(p, 'cpu_total_s_per_gb'),
               counted(p, 'syscalls_per_packet'),
               counted(p, 'copied_bytes_per_packet'),
-              counted(p, 'copies_per_byte'),
+              counted(p, 'kernel_copies_per_byte'),
+              counted(p, 'user_copies_per_byte'),
               p.kind === 'underlay' ? '- (no overlay)' : metric(p, 'host_rcvbuf_errors'),
               metric(p, 'endpoint_rcvbuf_errors'),
               rcvbufCell(p),

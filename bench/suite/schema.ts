@@ -195,13 +195,19 @@ export const METRICS = {
     digits: 1,
   },
   copied_bytes_per_packet: {
-    label: 'bytes copied user<->kernel per packet (TCP 1 stream)',
+    label: 'bytes the kernel copied user<->kernel per packet (TCP 1 stream)',
     unit: 'B',
     higherIsBetter: false,
     digits: 0,
   },
-  copies_per_byte: {
-    label: 'copies of each forwarded byte (TCP 1 stream)',
+  kernel_copies_per_byte: {
+    label: 'kernel copies of each forwarded byte: TUN read, socket send, socket receive, TUN write (TCP 1 stream)',
+    unit: 'x',
+    higherIsBetter: false,
+    digits: 2,
+  },
+  user_copies_per_byte: {
+    label: 'user-space copies of each forwarded byte, counted at the memcpy (TCP 1 stream)',
     unit: 'x',
     higherIsBetter: false,
     digits: 2,
