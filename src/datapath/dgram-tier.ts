@@ -21,6 +21,12 @@ export class DgramTier extends TierBase implements Datapath {
   private readonly socket: dgram.Socket;
   private readonly tunPoll: native.PollHandle;
   private readonly decoded = new Int32Array(1);
+  /** Send buffers, one per read of a wake-up (see onTunReadable). */
+  private ring: Buffer[] = [];
+  private listening = false;
+  private readonly onSent = (err: Error | null): void => {
+    if (err) this.path.count(C.dropSendError);
+  };
   private closed = false;
 
   constructor(opts: DatapathOptions) {
@@ -33,6 +39,7 @@ export class DgramTier extends TierBase implements Datapath {
     });
     this.socket.on('message', (msg, rinfo) => this.receive(msg, rinfo.address));
     this.socket.on('error', (err) => opts.log.warn({ err }, 'dgram socket error'));
+    this.socket.once('listening', () => (this.listening = true));
     this.socket.bind(opts.port, opts.bindAddress);
     this.tunPoll = native.pollStart(opts.tunFd, native.READABLE, () => this.onTunReadable());
   }
@@ -44,13 +51,18 @@ export class DgramTier extends TierBase implements Datapath {
     this.socket.close();
   }
 
-  // TUN -> route -> encap -> socket, one packet at a time. Each send gets its own buffer, since dgram holds it
-  // until the send completes.
+  // TUN -> route -> encap -> socket, one packet at a time. dgram holds a buffer until it has sent it: on the next
+  // tick (its address lookup), which runs before the next wake-up, unless the kernel said EAGAIN and libuv queued the
+  // send. So each read of a wake-up gets its own buffer from a ring that is reused while nothing is queued, and
+  // replaced (left to its pending sends) when something is: under load this spares a pooled allocation per packet.
   private onTunReadable(): void {
     const { path } = this;
+    const size = native.HEADROOM + (path.tunMtu || native.MAX_DATAGRAM);
+    if (this.ring[0]?.length !== size || !this.listening || this.socket.getSendQueueCount() > 0) {
+      this.ring = sendRing(size);
+    }
     for (let r = 0; r < READS_PER_WAKEUP; r++) {
-      // Sized to the TUN MTU, so Node's buffer pool serves it instead of a fresh 64 KiB allocation per packet.
-      const buf = Buffer.allocUnsafe(native.HEADROOM + (path.tunMtu || native.MAX_DATAGRAM));
+      const buf = this.ring[r]!;
       const len = native.tunReadOne(path.tunFd, buf, native.HEADROOM, buf.length - native.HEADROOM, path.counters);
       if (len === 0) return;
       this.send(buf, native.HEADROOM, len);
@@ -83,9 +95,7 @@ export class DgramTier extends TierBase implements Datapath {
     path.count(C.udpTxBytes, size);
     path.count(C.syscallsSend);
     path.count(C.copiedUserToKernel, size);
-    this.socket.send(buf, start, size, p.port, snap.addresses[peer]!, (err) => {
-      if (err) path.count(C.dropSendError);
-    });
+    this.socket.send(buf, start, size, p.port, snap.addresses[peer]!, this.onSent);
   }
 
   // socket -> decap -> sender checks -> TUN.
@@ -120,6 +130,11 @@ export class DgramTier extends TierBase implements Datapath {
     path.receivedFrom(sender, this.decoded[0] as number);
     native.tunWriteOne(path.tunFd, msg, inner, this.decoded[0] as number, path.counters, path.tunMtu);
   }
+}
+
+function sendRing(size: number): Buffer[] {
+  const slab = Buffer.allocUnsafe(READS_PER_WAKEUP * size);
+  return Array.from({ length: READS_PER_WAKEUP }, (_, i) => slab.subarray(i * size, (i + 1) * size));
 }
 
 function ipFromString(s: string): number {

@@ -74,6 +74,69 @@ export async function sha256Transfer(
   return { sent: sent.sent, received: recv.received, sentHash: sent.hash, receivedHash: recv.hash };
 }
 
+const SEQ_RECEIVER = `
+const dgram = require('node:dgram');
+const seen = new Set(); let dup = 0, bad = 0;
+const r = dgram.createSocket('udp4');
+r.on('message', (m) => {
+  const seq = m.readUInt32BE(0);
+  for (let i = 4; i < m.length; i++) if (m[i] !== ((seq + i) & 255)) { bad++; return; }
+  if (seen.has(seq)) dup++; else seen.add(seq);
+});
+r.bind(Number(process.argv[1]), () => process.stdout.write('listening\\n'));
+process.on('SIGTERM', () => { process.stdout.write(JSON.stringify({ distinct: seen.size, dup, bad })); process.exit(0); });
+setTimeout(() => process.exit(3), 30000).unref();
+`;
+
+// Sends as fast as the socket takes them (no callback wait), so a forwarder sees full wake-ups.
+const SEQ_SENDER = `
+const dgram = require('node:dgram');
+const [dst, port, count, size] = process.argv.slice(1).map((x, i) => (i === 0 ? x : Number(x)));
+const s = dgram.createSocket('udp4'); let done = 0;
+for (let seq = 0; seq < count; seq++) {
+  const m = Buffer.alloc(size); m.writeUInt32BE(seq, 0);
+  for (let i = 4; i < size; i++) m[i] = (seq + i) & 255;
+  s.send(m, port, dst, () => { if (++done === count) s.close(); });
+}
+setTimeout(() => process.exit(3), 20000).unref();
+`;
+
+/**
+ * Sends `count` numbered datagrams (each byte a function of its number) from one pod to another and reports what
+ * arrived: distinct numbers, duplicates and corrupted payloads. Loss is allowed (UDP); a forwarder that reused a
+ * buffer before its send shows up as duplicates or bad payloads. Bounded: count and 30 s.
+ */
+export async function udpSequence(
+  tb: Testbed,
+  from: Pod,
+  to: Pod,
+  count: number,
+  size = 1000,
+): Promise<{ distinct: number; dup: number; bad: number }> {
+  const port = nextPort++;
+  const server = tb.spawn(to, [process.execPath, '-e', SEQ_RECEIVER, String(port)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  server.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  const done = new Promise<void>((resolve) => server.once('exit', () => resolve()));
+  for (let i = 0; i < 100 && !out.includes('listening'); i++) await sleep(50);
+  const c = await tb.exec(
+    from,
+    [process.execPath, '-e', SEQ_SENDER, to.ip, String(port), String(count), String(size)],
+    {
+      timeoutMs: 25_000,
+    },
+  );
+  await sleep(500); // let the last datagrams through
+  server.kill('SIGTERM');
+  await done;
+  if (c.code !== 0) throw new Error(`sequence sender failed (${c.code}): ${c.stderr}`);
+  const line = out.split('\n').find((l) => l.startsWith('{'));
+  if (!line) throw new Error(`sequence receiver gave no result: ${out}`);
+  return JSON.parse(line) as { distinct: number; dup: number; bad: number };
+}
+
 export type Datagram =
   | { kind: 'garbage'; count: number }
   | { kind: 'truncated'; count: number }
