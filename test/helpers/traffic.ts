@@ -84,7 +84,10 @@ r.on('message', (m) => {
   if (seen.has(seq)) dup++; else seen.add(seq);
 });
 r.bind(Number(process.argv[1]), () => process.stdout.write('listening\\n'));
-process.on('SIGTERM', () => { process.stdout.write(JSON.stringify({ distinct: seen.size, dup, bad })); process.exit(0); });
+process.on('SIGTERM', () => {
+  process.stdout.write(JSON.stringify({ distinct: seen.size, dup, bad }));
+  process.exit(0);
+});
 setTimeout(() => process.exit(3), 30000).unref();
 `;
 
