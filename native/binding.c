@@ -285,6 +285,24 @@ static napi_value js_udp_local_port(napi_env env, napi_callback_info info) {
   return ret_or_throw(env, weft_udp_local_port(fd, &e), &e, fd);
 }
 
+/* udpSendTo(fd, buf, addr, port, counters): one datagram; bytes sent, 0 when the socket buffer was full. */
+static napi_value js_udp_send_to(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  int fd;
+  uint8_t *buf;
+  size_t len;
+  uint32_t addr, port;
+  double *counters;
+  weft_err e;
+  if (!args_get(env, info, 5, argv) || !arg_fd(env, argv[0], "fd", &fd) ||
+      !ARG_U8(env, argv[1], "buf", 1, &buf, &len) ||
+      !arg_u32(env, argv[2], "addr", UINT32_MAX, &addr) || !arg_u32(env, argv[3], "port", 65535, &port) ||
+      !ARG_COUNTERS(env, argv[4], &counters))
+    return NULL;
+  if (len > WEFT_MAX_DATAGRAM) return arg_fail(env, true, "buf", "is longer than a datagram"), NULL;
+  return ret_or_throw(env, weft_udp_send_to(fd, buf, len, addr, (uint16_t)port, counters, &e), &e, fd);
+}
+
 /* ---- 3. Event loop: uv_poll on the main loop ---- */
 
 typedef struct {
@@ -534,14 +552,17 @@ static bool spec_out(napi_env env, js_queue *j, napi_value spec) {
   return check_slab(env, slab_len, q->out_slots, q->slot_size);
 }
 
-/* The inbound half: inSlab, inLen, inAddr, inGso (offload tier), segOff, segLen, segAddr. */
+/* The inbound half: inSlab, inLen, inAddr, inPort (optional: source ports), inGso (offload tier), segOff, segLen,
+ * segAddr. */
 static bool spec_in(napi_env env, js_queue *j, napi_value spec) {
   weft_queue *q = &j->q;
   size_t n, slab_len;
-  napi_value gso;
+  napi_value gso, port;
   if (!SPEC_I32A("inLen", 1, &q->in_len)) return false;
   q->in_slots = (int32_t)(n > 4096 ? 4096 : n);
-  if (!SPEC_U32A("inAddr", (size_t)q->in_slots, &q->in_addr) || !prop(env, spec, "inGso", &gso) ||
+  if (!SPEC_U32A("inAddr", (size_t)q->in_slots, &q->in_addr) || !prop(env, spec, "inPort", &port) ||
+      (!absent(env, port) && !SPEC_U32A("inPort", (size_t)q->in_slots, &q->in_port)) ||
+      !prop(env, spec, "inGso", &gso) ||
       (!absent(env, gso) && !SPEC_I32A("inGso", (size_t)q->in_slots, &q->in_gso)) ||
       !SPEC_I32A("segOff", (size_t)q->in_slots, &q->seg_off))
     return false;
@@ -1189,6 +1210,7 @@ NAPI_MODULE_INIT() {
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
       FN("tunOpen", js_tun_open), FN("linkSet", js_link_set), FN("close", js_close), FN("udpOpen", js_udp_open),
       FN("udpLocalPort", js_udp_local_port), FN("udpSteerByInnerFlow", js_udp_steer_by_inner_flow),
+      FN("udpSendTo", js_udp_send_to),
       FN("udpOffload", js_udp_offload), FN("tunSetOffload", js_tun_set_offload), FN("tunGetIff", js_tun_get_iff),
       FN("pollStart", js_poll_start), FN("pollUpdate", js_poll_update), FN("pollStop", js_poll_stop),
       FN("queueOpen", js_queue_open), FN("queueSetPeers", js_queue_set_peers), FN("queueClose", js_queue_close),

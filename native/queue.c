@@ -205,8 +205,8 @@ int weft_queue_out_icmp(weft_queue *q, int32_t slot, uint8_t type, uint8_t code,
 /* ---- in ---- */
 
 int32_t weft_queue_in_recv(weft_queue *q, weft_err *e) {
-  return weft_udp_recv(q->sock_fd, q->in_slab, q->slot_size, q->in_len, q->in_addr, q->in_gso, q->in_slots,
-                       q->counters, e);
+  return weft_udp_recv(q->sock_fd, q->in_slab, q->slot_size, q->in_len, q->in_addr, q->in_port, q->in_gso,
+                       q->in_slots, q->counters, e);
 }
 
 int32_t weft_queue_in_decap(weft_queue *q, int32_t n) {

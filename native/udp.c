@@ -266,8 +266,8 @@ int32_t weft_udp_send_train(int fd, weft_train *t, const uint8_t *peers, int32_t
   return 0;
 }
 
-int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, int32_t *gso, int32_t max,
-                      double *counters, weft_err *e) {
+int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, uint32_t *port,
+                      int32_t *gso, int32_t max, double *counters, weft_err *e) {
   struct mmsghdr msgs[MMSG_CHUNK];
   struct iovec iov[MMSG_CHUNK];
   struct sockaddr_in sa[MMSG_CHUNK];
@@ -308,6 +308,7 @@ int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, ui
         gso[n + j] = g;
       }
       addr[n + j] = ntohl(sa[j].sin_addr.s_addr);
+      if (port) port[n + j] = ntohs(sa[j].sin_port);
       counters[WEFT_C_UDP_RX_PACKETS] += g ? (double)((got + (unsigned)g - 1) / (unsigned)g) : 1;
       counters[WEFT_C_UDP_RX_BYTES] += got;
       counters[WEFT_C_COPIED_KERNEL_TO_USER_BYTES] += got;
@@ -322,4 +323,26 @@ int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, ui
     if (r < want) break; /* queue drained: skip the EAGAIN syscall */
   }
   return n;
+}
+
+int32_t weft_udp_send_to(int fd, const uint8_t *buf, size_t len, uint32_t addr, uint16_t port, double *counters,
+                         weft_err *e) {
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(addr);
+  sa.sin_port = htons(port);
+  ssize_t r;
+  do r = sendto(fd, buf, len, MSG_DONTWAIT, (const struct sockaddr *)&sa, sizeof sa);
+  while (r < 0 && errno == EINTR);
+  counters[WEFT_C_SYSCALLS_SEND] += 1;
+  if (r < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    e->code = errno, e->syscall = "sendto";
+    return -1;
+  }
+  counters[WEFT_C_UDP_TX_PACKETS] += 1;
+  counters[WEFT_C_UDP_TX_BYTES] += (double)r;
+  counters[WEFT_C_COPIED_USER_TO_KERNEL_BYTES] += (double)r;
+  return (int32_t)r;
 }

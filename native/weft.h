@@ -284,9 +284,15 @@ int weft_udp_local_port(int fd, weft_err *e);
 /* Probe UDP_SEGMENT (getsockopt) and, with want_gro, turn UDP_GRO on. */
 int weft_udp_offload(int fd, int want_gro, int *has_segment, int *has_gro, weft_err *e);
 /* recvmmsg into slot i of the slab. gso NULL: plain datagrams (batch tier). gso given: with UDP_GRO on the socket,
- * gso[i] = the segment size of a coalesced datagram, 0 for a single one (offload tier). */
-int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, int32_t *gso, int32_t max,
-                      double *counters, weft_err *e);
+ * gso[i] = the segment size of a coalesced datagram, 0 for a single one (offload tier). port NULL: not recorded;
+ * else port[i] = the source port (a WireGuard handshake is answered to the address and port it came from). */
+int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, uint32_t *port,
+                      int32_t *gso, int32_t max, double *counters, weft_err *e);
+/* One datagram to addr:port (host order), for the rare message outside a train (a WireGuard handshake or
+ * keepalive). Returns the bytes sent, 0 when the socket buffer is full (dropped: the sender retries on its timer),
+ * -1 with e. */
+int32_t weft_udp_send_to(int fd, const uint8_t *buf, size_t len, uint32_t addr, uint16_t port, double *counters,
+                         weft_err *e);
 
 /* A train: what one outbound batch sends. Each message is a run of iovecs (header-area slices and payload slices in
  * the TUN read buffer, or one in-place encapsulated packet) to one peer; gso > 0 makes it a UDP_SEGMENT train of
@@ -357,6 +363,7 @@ typedef struct {
   int32_t in_slots;
   int32_t *in_len, *in_gso;
   uint32_t *in_addr;
+  uint32_t *in_port; /* NULL unless JS asked for source ports (WireGuard) */
   int32_t *seg_off, *seg_len;
   uint32_t *seg_addr;
   int32_t seg_max;

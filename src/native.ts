@@ -55,6 +55,7 @@ interface Addon extends Readonly<Record<AddonConstant, number>> {
   close(fd: number): void;
   udpOpen(bindAddr: string, port: number, bufBytes: number, reusePort: boolean): number;
   udpSteerByInnerFlow(fd: number, innerOffset: number, geneve: boolean, queues: number): void;
+  udpSendTo(fd: number, buf: Uint8Array, addr: number, port: number, counters: Float64Array): number;
   udpOffload(fd: number, wantGro: boolean): { segment: boolean; gro: boolean };
   tunSetOffload(fd: number, flags: number): boolean;
   tunGetIff(fd: number): { name: string; flags: number };
@@ -130,6 +131,8 @@ export interface QueueSpec {
   readonly inSlab?: Buffer;
   readonly inLen?: Int32Array;
   readonly inAddr?: Uint32Array;
+  /** Outer source port of each datagram (host order), recorded only when given. */
+  readonly inPort?: Uint32Array;
   readonly inGso?: Int32Array;
   readonly segOff?: Int32Array;
   readonly segLen?: Int32Array;
@@ -328,6 +331,9 @@ export const udpOpen: Addon['udpOpen'] = addon.udpOpen;
 export const udpSteerByInnerFlow: Addon['udpSteerByInnerFlow'] = addon.udpSteerByInnerFlow;
 /** Probe UDP_SEGMENT (getsockopt) and, with wantGro, turn UDP_GRO on. Reports what this kernel has. */
 export const udpOffload: Addon['udpOffload'] = addon.udpOffload;
+/** One datagram to addr:port (uint32 and port in host order): a WireGuard handshake message or keepalive. Returns
+ *  the bytes sent, 0 when the socket buffer was full (dropped: the handshake timer retries). */
+export const udpSendTo: Addon['udpSendTo'] = addon.udpSendTo;
 
 // ---- 3. event loop ----
 

@@ -184,6 +184,11 @@ export class Cluster {
     return join(this.dir, `h${n}`, 'subnet.env');
   }
 
+  /** Host n's WireGuard private key file (backend wireguard creates it on first start). */
+  wgKeyFile(n: number): string {
+    return join(this.dir, `h${n}`, 'wgkey');
+  }
+
   /** Host n's lease subnet ("10.5.3.0/24") as its subnet.env says; null before its daemon wrote one. */
   subnetOf(n: number): string | null {
     const env = readSubnetEnv(this.subnetFile(n));
@@ -227,7 +232,9 @@ export class Cluster {
         '--log-level=info',
         ...args,
       ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      // Namespace hosts share one filesystem: each gets its own WireGuard key file (flannel's WIREGUARD_KEY_FILE),
+      // kept across restarts like the subnet file.
+      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, WIREGUARD_KEY_FILE: this.wgKeyFile(n) } },
     );
     const log = createWriteStream(logFile, { flags: 'a' });
     child.stderr?.pipe(log);

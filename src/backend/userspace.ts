@@ -21,6 +21,7 @@ import * as native from '../native.js';
 import type { Backend, BackendContext, BackendStatus, QueueStatus } from './backend.js';
 import { userspaceOptions, type UserspaceOptions } from './config.js';
 import { stableMac } from './vtep-mac.js';
+import { WIREGUARD_TYPE, WireguardSetup } from './wireguard.js';
 
 /** Writes a sysctl unless it already holds the value (in a container /proc/sys is read-only, often preset). */
 async function setSysctl(path: string, value: string): Promise<void> {
@@ -67,10 +68,14 @@ export class UserspaceBackend implements Backend {
   private ownKey: string | null = null;
   /** This host takes (and sends to hosts that say so) partial inner checksums: the offload tier, unless disabled. */
   private readonly partialCsum: boolean;
+  /** Backend wireguard: keys and options; the datapath seals every packet (no encap header on the wire). */
+  private readonly wg: WireguardSetup | null;
 
   constructor(private readonly ctx: BackendContext) {
     const type = ctx.network.backend.Type;
-    const encap = encapByName(type);
+    this.wg = type === WIREGUARD_TYPE ? new WireguardSetup(ctx) : null;
+    // WireGuard's transport messages carry the bare inner packet, as flannel's UDP encap does (no header).
+    const encap = encapByName(this.wg ? 'udp' : type);
     if (!encap)
       throw new WeftError('WEFT_ERR_BACKEND', `backend type "${type}" has no userspace encap (udp, vxlan, geneve)`);
     if (ctx.config.tier === 'offload' && encap.nativeId === null) {
@@ -81,13 +86,19 @@ export class UserspaceBackend implements Backend {
       );
     }
     this.encap = encap;
-    this.type = encap.backendType;
-    this.opts = userspaceOptions(ctx.network.backend, encap);
-    this.mtu = ctx.external.mtu - encap.mtuOverhead;
+    this.type = this.wg ? WIREGUARD_TYPE : encap.backendType;
+    this.opts = this.wg ? { port: this.wg.options.listenPort, vni: 0 } : userspaceOptions(ctx.network.backend, encap);
+    this.mtu = this.wg ? this.wg.mtu : ctx.external.mtu - encap.mtuOverhead;
     this.local = { mac: stableMac(ctx.external.publicIp, this.opts.vni), vni: this.opts.vni };
     this.partialCsum = ctx.config.tier === 'offload' && !disabledOffloads().has('partial_csum');
     const v6 = ctx.external.publicIpv6;
     this.local6 = v6 === null ? null : { mac: stableMac(v6, this.opts.vni), vni: this.opts.vni };
+    if (this.wg) {
+      ctx.log.info(
+        { keyFile: this.wg.keyFile, created: this.wg.keyCreated, publicKey: this.wg.publicKey.toString() },
+        'wireguard key',
+      );
+    }
   }
 
   get running(): boolean {
@@ -95,6 +106,7 @@ export class UserspaceBackend implements Backend {
   }
 
   leaseData(): unknown {
+    if (this.wg) return this.wg.leaseData();
     const data = this.encap.leaseData(this.local);
     if (!this.partialCsum) return data;
     // Our own key beside flannel's (flannel's backends read only the keys they know), and only on the offload
@@ -151,6 +163,7 @@ export class UserspaceBackend implements Backend {
         tunMtu: this.mtu,
         queues: ctx.config.queues,
         log: ctx.log,
+        ...(this.wg ? { wireguard: this.wg.datapath } : {}),
       });
     }
     // Our own subnet may have been someone else's a moment ago.
@@ -163,7 +176,7 @@ export class UserspaceBackend implements Backend {
         address: cidr,
         mtu: this.mtu,
         tier: ctx.config.tier,
-        encap: this.encap.name,
+        encap: this.wg ? WIREGUARD_TYPE : this.encap.name,
         port: this.opts.port,
       },
       'userspace datapath up',
@@ -264,6 +277,19 @@ export class UserspaceBackend implements Backend {
     if (!hasIPv4(lease.subnet)) return 'no IPv4 subnet (an IPv6-only lease)';
     const publicIp = parseIPv4(lease.attrs.PublicIP);
     if (publicIp === null) return `PublicIP ${JSON.stringify(lease.attrs.PublicIP)} is not IPv4`;
+    if (this.wg) {
+      const wg = this.wg.parsePeer(lease.attrs.BackendData);
+      if (typeof wg === 'string') return wg;
+      const none = { mac: Buffer.alloc(6), vni: 0 };
+      return {
+        net: lease.subnet.ip,
+        prefixLen: lease.subnet.prefixLen,
+        publicIp,
+        port: wg.port,
+        encap: none,
+        wgKey: wg.publicKey,
+      };
+    }
     const info = this.encap.parsePeer(lease.attrs.BackendData, this.local);
     if (typeof info === 'string') return info;
     const data = lease.attrs.BackendData as Record<string, unknown> | null | undefined;
@@ -294,9 +320,10 @@ export class UserspaceBackend implements Backend {
     const counters: Record<string, number> = {};
     const values = this.datapath?.counters;
     native.counterNames.forEach((name, i) => (counters[name] = values ? (values[i] as number) : 0));
+    Object.assign(counters, this.datapath?.extraCounters?.() ?? {});
     return {
       type: this.type,
-      datapath: `userspace/${this.ctx.config.tier}/${this.encap.name}`,
+      datapath: `userspace/${this.ctx.config.tier}/${this.wg ? WIREGUARD_TYPE : this.encap.name}`,
       device: this.tun?.name ?? this.ctx.config.tunName,
       peers: this.applied,
       peersSharingPublicIp: [...this.shared.values()].reduce((n, nets) => n + nets.split(' ').length, 0),

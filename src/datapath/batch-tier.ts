@@ -8,6 +8,7 @@ import { Outbound } from './outbound.js';
 import { PathState } from './path-state.js';
 import { moved, PollPair } from './poll-pair.js';
 import { Queue } from './queue.js';
+import { WireguardTransform } from './wireguard.js';
 
 export const BATCH_SIZE = 64;
 /** Batches per wake-up: bounds the time one direction holds the event loop. */
@@ -22,15 +23,19 @@ export class BatchTier extends TierBase implements Datapath {
   readonly tier = 'batch' as const;
   private readonly polls: PollPair;
   private readonly queue: Queue;
+  private readonly wireguard: WireguardTransform | null;
 
   constructor(opts: DatapathOptions) {
     super(new PathState(opts));
+    const wg = opts.wireguard;
+    this.wireguard = wg ? new WireguardTransform(wg, this.path, opts.tunMtu ?? 0, opts.log) : null;
     const sockFd = native.udpOpen(opts.bindAddress, opts.port, SOCKET_BUFFER_BYTES, false);
     try {
       this.queue = new Queue({
         tunFd: opts.tunFd,
         sockFd,
-        encap: opts.encap.nativeId,
+        // WireGuard: no encap header; the transform frames each sealed message (out_off/out_len).
+        encap: wg ? null : opts.encap.nativeId,
         vni: opts.local.vni,
         localMac: opts.local.mac,
         mtu: opts.tunMtu ?? 0,
@@ -39,13 +44,16 @@ export class BatchTier extends TierBase implements Datapath {
         gro: false,
         udpSegment: false,
         counters: this.path.counters,
+        sourcePorts: wg !== undefined,
       });
     } catch (e) {
       native.close(sockFd);
+      this.wireguard?.close();
       throw e;
     }
-    const outbound = new Outbound(this.path, this.queue);
-    const inbound = new Inbound(this.path, this.queue);
+    this.wireguard?.attach(sockFd, this.queue);
+    const outbound = new Outbound(this.path, this.queue, this.wireguard);
+    const inbound = new Inbound(this.path, this.queue, this.wireguard);
     this.polls = new PollPair(opts.tunFd, sockFd, {
       outbound: () => outbound.run(ROUNDS),
       flush: () => outbound.flush(),
@@ -54,8 +62,18 @@ export class BatchTier extends TierBase implements Datapath {
     });
   }
 
+  override setPeers(peers: Parameters<TierBase['setPeers']>[0]): void {
+    super.setPeers(peers);
+    this.wireguard?.setPeers(peers);
+  }
+
+  extraCounters(): Record<string, number> {
+    return this.wireguard?.counterValues() ?? {};
+  }
+
   close(): void {
     this.polls.close();
     this.queue.close();
+    this.wireguard?.close();
   }
 }

@@ -3,6 +3,7 @@
 import type { Encap, LocalEncapInfo } from '../encap/encap.js';
 import type { Logger } from '../log.js';
 import type { Peer } from './peers.js';
+import type { PresharedKey, PrivateKey } from '../wireguard/keys.js';
 
 /** Inner packets and bytes exchanged with one peer (a super-packet counts once on the offload tier). */
 export interface PeerTraffic {
@@ -13,6 +14,13 @@ export interface PeerTraffic {
   readonly txBytes: number;
   readonly rxPackets: number;
   readonly rxBytes: number;
+}
+
+/** What a datapath needs to run WireGuard: this host's key and the options every peer shares. */
+export interface WireguardDatapathOptions {
+  readonly privateKey: PrivateKey;
+  readonly presharedKey: PresharedKey | null;
+  readonly persistentKeepaliveSeconds: number;
 }
 
 export type Tier = 'dgram' | 'batch' | 'offload';
@@ -36,6 +44,8 @@ export interface DatapathOptions {
   readonly tunMtu?: number;
   /** Offload tier: TUN queues and sockets, one worker each (default 1). The TUN must then be multi-queue. */
   readonly queues?: number;
+  /** Seal and open every packet with WireGuard (the batch tier; the encap is then unused on the wire). */
+  readonly wireguard?: WireguardDatapathOptions;
 }
 
 export interface Datapath {
@@ -53,6 +63,8 @@ export interface Datapath {
   queueCounters?(): readonly Float64Array[];
   /** Why the tier stopped forwarding on some queue (a worker that kept dying), or null: /healthz fails then. */
   failure?(): string | null;
+  /** Counters beyond the datapath's own array (WireGuard: transport verdicts and handshakes), by name. */
+  extraCounters?(): Record<string, number>;
   /** Stops polling and closes the socket. The TUN fd stays the caller's. Safe to call twice. */
   close(): void;
 }

@@ -4,7 +4,10 @@
 //  1. The socket is readable: C receives up to `slots` datagrams with recvmmsg, each whole into its own slot, with
 //     the outer source address (inRecv). On the offload tier UDP_GRO joins up to 64 equal datagrams of one sender
 //     into one buffer. A datagram too big for a slot is counted and dropped (MSG_TRUNC).
-//  2. [transform: a per-batch pass before anything reads the inner packet, e.g. opening sealed datagrams; none]
+//  2. [transform] WireGuard (wireguard.ts, batch tier): each datagram is opened in place (handshake messages go to
+//     the device with their source address and port); the opened packets become the segments directly, with the
+//     sender check of step 4 done by key: the inner source must lie in the subnet of the peer whose key opened it.
+//     Steps 3 and 4 are skipped.
 //  3. C splits the buffers into datagrams and checks and strips the encap header of each (inDecap): segOff/segLen
 //     frame the inner IPv4 packets, drops are counted by reason. A TypeScript-only encap decodes here, datagram by
 //     datagram, into the same segment arrays.
@@ -19,6 +22,7 @@ import { C, type PathState } from './path-state.js';
 import type { Queue } from './queue.js';
 import { NO_ROUTE } from './routes.js';
 import { readIp } from './ttl.js';
+import type { WireguardTransform } from './wireguard.js';
 
 export class Inbound {
   private readonly decoded = new Int32Array(1);
@@ -26,16 +30,22 @@ export class Inbound {
   constructor(
     private readonly path: PathState,
     private readonly q: Queue,
+    private readonly transform: WireguardTransform | null = null,
   ) {}
 
   /** Steps 1-5 for up to `rounds` batches. */
   run(rounds: number): void {
     const { q } = this;
     for (let r = 0; r < rounds; r++) {
-      const n = native.inRecv(q.handle); // 1 (2: no transform yet)
+      const n = native.inRecv(q.handle); // 1
       if (n === 0) return;
-      const segs = this.decap(n); // 3
-      this.checkSenders(segs); // 4
+      let segs: number;
+      if (this.transform) {
+        segs = this.transform.open(q, n); // 2
+      } else {
+        segs = this.decap(n); // 3
+        this.checkSenders(segs); // 4
+      }
       native.inWrite(q.handle, segs); // 5
       if (n < q.slots) return;
     }

@@ -11,7 +11,9 @@
 //     the payload stays in the slot, the encap header in front of each, one UDP_SEGMENT message per 64 segments
 //     (offload; checksums from one pass over the payload, or none for a peer that takes partial checksums). A
 //     TypeScript-only encap writes its header here instead, packet by packet, on views of the slab.
-//  4. [transform: a per-batch pass over the train between encap and send, e.g. sealing each segment; none today]
+//  4. [transform] WireGuard (wireguard.ts, batch tier): there is no encap header; instead every packet is sealed in
+//     place for its peer's current session (header in the headroom, padding and tag after), or dropped, counted,
+//     while the peer's handshake is in flight. The train then frames the sealed messages.
 //  5. C sends the train with sendmmsg, gathering headers and payloads (outSend). When the socket buffer is full the
 //     rest waits in place: TUN reads stop and the socket is polled for writable (back-pressure, not drops).
 //  6. Packets whose TTL ran out get ICMP time-exceeded.
@@ -21,6 +23,7 @@ import { C, ICMP_PER_BATCH, type PathState } from './path-state.js';
 import type { Queue } from './queue.js';
 import { NO_ROUTE } from './routes.js';
 import { decrementTtl, isIPv6, readIp } from './ttl.js';
+import type { WireguardTransform } from './wireguard.js';
 
 export class Outbound {
   /** Messages of the current train not sent yet: > 0 means the socket pushed back. */
@@ -29,6 +32,7 @@ export class Outbound {
   constructor(
     private readonly path: PathState,
     private readonly q: Queue,
+    private readonly transform: WireguardTransform | null = null,
   ) {}
 
   get blocked(): boolean {
@@ -44,7 +48,9 @@ export class Outbound {
       if (n === 0) return true;
       q.usePeers(path.snapshot.table);
       this.route(n); // 2
-      this.encap(n); // 3 (4: no transform yet)
+      if (this.transform)
+        this.seal(n); // 4 (no encap header: 3 is the seal's train)
+      else this.encap(n); // 3
       const sent = this.flush(); // 5
       this.answerExpired(n); // 6
       if (!sent) return false;
@@ -105,6 +111,12 @@ export class Outbound {
       }
     }
     this.left = native.outEncap(q.handle, n);
+  }
+
+  // Step 4: sealed in place, then framed by C (the queue has no native encap: out_off/out_len frame each message).
+  private seal(n: number): void {
+    this.transform?.seal(this.q, n);
+    this.left = native.outEncap(this.q.handle, n);
   }
 
   /** Step 5, also called when the socket turns writable again. Returns true when the whole train went out. */

@@ -5,6 +5,7 @@
 // (big-endian), flags (native.PEER_* offsets).
 // A new table and RouteTable are built on every peer change and swapped in together between batches.
 import type { PeerEncapInfo } from '../encap/encap.js';
+import type { PublicKey } from '../wireguard/keys.js';
 import { formatIPv4 } from '../ip/subnet.js';
 import type { Subnet6 } from '../ip/ipv6.js';
 import * as native from '../native.js';
@@ -27,6 +28,9 @@ export interface Peer {
   readonly ipv6Subnet?: Subnet6;
   readonly publicIpv6?: bigint;
   readonly encap6?: PeerEncapInfo;
+  /** A WireGuard peer's public key (its lease's BackendData.PublicKey): packets to it are sealed for it, packets
+   *  opened with its key must come from its subnet. */
+  readonly wgKey?: PublicKey;
 }
 
 export interface PeerSnapshot {

@@ -22,6 +22,8 @@ export interface QueueOptions {
   readonly gro: boolean;
   readonly udpSegment: boolean;
   readonly counters: Float64Array;
+  /** Record each datagram's source port in inPort (WireGuard answers a handshake to the address and port). */
+  readonly sourcePorts?: boolean;
 }
 
 export class Queue {
@@ -41,6 +43,8 @@ export class Queue {
   readonly inLen: Int32Array;
   /** In: outer source address, host order. */
   readonly inAddr: Uint32Array;
+  /** In: outer source port, host order (only with sourcePorts; else empty). */
+  readonly inPort: Uint32Array;
   /** In, offload tier: the UDP_GRO segment size of each receive (0: one datagram). */
   readonly inGso: Int32Array | null;
   /** In: the inner packets found by decap: offset and length in inSlab (or a verdict), outer source. */
@@ -60,6 +64,7 @@ export class Queue {
     this.inSlab = Buffer.alloc(n * native.SLOT_SIZE);
     this.inLen = new Int32Array(n);
     this.inAddr = new Uint32Array(n);
+    this.inPort = new Uint32Array(opts.sourcePorts === true ? n : 0);
     this.inGso = opts.vnet ? new Int32Array(n) : null;
     this.segOff = new Int32Array(segs);
     this.segLen = new Int32Array(segs);
@@ -82,6 +87,7 @@ export class Queue {
       inSlab: this.inSlab,
       inLen: this.inLen,
       inAddr: this.inAddr,
+      ...(opts.sourcePorts === true ? { inPort: this.inPort } : {}),
       ...(this.inGso ? { inGso: this.inGso } : {}),
       segOff: this.segOff,
       segLen: this.segLen,

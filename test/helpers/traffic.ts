@@ -143,7 +143,8 @@ export async function udpSequence(
 export type Datagram =
   | { kind: 'garbage'; count: number }
   | { kind: 'truncated'; count: number }
-  | { kind: 'ipv4'; src: string; dst: string; count: number; prefix?: string /* hex bytes before the IP packet */ };
+  | { kind: 'ipv4'; src: string; dst: string; count: number; prefix?: string /* hex bytes before the IP packet */ }
+  | { kind: 'raw'; hex: string; count: number };
 
 const SENDER = `
 const dgram = require('node:dgram');
@@ -162,6 +163,7 @@ for (const s of spec) {
   let m;
   if (s.kind === 'garbage') m = Buffer.from('weft test garbage: not an IP packet at all');
   else if (s.kind === 'truncated') m = Buffer.from([0x45, 0, 0, 60, 0, 0]);
+  else if (s.kind === 'raw') m = Buffer.from(s.hex, 'hex');
   else m = Buffer.concat([Buffer.from(s.prefix || '', 'hex'), ipv4(s.src, s.dst)]);
   for (let i = 0; i < s.count; i++) msgs.push(m);
 }
