@@ -588,7 +588,7 @@ static napi_value js_queue_open(napi_env env, napi_callback_info info) {
   js_queue *j = calloc(1, sizeof *j);
   if (!j) return throw_sys(env, ENOMEM, "calloc", "queue");
   weft_queue *q = &j->q;
-  napi_value out_slab, in_slab;
+  napi_value out_slab, in_slab, seg_overhead;
   bool ok = spec_i32(env, spec, "tunFd", -1, INT32_MAX, &q->tun_fd) &&
             spec_i32(env, spec, "sockFd", -1, INT32_MAX, &q->sock_fd) &&
             spec_i32(env, spec, "encap", -1, WEFT_ENCAP_COUNT - 1, &id) &&
@@ -598,7 +598,9 @@ static napi_value js_queue_open(napi_env env, napi_callback_info info) {
             spec_typed(env, j, spec, "localMac", napi_uint8_array, "must be a Buffer", 6, (void **)&mac, NULL) &&
             spec_typed(env, j, spec, "counters", napi_float64_array, "must be a Float64Array(COUNTER_COUNT)",
                        WEFT_COUNTER_COUNT, (void **)&counters, &n) &&
-            prop(env, spec, "outSlab", &out_slab) && prop(env, spec, "inSlab", &in_slab);
+            prop(env, spec, "outSlab", &out_slab) && prop(env, spec, "inSlab", &in_slab) &&
+            prop(env, spec, "segOverhead", &seg_overhead) &&
+            (absent(env, seg_overhead) || arg_i32(env, seg_overhead, "segOverhead", 0, 64, &q->seg_overhead));
   if (ok) {
     q->ops = id < 0 ? NULL : weft_encap_get(id); /* -1: a TypeScript encap writes and reads the headers */
     q->vni = (uint32_t)vni;
@@ -1084,6 +1086,26 @@ static napi_value js_wg_open_list(napi_env env, napi_callback_info info) {
   return ret_undefined(env);
 }
 
+/* outWgSeal(queue, sessions, sendSlot, nowMs, counters): the offload tier's WireGuard transform over the train. */
+static napi_value js_out_wg_seal(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  js_queue *j;
+  uint8_t *table;
+  int32_t nslots, *send_slot;
+  size_t npeers;
+  double now, *counters;
+  if (!args_get(env, info, 5, argv) || !arg_queue(env, argv[0], &j) || !has_out(env, j) ||
+      !arg_wg_table(env, argv[1], &table, &nslots) ||
+      !arg_typed(env, argv[2], "sendSlot", napi_int32_array, "must be an Int32Array", 0, (void **)&send_slot,
+                 &npeers) ||
+      !arg_f64(env, argv[3], "nowMs", &now) || !ARG_WG_COUNTERS(env, argv[4], &counters))
+    return NULL;
+  if (!j->q.wg_out) return arg_fail(env, true, "queue", "was opened without segOverhead"), NULL;
+  weft_queue_out_wg_seal(&j->q, table, nslots, send_slot, (int32_t)(npeers > INT32_MAX ? INT32_MAX : npeers), now,
+                         counters);
+  return ret_undefined(env);
+}
+
 static napi_value js_wg_sealed_len(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   int32_t len, mtu;
@@ -1210,7 +1232,7 @@ NAPI_MODULE_INIT() {
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
       FN("tunOpen", js_tun_open), FN("linkSet", js_link_set), FN("close", js_close), FN("udpOpen", js_udp_open),
       FN("udpLocalPort", js_udp_local_port), FN("udpSteerByInnerFlow", js_udp_steer_by_inner_flow),
-      FN("udpSendTo", js_udp_send_to),
+      FN("udpSendTo", js_udp_send_to), FN("outWgSeal", js_out_wg_seal),
       FN("udpOffload", js_udp_offload), FN("tunSetOffload", js_tun_set_offload), FN("tunGetIff", js_tun_get_iff),
       FN("pollStart", js_poll_start), FN("pollUpdate", js_poll_update), FN("pollStop", js_poll_stop),
       FN("queueOpen", js_queue_open), FN("queueSetPeers", js_queue_set_peers), FN("queueClose", js_queue_close),

@@ -43,8 +43,14 @@ int weft_queue_init(weft_queue *q, weft_err *e) {
   t->iov = calloc((size_t)t->iov_cap, sizeof *t->iov);
   int32_t *ints = calloc((size_t)t->msg_cap * 5, sizeof(int32_t));
   t->hdrs = t->hdrs_cap ? malloc(t->hdrs_cap) : NULL;
-  if (!t->iov || !ints || (t->hdrs_cap && !t->hdrs)) {
-    free(t->iov), free(ints), free(t->hdrs);
+  /* Every super-packet sealed: its bytes, up to seg_overhead per segment and a header's room per message. */
+  q->wg_out_cap = q->vnet && q->seg_overhead > 0
+                      ? (size_t)slots * (WEFT_MAX_DATAGRAM + (size_t)WEFT_GSO_MAX_SEGS * (size_t)(q->seg_overhead + 16))
+                      : 0;
+  q->wg_out = q->wg_out_cap ? malloc(q->wg_out_cap) : NULL;
+  if (!t->iov || !ints || (t->hdrs_cap && !t->hdrs) || (q->wg_out_cap && !q->wg_out)) {
+    free(t->iov), free(ints), free(t->hdrs), free(q->wg_out);
+    q->wg_out = NULL, q->wg_out_cap = 0;
     memset(t, 0, sizeof *t);
     e->code = ENOMEM, e->syscall = "calloc";
     return -1;
@@ -61,6 +67,8 @@ void weft_queue_free(weft_queue *q) {
   free(q->train.iov);
   free(q->train.msg_iov);
   free(q->train.hdrs);
+  free(q->wg_out);
+  q->wg_out = NULL, q->wg_out_cap = 0;
   memset(&q->train, 0, sizeof q->train);
 }
 
@@ -119,7 +127,7 @@ static void encap_segments(weft_queue *q, int32_t i, uint8_t *pkt, const uint8_t
     return train_msg(t, t->iov_n++, 1, 0, peer, i);
   }
   int32_t stride = hlen + plan.hdr + plan.mss; /* one segment on the wire */
-  int32_t per = WEFT_UDP_GSO_MAX_BYTES / stride;
+  int32_t per = WEFT_UDP_GSO_MAX_BYTES / (stride + q->seg_overhead); /* a transform's growth counted */
   if (per > WEFT_UDP_GSO_MAX_SEGS) per = WEFT_UDP_GSO_MAX_SEGS;
   if (per < 1) per = 1;
   for (int32_t k = 0; k < n; k++) {
@@ -175,6 +183,70 @@ void weft_queue_out_encap(weft_queue *q, int32_t n) {
     const uint8_t *rec = q->peers + (size_t)peer * WEFT_PEER_RECORD_SIZE;
     if (q->vnet) encap_segments(q, i, pkt, rec);
     else encap_in_place(q, i, pkt, rec);
+  }
+}
+
+/* Plaintext bytes of iovecs [from, from + n) of a message. */
+static int32_t iov_bytes(const struct iovec *v, int32_t n) {
+  size_t b = 0;
+  for (int32_t j = 0; j < n; j++) b += v[j].iov_len;
+  return b > INT32_MAX ? INT32_MAX : (int32_t)b;
+}
+
+static void msg_drop(weft_queue *q, int32_t m, int32_t verdict) {
+  q->train.msg_peer[m] = verdict;
+  q->out_peer[q->train.msg_slot[m]] = verdict;
+}
+
+/* A message's segments: two iovecs each in a UDP_SEGMENT train (headers, payload), else one datagram of all its
+ * iovecs. Copied into wg_out at the sealed stride (one pass, the cache then warm for the cipher's pass), sealed in
+ * place, and the iovecs repointed: two per segment (header, rest), so that a one-by-one resend after a UDP_SEGMENT
+ * refusal still finds its pairs. */
+void weft_queue_out_wg_seal(weft_queue *q, uint8_t *table, int32_t nslots, const int32_t *send_slot, int32_t npeers,
+                            double now_ms, double *wg_counters) {
+  weft_train *t = &q->train;
+  size_t used = 0;
+  for (int32_t m = 0; m < t->msg_n; m++) {
+    int32_t peer = t->msg_peer[m];
+    if (peer < 0) continue;
+    struct iovec *v = t->iov + t->msg_iov[m];
+    int32_t cnt = t->msg_iovcnt[m], gso = t->msg_gso[m];
+    int32_t per = gso > 0 ? 2 : cnt, nseg = gso > 0 ? cnt / 2 : 1;
+    int32_t last_len = iov_bytes(v + cnt - per, per);
+    int32_t seg_len = nseg > 1 ? iov_bytes(v, per) : last_len;
+    int32_t slot = peer < npeers ? send_slot[peer] : -1;
+    int32_t stride = weft_wg_sealed_len(seg_len, q->mtu), last = weft_wg_sealed_len(last_len, q->mtu);
+    size_t first = used + WEFT_WG_HEADER_LEN;
+    size_t end = first - WEFT_WG_HEADER_LEN + (size_t)(nseg - 1) * (size_t)stride + (size_t)last;
+    if (slot >= 0 && end <= q->wg_out_cap) {
+      for (int32_t k = 0; k < nseg; k++) {
+        uint8_t *d = q->wg_out + first + (size_t)k * (size_t)stride;
+        for (int32_t j = 0; j < per; j++) {
+          memcpy(d, v[k * per + j].iov_base, v[k * per + j].iov_len);
+          d += v[k * per + j].iov_len;
+        }
+      }
+    }
+    int32_t r = weft_wg_seal_segments(table, nslots, slot, q->wg_out, q->wg_out_cap, (int32_t)first, seg_len, nseg,
+                                      last_len, q->mtu, now_ms, wg_counters);
+    if (r < 0) {
+      msg_drop(q, m, r);
+      continue;
+    }
+    uint8_t *base = q->wg_out + first - WEFT_WG_HEADER_LEN;
+    for (int32_t k = 0; k < nseg; k++) {
+      size_t len = (size_t)(k == nseg - 1 ? last : stride);
+      uint8_t *msg = base + (size_t)k * (size_t)stride;
+      if (cnt >= 2 * (k + 1) || (gso == 0 && cnt >= 2)) {
+        v[2 * k].iov_base = msg, v[2 * k].iov_len = WEFT_WG_HEADER_LEN;
+        v[2 * k + 1].iov_base = msg + WEFT_WG_HEADER_LEN, v[2 * k + 1].iov_len = len - WEFT_WG_HEADER_LEN;
+      } else {
+        v[0].iov_base = msg, v[0].iov_len = len;
+      }
+    }
+    if (gso == 0 && cnt > 2) t->msg_iovcnt[m] = 2; /* one datagram: the rest of its iovecs are gone */
+    if (gso > 0) t->msg_gso[m] = stride;
+    used = (end + 15) & ~(size_t)15;
   }
 }
 

@@ -368,6 +368,11 @@ typedef struct {
   uint32_t *seg_addr;
   int32_t seg_max;
   uint8_t scratch[128]; /* one ICMP error */
+  /* WireGuard on the offload tier: bytes a transform adds per segment (the train's messages are sized with them
+   * counted) and the area segments are sealed into (allocated by weft_queue_init when seg_overhead > 0). */
+  int32_t seg_overhead;
+  uint8_t *wg_out;
+  size_t wg_out_cap;
 } weft_queue;
 /* Allocates the train for out_slots packets (header area, iovecs, messages). 0, or -1 with e. */
 int weft_queue_init(weft_queue *q, weft_err *e);
@@ -376,6 +381,12 @@ int32_t weft_queue_out_read(weft_queue *q, weft_err *e);
 void weft_queue_out_encap(weft_queue *q, int32_t n);
 int32_t weft_queue_out_send(weft_queue *q, weft_err *e);
 int weft_queue_out_icmp(weft_queue *q, int32_t slot, uint8_t type, uint8_t code, uint32_t from);
+/* The offload tier's WireGuard transform (between out_encap and out_send): every message of the train is copied
+ * segment by segment into wg_out at WireGuard's stride and sealed there for send_slot[its peer], and its iovecs
+ * are pointed at the sealed messages; a message that cannot be sealed (no session, no room) is dropped, counted in
+ * wg_counters. */
+void weft_queue_out_wg_seal(weft_queue *q, uint8_t *table, int32_t nslots, const int32_t *send_slot, int32_t npeers,
+                            double now_ms, double *wg_counters);
 int32_t weft_queue_in_recv(weft_queue *q, weft_err *e);
 int32_t weft_queue_in_decap(weft_queue *q, int32_t n);
 int32_t weft_queue_in_write(weft_queue *q, int32_t segs);

@@ -66,6 +66,7 @@ interface Addon extends Readonly<Record<AddonConstant, number>> {
   queueSetPeers(q: QueueHandle, peerTable: Buffer): void;
   queueClose(q: QueueHandle): void;
   queueUdpSegment(q: QueueHandle): boolean;
+  outWgSeal(q: QueueHandle, sessions: Buffer, sendSlot: Int32Array, nowMs: number, counters: Float64Array): void;
   outRead(q: QueueHandle): number;
   outEncap(q: QueueHandle, n: number): number;
   outSend(q: QueueHandle): number;
@@ -131,6 +132,8 @@ export interface QueueSpec {
   readonly inSlab?: Buffer;
   readonly inLen?: Int32Array;
   readonly inAddr?: Uint32Array;
+  /** Bytes a transform adds per segment (WireGuard: 47), counted when trains are sized; allocates its seal area. */
+  readonly segOverhead?: number;
   /** Outer source port of each datagram (host order), recorded only when given. */
   readonly inPort?: Uint32Array;
   readonly inGso?: Int32Array;
@@ -355,6 +358,10 @@ export const queueSetPeers: Addon['queueSetPeers'] = addon.queueSetPeers;
 export const queueClose: Addon['queueClose'] = addon.queueClose;
 /** UDP_SEGMENT still in use (false after the kernel refused it with EIO). */
 export const queueUdpSegment: Addon['queueUdpSegment'] = addon.queueUdpSegment;
+/** Offload tier, the WireGuard transform between outEncap and outSend: seal every message of the train for
+ *  sendSlot[its peer] (segments copied to the queue's seal area at WireGuard's stride); failures counted in counters
+ *  (WireGuard's), the message dropped. */
+export const outWgSeal: Addon['outWgSeal'] = addon.outWgSeal;
 /** Out 1: read() TUN until EAGAIN or every slot is full; packet i at slot i + HEADROOM (its virtio header before
  *  it on a vnet queue), outLen[i] its length. Returns the count. */
 export const outRead: Addon['outRead'] = addon.outRead;

@@ -1,7 +1,8 @@
 // Backend wireguard end to end on three namespace hosts, with a real etcd and real TUN devices.
 //
 //   bridge netns: etcd 198.18.<id>.254:2379
-//   h1 ── h2 ── h3        each: weft daemon --tier=batch (TUN weft0, UDP 51820), its key file, cni0, pod .2
+//   h1 ── h2 ── h3        each: weft daemon (TUN weft0, UDP 51820), its key file, cni0, pod .2;
+//                         h1, h2 --tier=batch, h3 --tier=offload (sealed UDP_SEGMENT trains, opened UDP_GRO buffers)
 //
 // Checks: the lease carries flannel's BackendData and the key file its key (mode 0400); the TUN MTU leaves
 // flannel's 80 bytes; all-pairs pod ping; a TCP transfer each way verified by sha256; tcpdump on h2's underlay sees
@@ -29,7 +30,9 @@ const network = { Network: '10.5.0.0/16', SubnetLen: 24, Backend: { Type: 'wireg
 
 t.test('wireguard backend across three namespace hosts', async (t) => {
   const cluster = await clusterFor(t, 3, network);
-  for (const n of HOSTS) await cluster.startDaemon(n, ['--tier=batch', `--healthz-port=${HEALTHZ}`]);
+  // h3 on the offload tier: its segments sealed into UDP_SEGMENT trains, its UDP_GRO buffers opened and coalesced.
+  const tier = (n: number) => (n === 3 ? '--tier=offload' : '--tier=batch');
+  for (const n of HOSTS) await cluster.startDaemon(n, [tier(n), `--healthz-port=${HEALTHZ}`]);
   for (const n of HOSTS) await cluster.ensurePod(n);
   const tb = cluster.tb;
   const pod = (n: number) => cluster.pods.get(n)!;
@@ -73,11 +76,17 @@ t.test('wireguard backend across three namespace hosts', async (t) => {
     for (const [a, b] of [
       [1, 2],
       [3, 1],
+      [2, 3],
     ] as const) {
       const r = await sha256Transfer(tb, pod(a), pod(b), 20 << 20);
       t.equal(r.received, 20 << 20, `h${a} -> h${b}: every byte`);
       t.equal(r.receivedHash, r.sentHash, `h${a} -> h${b}: same sha256`);
     }
+    const m3 = await metricsOf(tb, tb.host(3), HEALTHZ);
+    t.ok((m3['udp_gso_sends'] ?? 0) > 0, `h3 sent sealed UDP_SEGMENT trains (${m3['udp_gso_sends']})`);
+    t.ok((m3['gso_superpackets'] ?? 0) > 0, `h3 split super-packets before sealing (${m3['gso_superpackets']})`);
+    t.ok((m3['gro_coalesced'] ?? 0) > 0, `h3 coalesced opened segments (${m3['gro_coalesced']})`);
+    t.equal(m3['wg_bad_tag'] ?? 0, 0, 'no message failed to open on h3');
   });
 
   await t.test('the underlay carries only WireGuard messages', async (t) => {

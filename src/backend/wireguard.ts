@@ -31,10 +31,13 @@ export class WireguardSetup {
 
   constructor(ctx: BackendContext) {
     const { config } = ctx;
-    if (config.tier !== 'batch') {
-      // The dgram tier has no C seal (one JS call per packet is what the tiers exist to avoid); the offload
-      // tier's seal of UDP_SEGMENT trains is not wired yet.
-      throw new WeftError('WEFT_ERR_BACKEND', `backend wireguard runs on --tier=batch, not --tier=${config.tier}`);
+    if (config.tier === 'dgram') {
+      // The dgram tier has no C seal: one JS call per packet is what the batched tiers exist to avoid.
+      throw new WeftError('WEFT_ERR_BACKEND', 'backend wireguard runs on --tier=batch or --tier=offload, not dgram');
+    }
+    if (config.queues > 1) {
+      // Worker queues would need the session table shared (sharedSessions) and handshakes routed to one device.
+      throw new WeftError('WEFT_ERR_BACKEND', `backend wireguard runs one queue: --queues=${config.queues} refused`);
     }
     this.options = parseWireguardOptions(ctx.network.backend);
     this.mtu = (this.options.mtu ?? ctx.external.mtu) - WIREGUARD_MTU_OVERHEAD;

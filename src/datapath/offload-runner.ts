@@ -11,6 +11,10 @@ import { Outbound } from './outbound.js';
 import type { PathState } from './path-state.js';
 import { moved, PollPair } from './poll-pair.js';
 import { Queue } from './queue.js';
+import type { WireguardTransform } from './wireguard.js';
+
+/** What WireGuard adds to a segment at most: header and tag (32) and padding to 16 (15). */
+const WG_SEG_OVERHEAD = 47;
 
 /** Super-packets per TUN batch and GRO buffers per receive batch. */
 export const OFFLOAD_BATCH = 32;
@@ -25,6 +29,8 @@ export interface RunnerSetup {
   readonly mtu: number;
   readonly tun: TunOffloads;
   readonly disabled: ReadonlySet<OffloadPart>;
+  /** Seal and open with WireGuard (queue 0 only: the device's session table is not shared with workers). */
+  readonly wireguard?: WireguardTransform | null;
 }
 
 /** What one queue ended up with, for the log line at start. */
@@ -75,9 +81,12 @@ export class QueueRunner {
         gro: this.report.gro,
         udpSegment: this.report.udpSegment,
         counters: path.counters,
+        ...(setup.wireguard ? { sourcePorts: true, segOverhead: WG_SEG_OVERHEAD } : {}),
       });
-      const outbound = new Outbound(path, this.queue);
-      const inbound = new Inbound(path, this.queue);
+      const wg = setup.wireguard ?? null;
+      wg?.attach(sockFd, this.queue);
+      const outbound = new Outbound(path, this.queue, wg);
+      const inbound = new Inbound(path, this.queue, wg);
       this.polls = new PollPair(path.tunFd, sockFd, {
         outbound: () => outbound.run(ROUNDS),
         flush: () => outbound.flush(),

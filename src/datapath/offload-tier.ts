@@ -26,6 +26,7 @@ import { QueueRunner, tunMtu, type RunnerSetup } from './offload-runner.js';
 import type { WorkerInit, WorkerReply, WorkerRequest, WirePeer } from './offload-worker.js';
 import { PathState } from './path-state.js';
 import type { Peer } from './peers.js';
+import { WireguardTransform } from './wireguard.js';
 
 /** How the backend should open the TUN for a tier: the offload tier needs the virtio header (and queues). */
 export function tunFlagsFor(tier: Tier, queues = 1): number {
@@ -55,6 +56,7 @@ export class OffloadTier implements Datapath {
   /** Each worker's latest per-peer report, by queue. */
   private readonly workerTraffic = new Map<number, PeerTraffic[]>();
   private closed = false;
+  private readonly wireguard: WireguardTransform | null = null;
 
   constructor(opts: DatapathOptions) {
     const queues = opts.queues ?? 1;
@@ -82,6 +84,13 @@ export class OffloadTier implements Datapath {
       this.perQueue.push(new Float64Array(this.shared, q * native.COUNTER_COUNT * 8, native.COUNTER_COUNT));
     const disabled = disabledOffloads();
     const tun = probeTunOffloads(opts.tunFd, disabled);
+    this.path = new PathState(opts, this.perQueue[0]);
+    if (opts.wireguard) {
+      if (queues > 1) {
+        throw new WeftError('WEFT_ERR_BACKEND', 'backend wireguard runs one offload queue (--queues 1) for now');
+      }
+      this.wireguard = new WireguardTransform(opts.wireguard, this.path, tunMtu(iff.name), opts.log);
+    }
     const setup: RunnerSetup = {
       bindAddress: opts.bindAddress,
       port: opts.port,
@@ -90,9 +99,9 @@ export class OffloadTier implements Datapath {
       tun,
       disabled,
       steerQueues: queues,
+      wireguard: this.wireguard,
     };
     this.log = opts.log;
-    this.path = new PathState(opts, this.perQueue[0]);
     this.runner = new QueueRunner(this.path, setup);
     opts.log.info(
       {
@@ -198,12 +207,17 @@ export class OffloadTier implements Datapath {
     return [...byPeer.values()];
   }
 
+  extraCounters(): Record<string, number> {
+    return this.wireguard?.counterValues() ?? {};
+  }
+
   queueCounters(): readonly Float64Array[] {
     return this.perQueue;
   }
 
   setPeers(peers: readonly Peer[]): void {
     this.path.setPeers(peers);
+    this.wireguard?.setPeers(peers);
     const wire: WirePeer[] = peers.map((p) => ({
       net: p.net,
       prefixLen: p.prefixLen,
@@ -222,6 +236,7 @@ export class OffloadTier implements Datapath {
     if (this.closed) return;
     this.closed = true;
     this.runner.close();
+    this.wireguard?.close();
     const msg: WorkerRequest = { type: 'close' };
     for (const w of this.workers.values()) w.postMessage(msg);
   }

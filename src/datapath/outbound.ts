@@ -113,10 +113,10 @@ export class Outbound {
     this.left = native.outEncap(q.handle, n);
   }
 
-  // Step 4: sealed in place, then framed by C (the queue has no native encap: out_off/out_len frame each message).
+  // Steps 3 and 4 with WireGuard (wireguard.ts): batch tier: sealed in place, then framed by C; offload tier: the
+  // segments' train, then each message sealed.
   private seal(n: number): void {
-    this.transform?.seal(this.q, n);
-    this.left = native.outEncap(this.q.handle, n);
+    if (this.transform) this.left = this.transform.seal(this.q, n);
   }
 
   /** Step 5, also called when the socket turns writable again. Returns true when the whole train went out. */

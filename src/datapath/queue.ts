@@ -24,6 +24,8 @@ export interface QueueOptions {
   readonly counters: Float64Array;
   /** Record each datagram's source port in inPort (WireGuard answers a handshake to the address and port). */
   readonly sourcePorts?: boolean;
+  /** Bytes a transform adds per segment (offload tier with WireGuard): trains are sized with them counted. */
+  readonly segOverhead?: number;
 }
 
 export class Queue {
@@ -88,6 +90,7 @@ export class Queue {
       inLen: this.inLen,
       inAddr: this.inAddr,
       ...(opts.sourcePorts === true ? { inPort: this.inPort } : {}),
+      ...(opts.segOverhead !== undefined ? { segOverhead: opts.segOverhead } : {}),
       ...(this.inGso ? { inGso: this.inGso } : {}),
       segOff: this.segOff,
       segLen: this.segLen,

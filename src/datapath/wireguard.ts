@@ -26,6 +26,7 @@ import {
   WireguardDevice,
   wgCounterNames,
   wgOpenBatch,
+  wgOpenList,
   wgSealBatch,
 } from '../wireguard/index.js';
 import { C, type PathState } from './path-state.js';
@@ -64,6 +65,9 @@ export class WireguardTransform {
   readonly #rxTouched = new Int32Array(MAX_PEERS);
   #inOff = new Int32Array(0);
   #inPeer = new Int32Array(0);
+  #inLen = new Int32Array(0);
+  /** The receive slot each datagram came in (its source address and port). */
+  #inFrom = new Int32Array(0);
   #timer: NodeJS.Timeout | null = null;
   readonly #mtu: number;
 
@@ -87,8 +91,12 @@ export class WireguardTransform {
   /** The socket handshake messages leave through, and the queue's per-batch arrays; starts the timers. */
   attach(sockFd: number, q: Queue): void {
     this.#sockFd = sockFd;
-    this.#inOff = new Int32Array(q.slots);
-    this.#inPeer = new Int32Array(q.slots);
+    // Offload tier: up to GRO_MAX_SEGS datagrams per receive buffer.
+    const max = q.inGso ? q.slots * native.GRO_MAX_SEGS : q.slots;
+    this.#inOff = new Int32Array(max);
+    this.#inPeer = new Int32Array(max);
+    this.#inLen = new Int32Array(max);
+    this.#inFrom = new Int32Array(max);
     this.#timer = setInterval(() => this.#tick(), TICK_MS);
     this.#timer.unref();
   }
@@ -151,8 +159,13 @@ export class WireguardTransform {
 
   // ---- outbound transform ----
 
-  /** Seals packets 0..n-1 of the out batch in place; a packet that cannot be sealed gets a verdict, counted. */
-  seal(q: Queue, n: number): void {
+  /**
+   * Seals packets 0..n-1 of the out batch and builds the train; returns outEncap's count of messages to send. Batch
+   * tier: each packet in place (the queue has no encap), then framed. Offload tier: the train of segments first
+   * (GSO, no encap header), then every message sealed into the queue's seal area (outWgSeal). A packet or message
+   * that cannot be sealed gets a verdict, counted.
+   */
+  seal(q: Queue, n: number): number {
     const now = this.device.now();
     const devOf = this.#devOf;
     const slot = this.#sendSlot;
@@ -173,64 +186,92 @@ export class WireguardTransform {
         count[s] = 0;
         slot[s] = this.device.canSend(d, now) ? (this.device.sendSlot[d] as number) : -1;
       }
-      // slot -1: wgSealBatch gives no_session, counted, and the packet is not sent.
+      // slot -1: the seal gives no_session, counted, and the packet is not sent.
       count[s] = (count[s] as number) + 1;
     }
-    wgSealBatch(
-      this.device.sessions.buffer,
-      q.outSlab,
-      q.slotSize,
-      native.HEADROOM,
-      q.outLen,
-      q.outOff,
-      q.outPeer,
-      slot,
-      n,
-      this.#mtu,
-      now,
-      this.counters,
-    );
+    let left: number;
+    const sessions = this.device.sessions.buffer;
+    if (q.opts.vnet) {
+      left = native.outEncap(q.handle, n);
+      native.outWgSeal(q.handle, sessions, slot, now, this.counters);
+    } else {
+      const { outSlab, slotSize, outLen, outOff, outPeer } = q;
+      const c = this.counters;
+      wgSealBatch(sessions, outSlab, slotSize, native.HEADROOM, outLen, outOff, outPeer, slot, n, this.#mtu, now, c);
+      left = native.outEncap(q.handle, n);
+    }
     for (let s = 0; s < checked.length; s++) {
       if (checked[s] !== stamp || (slot[s] as number) < 0) continue;
       const c = count[s] as number;
       this.device.sent(devOf[s] as number, c, c, now);
     }
+    return left;
   }
 
   // ---- inbound transform ----
 
-  /** Opens datagrams 0..n-1 of the in batch into segOff/segLen/segAddr (verdicts counted); returns the segments. */
+  /** Opens datagrams 0..n-1 of the in batch into segOff/segLen/segAddr (verdicts counted); returns the segments.
+   *  Offload tier: each UDP_GRO buffer is first cut into its datagrams (inGso bytes each, the last shorter). */
   open(q: Queue, n: number): number {
     const now = this.device.now();
     const off = this.#inOff;
     const peer = this.#inPeer;
+    const len = this.#inLen;
+    const from = this.#inFrom;
     const slab = q.inSlab;
-    wgOpenBatch(this.device.sessions.buffer, slab, q.slotSize, q.inLen, off, peer, n, now, this.counters);
+    const sessions = this.device.sessions.buffer;
+    let count = n;
+    if (q.inGso) {
+      count = 0;
+      for (let i = 0; i < n; i++) {
+        const total = q.inLen[i] as number;
+        const g = (q.inGso[i] as number) > 0 ? (q.inGso[i] as number) : total;
+        if (total < 0 || g <= 0) {
+          off[count] = i * q.slotSize;
+          len[count] = total < 0 ? total : 0;
+          from[count++] = i;
+          continue;
+        }
+        for (let o = 0; o < total && count < off.length; o += g) {
+          off[count] = i * q.slotSize + o;
+          len[count] = Math.min(g, total - o);
+          from[count++] = i;
+        }
+      }
+      wgOpenList(sessions, slab, off, len, peer, count, now, this.counters);
+    } else {
+      for (let i = 0; i < n; i++) {
+        len[i] = q.inLen[i] as number;
+        from[i] = i;
+      }
+      wgOpenBatch(sessions, slab, q.slotSize, len, off, peer, n, now, this.counters);
+    }
     const routes = this.path.snapshot.routes;
     let segs = 0;
     let touched = 0;
-    for (let i = 0; i < n; i++) {
-      const d = peer[i] as number;
+    for (let j = 0; j < count; j++) {
+      const d = peer[j] as number;
+      const i = from[j] as number;
       if (d < 0) {
-        if (d === WG_VERDICT_HANDSHAKE) this.#handshake(q, i, off[i] as number, now);
+        if (d === WG_VERDICT_HANDSHAKE) this.#handshake(q, i, off[j] as number, now);
         continue;
       }
       if (d >= MAX_PEERS) continue;
       if (this.#rxCount[d] === 0) this.#rxTouched[touched++] = d;
       this.#rxCount[d] = (this.#rxCount[d] as number) + 1;
-      const len = q.inLen[i] as number;
-      if (len === 0) continue; // a keepalive: counted by C, nothing for TUN
+      const inner = len[j] as number;
+      if (inner === 0) continue; // a keepalive: counted by C, nothing for TUN
       this.#rxData[d] = (this.#rxData[d] as number) + 1;
       const s = this.#snapOf[d] as number;
-      const at = off[i] as number;
+      const at = off[j] as number;
       if (s < 0) {
         this.path.count(C.dropUnknownPeer);
       } else if (!routes.allowsSource(s, readIp(slab, at + 12))) {
         this.path.count(C.dropSpoofedSource);
       } else {
-        this.path.receivedFrom(s, len);
+        this.path.receivedFrom(s, inner);
         q.segOff[segs] = at;
-        q.segLen[segs] = len;
+        q.segLen[segs] = inner;
         q.segAddr[segs] = q.inAddr[i] as number;
         segs++;
       }
