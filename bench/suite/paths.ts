@@ -7,7 +7,8 @@
 //                   ─ eth0 ── ... ── pod on h2. The reference of every ratio.
 //   host-gw         weft daemon --datapath kernel, Backend host-gw (plain routes via the peer's underlay address)
 //   weft-kernel-vxlan  weft daemon --datapath kernel, Backend vxlan (flannel's layout, programmed by weft)
-//   <tier>/<encap>  weft daemon --tier <dgram|batch|offload>, Backend <udp|vxlan|geneve>: pod ─ cni0 ─ weft0 (TUN)
+//   <tier>/<encap>  weft daemon --tier <dgram|batch|offload>, Backend <udp|vxlan|geneve|wireguard (batch, offload)>:
+//                   pod ─ cni0 ─ weft0 (TUN)
 //                   ─ daemon ─ UDP socket on eth0 ── ... ── the same on h2
 //   wireguard-go, nebula, tinc   the userspace overlays a user would otherwise install (peers/): pod ─ cni0 ─ the
 //                   peer's TUN 10.77.0.N/24 ─ its daemon (encrypting) ─ UDP on eth0 ── ... ── the same on h2
@@ -89,6 +90,13 @@ export const ALL_PATHS: readonly PathDef[] = [
       daemonArgs: [`--tier=${tier}`],
     })),
   ),
+  ...(['batch', 'offload'] as const).map((tier): PathDef => ({
+    name: `${tier}/wireguard`,
+    title: `weft ${tier} tier, Backend wireguard (encrypted, wire-compatible with WireGuard): ${TIER_TITLES[tier]}`,
+    kind: 'weft-userspace',
+    backend: 'wireguard',
+    daemonArgs: [`--tier=${tier}`],
+  })),
   {
     name: 'offload-q2/vxlan',
     title: 'weft offload tier, vxlan encap, --queues 2 (flows spread over two TUN queues and sockets)',
