@@ -12,6 +12,9 @@ import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../testbed/cluster.js';
 import { DAEMON_OPTIONS, camel, resolveDaemonConfig } from '../src/config/daemon.js';
 import { parseNetworkConfig } from '../src/config/network.js';
+import { parseWireguardOptions } from '../src/config/wireguard-options.js';
+import { parseWireguardLeaseData } from '../src/backend/wireguard.js';
+import { PrivateKey } from '../src/wireguard/keys.js';
 import { type LeaseAttrs, parseLeaseAttrs, sameAttrs, serializeLeaseAttrs } from '../src/lease/lease.js';
 import { ConfigError, NetworkConfigError } from '../src/errors.js';
 import {
@@ -238,6 +241,57 @@ t.test('network config: any JSON gives a config or a NetworkConfigError', async 
     { numRuns: 3000 },
   );
   t.pass('3000 random documents');
+});
+
+t.test('backend wireguard: any options give options or a NetworkConfigError that never echoes the PSK', async (t) => {
+  const value = fc.oneof(fc.jsonValue(), fc.integer({ min: -5, max: 70_000 }), fc.string({ maxLength: 60 }));
+  fc.assert(
+    fc.property(
+      fc.record(
+        {
+          ListenPort: value,
+          ListenPortV6: value,
+          MTU: value,
+          PSK: fc.oneof(value, fc.base64String({ minLength: 44, maxLength: 44 })),
+          PersistentKeepaliveInterval: value,
+          Mode: fc.oneof(value, fc.constantFrom('separate', 'auto', 'ipv4', 'ipv6')),
+        },
+        { requiredKeys: [] },
+      ),
+      (backend) => {
+        const json = JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'wireguard', ...backend } });
+        try {
+          const o = parseWireguardOptions(parseNetworkConfig(json).backend);
+          return o.listenPort >= 1 && o.listenPort <= 65535 && (o.mtu === null || o.mtu >= 656);
+        } catch (e) {
+          const psk = backend.PSK;
+          const echoed = typeof psk === 'string' && psk.length > 3 && (e as Error).message.includes(psk);
+          return e instanceof NetworkConfigError && !echoed;
+        }
+      },
+    ),
+    { numRuns: 2000 },
+  );
+  t.pass('2000 random option sets');
+});
+
+t.test("backend wireguard: any peer's BackendData gives a peer or a reason, never a throw", async (t) => {
+  const own = PrivateKey.generate().publicKey;
+  const key = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => Buffer.from(b).toString('base64'));
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.jsonValue(),
+        fc.record({ PublicKey: fc.oneof(key, fc.jsonValue()), Port: fc.jsonValue() }, { requiredKeys: [] }),
+      ),
+      (data) => {
+        const r = parseWireguardLeaseData(data, own, 51820);
+        return typeof r === 'string' || (r.publicKey.bytes.length === 32 && r.port >= 1 && r.port <= 65535);
+      },
+    ),
+    { numRuns: 2000 },
+  );
+  t.pass('2000 random BackendData');
 });
 
 t.test("network config: valid networks get flannel's defaults", async (t) => {

@@ -63,14 +63,24 @@ export class WireguardSetup {
 
   /** A peer's BackendData, or why the lease cannot be used. */
   parsePeer(data: unknown): WireguardPeerInfo | string {
-    if (typeof data !== 'object' || data === null) return 'BackendData has no PublicKey';
-    const d = data as Record<string, unknown>;
-    const text = d['PublicKey'];
-    const publicKey = typeof text === 'string' ? PublicKey.fromBase64(text) : null;
-    if (!publicKey) return 'BackendData.PublicKey is not a WireGuard public key';
-    if (publicKey.equals(this.publicKey)) return 'BackendData.PublicKey is our own key (a copied key file?)';
-    const p = d['Port'];
-    const port = typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535 ? p : this.options.listenPort;
-    return { publicKey, port };
+    return parseWireguardLeaseData(data, this.publicKey, this.options.listenPort);
   }
+}
+
+/** A peer's BackendData (input from the control plane: never throws), or why the lease cannot be used. A missing or
+ *  invalid Port means `defaultPort` (flannel before the dual-stack work wrote PublicKey only). */
+export function parseWireguardLeaseData(
+  data: unknown,
+  own: PublicKey,
+  defaultPort: number,
+): WireguardPeerInfo | string {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return 'BackendData has no PublicKey';
+  const d = data as Record<string, unknown>;
+  const text = d['PublicKey'];
+  const publicKey = typeof text === 'string' ? PublicKey.fromBase64(text) : null;
+  if (!publicKey) return 'BackendData.PublicKey is not a WireGuard public key';
+  if (publicKey.equals(own)) return 'BackendData.PublicKey is our own key (a copied key file?)';
+  const p = d['Port'];
+  const port = typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535 ? p : defaultPort;
+  return { publicKey, port };
 }
