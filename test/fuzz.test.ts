@@ -13,6 +13,7 @@ import { PACKAGE_ROOT } from '../testbed/cluster.js';
 import { DAEMON_OPTIONS, camel, resolveDaemonConfig } from '../src/config/daemon.js';
 import { parseNetworkConfig } from '../src/config/network.js';
 import { parseWireguardOptions } from '../src/config/wireguard-options.js';
+import { checkNetworkConfig } from '../src/backend/config.js';
 import { parseWireguardLeaseData } from '../src/backend/wireguard.js';
 import { PrivateKey } from '../src/wireguard/keys.js';
 import { type LeaseAttrs, parseLeaseAttrs, sameAttrs, serializeLeaseAttrs } from '../src/lease/lease.js';
@@ -261,7 +262,7 @@ t.test('backend wireguard: any options give options or a NetworkConfigError that
       (backend) => {
         const json = JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'wireguard', ...backend } });
         try {
-          const o = parseWireguardOptions(parseNetworkConfig(json).backend);
+          const o = parseWireguardOptions(checkNetworkConfig(json).backend);
           return o.listenPort >= 1 && o.listenPort <= 65535 && (o.mtu === null || o.mtu >= 656);
         } catch (e) {
           const psk = backend.PSK;

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { parseNetworkConfig } from '../src/config/network.js';
+import { checkNetworkConfig } from '../src/backend/config.js';
 import { parseWireguardOptions } from '../src/config/wireguard-options.js';
 import { NetworkConfigError, WeftError } from '../src/errors.js';
 import { DEFAULT_KEY_FILE, keyFilePath, loadOrCreateKey } from '../src/backend/wireguard-key-file.js';
@@ -11,7 +11,7 @@ import { PrivateKey } from '../src/wireguard/keys.js';
 
 const PSK = Buffer.alloc(32, 7).toString('base64');
 const wg = (backend: Record<string, unknown>) =>
-  parseNetworkConfig(JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'wireguard', ...backend } }));
+  checkNetworkConfig(JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'wireguard', ...backend } }));
 
 t.test("flannel's defaults and names (case-insensitive, as Go decodes)", async (t) => {
   t.same(parseWireguardOptions({ Type: 'wireguard' }), {
@@ -42,7 +42,13 @@ t.test("flannel's defaults and names (case-insensitive, as Go decodes)", async (
   t.equal(wg({ ListenPort: 51000 }).backend['ListenPort'], 51000, 'the network config keeps the blob');
 });
 
-t.test('the network config refuses bad options with one line naming the option', async (t) => {
+t.test('the network config check (daemon and network set) refuses bad options in one line', async (t) => {
+  const kernel = t.throws(() =>
+    checkNetworkConfig(JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'wireguard' } }), {
+      datapath: 'kernel',
+    }),
+  ) as Error;
+  t.match(kernel.message, /Backend\.Type "wireguard": no kernel datapath/);
   const cases: [Record<string, unknown>, RegExp][] = [
     [{ ListenPort: 0 }, /Backend\.ListenPort 0: not a UDP port/],
     [{ ListenPort: 70000 }, /Backend\.ListenPort 70000/],

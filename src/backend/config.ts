@@ -9,6 +9,7 @@ import { type BackendConfig, type NetworkConfig, parseNetworkConfig } from '../c
 import type { Encap } from '../encap/encap.js';
 import { encapByName } from '../encap/index.js';
 import { NetworkConfigError } from '../errors.js';
+import { WIREGUARD_TYPE, parseWireguardOptions } from '../config/wireguard-options.js';
 
 /** What a daemon runs a config with. `weft network set` checks for every daemon: any datapath that carries the type. */
 export type Runner = Pick<DaemonConfig, 'datapath'>;
@@ -66,9 +67,19 @@ export function checkBackend(backend: BackendConfig, runner?: Runner): void {
   const type = backend.Type;
   const encap = encapByName(type);
   const kernel = KERNEL_TYPES.includes(type);
-  if (encap === undefined && !kernel) {
-    const known = "built in: udp, vxlan, geneve, host-gw; an encap module's type needs --encap-module <file>";
+  // wireguard: userspace only (weft's own WireGuard), its options flannel's (config/wireguard-options.ts).
+  const wireguard = type === WIREGUARD_TYPE;
+  if (encap === undefined && !kernel && !wireguard) {
+    const known =
+      "built in: udp, vxlan, geneve, wireguard, host-gw; an encap module's type needs --encap-module <file>";
     fail('Type', type, `no such backend (${known})`);
+  }
+  if (wireguard) {
+    if (runner?.datapath === 'kernel') {
+      fail('Type', type, 'no kernel datapath (kernel: vxlan, host-gw): run with --datapath userspace');
+    }
+    parseWireguardOptions(backend);
+    return;
   }
   if (runner?.datapath === 'userspace' && encap === undefined) {
     fail('Type', type, 'no userspace datapath: run with --datapath kernel');
