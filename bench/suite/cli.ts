@@ -25,8 +25,17 @@ export interface BenchCliOptions {
   socketBuffers?: string;
 }
 
-// `--peers` alone compares like for like: kernel VXLAN (the reference), weft's UDP-encap tiers and the three peers.
-const PEER_RUN: readonly string[] = [REFERENCE_PATH, 'dgram/udp', 'batch/udp', 'offload/udp', ...PEER_NAMES];
+// `--peers` alone compares like for like: kernel VXLAN (the reference), weft's UDP-encap tiers, weft's WireGuard
+// (encrypted, as the peers are) and the three peers.
+const PEER_RUN: readonly string[] = [
+  REFERENCE_PATH,
+  'dgram/udp',
+  'batch/udp',
+  'offload/udp',
+  'batch/wireguard',
+  'offload/wireguard',
+  ...PEER_NAMES,
+];
 
 function pathsWithPeers(only: string[] | undefined, quick: boolean): string[] {
   const base = only ?? (quick ? [...QUICK_PATHS] : [...PEER_RUN]);
