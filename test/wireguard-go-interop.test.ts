@@ -8,11 +8,12 @@
 //       its own lease 10.5.200.0-24 = {"PublicIP":"198.18.<id>.2","BackendType":"wireguard",
 //       "BackendData":{"PublicKey":"<wg pubkey>","Port":51820}} under an etcd lease, as flanneld writes it.
 //
-// Shows: the handshake started by wireguard-go (h2 pings first) and by weft (after weft's restart it initiates);
+// Both sides use the network config's PSK (flannel's option). Shows: the handshake started by wireguard-go (h2 pings first) and by weft (after weft's restart it initiates);
 // ping and a 100 MB sha256 transfer both ways; each side restarted once, traffic again afterwards.
 // Cleanup (also on failure): the cluster (namespaces, etcd, daemons), wireguard-go, its UAPI socket
 // /var/run/wireguard/<dev>.sock (and the folder when this test made it), the key folder.
 import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,7 +40,13 @@ t.test('weft backend wireguard with a wireguard-go flannel host', async (t) => {
     t.fail(`wireguard-go could not be installed: ${(e as Error).message}`);
     return;
   }
-  const cluster = await clusterFor(t, 2, { Network: '10.5.0.0/16', SubnetLen: 24, Backend: { Type: 'wireguard' } });
+  // flannel's PSK option: the same preshared key on every node (wg set ... preshared-key on the flannel host).
+  const psk = randomBytes(32).toString('base64');
+  const cluster = await clusterFor(t, 2, {
+    Network: '10.5.0.0/16',
+    SubnetLen: 24,
+    Backend: { Type: 'wireguard', PSK: psk },
+  });
   const tb = cluster.tb;
   const [h1, h2] = [tb.host(1), tb.host(2)];
   const dir = mkdtempSync(join(tmpdir(), 'weft-wg-go-'));
@@ -100,6 +107,9 @@ t.test('weft backend wireguard with a wireguard-go flannel host', async (t) => {
       allowedIps: h1Subnet,
       endpoint: `${h1Lease.PublicIP}:${h1Lease.BackendData.Port}`,
     });
+    const pskFile = join(dir, 'psk');
+    writeFileSync(pskFile, psk + '\n', { mode: 0o600 });
+    await must(tb, h2, ['wg', 'set', dev, 'peer', h1Lease.BackendData.PublicKey, 'preshared-key', pskFile]);
     await must(tb, h2, ['ip', 'addr', 'add', `${H2_ADDR}/32`, 'dev', dev]);
     await must(tb, h2, ['ip', 'link', 'set', dev, 'mtu', '1420', 'up']);
     await must(tb, h2, ['ip', 'route', 'add', '10.5.0.0/16', 'dev', dev, 'src', H2_ADDR]);
