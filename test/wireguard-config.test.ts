@@ -70,6 +70,10 @@ t.test('the network config check (daemon and network set) refuses bad options in
   }
   const e = t.throws(() => wg({ PSK: 'not-a-key-but-a-secret' })) as Error;
   t.notOk(e.message.includes('not-a-key-but-a-secret'), 'a bad PSK is not echoed');
+  const broken = `{"Network": "10.5.0.0/16", "Backend": {"Type": "wireguard", "psk": "${PSK}"`;
+  const j = t.throws(() => checkNetworkConfig(broken)) as Error;
+  t.match(j.message, /not valid JSON/);
+  t.notOk(j.message.includes(PSK), 'nor is a PSK in a document that is not valid JSON');
 });
 
 t.test('key file: created 0400 when missing, read back, refused when not a key', async (t) => {

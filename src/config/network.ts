@@ -73,6 +73,11 @@ const schema = z.object({
   Backend: z.record(z.string(), z.unknown()).nullable().optional(),
 });
 
+/** The text with the value of any "PSK" key (any case, quoted or cut short) replaced. */
+function redactPsk(text: string): string {
+  return text.replace(/("psk"\s*:\s*)"[^"]*"?/gi, '$1"[redacted]"');
+}
+
 function show(v: unknown): string {
   return JSON.stringify(v) ?? String(v);
 }
@@ -109,7 +114,9 @@ export function parseNetworkConfig(json: string): NetworkConfig {
   try {
     raw = JSON.parse(json);
   } catch (e) {
-    throw new NetworkConfigError(`network config: not valid JSON (${(e as Error).message}): ${json.slice(0, 200)}`);
+    // The excerpt goes to logs: a wireguard PSK in it is a secret (JSON.parse's own message may quote the text too).
+    const excerpt = redactPsk(`(${(e as Error).message}): ${json.slice(0, 200)}`);
+    throw new NetworkConfigError(`network config: not valid JSON ${excerpt}`);
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     fail('(document)', raw, 'must be a JSON object');
