@@ -8,8 +8,9 @@
 //       its own lease 10.5.200.0-24 = {"PublicIP":"198.18.<id>.2","BackendType":"wireguard",
 //       "BackendData":{"PublicKey":"<wg pubkey>","Port":51820}} under an etcd lease, as flanneld writes it.
 //
-// Both sides use the network config's PSK (flannel's option). Shows: the handshake started by wireguard-go (h2 pings first) and by weft (after weft's restart it initiates);
-// ping and a 100 MB sha256 transfer both ways; each side restarted once, traffic again afterwards.
+// Both sides use the network config's PSK (flannel's option). Shows: the handshake started by wireguard-go (h2 pings
+// first) and by weft (after weft's restart it initiates); ping and a 100 MB sha256 transfer both ways; each side
+// restarted once, traffic again afterwards.
 // Cleanup (also on failure): the cluster (namespaces, etcd, daemons), wireguard-go, its UAPI socket
 // /var/run/wireguard/<dev>.sock (and the folder when this test made it), the key folder.
 import type { ChildProcess } from 'node:child_process';
