@@ -33,6 +33,7 @@ import { C, type PathState } from './path-state.js';
 import type { WireguardDatapathOptions } from './datapath.js';
 import type { Peer } from './peers.js';
 import type { Queue } from './queue.js';
+import { NO_ROUTE } from './routes.js';
 import { readIp } from './ttl.js';
 
 /** Peers a device holds at most (session slots: four per peer). */
@@ -264,12 +265,15 @@ export class WireguardTransform {
       this.#rxData[d] = (this.#rxData[d] as number) + 1;
       const s = this.#snapOf[d] as number;
       const at = off[j] as number;
+      // The key's lease subnet (or another lease of the same PublicIP, as routes.ts allows a host that changed
+      // subnet) must hold the inner source: flannel's AllowedIPs.
+      const sender = s < 0 ? NO_ROUTE : routes.senderOf(s, readIp(slab, at + 12));
       if (s < 0) {
         this.path.count(C.dropUnknownPeer);
-      } else if (!routes.allowsSource(s, readIp(slab, at + 12))) {
+      } else if (sender === NO_ROUTE) {
         this.path.count(C.dropSpoofedSource);
       } else {
-        this.path.receivedFrom(s, inner);
+        this.path.receivedFrom(sender, inner);
         q.segOff[segs] = at;
         q.segLen[segs] = inner;
         q.segAddr[segs] = q.inAddr[i] as number;
