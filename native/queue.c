@@ -224,6 +224,7 @@ void weft_queue_out_wg_seal(weft_queue *q, uint8_t *table, int32_t nslots, const
         for (int32_t j = 0; j < per; j++) {
           memcpy(d, v[k * per + j].iov_base, v[k * per + j].iov_len);
           d += v[k * per + j].iov_len;
+          q->counters[WEFT_C_COPIED_USER_BYTES] += (double)v[k * per + j].iov_len;
         }
       }
     }
