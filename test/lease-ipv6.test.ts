@@ -2,8 +2,6 @@
 // byte as flanneld's Go encoder writes them, pair acquisition (reuse, previous subnets, random), exhaustion,
 // reservations, renewal, re-acquire, and a flanneld-written dual-stack lease delivered as a peer.
 import t from 'tap';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { startEtcd, type EtcdServer } from '../testbed/etcd.js';
@@ -18,6 +16,7 @@ import { readSubnetEnv, writeSubnetEnv } from '../src/lease/subnet-env.js';
 import { NetworkExhaustedError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
 import { sleep, waitFor } from './helpers/wait.js';
+import { tempDir } from './helpers/tmp.js';
 
 let etcd: EtcdServer;
 let raw: Etcd3;
@@ -155,7 +154,7 @@ t.test('restart reuses the pair by PublicIP; a lease without IPv6 from before En
 
 t.test('previous subnets from subnet.env: both halves when free, each family on its own', async (t) => {
   const { cfg, reg } = setup();
-  const dir = await mkdtemp(join(tmpdir(), 'weft-lease6-'));
+  const dir = tempDir(t, 'lease6');
   const path = join(dir, 'subnet.env');
   await writeSubnetEnv(path, {
     network: cfg.network,
