@@ -10,8 +10,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** The kinds counted one by one; everything else is 'other' (total - these). */
-export const SYSCALL_KINDS = [
+/** The kinds a forwarder moves packets with: TUN read/write and socket send/receive, one or many per call. */
+export const IO_KINDS = [
   'read',
   'write',
   'readv',
@@ -22,6 +22,11 @@ export const SYSCALL_KINDS = [
   'recvmsg',
   'sendmmsg',
   'recvmmsg',
+] as const;
+
+/** The kinds counted one by one; everything else is 'other' (total - these). */
+export const SYSCALL_KINDS = [
+  ...IO_KINDS,
   'epoll_wait',
   'epoll_pwait',
   'epoll_pwait2',
@@ -44,20 +49,6 @@ export const SYSCALL_KINDS = [
   'mmap',
   'munmap',
 ] as const;
-
-/** The kinds a forwarder moves packets with: TUN read/write and socket send/receive, one or many per call. */
-export const IO_KINDS: readonly string[] = [
-  'read',
-  'write',
-  'readv',
-  'writev',
-  'sendto',
-  'recvfrom',
-  'sendmsg',
-  'recvmsg',
-  'sendmmsg',
-  'recvmmsg',
-];
 
 export interface SyscallCount {
   /** Every syscall the processes entered in the window. */
