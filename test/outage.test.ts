@@ -1,11 +1,13 @@
 // Outages against a real etcd (the Cluster's, in the bridge namespace) and real daemons:
-//   1. etcd stopped 60 s under traffic: pods keep pinging on the last known routes; etcd back -> the daemon
-//      reconnects and renews; nothing is re-leased (same keys, same subnets, one acquisition)
+//   1. etcd stopped for twice the lease TTL (30 s, TTL 15 s) under traffic: pods keep pinging on the last known
+//      routes; etcd back -> the daemon reconnects and renews; nothing is re-leased (same keys, same subnets, one
+//      acquisition)
 //   (the order below is 1, 3, 4, 2, 5: step 2's 5 s leases would expire across a restart of the daemons and the
 //   pods would be left on old subnets)
 //   2. lease expires during an outage: h1's path to etcd is blackholed (a route in h1's namespace only) while etcd
 //      runs, so etcd expires the 5 s lease; the route removed -> the daemon re-acquires the same subnet
-//   3. etcd restarted empty: the daemons wait for the network config, then re-create their leases (same subnets)
+//   3. etcd restarted empty: the daemons say they wait for the network config and write no lease, then re-create
+//      their leases (same subnets) once it is back
 //   4. kill -9 and restart: same subnet, pods ping again
 //   5. 16 daemons at once (4 hosts x 4 daemons, each on its own address): room for 16 -> 16 distinct subnets;
 //      room for 8 -> 8 leases and 8 daemons exiting non-zero with one NetworkExhaustedError line
@@ -14,7 +16,7 @@
 //   h1 ── h2 (── h3, h4 for step 5)   weft daemon (udp) + pod each; h1 serves /status on 127.0.0.1:8471
 import t, { type Test } from 'tap';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, PREFIX, WEFT_CLI } from '../testbed/cluster.js';
@@ -25,7 +27,7 @@ import { readSubnetEnv } from '../src/lease/subnet-env.js';
 import { formatSubnet } from '../src/ip/subnet.js';
 import type { StatusDoc } from '../src/metrics/server.js';
 import { statusOf } from './helpers/traffic.js';
-import { sleep, until } from './helpers/wait.js';
+import { until } from './helpers/wait.js';
 import { clusterFor, netConfig } from './helpers/cluster.js';
 
 /** The daemon's /status (healthz port 8471), or null when it does not answer. */
@@ -58,6 +60,11 @@ async function subnetKeys(cluster: Cluster, prefix = PREFIX): Promise<string[]> 
     .sort();
 }
 
+/** What daemon n logged after byte `from` of its log file. */
+function logSince(cluster: Cluster, n: number, from: number): string {
+  return readFileSync(cluster.daemons.get(n)!.logFile).subarray(from).toString();
+}
+
 async function pingPods(t: Test, cluster: Cluster, what: string): Promise<void> {
   const p = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, { count: 3, timeoutSec: 3 });
   t.ok(p.ok, `pod h1 -> pod h2 pings ${what}`);
@@ -66,17 +73,21 @@ async function pingPods(t: Test, cluster: Cluster, what: string): Promise<void> 
 t.test('outages', { timeout: 600_000 }, async (t) => {
   const cluster = await clusterFor(t, 2, netConfig('10.47.0.0/16', 'udp'));
 
+  // The two hosts' daemons stop and start side by side (each in its own namespace, with its own subnet file).
   const restartDaemons = async (args: string[]): Promise<void> => {
-    for (const n of [1, 2]) await cluster.stopDaemon(n);
-    for (const n of [1, 2]) await cluster.startDaemon(n, [...args, ...(n === 1 ? ['--healthz-port=8471'] : [])]);
+    await Promise.all([1, 2].map((n) => cluster.stopDaemon(n)));
+    await Promise.all(
+      [1, 2].map((n) => cluster.startDaemon(n, [...args, ...(n === 1 ? ['--healthz-port=8471'] : [])])),
+    );
     for (const n of [1, 2]) await cluster.ensurePod(n);
   };
 
   await t.test(
-    'etcd stopped for 60 s under traffic: forwarding continues, then reconnect and renew, no re-lease',
+    'etcd stopped for twice the lease TTL under traffic: forwarding continues, then reconnect and renew, no re-lease',
     async (t) => {
-      // TTL 30 s, renewed every 15 s (the margin is clamped to half the TTL): renewals fail during the outage.
-      await restartDaemons(['--subnet-lease-ttl=30', '--subnet-lease-renew-margin=1']);
+      // TTL 15 s, renewed every 7.5 s (the margin is clamped to half the TTL): renewals fail during the outage, and the
+      // lease's TTL runs out twice over while etcd is away.
+      await restartDaemons(['--subnet-lease-ttl=15', '--subnet-lease-renew-margin=1']);
       await pingPods(t, cluster, 'before the outage');
       const keys = await subnetKeys(cluster);
       const subnets = [cluster.subnetOf(1), cluster.subnetOf(2)];
@@ -84,11 +95,11 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
       await cluster.etcd.stop();
       // One ping per second for the whole outage; every one must come back.
       const loop = await ping(cluster.pods.get(1)!, cluster.pods.get(2)!.ip, {
-        count: 60,
+        count: 30,
         intervalSec: 1,
         timeoutSec: 3,
       });
-      t.ok(loop.ok, `pings during the 60 s outage: ${loop.received}/${loop.transmitted} came back`);
+      t.ok(loop.ok, `pings during the 30 s outage: ${loop.received}/${loop.transmitted} came back`);
       const during = (await status(cluster))!;
       t.ok(during.control.etcdOutages > before.control.etcdOutages, 'the daemon noticed the outage');
       await cluster.etcd.restart();
@@ -117,9 +128,18 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
     await restartDaemons([]);
     const subnets = [cluster.subnetOf(1), cluster.subnetOf(2)];
     const before = (await status(cluster))!;
+    const logFrom = [1, 2].map((n) => statSync(cluster.daemons.get(n)!.logFile).size);
     await cluster.etcd.wipe();
     await cluster.etcd.restart();
-    await sleep(8000);
+    // Each daemon finds its key gone, reads the config, finds none and logs that it waits: from then on it writes
+    // no lease until the config is back.
+    const waiting = await until(
+      async () =>
+        [1, 2].every((n, i) => logSince(cluster, n, logFrom[i]!).includes('waiting for it before re-acquiring')),
+      45_000,
+      500,
+    );
+    t.ok(waiting, 'both daemons wait for the network config');
     t.same(await subnetKeys(cluster), [], 'no lease written while the network config is missing');
     await cluster.etcdctl([
       'put',
@@ -246,7 +266,8 @@ t.test('outages', { timeout: 600_000 }, async (t) => {
           lines: errs.map((e) => e.trim().split('\n').pop() ?? ''),
         };
       } finally {
-        for (const c of children) await killChild(c);
+        // Side by side: each daemon's clean stop is its own (own TUN, own subnet file).
+        await Promise.all(children.map((c) => killChild(c)));
       }
     };
 
