@@ -3,8 +3,6 @@
 // reservations, renewal, re-acquire, and a flanneld-written dual-stack lease delivered as a peer.
 import t from 'tap';
 import { join } from 'node:path';
-import { Etcd3 } from 'etcd3';
-import { startEtcd, type EtcdServer } from '../testbed/etcd.js';
 import { EtcdRegistry } from '../src/lease/registry.js';
 import { LeaseManager } from '../src/lease/manager.js';
 import { parseNetworkConfig, type NetworkConfig } from '../src/config/network.js';
@@ -17,23 +15,10 @@ import { NetworkExhaustedError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
 import { sleep, waitFor } from './helpers/wait.js';
 import { tempDir } from './helpers/tmp.js';
+import { leaseEtcd } from './helpers/lease-etcd.js';
 
-let etcd: EtcdServer;
-let raw: Etcd3;
-const registries: EtcdRegistry[] = [];
-const aborts: AbortController[] = [];
+const env = leaseEtcd(t);
 let n = 0;
-
-t.before(async () => {
-  etcd = await startEtcd();
-  raw = new Etcd3({ hosts: etcd.endpoint });
-});
-t.teardown(async () => {
-  for (const a of aborts) a.abort();
-  for (const r of registries) r.close();
-  raw?.close();
-  await etcd?.wipe();
-});
 
 const MAC4 = { VNI: 1, VtepMAC: 'aa:bb:cc:dd:ee:01' };
 const MAC6 = { VNI: 1, VtepMAC: 'aa:bb:cc:dd:ee:02' };
@@ -49,11 +34,7 @@ function setup(extra: Record<string, unknown> = {}) {
     ...extra,
   });
   const cfg = parseNetworkConfig(json);
-  const reg = (): EtcdRegistry => {
-    const r = new EtcdRegistry({ endpoints: [etcd.endpoint], prefix, log: silentLogger, timeoutMs: 2000 });
-    registries.push(r);
-    return r;
-  };
+  const reg = (): EtcdRegistry => env.registry(prefix);
   return { prefix, cfg, reg };
 }
 
@@ -92,7 +73,7 @@ t.test('dual-stack: one key for the pair, the value as flanneld writes it', asyn
   t.equal(l.ipv6Subnet?.prefixLen, 64);
   t.ok(l.ipv6Subnet!.ip >= cfg.ipv6!.subnetMin && l.ipv6Subnet!.ip <= cfg.ipv6!.subnetMax, 'in the IPv6 range');
   t.equal(
-    await raw.get(l.key).string(),
+    await env.raw.get(l.key).string(),
     '{"PublicIP":"192.0.2.1","PublicIPv6":"fd00::11","BackendType":"vxlan",' +
       '"BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:01"},"BackendV6Data":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:02"}}',
     "flanneld's bytes: key order, canonical PublicIPv6, both backend data",
@@ -103,7 +84,10 @@ t.test('dual-stack: one key for the pair, the value as flanneld writes it', asyn
     backendData: undefined,
     backendV6Data: undefined,
   }).acquire();
-  t.equal(await raw.get(hg.key).string(), '{"PublicIP":"192.0.2.2","PublicIPv6":"fd00::12","BackendType":"host-gw"}');
+  t.equal(
+    await env.raw.get(hg.key).string(),
+    '{"PublicIP":"192.0.2.2","PublicIPv6":"fd00::12","BackendType":"host-gw"}',
+  );
   const { leases } = await r.listLeases();
   const back = leases.find((x) => x.key === l.key)!;
   t.same(back.ipv6Subnet, l.ipv6Subnet, 'listed with its IPv6 subnet');
@@ -116,7 +100,7 @@ t.test('IPv6-only: key 0.0.0.0-0&..., PublicIP 0.0.0.0, no BackendData; hosts to
   const a = await manager(reg(), cfg, '', 'fd00::21').acquire();
   t.match(keyTail(a), /^0\.0\.0\.0-0&fd00:5:0:[0-9a-f]+::-64$/);
   t.equal(
-    await raw.get(a.key).string(),
+    await env.raw.get(a.key).string(),
     '{"PublicIP":"0.0.0.0","PublicIPv6":"fd00::21","BackendType":"vxlan",' +
       '"BackendV6Data":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:02"}}',
   );
@@ -135,13 +119,13 @@ t.test('restart reuses the pair by PublicIP; a lease without IPv6 from before En
   }).acquire();
   t.equal(l2.key, l1.key, 'same key');
   t.match(
-    await raw.get(l1.key).string(),
+    await env.raw.get(l1.key).string(),
     /"PublicIPv6":"fd00::77".*"BackendV6Data":\{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:99"\}/,
   );
 
   // An IPv4-only lease of this host (written before the network enabled IPv6) no longer fits: it goes, and the host
   // gets a pair, its IPv4 half the previous subnet from subnet.env.
-  const old = raw.lease(60, { autoKeepAlive: false });
+  const old = env.raw.lease(60, { autoKeepAlive: false });
   await old
     .put(`${prefix}/subnets/10.5.99.0-24`)
     .value('{"PublicIP":"192.0.2.8","PublicIPv6":null,"BackendType":"vxlan"}');
@@ -149,7 +133,7 @@ t.test('restart reuses the pair by PublicIP; a lease without IPv6 from before En
     previousSubnet: parseSubnet('10.5.99.0/24'),
   }).acquire();
   t.match(keyTail(l3), /^10\.5\.99\.0-24&fd00:5:/, `key ${keyTail(l3)}`);
-  t.equal(await raw.get(`${prefix}/subnets/10.5.99.0-24`).string(), null, 'the IPv4-only key is gone');
+  t.equal(await env.raw.get(`${prefix}/subnets/10.5.99.0-24`).string(), null, 'the IPv4-only key is gone');
 });
 
 t.test('previous subnets from subnet.env: both halves when free, each family on its own', async (t) => {
@@ -196,7 +180,7 @@ t.test('reservations: neither half is taken, the named host gets the pair and it
   const { prefix, cfg, reg } = setup({ Network: '10.8.0.0/28', IPv6Network: 'fd00:8::/124' }); // 3 of each
   const keys = ['10.8.0.4-30&fd00:8::4-126', '10.8.0.8-30&fd00:8::8-126'].map((k) => `${prefix}/subnets/${k}`);
   for (const k of keys) {
-    await raw.put(k).value('{"PublicIP":"198.51.100.1","PublicIPv6":"fd00::99","BackendType":"vxlan"}');
+    await env.raw.put(k).value('{"PublicIP":"198.51.100.1","PublicIPv6":"fd00::99","BackendType":"vxlan"}');
   }
   const l = await manager(reg(), cfg, '192.0.2.1', 'fd00::1').acquire();
   t.equal(keyTail(l), '10.8.0.12-30&fd00:8::c-126', 'the only pair nobody reserved');
@@ -204,7 +188,7 @@ t.test('reservations: neither half is taken, the named host gets the pair and it
   const owner = await manager(reg(), cfg, '198.51.100.1', 'fd00::99').acquire();
   t.equal(owner.etcdLeaseId, null, 'a reservation');
   t.ok(keys.includes(owner.key));
-  for (const k of keys) t.ok(await raw.get(k).string(), `${k} still there`);
+  for (const k of keys) t.ok(await env.raw.get(k).string(), `${k} still there`);
 });
 
 t.test('renewal and re-acquire keep the dual-stack key', async (t) => {
@@ -214,15 +198,14 @@ t.test('renewal and re-acquire keep the dual-stack key', async (t) => {
   const l = await m.acquire();
   const got: Lease[] = [];
   m.onLease((x) => got.push(x));
-  const a = new AbortController();
-  aborts.push(a);
+  const a = env.abortAtEnd();
   void m.run(a.signal);
   await sleep(6500); // 2x TTL: without renewal the key would be gone
   const now = await r.getLease(l.subnet, l.ipv6Subnet ?? null);
   t.ok(now, 'key still present after 2x TTL');
   t.not(now?.etcdLeaseId, l.etcdLeaseId, 'moved onto a fresh etcd lease');
   t.equal(m.stats.losses, 0);
-  await raw.delete().key(l.key);
+  await env.raw.delete().key(l.key);
   await waitFor('re-acquired', () => got.length > 0, WAIT_MS);
   t.equal(got[0]!.key, l.key, 'the same pair again');
   a.abort();
@@ -238,12 +221,11 @@ t.test('a flanneld-written dual-stack lease (and an IPv6-only one) reach the pee
     '{"PublicIP":"192.0.2.11","PublicIPv6":"fd00::b","BackendType":"vxlan",' +
     '"BackendData":{"VNI":1,"VtepMAC":"0e:4c:5e:21:0a:01"},"BackendV6Data":{"VNI":1,"VtepMAC":"0e:4c:5e:21:0a:02"}}';
   const only6 = '{"PublicIP":"0.0.0.0","PublicIPv6":"fd00::c","BackendType":"vxlan","BackendV6Data":null}';
-  const lease = raw.lease(60, { autoKeepAlive: false });
+  const lease = env.raw.lease(60, { autoKeepAlive: false });
   await lease.put(`${prefix}/subnets/10.5.52.0-24&fd00:5:0:34::-64`).value(flanneld);
   await lease.put(`${prefix}/subnets/0.0.0.0-0&fd00:5:0:35::-64`).value(only6);
   const events: LeaseEvent[] = [];
-  const a = new AbortController();
-  aborts.push(a);
+  const a = env.abortAtEnd();
   const done = me.watchPeers(a.signal, (evs) => events.push(...evs));
   await waitFor('both peers', () => events.length >= 2, WAIT_MS);
   const dual = events.find((e) => e.lease.attrs.PublicIP === '192.0.2.11')!.lease;
@@ -287,8 +269,7 @@ t.test('the network config gains IPv6 under a running manager: it stops with WEF
     log: silentLogger,
   });
   const l = await m.acquire();
-  const a = new AbortController();
-  aborts.push(a);
+  const a = env.abortAtEnd();
   const run = m.run(a.signal).then(
     () => null,
     (e: unknown) => e as Error & { code?: string },
@@ -302,7 +283,7 @@ t.test('the network config gains IPv6 under a running manager: it stops with WEF
       Backend: { Type: 'vxlan' },
     }),
   );
-  await raw.delete().key(l.key); // the manager re-reads the config before re-acquiring
+  await env.raw.delete().key(l.key); // the manager re-reads the config before re-acquiring
   const e = await run;
   t.equal(e?.code, 'WEFT_ERR_NETWORK_CONFIG');
   t.match(e?.message, /10\.5\.0\.0\/16 \/24 vxlan -> 10\.5\.0\.0\/16 \/24 \+ fd00:5::\/48 \/64 vxlan/);

@@ -2,8 +2,6 @@
 import t from 'tap';
 import { getEventListeners } from 'node:events';
 import { join } from 'node:path';
-import { Etcd3 } from 'etcd3';
-import { startEtcd, type EtcdServer } from '../testbed/etcd.js';
 import { EtcdRegistry } from '../src/lease/registry.js';
 import { LeaseManager } from '../src/lease/manager.js';
 import { parseNetworkConfig, type NetworkConfig } from '../src/config/network.js';
@@ -14,33 +12,16 @@ import { NetworkExhaustedError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
 import { sleep, until, waitFor } from './helpers/wait.js';
 import { tempDir } from './helpers/tmp.js';
+import { leaseEtcd } from './helpers/lease-etcd.js';
 
-let etcd: EtcdServer;
-let raw: Etcd3;
-const registries: EtcdRegistry[] = [];
-const aborts: AbortController[] = [];
+const env = leaseEtcd(t);
 let n = 0;
-
-t.before(async () => {
-  etcd = await startEtcd();
-  raw = new Etcd3({ hosts: etcd.endpoint });
-});
-t.teardown(async () => {
-  for (const a of aborts) a.abort();
-  for (const r of registries) r.close();
-  raw?.close();
-  await etcd?.wipe();
-});
 
 function setup(network = '10.5.0.0/16', extra: Record<string, unknown> = {}) {
   const prefix = `/weft-test-${++n}/network`;
   const json = JSON.stringify({ Network: network, Backend: { Type: 'vxlan' }, ...extra });
   const cfg = parseNetworkConfig(json);
-  const reg = (): EtcdRegistry => {
-    const r = new EtcdRegistry({ endpoints: [etcd.endpoint], prefix, log: silentLogger, timeoutMs: 2000 });
-    registries.push(r);
-    return r;
-  };
+  const reg = (): EtcdRegistry => env.registry(prefix);
   return { prefix, cfg, reg, json };
 }
 
@@ -62,8 +43,7 @@ function manager(
 }
 
 function runInBackground(m: LeaseManager): AbortController {
-  const a = new AbortController();
-  aborts.push(a);
+  const a = env.abortAtEnd();
   void m.run(a.signal);
   return a;
 }
@@ -143,16 +123,17 @@ t.test('16 concurrent managers share 16 subnets; a 17th is refused', async (t) =
 t.test('reservations are never taken and never deleted', async (t) => {
   const { prefix, cfg, reg } = setup('10.8.0.0/28'); // /30 subnets: 3 allocatable
   const keys = ['10.8.0.4-30', '10.8.0.8-30'].map((k) => `${prefix}/subnets/${k}`);
-  for (const k of keys) await raw.put(k).value('{"PublicIP":"198.51.100.1","PublicIPv6":null,"BackendType":"vxlan"}');
+  for (const k of keys)
+    await env.raw.put(k).value('{"PublicIP":"198.51.100.1","PublicIPv6":null,"BackendType":"vxlan"}');
   const l = await manager(reg(), cfg, '192.0.2.1').acquire();
   t.equal(formatSubnet(l.subnet), '10.8.0.12/30', 'the only non-reserved subnet');
   await t.rejects(manager(reg(), cfg, '192.0.2.2').acquire(), NetworkExhaustedError);
-  for (const k of keys) t.ok(await raw.get(k).string(), `${k} still there`);
+  for (const k of keys) t.ok(await env.raw.get(k).string(), `${k} still there`);
   // The host named in a reservation gets it, and it stays a reservation.
   const owner = await manager(reg(), cfg, '198.51.100.1').acquire();
   t.equal(owner.etcdLeaseId, null);
   t.match(formatSubnet(owner.subnet), /10\.8\.0\.(4|8)\/30/);
-  const kv = await raw.get(keys[0]!).exec();
+  const kv = await env.raw.get(keys[0]!).exec();
   t.equal(kv.kvs[0]!.lease, '0', 'still without etcd lease');
 });
 
@@ -165,7 +146,7 @@ t.test('own key deleted -> re-acquired (same subnet), lease event emitted', asyn
   m.onLease((x) => got.push(x));
   const a = runInBackground(m);
   await sleep(300);
-  await raw.delete().key(l.key);
+  await env.raw.delete().key(l.key);
   await waitFor('re-acquired', () => got.length > 0, WAIT_MS);
   t.same(got[0]!.subnet, l.subnet);
   await waitFor('key back', async () => (await r.getLease(l.subnet)) !== null, WAIT_MS);
@@ -179,8 +160,7 @@ t.test('peers: add and remove events; own subnet excluded', async (t) => {
   const other = manager(reg(), cfg, '192.0.2.2');
   const first = await other.acquire();
   const batches: LeaseEvent[][] = [];
-  const a = new AbortController();
-  aborts.push(a);
+  const a = env.abortAtEnd();
   const done = me.watchPeers(a.signal, (evs) => batches.push(evs));
   await waitFor('initial batch', () => batches.length >= 1, WAIT_MS);
   t.same(
@@ -193,7 +173,7 @@ t.test('peers: add and remove events; own subnet excluded', async (t) => {
     () => batches.flat().some((e) => e.type === 'added' && e.lease.attrs.PublicIP === '192.0.2.3'),
     WAIT_MS,
   );
-  await raw.delete().key(third.key);
+  await env.raw.delete().key(third.key);
   await waitFor(
     'remove event',
     () => batches.flat().some((e) => e.type === 'removed' && e.lease.attrs.PublicIP === '192.0.2.3'),
@@ -222,9 +202,9 @@ t.test('compaction while the watcher is away: re-list converges', async (t) => {
   };
   // Watch from an old revision after changes + compaction: the registry must report compaction.
   const { revision } = await r.listLeases();
-  await raw.delete().key(p1.key);
+  await env.raw.delete().key(p1.key);
   const p2 = await manager(reg(), cfg, '192.0.2.3').acquire();
-  const head = (await raw.get('x').exec()).header.revision;
+  const head = (await env.raw.get('x').exec()).header.revision;
   await r.compact(head);
   const err = await new Promise<Error>((resolve) => {
     r.watchLeases((BigInt(revision) + 1n).toString(), () => undefined, resolve);
@@ -232,20 +212,19 @@ t.test('compaction while the watcher is away: re-list converges', async (t) => {
   t.equal(err.name, 'EtcdCompactedError', err.message);
 
   // The manager's peer watch: start, kill etcd, change + compact while it is away, restart.
-  const a = new AbortController();
-  aborts.push(a);
+  const a = env.abortAtEnd();
   const p3 = await manager(reg(), cfg, '192.0.2.4').acquire();
   const done = me.watchPeers(a.signal, apply);
   await waitFor('initial', () => state.size === 2, WAIT_MS);
-  await etcd.stop();
-  await etcd.restart();
+  await env.etcd.stop();
+  await env.etcd.restart();
   // etcd is back; change things and compact before the watcher's backoff reconnect (it re-lists in any case).
-  await raw
+  await env.raw
     .delete()
     .key(p3.key)
     .catch(() => undefined);
   const p4 = await manager(reg(), cfg, '192.0.2.5').acquire();
-  const head2 = (await raw.get('x').exec()).header.revision;
+  const head2 = (await env.raw.get('x').exec()).header.revision;
   await r.compact(head2);
   await waitFor(
     'converged',
@@ -274,11 +253,11 @@ class CompactAfterFirstList extends EtcdRegistry {
 
 t.test("the manager's own peer watch falls behind compaction: it re-lists and converges", async (t) => {
   const { cfg, prefix } = setup();
-  const r = new CompactAfterFirstList({ endpoints: [etcd.endpoint], prefix, log: silentLogger, timeoutMs: 2000 });
-  registries.push(r);
+  const r = env.track(
+    new CompactAfterFirstList({ endpoints: [env.etcd.endpoint], prefix, log: silentLogger, timeoutMs: 2000 }),
+  );
   const other = (): EtcdRegistry => {
-    const o = new EtcdRegistry({ endpoints: [etcd.endpoint], prefix, log: silentLogger, timeoutMs: 2000 });
-    registries.push(o);
+    const o = env.registry(prefix);
     return o;
   };
   const me = manager(r, cfg, '192.0.2.1');
@@ -286,13 +265,12 @@ t.test("the manager's own peer watch falls behind compaction: it re-lists and co
   const p1 = await manager(other(), cfg, '192.0.2.2').acquire();
   let p2: Lease | null = null;
   r.between = async () => {
-    await raw.delete().key(p1.key);
+    await env.raw.delete().key(p1.key);
     p2 = await manager(other(), cfg, '192.0.2.3').acquire();
-    await r.compact((await raw.get('x').exec()).header.revision);
+    await r.compact((await env.raw.get('x').exec()).header.revision);
   };
   const state = new Map<string, string>();
-  const a = new AbortController();
-  aborts.push(a);
+  const a = env.abortAtEnd();
   const done = me.watchPeers(a.signal, (evs) => {
     for (const e of evs) {
       if (e.type === 'added') state.set(e.lease.key, e.lease.attrs.PublicIP);
@@ -309,22 +287,23 @@ t.test("the manager's own peer watch falls behind compaction: it re-lists and co
 
 t.test("the manager's own-lease watch falls behind compaction: it re-reads and keeps the lease", async (t) => {
   const { cfg, prefix } = setup();
-  const r = new CompactAfterFirstList({ endpoints: [etcd.endpoint], prefix, log: silentLogger, timeoutMs: 2000 });
-  registries.push(r);
+  const r = env.track(
+    new CompactAfterFirstList({ endpoints: [env.etcd.endpoint], prefix, log: silentLogger, timeoutMs: 2000 }),
+  );
   const me = manager(r, cfg, '192.0.2.1', { ttlSeconds: 30 });
   const held = await me.acquire();
   r.between = async () => {
     // Two writes, so the compaction (at the head) lies past the watch's start (the listing's revision + 1).
-    await raw.put(`${prefix}/unrelated`).value('x');
-    await raw.put(`${prefix}/unrelated`).value('y');
-    await r.compact((await raw.get('x').exec()).header.revision);
+    await env.raw.put(`${prefix}/unrelated`).value('x');
+    await env.raw.put(`${prefix}/unrelated`).value('y');
+    await r.compact((await env.raw.get('x').exec()).header.revision);
   };
   runInBackground(me);
   await waitFor('re-read', () => r.lists >= 2, WAIT_MS);
   t.equal(me.lease?.key, held.key, 'still holds its key');
   t.equal(me.stats.losses, 0, 'no loss');
   t.equal(me.stats.acquisitions, 1, 'no re-acquire');
-  const value = await raw.get(held.key).string();
+  const value = await env.raw.get(held.key).string();
   t.ok(value !== null && value.includes('192.0.2.1'), 'the key in etcd is still ours');
 });
 
@@ -334,14 +313,13 @@ t.test('etcd killed and restarted under a running manager', async (t) => {
   const m = manager(r, cfg, '192.0.2.1', { ttlSeconds: 4 });
   const l = await m.acquire();
   let running = true;
-  const a = new AbortController();
-  aborts.push(a);
+  const a = env.abortAtEnd();
   const p = m.run(a.signal).finally(() => (running = false));
   await sleep(500);
-  await etcd.kill();
+  await env.etcd.kill();
   await sleep(2500);
   t.ok(running, 'manager survives etcd being down');
-  await etcd.restart();
+  await env.etcd.restart();
   // The lease may have expired while etcd was down (TTL 4 s): either way the key must come back and be renewed.
   await waitFor('lease present after restart', async () => (await r.getLease(l.subnet)) !== null, 20000);
   const before = (await r.getLease(l.subnet))!.etcdLeaseId;
@@ -355,8 +333,7 @@ t.test('20 etcd restarts under both lease loops: the abort signal keeps the same
   const { prefix, cfg, reg } = setup();
   const m = manager(reg(), cfg, '192.0.2.1');
   await m.acquire();
-  const a = new AbortController();
-  aborts.push(a);
+  const a = env.abortAtEnd();
   const seen = new Set<string>();
   // As the daemon runs them: the lease loop and the peer watch on one signal.
   const loops = Promise.all([
@@ -373,7 +350,7 @@ t.test('20 etcd restarts under both lease loops: the abort signal keeps the same
     await waitFor(
       `peer ${ip} delivered`,
       async () => {
-        if (!seen.has(ip)) await raw.put(`${prefix}/subnets/10.5.${200 + i}.0-24`).value(value);
+        if (!seen.has(ip)) await env.raw.put(`${prefix}/subnets/10.5.${200 + i}.0-24`).value(value);
         return seen.has(ip);
       },
       WAIT_MS,
@@ -385,8 +362,8 @@ t.test('20 etcd restarts under both lease loops: the abort signal keeps the same
   const start = listeners();
   const counts: number[] = [];
   for (let i = 1; i <= 20; i++) {
-    await etcd.kill();
-    await etcd.restart();
+    await env.etcd.kill();
+    await env.etcd.restart();
     await watching(i);
     // Both loops are back once the manager waits on its key again; a leaked listener would stay on top.
     await until(() => listeners() === start, 5_000);
@@ -403,11 +380,11 @@ t.test('after an etcd outage the first call goes through (no client-side circuit
   const { json, reg } = setup();
   const r = reg();
   await r.putNetworkConfig(json);
-  await etcd.kill();
+  await env.etcd.kill();
   for (let i = 1; i <= 3; i++) {
     await t.rejects(r.getNetworkConfig(), { code: 'WEFT_ERR_ETCD' }, `call ${i} fails while etcd is down`);
   }
-  await etcd.restart();
+  await env.etcd.restart();
   t.equal(await r.getNetworkConfig(), json, 'the first call after the restart answers');
 });
 
@@ -416,7 +393,7 @@ t.test('flanneld lease value: parsed, and written byte for byte', async (t) => {
   const flanneld =
     '{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan",' +
     '"BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"},"BackendV6Data":null}';
-  const lease = raw.lease(60, { autoKeepAlive: false });
+  const lease = env.raw.lease(60, { autoKeepAlive: false });
   await lease.put(`${prefix}/subnets/10.5.52.0-24`).value(flanneld);
   const r = reg();
   const { leases } = await r.listLeases();
@@ -434,7 +411,7 @@ t.test('flanneld lease value: parsed, and written byte for byte', async (t) => {
     '"BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:01"}}';
   const m = manager(r, cfg, '192.0.2.12');
   const mine = await m.acquire();
-  t.equal(await raw.get(mine.key).string(), fresh);
+  t.equal(await env.raw.get(mine.key).string(), fresh);
   t.equal(subnetToKey(mine.subnet), mine.key.split('/').pop());
   t.same(parseLeaseAttrs('{"PublicIP":"1.2.3.4","BackendType":"udp","Future":true}'), {
     PublicIP: '1.2.3.4',
