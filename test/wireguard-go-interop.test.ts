@@ -15,18 +15,18 @@
 // /var/run/wireguard/<dev>.sock (and the folder when this test made it), the key folder.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { ensurePeerInstalled, linkExists, must, onCleanup, tailOutput, waitFor } from '../bench/suite/peers/common.js';
-import { WG_SOCKET_DIR, wgDevice, wgSetPeer } from '../bench/suite/peers/wireguard-go.js';
+import { ensurePeerInstalled, linkExists, must, tailOutput, waitFor } from '../bench/suite/peers/common.js';
+import { wgDevice, wgSetPeer } from '../bench/suite/peers/wireguard-go.js';
 import { killChild } from '../testbed/exec.js';
 import { PREFIX } from '../testbed/cluster.js';
 import type { Pod } from '../testbed/hosts.js';
 import { ping } from '../testbed/traffic.js';
 import { clusterFor } from './helpers/cluster.js';
 import { metricsOf, sha256Transfer } from './helpers/traffic.js';
+import { wireguardGoFiles } from './helpers/wireguard-go-files.js';
 
 const PORT = 51820;
 const HEALTHZ = 8471;
@@ -50,19 +50,9 @@ t.test('weft backend wireguard with a wireguard-go flannel host', async (t) => {
   });
   const tb = cluster.tb;
   const [h1, h2] = [tb.host(1), tb.host(2)];
-  const dir = mkdtempSync(join(tmpdir(), 'weft-wg-go-'));
   const dev = wgDevice(tb.id, 2);
-  const sock = join(WG_SOCKET_DIR, `${dev}.sock`);
-  const madeSocketDir = !existsSync(WG_SOCKET_DIR);
-  if (madeSocketDir) mkdirSync(WG_SOCKET_DIR, { recursive: true, mode: 0o700 });
+  const { dir, sock, removeFiles } = wireguardGoFiles(dev, 'wg-go');
   let wg: ChildProcess | null = null;
-  const removeFiles = onCleanup(() => {
-    rmSync(sock, { force: true });
-    if (madeSocketDir && existsSync(WG_SOCKET_DIR) && readdirSync(WG_SOCKET_DIR).length === 0) {
-      rmdirSync(WG_SOCKET_DIR);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
   t.teardown(async () => {
     if (wg) await killChild(wg, 3_000);
     removeFiles();

@@ -14,17 +14,17 @@
 // /var/run/wireguard/<dev>.sock, /var/run/wireguard when this test made it, the key folder.
 import t from 'tap';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createTestbed, type Host, type Testbed } from '../testbed/hosts.js';
 import { killChild } from '../testbed/exec.js';
 import { ping } from '../testbed/traffic.js';
-import { ensurePeerInstalled, linkExists, must, onCleanup, tailOutput, waitFor } from '../bench/suite/peers/common.js';
-import { WG_SOCKET_DIR, wgDevice, wgSetPeer } from '../bench/suite/peers/wireguard-go.js';
+import { ensurePeerInstalled, linkExists, must, tailOutput, waitFor } from '../bench/suite/peers/common.js';
+import { wgDevice, wgSetPeer } from '../bench/suite/peers/wireguard-go.js';
 import { PrivateKey, type Timing } from '../src/wireguard/index.js';
 import { sleep } from './helpers/wait.js';
+import { wireguardGoFiles } from './helpers/wireguard-go-files.js';
 
 const PORT = 51820;
 const ENDPOINT_PROGRAM = new URL('./helpers/wg-endpoint.ts', import.meta.url).pathname;
@@ -154,22 +154,9 @@ t.test('weft WireGuard against Debian wireguard-go', async (t) => {
     return;
   }
   const tb = await createTestbed({ hosts: 2 });
-  const dir = mkdtempSync(join(tmpdir(), 'weft-wg-interop-'));
   const [h1, h2] = [tb.host(1), tb.host(2)];
   const dev = wgDevice(tb.id, 1);
-  const sock = join(WG_SOCKET_DIR, `${dev}.sock`);
-  const madeSocketDir = !existsSync(WG_SOCKET_DIR);
-  if (madeSocketDir) mkdirSync(WG_SOCKET_DIR, { recursive: true, mode: 0o700 });
-  // After the processes are gone (wireguard-go leaves its socket behind when SIGKILLed): exactly our socket, the
-  // socket folder when we made it and nothing else is in it, our key folder. Also at process exit should the run
-  // die before the teardown.
-  const removeFiles = onCleanup(() => {
-    rmSync(sock, { force: true });
-    if (madeSocketDir && existsSync(WG_SOCKET_DIR) && readdirSync(WG_SOCKET_DIR).length === 0) {
-      rmdirSync(WG_SOCKET_DIR);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { dir, sock, removeFiles } = wireguardGoFiles(dev, 'wg-interop');
   t.teardown(async () => {
     await tb.destroy();
     removeFiles();
