@@ -179,6 +179,12 @@ export async function closePath(env: PathEnv): Promise<void> {
   for (const f of [...(env.cleanups ?? [])].reverse()) f();
 }
 
+interface Endpoint {
+  target: Target;
+  ip: string;
+  ns: string;
+}
+
 /** The endpoint on host h for the subnet whose first address is gatewayCidr: a pod, or h itself at the subnet's
  *  network address (which its overlay device holds). */
 async function endpoint(
@@ -187,7 +193,7 @@ async function endpoint(
   gatewayCidr: string,
   mtu: number | null,
   topology: Topology,
-): Promise<{ target: Target; ip: string; ns: string }> {
+): Promise<Endpoint> {
   if (topology === 'pods') {
     const pod = await tb.addPod(h, gatewayCidr, mtu !== null ? { mtu } : {});
     return { target: pod, ip: pod.ip, ns: pod.ns };
@@ -280,17 +286,7 @@ async function build(def: PathDef, cluster: Cluster, cleanups: (() => void)[], t
       await endpoint(tb, h1, `${hosts[0]!.subnet}.1/24`, mtu, topology),
       await endpoint(tb, h2, `${hosts[1]!.subnet}.1/24`, mtu, topology),
     ];
-    return {
-      def,
-      cluster,
-      client: a.target,
-      server: b.target,
-      serverIp: b.ip,
-      hostNs,
-      endpointNs: [a.ns, b.ns],
-      daemons: [],
-      mtu,
-    };
+    return overlayEnv(def, cluster, [a, b], [], mtu);
   }
   // A weft daemon on each host; pods on the leased subnets with FLANNEL_MTU.
   const daemons: DaemonInfo[] = [];
@@ -309,14 +305,24 @@ async function build(def: PathDef, cluster: Cluster, cleanups: (() => void)[], t
     mtu = readSubnetEnv(d.subnetFile)?.mtu ?? null;
     pods.push(await endpoint(tb, h, d.subnetGateway, mtu, topology));
   }
-  const [a, b] = [pods[0]!, pods[1]!];
+  return overlayEnv(def, cluster, [pods[0]!, pods[1]!], daemons, mtu);
+}
+
+/** An overlay path between endpoint a (the client, on h1) and b (the server, on h2). */
+function overlayEnv(
+  def: PathDef,
+  cluster: Cluster,
+  [a, b]: readonly [Endpoint, Endpoint],
+  daemons: DaemonInfo[],
+  mtu: number | null,
+): PathEnv {
   return {
     def,
     cluster,
     client: a.target,
     server: b.target,
     serverIp: b.ip,
-    hostNs,
+    hostNs: [cluster.tb.host(1).ns, cluster.tb.host(2).ns],
     endpointNs: [a.ns, b.ns],
     daemons,
     mtu,
