@@ -54,17 +54,39 @@ if ! have_fuzzer_rt; then
     { echo "weft fuzz: could not install libclang-rt-$major-dev" >&2; exit 3; }
 fi
 
-build() {
-  local t=$1 bin="$out/fuzz_$1"
-  # Rebuild only when a source is newer than the binary.
+# Up to one compiler per core: `later CMD...` starts CMD in the background, `settle` waits for all of them and fails
+# when any did.
+jobs_max=$(nproc)
+failed=0
+later() {
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || failed=1; done
+  "$@" &
+}
+settle() {
+  while [ -n "$(jobs -rp)" ]; do wait -n || failed=1; done
+  wait || failed=1
+  [ "$failed" = 0 ] || { echo "weft fuzz: a build failed (above)" >&2; exit 1; }
+}
+flags=(-g -O1 -std=c11 -D_GNU_SOURCE -fno-sanitize-recover=undefined -Inative)
+# The core is compiled once, with the sanitizers and libFuzzer's coverage hooks (fuzzer-no-link), and every harness
+# links the same objects; rebuilt only when a source is newer than its object or binary.
+for c in "${core[@]}"; do
+  o="$out/core-$(basename "$c" .c).o"
+  [ -f "$o" ] && [ -z "$(find native/*.h "$c" -newer "$o" 2>/dev/null | head -1)" ] && continue
+  later clang "${flags[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$c" -o "$o"
+done
+settle
+objs=()
+for c in "${core[@]}"; do objs+=("$out/core-$(basename "$c" .c).o"); done
+for t in "${targets[@]}"; do
+  bin="$out/fuzz_$t"
   if [ -x "$bin" ] && [ -z "$(find native/*.c native/*.h native/fuzz/*.c -newer "$bin" 2>/dev/null | head -1)" ]; then
-    return
+    continue
   fi
   # shellcheck disable=SC2086 # SRC holds a file and its -D flags, split on purpose
-  clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -Inative ${SRC[$t]} "${core[@]}" -lcrypto -lsodium -o "$bin"
-}
-for t in "${targets[@]}"; do build "$t"; done
+  later clang "${flags[@]}" -fsanitize=fuzzer,address,undefined ${SRC[$t]} "${objs[@]}" -lcrypto -lsodium -o "$bin"
+done
+settle
 [ "$what" = build ] && { echo "weft fuzz: built ${targets[*]} in $out"; exit 0; }
 
 if [ "$what" = run ]; then
