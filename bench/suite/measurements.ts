@@ -247,7 +247,14 @@ async function iperfRun(env: PathEnv, kind: Exclude<TestKind, 'latency'>, s: Tes
 function startPingPongServer(env: PathEnv, maxMs: number): Promise<ChildProcess> {
   const child = env.cluster.tb.spawn(
     env.server,
-    [process.execPath, PINGPONG_SCRIPT, 'server', String(PINGPONG_PORT), String(maxMs)],
+    [
+      process.execPath,
+      PINGPONG_SCRIPT,
+      'server',
+      String(PINGPONG_PORT),
+      String(maxMs),
+      env.serverIp.includes(':') ? '6' : '4',
+    ],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
     },

@@ -43,13 +43,18 @@ export interface PathDef {
   daemonArgs?: string[];
   /** Run only when named in --only. */
   optIn?: boolean;
+  /** Inner IPv6 between pods on a dual-stack network (PublicIPv6 underlay); its ratios are against REFERENCE_PATH_V6. */
+  ipv6?: boolean;
 }
 
 export const REFERENCE_PATH = 'kernel-vxlan';
+/** The reference of the IPv6 rows: the kernel's flannel-v6.<VNI> VXLAN device in the same run. */
+export const REFERENCE_PATH_V6 = 'kernel-vxlan-v6';
 /** Where iperf3 and the ping-pong run: a pod behind cni0 on each host, or the hosts themselves. */
 export type Topology = 'pods' | 'host';
 export const METRICS_PORT = 8471;
 const NETWORK = '10.5.0.0/16';
+const NETWORK6 = 'fd00:5::/48';
 const REFERENCE_MTU_OVERHEAD = 50; // VXLAN: outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 
 const TIERS = ['dgram', 'batch', 'offload'] as const;
@@ -96,6 +101,25 @@ export const ALL_PATHS: readonly PathDef[] = [
     kind: 'weft-userspace',
     backend: 'wireguard',
     daemonArgs: [`--tier=${tier}`],
+  })),
+  // IPv6 rows (opt-in: name them in --only): pod to pod over inner IPv6, VXLAN between the hosts' PublicIPv6.
+  {
+    name: REFERENCE_PATH_V6,
+    title: "kernel VXLAN over IPv6, flannel's flannel-v6.1 layout (weft --datapath kernel; reference of the v6 rows)",
+    kind: 'weft-kernel',
+    backend: 'vxlan',
+    daemonArgs: ['--datapath=kernel'],
+    optIn: true,
+    ipv6: true,
+  },
+  ...(['batch', 'offload'] as const).map((tier): PathDef => ({
+    name: `${tier}/vxlan-v6`,
+    title: `weft ${tier} tier, vxlan encap, inner IPv6 over an IPv6 underlay: ${TIER_TITLES[tier]}`,
+    kind: 'weft-userspace',
+    backend: 'vxlan',
+    daemonArgs: [`--tier=${tier}`],
+    optIn: true,
+    ipv6: true,
   })),
   {
     name: 'offload-q2/vxlan',
@@ -158,9 +182,17 @@ export interface PathEnv {
 
 /** Builds `def` on a fresh two-host cluster; on failure removes what it made and throws with the reason. */
 export async function openPath(def: PathDef, topology: Topology = 'pods'): Promise<PathEnv> {
+  if (def.ipv6 === true && topology !== 'pods') {
+    throw new ConfigError(`bench path ${def.name} runs between pods only (--topology pods)`);
+  }
   const cluster = await Cluster.create({
     hosts: 2,
-    network: { Network: NETWORK, SubnetLen: 24, Backend: { Type: def.backend ?? 'vxlan' } },
+    network: {
+      Network: NETWORK,
+      SubnetLen: 24,
+      ...(def.ipv6 === true ? { EnableIPv6: true, IPv6Network: NETWORK6 } : {}),
+      Backend: { Type: def.backend ?? 'vxlan' },
+    },
   });
   const cleanups: (() => void)[] = [];
   try {
@@ -200,6 +232,13 @@ async function endpoint(
   }
   const gateway = parseIPv4(gatewayCidr.split('/')[0]!)!;
   return { target: h, ip: formatIPv4(gateway - 1), ns: h.ns };
+}
+
+/** A pod attached by weft-cni on a dual-stack subnet.env, reached at its IPv6 address. */
+async function endpoint6(cluster: Cluster, n: number): Promise<{ target: Target; ip: string; ns: string }> {
+  const pod = await cluster.ensurePod(n);
+  if (pod.ip6 === undefined) throw new WeftError('WEFT_ERR_BACKEND', `pod on h${n} got no IPv6 address from weft-cni`);
+  return { target: pod, ip: pod.ip6, ns: pod.ns };
 }
 
 async function build(def: PathDef, cluster: Cluster, cleanups: (() => void)[], topology: Topology): Promise<PathEnv> {
@@ -303,7 +342,9 @@ async function build(def: PathDef, cluster: Cluster, cleanups: (() => void)[], t
     if (pid === undefined) throw new WeftError('WEFT_ERR_BACKEND', `weft daemon in ${h.name} has no pid`);
     daemons.push({ ns: h.ns, pid, metricsPort: METRICS_PORT });
     mtu = readSubnetEnv(d.subnetFile)?.mtu ?? null;
-    pods.push(await endpoint(tb, h, d.subnetGateway, mtu, topology));
+    pods.push(
+      def.ipv6 === true ? await endpoint6(cluster, h.n) : await endpoint(tb, h, d.subnetGateway, mtu, topology),
+    );
   }
   return overlayEnv(def, cluster, [pods[0]!, pods[1]!], daemons, mtu);
 }

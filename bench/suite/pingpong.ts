@@ -1,5 +1,5 @@
 // A small UDP ping-pong for latency, run by the bench inside the testbed's namespaces (never anywhere else):
-//   node dist/bench/suite/pingpong.js server <port> <maxMs>                 echoes datagrams until maxMs has passed
+//   node dist/bench/suite/pingpong.js server <port> <maxMs> [4|6]           echoes datagrams until maxMs has passed
 //   node dist/bench/suite/pingpong.js client <ip> <port> <count> <maxMs>    one probe in flight at a time; prints JSON
 // Bounded in count and time on both ends. The first WARMUP round trips (ARP, route caches, lazy JIT) are not kept.
 import dgram from 'node:dgram';
@@ -16,8 +16,8 @@ export interface PingPongResult {
   rttsUs: number[];
 }
 
-function server(port: number, maxMs: number): void {
-  const sock = dgram.createSocket('udp4');
+function server(port: number, maxMs: number, family: '4' | '6'): void {
+  const sock = dgram.createSocket(family === '6' ? 'udp6' : 'udp4');
   sock.on('message', (msg, rinfo) => sock.send(msg, rinfo.port, rinfo.address));
   sock.on('error', (e) => {
     process.stderr.write(`pingpong server: ${e.message}\n`);
@@ -28,7 +28,7 @@ function server(port: number, maxMs: number): void {
 }
 
 function client(ip: string, port: number, count: number, maxMs: number): void {
-  const sock = dgram.createSocket('udp4');
+  const sock = dgram.createSocket(ip.includes(':') ? 'udp6' : 'udp4');
   const buf = Buffer.alloc(PAYLOAD);
   const rtts: number[] = [];
   const deadline = Date.now() + maxMs;
@@ -71,10 +71,10 @@ function client(ip: string, port: number, count: number, maxMs: number): void {
 
 const [mode, ...args] = process.argv.slice(2);
 if (mode === 'server') {
-  server(Number(args[0]), Number(args[1]));
+  server(Number(args[0]), Number(args[1]), args[2] === '6' ? '6' : '4');
 } else if (mode === 'client') {
   client(String(args[0]), Number(args[1]), Number(args[2]), Number(args[3]));
 } else if (mode !== undefined) {
-  process.stderr.write('usage: pingpong.js server <port> <maxMs> | client <ip> <port> <count> <maxMs>\n');
+  process.stderr.write('usage: pingpong.js server <port> <maxMs> [4|6] | client <ip> <port> <count> <maxMs>\n');
   process.exit(2);
 }

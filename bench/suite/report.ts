@@ -291,7 +291,11 @@ export function renderReport(r: BenchResult): string {
       `ping-pong up to ${r.settings.latencyRoundTrips} round trips. ` +
       'Cells: median ±half the min..max range over the repeats. ' +
       "Ratios: this path's median / kernel VXLAN's median from this run " +
-      `(reference: \`${r.reference}\`${refNote}).`,
+      `(reference: \`${r.reference}\`${refNote}).` +
+      (r.paths.some((p) => p.reference !== undefined)
+        ? " IPv6 rows (`-v6`: inner IPv6 between pods, VXLAN between the hosts' PublicIPv6) are against " +
+          `\`${r.paths.find((p) => p.reference !== undefined)!.reference}\`, kernel VXLAN over IPv6 in this run.`
+        : ''),
   );
   lines.push('');
   const trust = renderLoadSection(r);

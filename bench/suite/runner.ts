@@ -19,6 +19,7 @@ import {
   closePath,
   openPath,
   REFERENCE_PATH,
+  REFERENCE_PATH_V6,
   selectPaths,
   type PathDef,
   type PathEnv,
@@ -263,6 +264,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchRun> {
         samples: [],
         summary: {},
         ratios: {},
+        ...(def.ipv6 === true ? { reference: REFERENCE_PATH_V6 } : {}),
       };
       result.paths.push(pr); // now, so an interrupted run still writes this path's samples
       await runPath(def, pr, { repeats, retries, settings, progress, profiler, opts }, (env) => (current = env));
@@ -365,6 +367,6 @@ async function runAttempts(env: PathEnv, pr: PathResult, kind: TestKind, r: numb
 /** Summaries and ratios against the reference path, computed from the samples. */
 function finish(result: BenchResult): void {
   for (const p of result.paths) p.summary = summarizePath(p.samples);
-  const ref = result.paths.find((p) => p.name === result.reference && p.status === 'ok');
-  for (const p of result.paths) p.ratios = ratiosAgainst(p.summary, ref?.summary);
+  const ok = (name: string): PathResult | undefined => result.paths.find((p) => p.name === name && p.status === 'ok');
+  for (const p of result.paths) p.ratios = ratiosAgainst(p.summary, ok(p.reference ?? result.reference)?.summary);
 }

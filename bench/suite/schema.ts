@@ -81,6 +81,8 @@ export interface PathResult {
   overlaySockets?: { ns: string; local: string; rcvbuf: number; sndbuf: number }[];
   samples: Sample[];
   summary: Partial<Record<MetricKey, Summary>>;
+  /** The path its ratios are against, when not the run's reference (IPv6 rows: kernel-vxlan-v6). */
+  reference?: string;
   /** median / reference median, per metric; null when either is missing. */
   ratios: Partial<Record<MetricKey, number | null>>;
   /** CPU split of the TCP 1-stream test of repeat 1 (`--profile`, profile-groups.ts); absent when not profiled. */
