@@ -43,7 +43,7 @@ export interface PathDef {
   daemonArgs?: string[];
   /** Run only when named in --only. */
   optIn?: boolean;
-  /** Inner IPv6 between pods on a dual-stack network (PublicIPv6 underlay); its ratios are against REFERENCE_PATH_V6. */
+  /** Inner IPv6 between pods on a dual-stack network (PublicIPv6 underlay); ratios against REFERENCE_PATH_V6. */
   ipv6?: boolean;
 }
 
