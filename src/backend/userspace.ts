@@ -41,6 +41,14 @@ export const PARTIAL_CSUM_KEY = 'WeftPartialCsum';
 /** Window in which peer events are gathered into one route-table rebuild. */
 const APPLY_DELAY_MS = 10;
 
+/**
+ * The next rebuild waits at least this many times as long as the last one took. A rebuild costs O(peers), so with a
+ * fixed window a burst of N leases (a 5,000-host network loading, or a restart re-listing) cost N/window rebuilds of
+ * O(N) each: O(N^2), 92 s to converge at 5,000 hosts. With the wait scaled to the rebuild, the rebuilds of a burst
+ * take at most 1/(APPLY_COST_FACTOR + 1) of its time, and their number grows with log N.
+ */
+const APPLY_COST_FACTOR = 4;
+
 /** Packets the kernel may queue for weft to read from the TUN device. */
 const TUN_TXQUEUELEN = 4096;
 
@@ -59,6 +67,8 @@ export class UserspaceBackend implements Backend {
   /** Usable peers by lease key, parsed when their event arrived. */
   private readonly parsed = new Map<string, Peer>();
   private applyTimer: NodeJS.Timeout | null = null;
+  /** Earliest time (performance.now()) of the next rebuild: APPLY_COST_FACTOR times the last one's cost after it. */
+  private nextApplyAt = 0;
   /** Peers in the datapath's current snapshot. */
   private applied = 0;
   /** Peers we ignore, by key, so each is logged once. */
@@ -200,7 +210,7 @@ export class UserspaceBackend implements Backend {
   }
 
   // Each lease is parsed once, when its event arrives; the snapshot rebuild is O(peers), so event bursts (thousands
-  // of hosts joining) are coalesced into one rebuild per APPLY_DELAY_MS instead of one per event.
+  // of hosts joining) are coalesced into few rebuilds (scheduleApply) instead of one per event.
   private parse(lease: Lease): void {
     const peer = this.peerProblem(lease) ?? this.toPeer(lease);
     if (typeof peer !== 'string') {
@@ -224,13 +234,16 @@ export class UserspaceBackend implements Backend {
 
   private scheduleApply(): void {
     if (this.applyTimer !== null) return;
+    // A lone event after a quiet spell waits only the window; one in a burst waits for the rebuild's share.
+    const delay = Math.max(APPLY_DELAY_MS, this.nextApplyAt - performance.now());
     this.applyTimer = setTimeout(() => {
       this.applyTimer = null;
       this.apply();
-    }, APPLY_DELAY_MS);
+    }, delay);
   }
 
   private apply(): void {
+    const t0 = performance.now();
     const peers: Peer[] = [];
     for (const key of this.leases.keys()) {
       const peer = this.parsed.get(key);
@@ -239,15 +252,21 @@ export class UserspaceBackend implements Backend {
     this.datapath?.setPeers(peers);
     this.applied = peers.length;
     this.noteSharedPublicIps(peers);
-    this.ctx.log.debug({ peers: peers.length }, 'peers applied');
+    const t1 = performance.now();
+    this.nextApplyAt = t1 + APPLY_COST_FACTOR * (t1 - t0);
+    this.ctx.log.debug({ peers: peers.length, ms: Math.round((t1 - t0) * 10) / 10 }, 'peers applied');
   }
 
   // Two leases naming one PublicIP (a host that changed subnet while its old lease runs out, a stale key, hosts
   // behind one NAT address): both keep their routes and the datapath accepts from that address the subnets of
   // both (RouteTable.senderOf). Worth one line: one of them is usually stale.
+  // Counted by number first: strings only for the few PublicIPs that are shared (a rebuild runs with every burst).
   private noteSharedPublicIps(peers: readonly Peer[]): void {
+    const count = new Map<number, number>();
+    for (const p of peers) count.set(p.publicIp, (count.get(p.publicIp) ?? 0) + 1);
     const byIp = new Map<number, string[]>();
     for (const p of peers) {
+      if ((count.get(p.publicIp) ?? 0) < 2) continue;
       const nets = byIp.get(p.publicIp);
       const net = `${formatIPv4(p.net >>> 0)}/${p.prefixLen}`;
       if (nets) nets.push(net);

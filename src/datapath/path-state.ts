@@ -20,8 +20,9 @@ export const ICMP_PER_BATCH = 8;
 
 export const PEER_COUNTERS = 4;
 
-function peerKey(p: Peer): string {
-  return `${p.net}/${p.prefixLen}@${p.publicIp}`;
+/** A peer's subnet as one number (no string per peer in a rebuild); its PublicIP is compared apart. */
+function subnetKey(p: Peer): number {
+  return (p.net >>> 0) * 64 + p.prefixLen;
 }
 
 export class PathState {
@@ -59,12 +60,13 @@ export class PathState {
 
   /** Swaps in a new peer set, keeping each remaining peer's counters. */
   setPeers(peers: readonly Peer[]): void {
-    const old = new Map<string, number>();
-    this.snapshot.peers.forEach((p, i) => old.set(peerKey(p), i));
+    const before = this.snapshot.peers;
+    const old = new Map<number, number>();
+    before.forEach((p, i) => old.set(subnetKey(p), i));
     const next = new Float64Array(peers.length * PEER_COUNTERS);
     peers.forEach((p, i) => {
-      const was = old.get(peerKey(p));
-      if (was !== undefined)
+      const was = old.get(subnetKey(p));
+      if (was !== undefined && before[was]?.publicIp === p.publicIp)
         next.set(this.peerCounters.subarray(was * PEER_COUNTERS, (was + 1) * PEER_COUNTERS), i * PEER_COUNTERS);
     });
     this.snapshot = buildPeerSnapshot(peers);
