@@ -7,6 +7,8 @@ import { resolveDaemonConfig } from '../src/config/daemon.js';
 import type { Lease, LeaseEvent } from '../src/lease/lease.js';
 import { makeSubnet, parseIPv4, subnetToKey } from '../src/ip/subnet.js';
 import { silentLogger } from '../src/log.js';
+import type { Datapath, PeerTraffic } from '../src/datapath/datapath.js';
+import * as native from '../src/native.js';
 
 const PREFIX = '/coreos.com/network/subnets/';
 
@@ -21,8 +23,8 @@ function lease(i: number): Lease {
   };
 }
 
-t.test('hosts joining and leaving leave nothing behind in the backend', async (t) => {
-  const backend = new UserspaceBackend({
+function backendWithoutDevices(): UserspaceBackend {
+  return new UserspaceBackend({
     network: parseNetworkConfig('{"Network":"10.0.0.0/8","Backend":{"Type":"udp"}}'),
     config: resolveDaemonConfig({}, {}),
     external: {
@@ -36,6 +38,10 @@ t.test('hosts joining and leaving leave nothing behind in the backend', async (t
     },
     log: silentLogger,
   });
+}
+
+t.test('hosts joining and leaving leave nothing behind in the backend', async (t) => {
+  const backend = backendWithoutDevices();
   t.teardown(() => backend.stop());
   // What the backend keeps per peer (private: nothing else shows it).
   const kept = (): number[] => [backend['leases'].size, backend['parsed'].size, backend['ignored'].size];
@@ -52,4 +58,31 @@ t.test('hosts joining and leaving leave nothing behind in the backend', async (t
   t.same(kept(), [3, 3, 0], 'leases, parsed peers and ignored peers: only the three that stayed');
   backend.peers(stay.map((l): LeaseEvent => ({ type: 'removed', lease: l })));
   t.same(kept(), [0, 0, 0], 'and nothing once they left too');
+});
+
+t.test('per-peer traffic in the status: only peers that exchanged packets', async (t) => {
+  const backend = backendWithoutDevices();
+  t.teardown(() => backend.stop());
+  const [quiet, busy] = [lease(1), lease(2)];
+  const traffic = (l: Lease, packets: number): PeerTraffic => ({
+    net: l.subnet.ip,
+    prefixLen: l.subnet.prefixLen,
+    publicIp: parseIPv4(l.attrs.PublicIP)!,
+    txPackets: packets,
+    txBytes: packets * 100,
+    rxPackets: 0,
+    rxBytes: 0,
+  });
+  // A datapath that only reports traffic (the tiers need a TUN device): a peer it never carried a packet for, and one.
+  const datapath: Pick<Datapath, 'counters' | 'peerTraffic' | 'close'> = {
+    counters: new Float64Array(native.counterNames.length),
+    peerTraffic: () => [traffic(quiet, 0), traffic(busy, 3)],
+    close: () => undefined,
+  };
+  backend['datapath'] = datapath as Datapath;
+  t.same(
+    backend.status().peerTraffic?.map((p) => [p.subnet, p.txPackets]),
+    [['10.5.2.0/24', 3]],
+    'the quiet peer has no series yet',
+  );
 });

@@ -46,7 +46,7 @@ export interface BackendStatus {
   /** Peers whose PublicIP another peer's lease also names (userspace tiers; see RouteTable.senderOf). */
   readonly peersSharingPublicIp?: number;
   readonly counters: Record<string, number>;
-  /** Per-peer inner traffic where the datapath counts it (userspace tiers). */
+  /** Per-peer inner traffic where the datapath counts it (userspace tiers): peers that exchanged packets. */
   readonly peerTraffic?: readonly {
     subnet: string;
     publicIp: string;

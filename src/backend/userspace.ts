@@ -347,14 +347,18 @@ export class UserspaceBackend implements Backend {
       peers: this.applied,
       peersSharingPublicIp: [...this.shared.values()].reduce((n, nets) => n + nets.split(' ').length, 0),
       counters,
-      peerTraffic: (this.datapath?.peerTraffic() ?? []).map((t) => ({
-        subnet: `${formatIPv4(t.net >>> 0)}/${t.prefixLen}`,
-        publicIp: formatIPv4(t.publicIp >>> 0),
-        txPackets: t.txPackets,
-        txBytes: t.txBytes,
-        rxPackets: t.rxPackets,
-        rxBytes: t.rxBytes,
-      })),
+      // Only peers that exchanged packets: with thousands of peers and little traffic, /metrics would carry four
+      // series of zeros per peer and build them at every scrape (a peer's series appear with its first packet).
+      peerTraffic: (this.datapath?.peerTraffic() ?? [])
+        .filter((t) => t.txPackets + t.rxPackets > 0)
+        .map((t) => ({
+          subnet: `${formatIPv4(t.net >>> 0)}/${t.prefixLen}`,
+          publicIp: formatIPv4(t.publicIp >>> 0),
+          txPackets: t.txPackets,
+          txBytes: t.txBytes,
+          rxPackets: t.rxPackets,
+          rxBytes: t.rxBytes,
+        })),
       queues: queueStatus(this.datapath?.queueCounters?.() ?? []),
     };
   }

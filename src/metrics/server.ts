@@ -161,7 +161,7 @@ export function metricsRegistry(source: MetricsSource): Registry {
   }
   if (source.peerTraffic) {
     const traffic = source.peerTraffic.bind(source);
-    // Monotonic per peer while it stays a peer; a peer that leaves takes its series with it.
+    // Monotonic per peer while it stays a peer; a peer's series appear with its first packet and go when it leaves.
     for (const [name, help, tx, rx] of [
       [
         'weft_peer_packets_total',
