@@ -417,6 +417,10 @@ async function serveHealthz(r: Running, log: Logger): Promise<ReturnType<typeof 
       counters: () => r.backend.status().counters,
       leaseSecondsLeft: () => secondsLeft(r.manager.lease),
       peers: () => r.backend.status().peers,
+      // Only where the backend counts them (the userspace tiers).
+      ...(r.backend.status().peersSharingPublicIp !== undefined
+        ? { peersSharingPublicIp: () => r.backend.status().peersSharingPublicIp ?? 0 }
+        : {}),
       peerList: () => r.peers.list(),
       peerTraffic: () => r.backend.status().peerTraffic ?? [],
       control: () => ({ ...r.manager.stats }),

@@ -8,7 +8,7 @@
 //    keeps forwarding for h1's live lease, logs the pair once and shows it in /status.
 import t from 'tap';
 import { ping } from '../testbed/traffic.js';
-import { metricsOf, statusOf } from './helpers/traffic.js';
+import { metricsOf, metricsText, statusOf } from './helpers/traffic.js';
 import { readFileSync } from 'node:fs';
 import { PREFIX } from '../testbed/cluster.js';
 import { clusterFor, netConfig } from './helpers/cluster.js';
@@ -68,9 +68,15 @@ t.test('two leases with one PublicIP: the live one keeps forwarding', { timeout:
   const after = await metricsOf(tb, tb.host(2), PORT);
   t.equal((after['drop_spoofed_source'] ?? 0) - (before['drop_spoofed_source'] ?? 0), 0, "nothing of h1's dropped");
   t.equal((await statusOf(tb, tb.host(2), PORT)).peersSharingPublicIp, 2, '/status counts the two leases');
+  t.match(await metricsText(tb, tb.host(2), PORT), /^weft_peers_sharing_public_ip 2$/m, 'and /metrics');
   const said = readFileSync(cluster.daemons.get(2)!.logFile, 'utf8')
     .split('\n')
     .filter((l) => l.includes('several leases name one PublicIP'));
   t.equal(said.length, 1, `h2 said it once: ${said[0] ?? '(nothing)'}`);
   await cluster.etcdctl(['del', stale]);
+  await waitFor(
+    "h2's /metrics to count no shared PublicIP once the stale lease is gone",
+    async () => /^weft_peers_sharing_public_ip 0$/m.test(await metricsText(tb, tb.host(2), PORT)),
+    10_000,
+  );
 });

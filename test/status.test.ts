@@ -10,7 +10,13 @@ import { formatStatus } from '../src/cli/status.js';
 import { ping } from '../testbed/traffic.js';
 import { clusterFor, netConfig } from './helpers/cluster.js';
 
-function fakeSource(state: { healthy: boolean; counters: Record<string, number> }): MetricsSource {
+interface FakeState {
+  healthy: boolean;
+  counters: Record<string, number>;
+  sharing?: number;
+}
+
+function fakeSource(state: FakeState): MetricsSource {
   const doc = (): StatusDoc => ({
     version: '0.0.0',
     healthy: state.healthy,
@@ -41,6 +47,7 @@ function fakeSource(state: { healthy: boolean; counters: Record<string, number> 
     counters: () => state.counters,
     leaseSecondsLeft: () => 86000,
     peers: () => 1,
+    ...(state.sharing !== undefined ? { peersSharingPublicIp: () => state.sharing ?? 0 } : {}),
     peerList: () => doc().peers,
     control: () => doc().control,
     status: doc,
@@ -66,6 +73,16 @@ t.test('metrics text: counters are Prometheus counters, per-peer gauges, control
   state.counters.udp_rx_packets = 25;
   text = await reg.metrics();
   t.match(text, /^weft_datapath_total\{counter="udp_rx_packets"\} 25$/m, 'a scrape shows the current value, not a sum');
+});
+
+t.test('metrics text: peers sharing a PublicIP, as the backend counts them', async (t) => {
+  const none = metricsRegistry(fakeSource({ healthy: true, counters: {} }));
+  t.notMatch(await none.metrics(), /weft_peers_sharing_public_ip/, 'no series where the backend does not count');
+  const state: FakeState = { healthy: true, counters: {}, sharing: 2 };
+  const reg = metricsRegistry(fakeSource(state));
+  t.match(await reg.metrics(), /# TYPE weft_peers_sharing_public_ip gauge\nweft_peers_sharing_public_ip 2$/m);
+  state.sharing = 0;
+  t.match(await reg.metrics(), /^weft_peers_sharing_public_ip 0$/m, 'back to 0 when the stale lease goes');
 });
 
 t.test('/healthz follows health; /status is JSON; bound to the address asked for', async (t) => {

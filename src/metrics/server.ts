@@ -3,7 +3,8 @@
 // published to the network unless asked).
 //
 //   /healthz  200 "ok" only while our lease is valid (not past its expiry) and the datapath runs; else 503
-//   /metrics  datapath counters, lease TTL, peers with their lease TTLs, etcd reconnects, lease renewals/acquisitions
+//   /metrics  datapath counters, lease TTL, peers with their lease TTLs, peers sharing a PublicIP, etcd reconnects,
+//             lease renewals/acquisitions
 //   /status   the same as one JSON document (StatusDoc)
 //
 // Per-peer packet and byte counters need counters in the datapath (follow-up); per-peer here is what the control
@@ -87,6 +88,8 @@ export interface MetricsSource {
   leaseSecondsLeft(): number | null;
   /** Peers the datapath forwards to. */
   peers(): number;
+  /** Peers whose PublicIP another peer's lease also names, where the backend counts them (userspace tiers). */
+  peersSharingPublicIp?(): number;
   /** Optional richer views; /metrics and /status show what is given. */
   peerList?(): readonly PeerStatus[];
   peerTraffic?(): readonly PeerTrafficStatus[];
@@ -144,6 +147,17 @@ export function metricsRegistry(source: MetricsSource): Registry {
       this.set(source.peers());
     },
   });
+  if (source.peersSharingPublicIp) {
+    const sharing = source.peersSharingPublicIp.bind(source);
+    new Gauge({
+      name: 'weft_peers_sharing_public_ip',
+      help: "peers whose lease's PublicIP another peer's lease also names (each one's subnet is accepted from it)",
+      registers: [registry],
+      collect() {
+        this.set(sharing());
+      },
+    });
+  }
   if (source.peerList) {
     const list = source.peerList.bind(source);
     new Gauge({

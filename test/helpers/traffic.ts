@@ -225,7 +225,7 @@ export async function kernelDrops(tb: Testbed, targets: readonly Target[]): Prom
 }
 
 /** The daemon's /metrics text, or another of its paths (127.0.0.1:port inside `host`). */
-async function metricsText(tb: Testbed, host: Host, port: number, path = '/metrics'): Promise<string> {
+export async function metricsText(tb: Testbed, host: Host, port: number, path = '/metrics'): Promise<string> {
   const script = `
 require('node:http')
   .get('http://127.0.0.1:${port}${path}', (r) => {
