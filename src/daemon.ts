@@ -36,7 +36,7 @@ import * as iproute from './net/iproute.js';
 import { openMasq, type Masq } from './net/masq.js';
 import { VERSION } from './package-root.js';
 import { sleep } from './util/sleep.js';
-import type { PeerStatus, StatusDoc, startMetricsServer } from './metrics/server.js';
+import type { MemoryStatus, PeerStatus, StatusDoc, startMetricsServer } from './metrics/server.js';
 
 /**
  * Refuses a Network that overlaps the underlay (the interface's own subnets or the public IP): the TUN route for the
@@ -402,7 +402,13 @@ function statusDoc(r: Running): StatusDoc {
     control: { ...r.manager.stats },
     counters: st.counters,
     ...(st.queues ? { queues: st.queues } : {}),
+    memory: memoryStatus(),
   };
+}
+
+function memoryStatus(): MemoryStatus {
+  const { rss, heapTotal, heapUsed, external, arrayBuffers } = process.memoryUsage();
+  return { rss, heapTotal, heapUsed, external, arrayBuffers };
 }
 
 /** /healthz, /metrics and /status on --healthz-ip:--healthz-port. */

@@ -131,6 +131,11 @@ t.test('weft status against two running daemons', async (t) => {
   const json = JSON.parse(await cluster.weft(['status', '--healthz-port=8471', '--json'], h1.ns)) as StatusDoc;
   t.equal(json.control.acquisitions, 1, 'one acquisition');
   t.ok(json.lease !== null && (json.lease.secondsLeft ?? 0) > 86000, 'lease TTL close to 24 h');
+  const m = json.memory;
+  t.ok(
+    m !== undefined && m.heapUsed > 0 && m.heapUsed <= m.heapTotal && m.arrayBuffers <= m.external && m.rss > 0,
+    `the daemon's memory breakdown (${JSON.stringify(m)})`,
+  );
   // Nothing listens on the underlay address: the default bind is 127.0.0.1.
   const r = await cluster.tb.exec(
     cluster.tb.host(2),

@@ -45,6 +45,12 @@ serveLines(async (req) => {
       }
       return { live: false, polls };
     }
+    case 'memory': {
+      // The daemon's own breakdown (/status carries its process.memoryUsage()).
+      const res = await fetch(`http://127.0.0.1:${port}/status`, { signal: AbortSignal.timeout(10_000) });
+      const doc = (await res.json()) as { memory?: Record<string, number> };
+      return { memory: doc.memory ?? null };
+    }
     case 'peers': {
       const m = await metrics();
       return { peers: sample(m, 'weft_peers') ?? -1, udpTx: txOf(m) };

@@ -86,6 +86,34 @@ export function scaleMarkdown(r: ScaleResult, failover?: FailoverResult): string
     '',
   );
 
+  // The daemon with the largest RSS per size, as the cost table's "RSS MB (max)"; runs before 2026-12-01 have none.
+  const largest = r.sizes.flatMap((s) => {
+    const d = [...s.daemons].sort((a, b) => b.rssMB - a.rssMB)[0];
+    return d?.memory ? [{ simulated: s.simulated, host: d.host, rssMB: d.rssMB, m: d.memory }] : [];
+  });
+  if (largest.length > 0) {
+    L.push("### Where a daemon's memory goes", '');
+    L.push(
+      row(
+        ...['simulated hosts', 'daemon', 'RSS MB', 'V8 heap used MB', 'V8 heap total MB', 'external MB'],
+        'of which array buffers MB',
+      ),
+    );
+    L.push('|---|---|---|---|---|---|---|');
+    for (const { simulated, host, rssMB, m } of largest) {
+      L.push(
+        row(n0(simulated), host, f(rssMB), f(m.heapUsedMB), f(m.heapTotalMB), f(m.externalMB), f(m.arrayBuffersMB)),
+      );
+    }
+    L.push(
+      '',
+      "The daemon's own `process.memoryUsage()` (its /status) right after its RSS was read. RSS beyond the V8 heap " +
+        "and external memory is node's code and libraries (file-backed, shared between daemons), malloc's arenas " +
+        "and V8's own structures.",
+      '',
+    );
+  }
+
   L.push('### etcd calls per watch event', '');
   L.push(
     row(

@@ -51,12 +51,21 @@ export interface ScaleOptions {
   log?: Logger;
 }
 
+export interface DaemonMemory {
+  heapUsedMB: number;
+  heapTotalMB: number;
+  externalMB: number;
+  arrayBuffersMB: number;
+}
+
 export interface DaemonCost {
   host: string;
   pid: number;
   peers: number;
   rssMB: number;
   hwmMB: number;
+  /** The daemon's process.memoryUsage() after the probes (its /status), MB; null when it did not answer. */
+  memory?: DaemonMemory | null;
   /** CPU seconds the daemon spent from the start of the bulk load until it had every lease. */
   cpuSecondsToConverge: number;
   /** CPU while nothing changes, percent of one core. */
@@ -337,6 +346,7 @@ class ScaleRun {
         peers: await this.peersOf(this.probers[i]!).catch(() => -1),
         rssMB: s.rssBytes / 2 ** 20,
         hwmMB: s.hwmBytes / 2 ** 20,
+        memory: await this.memoryOf(this.probers[i]!).catch(() => null),
         cpuSecondsToConverge: cpuToConverge[i]!,
         idleCpuPercent: ((s.cpuSeconds - idle0[i]!.cpuSeconds) / ((s.atMs - idle0[i]!.atMs) / 1000)) * 100,
       });
@@ -393,6 +403,18 @@ class ScaleRun {
       'json',
     ]);
     return Number((JSON.parse(out) as { count?: number }).count ?? 0);
+  }
+
+  private async memoryOf(p: LineClient): Promise<DaemonMemory | null> {
+    const m = (await p.request({ op: 'memory' })).memory as Record<string, number> | null;
+    if (m === null) return null;
+    const mb = (k: string): number => Number(m[k]) / 2 ** 20;
+    return {
+      heapUsedMB: mb('heapUsed'),
+      heapTotalMB: mb('heapTotal'),
+      externalMB: mb('external'),
+      arrayBuffersMB: mb('arrayBuffers'),
+    };
   }
 
   private async peersOf(p: LineClient): Promise<number> {

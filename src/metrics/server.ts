@@ -78,6 +78,16 @@ export interface StatusDoc {
   readonly counters: Readonly<Record<string, number>>;
   /** Offload tier with --queues > 1: packets per queue. */
   readonly queues?: readonly QueueStatus[];
+  /** The daemon's process.memoryUsage(), bytes: where its RSS goes (V8's heap, Buffers and other external memory). */
+  readonly memory?: MemoryStatus;
+}
+
+export interface MemoryStatus {
+  readonly rss: number;
+  readonly heapTotal: number;
+  readonly heapUsed: number;
+  readonly external: number;
+  readonly arrayBuffers: number;
 }
 
 export interface MetricsSource {
