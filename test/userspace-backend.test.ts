@@ -44,7 +44,12 @@ t.test('hosts joining and leaving leave nothing behind in the backend', async (t
   const backend = backendWithoutDevices();
   t.teardown(() => backend.stop());
   // What the backend keeps per peer (private: nothing else shows it).
-  const kept = (): number[] => [backend['leases'].size, backend['parsed'].size, backend['ignored'].size];
+  const kept = (): number[] => [
+    backend['leases'].size,
+    backend['parsed'].size,
+    backend['ignored'].size,
+    backend['perPublicIp'].size,
+  ];
   const stay = [1, 2, 3].map(lease);
   backend.peers(stay.map((l): LeaseEvent => ({ type: 'added', lease: l })));
   // 100 rounds of 100 hosts, each joining (one in ten with a BackendType that is not ours) and leaving again.
@@ -55,9 +60,10 @@ t.test('hosts joining and leaving leave nothing behind in the backend', async (t
     backend.peers(hosts.map((l): LeaseEvent => ({ type: 'removed', lease: l })));
   }
   await backend.settled();
-  t.same(kept(), [3, 3, 0], 'leases, parsed peers and ignored peers: only the three that stayed');
+  t.same(kept(), [3, 3, 0, 3], 'leases, parsed peers, ignored peers and PublicIPs: only the three that stayed');
+  t.equal(backend['sharedPublicIps'], 0, 'no PublicIP counted as shared');
   backend.peers(stay.map((l): LeaseEvent => ({ type: 'removed', lease: l })));
-  t.same(kept(), [0, 0, 0], 'and nothing once they left too');
+  t.same(kept(), [0, 0, 0, 0], 'and nothing once they left too');
 });
 
 t.test('per-peer traffic in the status: only peers that exchanged packets', async (t) => {
@@ -85,4 +91,18 @@ t.test('per-peer traffic in the status: only peers that exchanged packets', asyn
     [['10.5.2.0/24', 3]],
     'the quiet peer has no series yet',
   );
+});
+
+t.test('PublicIPs that several leases name are counted as their events arrive', async (t) => {
+  const backend = backendWithoutDevices();
+  t.teardown(() => backend.stop());
+  const [a, b] = [lease(1), lease(2)];
+  b.attrs.PublicIP = a.attrs.PublicIP;
+  backend.peers([a, b].map((l): LeaseEvent => ({ type: 'added', lease: l })));
+  t.equal(backend['sharedPublicIps'], 1, 'two leases, one PublicIP');
+  // b's host renews with its own address (a changed lease comes as 'added' again).
+  backend.peers([{ type: 'added', lease: { ...b, attrs: { ...b.attrs, PublicIP: '192.0.2.200' } } }]);
+  t.equal(backend['sharedPublicIps'], 0, 'none once it names another');
+  t.same([...backend['perPublicIp'].values()], [1, 1], 'one lease per PublicIP');
+  await backend.settled();
 });

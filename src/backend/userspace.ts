@@ -45,9 +45,10 @@ const APPLY_DELAY_MS = 10;
  * The next rebuild waits at least this many times as long as the last one took. A rebuild costs O(peers), so with a
  * fixed window a burst of N leases (a 5,000-host network loading, or a restart re-listing) cost N/window rebuilds of
  * O(N) each: O(N^2), 92 s to converge at 5,000 hosts. With the wait scaled to the rebuild, the rebuilds of a burst
- * take at most 1/(APPLY_COST_FACTOR + 1) of its time, and their number grows with log N.
+ * take at most 1/(APPLY_COST_FACTOR + 1) of its time, and their number grows with log N; a route waits at most
+ * APPLY_COST_FACTOR rebuilds (tens of ms at 5,000 peers).
  */
-const APPLY_COST_FACTOR = 4;
+const APPLY_COST_FACTOR = 8;
 
 /** Packets the kernel may queue for weft to read from the TUN device. */
 const TUN_TXQUEUELEN = 4096;
@@ -66,6 +67,10 @@ export class UserspaceBackend implements Backend {
   private readonly leases = new Map<string, Lease>();
   /** Usable peers by lease key, parsed when their event arrived. */
   private readonly parsed = new Map<string, Peer>();
+  /** Parsed peers per PublicIP, kept with `parsed` (setParsed), so that a rebuild need not count them. */
+  private readonly perPublicIp = new Map<number, number>();
+  /** PublicIPs that more than one parsed peer names. */
+  private sharedPublicIps = 0;
   private applyTimer: NodeJS.Timeout | null = null;
   /** Earliest time (performance.now()) of the next rebuild: APPLY_COST_FACTOR times the last one's cost after it. */
   private nextApplyAt = 0;
@@ -178,7 +183,7 @@ export class UserspaceBackend implements Backend {
     }
     // Our own subnet may have been someone else's a moment ago.
     this.leases.delete(lease.key);
-    this.parsed.delete(lease.key);
+    this.setParsed(lease.key, null);
     this.apply();
     ctx.log.info(
       {
@@ -199,7 +204,7 @@ export class UserspaceBackend implements Backend {
       if (key === this.ownKey) continue;
       if (ev.type === 'removed') {
         this.leases.delete(key);
-        this.parsed.delete(key);
+        this.setParsed(key, null);
         this.ignored.delete(key);
         continue;
       }
@@ -214,15 +219,35 @@ export class UserspaceBackend implements Backend {
   private parse(lease: Lease): void {
     const peer = this.peerProblem(lease) ?? this.toPeer(lease);
     if (typeof peer !== 'string') {
-      this.parsed.set(lease.key, peer);
+      this.setParsed(lease.key, peer);
       this.ignored.delete(lease.key);
       return;
     }
-    this.parsed.delete(lease.key);
+    this.setParsed(lease.key, null);
     if (this.ignored.get(lease.key) !== peer) {
       this.ignored.set(lease.key, peer);
       this.ctx.log.warn({ subnet: lease.key, publicIp: lease.attrs.PublicIP, reason: peer }, 'ignoring peer');
     }
+  }
+
+  private setParsed(key: string, peer: Peer | null): void {
+    const old = this.parsed.get(key);
+    if (old !== undefined) this.countPublicIp(old.publicIp, -1);
+    if (peer === null) {
+      this.parsed.delete(key);
+      return;
+    }
+    this.parsed.set(key, peer);
+    this.countPublicIp(peer.publicIp, 1);
+  }
+
+  private countPublicIp(ip: number, delta: 1 | -1): void {
+    const before = this.perPublicIp.get(ip) ?? 0;
+    const after = before + delta;
+    if (after === 0) this.perPublicIp.delete(ip);
+    else this.perPublicIp.set(ip, after);
+    if (before < 2 && after >= 2) this.sharedPublicIps++;
+    else if (before >= 2 && after < 2) this.sharedPublicIps--;
   }
 
   async settled(): Promise<void> {
@@ -244,14 +269,10 @@ export class UserspaceBackend implements Backend {
 
   private apply(): void {
     const t0 = performance.now();
-    const peers: Peer[] = [];
-    for (const key of this.leases.keys()) {
-      const peer = this.parsed.get(key);
-      if (peer) peers.push(peer);
-    }
+    const peers = [...this.parsed.values()];
     this.datapath?.setPeers(peers);
     this.applied = peers.length;
-    this.noteSharedPublicIps(peers);
+    if (this.sharedPublicIps > 0 || this.shared.size > 0) this.noteSharedPublicIps(peers);
     const t1 = performance.now();
     this.nextApplyAt = t1 + APPLY_COST_FACTOR * (t1 - t0);
     this.ctx.log.debug({ peers: peers.length, ms: Math.round((t1 - t0) * 10) / 10 }, 'peers applied');
@@ -259,14 +280,12 @@ export class UserspaceBackend implements Backend {
 
   // Two leases naming one PublicIP (a host that changed subnet while its old lease runs out, a stale key, hosts
   // behind one NAT address): both keep their routes and the datapath accepts from that address the subnets of
-  // both (RouteTable.senderOf). Worth one line: one of them is usually stale.
-  // Counted by number first: strings only for the few PublicIPs that are shared (a rebuild runs with every burst).
+  // both (RouteTable.senderOf). Worth one line: one of them is usually stale. Called only when some PublicIP is or
+  // was shared (perPublicIp counts them as events arrive); strings only for those.
   private noteSharedPublicIps(peers: readonly Peer[]): void {
-    const count = new Map<number, number>();
-    for (const p of peers) count.set(p.publicIp, (count.get(p.publicIp) ?? 0) + 1);
     const byIp = new Map<number, string[]>();
     for (const p of peers) {
-      if ((count.get(p.publicIp) ?? 0) < 2) continue;
+      if ((this.perPublicIp.get(p.publicIp) ?? 0) < 2) continue;
       const nets = byIp.get(p.publicIp);
       const net = `${formatIPv4(p.net >>> 0)}/${p.prefixLen}`;
       if (nets) nets.push(net);

@@ -60,15 +60,21 @@ export class PathState {
 
   /** Swaps in a new peer set, keeping each remaining peer's counters. */
   setPeers(peers: readonly Peer[]): void {
+    // Only peers that exchanged packets have counts to carry: usually a few of thousands.
     const before = this.snapshot.peers;
+    const counts = this.peerCounters;
     const old = new Map<number, number>();
-    before.forEach((p, i) => old.set(subnetKey(p), i));
-    const next = new Float64Array(peers.length * PEER_COUNTERS);
-    peers.forEach((p, i) => {
-      const was = old.get(subnetKey(p));
-      if (was !== undefined && before[was]?.publicIp === p.publicIp)
-        next.set(this.peerCounters.subarray(was * PEER_COUNTERS, (was + 1) * PEER_COUNTERS), i * PEER_COUNTERS);
+    before.forEach((p, i) => {
+      if (counts[i * PEER_COUNTERS] !== 0 || counts[i * PEER_COUNTERS + 2] !== 0) old.set(subnetKey(p), i);
     });
+    const next = new Float64Array(peers.length * PEER_COUNTERS);
+    if (old.size > 0) {
+      peers.forEach((p, i) => {
+        const was = old.get(subnetKey(p));
+        if (was !== undefined && before[was]?.publicIp === p.publicIp)
+          next.set(counts.subarray(was * PEER_COUNTERS, (was + 1) * PEER_COUNTERS), i * PEER_COUNTERS);
+      });
+    }
     this.snapshot = buildPeerSnapshot(peers);
     this.peerCounters = next;
   }
