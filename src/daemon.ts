@@ -12,7 +12,7 @@ import { resolveDaemonConfig, type DaemonConfig } from './config/daemon.js';
 import type { NetworkConfig } from './config/network.js';
 import { ConfigError, NetworkConfigError, WeftError, errorMessage } from './errors.js';
 import { createLogger, type Logger } from './log.js';
-import { createBackend, type Backend, type ExternalInterface } from './backend/index.js';
+import { createBackend, type Backend, type BackendStatus, type ExternalInterface } from './backend/index.js';
 import { checkNetworkConfig } from './backend/config.js';
 import { loadEncapModule } from './backend/encap-module.js';
 import { registryFromConfig, type EtcdRegistry } from './lease/registry.js';
@@ -411,24 +411,40 @@ function memoryStatus(): MemoryStatus {
   return { rss, heapTotal, heapUsed, external, arrayBuffers };
 }
 
+/**
+ * backend.status() at most once per turn of the event loop: a /metrics scrape reads several of its fields (prom-client
+ * calls every collect() in one turn) and each call walks every peer.
+ */
+function statusPerTurn(backend: Backend): () => BackendStatus {
+  let cached: BackendStatus | null = null;
+  return () => {
+    if (cached === null) {
+      cached = backend.status();
+      setImmediate(() => (cached = null));
+    }
+    return cached;
+  };
+}
+
 /** /healthz, /metrics and /status on --healthz-ip:--healthz-port. */
 // prom-client (about 5 MB of heap) loads only when /metrics is served.
 async function serveHealthz(r: Running, log: Logger): Promise<ReturnType<typeof startMetricsServer>> {
   const { startMetricsServer } = await import('./metrics/server.js');
+  const status = statusPerTurn(r.backend);
   return startMetricsServer(
     r.config.healthzIp,
     r.config.healthzPort,
     {
       healthy: () => healthy(r),
-      counters: () => r.backend.status().counters,
+      counters: () => status().counters,
       leaseSecondsLeft: () => secondsLeft(r.manager.lease),
-      peers: () => r.backend.status().peers,
+      peers: () => status().peers,
       // Only where the backend counts them (the userspace tiers).
-      ...(r.backend.status().peersSharingPublicIp !== undefined
-        ? { peersSharingPublicIp: () => r.backend.status().peersSharingPublicIp ?? 0 }
+      ...(status().peersSharingPublicIp !== undefined
+        ? { peersSharingPublicIp: () => status().peersSharingPublicIp ?? 0 }
         : {}),
       peerList: () => r.peers.list(),
-      peerTraffic: () => r.backend.status().peerTraffic ?? [],
+      peerTraffic: () => status().peerTraffic ?? [],
       control: () => ({ ...r.manager.stats }),
       status: () => statusDoc(r),
     },

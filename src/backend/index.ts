@@ -15,4 +15,4 @@ export function createBackend(ctx: BackendContext): Backend {
   return ctx.network.backend.Type === 'vxlan' ? new KernelVxlanBackend(ctx) : new HostGwBackend(ctx);
 }
 
-export type { Backend, BackendContext, ExternalInterface } from './backend.js';
+export type { Backend, BackendContext, BackendStatus, ExternalInterface } from './backend.js';
