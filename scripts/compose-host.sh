@@ -43,4 +43,4 @@ pod_side() {
 
 pod_side &
 # The same V8 flag as the weft bin's shebang (a smaller young generation: less idle RSS).
-exec node --max-semi-space-size=1 /opt/weft/dist/src/cli/main.js daemon "$@"
+exec node --max-semi-space-size=1 --v8-pool-size=1 /opt/weft/dist/src/cli/main.js daemon "$@"

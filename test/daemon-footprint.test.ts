@@ -1,7 +1,7 @@
 // What a daemon loads at start: the daemon module graph never pulls in pino-pretty (only for a terminal) or
 // prom-client (only when /metrics is served, loaded then), and the `weft` bin runs node with a small young
-// generation. Checked in a fresh node process against dist/. (That src/ never imports bench/ or testbed/ is
-// dependency-cruiser's rule.)
+// generation and one V8 background thread. Checked in a fresh node process against dist/. (That src/ never imports
+// bench/ or testbed/ is dependency-cruiser's rule.)
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -34,7 +34,8 @@ t.test('the daemon module graph loads neither pino-pretty nor prom-client', asyn
   }
 });
 
-t.test("the weft bin's shebang caps V8's young generation", async (t) => {
+t.test("the weft bin's shebang caps V8's young generation and its background threads", async (t) => {
   const first = readFileSync(WEFT_CLI, 'utf8').split('\n', 1)[0];
   t.match(first, /^#!\/usr\/bin\/env -S node .*--max-semi-space-size=1\b/);
+  t.match(first, /^#!\/usr\/bin\/env -S node .*--v8-pool-size=1\b/);
 });
