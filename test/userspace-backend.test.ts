@@ -6,7 +6,8 @@ import { parseNetworkConfig } from '../src/config/network.js';
 import { resolveDaemonConfig } from '../src/config/daemon.js';
 import type { Lease, LeaseEvent } from '../src/lease/lease.js';
 import { makeSubnet, parseIPv4, subnetToKey } from '../src/ip/subnet.js';
-import { silentLogger } from '../src/log.js';
+import { silentLogger, type Logger } from '../src/log.js';
+import { pino } from 'pino';
 import type { Datapath, PeerTraffic } from '../src/datapath/datapath.js';
 import * as native from '../src/native.js';
 
@@ -23,7 +24,7 @@ function lease(i: number): Lease {
   };
 }
 
-function backendWithoutDevices(): UserspaceBackend {
+function backendWithoutDevices(log: Logger = silentLogger): UserspaceBackend {
   return new UserspaceBackend({
     network: parseNetworkConfig('{"Network":"10.0.0.0/8","Backend":{"Type":"udp"}}'),
     config: resolveDaemonConfig({}, {}),
@@ -36,7 +37,7 @@ function backendWithoutDevices(): UserspaceBackend {
       publicIpv6: null,
       ifaceIpv6: null,
     },
-    log: silentLogger,
+    log,
   });
 }
 
@@ -61,7 +62,7 @@ t.test('hosts joining and leaving leave nothing behind in the backend', async (t
   }
   await backend.settled();
   t.same(kept(), [3, 3, 0, 3], 'leases, parsed peers, ignored peers and PublicIPs: only the three that stayed');
-  t.equal(backend['sharedPublicIps'], 0, 'no PublicIP counted as shared');
+  t.equal(backend.status().peersSharingPublicIp, 0, 'no peer counted as sharing a PublicIP');
   backend.peers(stay.map((l): LeaseEvent => ({ type: 'removed', lease: l })));
   t.same(kept(), [0, 0, 0, 0], 'and nothing once they left too');
 });
@@ -93,16 +94,32 @@ t.test('per-peer traffic in the status: only peers that exchanged packets', asyn
   );
 });
 
-t.test('PublicIPs that several leases name are counted as their events arrive', async (t) => {
+t.test('leases that share a PublicIP are counted as their events arrive', async (t) => {
   const backend = backendWithoutDevices();
   t.teardown(() => backend.stop());
   const [a, b] = [lease(1), lease(2)];
   b.attrs.PublicIP = a.attrs.PublicIP;
   backend.peers([a, b].map((l): LeaseEvent => ({ type: 'added', lease: l })));
-  t.equal(backend['sharedPublicIps'], 1, 'two leases, one PublicIP');
+  t.equal(backend.status().peersSharingPublicIp, 2, 'two leases, one PublicIP');
   // b's host renews with its own address (a changed lease comes as 'added' again).
   backend.peers([{ type: 'added', lease: { ...b, attrs: { ...b.attrs, PublicIP: '192.0.2.200' } } }]);
-  t.equal(backend['sharedPublicIps'], 0, 'none once it names another');
+  t.equal(backend.status().peersSharingPublicIp, 0, 'none once it names another');
   t.same([...backend['perPublicIp'].values()], [1, 1], 'one lease per PublicIP');
   await backend.settled();
+});
+
+t.test('many leases behind one PublicIP: one line when it becomes shared, not one per rebuild', async (t) => {
+  const lines: string[] = [];
+  const backend = backendWithoutDevices(pino({ level: 'warn' }, { write: (line: string) => lines.push(line) }));
+  t.teardown(() => backend.stop());
+  // 30 hosts behind one NAT address, arriving in three bursts, each rebuilt into the datapath before the next.
+  const hosts = Array.from({ length: 30 }, (_, i) => lease(100 + i));
+  for (const l of hosts) l.attrs.PublicIP = '192.0.2.77';
+  for (let burst = 0; burst < 3; burst++) {
+    backend.peers(hosts.slice(burst * 10, burst * 10 + 10).map((l): LeaseEvent => ({ type: 'added', lease: l })));
+    await backend.settled();
+  }
+  const said = lines.filter((l) => l.includes('several leases name one PublicIP'));
+  t.equal(said.length, 1, `one line (${said.length})`);
+  t.equal(backend.status().peersSharingPublicIp, 30, 'all 30 counted');
 });

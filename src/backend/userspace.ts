@@ -69,8 +69,10 @@ export class UserspaceBackend implements Backend {
   private readonly parsed = new Map<string, Peer>();
   /** Parsed peers per PublicIP, kept with `parsed` (setParsed), so that a rebuild need not count them. */
   private readonly perPublicIp = new Map<number, number>();
-  /** PublicIPs that more than one parsed peer names. */
-  private sharedPublicIps = 0;
+  /** Parsed peers whose PublicIP another parsed peer names too (/status, /metrics). */
+  private peersSharing = 0;
+  /** PublicIPs that became shared since the last rebuild: the next one logs each, with its subnets. */
+  private readonly newlyShared = new Set<number>();
   private applyTimer: NodeJS.Timeout | null = null;
   /** Earliest time (performance.now()) of the next rebuild: APPLY_COST_FACTOR times the last one's cost after it. */
   private nextApplyAt = 0;
@@ -78,8 +80,6 @@ export class UserspaceBackend implements Backend {
   private applied = 0;
   /** Peers we ignore, by key, so each is logged once. */
   private readonly ignored = new Map<string, string>();
-  /** PublicIPs that several applied leases name, with their subnets as last logged (each change logged once). */
-  private readonly shared = new Map<number, string>();
   private ownKey: string | null = null;
   /** This host takes (and sends to hosts that say so) partial inner checksums: the offload tier, unless disabled. */
   private readonly partialCsum: boolean;
@@ -246,8 +246,10 @@ export class UserspaceBackend implements Backend {
     const after = before + delta;
     if (after === 0) this.perPublicIp.delete(ip);
     else this.perPublicIp.set(ip, after);
-    if (before < 2 && after >= 2) this.sharedPublicIps++;
-    else if (before >= 2 && after < 2) this.sharedPublicIps--;
+    if (before >= 2) this.peersSharing -= before;
+    if (after >= 2) this.peersSharing += after;
+    if (before < 2 && after >= 2) this.newlyShared.add(ip);
+    else if (before >= 2 && after < 2) this.newlyShared.delete(ip);
   }
 
   async settled(): Promise<void> {
@@ -272,7 +274,7 @@ export class UserspaceBackend implements Backend {
     const peers = [...this.parsed.values()];
     this.datapath?.setPeers(peers);
     this.applied = peers.length;
-    if (this.sharedPublicIps > 0 || this.shared.size > 0) this.noteSharedPublicIps(peers);
+    if (this.newlyShared.size > 0) this.noteSharedPublicIps(peers);
     const t1 = performance.now();
     this.nextApplyAt = t1 + APPLY_COST_FACTOR * (t1 - t0);
     this.ctx.log.debug({ peers: peers.length, ms: Math.round((t1 - t0) * 10) / 10 }, 'peers applied');
@@ -280,25 +282,21 @@ export class UserspaceBackend implements Backend {
 
   // Two leases naming one PublicIP (a host that changed subnet while its old lease runs out, a stale key, hosts
   // behind one NAT address): both keep their routes and the datapath accepts from that address the subnets of
-  // both (RouteTable.senderOf). Worth one line: one of them is usually stale. Called only when some PublicIP is or
-  // was shared (perPublicIp counts them as events arrive); strings only for those.
+  // both (RouteTable.senderOf). Worth one line when it starts: one of them is usually stale. Not one per change of
+  // the group: a network loading thousands of leases behind a few NAT addresses would log at every rebuild.
   private noteSharedPublicIps(peers: readonly Peer[]): void {
     const byIp = new Map<number, string[]>();
     for (const p of peers) {
-      if ((this.perPublicIp.get(p.publicIp) ?? 0) < 2) continue;
+      if (!this.newlyShared.has(p.publicIp)) continue;
       const nets = byIp.get(p.publicIp);
       const net = `${formatIPv4(p.net >>> 0)}/${p.prefixLen}`;
       if (nets) nets.push(net);
       else byIp.set(p.publicIp, [net]);
     }
-    for (const ip of this.shared.keys()) if ((byIp.get(ip)?.length ?? 0) < 2) this.shared.delete(ip);
+    this.newlyShared.clear();
     for (const [ip, nets] of byIp) {
-      if (nets.length < 2) continue;
-      const said = nets.sort().join(' ');
-      if (this.shared.get(ip) === said) continue;
-      this.shared.set(ip, said);
       this.ctx.log.warn(
-        { publicIp: formatIPv4(ip >>> 0), subnets: nets },
+        { publicIp: formatIPv4(ip >>> 0), subnets: nets.sort() },
         'several leases name one PublicIP: traffic from it is accepted for each of their subnets',
       );
     }
@@ -364,7 +362,7 @@ export class UserspaceBackend implements Backend {
       datapath: `userspace/${this.ctx.config.tier}/${this.wg ? WIREGUARD_TYPE : this.encap.name}`,
       device: this.tun?.name ?? this.ctx.config.tunName,
       peers: this.applied,
-      peersSharingPublicIp: [...this.shared.values()].reduce((n, nets) => n + nets.split(' ').length, 0),
+      peersSharingPublicIp: this.peersSharing,
       counters,
       // Only peers that exchanged packets: with thousands of peers and little traffic, /metrics would carry four
       // series of zeros per peer and build them at every scrape (a peer's series appear with its first packet).
