@@ -477,7 +477,7 @@ static bool arg_buf_span(napi_env env, const napi_value *argv, const char *buf_n
  * while C may touch it. Used only on the thread that opened it. */
 typedef struct {
   weft_queue q;
-  napi_ref refs[16];
+  napi_ref refs[20];
   int nrefs;
   napi_ref peers_ref;
   bool closed;
@@ -552,15 +552,18 @@ static bool spec_out(napi_env env, js_queue *j, napi_value spec) {
   return check_slab(env, slab_len, q->out_slots, q->slot_size);
 }
 
-/* The inbound half: inSlab, inLen, inAddr, inPort (optional: source ports), inGso (offload tier), segOff, segLen,
- * segAddr. */
+/* The inbound half: inSlab, inLen, inAddr, inAddr6 (optional: 16 bytes per slot, with sock6Fd), inPort (optional:
+ * source ports), inGso (offload tier), segOff, segLen, segAddr. */
 static bool spec_in(napi_env env, js_queue *j, napi_value spec) {
   weft_queue *q = &j->q;
   size_t n, slab_len;
-  napi_value gso, port;
+  napi_value gso, port, addr6;
   if (!SPEC_I32A("inLen", 1, &q->in_len)) return false;
   q->in_slots = (int32_t)(n > 4096 ? 4096 : n);
-  if (!SPEC_U32A("inAddr", (size_t)q->in_slots, &q->in_addr) || !prop(env, spec, "inPort", &port) ||
+  if (!SPEC_U32A("inAddr", (size_t)q->in_slots, &q->in_addr) || !prop(env, spec, "inAddr6", &addr6) ||
+      (!absent(env, addr6) && !spec_typed(env, j, spec, "inAddr6", napi_uint8_array, "must be a Buffer",
+                                          (size_t)q->in_slots * 16, (void **)&q->in_addr6, NULL)) ||
+      !prop(env, spec, "inPort", &port) ||
       (!absent(env, port) && !SPEC_U32A("inPort", (size_t)q->in_slots, &q->in_port)) ||
       !prop(env, spec, "inGso", &gso) ||
       (!absent(env, gso) && !SPEC_I32A("inGso", (size_t)q->in_slots, &q->in_gso)) ||
@@ -588,9 +591,15 @@ static napi_value js_queue_open(napi_env env, napi_callback_info info) {
   js_queue *j = calloc(1, sizeof *j);
   if (!j) return throw_sys(env, ENOMEM, "calloc", "queue");
   weft_queue *q = &j->q;
-  napi_value out_slab, in_slab, seg_overhead;
+  napi_value out_slab, in_slab, seg_overhead, sock6, mac6_v;
+  uint8_t *mac6 = NULL;
+  q->sock6_fd = -1;
   bool ok = spec_i32(env, spec, "tunFd", -1, INT32_MAX, &q->tun_fd) &&
-            spec_i32(env, spec, "sockFd", -1, INT32_MAX, &q->sock_fd) &&
+            spec_i32(env, spec, "sockFd", -1, INT32_MAX, &q->sock_fd) && prop(env, spec, "sock6Fd", &sock6) &&
+            (absent(env, sock6) || arg_i32(env, sock6, "sock6Fd", -1, INT32_MAX, &q->sock6_fd)) &&
+            prop(env, spec, "localMac6", &mac6_v) &&
+            (absent(env, mac6_v) ||
+             spec_typed(env, j, spec, "localMac6", napi_uint8_array, "must be a Buffer", 6, (void **)&mac6, NULL)) &&
             spec_i32(env, spec, "encap", -1, WEFT_ENCAP_COUNT - 1, &id) &&
             spec_i32(env, spec, "vni", 0, 0xffffff, &vni) && spec_i32(env, spec, "mtu", 0, 65535, &q->mtu) &&
             spec_bool(env, spec, "vnet", &q->vnet) && spec_bool(env, spec, "gro", &q->gro) &&
@@ -605,6 +614,7 @@ static napi_value js_queue_open(napi_env env, napi_callback_info info) {
     q->ops = id < 0 ? NULL : weft_encap_get(id); /* -1: a TypeScript encap writes and reads the headers */
     q->vni = (uint32_t)vni;
     memcpy(q->local_mac, mac, 6);
+    memcpy(q->local_mac6, mac6 ? mac6 : mac, 6);
     q->counters = counters;
     q->slot_size = WEFT_SLOT_SIZE;
     if (q->vnet && q->mtu < 68) ok = arg_fail(env, true, "mtu", "must be at least 68 with vnet");
@@ -612,6 +622,8 @@ static napi_value js_queue_open(napi_env env, napi_callback_info info) {
   }
   if (ok && !absent(env, out_slab)) ok = spec_out(env, j, spec);
   if (ok && !absent(env, in_slab)) ok = spec_in(env, j, spec);
+  if (ok && q->sock6_fd >= 0 && !absent(env, in_slab) && !q->in_addr6)
+    ok = arg_fail(env, true, "inAddr6", "is needed with sock6Fd");
   if (ok && weft_queue_init(q, &e) < 0) {
     throw_weft(env, &e, "queue");
     ok = false;
@@ -723,6 +735,21 @@ static napi_value js_out_icmp(napi_env env, napi_callback_info info) {
   return ret_bool(env, weft_queue_out_icmp(&j->q, slot, (uint8_t)type, (uint8_t)code, from) != 0);
 }
 
+/* outIcmp6(queue, slot, type, code, param, fromAddr): fromAddr a 16-byte Buffer. */
+static napi_value js_out_icmp6(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  js_queue *j;
+  int32_t slot, type, code;
+  uint32_t param;
+  uint8_t *from;
+  if (!args_get(env, info, 6, argv) || !arg_queue(env, argv[0], &j) || !has_out(env, j) ||
+      !arg_i32(env, argv[1], "slot", 0, j->q.out_slots - 1, &slot) || !arg_i32(env, argv[2], "type", 0, 255, &type) ||
+      !arg_i32(env, argv[3], "code", 0, 255, &code) || !arg_u32(env, argv[4], "param", UINT32_MAX, &param) ||
+      !ARG_U8(env, argv[5], "fromAddr", 16, &from, NULL))
+    return NULL;
+  return ret_bool(env, weft_queue_out_icmp6(&j->q, slot, (uint8_t)type, (uint8_t)code, param, from) != 0);
+}
+
 static napi_value js_in_recv(napi_env env, napi_callback_info info) {
   js_queue *j;
   weft_err e;
@@ -778,7 +805,7 @@ static napi_value js_decap(napi_env env, napi_callback_info info) {
     weft_drop(counters, -v - 1);
     return ret_i32(env, v);
   }
-  weft_ipv4_complete_l4_csum(d.buf + d.off + v, *inner);
+  weft_ip_complete_l4_csum(d.buf + d.off + v, *inner);
   return ret_i32(env, d.off + v);
 }
 
@@ -802,6 +829,30 @@ static napi_value js_icmp_error(napi_env env, napi_callback_info info) {
     return NULL;
   int32_t n = weft_icmp_error_build(pkt.buf + pkt.off, pkt.len, (uint8_t)type, (uint8_t)code, from, scratch,
                                     (int32_t)(scratch_len > INT32_MAX ? INT32_MAX : scratch_len));
+  if (n <= 0 || !weft_tun_write_one(fd, scratch, n, counters)) return ret_bool(env, false);
+  counters[WEFT_C_ICMP_SENT] += 1;
+  return ret_bool(env, true);
+}
+
+/* icmp6Error(tunFd, slab, pktOff, pktLen, type, code, param, fromAddr, scratch, counters): the dgram tier's. */
+static napi_value js_icmp6_error(napi_env env, napi_callback_info info) {
+  napi_value argv[10];
+  int fd;
+  uint8_t *scratch, *from;
+  size_t scratch_len;
+  buf_span pkt;
+  int32_t type, code;
+  uint32_t param;
+  double *counters;
+  if (!args_get(env, info, 10, argv) || !arg_fd(env, argv[0], "tunFd", &fd) ||
+      !arg_buf_span(env, argv + 1, "slab", "pktOff", 0, "pktLen", 0, &pkt) ||
+      !arg_i32(env, argv[4], "type", 0, 255, &type) || !arg_i32(env, argv[5], "code", 0, 255, &code) ||
+      !arg_u32(env, argv[6], "param", UINT32_MAX, &param) || !ARG_U8(env, argv[7], "fromAddr", 16, &from, NULL) ||
+      !ARG_U8(env, argv[8], "scratch", 40 + 8 + 40, &scratch, &scratch_len) ||
+      !ARG_COUNTERS(env, argv[9], &counters))
+    return NULL;
+  int32_t n = weft_icmp6_error_build(pkt.buf + pkt.off, pkt.len, (uint8_t)type, (uint8_t)code, param, from, scratch,
+                                     (int32_t)(scratch_len > INT32_MAX ? INT32_MAX : scratch_len));
   if (n <= 0 || !weft_tun_write_one(fd, scratch, n, counters)) return ret_bool(env, false);
   counters[WEFT_C_ICMP_SENT] += 1;
   return ret_bool(env, true);
@@ -1237,8 +1288,10 @@ NAPI_MODULE_INIT() {
       FN("pollStart", js_poll_start), FN("pollUpdate", js_poll_update), FN("pollStop", js_poll_stop),
       FN("queueOpen", js_queue_open), FN("queueSetPeers", js_queue_set_peers), FN("queueClose", js_queue_close),
       FN("queueUdpSegment", js_queue_udp_segment), FN("outRead", js_out_read), FN("outEncap", js_out_encap),
-      FN("outSend", js_out_send), FN("outIcmp", js_out_icmp), FN("inRecv", js_in_recv), FN("inDecap", js_in_decap),
+      FN("outSend", js_out_send), FN("outIcmp", js_out_icmp), FN("outIcmp6", js_out_icmp6),
+      FN("inRecv", js_in_recv), FN("inDecap", js_in_decap),
       FN("inWrite", js_in_write), FN("decap", js_decap), FN("icmpError", js_icmp_error),
+      FN("icmp6Error", js_icmp6_error),
       FN("tunReadOne", js_tun_read_one), FN("tunWriteOne", js_tun_write_one), FN("groBuild", js_gro_build),
       FN("gsoSplit", js_gso_split),
       FN("wgSessionSet", js_wg_session_set), FN("wgSessionClear", js_wg_session_clear),
@@ -1267,6 +1320,8 @@ NAPI_MODULE_INIT() {
       !export_i32(env, exports, "PEER_MAC", WEFT_PEER_MAC) || !export_i32(env, exports, "PEER_VNI", WEFT_PEER_VNI) ||
       !export_i32(env, exports, "PEER_FLAGS", WEFT_PEER_FLAGS) ||
       !export_i32(env, exports, "PEER_F_CSUM_PARTIAL", WEFT_PEER_F_CSUM_PARTIAL) ||
+      !export_i32(env, exports, "PEER_F_IPV6", WEFT_PEER_F_IPV6) ||
+      !export_i32(env, exports, "ICMP6_SCRATCH", WEFT_ICMP6_SCRATCH) ||
       !export_i32(env, exports, "TUN_MULTI_QUEUE", WEFT_TUN_MULTI_QUEUE) ||
       !export_i32(env, exports, "TUN_VNET_HDR", WEFT_TUN_VNET_HDR) ||
       !export_i32(env, exports, "TUN_NAPI", WEFT_TUN_NAPI) ||

@@ -22,7 +22,7 @@ void weft_encap_one(const weft_encap_ops *ops, uint8_t *pkt, const uint8_t *rec,
 
 int32_t weft_decap_one(const weft_encap_ops *ops, const uint8_t *d, int32_t len, uint32_t vni, int32_t *inner_len) {
   int32_t v = ops->decode(d, len, vni);
-  int32_t inner = v >= 0 ? weft_ipv4_inner_len(d + v, len - v) : -1;
+  int32_t inner = v >= 0 ? weft_ip_inner_len(d + v, len - v) : -1;
   if (v >= 0 && inner < 0) v = WEFT_VERDICT(WEFT_DROP_MALFORMED);
   if (v >= 0) *inner_len = inner;
   return v;

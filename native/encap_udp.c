@@ -1,6 +1,6 @@
 /*
- * flannel's UDP encap: the raw inner IPv4 packet is the whole UDP payload,
- * no header of its own (flannel backend/udp, proxy.c).
+ * flannel's UDP encap: the raw inner IP packet is the whole UDP payload,
+ * no header of its own (flannel backend/udp, proxy.c); its version nibble tells IPv4 from IPv6.
  */
 #include "weft.h"
 

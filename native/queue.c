@@ -20,6 +20,9 @@
  *      [TS: sender checks per segment -> seg_len[k] = verdict]
  *   3. in_write    gro.c + tun.c  offload tier: coalesce TCP, writev with a virtio header; batch tier: complete
  *                  partial checksums, write (cut at the TUN MTU)
+ * Inner IPv6 takes the same steps: hop limit for TTL, the encap's protocol 0x86DD, a peer record with
+ * WEFT_PEER_F_IPV6 sent from the queue's IPv6 socket (sock6_fd), which in_recv reads beside the IPv4 one. The offload
+ * tier takes IPv6 packets whole (no TSO6 on the TUN): ipv6_in_place below, not gso.c.
  */
 #include "weft.h"
 
@@ -93,13 +96,21 @@ static void train_msg(weft_train *t, int32_t iov, int32_t iovcnt, int32_t gso, i
   t->msg_slot[m] = slot;
 }
 
-/* Batch tier: check, TTL, encap header in place; one datagram per packet. */
+/* The inner frame's source MAC (VXLAN): an IPv6 packet comes from our IPv6 half's VtepMAC, as from flannel-v6. */
+static const uint8_t *local_mac_for(const weft_queue *q, const uint8_t *pkt) {
+  return (pkt[0] >> 4) == 6 ? q->local_mac6 : q->local_mac;
+}
+
+/* Batch tier: check, TTL (IPv4) or hop limit (IPv6), encap header in place; one datagram per packet. */
 static void encap_in_place(weft_queue *q, int32_t i, uint8_t *pkt, const uint8_t *rec) {
   weft_train *t = &q->train;
   int32_t len = q->out_len[i], hlen = q->ops->hlen;
-  if (!weft_ipv4_valid_exact(pkt, len)) return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_MALFORMED));
-  if (!weft_ipv4_ttl_decrement(pkt)) return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_TTL_EXCEEDED));
-  weft_encap_one(q->ops, pkt, rec, q->local_mac, q->vni);
+  int v6 = len > 0 && (pkt[0] >> 4) == 6;
+  if (!(v6 ? weft_ipv6_valid_exact(pkt, len) : weft_ipv4_valid_exact(pkt, len)))
+    return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_MALFORMED));
+  if (!(v6 ? weft_ipv6_hop_decrement(pkt) : weft_ipv4_ttl_decrement(pkt)))
+    return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_TTL_EXCEEDED));
+  weft_encap_one(q->ops, pkt, rec, local_mac_for(q, pkt), q->vni);
   q->out_off[i] = (int32_t)(pkt - q->out_slab) - hlen;
   q->out_len[i] = len + hlen;
   t->iov[t->iov_n].iov_base = pkt - hlen;
@@ -107,10 +118,38 @@ static void encap_in_place(weft_queue *q, int32_t i, uint8_t *pkt, const uint8_t
   train_msg(t, t->iov_n++, 1, 0, q->out_peer[i], i);
 }
 
+/* Offload tier, an IPv6 packet: the TUN takes no TSO6/USO6 here, so the kernel hands single packets (GSO_NONE), a
+ * partial checksum completed from csum_start (the field holds the pseudo-header sum, virtio_net_hdr_to_skb) and the
+ * hop limit decremented; one datagram like the batch tier's. */
+static void ipv6_in_place(weft_queue *q, int32_t i, uint8_t *pkt) {
+  const uint8_t *vh = pkt - WEFT_VNET_HDR_LEN;
+  int32_t len = q->out_len[i];
+  uint16_t cs_start = weft_rd_le16(vh + 6), cs_off = weft_rd_le16(vh + 8);
+  if ((vh[1] & (uint8_t)~WEFT_VNET_GSO_ECN) != WEFT_VNET_GSO_NONE || !weft_ipv6_valid_exact(pkt, len))
+    return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_MALFORMED));
+  if (!weft_ipv6_hop_decrement(pkt)) return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_TTL_EXCEEDED));
+  if (vh[0] & WEFT_VNET_F_NEEDS_CSUM) {
+    if (cs_start < 40 || (int32_t)cs_start + cs_off + 2 > len) return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_MALFORMED));
+    uint16_t c = (uint16_t)~weft_csum_fold(weft_csum_add(0, pkt + cs_start, (size_t)(len - cs_start)));
+    if (pkt[6] == 17 && cs_off == 6 && c == 0) c = 0xffff; /* RFC 8200 8.1 */
+    weft_wr16(pkt + cs_start + cs_off, c);
+    q->counters[WEFT_C_CSUM_COMPLETED] += 1;
+  }
+}
+
 /* Offload tier: one super-packet into segments with the encap header in front of each (scatter-gather). */
 static void encap_segments(weft_queue *q, int32_t i, uint8_t *pkt, const uint8_t *rec) {
   weft_train *t = &q->train;
   int32_t hlen = q->ops->hlen, peer = q->out_peer[i];
+  if (q->out_len[i] > 0 && (pkt[0] >> 4) == 6) {
+    ipv6_in_place(q, i, pkt);
+    if (q->out_peer[i] < 0) return;
+    if (t->iov_n + 1 > t->iov_cap || t->msg_n + 1 > t->msg_cap) return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_NO_SLOT));
+    weft_encap_one(q->ops, pkt, rec, q->local_mac6, q->vni);
+    t->iov[t->iov_n].iov_base = pkt - hlen;
+    t->iov[t->iov_n].iov_len = (size_t)(q->out_len[i] + hlen);
+    return train_msg(t, t->iov_n++, 1, 0, peer, i);
+  }
   weft_gso_plan plan;
   int flags = WEFT_GSO_TTL_DEC | (rec[WEFT_PEER_FLAGS] & WEFT_PEER_F_CSUM_PARTIAL ? WEFT_GSO_CSUM_PARTIAL : 0);
   uint8_t *hdrs = t->hdrs + t->hdrs_used;
@@ -252,7 +291,7 @@ void weft_queue_out_wg_seal(weft_queue *q, uint8_t *table, int32_t nslots, const
 }
 
 int32_t weft_queue_out_send(weft_queue *q, weft_err *e) {
-  return weft_udp_send_train(q->sock_fd, &q->train, q->peers, q->peer_count, &q->udp_segment, q->out_peer,
+  return weft_udp_send_train(q->sock_fd, q->sock6_fd, &q->train, q->peers, q->peer_count, &q->udp_segment, q->out_peer,
                              q->counters, e);
 }
 
@@ -275,11 +314,54 @@ int weft_queue_out_icmp(weft_queue *q, int32_t slot, uint8_t type, uint8_t code,
   return ok;
 }
 
+static int tun_write_icmp(weft_queue *q, int32_t n) {
+  int ok;
+  if (q->vnet) {
+    uint8_t vh[WEFT_VNET_HDR_LEN] = {0};
+    struct iovec iov[2] = {{vh, sizeof vh}, {q->scratch, (size_t)n}};
+    ok = weft_tun_writev(q->tun_fd, iov, 2, WEFT_VNET_HDR_LEN, q->counters);
+  } else {
+    ok = weft_tun_write_one(q->tun_fd, q->scratch, n, q->counters);
+  }
+  if (ok) q->counters[WEFT_C_ICMP_SENT] += 1;
+  return ok;
+}
+
+int weft_queue_out_icmp6(weft_queue *q, int32_t slot, uint8_t type, uint8_t code, uint32_t param,
+                         const uint8_t from[16]) {
+  if (slot < 0 || slot >= q->out_slots) return 0;
+  int32_t len = q->out_len[slot];
+  if (len <= 0 || len > q->slot_size - WEFT_HEADROOM) return 0;
+  const uint8_t *pkt = q->out_slab + (size_t)slot * q->slot_size + WEFT_HEADROOM;
+  int32_t n = weft_icmp6_error_build(pkt, len, type, code, param, from, q->scratch, (int32_t)sizeof q->scratch);
+  return n > 0 ? tun_write_icmp(q, n) : 0;
+}
+
 /* ---- in ---- */
 
+/* Both sockets into one batch: the IPv6 one (when open) gets the slots the IPv4 one left, and goes first every other
+ * call, so neither starves the other under load. */
 int32_t weft_queue_in_recv(weft_queue *q, weft_err *e) {
-  return weft_udp_recv(q->sock_fd, q->in_slab, q->slot_size, q->in_len, q->in_addr, q->in_port, q->in_gso,
-                       q->in_slots, q->counters, e);
+  if (q->sock6_fd < 0)
+    return weft_udp_recv(q->sock_fd, q->in_slab, q->slot_size, q->in_len, q->in_addr, NULL, q->in_port, q->in_gso,
+                         q->in_slots, q->counters, e);
+  int fds[2] = {q->sock_fd, q->sock6_fd};
+  int first = q->recv_turn;
+  q->recv_turn ^= 1;
+  int32_t n = 0;
+  for (int k = 0; k < 2 && n < q->in_slots; k++) {
+    int fd = fds[first ^ k];
+    size_t at = (size_t)n * (size_t)q->slot_size;
+    int32_t r = weft_udp_recv(fd, q->in_slab + at, q->slot_size, q->in_len + n, q->in_addr + n,
+                              q->in_addr6 ? q->in_addr6 + (size_t)n * 16 : NULL, q->in_port ? q->in_port + n : NULL,
+                              q->in_gso ? q->in_gso + n : NULL, q->in_slots - n, q->counters, e);
+    if (r < 0) return n > 0 ? n : -1;
+    /* addr[] of an IPv6 datagram holds its slot: relative to this call's first slot, made absolute */
+    if (fd == q->sock6_fd)
+      for (int32_t j = n; j < n + r; j++) q->in_addr[j] += (uint32_t)n;
+    n += r;
+  }
+  return n;
 }
 
 int32_t weft_queue_in_decap(weft_queue *q, int32_t n) {

@@ -153,7 +153,7 @@ int32_t weft_tun_write_batch(int fd, uint8_t *slab, size_t slab_len, const int32
       continue;
     }
     /* No virtio header to say NEEDS_CSUM: a kernel sender's partial checksum must be finished here. */
-    weft_ipv4_complete_l4_csum(slab + off[i], len[i]);
+    weft_ip_complete_l4_csum(slab + off[i], len[i]);
     int32_t r = weft_tun_write_mtu(fd, slab + off[i], len[i], mtu, counters);
     if (r > 0) n++;
     else len[i] = r;

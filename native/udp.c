@@ -32,24 +32,36 @@ static int set_buf(int fd, int force_opt, int opt, int bytes) {
   return setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof bytes);
 }
 
+/* bind_addr decides the family: an IPv4 address opens an AF_INET socket; an IPv6 one an AF_INET6 socket that
+ * carries IPv6 only (IPV6_V6ONLY), the underlay between PublicIPv6 addresses. */
 int weft_udp_open(const char *bind_addr, int port, int buf_bytes, int reuse_port, weft_err *e) {
   int fd = -1, one = 1;
-  struct sockaddr_in sa;
+  weft_sockaddr sa;
+  socklen_t sl;
   memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  if (inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1) {
+  if (inet_pton(AF_INET, bind_addr, &sa.v4.sin_addr) == 1) {
+    sa.v4.sin_family = AF_INET;
+    sa.v4.sin_port = htons((uint16_t)port);
+    sl = sizeof sa.v4;
+  } else if (inet_pton(AF_INET6, bind_addr, &sa.v6.sin6_addr) == 1) {
+    sa.v6.sin6_family = AF_INET6;
+    sa.v6.sin6_port = htons((uint16_t)port);
+    sl = sizeof sa.v6;
+  } else {
     e->code = EINVAL, e->syscall = "inet_pton";
     return -1;
   }
-  WEFT_TRY(e, fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), "socket(AF_INET, SOCK_DGRAM)");
+  int family = sa.v4.sin_family;
+  WEFT_TRY(e, fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), "socket(SOCK_DGRAM)");
+  if (family == AF_INET6)
+    WEFT_TRY(e, setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one), "setsockopt(IPV6_V6ONLY)");
   WEFT_TRY(e, setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), "setsockopt(SO_REUSEADDR)");
   if (reuse_port) WEFT_TRY(e, setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one), "setsockopt(SO_REUSEPORT)");
   if (buf_bytes > 0) {
     WEFT_TRY(e, set_buf(fd, SO_RCVBUFFORCE, SO_RCVBUF, buf_bytes), "setsockopt(SO_RCVBUF)");
     WEFT_TRY(e, set_buf(fd, SO_SNDBUFFORCE, SO_SNDBUF, buf_bytes), "setsockopt(SO_SNDBUF)");
   }
-  WEFT_TRY(e, bind(fd, (struct sockaddr *)&sa, sizeof sa), "bind");
+  WEFT_TRY(e, bind(fd, (struct sockaddr *)&sa, sl), "bind");
   return fd;
 fail:
   if (fd >= 0) close(fd);
@@ -118,10 +130,10 @@ fail:
 }
 
 int weft_udp_local_port(int fd, weft_err *e) {
-  struct sockaddr_in sa;
+  weft_sockaddr sa;
   socklen_t sl = sizeof sa;
   WEFT_TRY(e, getsockname(fd, (struct sockaddr *)&sa, &sl), "getsockname");
-  return ntohs(sa.sin_port);
+  return ntohs(sa.v4.sin_family == AF_INET6 ? sa.v6.sin6_port : sa.v4.sin_port);
 fail:
   return -1;
 }
@@ -145,24 +157,34 @@ int weft_udp_offload(int fd, int want_gro, int *has_segment, int *has_gro, weft_
 /* Errors that mean the fd itself is wrong: throw, do not drop packet by packet. */
 static int fd_error(int err) { return err == EBADF || err == ENOTSOCK || err == EFAULT; }
 
-static void mmsg_set(struct mmsghdr *m, struct sockaddr_in *sa, const uint8_t *rec, struct iovec *iov, size_t iovcnt) {
+/* The message's destination from a peer record (IPv4 or, with WEFT_PEER_F_IPV6, IPv6); rec NULL: a receive. */
+static void mmsg_set(struct mmsghdr *m, weft_sockaddr *sa, const uint8_t *rec, struct iovec *iov, size_t iovcnt) {
+  socklen_t sl = sizeof *sa;
   if (rec) {
     memset(sa, 0, sizeof *sa);
-    sa->sin_family = AF_INET;
-    memcpy(&sa->sin_addr.s_addr, rec + WEFT_PEER_ADDR, 4); /* both network order */
-    memcpy(&sa->sin_port, rec + WEFT_PEER_PORT, 2);
+    if (rec[WEFT_PEER_FLAGS] & WEFT_PEER_F_IPV6) {
+      sa->v6.sin6_family = AF_INET6;
+      memcpy(&sa->v6.sin6_addr, rec + WEFT_PEER_ADDR, 16);
+      memcpy(&sa->v6.sin6_port, rec + WEFT_PEER_PORT, 2);
+      sl = sizeof sa->v6;
+    } else {
+      sa->v4.sin_family = AF_INET;
+      memcpy(&sa->v4.sin_addr.s_addr, rec + WEFT_PEER_ADDR, 4); /* both network order */
+      memcpy(&sa->v4.sin_port, rec + WEFT_PEER_PORT, 2);
+      sl = sizeof sa->v4;
+    }
   }
   memset(m, 0, sizeof *m);
   m->msg_hdr.msg_name = sa;
-  m->msg_hdr.msg_namelen = sizeof *sa;
+  m->msg_hdr.msg_namelen = sl;
   m->msg_hdr.msg_iov = iov;
   m->msg_hdr.msg_iovlen = iovcnt;
 }
 
-int32_t weft_udp_send_train(int fd, weft_train *t, const uint8_t *peers, int32_t peer_count, int *udp_segment,
-                            int32_t *slot_verdict, double *counters, weft_err *e) {
+int32_t weft_udp_send_train(int fd, int fd6, weft_train *t, const uint8_t *peers, int32_t peer_count,
+                            int *udp_segment, int32_t *slot_verdict, double *counters, weft_err *e) {
   struct mmsghdr msgs[MMSG_CHUNK];
-  struct sockaddr_in sa[MMSG_CHUNK];
+  weft_sockaddr sa[MMSG_CHUNK];
   union {
     char buf[CMSG_SPACE(sizeof(uint16_t))];
     struct cmsghdr align;
@@ -172,7 +194,7 @@ int32_t weft_udp_send_train(int fd, weft_train *t, const uint8_t *peers, int32_t
   uint8_t train[MMSG_CHUNK];                        /* 1: a whole UDP_SEGMENT train */
   while (t->next < t->msg_n) {
     /* Fill a chunk from (next, next_seg); a message sent segment by segment may span chunks. */
-    int mm = 0;
+    int mm = 0, chunk6 = 0; /* one sendmmsg per socket: a chunk holds one family */
     int32_t m = t->next, seg = t->next_seg;
     while (m < t->msg_n && mm < MMSG_CHUNK) {
       int32_t peer = t->msg_peer[m];
@@ -181,11 +203,19 @@ int32_t weft_udp_send_train(int fd, weft_train *t, const uint8_t *peers, int32_t
         slot_verdict[t->msg_slot[m]] = peer;
         weft_drop(counters, WEFT_DROP_NO_ROUTE);
       }
+      const uint8_t *rec = peer >= 0 ? peers + (size_t)peer * WEFT_PEER_RECORD_SIZE : NULL;
+      int is6 = rec && (rec[WEFT_PEER_FLAGS] & WEFT_PEER_F_IPV6);
+      if (is6 && fd6 < 0) { /* no IPv6 socket: JS routes no IPv6 peer then, so this is a stale table */
+        t->msg_peer[m] = peer = WEFT_VERDICT(WEFT_DROP_NO_ROUTE);
+        slot_verdict[t->msg_slot[m]] = peer;
+        weft_drop(counters, WEFT_DROP_NO_ROUTE);
+      }
       if (peer < 0) {
         m++, seg = 0;
         continue;
       }
-      const uint8_t *rec = peers + (size_t)peer * WEFT_PEER_RECORD_SIZE;
+      if (mm == 0) chunk6 = is6;
+      else if (is6 != chunk6) break;
       int32_t gso = t->msg_gso[m];
       if (gso == 0 || *udp_segment) {
         mmsg_set(&msgs[mm], &sa[mm], rec, t->iov + t->msg_iov[m], (size_t)t->msg_iovcnt[m]);
@@ -225,7 +255,7 @@ int32_t weft_udp_send_train(int fd, weft_train *t, const uint8_t *peers, int32_t
     }
     int k = 0;
     while (k < mm) {
-      int r = sendmmsg(fd, msgs + k, (unsigned)(mm - k), 0);
+      int r = sendmmsg(chunk6 ? fd6 : fd, msgs + k, (unsigned)(mm - k), 0);
       counters[WEFT_C_SYSCALLS_SEND] += 1;
       if (r < 0) {
         int err = errno;
@@ -266,11 +296,11 @@ int32_t weft_udp_send_train(int fd, weft_train *t, const uint8_t *peers, int32_t
   return 0;
 }
 
-int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, uint32_t *port,
-                      int32_t *gso, int32_t max, double *counters, weft_err *e) {
+int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, uint8_t *addr6,
+                      uint32_t *port, int32_t *gso, int32_t max, double *counters, weft_err *e) {
   struct mmsghdr msgs[MMSG_CHUNK];
   struct iovec iov[MMSG_CHUNK];
-  struct sockaddr_in sa[MMSG_CHUNK];
+  weft_sockaddr sa[MMSG_CHUNK];
   union {
     char buf[CMSG_SPACE(sizeof(int))];
     struct cmsghdr align;
@@ -307,12 +337,25 @@ int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, ui
         if (g < 0 || (unsigned)g >= got) g = 0; /* one datagram, or nothing we can trust */
         gso[n + j] = g;
       }
-      addr[n + j] = ntohl(sa[j].sin_addr.s_addr);
-      if (port) port[n + j] = ntohs(sa[j].sin_port);
+      int32_t verdict = 0;
+      if (sa[j].v4.sin_family == AF_INET6) {
+        /* addr holds the slot (0.0.0.0/8 is never a source, see weft.h), addr6 the address */
+        addr[n + j] = (uint32_t)(n + j);
+        if (addr6) memcpy(addr6 + (size_t)(n + j) * 16, &sa[j].v6.sin6_addr, 16);
+        else verdict = WEFT_DROP_UNKNOWN_PEER + 1;
+        if (port) port[n + j] = ntohs(sa[j].v6.sin6_port);
+      } else {
+        addr[n + j] = ntohl(sa[j].v4.sin_addr.s_addr);
+        if ((addr[n + j] >> 24) == 0) verdict = WEFT_DROP_UNKNOWN_PEER + 1; /* RFC 1122 3.2.1.3: not a source */
+        if (port) port[n + j] = ntohs(sa[j].v4.sin_port);
+      }
       counters[WEFT_C_UDP_RX_PACKETS] += g ? (double)((got + (unsigned)g - 1) / (unsigned)g) : 1;
       counters[WEFT_C_UDP_RX_BYTES] += got;
       counters[WEFT_C_COPIED_KERNEL_TO_USER_BYTES] += got;
-      if (msgs[j].msg_hdr.msg_flags & MSG_TRUNC) {
+      if (verdict) {
+        len[n + j] = WEFT_VERDICT(verdict - 1);
+        weft_drop(counters, verdict - 1);
+      } else if (msgs[j].msg_hdr.msg_flags & MSG_TRUNC) {
         len[n + j] = WEFT_VERDICT(WEFT_DROP_TRUNCATED);
         weft_drop(counters, WEFT_DROP_TRUNCATED);
       } else {

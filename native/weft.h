@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <netinet/in.h>
 
 /* Room in front of each TUN-read packet: VXLAN needs 8 + 14, Geneve 8, the virtio header 10, and a transform
  * (WireGuard's 16-byte header) fits beside them in 64. */
@@ -35,6 +36,11 @@
 #define WEFT_MAX_DATAGRAM 65536
 #define WEFT_SLOT_SIZE (((WEFT_MAX_DATAGRAM + WEFT_HEADROOM + WEFT_TAILROOM) + 63) & ~63)
 #define WEFT_PEER_RECORD_SIZE 32
+/* An ICMPv6 error quotes up to the minimum IPv6 MTU (RFC 4443 2.4 (c)): the room one needs. */
+#define WEFT_ICMP6_SCRATCH 1280
+#define WEFT_ICMP6_DEST_UNREACH 1
+#define WEFT_ICMP6_PACKET_TOO_BIG 2
+#define WEFT_ICMP6_TIME_EXCEEDED 3
 
 /* Peer record layout (written by JS). The address field has room for IPv6. */
 #define WEFT_PEER_ADDR 0   /* IPv4 in the first 4 bytes, network order (16 bytes reserved) */
@@ -46,6 +52,9 @@
  * carried end to end, as Linux's VXLAN remote checksum offload does): GSO then writes the pseudo-header sum instead
  * of summing the payload. Kernel VXLAN and flannel peers never set it and get full checksums. */
 #define WEFT_PEER_F_CSUM_PARTIAL 1
+/* The address is IPv6 (all 16 bytes, network order): the datagram goes out of the queue's IPv6 socket. The record
+ * of a peer's IPv6 half (its PublicIPv6 and BackendV6Data's VtepMAC), which inner IPv6 packets are sent to. */
+#define WEFT_PEER_F_IPV6 2
 
 enum weft_encap { WEFT_ENCAP_UDP = 0, WEFT_ENCAP_VXLAN = 1, WEFT_ENCAP_GENEVE = 2, WEFT_ENCAP_COUNT };
 
@@ -165,6 +174,16 @@ int weft_ipv4_valid_exact(const uint8_t *p, int32_t len);
 int32_t weft_ipv4_inner_len(const uint8_t *p, int32_t avail);
 int weft_ipv4_ttl_decrement(uint8_t *p);
 void weft_ipv4_complete_l4_csum(uint8_t *p, int32_t len);
+/* ipv6.c: the same for inner IPv6, and weft_ip_* that pick the family by the version nibble. */
+int weft_ipv6_valid_exact(const uint8_t *p, int32_t len);
+int32_t weft_ipv6_inner_len(const uint8_t *p, int32_t avail);
+int weft_ipv6_hop_decrement(uint8_t *p);
+void weft_ipv6_complete_l4_csum(uint8_t *p, int32_t len);
+int weft_ip_valid_exact(const uint8_t *p, int32_t len);
+int32_t weft_ip_inner_len(const uint8_t *p, int32_t avail);
+void weft_ip_complete_l4_csum(uint8_t *p, int32_t len);
+/* EtherType of an inner packet by its version nibble (the encaps' protocol field): IPv6 or IPv4. */
+static inline uint16_t weft_ip_ethertype(const uint8_t *p) { return (p[0] >> 4) == 6 ? 0x86DD : 0x0800; }
 
 /* One object per encap, same operations. encode writes hlen bytes at hdr (just
  * before the packet); decode returns the payload offset within the datagram or a
@@ -277,6 +296,12 @@ void weft_tcp4_segment_headers(uint8_t *h, int32_t ihl, int32_t thl, int32_t chu
                                int32_t k, int32_t nseg, int32_t mss, uint16_t id0, uint32_t seq0, uint8_t flags0);
 
 /* ---- udp.c: every socket call ---- */
+/* A socket address of either family (the queue's IPv4 socket and its IPv6 one). */
+typedef union {
+  struct sockaddr_in v4;
+  struct sockaddr_in6 v6;
+} weft_sockaddr;
+/* bind_addr's family picks the socket's: IPv4, or IPv6 only (IPV6_V6ONLY). */
 int weft_udp_open(const char *bind_addr, int port, int buf_bytes, int reuse_port, weft_err *e);
 /* SO_REUSEPORT group: pick the socket by the inner packet's flow (multi-queue); see udp.c. */
 int weft_udp_steer_by_inner_flow(int fd, int inner_off, int geneve, int queues, weft_err *e);
@@ -285,9 +310,12 @@ int weft_udp_local_port(int fd, weft_err *e);
 int weft_udp_offload(int fd, int want_gro, int *has_segment, int *has_gro, weft_err *e);
 /* recvmmsg into slot i of the slab. gso NULL: plain datagrams (batch tier). gso given: with UDP_GRO on the socket,
  * gso[i] = the segment size of a coalesced datagram, 0 for a single one (offload tier). port NULL: not recorded;
- * else port[i] = the source port (a WireGuard handshake is answered to the address and port it came from). */
-int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, uint32_t *port,
-                      int32_t *gso, int32_t max, double *counters, weft_err *e);
+ * else port[i] = the source port (a WireGuard handshake is answered to the address and port it came from).
+ * addr[i] is the IPv4 source, host order. From an IPv6 socket, addr[i] = i, the slot (0.0.0.0/8 is never a source
+ * on the wire, RFC 1122 3.2.1.3, and an IPv4 datagram from it is dropped as unknown_peer), and the source address is
+ * in addr6[16 * i] (NULL: the datagram is dropped as unknown_peer). */
+int32_t weft_udp_recv(int fd, uint8_t *slab, int32_t slot_size, int32_t *len, uint32_t *addr, uint8_t *addr6,
+                      uint32_t *port, int32_t *gso, int32_t max, double *counters, weft_err *e);
 /* One datagram to addr:port (host order), for the rare message outside a train (a WireGuard handshake or
  * keepalive). Returns the bytes sent, 0 when the socket buffer is full (dropped: the sender retries on its timer),
  * -1 with e. */
@@ -312,8 +340,9 @@ typedef struct {
  * cleared (counted as udp_gso_fallbacks) and trains go segment by segment from then on, as wireguard-go does.
  * A message that fails otherwise is dropped: slot_verdict[msg_slot] = WEFT_DROP_SEND_ERROR's verdict. Returns the
  * messages left (0: all sent; more: the socket is full, call again when writable), -1 with e for a bad fd. */
-int32_t weft_udp_send_train(int fd, weft_train *t, const uint8_t *peers, int32_t peer_count, int *udp_segment,
-                            int32_t *slot_verdict, double *counters, weft_err *e);
+/* Messages to a peer whose record says WEFT_PEER_F_IPV6 go out of fd6 (none: -1, and they are dropped as no_route). */
+int32_t weft_udp_send_train(int fd, int fd6, weft_train *t, const uint8_t *peers, int32_t peer_count,
+                            int *udp_segment, int32_t *slot_verdict, double *counters, weft_err *e);
 
 /* ---- encap.c: encap in place, and decap of received buffers ---- */
 /* The inner packet at pkt gets its encap header in front (pkt - ops->hlen), for the peer record rec. */
@@ -344,9 +373,11 @@ int weft_tun_sink(void *ctx, const struct iovec *iov, int iovcnt, double *counte
 #define WEFT_Q_UDP_SEGMENT 4 /* send trains with UDP_SEGMENT */
 typedef struct {
   int tun_fd, sock_fd;
+  int sock6_fd; /* the IPv6 underlay socket (bound to our PublicIPv6), or -1 */
   const weft_encap_ops *ops; /* NULL: a TypeScript encap (batch tier) writes and reads headers between the steps */
   uint32_t vni;
   uint8_t local_mac[6];
+  uint8_t local_mac6[6]; /* our IPv6 half's VtepMAC: the inner source MAC of IPv6 frames */
   int32_t mtu; /* the TUN's MTU: the largest inner segment, and where inbound packets are cut (no virtio header) */
   int vnet, gro, udp_segment;
   int32_t slot_size;
@@ -363,11 +394,13 @@ typedef struct {
   int32_t in_slots;
   int32_t *in_len, *in_gso;
   uint32_t *in_addr;
+  uint8_t *in_addr6; /* 16 bytes per slot: the IPv6 source of a datagram from sock6_fd (addr then holds the slot) */
+  int recv_turn;
   uint32_t *in_port; /* NULL unless JS asked for source ports (WireGuard) */
   int32_t *seg_off, *seg_len;
   uint32_t *seg_addr;
   int32_t seg_max;
-  uint8_t scratch[128]; /* one ICMP error */
+  uint8_t scratch[WEFT_ICMP6_SCRATCH]; /* one ICMP or ICMPv6 error */
   /* WireGuard on the offload tier: bytes a transform adds per segment (the train's messages are sized with them
    * counted) and the area segments are sealed into (allocated by weft_queue_init when seg_overhead > 0). */
   int32_t seg_overhead;
@@ -381,6 +414,10 @@ int32_t weft_queue_out_read(weft_queue *q, weft_err *e);
 void weft_queue_out_encap(weft_queue *q, int32_t n);
 int32_t weft_queue_out_send(weft_queue *q, weft_err *e);
 int weft_queue_out_icmp(weft_queue *q, int32_t slot, uint8_t type, uint8_t code, uint32_t from);
+/* An ICMPv6 error about the IPv6 packet in out slot `slot`, from `from` (16 bytes); param: the MTU of a packet too
+ * big, else 0. 1 when written. */
+int weft_queue_out_icmp6(weft_queue *q, int32_t slot, uint8_t type, uint8_t code, uint32_t param,
+                         const uint8_t from[16]);
 /* The offload tier's WireGuard transform (between out_encap and out_send): every message of the train is copied
  * segment by segment into wg_out at WireGuard's stride and sealed there for send_slot[its peer], and its iovecs
  * are pointed at the sealed messages; a message that cannot be sealed (no session, no room) is dropped, counted in
@@ -395,6 +432,11 @@ int32_t weft_queue_in_write(weft_queue *q, int32_t segs);
 int32_t weft_icmp_error_build(const uint8_t *pkt, int32_t pkt_len, uint8_t type, uint8_t code, uint32_t from_addr,
                               uint8_t *scratch, int32_t scratch_cap);
 #define WEFT_ICMP_SCRATCH_MIN (20 + 8 + 60 + 8)
+/* icmp6.c: an ICMPv6 error about the IPv6 packet pkt, from from_addr (16 bytes) to its source, into scratch; param
+ * is the 32-bit field after the checksum (the MTU of a packet too big, else 0). Returns the total length, or 0 when
+ * no error may be sent. A scratch of WEFT_ICMP6_SCRATCH bytes quotes all that RFC 4443 asks. */
+int32_t weft_icmp6_error_build(const uint8_t *pkt, int32_t pkt_len, uint8_t type, uint8_t code, uint32_t param,
+                               const uint8_t from[16], uint8_t *scratch, int32_t scratch_cap);
 
 /* ---- wg.c: WireGuard transport data (WireGuard whitepaper §5.4.6), batched ----
  *

@@ -14,8 +14,9 @@ out=build/fuzz
 mkdir -p "$out"
 
 # The C core every harness links against (no N-API); tun.c, udp.c and queue.c only for symbols the others use.
-core=(native/csum.c native/ipv4.c native/encap.c native/encap_udp.c native/encap_vxlan.c native/encap_geneve.c
-  native/icmp.c native/gso.c native/gro.c native/queue.c native/tun.c native/udp.c native/wg.c)
+core=(native/csum.c native/ipv4.c native/ipv6.c native/encap.c native/encap_udp.c native/encap_vxlan.c
+  native/encap_geneve.c
+  native/icmp.c native/icmp6.c native/gso.c native/gro.c native/queue.c native/tun.c native/udp.c native/wg.c)
 # target -> harness source and extra defines. fuzz_decap.c is built once per encap; every other
 # native/fuzz/fuzz_<name>.c is target <name>, picked up by the glob below.
 declare -A SRC=(
