@@ -308,8 +308,9 @@ function leaseManager(
 /** Why a dual-stack network's IPv6 half is not forwarded: the start log line and /status say it. */
 function ipv6Note(config: DaemonConfig): string {
   return (
-    `the userspace datapath (--tier ${config.tier}) forwards IPv4 only so far: the lease carries the IPv6 subnet, ` +
-    'but IPv6 packets are not forwarded (--datapath kernel forwards both)'
+    `this userspace datapath (--tier ${config.tier}) forwards IPv4 only: the lease carries the IPv6 subnet, but ` +
+    'IPv6 packets are not forwarded (IPv6 needs a PublicIPv6 and runs on every tier but with backend wireguard ' +
+    'or --queues > 1; --datapath kernel forwards both)'
   );
 }
 

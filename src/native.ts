@@ -34,6 +34,8 @@ type AddonConstant =
   | 'PEER_VNI'
   | 'PEER_FLAGS'
   | 'PEER_F_CSUM_PARTIAL'
+  | 'PEER_F_IPV6'
+  | 'ICMP6_SCRATCH'
   | 'TUN_MULTI_QUEUE'
   | 'TUN_VNET_HDR'
   | 'TUN_NAPI'
@@ -71,6 +73,7 @@ interface Addon extends Readonly<Record<AddonConstant, number>> {
   outEncap(q: QueueHandle, n: number): number;
   outSend(q: QueueHandle): number;
   outIcmp(q: QueueHandle, slot: number, type: number, code: number, fromAddr: number): boolean;
+  outIcmp6(q: QueueHandle, slot: number, type: number, code: number, param: number, fromAddr: Buffer): boolean;
   inRecv(q: QueueHandle): number;
   inDecap(q: QueueHandle, n: number): number;
   inWrite(q: QueueHandle, segs: number): number;
@@ -94,6 +97,18 @@ interface Addon extends Readonly<Record<AddonConstant, number>> {
     scratch: Buffer,
     counters: Float64Array,
   ): boolean;
+  icmp6Error(
+    tunFd: number,
+    slab: Buffer,
+    pktOff: number,
+    pktLen: number,
+    type: number,
+    code: number,
+    param: number,
+    fromAddr: Buffer,
+    scratch: Buffer,
+    counters: Float64Array,
+  ): boolean;
   tunReadOne(fd: number, buf: Buffer, off: number, max: number, counters: Float64Array): number;
   tunWriteOne(fd: number, buf: Buffer, off: number, len: number, counters: Float64Array, mtu?: number): boolean;
 }
@@ -113,9 +128,14 @@ export interface QueueSpec {
   readonly tunFd: number;
   /** -1 for a queue that never touches a socket (tests of the byte work). */
   readonly sockFd: number;
+  /** The IPv6 underlay socket (bound to our PublicIPv6): records with PEER_F_IPV6 go out of it, and inRecv reads
+   *  it too (then inAddr6 is required). Absent or -1: none. */
+  readonly sock6Fd?: number;
   readonly encap: number;
   readonly vni: number;
   readonly localMac: Buffer;
+  /** Inner source MAC of IPv6 frames (VXLAN): our IPv6 half's VtepMAC; default localMac. */
+  readonly localMac6?: Buffer;
   /** TUN MTU: the largest segment GSO makes (offload), where inbound packets are cut (batch); 0 = no limit. */
   readonly mtu: number;
   /** The TUN carries a virtio_net_hdr: GSO out, GRO in (the offload tier). */
@@ -132,6 +152,9 @@ export interface QueueSpec {
   readonly inSlab?: Buffer;
   readonly inLen?: Int32Array;
   readonly inAddr?: Uint32Array;
+  /** 16 bytes per slot: the source of a datagram from sock6Fd, whose inAddr[i] is then i (0.0.0.0/8: never an IPv4
+   *  source on the wire, RFC 1122 3.2.1.3; C drops an IPv4 datagram from there as unknown_peer). */
+  readonly inAddr6?: Buffer;
   /** Bytes a transform adds per segment (WireGuard: 47), counted when trains are sized; allocates its seal area. */
   readonly segOverhead?: number;
   /** Outer source port of each datagram (host order), recorded only when given. */
@@ -299,6 +322,8 @@ export const PEER_VNI: number = addon.PEER_VNI;
 export const PEER_FLAGS: number = addon.PEER_FLAGS;
 /** The peer takes partial inner checksums (a weft host that announced it in its lease). */
 export const PEER_F_CSUM_PARTIAL: number = addon.PEER_F_CSUM_PARTIAL;
+/** The record's address is IPv6 (16 bytes): the datagram goes out of the queue's IPv6 socket. */
+export const PEER_F_IPV6: number = addon.PEER_F_IPV6;
 
 // ---- 1. devices ----
 
@@ -365,9 +390,10 @@ export const outWgSeal: Addon['outWgSeal'] = addon.outWgSeal;
 /** Out 1: read() TUN until EAGAIN or every slot is full; packet i at slot i + HEADROOM (its virtio header before
  *  it on a vnet queue), outLen[i] its length. Returns the count. */
 export const outRead: Addon['outRead'] = addon.outRead;
-/** Out 2: for i < n with outPeer[i] >= 0 (JS's route), build the train: check IPv4, decrement TTL, write the encap
- *  header in place (batch: outOff[i]/outLen[i] become the datagram) or cut the super-packet into segments with the
- *  header in front of each (vnet; full checksums, or partial ones for a peer whose record has PEER_F_CSUM_PARTIAL).
+/** Out 2: for i < n with outPeer[i] >= 0 (JS's route), build the train: check the IPv4 or IPv6 header, decrement
+ *  TTL or hop limit, write the encap header in place (batch: outOff[i]/outLen[i] become the datagram) or cut the
+ *  super-packet into segments with the header in front of each (vnet; full checksums, or partial ones for a peer
+ *  whose record has PEER_F_CSUM_PARTIAL; an IPv6 packet goes whole, its checksum completed).
  *  Failures set outPeer[i] to a verdict, counted (VERDICT_TTL_EXCEEDED: JS sends the ICMP). Returns messages. */
 export const outEncap: Addon['outEncap'] = addon.outEncap;
 /** Out 3: sendmmsg the train. Returns the messages left: 0 when all went out, more when the socket is full (call
@@ -375,10 +401,13 @@ export const outEncap: Addon['outEncap'] = addon.outEncap;
 export const outSend: Addon['outSend'] = addon.outSend;
 /** An ICMP error about the packet in out slot `slot`, written to TUN. false when none may be sent. */
 export const outIcmp: Addon['outIcmp'] = addon.outIcmp;
+/** An ICMPv6 error (RFC 4443) about the IPv6 packet in out slot `slot`, from fromAddr (16 bytes); param: the MTU of
+ *  a packet too big, else 0. false when none may be sent. */
+export const outIcmp6: Addon['outIcmp6'] = addon.outIcmp6;
 /** In 1: recvmmsg into the in slots (with UDP_GRO sizes in inGso on a vnet queue); inAddr[i] = outer source
  *  (host order), a truncated datagram gets inLen[i] = VERDICT_TRUNCATED. Returns the count. */
 export const inRecv: Addon['inRecv'] = addon.inRecv;
-/** In 2: split each received buffer into its datagrams and decapsulate each: segOff/segLen frame the inner IPv4
+/** In 2: split each received buffer into its datagrams and decapsulate each: segOff/segLen frame the inner IP
  *  packets, segAddr their outer source. Returns the segment count; drops are counted by reason. */
 export const inDecap: Addon['inDecap'] = addon.inDecap;
 /** In 3: write segments with segLen[k] > 0 to TUN. vnet: consecutive TCP segments of one flow coalesced (with gro),
@@ -399,6 +428,15 @@ export const tunWriteOne: Addon['tunWriteOne'] = addon.tunWriteOne;
 /** Build an ICMPv4 error about slab[pktOff, pktOff+pktLen) from fromAddr into scratch and write it to TUN. false
  *  when none may be sent (ICMP error, non-first fragment, non-unicast) or the write failed. */
 export const icmpError: Addon['icmpError'] = addon.icmpError;
+/** The same as icmpError for an IPv6 packet: an ICMPv6 error (RFC 4443) quoting up to 1232 bytes of it. */
+export const icmp6Error: Addon['icmp6Error'] = addon.icmp6Error;
+/** Scratch for one ICMPv6 error (the minimum IPv6 MTU). */
+export const ICMP6_SCRATCH: number = addon.ICMP6_SCRATCH;
+export const ICMP6_DEST_UNREACH = 1;
+export const ICMP6_NO_ROUTE = 0;
+export const ICMP6_PACKET_TOO_BIG = 2;
+export const ICMP6_TIME_EXCEEDED = 3;
+export const ICMP6_EXC_HOPLIMIT = 0;
 export const ICMP_DEST_UNREACH = 3;
 export const ICMP_NET_UNREACH = 0;
 export const ICMP_TIME_EXCEEDED = 11;

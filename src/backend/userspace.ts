@@ -4,16 +4,19 @@
 // the container bridge (cni0/docker0) as a more specific route.
 //
 // With EnableIPv6 the lease carries the IPv6 subnet, PublicIPv6 and BackendV6Data (the encap's lease data with a
-// VtepMAC of its own), and each peer's IPv6 half reaches the datapath in its Peer, but the tiers forward IPv4 only
-// so far: carriesIPv6 is false and the daemon says so at start and in /status.
+// VtepMAC of its own), and each peer's IPv6 half reaches the datapath in its Peer. The tiers forward inner IPv6
+// between PublicIPv6 addresses, as flannel's VXLAN backend does: the TUN gets our IPv6 subnet's address (/128, as
+// flannel-v6.<VNI>) and a route to the IPv6Network whose MTU leaves room for the longer IPv6 outer header. Not yet
+// with backend wireguard or an offload tier of several queues: carriesIPv6 is false there and the daemon says so.
 import { readFile, writeFile } from 'node:fs/promises';
 import { WeftError, errorMessage } from '../errors.js';
 import type { Encap, LocalEncapInfo } from '../encap/encap.js';
 import { encapByName } from '../encap/index.js';
 import { disabledOffloads, openDatapath, tunFlagsFor, type Datapath, type Peer } from '../datapath/index.js';
-import { C } from '../datapath/path-state.js';
+import type { DatapathIpv6 } from '../datapath/datapath.js';
+import { C, IPV6_UNDERLAY_EXTRA } from '../datapath/path-state.js';
 import { formatIPv4, parseIPv4 } from '../ip/subnet.js';
-import { parseIPv6 } from '../ip/ipv6.js';
+import { formatIPv6, formatSubnet6, parseIPv6 } from '../ip/ipv6.js';
 import { hasIPv4 } from '../ip/subnet-key.js';
 import type { Lease, LeaseEvent } from '../lease/lease.js';
 import * as iproute from '../net/iproute.js';
@@ -56,7 +59,7 @@ const TUN_TXQUEUELEN = 4096;
 export class UserspaceBackend implements Backend {
   readonly type: string;
   readonly mtu: number;
-  readonly carriesIPv6 = false;
+  readonly carriesIPv6: boolean;
   private readonly encap: Encap;
   private readonly opts: UserspaceOptions;
   private readonly local: LocalEncapInfo;
@@ -108,6 +111,8 @@ export class UserspaceBackend implements Backend {
     this.partialCsum = ctx.config.tier === 'offload' && !disabledOffloads().has('partial_csum');
     const v6 = ctx.external.publicIpv6;
     this.local6 = v6 === null ? null : { mac: stableMac(v6, this.opts.vni), vni: this.opts.vni };
+    const multiQueue = ctx.config.tier === 'offload' && (ctx.config.queues ?? 1) > 1;
+    this.carriesIPv6 = this.local6 !== null && ctx.network.ipv6 !== null && this.wg === null && !multiQueue;
     if (this.wg) {
       ctx.log.info(
         { keyFile: this.wg.keyFile, created: this.wg.keyCreated, publicKey: this.wg.publicKey.toString() },
@@ -140,11 +145,12 @@ export class UserspaceBackend implements Backend {
     if (!this.tun) {
       const napi = process.env['WEFT_TUN_NAPI'] === '1' ? native.TUN_NAPI : 0;
       this.tun = native.tunOpen(name, tunFlagsFor(ctx.config.tier, ctx.config.queues) | napi);
-      // The tiers forward IPv4 only: IPv6 goes off before the device comes up, else the kernel's own IPv6 chatter
-      // on a new link (router solicitations, MLD reports) is already queued into the TUN and counted as drops on an
-      // idle daemon.
+      // Without IPv6 forwarding, IPv6 goes off before the device comes up, else the kernel's own IPv6 chatter on a
+      // new link (router solicitations, MLD reports) is already queued into the TUN and counted as drops on an idle
+      // daemon. With it, that chatter is counted as no_route (multicast, outside the IPv6Network).
       native.linkSet(this.tun.name, this.mtu, false);
-      await setSysctl(`/proc/sys/net/ipv6/conf/${this.tun.name}/disable_ipv6`, '1').catch(() => undefined);
+      const off = this.carriesIPv6 ? '0' : '1';
+      await setSysctl(`/proc/sys/net/ipv6/conf/${this.tun.name}/disable_ipv6`, off).catch(() => undefined);
       native.linkSet(this.tun.name, this.mtu, true);
     }
     // Our subnet's network address with the overlay's prefix: the kernel then routes all peers' subnets here.
@@ -162,6 +168,7 @@ export class UserspaceBackend implements Backend {
         'cannot set accept_local: ICMP errors from weft will be dropped',
       ),
     );
+    const ipv6 = await this.addressIpv6(lease, dev);
     // The TUN's queue towards weft (500 packets by default) overflows in TCP bursts and the kernel drops there;
     // a longer queue absorbs a burst while weft drains it in batches.
     await iproute.ip(['link', 'set', 'dev', dev, 'txqueuelen', String(TUN_TXQUEUELEN)]);
@@ -179,6 +186,7 @@ export class UserspaceBackend implements Backend {
         queues: ctx.config.queues,
         log: ctx.log,
         ...(this.wg ? { wireguard: this.wg.datapath } : {}),
+        ...(ipv6 ? { ipv6 } : {}),
       });
     }
     // Our own subnet may have been someone else's a moment ago.
@@ -196,6 +204,28 @@ export class UserspaceBackend implements Backend {
       },
       'userspace datapath up',
     );
+  }
+
+  /**
+   * Our IPv6 subnet's address on the TUN (/128, as flanneld gives flannel-v6.<VNI>) and a route to the IPv6Network
+   * through it, its MTU the TUN's less the IPv6 outer header's extra 20 bytes, so the kernel sends packet-too-big
+   * before weft has to. Returns what the datapath's IPv6 half needs, or null when this host forwards no IPv6.
+   */
+  private async addressIpv6(lease: Lease, dev: string): Promise<DatapathIpv6 | null> {
+    const { ctx } = this;
+    const net6 = ctx.network.ipv6?.network ?? null;
+    const sn = lease.ipv6Subnet ?? null;
+    const bind = ctx.external.publicIpv6;
+    if (!this.carriesIPv6 || net6 === null || sn === null || bind === null || this.local6 === null) return null;
+    const cidr = `${formatIPv6(sn.ip)}/128`;
+    const current = await iproute.interfaceByName(dev);
+    for (const old of current?.cidrs6 ?? []) {
+      if (old !== cidr && !old.startsWith('fe80:')) await iproute.addrDel(dev, old);
+    }
+    await iproute.addrReplace(dev, cidr);
+    const mtu6 = this.mtu - IPV6_UNDERLAY_EXTRA;
+    await iproute.ip(['-6', 'route', 'replace', formatSubnet6(net6), 'dev', dev, 'mtu', String(mtu6)]);
+    return { bindAddress: bind, network: net6, gateway: sn.ip, local: this.local6 };
   }
 
   peers(events: readonly LeaseEvent[]): void {

@@ -30,10 +30,14 @@ export class BatchTier extends TierBase implements Datapath {
     const wg = opts.wireguard;
     this.wireguard = wg ? new WireguardTransform(wg, this.path, opts.tunMtu ?? 0, opts.log) : null;
     const sockFd = native.udpOpen(opts.bindAddress, opts.port, SOCKET_BUFFER_BYTES, false);
+    // The IPv6 underlay: a second socket on our PublicIPv6, same port (WireGuard stays IPv4 for now).
+    let sock6Fd = -1;
     try {
+      if (opts.ipv6 && !wg) sock6Fd = native.udpOpen(opts.ipv6.bindAddress, opts.port, SOCKET_BUFFER_BYTES, false);
       this.queue = new Queue({
         tunFd: opts.tunFd,
         sockFd,
+        ...(sock6Fd >= 0 && opts.ipv6 ? { sock6Fd, localMac6: opts.ipv6.local.mac } : {}),
         // WireGuard: no encap header; the transform frames each sealed message (out_off/out_len).
         encap: wg ? null : opts.encap.nativeId,
         vni: opts.local.vni,
@@ -48,18 +52,24 @@ export class BatchTier extends TierBase implements Datapath {
       });
     } catch (e) {
       native.close(sockFd);
+      if (sock6Fd >= 0) native.close(sock6Fd);
       this.wireguard?.close();
       throw e;
     }
     this.wireguard?.attach(sockFd, this.queue);
     const outbound = new Outbound(this.path, this.queue, this.wireguard);
     const inbound = new Inbound(this.path, this.queue, this.wireguard);
-    this.polls = new PollPair(opts.tunFd, sockFd, {
-      outbound: () => outbound.run(ROUNDS),
-      flush: () => outbound.flush(),
-      inbound: () => inbound.run(ROUNDS),
-      moved: () => moved(this.path.counters),
-    });
+    this.polls = new PollPair(
+      opts.tunFd,
+      sockFd,
+      {
+        outbound: () => outbound.run(ROUNDS),
+        flush: () => outbound.flush(),
+        inbound: () => inbound.run(ROUNDS),
+        moved: () => moved(this.path.counters),
+      },
+      sock6Fd,
+    );
   }
 
   override setPeers(peers: Parameters<TierBase['setPeers']>[0]): void {

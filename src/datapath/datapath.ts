@@ -1,6 +1,7 @@
 // The datapath contract: what a backend hands a tier and what it gets back. A tier moves packets between one TUN
 // device and one UDP socket; the backend owns the lease, the device's address and the peer list.
 import type { Encap, LocalEncapInfo } from '../encap/encap.js';
+import type { Subnet6 } from '../ip/ipv6.js';
 import type { Logger } from '../log.js';
 import type { Peer } from './peers.js';
 import type { PresharedKey, PrivateKey } from '../wireguard/keys.js';
@@ -25,6 +26,18 @@ export interface WireguardDatapathOptions {
 
 export type Tier = 'dgram' | 'batch' | 'offload';
 
+/** The IPv6 half of a dual-stack datapath: inner IPv6 between PublicIPv6 addresses, as flannel sends it. */
+export interface DatapathIpv6 {
+  /** Where the IPv6 socket binds: this host's PublicIPv6 (the backend's port, as the IPv4 socket). */
+  readonly bindAddress: string;
+  /** IPv6Network: a destination inside it with no lease gets ICMPv6 no-route. */
+  readonly network: Subnet6;
+  /** Source of the ICMPv6 errors weft writes back to TUN (the TUN device's IPv6 address). */
+  readonly gateway: bigint;
+  /** Our IPv6 half's encap data (its own VtepMAC, as flannel-v6.<VNI> has). */
+  readonly local: LocalEncapInfo;
+}
+
 export interface DatapathOptions {
   /** TUN device, already opened, addressed and up. */
   readonly tunFd: number;
@@ -46,6 +59,8 @@ export interface DatapathOptions {
   readonly queues?: number;
   /** Seal and open every packet with WireGuard (the batch tier; the encap is then unused on the wire). */
   readonly wireguard?: WireguardDatapathOptions;
+  /** Inner IPv6 too (dual-stack network, a PublicIPv6 here); absent: IPv6 packets are no_route drops. */
+  readonly ipv6?: DatapathIpv6;
 }
 
 export interface Datapath {

@@ -12,7 +12,9 @@
 //     frame the inner IPv4 packets, drops are counted by reason. A TypeScript-only encap decodes here, datagram by
 //     datagram, into the same segment arrays.
 //  4. JS checks each sender: the outer source must be a peer's lease PublicIP, and the inner source must lie in that
-//     peer's subnet. Anything else is dropped and counted (anti-spoofing).
+//     peer's subnet. An inner IPv6 packet must come from a peer's PublicIPv6 (the queue's IPv6 socket: its segAddr
+//     is then the slot, the address in inAddr6) with its source in that peer's IPv6 subnet; an inner IPv4 packet
+//     from an IPv6 outer source, or the reverse, is spoofed. Anything else is dropped and counted (anti-spoofing).
 //  5. C writes the accepted packets to TUN (inWrite). Offload tier: consecutive TCP segments of one flow become one
 //     super-packet with a virtio header (a partial checksum travels on as NEEDS_CSUM). Batch tier: partial
 //     checksums are completed, and a packet longer than the TUN MTU (a kernel VXLAN peer sends a whole TCP burst as
@@ -76,13 +78,18 @@ export class Inbound {
   // Step 4. Segments of one GRO buffer share their outer source: look it up once per run.
   private checkSenders(segs: number): void {
     const { path, q } = this;
-    const routes = path.snapshot.routes;
+    const snap = path.snapshot;
+    const { routes, routes6 } = snap;
+    const slab = q.inSlab;
     let lastAddr = -1;
     let peer = NO_ROUTE;
+    let outer6 = false;
     for (let k = 0; k < segs; k++) {
       const addr = q.segAddr[k] as number;
       if (addr !== lastAddr) {
-        peer = routes.peerBySource(addr);
+        // 0.0.0.0/8 is never an IPv4 source (C drops those): there segAddr is the slot of an IPv6 datagram.
+        outer6 = addr < 0x1000000 && q.inAddr6 !== null;
+        peer = outer6 ? routes6.peerBySource(q.inAddr6!, addr * 16) : routes.peerBySource(addr);
         lastAddr = addr;
       }
       if (peer === NO_ROUTE) {
@@ -90,12 +97,16 @@ export class Inbound {
         path.count(C.dropUnknownPeer);
         continue;
       }
-      const sender = routes.senderOf(peer, readIp(q.inSlab, (q.segOff[k] as number) + 12));
+      const off = q.segOff[k] as number;
+      const inner6 = (slab[off] as number) >> 4 === 6;
+      let sender = NO_ROUTE;
+      if (inner6 && outer6) sender = routes6.senderOf(peer, slab, off + 8);
+      else if (!inner6 && !outer6) sender = routes.senderOf(peer, readIp(slab, off + 12));
       if (sender === NO_ROUTE) {
         q.segLen[k] = native.VERDICT_SPOOFED;
         path.count(C.dropSpoofedSource);
       } else {
-        path.receivedFrom(sender, q.segLen[k] as number);
+        path.receivedFrom(snap.recordPeer[sender] as number, q.segLen[k] as number);
       }
     }
   }

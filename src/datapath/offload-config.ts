@@ -39,9 +39,11 @@ export interface TunOffloads {
  * checksum offload. A refused set leaves the previous one in place, so we always end with what was accepted.
  */
 export function probeTunOffloads(fd: number, off: ReadonlySet<OffloadPart>): TunOffloads {
-  const { CSUM, TSO4, TSO6, TSO_ECN: ECN, USO4, USO6 } = native.TUN_F;
-  const tso = TSO4 | TSO6 | ECN;
-  const uso = USO4 | USO6;
+  // No TSO6/USO6: gso.c cuts IPv4 super-packets only, so the kernel segments inner IPv6 itself and hands the TUN
+  // single packets (queue.c forwards those whole).
+  const { CSUM, TSO4, TSO_ECN: ECN, USO4 } = native.TUN_F;
+  const tso = TSO4 | ECN;
+  const uso = USO4;
   const wanted: number[] = [];
   if (!off.has('csum')) {
     if (!off.has('tso') && !off.has('uso')) wanted.push(CSUM | tso | uso);

@@ -21,6 +21,8 @@ export const OFFLOAD_BATCH = 32;
 
 export interface RunnerSetup {
   readonly bindAddress: string;
+  /** Our PublicIPv6 and IPv6 VtepMAC: the queue's IPv6 socket binds there (absent: no inner IPv6). */
+  readonly ipv6?: { readonly bindAddress: string; readonly mac: Buffer };
   readonly port: number;
   /** SO_REUSEPORT: several queues share the port. */
   readonly reusePort: boolean;
@@ -50,7 +52,12 @@ export class QueueRunner {
   constructor(path: PathState, setup: RunnerSetup) {
     const sockFd = native.udpOpen(setup.bindAddress, setup.port, SOCKET_BUFFER_BYTES, setup.reusePort);
     this.sockFd = sockFd;
+    let sock6Fd = -1;
     try {
+      if (setup.ipv6 && !setup.wireguard) {
+        sock6Fd = native.udpOpen(setup.ipv6.bindAddress, setup.port, SOCKET_BUFFER_BYTES, setup.reusePort);
+        native.udpOffload(sock6Fd, !setup.disabled.has('udp_gro'));
+      }
       if (setup.steerQueues !== undefined && setup.steerQueues > 1) {
         native.udpSteerByInnerFlow(
           sockFd,
@@ -72,6 +79,7 @@ export class QueueRunner {
       this.queue = new Queue({
         tunFd: path.tunFd,
         sockFd,
+        ...(sock6Fd >= 0 && setup.ipv6 ? { sock6Fd, localMac6: setup.ipv6.mac } : {}),
         encap: path.encap.nativeId,
         vni: path.local.vni,
         localMac: path.local.mac,
@@ -87,14 +95,20 @@ export class QueueRunner {
       wg?.attach(sockFd, this.queue);
       const outbound = new Outbound(path, this.queue, wg);
       const inbound = new Inbound(path, this.queue, wg);
-      this.polls = new PollPair(path.tunFd, sockFd, {
-        outbound: () => outbound.run(ROUNDS),
-        flush: () => outbound.flush(),
-        inbound: () => inbound.run(ROUNDS),
-        moved: () => moved(path.counters),
-      });
+      this.polls = new PollPair(
+        path.tunFd,
+        sockFd,
+        {
+          outbound: () => outbound.run(ROUNDS),
+          flush: () => outbound.flush(),
+          inbound: () => inbound.run(ROUNDS),
+          moved: () => moved(path.counters),
+        },
+        sock6Fd,
+      );
     } catch (e) {
       native.close(sockFd);
+      if (sock6Fd >= 0) native.close(sock6Fd);
       throw e;
     }
   }

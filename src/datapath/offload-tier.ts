@@ -93,6 +93,8 @@ export class OffloadTier implements Datapath {
     }
     const setup: RunnerSetup = {
       bindAddress: opts.bindAddress,
+      // Inner IPv6 on queue 0 only: worker queues get no IPv6 half yet (the backend keeps IPv6 off with --queues > 1).
+      ...(opts.ipv6 && queues === 1 ? { ipv6: { bindAddress: opts.ipv6.bindAddress, mac: opts.ipv6.local.mac } } : {}),
       port: opts.port,
       reusePort: queues > 1,
       mtu: tunMtu(iff.name),

@@ -5,7 +5,9 @@
 //  1. The TUN fd is readable: C reads up to `slots` packets, each at HEADROOM in its own slot (outRead). On the
 //     offload tier each is a TCP/UDP super-packet of up to 64 KiB with its virtio_net_hdr just in front.
 //  2. JS looks up each inner destination in the route table (once per super-packet) and writes the peer index, or a
-//     verdict, per slot. A destination inside the Network that no lease covers gets ICMP net-unreachable.
+//     verdict, per slot. A destination inside the Network that no lease covers gets ICMP net-unreachable. An IPv6
+//     packet is looked up in RouteTable6 and goes to the peer's IPv6 record (its PublicIPv6); one with no lease in
+//     IPv6Network gets ICMPv6 no-route, one too long for the IPv6 underlay ICMPv6 packet-too-big.
 //  3. C builds the train (outEncap): the TTL decremented and the encap header written in place in front of each
 //     packet (batch), or each super-packet cut into MTU-sized segments whose headers go to a small header area while
 //     the payload stays in the slot, the encap header in front of each, one UDP_SEGMENT message per 64 segments
@@ -16,13 +18,14 @@
 //     while the peer's handshake is in flight. The train then frames the sealed messages.
 //  5. C sends the train with sendmmsg, gathering headers and payloads (outSend). When the socket buffer is full the
 //     rest waits in place: TUN reads stop and the socket is polled for writable (back-pressure, not drops).
-//  6. Packets whose TTL ran out get ICMP time-exceeded.
+//  6. Packets whose TTL (hop limit) ran out get ICMP (ICMPv6) time-exceeded.
 // No JS allocation happens per packet: everything lives in the queue's slab and typed arrays.
 import * as native from '../native.js';
 import { C, ICMP_PER_BATCH, type PathState } from './path-state.js';
 import type { Queue } from './queue.js';
+import { recordEncap } from './peers.js';
 import { NO_ROUTE } from './routes.js';
-import { decrementTtl, isIPv6, readIp } from './ttl.js';
+import { decrementHopLimit, decrementTtl, isIPv6, readIp } from './ttl.js';
 import type { WireguardTransform } from './wireguard.js';
 
 export class Outbound {
@@ -64,14 +67,17 @@ export class Outbound {
     const { path, q } = this;
     const routes = path.snapshot.routes;
     const slab = q.outSlab;
-    let icmp = 0;
+    this.icmp = 0;
     for (let i = 0; i < n; i++) {
       const pkt = q.outPacket(i);
       const len = q.outLen[i] as number;
       if (len < 20 || (slab[pkt] as number) >> 4 !== 4) {
-        const v6 = isIPv6(slab, pkt, len);
-        q.outPeer[i] = v6 ? native.VERDICT_NO_ROUTE : native.VERDICT_MALFORMED;
-        if (len >= 0) path.count(v6 ? C.dropNoRoute : C.dropMalformed); // a negative len was counted by C already
+        if (isIPv6(slab, pkt, len)) {
+          this.route6(i, pkt, len);
+          continue;
+        }
+        q.outPeer[i] = native.VERDICT_MALFORMED;
+        if (len >= 0) path.count(C.dropMalformed); // a negative len was counted by C already
         continue;
       }
       const dst = readIp(slab, pkt + 16);
@@ -83,9 +89,38 @@ export class Outbound {
       }
       q.outPeer[i] = native.VERDICT_NO_ROUTE;
       path.count(C.dropNoRoute);
-      if (path.inNetwork(dst) && icmp++ < ICMP_PER_BATCH) {
+      if (path.inNetwork(dst) && this.icmp++ < ICMP_PER_BATCH) {
         native.outIcmp(q.handle, i, native.ICMP_DEST_UNREACH, native.ICMP_NET_UNREACH, path.gatewayIp);
       }
+    }
+  }
+
+  /** ICMP errors sent in this batch (ICMP_PER_BATCH bounds them). */
+  private icmp = 0;
+
+  // Step 2 for an IPv6 packet: its peer's IPv6 record, or a verdict (and ICMPv6, as many as the batch allows).
+  private route6(i: number, pkt: number, len: number): void {
+    const { path, q } = this;
+    const snap = path.snapshot;
+    const slab = q.outSlab;
+    const rec = path.ipv6 ? snap.routes6.lookup(slab, pkt + 24) : NO_ROUTE;
+    // On the offload tier a GSO packet is a super-packet (TSO6): its segments are what must fit, not the whole.
+    const gso = q.opts.vnet && (slab[pkt - native.VNET_HDR_LEN + 1] as number) !== 0;
+    if (rec === NO_ROUTE) {
+      q.outPeer[i] = native.VERDICT_NO_ROUTE;
+      path.count(C.dropNoRoute);
+      if (path.inNetwork6(slab, pkt + 24) && this.icmp++ < ICMP_PER_BATCH) {
+        native.outIcmp6(q.handle, i, native.ICMP6_DEST_UNREACH, native.ICMP6_NO_ROUTE, 0, path.gateway6);
+      }
+    } else if (path.mtu6 > 0 && len > path.mtu6 && !gso) {
+      q.outPeer[i] = native.VERDICT_TOO_BIG;
+      path.count(C.dropTooBig);
+      if (this.icmp++ < ICMP_PER_BATCH) {
+        native.outIcmp6(q.handle, i, native.ICMP6_PACKET_TOO_BIG, 0, path.mtu6, path.gateway6);
+      }
+    } else {
+      q.outPeer[i] = rec;
+      path.sentTo(snap.recordPeer[rec] as number, len);
     }
   }
 
@@ -94,18 +129,20 @@ export class Outbound {
     const { path, q } = this;
     const { encap, local } = path;
     if (encap.nativeId === null) {
-      const peers = path.snapshot.peers;
+      const snap = path.snapshot;
       for (let i = 0; i < n; i++) {
         const peer = q.outPeer[i] as number;
         if (peer < 0) continue;
         const pkt = q.outPacket(i);
-        if (!decrementTtl(q.outSlab, pkt)) {
+        const v6 = (q.outSlab[pkt] as number) >> 4 === 6;
+        if (!(v6 ? decrementHopLimit(q.outSlab, pkt) : decrementTtl(q.outSlab, pkt))) {
           q.outPeer[i] = native.VERDICT_TTL_EXCEEDED;
           path.count(C.dropTtlExceeded);
           continue;
         }
         const len = q.outLen[i] as number;
-        const start = encap.encode(q.outSlab, pkt, len, peers[peer]!.encap, local);
+        const from = v6 && path.ipv6 ? path.ipv6.local : local;
+        const start = encap.encode(q.outSlab, pkt, len, recordEncap(snap, peer), from);
         q.outOff[i] = start;
         q.outLen[i] = len + (pkt - start);
       }
@@ -131,7 +168,11 @@ export class Outbound {
     let icmp = 0;
     for (let i = 0; i < n && icmp < ICMP_PER_BATCH; i++) {
       if (q.outPeer[i] !== native.VERDICT_TTL_EXCEEDED) continue;
-      native.outIcmp(q.handle, i, native.ICMP_TIME_EXCEEDED, native.ICMP_EXC_TTL, path.gatewayIp);
+      if ((q.outSlab[q.outPacket(i)] as number) >> 4 === 6) {
+        native.outIcmp6(q.handle, i, native.ICMP6_TIME_EXCEEDED, native.ICMP6_EXC_HOPLIMIT, 0, path.gateway6);
+      } else {
+        native.outIcmp(q.handle, i, native.ICMP_TIME_EXCEEDED, native.ICMP_EXC_TTL, path.gatewayIp);
+      }
       icmp++;
     }
   }

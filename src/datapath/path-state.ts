@@ -11,12 +11,17 @@ import {
   ICMP_SCRATCH_MIN,
   ICMP_TIME_EXCEEDED,
 } from '../native.js';
-import type { DatapathOptions, PeerTraffic } from './datapath.js';
+import type { DatapathIpv6, DatapathOptions, PeerTraffic } from './datapath.js';
 import { maskOf } from './routes.js';
+import { words } from './routes6.js';
+import { readIp } from './ttl.js';
 import { buildPeerSnapshot, type Peer, type PeerSnapshot } from './peers.js';
 
 /** ICMP errors per batch: enough to tell a sender, not enough to let a scan turn weft into an amplifier. */
 export const ICMP_PER_BATCH = 8;
+
+/** An outer IPv6 header is 20 bytes longer than IPv4's: what an inner IPv6 packet has less room for on the wire. */
+export const IPV6_UNDERLAY_EXTRA = 20;
 
 export const PEER_COUNTERS = 4;
 
@@ -38,6 +43,17 @@ export class PathState {
   readonly tunMtu: number;
   /** Room for one ICMP error (IP + ICMP header + quoted IP header with options + 8 bytes). */
   readonly scratch = Buffer.alloc(ICMP_SCRATCH_MIN);
+  /** The IPv6 half, or null: IPv6 packets are then no_route drops. */
+  readonly ipv6: DatapathIpv6 | null;
+  /** Our TUN's IPv6 address, the source of ICMPv6 errors (16 bytes, once). */
+  readonly gateway6 = Buffer.alloc(16);
+  /** IPv6Network as four masked words and their masks. */
+  private readonly net6 = new Int32Array(4);
+  private readonly mask6 = new Int32Array(4);
+  /** The largest inner IPv6 packet the IPv6 underlay carries (the TUN MTU less the longer outer header); 0: none. */
+  readonly mtu6: number;
+  /** Room for one ICMPv6 error (the dgram tier's). */
+  private scratch6: Buffer | null = null;
   snapshot: PeerSnapshot = buildPeerSnapshot([]);
   /**
    * Per peer index of the current snapshot, PEER_COUNTERS doubles: packets and bytes sent to it, packets and bytes
@@ -56,6 +72,32 @@ export class PathState {
     this.networkNet = opts.networkIp & this.networkMask;
     this.gatewayIp = opts.gatewayIp >>> 0;
     this.tunMtu = opts.tunMtu ?? 0;
+    this.ipv6 = opts.ipv6 ?? null;
+    this.mtu6 = this.tunMtu > 0 ? this.tunMtu - IPV6_UNDERLAY_EXTRA : 0;
+    if (this.ipv6) {
+      const { network, gateway } = this.ipv6;
+      const [a, b, c, d] = words(gateway);
+      for (const [i, w] of [a, b, c, d].entries()) this.gateway6.writeInt32BE(w, i * 4);
+      const len = network.prefixLen;
+      this.mask6.set([0, 1, 2, 3].map((i) => maskOf(Math.max(0, Math.min(32, len - 32 * i)))));
+      this.net6.set(words(network.ip).map((w, i) => w & (this.mask6[i] as number)));
+    }
+  }
+
+  /** The IPv6 destination at buf[off, off + 16) lies in IPv6Network (so no lease means unreachable). */
+  inNetwork6(buf: Buffer, off: number): boolean {
+    if (!this.ipv6) return false;
+    for (let i = 0; i < 4; i++) {
+      if ((readIp(buf, off + 4 * i) & (this.mask6[i] as number)) !== this.net6[i]) return false;
+    }
+    return true;
+  }
+
+  /** The dgram tier's ICMPv6 error about slab[pkt, pkt + len), back through TUN; C decides whether one may go. */
+  icmp6(slab: Buffer, pkt: number, len: number, type: number, code: number, param = 0): void {
+    this.scratch6 ??= Buffer.alloc(native.ICMP6_SCRATCH);
+    const { tunFd, gateway6, scratch6, counters } = this;
+    native.icmp6Error(tunFd, slab, pkt, len, type, code, param, gateway6, scratch6, counters);
   }
 
   /** Swaps in a new peer set, keeping each remaining peer's counters. */
@@ -140,6 +182,7 @@ export const C = {
   dropTtlExceeded: counterIndex('drop_ttl_exceeded'),
   dropMalformed: counterIndex('drop_malformed'),
   dropSendError: counterIndex('drop_send_error'),
+  dropTooBig: counterIndex('drop_too_big'),
   tunRxPackets: counterIndex('tun_rx_packets'),
   tunRxBytes: counterIndex('tun_rx_bytes'),
   tunTxPackets: counterIndex('tun_tx_packets'),

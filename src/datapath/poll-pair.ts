@@ -25,13 +25,16 @@ export interface PollPairIo {
 export class PollPair {
   private readonly tunPoll: native.PollHandle;
   private readonly sockPoll: native.PollHandle;
+  /** The queue's IPv6 socket, polled the same way (either socket may fill up; both wake the same directions). */
+  private readonly sock6Poll: native.PollHandle | null = null;
   private closed = false;
 
-  /** Once constructed the pair owns sockFd (close() closes it); if this throws, the caller still does. */
+  /** Once constructed the pair owns sockFd and sock6Fd (close() closes them); if this throws, the caller still does. */
   constructor(
     tunFd: number,
     private readonly sockFd: number,
     private readonly io: PollPairIo,
+    private readonly sock6Fd = -1,
   ) {
     this.tunPoll = native.pollStart(tunFd, native.READABLE, () => this.onTunReadable());
     try {
@@ -40,15 +43,27 @@ export class PollPair {
       native.pollStop(this.tunPoll);
       throw e;
     }
+    if (sock6Fd < 0) return;
+    try {
+      this.sock6Poll = native.pollStart(sock6Fd, native.READABLE, (events) => this.onSocket(events));
+    } catch (e) {
+      native.pollStop(this.tunPoll);
+      native.pollStop(this.sockPoll);
+      throw e;
+    }
   }
 
-  /** Stops both polls and closes the socket. Safe to call twice. */
+  /** Stops the polls and closes the sockets. Safe to call twice. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     native.pollStop(this.tunPoll);
     native.pollStop(this.sockPoll);
     native.close(this.sockFd);
+    if (this.sock6Poll) {
+      native.pollStop(this.sock6Poll);
+      native.close(this.sock6Fd);
+    }
   }
 
   private onTunReadable(): void {
@@ -84,10 +99,13 @@ export class PollPair {
   }
 
   // The socket is full: stop reading TUN (the kernel queues or drops there, where TCP sees it) until it drains.
+  // With two sockets either may be the full one; both are polled for writable, and a flush that still cannot send
+  // leaves the push-back on.
   private pushBack(on: boolean): void {
     if (this.closed) return;
     native.pollUpdate(this.tunPoll, on ? 0 : native.READABLE);
     native.pollUpdate(this.sockPoll, on ? native.READABLE | native.WRITABLE : native.READABLE);
+    if (this.sock6Poll) native.pollUpdate(this.sock6Poll, on ? native.READABLE | native.WRITABLE : native.READABLE);
   }
 }
 

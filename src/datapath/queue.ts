@@ -9,10 +9,14 @@ import * as native from '../native.js';
 export interface QueueOptions {
   readonly tunFd: number;
   readonly sockFd: number;
+  /** The IPv6 underlay socket, or absent: no IPv6 records are sent to and nothing is read from IPv6. */
+  readonly sock6Fd?: number;
   /** ENCAP_* id of a native encap, or null: a TypeScript encap writes and reads headers between the steps. */
   readonly encap: number | null;
   readonly vni: number;
   readonly localMac: Buffer;
+  /** Our IPv6 half's VtepMAC (the inner source MAC of IPv6 VXLAN frames); default localMac. */
+  readonly localMac6?: Buffer;
   /** TUN MTU: the largest segment GSO makes (offload), where inbound packets are cut (batch); 0 = no limit. */
   readonly mtu: number;
   /** Packets per TUN batch and datagrams (or UDP_GRO buffers) per receive batch. */
@@ -43,8 +47,10 @@ export class Queue {
   /** In: datagram (or UDP_GRO buffer) i at i * slotSize. */
   readonly inSlab: Buffer;
   readonly inLen: Int32Array;
-  /** In: outer source address, host order. */
+  /** In: outer source address, host order; for a datagram from the IPv6 socket its slot (see inAddr6). */
   readonly inAddr: Uint32Array;
+  /** In: 16 bytes per slot, the IPv6 source of a datagram from the IPv6 socket; null without one. */
+  readonly inAddr6: Buffer | null;
   /** In: outer source port, host order (only with sourcePorts; else empty). */
   readonly inPort: Uint32Array;
   /** In, offload tier: the UDP_GRO segment size of each receive (0: one datagram). */
@@ -66,6 +72,8 @@ export class Queue {
     this.inSlab = Buffer.alloc(n * native.SLOT_SIZE);
     this.inLen = new Int32Array(n);
     this.inAddr = new Uint32Array(n);
+    const v6 = opts.sock6Fd !== undefined && opts.sock6Fd >= 0;
+    this.inAddr6 = v6 ? Buffer.alloc(n * 16) : null;
     this.inPort = new Uint32Array(opts.sourcePorts === true ? n : 0);
     this.inGso = opts.vnet ? new Int32Array(n) : null;
     this.segOff = new Int32Array(segs);
@@ -74,6 +82,8 @@ export class Queue {
     this.handle = native.queueOpen({
       tunFd: opts.tunFd,
       sockFd: opts.sockFd,
+      ...(v6 ? { sock6Fd: opts.sock6Fd, inAddr6: this.inAddr6 ?? undefined } : {}),
+      ...(opts.localMac6 ? { localMac6: opts.localMac6 } : {}),
       encap: opts.encap ?? -1,
       vni: opts.vni,
       localMac: opts.localMac,

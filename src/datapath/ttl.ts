@@ -26,9 +26,17 @@ export function readIp(buf: Buffer, off: number): number {
 }
 
 /**
- * Whether the packet at `off` is IPv6 (version 6, at least its 40-byte header). The tiers have no IPv6 routes yet, so
- * such a packet is dropped as no_route, not as malformed.
+ * Whether the packet at `off` is IPv6 (version 6, at least its 40-byte header): routed by RouteTable6, or without
+ * an IPv6 half dropped as no_route, not as malformed.
  */
 export function isIPv6(buf: Buffer, off: number, len: number): boolean {
   return len >= 40 && (buf[off] as number) >> 4 === 6;
+}
+
+/** Decrements the hop limit of the IPv6 header at `off` (no header checksum in IPv6); false when it would reach 0. */
+export function decrementHopLimit(buf: Buffer, off: number): boolean {
+  const hops = buf[off + 7] as number;
+  if (hops <= 1) return false;
+  buf[off + 7] = hops - 1;
+  return true;
 }

@@ -10,7 +10,7 @@
 // object as the module's default export; build it to JavaScript (ES module) and give its path to --encap-module on
 // every host. Other hosts' leases must carry the same BackendType, or they are ignored with a log line.
 import { DecodeVerdict, type Encap, NO_MAC, OUTER_IP_UDP } from './encap.js';
-import { innerIPv4Length } from './ipv4.js';
+import { innerIPLength } from './ipv4.js';
 
 const MAGIC = Buffer.from('WXR1', 'latin1');
 const HDR = MAGIC.length;
@@ -44,7 +44,7 @@ const xorExampleEncap: Encap = {
     if (buf.compare(MAGIC, 0, HDR, off, off + HDR) !== 0) return DecodeVerdict.badFlags;
     const inner = off + HDR;
     xorInPlace(buf, inner, len - HDR);
-    const n = innerIPv4Length(buf, inner, len - HDR);
+    const n = innerIPLength(buf, inner, len - HDR);
     if (n < 0) return n;
     out[0] = n;
     return inner;

@@ -1,9 +1,10 @@
 // Geneve, RFC 8926: 8-byte base header (version 0, option length in 4-byte words, O and C bits, protocol type,
-// 24-bit VNI) followed by options, then the inner packet. weft carries IPv4 directly (protocol 0x0800, no inner
-// Ethernet). Options are skipped by their length; a packet marked as carrying a critical option (C bit) is dropped,
-// since weft understands no options (RFC 8926 3.4: a tunnel endpoint must drop critical options it does not know).
+// 24-bit VNI) followed by options, then the inner packet. weft carries IP directly (protocol 0x0800 or 0x86DD by
+// the packet's version, no inner Ethernet). Options are skipped by their length; a packet marked as carrying a
+// critical option (C bit) is dropped, since weft understands no options (RFC 8926 3.4: a tunnel endpoint must
+// drop critical options it does not know).
 import { DecodeVerdict, type Encap, NO_MAC, OUTER_IP_UDP } from './encap.js';
-import { innerIPv4Length } from './ipv4.js';
+import { ethertypeOf, innerIPLength } from './ipv4.js';
 
 const GENEVE_HDR = 8;
 
@@ -24,8 +25,7 @@ export const geneveEncap: Encap = {
     const h = pktOff - GENEVE_HDR;
     buf[h] = 0; // version 0, no options
     buf[h + 1] = 0; // O=0, C=0
-    buf[h + 2] = 0x08;
-    buf[h + 3] = 0x00;
+    buf.writeUInt16BE(ethertypeOf(buf, pktOff), h + 2);
     buf.writeUIntBE(local.vni, h + 4, 3);
     buf[h + 7] = 0;
     return h;
@@ -37,10 +37,13 @@ export const geneveEncap: Encap = {
     const optLen = (b0 & 0x3f) * 4;
     if (GENEVE_HDR + optLen > len) return DecodeVerdict.truncated;
     if (((buf[off + 1] as number) & 0x40) !== 0 && optLen > 0) return DecodeVerdict.geneveCritical;
-    if (buf[off + 2] !== 0x08 || buf[off + 3] !== 0x00) return DecodeVerdict.badEthertype;
-    if (buf.readUIntBE(off + 4, 3) !== local.vni) return DecodeVerdict.badVni;
     const inner = off + GENEVE_HDR + optLen;
-    const n = innerIPv4Length(buf, inner, len - GENEVE_HDR - optLen);
+    const proto = buf.readUInt16BE(off + 2);
+    if ((proto !== 0x0800 && proto !== 0x86dd) || (len > inner - off && ethertypeOf(buf, inner) !== proto)) {
+      return DecodeVerdict.badEthertype;
+    }
+    if (buf.readUIntBE(off + 4, 3) !== local.vni) return DecodeVerdict.badVni;
+    const n = innerIPLength(buf, inner, len - GENEVE_HDR - optLen);
     if (n < 0) return n;
     out[0] = n;
     return inner;

@@ -2,7 +2,7 @@
 // Linux's vxlan device as flannel sets it up (port 8472, VNI 1, learning off): the inner Ethernet destination is the
 // peer's VtepMAC from its lease, so a kernel peer accepts the frame without ARP.
 import { DecodeVerdict, type Encap, OUTER_IP_UDP } from './encap.js';
-import { innerIPv4Length } from './ipv4.js';
+import { ethertypeOf, innerIPLength } from './ipv4.js';
 
 const VXLAN_HDR = 8;
 const ETH_HDR = 14;
@@ -45,8 +45,7 @@ export const vxlanEncap: Encap = {
     buf[h + 7] = 0;
     peer.mac.copy(buf, h + 8, 0, 6);
     local.mac.copy(buf, h + 14, 0, 6);
-    buf[h + 20] = 0x08;
-    buf[h + 21] = 0x00;
+    buf.writeUInt16BE(ethertypeOf(buf, pktOff), h + 20); // IPv6 inside: 0x86DD, as flannel-v6.<VNI> sends
     return h;
   },
   decode(buf, off, len, local, out) {
@@ -54,9 +53,12 @@ export const vxlanEncap: Encap = {
     // RFC 7348 5: receivers ignore the reserved bits; only the I flag must be set.
     if (((buf[off] as number) & FLAG_I) === 0) return DecodeVerdict.badFlags;
     if (buf.readUIntBE(off + 4, 3) !== local.vni) return DecodeVerdict.badVni;
-    if (buf[off + 20] !== 0x08 || buf[off + 21] !== 0x00) return DecodeVerdict.badEthertype;
     const inner = off + VXLAN_HDR + ETH_HDR;
-    const n = innerIPv4Length(buf, inner, len - VXLAN_HDR - ETH_HDR);
+    const et = buf.readUInt16BE(off + 20);
+    if ((et !== 0x0800 && et !== 0x86dd) || (len > inner - off && ethertypeOf(buf, inner) !== et)) {
+      return DecodeVerdict.badEthertype;
+    }
+    const n = innerIPLength(buf, inner, len - VXLAN_HDR - ETH_HDR);
     if (n < 0) return n;
     out[0] = n;
     return inner;

@@ -572,7 +572,7 @@ export class LeaseManager {
       const why = errorMessage(e);
       if (this.configRefusedSaid !== why) {
         this.log.error(
-          { err: why, running: `${formatSubnet(this.network.network)} ${this.network.backend.Type}` },
+          { err: why, running: `${runningNetworks(this.network)} ${this.network.backend.Type}` },
           'network config in etcd cannot be run; keeping the one this daemon runs',
         );
       }
@@ -650,4 +650,11 @@ export class LeaseManager {
     );
     return watch.run(signal, onListed);
   }
+}
+
+/** The networks a config runs, for a log line: "10.5.0.0/16", "fc00::/48" (IPv6-only) or both. */
+function runningNetworks(n: NetworkConfig): string {
+  const v4 = n.enableIPv4 ? [formatSubnet(n.network)] : [];
+  const v6 = n.enableIPv6 && n.ipv6Network !== null ? [n.ipv6Network] : [];
+  return [...v4, ...v6].join(' ');
 }
