@@ -48,14 +48,20 @@ export interface TransferResult {
 
 let nextPort = 9100;
 
-/** Sends `bytes` from `from` to `to` over TCP and returns both ends' counts and sha256. Bounded by `timeoutMs`. */
+/**
+ * Sends `bytes` from `from` to `to` over TCP (to its IPv6 address with family 6) and returns both ends' counts and
+ * sha256. Bounded by `timeoutMs`.
+ */
 export async function sha256Transfer(
   tb: Testbed,
   from: Pod,
   to: Pod,
   bytes: number,
   timeoutMs = 120_000,
+  family: 4 | 6 = 4,
 ): Promise<TransferResult> {
+  const dst = family === 6 ? to.ip6 : to.ip;
+  if (dst === undefined) throw new Error(`pod h${to.host} has no IPv6 address`);
   const port = nextPort++;
   const server = tb.spawn(to, [process.execPath, '-e', SERVER, String(port), String(timeoutMs)], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -64,7 +70,7 @@ export async function sha256Transfer(
   server.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   const done = new Promise<void>((resolve) => server.once('exit', () => resolve()));
   for (let i = 0; i < 100 && !out.includes('listening'); i++) await sleep(50);
-  const c = await tb.exec(from, [process.execPath, '-e', CLIENT, to.ip, String(port), String(bytes)], { timeoutMs });
+  const c = await tb.exec(from, [process.execPath, '-e', CLIENT, dst, String(port), String(bytes)], { timeoutMs });
   await done;
   if (c.code !== 0) throw new Error(`transfer client failed (${c.code}): ${c.stderr}`);
   const sent = JSON.parse(c.stdout) as { sent: number; hash: string };
@@ -167,7 +173,7 @@ for (const s of spec) {
   else m = Buffer.concat([Buffer.from(s.prefix || '', 'hex'), ipv4(s.src, s.dst)]);
   for (let i = 0; i < s.count; i++) msgs.push(m);
 }
-const sock = dgram.createSocket('udp4');
+const sock = dgram.createSocket(dst.includes(':') ? 'udp6' : 'udp4');
 let i = 0, errors = 0;
 const next = (e) => {
   if (e) errors++;
@@ -182,7 +188,7 @@ setTimeout(() => process.exit(3), 20000).unref();
 `;
 
 /**
- * Sends crafted datagrams from a namespace to `dst:port`, one after another (bounded: count and 20 s). Resolves with
+ * Sends crafted datagrams from a namespace to `dst:port` (IPv4 or IPv6), one after another (bounded: count and 20 s). Resolves with
  * how many the kernel took (`sent`) and how many sends failed.
  */
 export async function sendDatagrams(
