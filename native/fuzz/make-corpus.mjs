@@ -91,6 +91,45 @@ const inners = {
   fragment: ipv4({ frag: 0x2000, l4csum: 'partial' }),
   padded: Buffer.concat([ipv4(), Buffer.alloc(6)]),
 };
+// IPv6 inner packets (RFC 8200): UDP or TCP after the fixed header, with a full or a partial (pseudo-header) sum.
+function ipv6({ proto = 17, payload = 16, l4csum = 'full', hops = 64, next } = {}) {
+  const l4len = (proto === 6 ? 20 : 8) + payload;
+  const b = Buffer.alloc(40 + l4len);
+  b[0] = 0x60;
+  b.writeUInt16BE(l4len, 4);
+  b[6] = next ?? proto;
+  b[7] = hops;
+  Buffer.from([0xfd, 0, 0, 5, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 2]).copy(b, 8);
+  Buffer.from([0xfd, 0, 0, 5, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 2]).copy(b, 24);
+  const l4 = b.subarray(40);
+  for (let i = 0; i < payload; i++) l4[l4.length - payload + i] = i * 5;
+  l4.writeUInt16BE(4000, 0);
+  l4.writeUInt16BE(5000, 2);
+  if (proto === 17) l4.writeUInt16BE(l4len, 4);
+  if (proto === 6) {
+    l4[12] = 0x50;
+    l4[13] = 0x18;
+  }
+  const field = proto === 6 ? 16 : 6;
+  const len = Buffer.alloc(8);
+  len.writeUInt32BE(l4len, 0);
+  len[7] = proto;
+  const pseudo = csum(Buffer.concat([b.subarray(8, 40), len]));
+  if (l4csum === 'partial') l4.writeUInt16BE(pseudo, field);
+  if (l4csum === 'full') l4.writeUInt16BE(~csum(l4, pseudo) & 0xffff || 0xffff, field);
+  return b;
+}
+const inners6 = {
+  'v6-udp-full': ipv6(),
+  'v6-udp-partial': ipv6({ l4csum: 'partial' }),
+  'v6-tcp-partial': ipv6({ proto: 6, l4csum: 'partial', payload: 100 }),
+  'v6-padded': Buffer.concat([ipv6(), Buffer.alloc(6)]),
+  'v6-jumbo-zero-length': (() => {
+    const b = ipv6();
+    b.writeUInt16BE(0, 4);
+    return b;
+  })(),
+};
 const truncated = Buffer.from([0x45, 0, 0, 60, 0, 0]);
 const lying = (() => {
   const b = ipv4();
@@ -230,9 +269,19 @@ const twoFlows = [
 ];
 
 const targets = {
-  decap_udp: { ...inners, truncated, lying, garbage, ipv6: Buffer.concat([Buffer.from([0x60]), Buffer.alloc(47)]) },
+  decap_udp: {
+    ...inners,
+    ...inners6,
+    truncated,
+    lying,
+    garbage,
+    ipv6: Buffer.concat([Buffer.from([0x60]), Buffer.alloc(47)]),
+  },
   decap_vxlan: {
     ...Object.fromEntries(Object.entries(inners).map(([k, v]) => [k, vxlan(v)])),
+    ...Object.fromEntries(Object.entries(inners6).map(([k, v]) => [k, vxlan(v, { ethertype: 0x86dd })])),
+    'v4-in-86dd': vxlan(inners['udp-full'], { ethertype: 0x86dd }),
+    'v6-in-0800': vxlan(inners6['v6-udp-full']),
     'no-i-flag': vxlan(inners['udp-full'], { flags: 0 }),
     'wrong-vni': vxlan(inners['udp-full'], { vni: 7 }),
     'ethertype-arp': vxlan(inners['udp-full'], { ethertype: 0x0806 }),
@@ -246,6 +295,8 @@ const targets = {
     'c-flag-options': geneve(inners['udp-full'], { flags: 0x40, optWords: 1 }),
     'version-1': geneve(inners['udp-full'], { ver: 1 }),
     'proto-ipv6': geneve(inners['udp-full'], { proto: 0x86dd }),
+    ...Object.fromEntries(Object.entries(inners6).map(([k, v]) => [k, geneve(v, { proto: 0x86dd })])),
+    'v6-options': geneve(inners6['v6-tcp-partial'], { optWords: 2, proto: 0x86dd }),
     'options-past-end': geneve(Buffer.alloc(4), { optWords: 63 }).subarray(0, 20),
   },
   gro: {
@@ -329,6 +380,21 @@ const targets = {
     fragment: Buffer.concat([Buffer.from([3, 0, 96]), ipv4({ frag: 0x0010 })]),
     'broadcast-dst': Buffer.concat([Buffer.from([3, 0, 96]), ipv4({ dst: [255, 255, 255, 255] })]),
     truncated: Buffer.concat([Buffer.from([3, 0, 96]), truncated]),
+  },
+  // type, code, scratch capacity (u16), param (u32), the IPv6 packet
+  icmp6: {
+    'unreach-udp': Buffer.concat([Buffer.from([1, 0, 5, 0, 0, 0, 0, 0]), inners6['v6-udp-full']]),
+    'hop-limit-tcp': Buffer.concat([Buffer.from([3, 0, 5, 0, 0, 0, 0, 0]), ipv6({ proto: 6, hops: 1 })]),
+    'too-big-long': Buffer.concat([Buffer.from([2, 0, 5, 0, 0, 0, 5, 0x96]), ipv6({ payload: 1400 })]),
+    'about-error': Buffer.concat([Buffer.from([1, 0, 5, 0, 0, 0, 0, 0]), ipv6({ proto: 58, payload: 0 })]),
+    'behind-hop-by-hop': Buffer.concat([Buffer.from([3, 0, 5, 0, 0, 0, 0, 0]), ipv6({ next: 0, payload: 8 })]),
+    'small-cap': Buffer.concat([Buffer.from([1, 0, 0, 60, 0, 0, 0, 0]), inners6['v6-udp-full']]),
+    'multicast-dst': (() => {
+      const b = ipv6();
+      b[24] = 0xff;
+      return Buffer.concat([Buffer.from([1, 0, 5, 0, 0, 0, 0, 0]), b]);
+    })(),
+    truncated: Buffer.concat([Buffer.from([1, 0, 5, 0, 0, 0, 0, 0]), Buffer.from([0x60, 0, 0, 0])]),
   },
 };
 
