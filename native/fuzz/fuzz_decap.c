@@ -5,8 +5,8 @@
  *
  * The datagram sits alone in a heap slot of exactly its own size, so ASan reports any read or write past what the
  * kernel would have handed over. After the call the harness checks the contract: a kept packet lies inside its slot
- * and is a plausible IPv4 (IPv6) packet whose total length (40 + payload length) is its length; a drop has a known verdict and was counted once;
- * a completed TCP/UDP checksum verifies.
+ * and is a plausible IPv4 (IPv6) packet whose total length (40 + payload length) is its length; a drop has a known
+ * verdict and was counted once; a completed TCP/UDP checksum verifies.
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -188,8 +188,8 @@ setTimeout(() => process.exit(3), 20000).unref();
 `;
 
 /**
- * Sends crafted datagrams from a namespace to `dst:port` (IPv4 or IPv6), one after another (bounded: count and 20 s). Resolves with
- * how many the kernel took (`sent`) and how many sends failed.
+ * Sends crafted datagrams from a namespace to `dst:port` (IPv4 or IPv6), one after another (bounded: count and
+ * 20 s). Resolves with how many the kernel took (`sent`) and how many sends failed.
  */
 export async function sendDatagrams(
   tb: Testbed,
