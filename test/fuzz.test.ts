@@ -32,8 +32,8 @@ import {
 const SECONDS = Number(process.env['WEFT_FUZZ_SECONDS'] ?? 20);
 const PARALLEL = Math.max(1, Math.min(availableParallelism(), 4));
 // Every harness scripts/fuzz.sh must list: the decap path per encap, ICMP and ICMPv6 errors, and the offload tier's
-// receive (offload_decap + GRO) and send (GSO split) sides, WireGuard's open and seal, and the batch and dgram tiers' cut of
-// an inbound packet over the TUN MTU (tun_split). It may list more (any new native/fuzz/fuzz_*.c).
+// receive (offload_decap + GRO) and send (GSO split) sides, WireGuard's open and seal, and the batch and dgram tiers'
+// cut of an inbound packet over the TUN MTU (tun_split). It may list more (any new native/fuzz/fuzz_*.c).
 const EXPECTED_TARGETS = [
   'decap_udp',
   'decap_vxlan',
