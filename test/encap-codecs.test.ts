@@ -7,7 +7,7 @@ import { DecodeVerdict, type Encap } from '../src/encap/encap.js';
 import { udpEncap } from '../src/encap/udp.js';
 import { vxlanEncap, parseMac, formatMac } from '../src/encap/vxlan.js';
 import { geneveEncap } from '../src/encap/geneve.js';
-import { decrementTtl } from '../src/datapath/ttl.js';
+import { decrementHopLimit, decrementTtl } from '../src/datapath/ttl.js';
 import { csum, ipv4Packet } from './helpers/packets.js';
 
 const local = { mac: parseMac('02:00:00:00:00:01')!, vni: 7 };
@@ -47,6 +47,43 @@ for (const encap of [udpEncap, vxlanEncap, geneveEncap] as Encap[]) {
   });
 }
 
+/** A 48-byte IPv6/UDP packet fd00:5:0:3::2 -> fd00:5:0:4::2 (hop limit `hops`). */
+function udp6Packet(hops = 64): Buffer {
+  const p = Buffer.alloc(48);
+  p[0] = 0x60;
+  p.writeUInt16BE(8, 4);
+  p[6] = 17;
+  p[7] = hops;
+  Buffer.from('fd000005000000030000000000000002', 'hex').copy(p, 8);
+  Buffer.from('fd000005000000040000000000000002', 'hex').copy(p, 24);
+  p.writeUInt16BE(8, 44);
+  return p;
+}
+
+for (const encap of [udpEncap, vxlanEncap, geneveEncap] as Encap[]) {
+  t.test(`${encap.name}: inner IPv6: TS encode equals the native encap (0x86DD, hop limit); decode`, async (t) => {
+    const pkt = udp6Packet();
+    const buf = Buffer.alloc(native.HEADROOM + pkt.length);
+    pkt.copy(buf, native.HEADROOM);
+    const start = encap.encode(buf, native.HEADROOM, pkt.length, peerInfo, local);
+    if (encap.headerLength > 0) {
+      const proto = encap === vxlanEncap ? buf.readUInt16BE(native.HEADROOM - 2) : buf.readUInt16BE(start + 2);
+      t.equal(proto, 0x86dd, 'protocol: IPv6');
+    }
+    const table = Buffer.alloc(native.PEER_RECORD_SIZE);
+    native.writePeerRecord(table, 0, '198.18.0.2', encap.defaultPort, peerInfo.mac, 7);
+    const b = outBatch(byteQueue({ slots: 1, encap: encap.nativeId, vni: 7, localMac: local.mac }), [pkt], table);
+    b.encap(1);
+    t.ok(decrementHopLimit(buf, native.HEADROOM));
+    t.equal(buf[native.HEADROOM + 7], 63, 'hop limit 64 -> 63');
+    t.same(b.slab.subarray(b.off[0]!, b.off[0]! + b.len[0]!), buf.subarray(start), 'same bytes on the wire');
+    const out = new Int32Array(1);
+    t.equal(encap.decode(buf, start, buf.length - start, local, out), native.HEADROOM);
+    t.equal(out[0], pkt.length);
+    t.notOk(decrementHopLimit(udp6Packet(1), 0), 'hop limit 1 is refused');
+  });
+}
+
 t.test('TTL decrement keeps a valid header checksum; TTL 1 is refused', async (t) => {
   for (const ttl of [2, 64, 255]) {
     const p = udpPacket(ttl);
@@ -76,7 +113,8 @@ t.test('decoders reject malformed input with their verdicts', async (t) => {
     [(b) => (b[0] = 0), DecodeVerdict.badFlags, 'I flag clear'],
     [(b) => (b[6] = 9), DecodeVerdict.badVni, 'another VNI'],
     [(b) => (b[21] = 0xdd), DecodeVerdict.badEthertype, 'inner ethertype not IPv4'],
-    [(b) => (b[22] = 0x65), DecodeVerdict.malformed, 'inner not IPv4'],
+    [(b) => (b[22] = 0x75), DecodeVerdict.malformed, 'inner neither IPv4 nor IPv6'],
+    [(b) => (b[22] = 0x65), DecodeVerdict.badEthertype, 'an IPv6 version under EtherType 0x0800'],
     [(b) => b.writeUInt16BE(400, 24), DecodeVerdict.truncated, 'inner length lies'],
   ];
   for (const [mut, want, what] of vxlanCases) t.equal(vx(mut), want, what);

@@ -236,7 +236,8 @@ function vx(vni: number, inner: Buffer, flags = 0x08, ethertype = 0x0800): Buffe
 
 t.test('decap vxlan: verdicts and counters', async (t) => {
   const inner = ipv4Packet({ payload: icmpEcho(1) });
-  const badInner = changed(inner, (b) => (b[0] = 0x65)); // version 6
+  const badInner = changed(inner, (b) => (b[0] = 0x75)); // version 7
+  const v6Under0800 = changed(inner, (b) => (b[0] = 0x65)); // version 6 where the EtherType says IPv4
   const reserved = vx(VNI, inner, 0xff);
   reserved.fill(0xff, 1, 4);
   reserved[7] = 0xff; // reserved bits set: ignored (RFC 7348)
@@ -249,7 +250,8 @@ t.test('decap vxlan: verdicts and counters', async (t) => {
     ['wrong VNI', vx(VNI + 1, inner), n.VERDICT_BAD_VNI],
     ['IPv6 ethertype', vx(VNI, inner, 0x08, 0x86dd), n.VERDICT_BAD_ETHERTYPE],
     ['VLAN tag', vx(VNI, inner, 0x08, 0x8100), n.VERDICT_BAD_ETHERTYPE],
-    ['inner not IPv4', vx(VNI, badInner), n.VERDICT_MALFORMED],
+    ['inner neither IPv4 nor IPv6', vx(VNI, badInner), n.VERDICT_MALFORMED],
+    ['an IPv6 version under EtherType 0x0800', vx(VNI, v6Under0800), n.VERDICT_BAD_ETHERTYPE],
     ['Ethernet padding', vx(VNI, Buffer.concat([inner, Buffer.alloc(20)])), inner.length],
   ];
   const d = decapAll(
@@ -260,7 +262,7 @@ t.test('decap vxlan: verdicts and counters', async (t) => {
   t.equal(c(d, 'drop_malformed'), 3);
   t.equal(c(d, 'drop_bad_flags'), 1);
   t.equal(c(d, 'drop_bad_vni'), 1);
-  t.equal(c(d, 'drop_bad_ethertype'), 2);
+  t.equal(c(d, 'drop_bad_ethertype'), 3);
 });
 
 function gnv(
