@@ -48,26 +48,29 @@ t.test('weft demo: leases, ping matrix and throughput per tier, then nothing lef
   for (const id of ids) t.same(await namespacesOf(id), [], `no namespace of the demo (w${id}-*) left`);
 });
 
-t.test('weft demo --ipv6: dual-stack leases, ping and ping6 matrices on kernel vxlan, then nothing left', async (t) => {
-  const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      [WEFT_CLI, 'demo', '--ipv6'],
-      { timeout: 120_000, killSignal: 'SIGINT', maxBuffer: 1 << 20 },
-      (e, out, err) => resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out, err }),
-    );
-  });
-  t.equal(r.code, 0, `exit 0${r.code === 0 ? '' : `: ${r.err.slice(-1000)}`}`);
-  const leases = r.out.slice(r.out.indexOf('leases (weft leases):'), r.out.indexOf('kernel vxlan:'));
-  t.match(leases, /IPV6 SUBNET\s+PUBLIC IPV6/, 'the lease table has the IPv6 columns');
-  t.equal(new Set(leases.match(/fd00:5:0:[0-9a-f]+::\/64/g) ?? []).size, 3, 'three IPv6 subnets in the table');
-  const ids = [...new Set([...leases.matchAll(/\b198\.18\.(\d+)\.\d+\b/g)].map((m) => m[1]!))];
-  t.equal(ids.length, 1, `the hosts' PublicIPs name one testbed (${ids.join(', ')})`);
-  const six = r.out.slice(r.out.indexOf('ping6'), r.out.indexOf('userspace batch tier'));
-  t.equal((six.match(/ ok \d+\.\d+ ms/g) ?? []).length, 6, 'every pod pinged6 every other pod');
-  const user6 = r.out.slice(r.out.indexOf('userspace batch tier'));
-  t.equal((user6.match(/ ok \d+\.\d+ ms/g) ?? []).length, 6, 'and again on the userspace batch tier');
-  t.equal((r.out.match(/ ok \d+\.\d+ ms/g) ?? []).length, 18, 'and pinged it over IPv4');
-  t.notMatch(r.out, /FAIL/, 'no failed ping');
-  for (const id of ids) t.same(await namespacesOf(id), [], `no namespace of the demo (w${id}-*) left`);
-});
+t.test(
+  'weft demo --ipv6: dual-stack leases, ping and ping6 on kernel vxlan, ping6 on batch, then nothing left',
+  async (t) => {
+    const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [WEFT_CLI, 'demo', '--ipv6'],
+        { timeout: 120_000, killSignal: 'SIGINT', maxBuffer: 1 << 20 },
+        (e, out, err) => resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out, err }),
+      );
+    });
+    t.equal(r.code, 0, `exit 0${r.code === 0 ? '' : `: ${r.err.slice(-1000)}`}`);
+    const leases = r.out.slice(r.out.indexOf('leases (weft leases):'), r.out.indexOf('kernel vxlan:'));
+    t.match(leases, /IPV6 SUBNET\s+PUBLIC IPV6/, 'the lease table has the IPv6 columns');
+    t.equal(new Set(leases.match(/fd00:5:0:[0-9a-f]+::\/64/g) ?? []).size, 3, 'three IPv6 subnets in the table');
+    const ids = [...new Set([...leases.matchAll(/\b198\.18\.(\d+)\.\d+\b/g)].map((m) => m[1]!))];
+    t.equal(ids.length, 1, `the hosts' PublicIPs name one testbed (${ids.join(', ')})`);
+    const six = r.out.slice(r.out.indexOf('ping6'), r.out.indexOf('userspace batch tier'));
+    t.equal((six.match(/ ok \d+\.\d+ ms/g) ?? []).length, 6, 'every pod pinged6 every other pod');
+    const user6 = r.out.slice(r.out.indexOf('userspace batch tier'));
+    t.equal((user6.match(/ ok \d+\.\d+ ms/g) ?? []).length, 6, 'and again on the userspace batch tier');
+    t.equal((r.out.match(/ ok \d+\.\d+ ms/g) ?? []).length, 18, 'and pinged it over IPv4');
+    t.notMatch(r.out, /FAIL/, 'no failed ping');
+    for (const id of ids) t.same(await namespacesOf(id), [], `no namespace of the demo (w${id}-*) left`);
+  },
+);

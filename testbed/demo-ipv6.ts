@@ -29,6 +29,11 @@ export async function runDemoIPv6(): Promise<void> {
     say('\nkernel vxlan: pod-to-pod ping6 over flannel-v6.1 (3 pings each)');
     await printPingMatrix(cluster, (p) => p.ip6);
     for (const n of HOSTS) await cluster.stopDaemon(n);
+    // flanneld's devices outlive the daemon (and hold the VXLAN port): gone before the userspace tier binds it.
+    for (const n of HOSTS) {
+      for (const dev of ['flannel.1', 'flannel-v6.1'])
+        await cluster.tb.exec(cluster.tb.host(n), ['ip', 'link', 'del', dev]);
+    }
     for (const n of HOSTS) await cluster.startDaemon(n, ['--tier=batch']);
     await warmUp6(cluster);
     say('\nuserspace batch tier, vxlan: pod-to-pod ping6 over weft0, between PublicIPv6 addresses (3 pings each)');
