@@ -295,13 +295,8 @@ int32_t weft_queue_out_send(weft_queue *q, weft_err *e) {
                              q->counters, e);
 }
 
-int weft_queue_out_icmp(weft_queue *q, int32_t slot, uint8_t type, uint8_t code, uint32_t from) {
-  if (slot < 0 || slot >= q->out_slots) return 0;
-  int32_t len = q->out_len[slot];
-  if (len <= 0 || len > q->slot_size - WEFT_HEADROOM) return 0;
-  const uint8_t *pkt = q->out_slab + (size_t)slot * q->slot_size + WEFT_HEADROOM;
-  int32_t n = weft_icmp_error_build(pkt, len, type, code, from, q->scratch, (int32_t)sizeof q->scratch);
-  if (n <= 0) return 0;
+/* The error in scratch (n bytes) back into TUN, with an empty virtio header on the offload tier. */
+static int tun_write_icmp(weft_queue *q, int32_t n) {
   int ok;
   if (q->vnet) {
     uint8_t vh[WEFT_VNET_HDR_LEN] = {0};
@@ -314,17 +309,13 @@ int weft_queue_out_icmp(weft_queue *q, int32_t slot, uint8_t type, uint8_t code,
   return ok;
 }
 
-static int tun_write_icmp(weft_queue *q, int32_t n) {
-  int ok;
-  if (q->vnet) {
-    uint8_t vh[WEFT_VNET_HDR_LEN] = {0};
-    struct iovec iov[2] = {{vh, sizeof vh}, {q->scratch, (size_t)n}};
-    ok = weft_tun_writev(q->tun_fd, iov, 2, WEFT_VNET_HDR_LEN, q->counters);
-  } else {
-    ok = weft_tun_write_one(q->tun_fd, q->scratch, n, q->counters);
-  }
-  if (ok) q->counters[WEFT_C_ICMP_SENT] += 1;
-  return ok;
+int weft_queue_out_icmp(weft_queue *q, int32_t slot, uint8_t type, uint8_t code, uint32_t from) {
+  if (slot < 0 || slot >= q->out_slots) return 0;
+  int32_t len = q->out_len[slot];
+  if (len <= 0 || len > q->slot_size - WEFT_HEADROOM) return 0;
+  const uint8_t *pkt = q->out_slab + (size_t)slot * q->slot_size + WEFT_HEADROOM;
+  int32_t n = weft_icmp_error_build(pkt, len, type, code, from, q->scratch, (int32_t)sizeof q->scratch);
+  return n > 0 ? tun_write_icmp(q, n) : 0;
 }
 
 int weft_queue_out_icmp6(weft_queue *q, int32_t slot, uint8_t type, uint8_t code, uint32_t param,

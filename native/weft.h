@@ -13,7 +13,7 @@
  *   len[i]    packet length, or a negative verdict (see WEFT_DROPS)
  *   off[i]    absolute byte offset of the packet (or its encap header) in the slab
  *   peer[i]   index into the peer table, or a negative verdict
- *   addr[i]   outer IPv4 source of a received datagram, host order
+ *   addr[i]   outer IPv4 source of a received datagram, host order (from the IPv6 socket: the slot, see udp.c)
  *   counters  WEFT_COUNTER_COUNT doubles; C only ever adds to them
  * The core still checks each off/len that JS may have written before touching the slab.
  */
