@@ -183,12 +183,29 @@ static int32_t drop(double *counters, int reason) {
   return WEFT_VERDICT(reason);
 }
 
+/* Headers of segment k of an IPv6 TCP packet (what tcp_gso_segment does for IPv6): payload length, sequence, FIN/PSH
+ * only on the last and CWR only on the first, the checksum over the IPv6 pseudo-header (RFC 8200 8.1). */
+static void tcp6_segment_headers(uint8_t *h, int32_t thl, int32_t chunk, uint16_t chunk_sum, int32_t k, int32_t nseg,
+                                 int32_t mss, uint32_t seq0, uint8_t flags0) {
+  uint8_t *tcp = h + 40, f = flags0;
+  if (k != nseg - 1) f &= (uint8_t)~(0x01 | 0x08); /* FIN, PSH */
+  if (k != 0) f &= (uint8_t)~0x80;                 /* CWR */
+  weft_wr16(h + 4, (uint16_t)(thl + chunk));
+  weft_wr32(tcp + 4, seq0 + (uint32_t)k * (uint32_t)mss);
+  tcp[13] = f;
+  tcp[16] = tcp[17] = 0;
+  uint64_t s = weft_csum_add(0, h + 8, 32) + 6 + (uint32_t)(thl + chunk) + weft_csum_add(0, tcp, (size_t)thl);
+  weft_wr16(tcp + 16, (uint16_t)~weft_csum_fold(s + chunk_sum));
+}
+
 static int32_t tun_write_tcp_segments(int fd, const uint8_t *p, int32_t len, int32_t mtu, double *counters) {
-  /* Only what tcp_gso_segment would cut: unfragmented IPv4 TCP, no SYN/RST (their sequence
-   * space is not plain payload). */
-  if (!weft_ipv4_valid_exact(p, len) || p[9] != 6 || (weft_rd16(p + 6) & 0x3fff))
+  /* Only what tcp_gso_segment would cut: unfragmented IPv4 TCP, or IPv6 with TCP right after the fixed header; no
+   * SYN/RST (their sequence space is not plain payload). */
+  int v6 = len > 0 && (p[0] >> 4) == 6;
+  if (v6 ? !weft_ipv6_valid_exact(p, len) || p[6] != 6
+         : !weft_ipv4_valid_exact(p, len) || p[9] != 6 || (weft_rd16(p + 6) & 0x3fff))
     return drop(counters, WEFT_DROP_TOO_BIG);
-  int32_t ihl = (p[0] & 0x0f) * 4;
+  int32_t ihl = v6 ? 40 : (p[0] & 0x0f) * 4;
   if (len < ihl + 20) return drop(counters, WEFT_DROP_TOO_BIG);
   const uint8_t *tcp = p + ihl;
   int32_t thl = (tcp[12] >> 4) * 4, hdr = ihl + thl;
@@ -203,7 +220,8 @@ static int32_t tun_write_tcp_segments(int fd, const uint8_t *p, int32_t len, int
    * corruption and must not get valid checksums from us. A chunk at an odd offset counts
    * byte-swapped (RFC 1071 2(B)). */
   uint16_t sums[WEFT_GSO_MAX_SEGS];
-  uint64_t total = weft_csum_add(0, p + 12, 8) + 6 + (uint32_t)(len - ihl) + weft_csum_add(0, tcp, (size_t)thl);
+  uint64_t total = (v6 ? weft_csum_add(0, p + 8, 32) : weft_csum_add(0, p + 12, 8)) + 6 + (uint32_t)(len - ihl) +
+                   weft_csum_add(0, tcp, (size_t)thl);
   for (int32_t k = 0; k < nseg; k++) {
     int32_t at = k * mss, chunk = k == nseg - 1 ? payload - at : mss;
     sums[k] = weft_csum_fold(weft_csum_add(0, p + hdr + at, (size_t)chunk));
@@ -212,13 +230,14 @@ static int32_t tun_write_tcp_segments(int fd, const uint8_t *p, int32_t len, int
   if (weft_csum_fold(total) != 0xffff) return drop(counters, WEFT_DROP_BAD_CSUM);
 
   uint8_t h[60 + 60];
-  uint16_t id = weft_rd16(p + 4);
+  uint16_t id = v6 ? 0 : weft_rd16(p + 4);
   uint32_t seq = weft_rd32(tcp + 4);
   uint8_t flags = tcp[13];
   for (int32_t k = 0; k < nseg; k++) {
     int32_t at = k * mss, chunk = k == nseg - 1 ? payload - at : mss;
     memcpy(h, p, (size_t)hdr);
-    weft_tcp4_segment_headers(h, ihl, thl, chunk, sums[k], 0, k, nseg, mss, id, seq, flags);
+    if (v6) tcp6_segment_headers(h, thl, chunk, sums[k], k, nseg, mss, seq, flags);
+    else weft_tcp4_segment_headers(h, ihl, thl, chunk, sums[k], 0, k, nseg, mss, id, seq, flags);
     struct iovec iov[2] = {{h, (size_t)hdr}, {(void *)(p + hdr + at), (size_t)chunk}};
     /* The rest would fail the same way (the drop is counted); TCP resends what is missing. */
     if (!weft_tun_writev(fd, iov, 2, 0, counters)) return WEFT_VERDICT(WEFT_DROP_TUN_WRITE_ERROR);

@@ -255,13 +255,13 @@ int weft_tun_write_one(int fd, const uint8_t *buf, int32_t len, double *counters
  * counted drop. Returns 1 when written. */
 int weft_tun_writev(int fd, const struct iovec *iov, int iovcnt, int32_t hdr, double *counters);
 /* One inbound packet to a TUN without a virtio header. Up to mtu bytes (or mtu 0): one write.
- * Longer: an unfragmented IPv4 TCP packet whose checksum verifies is written as segments of at
- * most mtu bytes (one writev each: header copy on the stack + payload slice in place); anything
- * else is dropped as too_big, a wrong TCP checksum as bad_csum. Returns 1 when written, else the
- * negative verdict (already counted). */
+ * Longer: an unfragmented IPv4 TCP packet (or IPv6 with TCP after the fixed header) whose checksum
+ * verifies is written as segments of at most mtu bytes (one writev each: header copy on the stack +
+ * payload slice in place); anything else is dropped as too_big, a wrong TCP checksum as bad_csum.
+ * Returns 1 when written, else the negative verdict (already counted). */
 int32_t weft_tun_write_mtu(int fd, const uint8_t *pkt, int32_t len, int32_t mtu, double *counters);
 /* Decapsulated packets (off/len, len <= 0 skipped) to a TUN without a virtio header: partial checksums a kernel
- * sender left are completed first (weft_ipv4_complete_l4_csum), then weft_tun_write_mtu. A failure sets len[i] to
+ * sender left are completed first (weft_ip_complete_l4_csum), then weft_tun_write_mtu. A failure sets len[i] to
  * its verdict. Returns packets written. */
 int32_t weft_tun_write_batch(int fd, uint8_t *slab, size_t slab_len, const int32_t *off, int32_t *len, int32_t count,
                              int32_t mtu, double *counters);

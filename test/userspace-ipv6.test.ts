@@ -6,11 +6,12 @@
 //                       pods by weft-cni with an IPv4 and an IPv6 address
 //
 // Checks: ping6 matrices between the pods on every tier x encap (one cluster per encap, the daemons restarted on
-// each tier), the IPv6 overlay datagrams between PublicIPv6 addresses; on batch/vxlan a TCP-over-IPv6 sha256
-// transfer, hostile IPv6 datagrams (an inner source outside the sender's IPv6 subnet; an outer source that is no
-// member; inner IPv6 over the IPv4 underlay) dropped and counted by reason, and ICMPv6 errors (no route, time
-// exceeded, packet too big) read back from the TUN byte for byte: type, code, checksum over the pseudo-header, the
-// quoted packet.
+// each tier), the IPv6 overlay datagrams between PublicIPv6 addresses; a kernel VXLAN host (flannel-v6.1, as
+// flanneld programs it) and a batch host reaching each other over IPv6 (ping6, TCP both ways); on batch/vxlan a
+// TCP-over-IPv6 sha256 transfer, hostile IPv6 datagrams (an inner source outside the sender's IPv6 subnet; an
+// outer source that is no member; inner IPv6 over the IPv4 underlay) dropped and counted by reason, and ICMPv6
+// errors (no route, time exceeded, packet too big) read back from the TUN byte for byte: type, code, checksum over
+// the pseudo-header, the quoted packet.
 import t, { type Test } from 'tap';
 import type { Cluster } from '../testbed/cluster.js';
 import type { Pod } from '../testbed/hosts.js';
@@ -125,6 +126,35 @@ for (const encap of ['udp', 'vxlan', 'geneve']) {
     }
   });
 }
+
+t.test('a kernel VXLAN host (flannel-v6.1) and a batch host carry IPv6 between them, both ways', async (t) => {
+  const cluster = await clusterFor(t, 2, dualStack('vxlan'));
+  await cluster.startDaemon(1, ['--datapath=kernel']);
+  await cluster.startDaemon(2, ['--tier=batch', `--healthz-port=${STATUS_PORT}`]);
+  for (const n of [1, 2]) await cluster.ensurePod(n);
+  const peers = async (): Promise<number> => (await statusOf(cluster.tb, cluster.tb.host(2), STATUS_PORT)).peers.length;
+  t.ok(await until(async () => (await peers()) === 1, 10_000, 100), 'the batch host knows the kernel host');
+  const two = cluster.pods;
+  for (const n of [1, 2]) {
+    const ok = await until(
+      async () => {
+        const r = await cluster.tb.exec(two.get(n)!, ['ip', '-6', 'addr', 'show', 'dev', 'eth0']);
+        const g = await cluster.tb.exec(cluster.tb.host(n), ['ip', '-6', 'addr', 'show', 'dev', 'cni0']);
+        return !r.stdout.includes('tentative') && !g.stdout.includes('tentative') && r.stdout.includes('inet6');
+      },
+      10_000,
+      200,
+    );
+    t.ok(ok, `h${n}: addresses out of DAD`);
+  }
+  await pingMatrix(t, cluster, [1, 2], 6);
+  const r = await sha256Transfer(cluster.tb, pod(cluster, 1), pod(cluster, 2), 4 << 20, 60_000, 6);
+  t.equal(r.receivedHash, r.sentHash, `TCP over IPv6 from the kernel host to the batch host: ${r.received} bytes`);
+  const back = await sha256Transfer(cluster.tb, pod(cluster, 2), pod(cluster, 1), 4 << 20, 60_000, 6);
+  t.equal(back.receivedHash, back.sentHash, `and back: ${back.received} bytes`);
+  const c = (await statusOf(cluster.tb, cluster.tb.host(2), STATUS_PORT)).counters;
+  t.equal((c['drop_spoofed_source'] ?? 0) + (c['drop_unknown_peer'] ?? 0), 0, 'the kernel peer is no stranger');
+});
 
 /** On batch/vxlan, with the daemons up: TCP over IPv6, hostile IPv6 datagrams, ICMPv6 errors by bytes. */
 async function batchChecks(t: Test, cluster: Cluster): Promise<void> {

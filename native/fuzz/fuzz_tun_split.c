@@ -10,10 +10,10 @@
  *
  * Contract checked: the packet is read only; a negative verdict is a known drop reason counted once, and a too_big
  * or bad_csum drop wrote nothing; a packet within the MTU is written once as it is; a longer one comes out as
- * segments no longer than the MTU, each an IPv4 packet of exactly its length with verifying IP and TCP checksums,
- * the original's addresses, ports, ack, window and options, IP IDs and sequence numbers counted up, FIN/PSH on the
- * last segment only and CWR on the first only, and their payloads concatenated equal the original's payload; and
- * only an original whose TCP checksum verified was cut.
+ * segments no longer than the MTU, each an IPv4 (IPv6) packet of exactly its length with verifying IP and TCP
+ * checksums, the original's addresses, ports, ack, window and options, IP IDs (IPv4) and sequence numbers counted
+ * up, FIN/PSH on the last segment only and CWR on the first only, and their payloads concatenated equal the
+ * original's payload; and only an original whose TCP checksum verified was cut.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,7 +32,11 @@ static int csum_ok(const uint8_t *p, size_t n, uint64_t init) {
   return weft_csum_fold(weft_csum_add(init, p, n)) == 0xffff;
 }
 
+static int is_v6(const uint8_t *p, int32_t len) { return len > 0 && (p[0] >> 4) == 6; }
+
+/* The TCP pseudo-header sum of an IPv4 or IPv6 packet (RFC 793, RFC 8200 8.1). */
 static uint64_t pseudo(const uint8_t *p, int32_t len, int32_t ihl) {
+  if (is_v6(p, len)) return weft_csum_add(0, p + 8, 32) + 6 + (uint32_t)(len - ihl);
   return weft_csum_add(0, p + 12, 8) + 6 + (uint32_t)(len - ihl);
 }
 
@@ -53,8 +57,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t *pkt = malloc((size_t)len), *orig = malloc((size_t)len);
   if (!pkt || !orig) abort();
   memcpy(pkt, data + HDR, (size_t)len);
-  int32_t ihl = (pkt[0] & 0x0f) * 4;
-  if ((fix & 1) && len >= 4 && len <= 65535) weft_wr16(pkt + 2, (uint16_t)len);
+  int v6 = is_v6(pkt, len);
+  int32_t ihl = v6 ? 40 : (pkt[0] & 0x0f) * 4;
+  if ((fix & 1) && !v6 && len >= 4 && len <= 65535) weft_wr16(pkt + 2, (uint16_t)len);
+  if ((fix & 1) && v6 && len >= 40 && len - 40 <= 65535) weft_wr16(pkt + 4, (uint16_t)(len - 40));
   if ((fix & 2) && len >= 20 && ihl >= 20 && len >= ihl + 20) {
     pkt[ihl + 16] = pkt[ihl + 17] = 0;
     weft_wr16(pkt + ihl + 16, (uint16_t)~weft_csum_fold(weft_csum_add(pseudo(pkt, len, ihl), pkt + ihl,
@@ -79,11 +85,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (n++ != 0 || sl != len || memcmp(o, orig, (size_t)len) != 0) abort();
       continue;
     }
-    if (sl > mtu || !weft_ipv4_valid_exact(o, sl) || (o[0] & 0x0f) * 4 != ihl || o[9] != 6) abort();
-    if (!csum_ok(o, (size_t)ihl, 0) || !csum_ok(o + ihl, (size_t)(sl - ihl), pseudo(o, sl, ihl))) abort();
-    if (o[1] != orig[1] || weft_rd16(o + 4) != (uint16_t)(weft_rd16(orig + 4) + n) || o[8] != orig[8] ||
-        memcmp(o + 6, orig + 6, 2) != 0 || memcmp(o + 12, orig + 12, (size_t)(ihl - 12)) != 0)
-      abort();
+    if (v6) {
+      if (sl > mtu || !weft_ipv6_valid_exact(o, sl) || o[6] != 6) abort();
+      if (!csum_ok(o + ihl, (size_t)(sl - ihl), pseudo(o, sl, ihl))) abort();
+      if (memcmp(o, orig, 4) != 0 || memcmp(o + 6, orig + 6, 34) != 0) abort();
+    } else {
+      if (sl > mtu || !weft_ipv4_valid_exact(o, sl) || (o[0] & 0x0f) * 4 != ihl || o[9] != 6) abort();
+      if (!csum_ok(o, (size_t)ihl, 0) || !csum_ok(o + ihl, (size_t)(sl - ihl), pseudo(o, sl, ihl))) abort();
+      if (o[1] != orig[1] || weft_rd16(o + 4) != (uint16_t)(weft_rd16(orig + 4) + n) || o[8] != orig[8] ||
+          memcmp(o + 6, orig + 6, 2) != 0 || memcmp(o + 12, orig + 12, (size_t)(ihl - 12)) != 0)
+        abort();
+    }
     const uint8_t *l4 = o + ihl;
     if ((l4[12] >> 4) * 4 != thl || memcmp(l4, tcp, 4) != 0 || memcmp(l4 + 8, tcp + 8, 4) != 0 ||
         memcmp(l4 + 14, tcp + 14, 2) != 0 || memcmp(l4 + 18, tcp + 18, (size_t)(thl - 18)) != 0)

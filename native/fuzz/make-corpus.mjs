@@ -402,6 +402,9 @@ const targets = {
 const splitInput = (pkt, { mtu = 1450, fix = 0 } = {}) => Buffer.concat([u16(mtu), Buffer.from([fix]), pkt]);
 const u16 = (v) => Buffer.from([v >> 8, v & 255]);
 targets.tun_split = {
+  'v6-tcp-4000-full': splitInput(ipv6({ proto: 6, payload: 4000 }), { fix: 3 }),
+  'v6-tcp-odd-mss': splitInput(ipv6({ proto: 6, payload: 3001 }), { mtu: 1279, fix: 3 }),
+  'v6-udp-too-big': splitInput(ipv6({ payload: 3000 })),
   'tcp-4000-full': splitInput(tcpSeg({ payload: 4000, l4csum: 'full', flags: 0x19 })),
   'tcp-odd-mss': splitInput(tcpSeg({ payload: 3001, l4csum: 'full', opts: 0 }), { mtu: 1279 }),
   'tcp-64k': splitInput(tcpSeg({ payload: 65535 - 52, l4csum: 'full', flags: 0x98 })),
