@@ -21,7 +21,7 @@ import { stableMac } from '../src/backend/vtep-mac.js';
 import { formatMac } from '../src/encap/vxlan.js';
 import { formatIPv6, formatSubnet6, parseSubnet6 } from '../src/ip/ipv6.js';
 import { keyToSubnets } from '../src/ip/subnet-key.js';
-import { clusterFor } from './helpers/cluster.js';
+import { clusterFor, dualStackConfig } from './helpers/cluster.js';
 import { ipJson, leaseOf, routeTo } from './helpers/kernel.js';
 import { pingMatrix, statusOf } from './helpers/traffic.js';
 import { until, waitFor } from './helpers/wait.js';
@@ -29,16 +29,6 @@ import { until, waitFor } from './helpers/wait.js';
 const POLL_MS = 250;
 /** Re-sync runs every 5 s; allow three periods before calling it a failure. */
 const RESYNC_BOUND_MS = 15_000;
-
-function dualStack(type: string): Record<string, unknown> {
-  return {
-    Network: '10.5.0.0/16',
-    SubnetLen: 24,
-    EnableIPv6: true,
-    IPv6Network: 'fd00:5::/48',
-    Backend: { Type: type },
-  };
-}
 
 /** The IPv6 subnet's network address ("fd00:5:0:3::"): a peer's gateway on flannel-v6.1. */
 function gw6(subnet6: string): string {
@@ -65,7 +55,7 @@ async function settled6(cluster: Cluster, n: number, dev: string): Promise<boole
 }
 
 t.test('kernel vxlan, dual-stack, three hosts', async (t) => {
-  const cluster = await clusterFor(t, 3, dualStack('vxlan'));
+  const cluster = await clusterFor(t, 3, dualStackConfig('vxlan'));
   const H = [1, 2, 3];
   for (const n of H) await cluster.startDaemon(n, ['--datapath=kernel']);
   for (const n of H) await cluster.ensurePod(n);
@@ -169,7 +159,7 @@ t.test('kernel vxlan, dual-stack, three hosts', async (t) => {
 });
 
 t.test("host-gw, dual-stack: IPv6 routes via the peers' PublicIPv6", async (t) => {
-  const cluster = await clusterFor(t, 3, dualStack('host-gw'));
+  const cluster = await clusterFor(t, 3, dualStackConfig('host-gw'));
   const H = [1, 2, 3];
   for (const n of H) await cluster.startDaemon(n, ['--datapath=kernel']);
   for (const n of H) await cluster.ensurePod(n);
@@ -195,7 +185,7 @@ t.test("host-gw, dual-stack: IPv6 routes via the peers' PublicIPv6", async (t) =
 });
 
 t.test('a host programmed as flanneld programs IPv6, with the lease flanneld writes, both ways', async (t) => {
-  const cluster = await clusterFor(t, 3, dualStack('vxlan'));
+  const cluster = await clusterFor(t, 3, dualStackConfig('vxlan'));
   for (const n of [1, 2]) await cluster.startDaemon(n, ['--datapath=kernel']);
   const pod1 = await cluster.ensurePod(1);
   const h3 = cluster.tb.host(3);
@@ -292,7 +282,7 @@ async function weftLines(
 }
 
 t.test('one clear line each: the userspace tier, bad IPv6 configs, no global IPv6 address', async (t) => {
-  const cluster = await clusterFor(t, 2, dualStack('vxlan'));
+  const cluster = await clusterFor(t, 2, dualStackConfig('vxlan'));
   const etcd = `--etcd-endpoints=${cluster.endpoint}`;
 
   await t.test('a userspace daemon without IPv6 says so, at start and in /status', async (t) => {
@@ -338,9 +328,12 @@ t.test('one clear line each: the userspace tier, bad IPv6 configs, no global IPv
 
   await t.test('bad IPv6 network configs: weft network set and the daemon refuse them with one line', async (t) => {
     const bad: Array<[Record<string, unknown>, RegExp]> = [
-      [{ ...dualStack('vxlan'), IPv6SubnetLen: 127 }, /IPv6SubnetLen 127: must be at most 126/],
-      [{ ...dualStack('vxlan'), IPv6Network: 'fd00::/125' }, /too small: the smallest useful IPv6Network is a \/124/],
-      [{ ...dualStack('vxlan'), IPv6Network: undefined }, /IPv6Network null: required with EnableIPv6/],
+      [{ ...dualStackConfig('vxlan'), IPv6SubnetLen: 127 }, /IPv6SubnetLen 127: must be at most 126/],
+      [
+        { ...dualStackConfig('vxlan'), IPv6Network: 'fd00::/125' },
+        /too small: the smallest useful IPv6Network is a \/124/,
+      ],
+      [{ ...dualStackConfig('vxlan'), IPv6Network: undefined }, /IPv6Network null: required with EnableIPv6/],
     ];
     for (const [config, why] of bad) {
       const json = JSON.stringify(config);

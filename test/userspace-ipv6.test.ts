@@ -17,7 +17,7 @@ import type { Cluster } from '../testbed/cluster.js';
 import type { Pod } from '../testbed/hosts.js';
 import { stableMac } from '../src/backend/vtep-mac.js';
 import { formatIPv6, parseIPv6, parseSubnet6 } from '../src/ip/ipv6.js';
-import { clusterFor } from './helpers/cluster.js';
+import { clusterFor, dualStackConfig } from './helpers/cluster.js';
 import { readPcap, tcpdumpListening } from './helpers/tcpdump.js';
 import { pingMatrix, sendDatagrams, sha256Transfer, statusOf } from './helpers/traffic.js';
 import { until } from './helpers/wait.js';
@@ -25,16 +25,6 @@ import { until } from './helpers/wait.js';
 const H = [1, 2, 3];
 const STATUS_PORT = 8471;
 const TIERS = ['dgram', 'batch', 'offload'] as const;
-
-function dualStack(type: string): Record<string, unknown> {
-  return {
-    Network: '10.5.0.0/16',
-    SubnetLen: 24,
-    EnableIPv6: true,
-    IPv6Network: 'fd00:5::/48',
-    Backend: { Type: type },
-  };
-}
 
 function pod(cluster: Cluster, n: number): Pod {
   return cluster.pods.get(n) as Pod;
@@ -112,7 +102,7 @@ async function stopAll(cluster: Cluster): Promise<void> {
 
 for (const encap of ['udp', 'vxlan', 'geneve']) {
   t.test(`ping6 matrix on every tier, ${encap}`, async (t) => {
-    const cluster = await clusterFor(t, 3, dualStack(encap));
+    const cluster = await clusterFor(t, 3, dualStackConfig(encap));
     for (const tier of TIERS) {
       await t.test(`${tier}/${encap}`, async (t) => {
         await startAll(t, cluster, tier);
@@ -128,7 +118,7 @@ for (const encap of ['udp', 'vxlan', 'geneve']) {
 }
 
 t.test('a kernel VXLAN host (flannel-v6.1) and a batch host carry IPv6 between them, both ways', async (t) => {
-  const cluster = await clusterFor(t, 2, dualStack('vxlan'));
+  const cluster = await clusterFor(t, 2, dualStackConfig('vxlan'));
   await cluster.startDaemon(1, ['--datapath=kernel']);
   await cluster.startDaemon(2, ['--tier=batch', `--healthz-port=${STATUS_PORT}`]);
   for (const n of [1, 2]) await cluster.ensurePod(n);

@@ -7,6 +7,11 @@ export function netConfig(network: string, type: string): Record<string, unknown
   return { Network: network, SubnetLen: 24, Backend: { Type: type } };
 }
 
+/** A dual-stack network config: 10.5.0.0/16 and fd00:5::/48 (EnableIPv6), /24 and /64 leases. */
+export function dualStackConfig(type: string): Record<string, unknown> {
+  return { ...netConfig('10.5.0.0/16', type), EnableIPv6: true, IPv6Network: 'fd00:5::/48' };
+}
+
 /** A cluster of `hosts` namespace hosts with `network` in etcd, destroyed when `t` ends. */
 export async function clusterFor(
   t: Test,
