@@ -60,3 +60,9 @@ uint16_t weft_csum_update16(uint16_t check, uint16_t old_word, uint16_t new_word
   sum += new_word;
   return (uint16_t)~weft_csum_fold(sum);
 }
+
+/* The IPv6 pseudo-header of a TCP/UDP/ICMPv6 checksum (RFC 8200 section 8.1): source and destination address, the
+ * 32-bit upper-layer length and the next header, summed (not folded). */
+uint64_t weft_csum_pseudo6(const uint8_t *ip6, uint8_t next, uint32_t l4_len) {
+  return weft_csum_add(0, ip6 + 8, 32) + (l4_len >> 16) + (l4_len & 0xffff) + next;
+}

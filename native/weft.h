@@ -78,7 +78,8 @@ enum weft_encap { WEFT_ENCAP_UDP = 0, WEFT_ENCAP_VXLAN = 1, WEFT_ENCAP_GENEVE = 
   X(SPOOFED_SOURCE, spoofed_source)   \
   X(NO_SLOT, no_slot)                 \
   X(TOO_BIG, too_big)                 \
-  X(BAD_CSUM, bad_csum)
+  X(BAD_CSUM, bad_csum)               \
+  X(UNSUPPORTED, unsupported)
 
 /* Counters other than drops, X(ID, name). One list: binding.c exports the names.
  * copied_*_to_*_bytes are the kernel's copies at the user/kernel boundary (TUN read and write, socket send and
@@ -168,6 +169,8 @@ static inline void weft_wr32(uint8_t *p, uint32_t v) {
 uint64_t weft_csum_add(uint64_t sum, const uint8_t *p, size_t n);
 uint16_t weft_csum_fold(uint64_t sum);
 uint16_t weft_csum_update16(uint16_t check, uint16_t old_word, uint16_t new_word);
+/* The IPv6 pseudo-header sum (addresses at ip6 + 8, upper-layer length, next header), to add before folding. */
+uint64_t weft_csum_pseudo6(const uint8_t *ip6, uint8_t next, uint32_t l4_len);
 
 /* ipv4.c: the inner-packet checks both directions share. */
 int weft_ipv4_valid_exact(const uint8_t *p, int32_t len);
@@ -226,7 +229,7 @@ static inline void weft_wr_le16(uint8_t *p, uint16_t v) {
 
 /* Segments one super-packet may be split into (64 KiB at an MSS of 256 bytes). */
 #define WEFT_GSO_MAX_SEGS 256
-/* Largest inner IPv4 + TCP header a segment repeats. */
+/* Largest inner IP + TCP header a segment repeats (IPv4 60 + 60, IPv6 40 + 60). */
 #define WEFT_GSO_HDR_MAX 120
 /* Kernel limits of one UDP_SEGMENT send: UDP_MAX_SEGMENTS (64 before 6.x raised it) and
  * an IP datagram of 64 KiB. */
@@ -269,13 +272,15 @@ int32_t weft_tun_write_batch(int fd, uint8_t *slab, size_t slab_len, const int32
 /* ---- gso.c: a super-packet from a virtio TUN cut into segments, by scatter-gather ----
  *
  * weft_gso_segment reads the virtio header at vh and the packet at pkt. GSO_NONE: the packet is fixed up in place
- * (TTL, a partial checksum completed unless WEFT_GSO_CSUM_PARTIAL may keep it) and returns 1 with plan->hdr = 0.
- * TCPv4 / UDP_L4: pkt is only read; segment k's inner IPv4 + L4 header (plan->hdr bytes) is written at
- * hdrs + k * (room + plan->hdr) + room (the room in front is for the encap header) and its payload is the slice
- * pkt + plan->hdr + k * plan->mss, plan->mss bytes (plan->last for the last). Checksums come from one pass over the
- * payload, each slice summed once (tcp_gso_segment's fix-ups otherwise: sequence, IP ID + k, FIN/PSH on the last,
- * CWR on the first); with WEFT_GSO_CSUM_PARTIAL the L4 checksum is the pseudo-header sum and the payload is not
- * read at all. Returns the segment count or a negative verdict (nothing counted). */
+ * (TTL or hop limit, a partial checksum completed unless WEFT_GSO_CSUM_PARTIAL may keep it) and returns 1 with
+ * plan->hdr = 0. TCPv4 / TCPv6 / UDP_L4 (either IP version): pkt is only read; segment k's inner IP + L4 header
+ * (plan->hdr bytes) is written at hdrs + k * (room + plan->hdr) + room (the room in front is for the encap header)
+ * and its payload is the slice pkt + plan->hdr + k * plan->mss, plan->mss bytes (plan->last for the last).
+ * Checksums come from one pass over the payload, each slice summed once (tcp_gso_segment's fix-ups otherwise:
+ * sequence, IP ID + k for IPv4, payload length for IPv6, FIN/PSH on the last, CWR on the first); an IPv6 GSO packet
+ * with extension headers is refused as unsupported; with WEFT_GSO_CSUM_PARTIAL the L4 checksum is the
+ * pseudo-header sum and the payload is not read at all. Returns the segment count or a negative verdict (nothing
+ * counted). */
 #define WEFT_GSO_TTL_DEC 1
 #define WEFT_GSO_CSUM_PARTIAL 2
 typedef struct {

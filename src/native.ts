@@ -269,6 +269,7 @@ export const VERDICT_SPOOFED = VERDICT_SPOOFED_SOURCE;
 export const VERDICT_NO_SLOT = Verdict.noSlot;
 export const VERDICT_TOO_BIG = Verdict.tooBig;
 export const VERDICT_BAD_CSUM = Verdict.badCsum;
+export const VERDICT_UNSUPPORTED = Verdict.unsupported;
 
 // A stale build must fail loudly at load, not miscount silently.
 {

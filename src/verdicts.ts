@@ -20,6 +20,8 @@ export const DROP_NAMES = [
   'no_slot',
   'too_big',
   'bad_csum',
+  // A packet weft does not take apart, e.g. an IPv6 GSO super-packet with extension headers (native/gso.c).
+  'unsupported',
 ] as const;
 export type DropName = (typeof DROP_NAMES)[number];
 
@@ -50,4 +52,5 @@ export const Verdict = {
   noSlot: verdictOf('no_slot'),
   tooBig: verdictOf('too_big'),
   badCsum: verdictOf('bad_csum'),
+  unsupported: verdictOf('unsupported'),
 } as const;
