@@ -1,4 +1,5 @@
-// IPv4 packets and Internet checksums built and checked in TypeScript, to hold against what C writes.
+// IPv4 and IPv6 packets and Internet checksums built and checked in TypeScript, to hold against what C writes.
+import { parseIPv6 } from '../../src/ip/ipv6.js';
 import { parseIPv4 } from '../../src/ip/subnet.js';
 
 /** The one's-complement sum (RFC 1071, folded, not inverted) of b[start, end) added to `init`; odd tails pad a 0. */
@@ -9,19 +10,26 @@ export function csum(b: Uint8Array, start = 0, end = b.length, init = 0): number
   return s;
 }
 
-/** The TCP/UDP pseudo-header sum (addresses, protocol, L4 length) of the IPv4 packet at p[off, off + len). */
-export function pseudoSum(p: Buffer, off = 0, len = p.readUInt16BE(off + 2)): number {
-  const ihl = (p[off]! & 15) * 4;
+const isV6 = (p: Buffer, off: number) => p[off]! >> 4 === 6;
+/** The IP packet's length by its header: IPv4's total length, IPv6's 40 + payload length. */
+const ipLen = (p: Buffer, off: number) => (isV6(p, off) ? 40 + p.readUInt16BE(off + 4) : p.readUInt16BE(off + 2));
+/** IP header length: IPv4's IHL, IPv6's fixed 40 (the L4 header follows it: no extension headers). */
+const ipHdrLen = (p: Buffer, off: number) => (isV6(p, off) ? 40 : (p[off]! & 15) * 4);
+
+/** The TCP/UDP pseudo-header sum (addresses, protocol, L4 length) of the IP packet at p[off, off + len); IPv6's
+ *  (RFC 8200 section 8.1) when its version is 6. */
+export function pseudoSum(p: Buffer, off = 0, len = ipLen(p, off)): number {
+  const ihl = ipHdrLen(p, off);
+  if (isV6(p, off)) return csum(p, off + 8, off + 40, p[off + 6]! + (len - ihl));
   return csum(p, off + 12, off + 20, p[off + 9]! + (len - ihl));
 }
 
-/** Pseudo header plus L4 bytes of the IPv4 packet at p[off, off + len): 0xffff when its TCP/UDP checksum is right. */
-export function l4Sum(p: Buffer, off = 0, len = p.readUInt16BE(off + 2)): number {
-  const ihl = (p[off]! & 15) * 4;
-  return csum(p, off + ihl, off + len, pseudoSum(p, off, len));
+/** Pseudo header plus L4 bytes of the IP packet at p[off, off + len): 0xffff when its TCP/UDP checksum is right. */
+export function l4Sum(p: Buffer, off = 0, len = ipLen(p, off)): number {
+  return csum(p, off + ipHdrLen(p, off), off + len, pseudoSum(p, off, len));
 }
 
-/** The TCP/UDP checksum of the IPv4 packet at p[off] (as long as its total length) verifies. */
+/** The TCP/UDP checksum of the IP packet at p[off] (as long as its header says) verifies. */
 export function l4Valid(p: Buffer, off = 0): boolean {
   return l4Sum(p, off) === 0xffff;
 }
@@ -65,5 +73,39 @@ export function ipv4Packet(o: Ipv4Options): Buffer {
   p.writeUInt32BE(addr(o.dst ?? '10.5.2.3'), 16);
   p.writeUInt16BE(~csum(p, 0, 20) & 0xffff, 10);
   if (o.payload) p.set(o.payload, 20);
+  return p;
+}
+
+export interface Ipv6Options {
+  src?: string;
+  dst?: string;
+  /** Next header; default 58 (ICMPv6). */
+  next?: number;
+  /** Default 64. */
+  hopLimit?: number;
+  trafficClass?: number;
+  flowLabel?: number;
+  /** What follows the 40-byte header; or `len`, the packet's length, with zeros after the header. */
+  payload?: Uint8Array;
+  len?: number;
+}
+
+/** An IPv6 packet with no extension headers, fd00:5:1::2 -> fd00:5:2::3 unless told otherwise. */
+export function ipv6Packet(o: Ipv6Options): Buffer {
+  const p = Buffer.alloc(o.payload ? 40 + o.payload.length : (o.len ?? 40));
+  p.writeUInt32BE(((6 << 28) | ((o.trafficClass ?? 0) << 20) | (o.flowLabel ?? 0)) >>> 0, 0);
+  p.writeUInt16BE(p.length - 40, 4);
+  p[6] = o.next ?? 58;
+  p[7] = o.hopLimit ?? 64;
+  for (const [at, text] of [
+    [8, o.src ?? 'fd00:5:1::2'],
+    [24, o.dst ?? 'fd00:5:2::3'],
+  ] as const) {
+    const a = parseIPv6(text);
+    if (a === null) throw new TypeError(`'${text}' is not IPv6`);
+    p.writeBigUInt64BE(a >> 64n, at);
+    p.writeBigUInt64BE(a & 0xffff_ffff_ffff_ffffn, at + 8);
+  }
+  if (o.payload) p.set(o.payload, 40);
   return p;
 }
