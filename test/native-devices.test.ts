@@ -11,6 +11,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { probeTunOffloads } from '../src/datapath/offload-config.js';
 import * as n from './helpers/native.js';
 import { csum } from './helpers/packets.js';
 import { byteQueue, SLOT } from './helpers/queue.js';
@@ -200,6 +201,27 @@ t.test('tun: multi-queue and vnet header flags', async (t) => {
   t.equal(parseInt(readFileSync(`/sys/class/net/${NAME}n/tun_flags`, 'utf8'), 16) & 0x10, 0x10, 'IFF_NAPI');
   for (const fd of [q1.fd, q2.fd, v.fd, nq.fd]) closeFd(fd);
   t.ok(await until(() => !['m', 'v', 'n'].some((s) => existsSync(`/sys/class/net/${NAME}${s}`)), 3000, 10));
+});
+
+t.test('tun: TSO6 only when the overlay carries IPv6, as the kernel then reports it', async (t) => {
+  const v = n.tunOpen(`${NAME}o`, n.TUN_VNET_HDR);
+  track(v.fd);
+  /** The TUN's offload features as the kernel reports them (ethtool -k). */
+  const features = () => {
+    const out = execFileSync('ethtool', ['-k', `${NAME}o`], { encoding: 'utf8', timeout: 10000 });
+    const on = (name: string) => new RegExp(`^\\s*${name}: on`, 'm').test(out);
+    return { tso4: on('tx-tcp-segmentation'), tso6: on('tx-tcp6-segmentation') };
+  };
+  const v4 = probeTunOffloads(v.fd, new Set());
+  t.same([v4.tso, v4.tso6, v4.flags & n.TUN_F.TSO6], [true, false, 0], 'v4 overlay: TSO4 only');
+  t.same(features(), { tso4: true, tso6: false }, 'kernel: tcp6 segmentation off');
+  const v6 = probeTunOffloads(v.fd, new Set(), true);
+  t.same([v6.tso, v6.tso6], [true, true], 'IPv6 overlay: TSO4 and TSO6');
+  t.same(features(), { tso4: true, tso6: true }, 'kernel: tcp6 segmentation on');
+  t.equal(v6.uso, v4.uso, 'USO the same either way (the kernel takes USO4 only with USO6)');
+  t.equal(probeTunOffloads(v.fd, new Set(['tso']), true).tso6, false, 'WEFT_DISABLE_OFFLOAD=tso turns TSO6 off too');
+  closeFd(v.fd);
+  t.ok(await until(() => !existsSync(`/sys/class/net/${NAME}o`), 3000, 10));
 });
 
 t.test('errors carry the errno name, syscall and argument', async (t) => {

@@ -59,7 +59,8 @@ export interface DatapathOptions {
   readonly queues?: number;
   /** Seal and open every packet with WireGuard (the batch tier; the encap is then unused on the wire). */
   readonly wireguard?: WireguardDatapathOptions;
-  /** Inner IPv6 too (dual-stack network, a PublicIPv6 here); absent: IPv6 packets are no_route drops. */
+  /** Inner IPv6 too (dual-stack network, a PublicIPv6 here); absent: IPv6 packets are no_route drops. The offload
+   *  tier asks the TUN for TSO6 only then, so a v4-only overlay never gets IPv6 TCP super-packets. */
   readonly ipv6?: DatapathIpv6;
 }
 

@@ -30,20 +30,24 @@ export interface TunOffloads {
   /** Flags the kernel accepted (TUN_F), 0 when none. */
   readonly flags: number;
   readonly csum: boolean;
+  /** TSO for TCP over IPv4. */
   readonly tso: boolean;
+  /** TSO for TCP over IPv6: only asked for when the overlay carries IPv6. */
+  readonly tso6: boolean;
   readonly uso: boolean;
 }
 
 /**
  * Asks for the most the caller allows and steps down while the kernel says EINVAL: USO needs Linux 6.2, TSO needs
  * checksum offload. A refused set leaves the previous one in place, so we always end with what was accepted.
+ * TSO6 only with `ipv6` (the overlay routes IPv6 inside): without it the kernel never hands the tier an IPv6 TCP
+ * super-packet. USO has no such switch: Linux takes USO4 only together with USO6 (drivers/net/tun.c set_offload),
+ * and gso.c cuts UDP super-packets of either version.
  */
-export function probeTunOffloads(fd: number, off: ReadonlySet<OffloadPart>): TunOffloads {
-  // No TSO6/USO6: gso.c cuts IPv4 super-packets only, so the kernel segments inner IPv6 itself and hands the TUN
-  // single packets (queue.c forwards those whole).
-  const { CSUM, TSO4, TSO_ECN: ECN, USO4 } = native.TUN_F;
-  const tso = TSO4 | ECN;
-  const uso = USO4;
+export function probeTunOffloads(fd: number, off: ReadonlySet<OffloadPart>, ipv6 = false): TunOffloads {
+  const { CSUM, TSO4, TSO6, TSO_ECN: ECN, USO4, USO6 } = native.TUN_F;
+  const tso = TSO4 | (ipv6 ? TSO6 : 0) | ECN;
+  const uso = USO4 | USO6;
   const wanted: number[] = [];
   if (!off.has('csum')) {
     if (!off.has('tso') && !off.has('uso')) wanted.push(CSUM | tso | uso);
@@ -53,9 +57,9 @@ export function probeTunOffloads(fd: number, off: ReadonlySet<OffloadPart>): Tun
   }
   for (const flags of wanted) {
     if (native.tunSetOffload(fd, flags)) {
-      return { flags, csum: true, tso: (flags & TSO4) !== 0, uso: (flags & USO4) !== 0 };
+      return { flags, csum: true, tso: (flags & TSO4) !== 0, tso6: (flags & TSO6) !== 0, uso: (flags & USO4) !== 0 };
     }
   }
   native.tunSetOffload(fd, 0);
-  return { flags: 0, csum: false, tso: false, uso: false };
+  return { flags: 0, csum: false, tso: false, tso6: false, uso: false };
 }

@@ -83,7 +83,9 @@ export class OffloadTier implements Datapath {
     for (let q = 0; q < queues; q++)
       this.perQueue.push(new Float64Array(this.shared, q * native.COUNTER_COUNT * 8, native.COUNTER_COUNT));
     const disabled = disabledOffloads();
-    const tun = probeTunOffloads(opts.tunFd, disabled);
+    // TSO6 only when the queue routes inner IPv6: the runner opens its IPv6 socket on queue 0 of one, without
+    // WireGuard (see setup below).
+    const tun = probeTunOffloads(opts.tunFd, disabled, opts.ipv6 !== undefined && queues === 1 && !opts.wireguard);
     this.path = new PathState(opts, this.perQueue[0]);
     if (opts.wireguard) {
       if (queues > 1) {
@@ -110,7 +112,7 @@ export class OffloadTier implements Datapath {
         device: iff.name,
         queues,
         mtu: setup.mtu,
-        tunOffload: { csum: tun.csum, tso: tun.tso, uso: tun.uso },
+        tunOffload: { csum: tun.csum, tso: tun.tso, tso6: tun.tso6, uso: tun.uso },
         udpSegment: this.runner.report.udpSegment,
         udpGro: this.runner.report.udpGro,
         gro: this.runner.report.gro,
