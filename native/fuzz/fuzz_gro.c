@@ -3,7 +3,9 @@
  * by the segment size, decapsulate each, check each inner IPv4 packet) followed by weft_gro_run (coalesce TCP
  * segments of one flow into a super-packet with a virtio header) into a memory sink, as binding.c's groBuild does.
  *
- * Input: byte 0 encap (mod 3), byte 1 flags (bit 0 coalesce; bit 1 two receive buffers; bits 4..7 seg_max, 0 = 256),
+ * Input: byte 0 encap (mod 3), byte 1 flags (bit 0 coalesce; bit 1 two receive buffers; bit 2 raw: the datagrams
+ * are inner packets, IPv4 or IPv6, cut from the buffers without decap, so IPv6 reaches GRO whatever decap takes;
+ * bits 4..7 seg_max, 0 = 256),
  * bytes 2..3 and 4..5 the UDP_GRO segment size of buffer 0 and 1 (big-endian), bytes 6..7 the length of buffer 0
  * when there are two, then the received bytes. The slab is exactly count * slot_size bytes on the heap.
  *
@@ -12,10 +14,11 @@
  * total length is its length and lies inside its datagram. gro_run drops nothing of that, hands the sink only bytes
  * inside the slab, and consumes the packets in order: each output is either one packet, byte for byte the input,
  * with a virtio header that is empty or asks to finish a partial TCP/UDP checksum (which then verifies), or a TCPv4
- * super-packet of 2..64 segments of one flow whose virtio header (gso_size = first payload, hdr_len, csum_start 20,
- * csum_offset 16) is consistent, whose headers are the first segment's with length, IP checksum, PSH and the
- * pseudo-header checksum updated, and whose payload is the concatenation of the inputs' payloads, cut back into
- * the same segments by gso_size.
+ * (TCPv6) super-packet of 2..64 segments of one flow whose virtio header (gso_size = first payload, hdr_len,
+ * csum_start 20 (40), csum_offset 16) is consistent, whose headers are the first segment's with length, IP
+ * checksum (IPv6: payload length), PSH and the pseudo-header checksum updated, and whose payload is the
+ * concatenation of the inputs' payloads, cut back into the same segments by gso_size. IPv6 segments merged share
+ * the first word (traffic class, flow label), next header TCP (no extension header), hop limit and addresses.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -65,11 +68,18 @@ static int sink(void *ctx, const struct iovec *iov, int iovcnt, double *counters
 
 static uint16_t rd_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
+static int is_v6(const uint8_t *p) { return (p[0] >> 4) == 6; }
+/* IP header length: IPv4's IHL, IPv6's fixed header (anything after it is the L4 header or an extension). */
+static int32_t ip_hlen(const uint8_t *p) { return is_v6(p) ? 40 : (p[0] & 0x0f) * 4; }
+static uint8_t l4_proto(const uint8_t *p) { return is_v6(p) ? p[6] : p[9]; }
+
+/* The pseudo-header sum of either version, written out here rather than taken from csum.c. */
 static uint64_t pseudo(const uint8_t *ip, uint8_t proto, int32_t l4len) {
+  if (is_v6(ip)) return weft_csum_add(0, ip + 8, 32) + proto + (uint32_t)l4len;
   return weft_csum_add(0, ip + 12, 8) + proto + (uint32_t)l4len;
 }
 
-static int tcp_payload(const uint8_t *p, int32_t len) { return len - 20 - (p[32] >> 4) * 4; }
+static int tcp_payload(const uint8_t *p, int32_t len) { return len - ip_hlen(p) - (p[ip_hlen(p) + 12] >> 4) * 4; }
 
 /* One packet out alone: the bytes of the input, and a virtio header that asks at most for a checksum completion. */
 static void check_single(const uint8_t *vh, const uint8_t *o, int32_t olen, const uint8_t *in, int32_t ilen) {
@@ -80,10 +90,10 @@ static void check_single(const uint8_t *vh, const uint8_t *o, int32_t olen, cons
     return;
   }
   if (vh[0] != WEFT_VNET_F_NEEDS_CSUM) abort();
-  int32_t ihl = (in[0] & 0x0f) * 4, start = rd_le16(vh + 6), off = rd_le16(vh + 8);
-  uint8_t proto = in[9];
+  int32_t ihl = ip_hlen(in), start = rd_le16(vh + 6), off = rd_le16(vh + 8);
+  uint8_t proto = l4_proto(in);
   if (start != ihl || off != (proto == 6 ? 16 : proto == 17 ? 6 : -1) || start + off + 2 > ilen) abort();
-  if (weft_rd16(in + 6) & 0x3fff) abort(); /* a fragment's checksum spans other packets */
+  if (!is_v6(in) && (weft_rd16(in + 6) & 0x3fff)) abort(); /* a fragment's checksum spans other packets */
   /* What the kernel does with NEEDS_CSUM: sum from csum_start, store at csum_offset. Then it must verify. */
   static uint8_t tmp[65536];
   memcpy(tmp, in, (size_t)ilen);
@@ -97,45 +107,67 @@ static void check_single(const uint8_t *vh, const uint8_t *o, int32_t olen, cons
 static void check_super(const uint8_t *vh, const uint8_t *o, int32_t olen, const uint8_t *const *in,
                         const int32_t *ilen, int32_t k) {
   const uint8_t *f = in[0];
+  int v6 = is_v6(f);
+  int32_t ihl = v6 ? 40 : 20;
+  const uint8_t *ft = f + ihl, *ot = o + ihl;
   if (k < 2 || k > 64) abort();
-  if (vh[0] != WEFT_VNET_F_NEEDS_CSUM || vh[1] != WEFT_VNET_GSO_TCPV4) abort();
-  int32_t thl = (f[32] >> 4) * 4, hdr = 20 + thl, mss = tcp_payload(f, ilen[0]);
-  if (rd_le16(vh + 2) != hdr || rd_le16(vh + 4) != mss || rd_le16(vh + 6) != 20 || rd_le16(vh + 8) != 16) abort();
+  if (vh[0] != WEFT_VNET_F_NEEDS_CSUM || vh[1] != (v6 ? WEFT_VNET_GSO_TCPV6 : WEFT_VNET_GSO_TCPV4)) abort();
+  int32_t thl = (ft[12] >> 4) * 4, hdr = ihl + thl, mss = tcp_payload(f, ilen[0]);
+  if (rd_le16(vh + 2) != hdr || rd_le16(vh + 4) != mss || rd_le16(vh + 6) != ihl || rd_le16(vh + 8) != 16) abort();
   if (mss <= 0 || olen > 65535 || olen < hdr) abort();
   int32_t total = 0;
   for (int32_t q = 0; q < k; q++) {
-    const uint8_t *p = in[q];
+    const uint8_t *p = in[q], *pt = p + ihl;
     int32_t pay = tcp_payload(p, ilen[q]);
     /* Every input a plain TCP segment of the first's flow, contiguous, cut at mss, PSH only at the end. */
-    if (ilen[q] < 40 || p[0] != 0x45 || p[9] != 6 || (weft_rd16(p + 6) & 0x3fff)) abort();
-    if (pay <= 0 || pay > mss || (q < k - 1 && pay != mss) || (p[33] & 0xa7)) abort();
-    if (q < k - 1 && (p[33] & 0x08)) abort();
-    if (p[1] != f[1] || weft_rd16(p + 6) != weft_rd16(f + 6) || p[8] != f[8] || memcmp(p + 12, f + 12, 12) != 0 ||
-        memcmp(p + 28, f + 28, 5) != 0 || (p[33] & ~0x08) != (f[33] & ~0x08) ||
-        memcmp(p + 40, f + 40, (size_t)(thl - 20)) != 0)
+    if (v6) {
+      if (ilen[q] < 60 || !is_v6(p) || p[6] != 6 || weft_rd16(p + 4) + 40 != ilen[q]) abort();
+      if (memcmp(p, f, 4) != 0 || memcmp(p + 6, f + 6, 34) != 0) abort();
+    } else {
+      if (ilen[q] < 40 || p[0] != 0x45 || p[9] != 6 || (weft_rd16(p + 6) & 0x3fff)) abort();
+      if (p[1] != f[1] || weft_rd16(p + 6) != weft_rd16(f + 6) || p[8] != f[8] || memcmp(p + 12, f + 12, 8) != 0)
+        abort();
+    }
+    if (pay <= 0 || pay > mss || (q < k - 1 && pay != mss) || (pt[13] & 0xa7)) abort();
+    if (q < k - 1 && (pt[13] & 0x08)) abort();
+    if (memcmp(pt, ft, 4) != 0 || memcmp(pt + 8, ft + 8, 5) != 0 || (pt[13] & ~0x08) != (ft[13] & ~0x08) ||
+        memcmp(pt + 14, ft + 14, 2) != 0 || memcmp(pt + 20, ft + 20, (size_t)(thl - 20)) != 0)
       abort();
-    if (weft_rd32(p + 24) != weft_rd32(f + 24) + (uint32_t)total) abort();
+    if (weft_rd32(pt + 4) != weft_rd32(ft + 4) + (uint32_t)total) abort();
     /* Its checksum was partial or correct: NEEDS_CSUM must not hide a bad one. */
-    uint64_t ph = pseudo(p, 6, ilen[q] - 20);
-    if (weft_rd16(p + 36) != weft_csum_fold(ph) &&
-        weft_csum_fold(weft_csum_add(ph, p + 20, (size_t)(ilen[q] - 20))) != 0xffff)
+    uint64_t ph = pseudo(p, 6, ilen[q] - ihl);
+    if (weft_rd16(pt + 16) != weft_csum_fold(ph) &&
+        weft_csum_fold(weft_csum_add(ph, pt, (size_t)(ilen[q] - ihl))) != 0xffff)
       abort();
     if (memcmp(o + hdr + total, p + hdr, (size_t)pay) != 0) abort();
     total += pay;
   }
   if (olen != hdr + total || (k - 1) * mss >= total || total > k * mss) abort();
-  /* Headers: the first's, with total length, IP checksum, PSH of the last and the pseudo-header sum. */
-  if (weft_rd16(o + 2) != olen || weft_csum_fold(weft_csum_add(0, o, 20)) != 0xffff) abort();
-  if (o[0] != f[0] || o[1] != f[1] || memcmp(o + 4, f + 4, 6) != 0 || memcmp(o + 12, f + 12, 20) != 0) abort();
-  if (o[33] != (f[33] | (in[k - 1][33] & 0x08)) || o[32] != f[32] || memcmp(o + 34, f + 34, 2) != 0) abort();
-  if (memcmp(o + 38, f + 38, (size_t)(hdr - 38)) != 0) abort();
-  if (weft_rd16(o + 36) != weft_csum_fold(pseudo(o, 6, olen - 20))) abort();
+  /* Headers: the first's, with the length, IP checksum, PSH of the last and the pseudo-header sum. */
+  if (v6) {
+    if (weft_rd16(o + 4) != olen - 40 || memcmp(o, f, 4) != 0 || memcmp(o + 6, f + 6, 34) != 0) abort();
+  } else {
+    if (weft_rd16(o + 2) != olen || weft_csum_fold(weft_csum_add(0, o, 20)) != 0xffff) abort();
+    if (o[0] != f[0] || o[1] != f[1] || memcmp(o + 4, f + 4, 6) != 0 || memcmp(o + 12, f + 12, 8) != 0) abort();
+  }
+  if (memcmp(ot, ft, 12) != 0) abort();
+  if (ot[13] != (ft[13] | (in[k - 1][ihl + 13] & 0x08)) || ot[12] != ft[12] || memcmp(ot + 14, ft + 14, 2) != 0)
+    abort();
+  if (memcmp(ot + 18, ft + 18, (size_t)(thl - 18)) != 0) abort();
+  if (weft_rd16(ot + 16) != weft_csum_fold(pseudo(o, 6, olen - ihl))) abort();
+}
+
+/* Raw mode: the inner packet at the front of a datagram of `avail` bytes, as decap would frame it (IPv4 by its
+ * total length, IPv6 by its payload length; link padding after it allowed), or -1. */
+static int32_t raw_inner_len(const uint8_t *p, int32_t avail) {
+  if (avail >= 40 && is_v6(p)) return weft_rd16(p + 4) + 40 <= avail ? weft_rd16(p + 4) + 40 : -1;
+  return weft_ipv4_inner_len(p, avail);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < HDR || size - HDR > 2 * (size_t)WEFT_MAX_DATAGRAM) return 0;
   const weft_encap_ops *ops = weft_encap_get(data[0] % 3);
-  int coalesce = data[1] & 1, two = (data[1] >> 1) & 1;
+  int coalesce = data[1] & 1, two = (data[1] >> 1) & 1, raw = (data[1] >> 2) & 1;
   int32_t seg_max = data[1] >> 4 ? data[1] >> 4 : MAX_SEGS;
   int32_t rest = (int32_t)(size - HDR);
   int32_t len[2] = {rest, 0}, gso[2] = {weft_rd16(data + 2), weft_rd16(data + 4)};
@@ -160,7 +192,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static int32_t seg_off[MAX_SEGS], seg_len[MAX_SEGS];
   static uint32_t seg_addr[MAX_SEGS];
   double dc[WEFT_COUNTER_COUNT] = {0}, gc[WEFT_COUNTER_COUNT] = {0};
-  int32_t ns = weft_decap_split(ops, slab, slot, len, gso, addr, count, VNI, seg_off, seg_len, seg_addr, seg_max, dc);
+  int32_t ns;
+  if (raw) {
+    /* No decap: every datagram whose inner packet holds together goes to GRO as it is. */
+    ns = 0;
+    for (int32_t i = 0; i < count; i++) {
+      int32_t g = gso[i] > 0 && gso[i] < len[i] ? gso[i] : len[i];
+      for (int32_t p = 0; g > 0 && p < len[i] && ns < seg_max; p += g) {
+        int32_t sl = len[i] - p < g ? len[i] - p : g, at = i * slot + p;
+        int32_t il = raw_inner_len(slab + at, sl);
+        if (il < 20) continue;
+        seg_off[ns] = at, seg_len[ns] = il, seg_addr[ns] = addr[i];
+        ns++;
+      }
+    }
+    goto gro;
+  }
+  ns = weft_decap_split(ops, slab, slot, len, gso, addr, count, VNI, seg_off, seg_len, seg_addr, seg_max, dc);
 
   /* ---- decap against a reference walk ---- */
   if (memcmp(slab, orig, slab_len) != 0) abort();
@@ -198,6 +246,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (dc[WEFT_C_DROP_BASE + r] != want[r]) abort();
 
   /* ---- GRO into memory ---- */
+gro:;
   static mem_sink m;
   static uint8_t outbuf[2 * WEFT_MAX_DATAGRAM + MAX_OUT * (WEFT_VNET_HDR_LEN + 64)];
   m.slab = slab, m.slab_len = slab_len, m.buf = outbuf, m.used = 0, m.cap = sizeof outbuf, m.n = 0;
@@ -220,7 +269,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       for (int32_t q = 0; q < k; q++) in[q] = orig + seg_off[c + q];
       check_super(vh, pkt, olen, in, seg_len + c, k);
       /* The first segment's headers were rewritten in place (tcp_gro_complete); nothing else in the slab was. */
-      memcpy(orig + seg_off[c], slab + seg_off[c], (size_t)(20 + (pkt[32] >> 4) * 4));
+      memcpy(orig + seg_off[c], slab + seg_off[c], (size_t)(ip_hlen(pkt) + (pkt[ip_hlen(pkt) + 12] >> 4) * 4));
       supers++;
       coalesced += k;
     }

@@ -5,18 +5,20 @@
  *
  * Input: bytes 0..9 the virtio header, 10..11 mtu (big-endian, clamped to 68..65535 as binding.c does), 12 room,
  * 13 flags (bit 0 ttl_dec; bit 1 out capacity from bytes 14..15 instead of TRAIN_PER_PACKET; bit 2 set the IP
- * total length to the packet's length, so mutations of the packet stay plausible; bit 3 partial checksums, as for a
- * peer that announced them), 14..15 that capacity
+ * total length (IPv6: payload length) to the packet's length, so mutations of the packet stay plausible; bit 3
+ * partial checksums, as for a peer that announced them), 14..15 that capacity
  * (big-endian), then the packet. The packet sits
  * in a heap block of exactly header + packet, `out` in one of exactly its capacity, so ASan sees any stray access.
  *
  * Contract checked: a negative verdict is a known drop reason and nothing was counted as a drop (the caller counts);
  * otherwise every segment lies inside `out` at its documented place, the gaps (room) are untouched, each segment is
- * an IPv4 packet whose total length is its length and whose IP checksum verifies; GSO segments are no longer than
- * the MTU, carry a verifying TCP/UDP checksum (with partial checksums: exactly the folded pseudo-header sum, which
- * the receiver's kernel completes), the sequence numbers and flags tcp_gso_segment gives, and their
- * payloads concatenated equal the input payload. A GSO_NONE packet comes out as it went in, apart from TTL and the
- * checksum the header asked to complete.
+ * an IPv4 packet whose total length is its length and whose IP checksum verifies, or an IPv6 packet whose payload
+ * length is its length less 40, with the input's first word (traffic class, flow label), next header and addresses
+ * and no extension header; GSO segments are no longer than the MTU, carry a verifying TCP/UDP checksum over the
+ * pseudo-header of their IP version (with partial checksums: exactly the folded pseudo-header sum, which the
+ * receiver's kernel completes), the sequence numbers and flags tcp_gso_segment gives, and their payloads
+ * concatenated equal the input payload. A GSO_NONE packet comes out as it went in, apart from TTL (hop limit) and
+ * the checksum the header asked to complete.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,17 +34,25 @@
 static uint16_t rd_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
 static int ip_csum_ok(const uint8_t *p, int32_t ihl) {
-  return weft_csum_fold(weft_csum_add(0, p, (size_t)ihl)) == 0xffff;
+  return (p[0] >> 4) == 6 || weft_csum_fold(weft_csum_add(0, p, (size_t)ihl)) == 0xffff; /* IPv6 has none */
+}
+
+static int is_v6(const uint8_t *p) { return (p[0] >> 4) == 6; }
+static uint8_t l4_proto(const uint8_t *p) { return is_v6(p) ? p[6] : p[9]; }
+
+/* The pseudo-header sum, written out here rather than taken from csum.c (RFC 768 / RFC 8200 section 8.1). */
+static uint64_t pseudo(const uint8_t *p, int32_t len, int32_t ihl) {
+  uint32_t l4 = (uint32_t)(len - ihl);
+  if (is_v6(p)) return weft_csum_add(0, p + 8, 32) + p[6] + (l4 >> 16) + (l4 & 0xffff);
+  return weft_csum_add(0, p + 12, 8) + p[9] + l4;
 }
 
 static int l4_partial_ok(const uint8_t *p, int32_t len, int32_t ihl) {
-  uint64_t s = weft_csum_add(0, p + 12, 8) + p[9] + (uint32_t)(len - ihl);
-  return weft_rd16(p + ihl + (p[9] == 6 ? 16 : 6)) == weft_csum_fold(s);
+  return weft_rd16(p + ihl + (l4_proto(p) == 6 ? 16 : 6)) == weft_csum_fold(pseudo(p, len, ihl));
 }
 
 static int l4_csum_ok(const uint8_t *p, int32_t len, int32_t ihl) {
-  uint64_t s = weft_csum_add(0, p + 12, 8) + p[9] + (uint32_t)(len - ihl);
-  return weft_csum_fold(weft_csum_add(s, p + ihl, (size_t)(len - ihl))) == 0xffff;
+  return weft_csum_fold(weft_csum_add(pseudo(p, len, ihl), p + ihl, (size_t)(len - ihl))) == 0xffff;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -63,6 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memcpy(buf + WEFT_VNET_HDR_LEN, pkt_in, (size_t)len);
   uint8_t *pkt = buf + WEFT_VNET_HDR_LEN;
   if ((mode & 4) && len >= 4 && len <= 65535) weft_wr16(pkt + 2, (uint16_t)len);
+  if ((mode & 4) && len >= 40 && len <= 65535 + 40 && (pkt[0] >> 4) == 6) weft_wr16(pkt + 4, (uint16_t)(len - 40));
   uint8_t *orig = malloc((size_t)len + 1);
   if (!orig) abort();
   memcpy(orig, pkt, (size_t)len);
@@ -84,7 +95,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const uint8_t *vh = buf;
   uint8_t vflags = vh[0], type = vh[1] & (uint8_t)~WEFT_VNET_GSO_ECN;
   uint16_t cs_start = rd_le16(vh + 6), cs_off = rd_le16(vh + 8);
-  int32_t ihl = (orig[0] & 0x0f) * 4;
+  int v6 = len >= 1 && is_v6(orig);
+  int32_t ihl = v6 ? 40 : (orig[0] & 0x0f) * 4;
+  int32_t hop = v6 ? 7 : 8; /* TTL or hop limit */
   if (n > WEFT_GSO_MAX_SEGS || seg < 20 || last < 20 || last > seg) abort();
   size_t stride = (size_t)room + (size_t)seg;
   size_t end = stride * (size_t)(n - 1) + (size_t)room + (size_t)last;
@@ -95,9 +108,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (out[(size_t)k * stride + (size_t)r] != CANARY) abort();
   for (size_t i = end; i < cap; i++)
     if (out[i] != CANARY) abort();
-  /* Only the input was accepted as an IPv4 packet of exactly its length. */
-  if (len < 20 || (orig[0] >> 4) != 4 || weft_rd16(orig + 2) != len || ihl < 20 || ihl > len) abort();
-  if (ttl_dec && orig[8] <= 1) abort();
+  /* Only the input was accepted as an IP packet of exactly its length. */
+  if (v6 && (len < 40 || weft_rd16(orig + 4) + 40 != len)) abort();
+  if (!v6 && (len < 20 || (orig[0] >> 4) != 4 || weft_rd16(orig + 2) != len || ihl < 20 || ihl > len)) abort();
+  if (ttl_dec && orig[hop] <= 1) abort();
 
   if (type == WEFT_VNET_GSO_NONE) {
     if (n != 1 || seg != len || last != len) abort();
@@ -106,28 +120,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (field >= 0 && (cs_start < ihl || field + 2 > len)) abort();
     for (int32_t i = 0; i < len; i++) {
       if (o[i] == orig[i]) continue;
-      if (ttl_dec && (i == 8 || i == 10 || i == 11)) continue;
+      if (ttl_dec && (i == hop || (!v6 && (i == 10 || i == 11)))) continue;
       if (field >= 0 && (i == field || i == field + 1)) continue;
       abort();
     }
-    if (ttl_dec && o[8] != orig[8] - 1) abort();
+    if (ttl_dec && o[hop] != orig[hop] - 1) abort();
     if (ip_csum_ok(orig, ihl) && !ip_csum_ok(o, ihl)) abort();
     /* A kernel's partial checksum (pseudo-header sum at the standard place) comes out complete. */
-    uint8_t proto = orig[9];
+    uint8_t proto = l4_proto(orig);
     int32_t std = proto == 6 ? 16 : proto == 17 ? 6 : -1;
-    int kept = partial && !(weft_rd16(orig + 6) & 0x3fff); /* a partial peer gets the standard partial sum as is */
+    /* a partial peer gets the standard partial sum as is */
+    int kept = partial && (v6 || !(weft_rd16(orig + 6) & 0x3fff));
     if (field >= 0 && std > 0 && cs_start == ihl && cs_off == std && !kept) {
-      uint64_t ph = weft_csum_add(0, orig + 12, 8) + proto + (uint32_t)(len - ihl);
-      if (weft_rd16(orig + field) == weft_csum_fold(ph) && !l4_csum_ok(o, len, ihl)) abort();
+      if (weft_rd16(orig + field) == weft_csum_fold(pseudo(orig, len, ihl)) && !l4_csum_ok(o, len, ihl)) abort();
     }
     goto done;
   }
 
-  /* GSO: TCPv4 or UDP_L4 only, with the checks the split made. */
-  int tcp = type == WEFT_VNET_GSO_TCPV4;
+  /* GSO: TCP of the packet's IP version or UDP_L4 only, with the checks the split made. */
+  int tcp = type == (v6 ? WEFT_VNET_GSO_TCPV6 : WEFT_VNET_GSO_TCPV4);
   if (!tcp && type != WEFT_VNET_GSO_UDP_L4) abort();
-  if (!(vflags & WEFT_VNET_F_NEEDS_CSUM) || cs_start != ihl || (weft_rd16(orig + 6) & 0x3fff)) abort();
-  if (orig[9] != (tcp ? 6 : 17)) abort();
+  if (!(vflags & WEFT_VNET_F_NEEDS_CSUM) || cs_start != ihl || (!v6 && (weft_rd16(orig + 6) & 0x3fff))) abort();
+  if (l4_proto(orig) != (tcp ? 6 : 17)) abort(); /* so no IPv6 extension header either */
   int32_t l4h = tcp ? (orig[ihl + 12] >> 4) * 4 : 8, hdr = ihl + l4h, payload = len - hdr;
   if (l4h < (tcp ? 20 : 8) || hdr > len) abort();
   if (seg > mtu) abort();
@@ -141,13 +155,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *o = out + (size_t)k * stride + room;
     int32_t chunk = sl - hdr;
     if (chunk < 0 || (chunk == 0 && !(n == 1 && payload == 0))) abort();
-    if ((o[0] >> 4) != 4 || (o[0] & 0x0f) * 4 != ihl || weft_rd16(o + 2) != sl) abort();
-    if (weft_rd16(o + 4) != (uint16_t)(id0 + k) || o[9] != orig[9]) abort();
-    if (o[8] != (uint8_t)(orig[8] - (ttl_dec ? 1 : 0))) abort();
-    if (memcmp(o + 12, orig + 12, 8) != 0 || !ip_csum_ok(o, ihl)) abort();
-    if (o[1] != orig[1] || weft_rd16(o + 6) != weft_rd16(orig + 6) ||
-        memcmp(o + 20, orig + 20, (size_t)(ihl - 20)) != 0)
-      abort();
+    if (o[hop] != (uint8_t)(orig[hop] - (ttl_dec ? 1 : 0))) abort();
+    if (v6) {
+      /* ipv6_gso_segment: the first word (flow label) and addresses kept, the payload length per segment, no ID. */
+      if (memcmp(o, orig, 4) != 0 || weft_rd16(o + 4) != sl - 40 || o[6] != orig[6]) abort();
+      if (memcmp(o + 8, orig + 8, 32) != 0) abort();
+    } else {
+      if ((o[0] >> 4) != 4 || (o[0] & 0x0f) * 4 != ihl || weft_rd16(o + 2) != sl) abort();
+      if (weft_rd16(o + 4) != (uint16_t)(id0 + k) || o[9] != orig[9]) abort();
+      if (memcmp(o + 12, orig + 12, 8) != 0 || !ip_csum_ok(o, ihl)) abort();
+      if (o[1] != orig[1] || weft_rd16(o + 6) != weft_rd16(orig + 6) ||
+          memcmp(o + 20, orig + 20, (size_t)(ihl - 20)) != 0)
+        abort();
+    }
     if (partial ? !l4_partial_ok(o, sl, ihl) : !l4_csum_ok(o, sl, ihl)) abort();
     const uint8_t *l4 = o + ihl, *l4in = orig + ihl;
     if (memcmp(l4, l4in, 4) != 0) abort(); /* ports */

@@ -247,6 +247,82 @@ function gsoInput(
 // A TCP or UDP super-packet as TUN hands it over with TSO/USO: one header, a long payload, partial checksum.
 const superTcp = (payload, opts = 12) => tcpSeg({ payload, opts, flags: 0x18 });
 const superUdp = (payload) => ipv4({ payload, l4csum: 'partial' });
+// IPv6 (TSO6 / GRO over IPv6): a TCP segment with a 40-byte IPv6 header, flow label and hop limit; `next` replaces
+// the next header (an extension header number makes it one GSO must refuse and GRO must not merge).
+const SRC6 = Buffer.from('fd000005000300000000000000000002', 'hex');
+const DST6 = Buffer.from('fd000005000700000000000000000002', 'hex');
+function tcp6Seg({
+  seq = 1000,
+  payload = 100,
+  flags = 0x10,
+  opts = 12,
+  l4csum = 'partial',
+  hop = 64,
+  flow = 0x12345,
+  sport = 4000,
+  next,
+} = {}) {
+  const thl = 20 + opts;
+  const b = Buffer.alloc(40 + thl + payload);
+  b.writeUInt32BE(((6 << 28) | flow) >>> 0, 0);
+  b.writeUInt16BE(thl + payload, 4);
+  b[6] = 6;
+  b[7] = hop;
+  SRC6.copy(b, 8);
+  DST6.copy(b, 24);
+  const l4 = b.subarray(40);
+  l4.writeUInt16BE(sport, 0);
+  l4.writeUInt16BE(5000, 2);
+  l4.writeUInt32BE(seq >>> 0, 4);
+  l4.writeUInt32BE(777, 8);
+  l4[12] = (thl / 4) << 4;
+  l4[13] = flags;
+  l4.writeUInt16BE(502, 14);
+  if (opts >= 12) {
+    l4.set([1, 1, 8, 10], 20);
+    l4.writeUInt32BE(12345, 24);
+    l4.writeUInt32BE(678, 28);
+  }
+  for (let i = 0; i < payload; i++) l4[thl + i] = (seq + i) & 0xff;
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(l4.length);
+  const pseudo = csum(Buffer.concat([b.subarray(8, 40), len, Buffer.from([0, 0, 0, 6])]));
+  if (l4csum === 'partial') l4.writeUInt16BE(pseudo, 16);
+  else if (l4csum === 'full') l4.writeUInt16BE(~csum(l4, pseudo) & 0xffff, 16);
+  else if (l4csum === 'bad') l4.writeUInt16BE(0xdead, 16);
+  if (next !== undefined) b[6] = next;
+  return b;
+}
+function train6(n, { mss = 100, lastPayload = mss, seq = 1000, ...o } = {}) {
+  return Array.from({ length: n }, (_, k) =>
+    tcp6Seg({ ...o, seq: seq + k * mss, payload: k === n - 1 ? lastPayload : mss, flags: k === n - 1 ? 0x18 : 0x10 }),
+  );
+}
+// An IPv6 UDP super-packet (USO), partial checksum.
+function udp6Super(payload) {
+  const b = Buffer.alloc(48 + payload);
+  b.writeUInt32BE((6 << 28) >>> 0, 0);
+  b.writeUInt16BE(8 + payload, 4);
+  b[6] = 17;
+  b[7] = 64;
+  SRC6.copy(b, 8);
+  DST6.copy(b, 24);
+  b.writeUInt16BE(5000, 40);
+  b.writeUInt16BE(5001, 42);
+  b.writeUInt16BE(8 + payload, 44);
+  for (let i = 0; i < payload; i++) b[48 + i] = i & 0xff;
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(8 + payload);
+  b.writeUInt16BE(csum(Buffer.concat([b.subarray(8, 40), len, Buffer.from([0, 0, 0, 17])])), 46);
+  return b;
+}
+// fuzz_gro raw mode (flags bit 2): the buffers are inner packets, no encap; decap's IPv6 is not needed to reach GRO.
+function groRawInput(bufs, opts = {}) {
+  const b = groInput('udp', bufs, opts);
+  b[1] |= 4;
+  return b;
+}
+const tso6 = (hdrLen, gsoSize, o = {}) => ({ type: 4, hdrLen, gsoSize, csStart: 40, ...o });
 const cross = (() => {
   const a = train(3, { seq: 5000 });
   const b = train(3, { seq: 5000 + 300 });
@@ -322,6 +398,17 @@ const targets = {
     empty: Buffer.from([1, 1, 0, 0, 0, 0, 0, 0]),
     // At the limits: one full 64 KiB receive; a flow over two receives that a 64 KiB super-packet must cut.
     'vxlan-64k-receive': groInput('vxlan', [train(64, { mss: 940 })]),
+    // Raw mode: IPv6 segments straight to GRO.
+    'raw6-train': groRawInput([train6(4)]),
+    'raw6-train-full-csum': groRawInput([train6(3, { l4csum: 'full', lastPayload: 40 })]),
+    'raw6-64-segments': groRawInput([train6(64, { mss: 60, opts: 0 })]),
+    'raw6-flow-label-change': groRawInput([[...train6(2), ...train6(2, { seq: 1200, flow: 7 })]]),
+    'raw6-hop-limit-change': groRawInput([[...train6(2), ...train6(2, { seq: 1200, hop: 63 })]]),
+    'raw6-ext-header': groRawInput([[...train6(2), tcp6Seg({ seq: 1200, next: 60 })]]),
+    'raw6-bad-csum': groRawInput([[...train6(2), tcp6Seg({ seq: 1200, l4csum: 'bad' }), ...train6(1, { seq: 1300 })]]),
+    'raw-mixed-v4-v6': groRawInput([[...train6(2), ...train(2), ...train6(2, { seq: 1200 })]]),
+    'raw6-two-buffers': groRawInput([train6(3), train6(3, { seq: 1300 })]),
+    'raw6-64k': groRawInput([train6(64, { mss: 920 })]),
     'geneve-two-64k-receives': groInput(
       'geneve',
       [train(40, { mss: 1400, lastPayload: 1400 }), train(40, { mss: 1400, seq: 1000 + 40 * 1400 })].map((t, b) =>
@@ -363,6 +450,16 @@ const targets = {
     ),
     'mss-1-too-many': gsoInput(superTcp(3000), { hdrLen: 52, gsoSize: 1 }),
     'tcp-super-64k': gsoInput(superTcp(65535 - 52), { hdrLen: 52, gsoSize: 1398 }),
+    'tcp6-super-ts': gsoInput(tcp6Seg({ payload: 4000, flags: 0x99 }), tso6(72, 1378)),
+    'tcp6-super-partial': gsoInput(tcp6Seg({ payload: 4000 }), tso6(72, 1378, { mode: 9 })),
+    'tcp6-cut-finer': gsoInput(tcp6Seg({ payload: 3000, opts: 0 }), tso6(60, 8000, { mtu: 1280, room: 8 })),
+    'tcp6-ecn-hop-1': gsoInput(tcp6Seg({ payload: 2500, hop: 1 }), tso6(72, 1000, { type: 0x84 })),
+    'tcp6-64k': gsoInput(tcp6Seg({ payload: 65535 - 72 }), tso6(72, 1378)),
+    'tcp6-dest-options': gsoInput(tcp6Seg({ payload: 3000, next: 60 }), tso6(72, 1000)),
+    'tcp6-as-tcpv4': gsoInput(tcp6Seg({ payload: 3000 }), tso6(72, 1000, { type: 1 })),
+    'udp6-l4': gsoInput(udp6Super(3000), { type: 5, hdrLen: 48, gsoSize: 1000, csStart: 40, csOff: 6 }),
+    'none-tcp6-partial': gsoInput(tcp6Seg({ payload: 300 }), { type: 0, csStart: 40 }),
+    'none-tcp6-partial-kept': gsoInput(tcp6Seg({ payload: 300 }), { type: 0, csStart: 40, mode: 8 }),
   },
   icmp: {
     'unreach-udp': Buffer.concat([Buffer.from([3, 0, 96]), inners['udp-full']]),
