@@ -52,11 +52,6 @@ void weft_tcp4_segment_headers(uint8_t *h, int32_t ihl, int32_t thl, int32_t chu
   tcp_segment_fix(h + ihl, thl, ph, chunk_sum, partial, k, nseg, mss, seq0, flags0);
 }
 
-/* A TUN read is exactly one IPv6 packet: its payload length accounts for every byte after the fixed header. */
-static int ipv6_valid_exact(const uint8_t *p, int32_t len) {
-  return len >= 40 && (p[0] >> 4) == 6 && weft_rd16(p + 4) + 40 == len;
-}
-
 /* IPv6 extension headers (RFC 8200 section 4, IANA's list): hop-by-hop, routing, fragment, ESP, AH, destination
  * options, mobility, HIP, shim6, experiments. */
 static int ipv6_ext_header(uint8_t nh) {
@@ -80,7 +75,7 @@ static int32_t none_in_place(uint8_t flags, uint16_t cs_start, uint16_t cs_off, 
       counters[WEFT_C_CSUM_COMPLETED] += 1;
     }
   }
-  if ((gflags & WEFT_GSO_TTL_DEC) && v6) pkt[7] = (uint8_t)(pkt[7] - 1); /* no header checksum in IPv6 */
+  if ((gflags & WEFT_GSO_TTL_DEC) && v6) weft_ipv6_hop_decrement(pkt);
   else if (gflags & WEFT_GSO_TTL_DEC) weft_ipv4_ttl_decrement(pkt);
   plan->nseg = 1;
   plan->hdr = 0;
@@ -97,7 +92,7 @@ int32_t weft_gso_segment(const uint8_t *vh, uint8_t *pkt, int32_t len, int32_t m
   int32_t ihl;
   uint8_t proto;
   if (v6) {
-    if (!ipv6_valid_exact(pkt, len)) return WEFT_VERDICT(WEFT_DROP_MALFORMED);
+    if (!weft_ipv6_valid_exact(pkt, len)) return WEFT_VERDICT(WEFT_DROP_MALFORMED);
     if (ttl_dec && pkt[7] <= 1) return WEFT_VERDICT(WEFT_DROP_TTL_EXCEEDED);
     ihl = 40;
     proto = pkt[6];

@@ -21,8 +21,8 @@
  *   3. in_write    gro.c + tun.c  offload tier: coalesce TCP, writev with a virtio header; batch tier: complete
  *                  partial checksums, write (cut at the TUN MTU)
  * Inner IPv6 takes the same steps: hop limit for TTL, the encap's protocol 0x86DD, a peer record with
- * WEFT_PEER_F_IPV6 sent from the queue's IPv6 socket (sock6_fd), which in_recv reads beside the IPv4 one. The offload
- * tier takes IPv6 packets whole (no TSO6 on the TUN): ipv6_in_place below, not gso.c.
+ * WEFT_PEER_F_IPV6 sent from the queue's IPv6 socket (sock6_fd), which in_recv reads beside the IPv4 one. On the
+ * offload tier gso.c cuts TSO6 / USO super-packets of IPv6 as of IPv4, and gro.c coalesces IPv6 TCP.
  */
 #include "weft.h"
 
@@ -118,38 +118,10 @@ static void encap_in_place(weft_queue *q, int32_t i, uint8_t *pkt, const uint8_t
   train_msg(t, t->iov_n++, 1, 0, q->out_peer[i], i);
 }
 
-/* Offload tier, an IPv6 packet: the TUN takes no TSO6/USO6 here, so the kernel hands single packets (GSO_NONE), a
- * partial checksum completed from csum_start (the field holds the pseudo-header sum, virtio_net_hdr_to_skb) and the
- * hop limit decremented; one datagram like the batch tier's. */
-static void ipv6_in_place(weft_queue *q, int32_t i, uint8_t *pkt) {
-  const uint8_t *vh = pkt - WEFT_VNET_HDR_LEN;
-  int32_t len = q->out_len[i];
-  uint16_t cs_start = weft_rd_le16(vh + 6), cs_off = weft_rd_le16(vh + 8);
-  if ((vh[1] & (uint8_t)~WEFT_VNET_GSO_ECN) != WEFT_VNET_GSO_NONE || !weft_ipv6_valid_exact(pkt, len))
-    return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_MALFORMED));
-  if (!weft_ipv6_hop_decrement(pkt)) return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_TTL_EXCEEDED));
-  if (vh[0] & WEFT_VNET_F_NEEDS_CSUM) {
-    if (cs_start < 40 || (int32_t)cs_start + cs_off + 2 > len) return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_MALFORMED));
-    uint16_t c = (uint16_t)~weft_csum_fold(weft_csum_add(0, pkt + cs_start, (size_t)(len - cs_start)));
-    if (pkt[6] == 17 && cs_off == 6 && c == 0) c = 0xffff; /* RFC 8200 8.1 */
-    weft_wr16(pkt + cs_start + cs_off, c);
-    q->counters[WEFT_C_CSUM_COMPLETED] += 1;
-  }
-}
-
 /* Offload tier: one super-packet into segments with the encap header in front of each (scatter-gather). */
 static void encap_segments(weft_queue *q, int32_t i, uint8_t *pkt, const uint8_t *rec) {
   weft_train *t = &q->train;
   int32_t hlen = q->ops->hlen, peer = q->out_peer[i];
-  if (q->out_len[i] > 0 && (pkt[0] >> 4) == 6) {
-    ipv6_in_place(q, i, pkt);
-    if (q->out_peer[i] < 0) return;
-    if (t->iov_n + 1 > t->iov_cap || t->msg_n + 1 > t->msg_cap) return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_NO_SLOT));
-    weft_encap_one(q->ops, pkt, rec, q->local_mac6, q->vni);
-    t->iov[t->iov_n].iov_base = pkt - hlen;
-    t->iov[t->iov_n].iov_len = (size_t)(q->out_len[i] + hlen);
-    return train_msg(t, t->iov_n++, 1, 0, peer, i);
-  }
   weft_gso_plan plan;
   int flags = WEFT_GSO_TTL_DEC | (rec[WEFT_PEER_FLAGS] & WEFT_PEER_F_CSUM_PARTIAL ? WEFT_GSO_CSUM_PARTIAL : 0);
   uint8_t *hdrs = t->hdrs + t->hdrs_used;
@@ -160,7 +132,7 @@ static void encap_segments(weft_queue *q, int32_t i, uint8_t *pkt, const uint8_t
     return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_NO_SLOT));
   if (plan.hdr == 0) { /* GSO_NONE: fixed up in place, one datagram like the batch tier's */
     int32_t len = q->out_len[i];
-    weft_encap_one(q->ops, pkt, rec, q->local_mac, q->vni);
+    weft_encap_one(q->ops, pkt, rec, local_mac_for(q, pkt), q->vni);
     t->iov[t->iov_n].iov_base = pkt - hlen;
     t->iov[t->iov_n].iov_len = (size_t)(len + hlen);
     return train_msg(t, t->iov_n++, 1, 0, peer, i);
@@ -171,7 +143,7 @@ static void encap_segments(weft_queue *q, int32_t i, uint8_t *pkt, const uint8_t
   if (per < 1) per = 1;
   for (int32_t k = 0; k < n; k++) {
     uint8_t *h = hdrs + (size_t)k * (size_t)(hlen + plan.hdr);
-    weft_encap_one(q->ops, h + hlen, rec, q->local_mac, q->vni);
+    weft_encap_one(q->ops, h + hlen, rec, local_mac_for(q, pkt), q->vni);
     struct iovec *v = t->iov + t->iov_n + 2 * k;
     v[0].iov_base = h;
     v[0].iov_len = (size_t)(hlen + plan.hdr);
