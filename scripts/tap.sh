@@ -17,6 +17,7 @@ PARALLEL=(
   test/daemon-config.test.ts
   test/encap-codecs.test.ts
   test/encap-native.test.ts
+  test/gso-gro-ipv6.test.ts
   test/gso-gro.test.ts
   test/ipv6.test.ts
   test/network-check.test.ts
