@@ -11,14 +11,14 @@
  *
  * Contract checked: decap leaves the slab alone, keeps exactly the datagrams a reference walk keeps (same offsets,
  * lengths, source addresses) and counts every other one once under its reason; every kept inner packet is IPv4 whose
- * total length is its length and lies inside its datagram. gro_run drops nothing of that, hands the sink only bytes
- * inside the slab, and consumes the packets in order: each output is either one packet, byte for byte the input,
- * with a virtio header that is empty or asks to finish a partial TCP/UDP checksum (which then verifies), or a TCPv4
- * (TCPv6) super-packet of 2..64 segments of one flow whose virtio header (gso_size = first payload, hdr_len,
- * csum_start 20 (40), csum_offset 16) is consistent, whose headers are the first segment's with length, IP
- * checksum (IPv6: payload length), PSH and the pseudo-header checksum updated, and whose payload is the
- * concatenation of the inputs' payloads, cut back into the same segments by gso_size. IPv6 segments merged share
- * the first word (traffic class, flow label), next header TCP (no extension header), hop limit and addresses.
+ * total length (IPv6: 40 + payload length) is its length and lies inside its datagram. gro_run drops nothing of that,
+ * hands the sink only bytes inside the slab, and consumes the packets in order: each output is either one packet, byte
+ * for byte the input, with a virtio header that is empty or asks to finish a partial TCP/UDP checksum (which then
+ * verifies), or a TCPv4 (TCPv6) super-packet of 2..64 segments of one flow whose virtio header (gso_size = first
+ * payload, hdr_len, csum_start 20 (40), csum_offset 16) is consistent, whose headers are the first segment's with
+ * length, IP checksum (IPv6: payload length), PSH and the pseudo-header checksum updated, and whose payload is the
+ * concatenation of the inputs' payloads, cut back into the same segments by gso_size. IPv6 segments merged share the
+ * first word (traffic class, flow label), next header TCP (no extension header), hop limit and addresses.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -226,18 +226,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       size_t at = (size_t)i * (size_t)slot + (size_t)p;
       if (g < len[i]) datagrams += 1;
       int32_t v = ops->decode(orig + at, sl, VNI);
-      if (v >= 0 && (v > sl || weft_ipv4_inner_len(orig + at + v, sl - v) < 0)) v = WEFT_VERDICT(WEFT_DROP_MALFORMED);
+      if (v >= 0 && (v > sl || weft_ip_inner_len(orig + at + v, sl - v) < 0)) v = WEFT_VERDICT(WEFT_DROP_MALFORMED);
       if (v >= 0 && kept >= seg_max) v = WEFT_VERDICT(WEFT_DROP_NO_SLOT);
       if (v < 0) {
         if (-v - 1 >= WEFT_DROP_COUNT) abort();
         want[-v - 1] += 1;
         continue;
       }
-      /* Kept: the inner packet at the decoded offset, IPv4 of exactly its total length, inside this datagram. */
+      /* Kept: the inner packet at the decoded offset, IPv4 of exactly its total length or IPv6 of exactly its payload
+       * length, inside this datagram. */
       if (kept >= ns || seg_off[kept] != (int32_t)(at + (size_t)v) || seg_addr[kept] != addr[i]) abort();
       const uint8_t *q = orig + seg_off[kept];
       int32_t ql = seg_len[kept];
-      if (ql < 20 || ql > sl - v || (q[0] >> 4) != 4 || weft_rd16(q + 2) != ql || (q[0] & 0x0f) * 4 > ql) abort();
+      if (ql < 20 || ql > sl - v) abort();
+      if (is_v6(q) ? ql < 40 || weft_rd16(q + 4) + 40 != ql
+                   : (q[0] >> 4) != 4 || weft_rd16(q + 2) != ql || (q[0] & 0x0f) * 4 > ql)
+        abort();
       kept++;
     }
   }
