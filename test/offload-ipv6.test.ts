@@ -9,7 +9,7 @@
 // whole (sha256); over it the sender cut super-packets (gso.c's TSO6 path) into UDP_SEGMENT trains and the receiver
 // coalesced segments back (GRO6), with no segment dropped as malformed or unsupported and no bad checksum.
 import t from 'tap';
-import { clusterFor } from './helpers/cluster.js';
+import { clusterFor, dualStackConfig } from './helpers/cluster.js';
 import { metricsOf, sha256Transfer } from './helpers/traffic.js';
 
 const METRICS = 8471;
@@ -17,13 +17,7 @@ const MB = 1 << 20;
 const H = [1, 2];
 
 t.test('offload/vxlan: TCP over IPv6 with TSO6 on the TUN, cut by gso.c and coalesced by gro.c', async (t) => {
-  const cluster = await clusterFor(t, 2, {
-    Network: '10.5.0.0/16',
-    SubnetLen: 24,
-    EnableIPv6: true,
-    IPv6Network: 'fd00:5::/48',
-    Backend: { Type: 'vxlan' },
-  });
+  const cluster = await clusterFor(t, 2, dualStackConfig('vxlan'));
   const { tb } = cluster;
   for (const n of H) await cluster.startDaemon(n, ['--tier=offload', `--healthz-port=${METRICS}`]);
   for (const n of H) await cluster.ensurePod(n);
