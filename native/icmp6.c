@@ -60,7 +60,7 @@ int32_t weft_icmp6_error_build(const uint8_t *pkt, int32_t pkt_len, uint8_t type
   icmp[1] = code;
   weft_wr32(icmp + 4, param);
   memcpy(icmp + ICMP6_HLEN, pkt, (size_t)quote);
-  uint64_t sum = weft_csum_add(0, ip + 8, 32) + (uint32_t)plen + NH_ICMPV6;
+  uint64_t sum = weft_csum_pseudo6(ip, NH_ICMPV6, (uint32_t)plen);
   weft_wr16(icmp + 2, (uint16_t)~weft_csum_fold(weft_csum_add(sum, icmp, (size_t)plen)));
   return IPV6_HLEN + plen;
 }

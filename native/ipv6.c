@@ -38,7 +38,7 @@ void weft_ipv6_complete_l4_csum(uint8_t *p, int32_t len) {
   if (seg < (proto == 6 ? 20 : 8)) return;
   uint8_t *l4 = p + IPV6_HLEN;
   uint16_t field = weft_rd16(l4 + field_at);
-  uint64_t pseudo = weft_csum_add(0, p + 8, 32) + proto + (uint32_t)seg;
+  uint64_t pseudo = weft_csum_pseudo6(p, proto, (uint32_t)seg);
   if (field != weft_csum_fold(pseudo)) return;
   weft_wr16(l4 + field_at, 0);
   uint16_t c = (uint16_t)~weft_csum_fold(weft_csum_add(pseudo, l4, (size_t)seg));

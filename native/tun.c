@@ -194,7 +194,7 @@ static void tcp6_segment_headers(uint8_t *h, int32_t thl, int32_t chunk, uint16_
   weft_wr32(tcp + 4, seq0 + (uint32_t)k * (uint32_t)mss);
   tcp[13] = f;
   tcp[16] = tcp[17] = 0;
-  uint64_t s = weft_csum_add(0, h + 8, 32) + 6 + (uint32_t)(thl + chunk) + weft_csum_add(0, tcp, (size_t)thl);
+  uint64_t s = weft_csum_pseudo6(h, 6, (uint32_t)(thl + chunk)) + weft_csum_add(0, tcp, (size_t)thl);
   weft_wr16(tcp + 16, (uint16_t)~weft_csum_fold(s + chunk_sum));
 }
 
