@@ -715,6 +715,14 @@ static napi_value js_out_encap(napi_env env, napi_callback_info info) {
   return ret_i32(env, j->q.train.msg_n);
 }
 
+static napi_value js_out_hop(napi_env env, napi_callback_info info) {
+  js_queue *j;
+  int32_t n;
+  if (!args_queue_n(env, info, 2, &j, 4096, &n) || !has_out(env, j)) return NULL;
+  weft_queue_out_hop(&j->q, n);
+  return ret_undefined(env);
+}
+
 static napi_value js_out_send(napi_env env, napi_callback_info info) {
   js_queue *j;
   weft_err e;
@@ -1288,7 +1296,7 @@ NAPI_MODULE_INIT() {
       FN("pollStart", js_poll_start), FN("pollUpdate", js_poll_update), FN("pollStop", js_poll_stop),
       FN("queueOpen", js_queue_open), FN("queueSetPeers", js_queue_set_peers), FN("queueClose", js_queue_close),
       FN("queueUdpSegment", js_queue_udp_segment), FN("outRead", js_out_read), FN("outEncap", js_out_encap),
-      FN("outSend", js_out_send), FN("outIcmp", js_out_icmp), FN("outIcmp6", js_out_icmp6),
+      FN("outHop", js_out_hop), FN("outSend", js_out_send), FN("outIcmp", js_out_icmp), FN("outIcmp6", js_out_icmp6),
       FN("inRecv", js_in_recv), FN("inDecap", js_in_decap),
       FN("inWrite", js_in_write), FN("decap", js_decap), FN("icmpError", js_icmp_error),
       FN("icmp6Error", js_icmp6_error),

@@ -6,6 +6,8 @@
  * Out (forwarder: src/datapath/outbound.ts):
  *   1. out_read    tun.c     TUN -> out slots, each at HEADROOM (virtio header in front on the offload tier)
  *      [TS: route lookup -> out_peer[i], or a verdict; ICMP net-unreachable via out_icmp]
+ *      [transform, batch tier: out_hop checks the header and decrements the TTL as out_encap would, before the
+ *       transform seals the packet in place; out_encap then frames what it sealed]
  *   2. out_encap   gso.c + encap.c -> the train: batch tier: the encap header in place in front of each packet, one
  *                  datagram each; offload tier: each super-packet cut into segments (headers in the train's header
  *                  area, payload left in the slot) with the encap header in front of each, one UDP_SEGMENT message
@@ -101,15 +103,23 @@ static const uint8_t *local_mac_for(const weft_queue *q, const uint8_t *pkt) {
   return (pkt[0] >> 4) == 6 ? q->local_mac6 : q->local_mac;
 }
 
-/* Batch tier: check, TTL (IPv4) or hop limit (IPv6), encap header in place; one datagram per packet. */
+/* Batch tier, as a router forwards (RFC 1812 5.3.1): the header checked, the TTL (IPv4) or hop limit (IPv6)
+ * decremented. 0 when packet i got a verdict instead (TTL exceeded: JS sends the ICMP). */
+static int out_hop(weft_queue *q, int32_t i, uint8_t *pkt) {
+  int32_t len = q->out_len[i];
+  int v6 = len > 0 && (pkt[0] >> 4) == 6;
+  if (!(v6 ? weft_ipv6_valid_exact(pkt, len) : weft_ipv4_valid_exact(pkt, len)))
+    return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_MALFORMED)), 0;
+  if (!(v6 ? weft_ipv6_hop_decrement(pkt) : weft_ipv4_ttl_decrement(pkt)))
+    return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_TTL_EXCEEDED)), 0;
+  return 1;
+}
+
+/* Batch tier: the hop, encap header in place; one datagram per packet. */
 static void encap_in_place(weft_queue *q, int32_t i, uint8_t *pkt, const uint8_t *rec) {
   weft_train *t = &q->train;
   int32_t len = q->out_len[i], hlen = q->ops->hlen;
-  int v6 = len > 0 && (pkt[0] >> 4) == 6;
-  if (!(v6 ? weft_ipv6_valid_exact(pkt, len) : weft_ipv4_valid_exact(pkt, len)))
-    return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_MALFORMED));
-  if (!(v6 ? weft_ipv6_hop_decrement(pkt) : weft_ipv4_ttl_decrement(pkt)))
-    return out_drop(q, i, WEFT_VERDICT(WEFT_DROP_TTL_EXCEEDED));
+  if (!out_hop(q, i, pkt)) return;
   weft_encap_one(q->ops, pkt, rec, local_mac_for(q, pkt), q->vni);
   q->out_off[i] = (int32_t)(pkt - q->out_slab) - hlen;
   q->out_len[i] = len + hlen;
@@ -170,6 +180,24 @@ static void js_encapped(weft_queue *q, int32_t i) {
   train_msg(t, t->iov_n++, 1, 0, q->out_peer[i], i);
 }
 
+/* A slot's packet length as JS left it: within the slot, room kept for the headroom and the tail. */
+static int out_len_ok(const weft_queue *q, int32_t i) {
+  return q->out_len[i] >= 0 && q->out_len[i] <= q->slot_size - WEFT_HEADROOM - WEFT_TAILROOM;
+}
+
+void weft_queue_out_hop(weft_queue *q, int32_t n) {
+  if (q->vnet) return; /* the offload tier's GSO decrements per segment (WEFT_GSO_TTL_DEC) */
+  if (n > q->out_slots) n = q->out_slots;
+  for (int32_t i = 0; i < n; i++) {
+    if (q->out_peer[i] < 0) continue; /* JS already decided: no route, etc. */
+    if (!out_len_ok(q, i)) {
+      out_drop(q, i, WEFT_VERDICT(WEFT_DROP_MALFORMED)); /* JS wrote it */
+      continue;
+    }
+    out_hop(q, i, q->out_slab + (size_t)i * q->slot_size + WEFT_HEADROOM);
+  }
+}
+
 void weft_queue_out_encap(weft_queue *q, int32_t n) {
   weft_train *t = &q->train;
   t->iov_n = t->msg_n = t->next = t->next_seg = 0;
@@ -186,7 +214,7 @@ void weft_queue_out_encap(weft_queue *q, int32_t n) {
       js_encapped(q, i);
       continue;
     }
-    if (q->out_len[i] < 0 || q->out_len[i] > q->slot_size - WEFT_HEADROOM - WEFT_TAILROOM) {
+    if (!out_len_ok(q, i)) {
       out_drop(q, i, WEFT_VERDICT(WEFT_DROP_MALFORMED)); /* JS wrote it */
       continue;
     }

@@ -417,6 +417,10 @@ int weft_queue_init(weft_queue *q, weft_err *e);
 void weft_queue_free(weft_queue *q);
 int32_t weft_queue_out_read(weft_queue *q, weft_err *e);
 void weft_queue_out_encap(weft_queue *q, int32_t n);
+/* Batch tier, for a transform that seals packets in place before out_encap frames them (WireGuard): out_encap's
+ * header check and TTL / hop-limit decrement alone, for i < n with out_peer[i] >= 0; failures become verdicts,
+ * counted. Nothing on a vnet queue: there GSO decrements per segment. */
+void weft_queue_out_hop(weft_queue *q, int32_t n);
 int32_t weft_queue_out_send(weft_queue *q, weft_err *e);
 int weft_queue_out_icmp(weft_queue *q, int32_t slot, uint8_t type, uint8_t code, uint32_t from);
 /* An ICMPv6 error about the IPv6 packet in out slot `slot`, from `from` (16 bytes); param: the MTU of a packet too

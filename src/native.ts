@@ -71,6 +71,7 @@ interface Addon extends Readonly<Record<AddonConstant, number>> {
   outWgSeal(q: QueueHandle, sessions: Buffer, sendSlot: Int32Array, nowMs: number, counters: Float64Array): void;
   outRead(q: QueueHandle): number;
   outEncap(q: QueueHandle, n: number): number;
+  outHop(q: QueueHandle, n: number): void;
   outSend(q: QueueHandle): number;
   outIcmp(q: QueueHandle, slot: number, type: number, code: number, fromAddr: number): boolean;
   outIcmp6(q: QueueHandle, slot: number, type: number, code: number, param: number, fromAddr: Buffer): boolean;
@@ -397,6 +398,10 @@ export const outRead: Addon['outRead'] = addon.outRead;
  *  whose record has PEER_F_CSUM_PARTIAL; an IPv6 packet goes whole, its checksum completed).
  *  Failures set outPeer[i] to a verdict, counted (VERDICT_TTL_EXCEEDED: JS sends the ICMP). Returns messages. */
 export const outEncap: Addon['outEncap'] = addon.outEncap;
+/** Out 2 in part, batch tier, for a transform that seals packets in place before outEncap frames them (WireGuard):
+ *  outEncap's header check and TTL / hop-limit decrement alone, for i < n with outPeer[i] >= 0. Failures set
+ *  outPeer[i] to a verdict, counted (VERDICT_TTL_EXCEEDED: JS sends the ICMP). Does nothing on a vnet queue. */
+export const outHop: Addon['outHop'] = addon.outHop;
 /** Out 3: sendmmsg the train. Returns the messages left: 0 when all went out, more when the socket is full (call
  *  again once it is writable). A message that fails otherwise is dropped: outPeer[its slot] = VERDICT_SEND_ERROR. */
 export const outSend: Addon['outSend'] = addon.outSend;

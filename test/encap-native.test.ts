@@ -6,7 +6,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as n from './helpers/native.js';
-import { csum, ipv4Packet, l4Sum, l4Valid, pseudoSum } from './helpers/packets.js';
+import { csum, ipv4Packet, ipv6Packet, l4Sum, l4Valid, pseudoSum } from './helpers/packets.js';
 import { byteQueue, decapEach, outBatch as queueBatch, SLOT } from './helpers/queue.js';
 
 // ---- packet builders ----
@@ -181,6 +181,29 @@ t.test('encap: malformed, TTL and peer verdicts', async (t) => {
   t.same(b.slab.subarray(6 * SLOT, 7 * SLOT), before, 'skipped slot untouched');
   t.equal(b.slab[3 * SLOT + HR + 8], 1, 'TTL 1 left as is for the ICMP quote');
   t.equal(b.slab[5 * SLOT + HR + 8], 1, 'TTL 2 -> 1 is still forwarded');
+});
+
+t.test('outHop: the check and TTL of encap alone, for a transform that seals in place (WireGuard)', async (t) => {
+  const good = ipv4Packet({ payload: icmpEcho(1) });
+  const ttl1 = ipv4Packet({ ttl: 1, payload: icmpEcho(1) });
+  const hop1 = ipv6Packet({ hopLimit: 1, len: 48 });
+  const hop9 = ipv6Packet({ hopLimit: 9, len: 48 });
+  const pkts = [good, ttl1, hop1, hop9, good, Buffer.alloc(10)];
+  const b = queueBatch(byteQueue({ slots: pkts.length, encap: null }), pkts, peerTable());
+  b.peer[4] = -1; // JS: no route, left alone
+  n.outHop(b.q.handle, pkts.length);
+  const V = n.VERDICT_TTL_EXCEEDED;
+  t.same([...b.peer], [0, V, V, 0, -1, n.VERDICT_MALFORMED]);
+  t.equal(b.slab[HR + 8], 63, 'TTL 64 -> 63');
+  t.equal(csum(b.slab, HR, HR + 20), 0xffff, 'header checksum still verifies');
+  t.equal(b.slab[SLOT + HR + 8], 1, 'TTL 1 left as is for the ICMP quote');
+  t.equal(b.slab[3 * SLOT + HR + 7], 8, 'hop limit 9 -> 8');
+  t.equal(b.slab[4 * SLOT + HR + 8], 64, 'a slot with a verdict is untouched');
+  t.equal(c(b, 'drop_ttl_exceeded'), 2);
+  t.equal(c(b, 'drop_malformed'), 1);
+  const v = queueBatch(byteQueue({ slots: 1, encap: n.ENCAP_UDP, vnet: true }), [ttl1], peerTable());
+  n.outHop(v.q.handle, 1);
+  t.equal(v.peer[0], 0, 'offload queue: left to GSO, which decrements per segment');
 });
 
 t.test('TTL decrement keeps a valid header checksum (RFC 1624)', async (t) => {

@@ -5,10 +5,12 @@
 //                         h1, h2 --tier=batch, h3 --tier=offload (sealed UDP_SEGMENT trains, opened UDP_GRO buffers)
 //
 // Checks: the lease carries flannel's BackendData and the key file its key (mode 0400); the TUN MTU leaves
-// flannel's 80 bytes; all-pairs pod ping; a TCP transfer each way verified by sha256; tcpdump on h2's underlay sees
-// nothing but WireGuard messages, and not the pattern the pods' pings carry; after a restart of h1 (same key, same
-// lease) traffic flows again through a new handshake; a flood of forged initiations (valid mac1, as anyone who
-// read the lease can make) is counted (cookie replies under load, no handshake state) while a transfer continues.
+// flannel's 80 bytes; all-pairs pod ping; each weft a router hop (TTL 1 expires at the sender's weft with ICMP time
+// exceeded, TTL 2 at the receiver's kernel, replies arrive with 64 - 2); a TCP transfer each way verified by
+// sha256; tcpdump on h2's underlay sees nothing but WireGuard messages, and not the pattern the pods' pings carry;
+// after a restart of h1 (same key, same lease) traffic flows again through a new handshake; a flood of forged
+// initiations (valid mac1, as anyone who read the lease can make) is counted (cookie replies under load, no
+// handshake state) while a transfer continues.
 // Bounded: pings of 2-5 probes, transfers of 20 MB, 2000 forged datagrams, a 10 s capture.
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
@@ -70,6 +72,34 @@ t.test('wireguard backend across three namespace hosts', async (t) => {
     const m = await metricsOf(tb, tb.host(1), HEALTHZ);
     t.ok((m['wg_handshake_handshakes_completed'] ?? 0) + (m['wg_handshake_rx_initiation'] ?? 0) >= 2, 'handshakes');
     t.ok((m['wg_rx_packets'] ?? 0) > 0 && (m['wg_tx_packets'] ?? 0) > 0, 'transport messages both ways');
+  });
+
+  await t.test('a router: the TTL drops by one at each weft, time exceeded at the first', async (t) => {
+    // Pings from the hosts themselves, so a packet enters weft0 with the TTL ping gave it. h1 and h2 seal in place
+    // (batch), h3 seals segments (offload): each decrements before it seals, as the plain paths do before encap.
+    const gw = (n: number) => cluster.subnetOf(n)!.replace(/\/\d+$/, '');
+    const hop = async (from: number, to: number, ttl: number) => {
+      const args = ['ping', '-n', '-c', '1', '-W', '2', '-t', String(ttl), pod(to).ip];
+      return (await tb.exec(tb.host(from), args, { timeoutMs: 5000 })).stdout;
+    };
+    for (const [a, b] of [
+      [1, 2],
+      [1, 3],
+      [3, 1],
+    ] as const) {
+      const before = await metricsOf(tb, tb.host(a), HEALTHZ);
+      const first = await hop(a, b, 1);
+      t.match(first, `From ${gw(a)} icmp_seq=1 Time to live exceeded`, `h${a} -> h${b}, TTL 1: expired at h${a}`);
+      const second = await hop(a, b, 2);
+      t.match(second, `From ${gw(b)} icmp_seq=1 Time to live exceeded`, `TTL 2: expired at h${b}'s kernel`);
+      // The echo reply leaves pod h${b} with 64: h${b}'s kernel (cni0 -> weft0) and h${b}'s weft take one each.
+      const reply = /ttl=(\d+)/.exec(await hop(a, b, 64))?.[1];
+      t.equal(reply, '62', `h${b} -> h${a}: the reply arrives with TTL 62`);
+      const after = await metricsOf(tb, tb.host(a), HEALTHZ);
+      const delta = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
+      t.equal(delta('drop_ttl_exceeded'), 1, `h${a}: one drop_ttl_exceeded`);
+      t.equal(delta('icmp_sent'), 1, `h${a}: one ICMP time exceeded sent`);
+    }
   });
 
   await t.test('TCP both ways (sha256)', async (t) => {

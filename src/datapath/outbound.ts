@@ -13,9 +13,10 @@
 //     the payload stays in the slot, the encap header in front of each, one UDP_SEGMENT message per 64 segments
 //     (offload; checksums from one pass over the payload, or none for a peer that takes partial checksums). A
 //     TypeScript-only encap writes its header here instead, packet by packet, on views of the slab.
-//  4. [transform] WireGuard (wireguard.ts, batch tier): there is no encap header; instead every packet is sealed in
-//     place for its peer's current session (header in the headroom, padding and tag after), or dropped, counted,
-//     while the peer's handshake is in flight. The train then frames the sealed messages.
+//  4. [transform] WireGuard (wireguard.ts, batch tier): there is no encap header; instead C checks the header and
+//     decrements the TTL as in 3 (outHop), and every packet is sealed in place for its peer's current session
+//     (header in the headroom, padding and tag after), or dropped, counted, while the peer's handshake is in
+//     flight. The train then frames the sealed messages.
 //  5. C sends the train with sendmmsg, gathering headers and payloads (outSend). When the socket buffer is full the
 //     rest waits in place: TUN reads stop and the socket is polled for writable (back-pressure, not drops).
 //  6. Packets whose TTL (hop limit) ran out get ICMP (ICMPv6) time-exceeded.

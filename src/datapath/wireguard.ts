@@ -3,9 +3,12 @@
 // transport data with no other encap, so a kernel WireGuard peer (flannel's wireguard backend) or wireguard-go
 // reads them as its own.
 //
-//   out: route (outbound.ts) -> per peer in the batch: canSend (else the packet is dropped, counted wg_no_session,
-//        and a handshake starts) -> wgSealBatch seals every packet in place (header in the headroom, tag after)
-//        -> the train -> sendmmsg. Nothing for a WireGuard peer leaves unsealed: there is no other path.
+//   out: route (outbound.ts) -> outHop: the header checked and the TTL (hop limit) decremented, as every other
+//        batch path does in outEncap (an expired packet gets ICMP time exceeded in outbound.ts's step 6) -> per
+//        peer in the batch: canSend (else the packet is dropped, counted wg_no_session, and a handshake starts)
+//        -> wgSealBatch seals every packet in place (header in the headroom, tag after) -> the train -> sendmmsg.
+//        Nothing for a WireGuard peer leaves unsealed: there is no other path. On the offload tier the TTL goes
+//        down in outEncap's segmentation, before outWgSeal.
 //   in:  recvmmsg (with source ports) -> wgOpenBatch opens in place -> handshake messages go to the device with
 //        their source address and port -> each inner packet's source must lie in the subnet of the peer whose key
 //        opened it (cryptokey routing: AllowedIPs = the lease's subnet) -> TUN.
@@ -162,9 +165,10 @@ export class WireguardTransform {
 
   /**
    * Seals packets 0..n-1 of the out batch and builds the train; returns outEncap's count of messages to send. Batch
-   * tier: each packet in place (the queue has no encap), then framed. Offload tier: the train of segments first
-   * (GSO, no encap header), then every message sealed into the queue's seal area (outWgSeal). A packet or message
-   * that cannot be sealed gets a verdict, counted.
+   * tier: each packet's TTL decremented (outHop), then sealed in place (the queue has no encap), then framed.
+   * Offload tier: the train of segments first (GSO, no encap header, the TTL decremented per segment), then every
+   * message sealed into the queue's seal area (outWgSeal). A packet or message that cannot be sealed gets a verdict,
+   * counted.
    */
   seal(q: Queue, n: number): number {
     const now = this.device.now();
@@ -173,6 +177,8 @@ export class WireguardTransform {
     const checked = this.#checked;
     const count = this.#count;
     const stamp = (this.#stamp = (this.#stamp + 1) >>> 0 || 1);
+    // The sealed header is out of reach: decrement first, and an expired packet costs no session or handshake.
+    if (!q.opts.vnet) native.outHop(q.handle, n);
     for (let i = 0; i < n; i++) {
       const s = q.outPeer[i] as number;
       if (s < 0) continue;
