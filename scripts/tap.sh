@@ -24,6 +24,7 @@ PARALLEL=(
   test/network-config.test.ts
   test/profile-groups.test.ts
   test/routes.test.ts
+  test/routes6.test.ts
   test/subnet.test.ts
   test/userspace-backend.test.ts
   test/wireguard-config.test.ts
