@@ -140,24 +140,15 @@ const garbage = Buffer.from('weft fuzz seed: not a packet at all');
 
 // ---- offload tier (fuzz_gro.c, fuzz_gso.c) ----
 
-// A TCP segment of one flow: IPv4 (no options) + TCP with `opts` option bytes (timestamps: 12), payload bytes
-// derived from seq so concatenations are checkable; l4csum as in ipv4().
-function tcpSeg({
-  seq = 1000,
-  payload = 100,
-  flags = 0x10,
-  opts = 12,
-  l4csum = 'partial',
-  id = 1,
-  sport = 4000,
-  ttl = 64,
-  src,
-  dst,
-} = {}) {
+// The TCP half of a segment, shared by both IP versions: `opts` option bytes (timestamps: 12), payload bytes
+// derived from seq so concatenations are checkable; l4csum as in ipv4() ('bad': a wrong sum).
+function tcpFields({ seq = 1000, payload = 100, flags = 0x10, opts = 12, l4csum = 'partial', sport = 4000 }) {
+  return { seq, payload, flags, opts, l4csum, sport };
+}
+// Writes the TCP header, options and payload into l4 (its whole length) and the checksum over `pseudo`, the
+// pseudo-header sum of the segment's IP version.
+function writeTcp(l4, { seq, flags, opts, l4csum, sport }, pseudo) {
   const thl = 20 + opts;
-  const b = Buffer.alloc(20 + thl + payload);
-  writeIpHeader(b, { id, frag: 0x4000, ttl, proto: 6, src, dst });
-  const l4 = b.subarray(20);
   l4.writeUInt16BE(sport, 0);
   l4.writeUInt16BE(5000, 2);
   l4.writeUInt32BE(seq >>> 0, 4);
@@ -166,18 +157,26 @@ function tcpSeg({
   l4[13] = flags;
   l4.writeUInt16BE(502, 14);
   if (opts >= 12) {
-    l4[20] = 1;
-    l4[21] = 1;
-    l4[22] = 8;
-    l4[23] = 10;
+    l4.set([1, 1, 8, 10], 20);
     l4.writeUInt32BE(12345, 24);
     l4.writeUInt32BE(678, 28);
   }
-  for (let i = 0; i < payload; i++) l4[thl + i] = (seq + i) & 0xff;
-  const pseudo = csum(Buffer.concat([b.subarray(12, 20), Buffer.from([0, 6, l4.length >> 8, l4.length & 255])]));
+  for (let i = thl; i < l4.length; i++) l4[i] = (seq + i - thl) & 0xff;
   if (l4csum === 'partial') l4.writeUInt16BE(pseudo, 16);
   else if (l4csum === 'full') l4.writeUInt16BE(~csum(l4, pseudo) & 0xffff, 16);
   else if (l4csum === 'bad') l4.writeUInt16BE(0xdead, 16);
+}
+// A TCP segment of one flow: IPv4 (no options) + TCP (tcpFields).
+function tcpSeg({ id = 1, ttl = 64, src, dst, ...o } = {}) {
+  const tcp = tcpFields(o);
+  const l4len = 20 + tcp.opts + tcp.payload;
+  const b = Buffer.alloc(20 + l4len);
+  writeIpHeader(b, { id, frag: 0x4000, ttl, proto: 6, src, dst });
+  writeTcp(
+    b.subarray(20),
+    tcp,
+    csum(Buffer.concat([b.subarray(12, 20), Buffer.from([0, 6, l4len >> 8, l4len & 255])])),
+  );
   return b;
 }
 // n back-to-back segments of mss bytes (the last `lastPayload`), the last with PSH.
@@ -251,45 +250,19 @@ const superUdp = (payload) => ipv4({ payload, l4csum: 'partial' });
 // the next header (an extension header number makes it one GSO must refuse and GRO must not merge).
 const SRC6 = Buffer.from('fd000005000300000000000000000002', 'hex');
 const DST6 = Buffer.from('fd000005000700000000000000000002', 'hex');
-function tcp6Seg({
-  seq = 1000,
-  payload = 100,
-  flags = 0x10,
-  opts = 12,
-  l4csum = 'partial',
-  hop = 64,
-  flow = 0x12345,
-  sport = 4000,
-  next,
-} = {}) {
-  const thl = 20 + opts;
-  const b = Buffer.alloc(40 + thl + payload);
+function tcp6Seg({ hop = 64, flow = 0x12345, next, ...o } = {}) {
+  const tcp = tcpFields(o);
+  const l4len = 20 + tcp.opts + tcp.payload;
+  const b = Buffer.alloc(40 + l4len);
   b.writeUInt32BE(((6 << 28) | flow) >>> 0, 0);
-  b.writeUInt16BE(thl + payload, 4);
+  b.writeUInt16BE(l4len, 4);
   b[6] = 6;
   b[7] = hop;
   SRC6.copy(b, 8);
   DST6.copy(b, 24);
-  const l4 = b.subarray(40);
-  l4.writeUInt16BE(sport, 0);
-  l4.writeUInt16BE(5000, 2);
-  l4.writeUInt32BE(seq >>> 0, 4);
-  l4.writeUInt32BE(777, 8);
-  l4[12] = (thl / 4) << 4;
-  l4[13] = flags;
-  l4.writeUInt16BE(502, 14);
-  if (opts >= 12) {
-    l4.set([1, 1, 8, 10], 20);
-    l4.writeUInt32BE(12345, 24);
-    l4.writeUInt32BE(678, 28);
-  }
-  for (let i = 0; i < payload; i++) l4[thl + i] = (seq + i) & 0xff;
   const len = Buffer.alloc(4);
-  len.writeUInt32BE(l4.length);
-  const pseudo = csum(Buffer.concat([b.subarray(8, 40), len, Buffer.from([0, 0, 0, 6])]));
-  if (l4csum === 'partial') l4.writeUInt16BE(pseudo, 16);
-  else if (l4csum === 'full') l4.writeUInt16BE(~csum(l4, pseudo) & 0xffff, 16);
-  else if (l4csum === 'bad') l4.writeUInt16BE(0xdead, 16);
+  len.writeUInt32BE(l4len);
+  writeTcp(b.subarray(40), tcp, csum(Buffer.concat([b.subarray(8, 40), len, Buffer.from([0, 0, 0, 6])])));
   if (next !== undefined) b[6] = next;
   return b;
 }
