@@ -723,6 +723,13 @@ static napi_value js_out_hop(napi_env env, napi_callback_info info) {
   return ret_undefined(env);
 }
 
+/* outRefused(queue): which socket refused the held-back train, SOCK_V4 or SOCK_V6 (0: nothing held back). */
+static napi_value js_out_refused(napi_env env, napi_callback_info info) {
+  js_queue *j;
+  if (!args_queue_n(env, info, 1, &j, 0, NULL) || !has_out(env, j)) return NULL;
+  return ret_i32(env, j->q.train.next < j->q.train.msg_n ? j->q.train.refused : 0);
+}
+
 static napi_value js_out_send(napi_env env, napi_callback_info info) {
   js_queue *j;
   weft_err e;
@@ -1296,7 +1303,8 @@ NAPI_MODULE_INIT() {
       FN("pollStart", js_poll_start), FN("pollUpdate", js_poll_update), FN("pollStop", js_poll_stop),
       FN("queueOpen", js_queue_open), FN("queueSetPeers", js_queue_set_peers), FN("queueClose", js_queue_close),
       FN("queueUdpSegment", js_queue_udp_segment), FN("outRead", js_out_read), FN("outEncap", js_out_encap),
-      FN("outHop", js_out_hop), FN("outSend", js_out_send), FN("outIcmp", js_out_icmp), FN("outIcmp6", js_out_icmp6),
+      FN("outHop", js_out_hop), FN("outSend", js_out_send),
+      FN("outRefused", js_out_refused), FN("outIcmp", js_out_icmp), FN("outIcmp6", js_out_icmp6),
       FN("inRecv", js_in_recv), FN("inDecap", js_in_decap),
       FN("inWrite", js_in_write), FN("decap", js_decap), FN("icmpError", js_icmp_error),
       FN("icmp6Error", js_icmp6_error),
@@ -1319,6 +1327,7 @@ NAPI_MODULE_INIT() {
       !export_i32(env, exports, "ENCAP_VXLAN_HLEN", weft_encap_vxlan.hlen) ||
       !export_i32(env, exports, "ENCAP_GENEVE_HLEN", weft_encap_geneve.hlen) ||
       !export_i32(env, exports, "READABLE", UV_READABLE) || !export_i32(env, exports, "WRITABLE", UV_WRITABLE) ||
+      !export_i32(env, exports, "SOCK_V4", WEFT_SOCK_V4) || !export_i32(env, exports, "SOCK_V6", WEFT_SOCK_V6) ||
       !export_i32(env, exports, "COUNTER_COUNT", WEFT_COUNTER_COUNT) ||
       !export_i32(env, exports, "ICMP_SCRATCH_MIN", WEFT_ICMP_SCRATCH_MIN) ||
       !export_i32(env, exports, "VNET_HDR_LEN", WEFT_VNET_HDR_LEN) ||

@@ -192,6 +192,7 @@ int32_t weft_udp_send_train(int fd, int fd6, weft_train *t, const uint8_t *peers
   int32_t idx[MMSG_CHUNK];                          /* message of each entry */
   int32_t after_m[MMSG_CHUNK], after_s[MMSG_CHUNK]; /* where to resume once the entry is out */
   uint8_t train[MMSG_CHUNK];                        /* 1: a whole UDP_SEGMENT train */
+  t->refused = 0;
   while (t->next < t->msg_n) {
     /* Fill a chunk from (next, next_seg); a message sent segment by segment may span chunks. */
     int mm = 0, chunk6 = 0; /* one sendmmsg per socket: a chunk holds one family */
@@ -260,7 +261,11 @@ int32_t weft_udp_send_train(int fd, int fd6, weft_train *t, const uint8_t *peers
       if (r < 0) {
         int err = errno;
         if (err == EINTR) continue;
-        if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) return t->msg_n - t->next; /* wait: WRITABLE */
+        if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) { /* wait until this socket is writable */
+          t->refused = chunk6 ? WEFT_SOCK_V6 : WEFT_SOCK_V4;
+          counters[WEFT_C_UDP_SEND_REFUSED] += 1;
+          return t->msg_n - t->next;
+        }
         if (fd_error(err)) {
           e->code = err, e->syscall = "sendmmsg";
           return -1;

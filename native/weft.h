@@ -82,6 +82,8 @@ enum weft_encap { WEFT_ENCAP_UDP = 0, WEFT_ENCAP_VXLAN = 1, WEFT_ENCAP_GENEVE = 
   X(UNSUPPORTED, unsupported)
 
 /* Counters other than drops, X(ID, name). One list: binding.c exports the names.
+ * udp_send_refused counts sendmmsg calls the kernel answered EAGAIN or ENOBUFS (the train waits for writable);
+ * poll_writable_wakeups counts the loop's wake-ups for a writable socket while it waits (JS adds to it).
  * copied_*_to_*_bytes are the kernel's copies at the user/kernel boundary (TUN read and write, socket send and
  * receive), counted at the syscall; copied_user_bytes are packet bytes user space copies from one buffer into
  * another (a memcpy of payload). Per-segment header copies (at most 120 bytes each, written to build a segment's
@@ -111,7 +113,9 @@ enum weft_encap { WEFT_ENCAP_UDP = 0, WEFT_ENCAP_VXLAN = 1, WEFT_ENCAP_GENEVE = 
   X(UDP_GRO_DATAGRAMS, udp_gro_datagrams)                   \
   X(GRO_SUPERPACKETS, gro_superpackets)                     \
   X(GRO_COALESCED, gro_coalesced)                           \
-  X(GRO_CSUM_BAD, gro_csum_bad)
+  X(GRO_CSUM_BAD, gro_csum_bad)                             \
+  X(UDP_SEND_REFUSED, udp_send_refused)                     \
+  X(POLL_WRITABLE_WAKEUPS, poll_writable_wakeups)
 
 enum weft_drop {
 #define WEFT_X(id, name) WEFT_DROP_##id,
@@ -340,11 +344,17 @@ typedef struct {
   size_t hdrs_used, hdrs_cap;
   int32_t next;     /* first message not sent yet (resume point after EAGAIN) */
   int32_t next_seg; /* segments of message `next` already sent one by one (after a UDP_SEGMENT refusal) */
+  int32_t refused;  /* after EAGAIN: the socket that refused message `next`, WEFT_SOCK_V4 or WEFT_SOCK_V6; else 0 */
 } weft_train;
+/* A queue's two underlay sockets, as bits: only the one a send was refused on is polled for writable (the other,
+ * idle and always writable, would wake the loop for nothing until the full one drains). */
+#define WEFT_SOCK_V4 1
+#define WEFT_SOCK_V6 2
 /* sendmmsg the train's messages from t->next on. *udp_segment: 1 while the kernel takes UDP_SEGMENT; on EIO it is
  * cleared (counted as udp_gso_fallbacks) and trains go segment by segment from then on, as wireguard-go does.
  * A message that fails otherwise is dropped: slot_verdict[msg_slot] = WEFT_DROP_SEND_ERROR's verdict. Returns the
- * messages left (0: all sent; more: the socket is full, call again when writable), -1 with e for a bad fd. */
+ * messages left (0: all sent; more: the socket is full, t->refused says which; call again when it is writable),
+ * -1 with e for a bad fd. */
 /* Messages to a peer whose record says WEFT_PEER_F_IPV6 go out of fd6 (none: -1, and they are dropped as no_route). */
 int32_t weft_udp_send_train(int fd, int fd6, weft_train *t, const uint8_t *peers, int32_t peer_count,
                             int *udp_segment, int32_t *slot_verdict, double *counters, weft_err *e);

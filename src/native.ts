@@ -44,6 +44,8 @@ type AddonConstant =
   | 'ENCAP_GENEVE'
   | 'READABLE'
   | 'WRITABLE'
+  | 'SOCK_V4'
+  | 'SOCK_V6'
   | 'COUNTER_COUNT'
   | 'ICMP_SCRATCH_MIN'
   | 'VNET_HDR_LEN'
@@ -73,6 +75,7 @@ interface Addon extends Readonly<Record<AddonConstant, number>> {
   outEncap(q: QueueHandle, n: number): number;
   outHop(q: QueueHandle, n: number): void;
   outSend(q: QueueHandle): number;
+  outRefused(q: QueueHandle): number;
   outIcmp(q: QueueHandle, slot: number, type: number, code: number, fromAddr: number): boolean;
   outIcmp6(q: QueueHandle, slot: number, type: number, code: number, param: number, fromAddr: Buffer): boolean;
   inRecv(q: QueueHandle): number;
@@ -184,6 +187,9 @@ export const ENCAP_VXLAN = addon.ENCAP_VXLAN as 1;
 export const ENCAP_GENEVE = addon.ENCAP_GENEVE as 2;
 export const READABLE: number = addon.READABLE;
 export const WRITABLE: number = addon.WRITABLE;
+/** A queue's underlay sockets as bits (outRefused): the IPv4 one and the IPv6 one. */
+export const SOCK_V4: number = addon.SOCK_V4;
+export const SOCK_V6: number = addon.SOCK_V6;
 export const COUNTER_COUNT: number = addon.COUNTER_COUNT;
 /** Smallest scratch Buffer icmpError accepts. */
 export const ICMP_SCRATCH_MIN: number = addon.ICMP_SCRATCH_MIN;
@@ -210,6 +216,8 @@ export type CounterName =
   | 'copied_kernel_to_user_bytes'
   | 'copied_user_bytes'
   | 'icmp_sent'
+  | 'udp_send_refused'
+  | 'poll_writable_wakeups'
   | OffloadCounterName
   | `drop_${DropName}`;
 /** Counters only the offload tier moves (zero on the others). */
@@ -300,6 +308,8 @@ export const VERDICT_UNSUPPORTED = Verdict.unsupported;
     'gro_superpackets',
     'gro_coalesced',
     'gro_csum_bad',
+    'udp_send_refused',
+    'poll_writable_wakeups',
   ] satisfies readonly CounterName[];
   const drops = DROP_NAMES;
   const c = new Set<string>(counterNames);
@@ -405,6 +415,8 @@ export const outHop: Addon['outHop'] = addon.outHop;
 /** Out 3: sendmmsg the train. Returns the messages left: 0 when all went out, more when the socket is full (call
  *  again once it is writable). A message that fails otherwise is dropped: outPeer[its slot] = VERDICT_SEND_ERROR. */
 export const outSend: Addon['outSend'] = addon.outSend;
+/** After outSend left messages: the socket that refused them, SOCK_V4 or SOCK_V6 (0 when nothing is held back). */
+export const outRefused: Addon['outRefused'] = addon.outRefused;
 /** An ICMP error about the packet in out slot `slot`, written to TUN. false when none may be sent. */
 export const outIcmp: Addon['outIcmp'] = addon.outIcmp;
 /** An ICMPv6 error (RFC 4443) about the IPv6 packet in out slot `slot`, from fromAddr (16 bytes); param: the MTU of

@@ -65,9 +65,11 @@ export class BatchTier extends TierBase implements Datapath {
       {
         outbound: () => outbound.run(ROUNDS),
         flush: () => outbound.flush(),
+        refused: () => outbound.refused(),
         inbound: () => inbound.run(ROUNDS),
         moved: () => moved(this.path.counters),
       },
+      this.path.counters,
       sock6Fd,
     );
   }

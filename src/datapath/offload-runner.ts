@@ -101,9 +101,11 @@ export class QueueRunner {
         {
           outbound: () => outbound.run(ROUNDS),
           flush: () => outbound.flush(),
+          refused: () => outbound.refused(),
           inbound: () => inbound.run(ROUNDS),
           moved: () => moved(path.counters),
         },
+        path.counters,
         sock6Fd,
       );
     } catch (e) {

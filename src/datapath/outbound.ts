@@ -18,7 +18,8 @@
 //     (header in the headroom, padding and tag after), or dropped, counted, while the peer's handshake is in
 //     flight. The train then frames the sealed messages.
 //  5. C sends the train with sendmmsg, gathering headers and payloads (outSend). When the socket buffer is full the
-//     rest waits in place: TUN reads stop and the socket is polled for writable (back-pressure, not drops).
+//     rest waits in place: TUN reads stop and the socket that refused it (outRefused) is polled for writable
+//     (back-pressure, not drops).
 //  6. Packets whose TTL (hop limit) ran out get ICMP (ICMPv6) time-exceeded.
 // No JS allocation happens per packet: everything lives in the queue's slab and typed arrays.
 import * as native from '../native.js';
@@ -161,6 +162,11 @@ export class Outbound {
   flush(): boolean {
     this.left = native.outSend(this.q.handle);
     return this.left === 0;
+  }
+
+  /** While blocked: the socket that refused the rest of the train (native.SOCK_V4 or SOCK_V6), else 0. */
+  refused(): number {
+    return this.left > 0 ? native.outRefused(this.q.handle) : 0;
   }
 
   // Step 6.

@@ -8,6 +8,7 @@ import * as native from '../native.js';
 
 const TUN_RX = native.Counter.tun_rx_packets;
 const UDP_RX = native.Counter.udp_rx_packets;
+const WOKEN = native.Counter.poll_writable_wakeups;
 const SPIN_MS = Math.max(0, Math.min(Number(process.env['WEFT_SPIN_US'] ?? 0) || 0, 1000)) / 1000;
 
 /** What the wake-ups run. */
@@ -16,6 +17,8 @@ export interface PollPairIo {
   outbound(): boolean;
   /** Sends what the full socket held back; true once all of it is out. */
   flush(): boolean;
+  /** While held back: the socket that refused the send (native.SOCK_V4 or SOCK_V6; 0 for none). */
+  refused(): number;
   /** socket -> TUN. */
   inbound(): void;
   /** Packets moved so far (any monotonic count): the spin stops when it does not change. */
@@ -29,11 +32,15 @@ export class PollPair {
   private readonly sock6Poll: native.PollHandle | null = null;
   private closed = false;
 
-  /** Once constructed the pair owns sockFd and sock6Fd (close() closes them); if this throws, the caller still does. */
+  /**
+   * Once constructed the pair owns sockFd and sock6Fd (close() closes them); if this throws, the caller still does.
+   * counters: the queue's; each wake-up for a writable socket is counted there (poll_writable_wakeups).
+   */
   constructor(
     tunFd: number,
     private readonly sockFd: number,
     private readonly io: PollPairIo,
+    private readonly counters: Float64Array,
     private readonly sock6Fd = -1,
   ) {
     this.tunPoll = native.pollStart(tunFd, native.READABLE, () => this.onTunReadable());
@@ -72,9 +79,14 @@ export class PollPair {
   }
 
   private onSocket(events: number): void {
-    if (events & native.WRITABLE && this.io.flush()) {
-      this.pushBack(false);
-      this.onTunReadable();
+    if (events & native.WRITABLE) {
+      this.counters[WOKEN] = (this.counters[WOKEN] as number) + 1;
+      if (this.io.flush()) {
+        this.pushBack(false);
+        this.onTunReadable();
+      } else {
+        this.pushBack(true); // the rest of the train may wait on the other socket now
+      }
     }
     if (events & native.READABLE) {
       this.io.inbound();
@@ -98,14 +110,19 @@ export class PollPair {
     }
   }
 
-  // The socket is full: stop reading TUN (the kernel queues or drops there, where TCP sees it) until it drains.
-  // With two sockets either may be the full one; both are polled for writable, and a flush that still cannot send
-  // leaves the push-back on.
+  // A socket is full: stop reading TUN (the kernel queues or drops there, where TCP sees it) until it drains. Only
+  // the socket that refused the send is polled for writable: the other one, idle, is always writable and would wake
+  // the loop on every turn (a flush that sends nothing) until the full one drains. The train goes out in order, so
+  // one socket at a time holds it back; after a flush that moved on to the other, the polls follow it.
   private pushBack(on: boolean): void {
     if (this.closed) return;
+    const refused = on ? this.io.refused() : 0;
+    // Nothing named (not expected while held back): poll both rather than wait for nothing.
+    const wait = on && refused === 0 ? native.SOCK_V4 | native.SOCK_V6 : refused;
     native.pollUpdate(this.tunPoll, on ? 0 : native.READABLE);
-    native.pollUpdate(this.sockPoll, on ? native.READABLE | native.WRITABLE : native.READABLE);
-    if (this.sock6Poll) native.pollUpdate(this.sock6Poll, on ? native.READABLE | native.WRITABLE : native.READABLE);
+    native.pollUpdate(this.sockPoll, native.READABLE | (wait & native.SOCK_V4 ? native.WRITABLE : 0));
+    if (this.sock6Poll)
+      native.pollUpdate(this.sock6Poll, native.READABLE | (wait & native.SOCK_V6 ? native.WRITABLE : 0));
   }
 }
 
