@@ -1,7 +1,7 @@
 // What a daemon loads at start: the daemon module graph never pulls in pino-pretty (only for a terminal) or
-// prom-client (only when /metrics is served, loaded then), and the `weft` bin runs node with a small young
-// generation and one V8 background thread. Checked in a fresh node process against dist/. (That src/ never imports
-// bench/ or testbed/ is dependency-cruiser's rule.)
+// prom-client (only when /metrics is served, loaded then), the `weft` bin runs node with a small young generation
+// and one V8 background thread, and what start-up freed goes back to the kernel (malloc_trim). Checked in a fresh
+// node process against dist/. (That src/ never imports bench/ or testbed/ is dependency-cruiser's rule.)
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -39,3 +39,34 @@ t.test("the weft bin's shebang caps V8's young generation and its background thr
   t.match(first, /^#!\/usr\/bin\/env -S node .*--max-semi-space-size=1\b/);
   t.match(first, /^#!\/usr\/bin\/env -S node .*--v8-pool-size=1\b/);
 });
+
+// 40 MiB of 60 KiB blocks from malloc (array buffers below glibc's mmap threshold), freed, with one block kept after
+// them: free() cannot give the pages back (they are not at the top of the heap), malloc_trim(0) can.
+const TRIM_SCRIPT = `
+const { mallocTrim } = await import(process.argv[1]);
+const { readFileSync } = await import('node:fs');
+const anon = () => Number(/^RssAnon:\\s+(\\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
+let blocks = Array.from({ length: 680 }, () => Buffer.allocUnsafeSlow(60 * 1024).fill(1));
+const pin = Buffer.allocUnsafeSlow(60 * 1024).fill(1);
+blocks = null;
+globalThis.gc();
+await new Promise((r) => setTimeout(r, 200));
+const before = anon();
+const released = mallocTrim();
+process.stdout.write(JSON.stringify({ released, freedKiB: before - anon(), pinned: pin.length }));
+`;
+
+t.test(
+  "mallocTrim gives back the pages of freed malloc blocks that free() kept (the daemon's trim once settled)",
+  async (t) => {
+    const r = spawnSync(
+      process.execPath,
+      ['--expose-gc', '--input-type=module', '-e', TRIM_SCRIPT, join(PACKAGE_ROOT, 'dist', 'src', 'native.js')],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    t.equal(r.status, 0, `ran: ${r.stderr.trim()}`);
+    const out = JSON.parse(r.stdout || '{}') as { released?: boolean; freedKiB?: number };
+    t.equal(out.released, true, 'malloc_trim released memory');
+    t.ok((out.freedKiB ?? 0) > 20 * 1024, `RssAnon fell by more than 20 MiB (${out.freedKiB} KiB)`);
+  },
+);
