@@ -35,6 +35,7 @@ import { hasIPv4 } from './ip/subnet-key.js';
 import * as iproute from './net/iproute.js';
 import { openMasq, type Masq } from './net/masq.js';
 import { VERSION } from './package-root.js';
+import { optimizeFromNowOn } from './start-tiering.js';
 import { trimAfterStart } from './startup-memory.js';
 import { sleep } from './util/sleep.js';
 import type { MemoryStatus, PeerStatus, StatusDoc, startMetricsServer } from './metrics/server.js';
@@ -263,6 +264,7 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     // subnet.env is what Docker and weft-cni start pods from, so it is written once the peers are in the forwarding
     // path: a pod's first packet then finds its route. A slow first listing delays it by PEERS_WAIT_MS at most.
     if (await Promise.race([peersInPath(peersListed, active, log), loops.then(() => false)])) await publish(first);
+    optimizeFromNowOn();
     stopTrim = trimAfterStart(log);
     const err = await loops;
     if (err !== null && !signal.aborted) throw err;
