@@ -1,8 +1,8 @@
 // What a daemon loads at start: the daemon module graph never pulls in pino-pretty (only for a terminal) or
 // prom-client (only when /metrics is served, loaded then), the `weft` bin runs node with a small young generation,
-// one V8 background thread and no TurboFan until the daemon is up, and what start-up freed goes back to the kernel
-// (malloc_trim). Checked in a fresh node process against dist/. (That src/ never imports bench/ or testbed/ is
-// dependency-cruiser's rule.)
+// one V8 background thread and no TurboFan or Sparkplug until the daemon is up, and what start-up freed goes back to
+// the kernel (malloc_trim). Checked in a fresh node process against dist/. (That src/ never imports bench/ or
+// testbed/ is dependency-cruiser's rule.)
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -36,45 +36,60 @@ t.test('the daemon module graph loads neither pino-pretty nor prom-client', asyn
 });
 
 t.test(
-  "the weft bin's shebang caps V8's young generation and its background threads, and starts without TurboFan",
+  "the weft bin's shebang caps V8's young generation and its background threads, and starts without compilers",
   async (t) => {
     const first = readFileSync(WEFT_CLI, 'utf8').split('\n', 1)[0];
     t.match(first, /^#!\/usr\/bin\/env -S node .*--max-semi-space-size=1\b/);
     t.match(first, /^#!\/usr\/bin\/env -S node .*--v8-pool-size=1\b/);
     t.match(first, /^#!\/usr\/bin\/env -S node .*--no-opt\b/, 'and starts without TurboFan (start-tiering.ts)');
+    t.match(first, /^#!\/usr\/bin\/env -S node .*--no-sparkplug\b/, 'and without baseline code');
   },
 );
 
-// A hot function under node --no-opt stays unoptimized until optimizeFromNowOn, and is optimized once it runs on
-// (V8's status bit 16: optimized; synchronous compiles so that the check needs no wait).
+// Under node --no-opt --no-sparkplug functions stay interpreted until optimizeFromNowOn; after it a warm function
+// gets baseline code and a hot one is optimized (V8's status bits: 1 << 15 baseline, 16 optimized; synchronous and
+// unbatched compiles, so that the check needs no wait).
 const TIERING_SCRIPT = `
+function warm(n) { let s = 0; for (let i = 0; i < n; i++) s += i % 5; return s; }
+function later(n) { let s = 0; for (let i = 0; i < n; i++) s += i % 3; return s; }
 function hot(n) { let s = 0; for (let i = 0; i < n; i++) s += i % 7; return s; }
-const optimized = () => (%GetOptimizationStatus(hot) & 16) !== 0;
+const baseline = (f) => (%GetOptimizationStatus(f) & (1 << 15)) !== 0;
+const optimized = (f) => (%GetOptimizationStatus(f) & 16) !== 0;
 import(process.argv[1]).then(({ optimizeFromNowOn }) => {
+  for (let i = 0; i < 30; i++) warm(10);
   for (let i = 0; i < 3000; i++) hot(1000);
-  const before = optimized();
+  const before = { baseline: baseline(warm), optimized: optimized(hot) };
   optimizeFromNowOn();
+  for (let i = 0; i < 30; i++) later(10);
   for (let i = 0; i < 3000; i++) hot(1000);
-  process.stdout.write(JSON.stringify({ before, after: optimized() }));
+  process.stdout.write(JSON.stringify({ before, after: { baseline: baseline(later), optimized: optimized(hot) } }));
 });
 `;
 
-t.test('optimizeFromNowOn turns TurboFan on in a node started with --no-opt, as the daemon does once up', async (t) => {
-  const r = spawnSync(
-    process.execPath,
-    [
-      '--no-opt',
-      '--allow-natives-syntax',
-      '--no-concurrent-recompilation',
-      '-e',
-      TIERING_SCRIPT,
-      join(PACKAGE_ROOT, 'dist', 'src', 'start-tiering.js'),
-    ],
-    { encoding: 'utf8', timeout: 30_000 },
-  );
-  t.equal(r.status, 0, `ran: ${r.stderr.trim()}`);
-  t.same(JSON.parse(r.stdout || '{}'), { before: false, after: true }, 'not optimized before, optimized after');
-});
+t.test(
+  'optimizeFromNowOn turns Sparkplug and TurboFan on in a node started without them, as the daemon does',
+  async (t) => {
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--no-opt',
+        '--no-sparkplug',
+        '--allow-natives-syntax',
+        '--no-concurrent-recompilation',
+        '--no-concurrent-sparkplug',
+        '--no-baseline-batch-compilation',
+        '-e',
+        TIERING_SCRIPT,
+        join(PACKAGE_ROOT, 'dist', 'src', 'start-tiering.js'),
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    t.equal(r.status, 0, `ran: ${r.stderr.trim()}`);
+    const out = JSON.parse(r.stdout || '{}') as Record<string, unknown>;
+    t.same(out.before, { baseline: false, optimized: false }, 'before: interpreted only');
+    t.same(out.after, { baseline: true, optimized: true }, 'after: baseline code, and the hot function optimized');
+  },
+);
 
 // 40 MiB of 60 KiB blocks from malloc (array buffers below glibc's mmap threshold), freed, with one block kept after
 // them: free() cannot give the pages back (they are not at the top of the heap), malloc_trim(0) can.
