@@ -21,7 +21,8 @@ WORKDIR /opt/weft
 COPY package.json build/docker-prebuil[t] ./
 # `weft` on PATH for `docker-compose exec <host> weft status ...` (main.js starts with #!/usr/bin/env node).
 RUN ln -s /opt/weft/dist/src/cli/main.js /usr/local/bin/weft
-ENTRYPOINT ["node", "--max-semi-space-size=1", "--v8-pool-size=1", "/opt/weft/dist/src/cli/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=1", "--v8-pool-size=1", "--no-opt", "--no-sparkplug", \
+            "/opt/weft/dist/src/cli/main.js"]
 CMD ["daemon"]
 
 FROM ${BASE_IMAGE} AS build
@@ -53,5 +54,6 @@ COPY --from=build /src/dist ./dist
 COPY config ./config
 COPY scripts/compose-host.sh scripts/compose-netconf.sh ./scripts/
 RUN ln -s /opt/weft/dist/src/cli/main.js /usr/local/bin/weft
-ENTRYPOINT ["node", "--max-semi-space-size=1", "--v8-pool-size=1", "/opt/weft/dist/src/cli/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=1", "--v8-pool-size=1", "--no-opt", "--no-sparkplug", \
+            "/opt/weft/dist/src/cli/main.js"]
 CMD ["daemon"]

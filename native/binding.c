@@ -3,6 +3,7 @@
  * Byte work and syscalls live in the pure C core (weft.h). Each batch call checks
  * its arrays once, then the core runs the whole batch without calling back into JS.
  */
+#include <malloc.h>
 #include <node_api.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1172,6 +1173,18 @@ static napi_value js_out_wg_seal(napi_env env, napi_callback_info info) {
   return ret_undefined(env);
 }
 
+/* glibc keeps what the start-up freed (module compiles, parsing; V8's helper threads' arenas) for reuse, and an
+ * idle daemon never reuses most of it: malloc_trim(0) returns the free pages of every arena to the kernel. Whether
+ * any were returned; false where the C library has no malloc_trim. */
+static napi_value js_malloc_trim(napi_env env, napi_callback_info info) {
+  (void)info;
+#ifdef __GLIBC__
+  return ret_bool(env, malloc_trim(0) != 0);
+#else
+  return ret_bool(env, false);
+#endif
+}
+
 static napi_value js_wg_sealed_len(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   int32_t len, mtu;
@@ -1309,7 +1322,7 @@ NAPI_MODULE_INIT() {
       FN("inWrite", js_in_write), FN("decap", js_decap), FN("icmpError", js_icmp_error),
       FN("icmp6Error", js_icmp6_error),
       FN("tunReadOne", js_tun_read_one), FN("tunWriteOne", js_tun_write_one), FN("groBuild", js_gro_build),
-      FN("gsoSplit", js_gso_split),
+      FN("gsoSplit", js_gso_split), FN("mallocTrim", js_malloc_trim),
       FN("wgSessionSet", js_wg_session_set), FN("wgSessionClear", js_wg_session_clear),
       FN("wgSealBatch", js_wg_seal_batch), FN("wgSealSegments", js_wg_seal_segments),
       FN("wgOpenBatch", js_wg_open_batch), FN("wgOpenList", js_wg_open_list), FN("wgSealedLen", js_wg_sealed_len),

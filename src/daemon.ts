@@ -35,6 +35,8 @@ import { hasIPv4 } from './ip/subnet-key.js';
 import * as iproute from './net/iproute.js';
 import { openMasq, type Masq } from './net/masq.js';
 import { VERSION } from './package-root.js';
+import { optimizeFromNowOn } from './start-tiering.js';
+import { trimAfterStart } from './startup-memory.js';
 import { sleep } from './util/sleep.js';
 import type { MemoryStatus, PeerStatus, StatusDoc, startMetricsServer } from './metrics/server.js';
 
@@ -196,6 +198,7 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
   let backend: Backend | null = null;
   let masq: Masq | null = null;
   let server: ReturnType<typeof startMetricsServer> | null = null;
+  let stopTrim = (): void => {};
   try {
     // The module's type must be known before the network config that names it is checked.
     if (config.encapModule !== undefined) {
@@ -261,6 +264,8 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
     // subnet.env is what Docker and weft-cni start pods from, so it is written once the peers are in the forwarding
     // path: a pod's first packet then finds its route. A slow first listing delays it by PEERS_WAIT_MS at most.
     if (await Promise.race([peersInPath(peersListed, active, log), loops.then(() => false)])) await publish(first);
+    optimizeFromNowOn();
+    stopTrim = trimAfterStart(log);
     const err = await loops;
     if (err !== null && !signal.aborted) throw err;
   } catch (e) {
@@ -268,6 +273,7 @@ export async function runDaemon(flags: Record<string, unknown>): Promise<void> {
   } finally {
     // Abort the lease loops too when we leave on an error (e.g. the network config changed under us).
     abort.abort();
+    stopTrim();
     server?.close();
     await masq
       ?.remove()

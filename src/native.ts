@@ -63,6 +63,7 @@ interface Addon extends Readonly<Record<AddonConstant, number>> {
   udpOffload(fd: number, wantGro: boolean): { segment: boolean; gro: boolean };
   tunSetOffload(fd: number, flags: number): boolean;
   tunGetIff(fd: number): { name: string; flags: number };
+  mallocTrim(): boolean;
   pollStart(fd: number, events: number, cb: (events: number) => void): PollHandle;
   pollUpdate(h: PollHandle, events: number): void;
   pollStop(h: PollHandle): void;
@@ -358,6 +359,8 @@ export const tunSetOffload: Addon['tunSetOffload'] = addon.tunSetOffload;
 /** ioctl(TUNGETIFF): the device's name and IFF_* flags (IFF_VNET_HDR, IFF_MULTI_QUEUE below). */
 export const tunGetIff: Addon['tunGetIff'] = addon.tunGetIff;
 export const IFF_MULTI_QUEUE = 0x100;
+/** glibc's malloc_trim(0): the free pages of malloc's arenas back to the kernel; whether any went (false off glibc). */
+export const mallocTrim: Addon['mallocTrim'] = addon.mallocTrim;
 export const IFF_VNET_HDR = 0x4000;
 
 // ---- 2. underlay socket ----

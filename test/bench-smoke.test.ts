@@ -11,6 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WEFT_CLI } from '../testbed/cluster.js';
+import { IDLE_AFTER_MS } from '../bench/suite/idle-memory.js';
 import { METRICS, SCHEMA, TEST_KINDS, type BenchResult, type MetricKey } from '../bench/suite/schema.js';
 
 interface Run {
@@ -152,6 +153,19 @@ t.test('quick run on underlay and batch/udp: schema, numbers, files, cleanup', a
   t.ok((batch?.summary.kernel_copies_per_byte?.median ?? 0) >= 3.9, 'batch/udp: the kernel copies each byte ~4 times');
   t.equal(batch?.summary.user_copies_per_byte?.median, 0, 'batch/udp: user space copies no byte');
   t.equal(batch?.ratios.tcp1_gbps, null, 'no kernel VXLAN in this run: the ratio is null, not a made-up number');
+  // Idle memory, read once before the tests: both daemons, settled, RSS = anonymous + file-backed (+ shmem), and
+  // the daemon's own breakdown from its /status; the underlay has no daemon, so nothing.
+  const idle = batch?.idleMemory ?? [];
+  t.equal(idle.length, 2, 'batch/udp: idle memory of both daemons');
+  for (const m of idle) {
+    t.ok(m.ageSeconds >= IDLE_AFTER_MS / 1000 - 0.1, `${m.ns}: read once settled (${m.ageSeconds} s after start)`);
+    t.ok(m.rssBytes > 0 && m.rssBytes >= m.anonBytes + m.fileBytes, `${m.ns}: RSS holds its anonymous and file parts`);
+    t.ok(
+      [m.heapUsedBytes, m.heapTotalBytes, m.externalBytes, m.arrayBuffersBytes].every((x) => finite(x) && (x ?? 0) > 0),
+      `${m.ns}: the daemon's heap, external and array buffers from its /status`,
+    );
+  }
+  t.equal(res.paths.find((p) => p.name === 'underlay')?.idleMemory, undefined, 'underlay: no daemon, no idle row');
   for (const p of res.paths) {
     const pcts = p.samples.map((x) => x.counters?.foreign?.pct);
     t.ok(pcts.every(finite), `${p.name}: foreign CPU measured in every test (${pcts.map(Number).join(', ')})`);
@@ -175,6 +189,7 @@ t.test('quick run on underlay and batch/udp: schema, numbers, files, cleanup', a
   t.match(report, /\| batch\/udp \|/, 'report.md has a row per path');
   t.match(report, /\| underlay \| no \|/, 'report.md marks the underlay as not encrypted');
   t.match(report, /## Foreign load and spread/, 'report.md has the foreign-load section');
+  t.match(report, /## Idle memory[\s\S]*\| batch\/udp \| w\d+-h1 \|/, 'report.md has an idle-memory row per daemon');
   if (res.settings.syscallCounter) t.match(report, /## Syscalls, counted/, 'and the syscall cross-check');
   for (const f of ['throughput.svg', 'cpu-per-gb.svg', 'latency.svg', 'copies-per-packet.svg']) {
     t.ok(existsSync(join(out, f)) && readFileSync(join(out, f), 'utf8').startsWith('<svg'), `${f} written`);

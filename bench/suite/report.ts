@@ -115,6 +115,55 @@ function counted(p: PathResult, k: MetricKey): string {
   return p.kind === 'weft-userspace' ? metric(p, k) : '';
 }
 
+/** The largest idle VmRSS of the path's daemons, MB; empty without daemons. */
+function idleRssCell(p: PathResult): string {
+  const xs = (p.idleMemory ?? []).map((m) => m.rssBytes);
+  return xs.length > 0 ? fmtNum(Math.max(...xs) / 1e6, 1) : '';
+}
+
+/** Each daemon's memory at idle (idle-memory.ts), one row per daemon; nothing when no path had daemons. */
+function idleSection(r: BenchResult): string[] {
+  const rows = r.paths.flatMap((p) =>
+    (p.idleMemory ?? []).map((m) => {
+      const mb = (x: number | undefined): string => (x === undefined ? '-' : fmtNum(x / 1e6, 1));
+      return [
+        p.name,
+        m.ns,
+        fmtNum(m.ageSeconds, 0),
+        mb(m.rssBytes),
+        mb(m.anonBytes),
+        mb(m.fileBytes),
+        `${mb(m.heapUsedBytes)} / ${mb(m.heapTotalBytes)}`,
+        `${mb(m.externalBytes)} / ${mb(m.arrayBuffersBytes)}`,
+      ];
+    }),
+  );
+  if (rows.length === 0) return [];
+  return [
+    '## Idle memory',
+    '',
+    'Each daemon once its path was up and settled, before the first test (*daemon RSS* in the cost table is the ' +
+      'largest after a test, under load). RSS is VmRSS, its anonymous and file-backed parts RssAnon and RssFile ' +
+      "(/proc/<pid>/status; node's text and the shared libraries are file-backed, shared between daemons); heap, " +
+      "external and array buffers are the daemon's own process.memoryUsage() from its /status (weft daemons only). " +
+      'MB = 10^6 bytes.',
+    '',
+    mdTable(
+      [
+        'path',
+        'host',
+        'age s',
+        'RSS MB',
+        'anonymous MB',
+        'file-backed MB',
+        'V8 heap used / total MB',
+        'external / array buffers MB',
+      ],
+      rows,
+    ),
+  ];
+}
+
 function withLoss(p: PathResult, k: MetricKey, loss: MetricKey): string {
   const v = metric(p, k);
   const l = p.summary[loss];
@@ -369,10 +418,11 @@ export function renderReport(r: BenchResult): string {
         'RcvbufErrors pods',
         'overlay socket rcvbuf MiB',
         'daemon RSS MB',
+        'idle RSS MB',
       ],
       r.paths.map((p) =>
         p.status !== 'ok'
-          ? [p.name, 'failed', '', '', '', '', '', '', '', '', '', '']
+          ? [p.name, 'failed', '', '', '', '', '', '', '', '', '', '', '']
           : [
               p.name,
               metric(p, 'cpu_daemon_s_per_gb'),
@@ -386,6 +436,7 @@ export function renderReport(r: BenchResult): string {
               metric(p, 'endpoint_rcvbuf_errors'),
               rcvbufCell(p),
               metric(p, 'daemon_rss_mb'),
+              idleRssCell(p),
             ],
       ),
     ),
@@ -396,6 +447,7 @@ export function renderReport(r: BenchResult): string {
       'every path; the peers have no such counters.',
   );
   lines.push('');
+  lines.push(...idleSection(r));
   const sys = renderSyscallSection(r);
   if (sys) lines.push(sys);
   lines.push('## Ratios against kernel VXLAN (same run)');

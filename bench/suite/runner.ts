@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { errorMessage } from '../../src/errors.js';
 import { PACKAGE_ROOT } from '../../testbed/cluster.js';
 import { DISTURBED_PCT, isDisturbed, quietCheck } from './foreign.js';
+import { readIdleMemory } from './idle-memory.js';
 import { runTest, type TestSettings } from './measurements.js';
 import { applySocketBuffers, udpSocketBuffers, type SocketBufferMode } from './sockbuf.js';
 import {
@@ -319,6 +320,11 @@ async function runPath(def: PathDef, pr: PathResult, cx: RunContext, onOpen: (en
     `path ${def.name}: up on testbed w${env.cluster.tb.id} in ${pr.setupSeconds.toFixed(1)} s (mtu ${env.mtu ?? '-'})`,
   );
   try {
+    if (env.daemons.length > 0) {
+      pr.idleMemory = await readIdleMemory(env);
+      const rss = pr.idleMemory.map((m) => (m.rssBytes / 1e6).toFixed(1));
+      progress.line(`path ${def.name}: idle daemon RSS ${rss.length > 0 ? rss.join(', ') : '-'} MB`);
+    }
     for (let r = 1; r <= repeats; r++) {
       for (const kind of TEST_KINDS) {
         progress.step(`${def.name} ${kind} (repeat ${r}/${repeats})`);

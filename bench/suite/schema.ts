@@ -33,6 +33,23 @@ export interface SampleCounters {
   foreign?: ForeignLoad;
 }
 
+/** One daemon's memory at idle: the path up and settled, before its first test (idle-memory.ts). Bytes. */
+export interface IdleMemory {
+  /** Host namespace of the daemon. */
+  ns: string;
+  /** Seconds since the daemon started when read. */
+  ageSeconds: number;
+  /** VmRSS, and its anonymous and file-backed parts (/proc/<pid>/status RssAnon, RssFile). */
+  rssBytes: number;
+  anonBytes: number;
+  fileBytes: number;
+  /** The daemon's own process.memoryUsage() from its /status; absent for the peers or when /status did not answer. */
+  heapUsedBytes?: number;
+  heapTotalBytes?: number;
+  externalBytes?: number;
+  arrayBuffersBytes?: number;
+}
+
 export interface Sample {
   test: TestKind;
   repeat: number;
@@ -79,6 +96,8 @@ export interface PathResult {
   mtu: number | null;
   /** UDP sockets in the host namespaces once the path was up, with their sk_rcvbuf/sk_sndbuf (`ss -uam`). */
   overlaySockets?: { ns: string; local: string; rcvbuf: number; sndbuf: number }[];
+  /** Each daemon's memory once the path was up and settled, before the tests (absent: no daemon, or older). */
+  idleMemory?: IdleMemory[];
   samples: Sample[];
   summary: Partial<Record<MetricKey, Summary>>;
   /** The path its ratios are against, when not the run's reference (IPv6 rows: kernel-vxlan-v6). */

@@ -1,14 +1,17 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --v8-pool-size=1
+#!/usr/bin/env -S node --max-semi-space-size=1 --v8-pool-size=1 --no-opt --no-sparkplug
 // weft's command line. Each command parses its flags, resolves configuration and hands over to one module; errors
 // end as one clear line on stderr and a non-zero exit, never a stack trace.
 // The shebang's --max-semi-space-size=1 caps V8's young generation at 1 MiB per semi-space (16 by default): an idle
 // daemon's RSS falls by about 13 MB (91 -> 78 MB, batch tier, 3 hosts); run node with it when not using the bin.
 // --v8-pool-size=1: one V8 background thread instead of four (background compiles and GC helpers; the daemon's heap
 // is small): 3-5 MB less anonymous RSS per idle daemon (79.6-82.9 -> 75.5-78.2 MB, batch tier, 3 hosts).
+// --no-opt --no-sparkplug: no TurboFan and no baseline code while starting (src/start-tiering.ts); each command
+// turns them on before its work, the daemon once subnet.env is written: ~7 MB less RSS per idle daemon.
 import { Command, CommanderError, Option } from 'commander';
 import { DAEMON_OPTIONS } from '../config/daemon.js';
 import { ConfigError, errorMessage, isWeftError } from '../errors.js';
 import { VERSION } from '../package-root.js';
+import { optimizeFromNowOn } from '../start-tiering.js';
 import { addToolCommands } from './tools.js';
 
 function addDaemonOptions(cmd: Command, only?: readonly string[]): Command {
@@ -49,7 +52,10 @@ async function main(argv: string[]): Promise<void> {
     .version(VERSION)
     // Commander's error text becomes one line of ours (usageErrors); it prints nothing itself.
     .configureOutput({ outputError: () => undefined });
-  addDaemonCommand(program);
+  const daemon = addDaemonCommand(program);
+  program.hook('preAction', (_program, action) => {
+    if (action !== daemon) optimizeFromNowOn();
+  });
   addEtcdCommands(program);
   addStatusCommand(program);
   addToolCommands(program);
@@ -73,13 +79,13 @@ function usageErrors(cmd: Command, path: string): void {
   for (const sub of cmd.commands) usageErrors(sub, `${path} ${sub.name()}`);
 }
 
-function addDaemonCommand(program: Command): void {
-  addDaemonOptions(program.command('daemon').description('run on every host: lease a subnet, forward packets')).action(
-    async (_o, cmd: Command) => {
-      const { runDaemon } = await import('../daemon.js');
-      await runDaemon(givenFlags(cmd));
-    },
-  );
+function addDaemonCommand(program: Command): Command {
+  return addDaemonOptions(
+    program.command('daemon').description('run on every host: lease a subnet, forward packets'),
+  ).action(async (_o, cmd: Command) => {
+    const { runDaemon } = await import('../daemon.js');
+    await runDaemon(givenFlags(cmd));
+  });
 }
 
 /** The commands that read or write etcd: leases, network get|set. */
