@@ -39,6 +39,7 @@ import { optimizeFromNowOn } from './start-tiering.js';
 import { trimAfterStart } from './startup-memory.js';
 import { sleep } from './util/sleep.js';
 import type { MemoryStatus, PeerStatus, StatusDoc, startMetricsServer } from './metrics/server.js';
+import { peerTtlLabels, type PeerTtlSeries } from './metrics/labels.js';
 
 /**
  * Refuses a Network that overlaps the underlay (the interface's own subnets or the public IP): the TUN route for the
@@ -322,22 +323,27 @@ function ipv6Note(config: DaemonConfig): string {
 
 /** Peer leases as the watch delivered them, for /status and the per-peer metrics. */
 class KnownPeers {
-  private readonly byKey = new Map<string, Lease>();
+  // ttl: the lease's /metrics series, made at the first scrape after the lease arrived (none without /metrics).
+  private readonly byKey = new Map<string, { readonly lease: Lease; ttl: PeerTtlSeries | null }>();
 
   apply(events: readonly LeaseEvent[]): void {
     for (const ev of events) {
       if (ev.type === 'removed') this.byKey.delete(ev.lease.key);
-      else this.byKey.set(ev.lease.key, ev.lease);
+      else this.byKey.set(ev.lease.key, { lease: ev.lease, ttl: null });
     }
   }
 
+  /** The lease-TTL series, built once per lease (later scrapes only read them). */
+  *ttls(): Iterable<PeerTtlSeries> {
+    for (const p of this.byKey.values()) yield (p.ttl ??= ttlSeries(p.lease));
+  }
+
   list(): PeerStatus[] {
-    return [...this.byKey.values()].map((l) => {
+    return [...this.byKey.values()].map(({ lease: l }) => {
       const six = l.ipv6Subnet ?? null;
       const v6 = l.attrs.PublicIPv6;
       return {
-        // An IPv6-only lease has no IPv4 subnet to show: its IPv6 one stands in.
-        subnet: hasIPv4(l.subnet) || six === null ? formatSubnet(l.subnet) : formatSubnet6(six),
+        subnet: peerSubnetText(l),
         publicIp: l.attrs.PublicIP,
         backendType: l.attrs.BackendType,
         leaseSecondsLeft: secondsLeft(l),
@@ -346,6 +352,19 @@ class KnownPeers {
       };
     });
   }
+}
+
+/** A peer's subnet as /status and /metrics name it: an IPv6-only lease has no IPv4 subnet, its IPv6 one stands in. */
+function peerSubnetText(l: Lease): string {
+  const six = l.ipv6Subnet ?? null;
+  return hasIPv4(l.subnet) || six === null ? formatSubnet(l.subnet) : formatSubnet6(six);
+}
+
+function ttlSeries(l: Lease): PeerTtlSeries {
+  return {
+    labels: peerTtlLabels(peerSubnetText(l), l.attrs.PublicIP, l.attrs.BackendType),
+    expiresAt: isReservation(l) ? null : l.expiresAt,
+  };
 }
 
 /** What /healthz, /metrics and /status read from a running daemon. */
@@ -450,7 +469,7 @@ async function serveHealthz(r: Running, log: Logger): Promise<ReturnType<typeof 
       ...(status().peersSharingPublicIp !== undefined
         ? { peersSharingPublicIp: () => status().peersSharingPublicIp ?? 0 }
         : {}),
-      peerList: () => r.peers.list(),
+      peerLeaseTtls: () => r.peers.ttls(),
       peerTraffic: () => status().peerTraffic ?? [],
       control: () => ({ ...r.manager.stats }),
       status: () => statusDoc(r),

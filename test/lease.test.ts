@@ -187,6 +187,58 @@ t.test('peers: add and remove events; own subnet excluded', async (t) => {
   await done;
 });
 
+t.test('a burst of puts and deletes while TTLs resolve: every event, in order, each Put with its TTL', async (t) => {
+  const { prefix, reg } = setup();
+  const r = reg();
+  const { revision } = await r.listLeases();
+  const batches: { events: LeaseEvent[]; revision: string }[] = [];
+  const failed: Error[] = [];
+  const w = r.watchLeases(
+    (BigInt(revision) + 1n).toString(),
+    (events, rev) => batches.push({ events, revision: rev }),
+    (e) => failed.push(e),
+  );
+  t.teardown(() => w.cancel());
+  // 200 keys, each on its own etcd lease (as flannel's hosts), 20 writers at a time; then every third one deleted.
+  const key = (i: number): string => `${prefix}/subnets/10.5.${i}.0-24`;
+  const expected = new Map<string, string>();
+  let head = '';
+  const write = async (i: number): Promise<void> => {
+    const publicIp = `198.18.${i >> 8}.${i & 255}`;
+    await env.raw
+      .lease(600, { autoKeepAlive: false })
+      .put(key(i))
+      .value(JSON.stringify({ PublicIP: publicIp, BackendType: 'vxlan' }));
+    expected.set(key(i), publicIp);
+  };
+  for (let i = 0; i < 200; i += 20) await Promise.all(Array.from({ length: 20 }, (_, j) => write(i + j)));
+  for (let i = 0; i < 200; i += 3) {
+    head = (await env.raw.delete().key(key(i))).header.revision;
+    expected.delete(key(i));
+  }
+  await waitFor('the last delete delivered', () => batches.at(-1)?.revision === head, WAIT_MS);
+  const state = new Map<string, string>();
+  for (const e of batches.flatMap((b) => b.events)) {
+    if (e.type === 'added') state.set(e.lease.key, e.lease.attrs.PublicIP);
+    else state.delete(e.lease.key);
+  }
+  t.same([...state].sort(), [...expected].sort(), 'the watcher ends where etcd is: 133 keys, each with its PublicIP');
+  const events = batches.flatMap((b) => b.events);
+  t.equal(events.length, 200 + 67, 'each put and each delete once');
+  const putsFirst = events.findIndex((e) => e.type === 'removed');
+  t.equal(putsFirst, 200, 'in etcd order: the 200 puts, then the deletes');
+  const now = Date.now();
+  t.ok(
+    events.every((e) => e.type === 'removed' || (e.lease.expiresAt !== null && e.lease.expiresAt - now > 500_000)),
+    'every Put came with its lease TTL resolved (~600 s)',
+  );
+  t.ok(
+    batches.every((b, i) => i === 0 || BigInt(b.revision) > BigInt(batches[i - 1]!.revision)),
+    `revisions rise from batch to batch (${batches.length} batches)`,
+  );
+  t.same(failed, [], 'no watch error');
+});
+
 t.test('compaction while the watcher is away: re-list converges', async (t) => {
   const { cfg, reg } = setup();
   const r = reg();

@@ -5,7 +5,14 @@
 import t from 'tap';
 import type { AddressInfo } from 'node:net';
 import { silentLogger } from '../src/log.js';
-import { metricsRegistry, startMetricsServer, type MetricsSource, type StatusDoc } from '../src/metrics/server.js';
+import {
+  metricsRegistry,
+  metricsText,
+  startMetricsServer,
+  type MetricsSource,
+  type StatusDoc,
+} from '../src/metrics/server.js';
+import { peerTtlLabels } from '../src/metrics/labels.js';
 import { formatStatus } from '../src/cli/status.js';
 import { ping } from '../testbed/traffic.js';
 import { clusterFor, netConfig } from './helpers/cluster.js';
@@ -48,7 +55,10 @@ function fakeSource(state: FakeState): MetricsSource {
     leaseSecondsLeft: () => 86000,
     peers: () => 1,
     ...(state.sharing !== undefined ? { peersSharingPublicIp: () => state.sharing ?? 0 } : {}),
-    peerList: () => doc().peers,
+    peerLeaseTtls: () => [
+      { labels: peerTtlLabels('10.5.7.0/24', '198.18.1.2', 'udp'), expiresAt: Date.now() + 500_000 },
+      { labels: peerTtlLabels('10.5.8.0/24', '198.18.1.3', 'odd "type"\\\n'), expiresAt: null },
+    ],
     control: () => doc().control,
     status: doc,
   };
@@ -56,22 +66,31 @@ function fakeSource(state: FakeState): MetricsSource {
 
 t.test('metrics text: counters are Prometheus counters, per-peer gauges, control-plane counters', async (t) => {
   const state = { healthy: true, counters: { udp_rx_packets: 10, drop_malformed: 3, drop_bad_vni: 0 } };
-  const reg = metricsRegistry(fakeSource(state));
-  let text = await reg.metrics();
+  const source = fakeSource(state);
+  const reg = metricsRegistry(source);
+  let text = await metricsText(reg, source);
   t.match(text, /# TYPE weft_datapath_total counter/, 'datapath counters typed counter');
   t.match(text, /^weft_datapath_total\{counter="udp_rx_packets"\} 10$/m);
   t.match(text, /^weft_datapath_total\{counter="drop_malformed"\} 3$/m);
   t.match(text, /^weft_datapath_total\{counter="drop_bad_vni"\} 0$/m, 'zero counters are still exported');
   t.match(
     text,
-    /^weft_peer_lease_ttl_seconds\{subnet="10.5.7.0\/24",public_ip="198.18.1.2",backend_type="udp"\} 500$/m,
+    /^weft_peer_lease_ttl_seconds\{subnet="10.5.7.0\/24",public_ip="198.18.1.2",backend_type="udp"\} (500|499\.\d)$/m,
+    "a peer's lease TTL, seconds",
   );
+  const escaped = 'backend_type="odd \\"type\\"\\\\\\n"';
+  t.ok(
+    text.includes(`weft_peer_lease_ttl_seconds{subnet="10.5.8.0/24",public_ip="198.18.1.3",${escaped}} -1\n`),
+    'a reservation shows -1; quote, backslash and newline escaped in a label value',
+  );
+  t.match(text, /# TYPE weft_peer_lease_ttl_seconds gauge\n/, 'typed gauge');
+  t.equal(text.match(/^# TYPE /gm)?.length, text.match(/^# HELP /gm)?.length, 'a HELP line per family');
   t.match(text, /# TYPE weft_etcd_reconnects_total counter\nweft_etcd_reconnects_total 2$/m);
   t.match(text, /^weft_lease_renewals_total 4$/m);
   t.match(text, /^weft_lease_ttl_seconds 86000$/m);
   t.match(text, /^weft_healthy 1$/m);
   state.counters.udp_rx_packets = 25;
-  text = await reg.metrics();
+  text = await metricsText(reg, source);
   t.match(text, /^weft_datapath_total\{counter="udp_rx_packets"\} 25$/m, 'a scrape shows the current value, not a sum');
 });
 
@@ -109,6 +128,27 @@ t.test('/healthz follows health; /status is JSON; bound to the address asked for
   t.match(text, /udp_rx_packets\s+1/);
 });
 
+t.test('/metrics?name= serves only the families asked for', async (t) => {
+  const state = { healthy: true, counters: { udp_tx_packets: 7 } };
+  const server = startMetricsServer('127.0.0.1', 0, fakeSource(state), silentLogger);
+  t.teardown(() => void server.close());
+  await new Promise<void>((r) => server.once('listening', () => r()));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`;
+  const families = (text: string): string[] => [...text.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]!);
+  const all = await (await fetch(base)).text();
+  t.ok(families(all).length > 5, `the whole page: ${families(all).length} families`);
+  const two = await (await fetch(`${base}?name=weft_peers&name=weft_datapath_total`)).text();
+  t.same(families(two).sort(), ['weft_datapath_total', 'weft_peers'], 'two families asked, two served');
+  t.match(two, /^weft_datapath_total\{counter="udp_tx_packets"\} 7$/m);
+  t.match(two, /^weft_peers 1$/m);
+  const ttl = await (await fetch(`${base}?name=weft_peer_lease_ttl_seconds`)).text();
+  t.same(families(ttl), ['weft_peer_lease_ttl_seconds'], 'the per-peer TTLs alone');
+  t.equal(ttl.match(/^weft_peer_lease_ttl_seconds\{/gm)?.length, 2, 'one series per peer');
+  const unknown = await fetch(`${base}?name=no_such_family`);
+  t.equal(unknown.status, 200, 'an unknown family: an empty page, as Prometheus federation answers');
+  t.equal(await unknown.text(), '');
+});
+
 t.test('weft status against two running daemons', async (t) => {
   const cluster = await clusterFor(t, 2, netConfig('10.31.0.0/16', 'vxlan'));
   for (const n of [1, 2]) await cluster.startDaemon(n, ['--healthz-port=8471']);
@@ -136,6 +176,24 @@ t.test('weft status against two running daemons', async (t) => {
     m !== undefined && m.heapUsed > 0 && m.heapUsed <= m.heapTotal && m.arrayBuffers <= m.external && m.rss > 0,
     `the daemon's memory breakdown (${JSON.stringify(m)})`,
   );
+  const ttl = await cluster.tb.exec(
+    h1,
+    [
+      process.execPath,
+      '-e',
+      "fetch('http://127.0.0.1:8471/metrics?name=weft_peer_lease_ttl_seconds').then(async (r) => " +
+        'process.stdout.write(await r.text()))',
+    ],
+    { timeoutMs: 10_000 },
+  );
+  const series = [...ttl.stdout.matchAll(/^weft_peer_lease_ttl_seconds\{(.*)\} (\S+)$/gm)];
+  t.equal(series.length, 1, 'one lease-TTL series: the one peer');
+  t.equal(
+    series[0]?.[1],
+    `subnet="${peerSubnet}",public_ip="${cluster.tb.hostIP(2)}",backend_type="vxlan"`,
+    "its labels: the peer's subnet, PublicIP and backend",
+  );
+  t.ok(Number(series[0]?.[2]) > 86000, `its lease TTL close to 24 h (${series[0]?.[2]} s)`);
   // Nothing listens on the underlay address: the default bind is 127.0.0.1.
   const r = await cluster.tb.exec(
     cluster.tb.host(2),

@@ -13,6 +13,7 @@ import {
   Etcd3,
   isRecoverableError,
   type ICompare,
+  type IEvent,
   type IKeyValue,
   type IOptions,
   type IWatchResponse,
@@ -293,44 +294,58 @@ export class EtcdRegistry {
     const ranged = onlyKey === undefined ? builder.inRange({ start: key, end: prefixEnd(key) }) : builder.key(onlyKey);
     const w = ranged.startRevision(fromRevision).watcher();
     watcher = w;
+    // Responses that arrive while a batch waits for its TTLs queue up and go out as one batch: under a burst each
+    // round of TTL calls then serves every event that came meanwhile, not one response's few (the daemon's lag behind
+    // a burst of 5,000 leases was these rounds, one after the other).
+    let queued: IEvent[] = [];
+    let queuedRevision = '';
+    let draining = false;
+    const drain = async (): Promise<void> => {
+      while (!done && queued.length > 0) {
+        const events = queued;
+        const revision = queuedRevision;
+        queued = [];
+        const ttls = await this.resolveTTLs(
+          events.filter((e) => e.type === 'Put').map((e) => e.kv.lease),
+          true,
+        );
+        const out: LeaseEvent[] = [];
+        for (const e of events) {
+          if (e.type === 'Delete') {
+            const sn = keyToSubnets(e.kv.key.toString('utf8'));
+            if (sn === null) continue;
+            const leaseId = e.prev_kv?.lease;
+            out.push({
+              type: 'removed',
+              lease: {
+                subnet: sn.subnet,
+                ipv6Subnet: sn.ipv6Subnet,
+                attrs: { PublicIP: '', BackendType: '' },
+                key: e.kv.key.toString('utf8'),
+                etcdLeaseId: leaseId === undefined || leaseId === NO_LEASE ? null : leaseId,
+                expiresAt: null,
+              },
+            });
+          } else {
+            const l = this.toLease(e.kv, ttls.get(e.kv.lease) ?? null);
+            if (l !== null) out.push({ type: 'added', lease: l });
+          }
+        }
+        if (!done && out.length > 0) onEvents(out, revision);
+      }
+    };
     w.on('data', (res: IWatchResponse) => {
       if (done) return;
       if (res.canceled) return; // handled through 'error'
-      const revision = res.header.revision;
-      const events = res.events;
-      if (events.length === 0) return;
+      if (res.events.length === 0) return;
+      for (const e of res.events) queued.push(e);
+      queuedRevision = res.header.revision;
+      if (draining) return;
+      draining = true;
       chain = chain
-        .then(async () => {
-          if (done) return;
-          const ttls = await this.resolveTTLs(
-            events.filter((e) => e.type === 'Put').map((e) => e.kv.lease),
-            true,
-          );
-          const out: LeaseEvent[] = [];
-          for (const e of events) {
-            if (e.type === 'Delete') {
-              const sn = keyToSubnets(e.kv.key.toString('utf8'));
-              if (sn === null) continue;
-              const leaseId = e.prev_kv?.lease;
-              out.push({
-                type: 'removed',
-                lease: {
-                  subnet: sn.subnet,
-                  ipv6Subnet: sn.ipv6Subnet,
-                  attrs: { PublicIP: '', BackendType: '' },
-                  key: e.kv.key.toString('utf8'),
-                  etcdLeaseId: leaseId === undefined || leaseId === NO_LEASE ? null : leaseId,
-                  expiresAt: null,
-                },
-              });
-            } else {
-              const l = this.toLease(e.kv, ttls.get(e.kv.lease) ?? null);
-              if (l !== null) out.push({ type: 'added', lease: l });
-            }
-          }
-          if (!done && out.length > 0) onEvents(out, revision);
-        })
-        .catch((e: unknown) => finish(this.wrap(`watch ${this.subnetsPrefix}`, e), true));
+        .then(drain)
+        .catch((e: unknown) => finish(this.wrap(`watch ${this.subnetsPrefix}`, e), true))
+        .finally(() => (draining = false));
     });
     w.on('error', (err) => {
       const msg = errorMessage(err);

@@ -3,16 +3,14 @@
 // published to the network unless asked).
 //
 //   /healthz  200 "ok" only while our lease is valid (not past its expiry) and the datapath runs; else 503
-//   /metrics  datapath counters, lease TTL, peers with their lease TTLs, peers sharing a PublicIP, etcd reconnects,
-//             lease renewals/acquisitions
+//   /metrics  datapath counters, lease TTL, peers with their lease TTLs, inner traffic per peer, peers sharing a
+//             PublicIP, etcd reconnects, lease renewals/acquisitions; `?name=<family>` (repeatable) serves only those
 //   /status   the same as one JSON document (StatusDoc)
-//
-// Per-peer packet and byte counters need counters in the datapath (follow-up); per-peer here is what the control
-// plane knows: each peer's subnet, PublicIP, backend and lease TTL.
 import http from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from '../log.js';
 import type { QueueStatus } from '../backend/backend.js';
+import type { PeerTtlSeries } from './labels.js';
 
 export interface PeerStatus {
   readonly subnet: string; // "10.5.7.0/24"
@@ -101,7 +99,7 @@ export interface MetricsSource {
   /** Peers whose PublicIP another peer's lease also names, where the backend counts them (userspace tiers). */
   peersSharingPublicIp?(): number;
   /** Optional richer views; /metrics and /status show what is given. */
-  peerList?(): readonly PeerStatus[];
+  peerLeaseTtls?(): Iterable<PeerTtlSeries>;
   peerTraffic?(): readonly PeerTrafficStatus[];
   control?(): ControlStats;
   status?(): StatusDoc;
@@ -168,21 +166,6 @@ export function metricsRegistry(source: MetricsSource): Registry {
       },
     });
   }
-  if (source.peerList) {
-    const list = source.peerList.bind(source);
-    new Gauge({
-      name: 'weft_peer_lease_ttl_seconds',
-      help: "seconds until each peer's lease expires (-1: a reservation or unknown)",
-      labelNames: ['subnet', 'public_ip', 'backend_type'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const p of list()) {
-          this.set({ subnet: p.subnet, public_ip: p.publicIp, backend_type: p.backendType }, p.leaseSecondsLeft ?? -1);
-        }
-      },
-    });
-  }
   if (source.peerTraffic) {
     const traffic = source.peerTraffic.bind(source);
     // Monotonic per peer while it stays a peer; a peer's series appear with its first packet and go when it leaves.
@@ -227,10 +210,53 @@ export function metricsRegistry(source: MetricsSource): Registry {
   return registry;
 }
 
+const PEER_TTL = 'weft_peer_lease_ttl_seconds';
+
+function peerTtlFamily(series: Iterable<PeerTtlSeries>): string {
+  const now = Date.now();
+  let text = `# HELP ${PEER_TTL} seconds until each peer's lease expires (-1: a reservation or unknown)\n`;
+  text += `# TYPE ${PEER_TTL} gauge\n`;
+  for (const s of series) {
+    const left = s.expiresAt === null ? -1 : Math.round((s.expiresAt - now) / 100) / 10;
+    text += `${PEER_TTL}{${s.labels}} ${left}\n`;
+  }
+  return text;
+}
+
+/**
+ * The /metrics page: prom-client's families, then the per-peer lease TTLs written here. With `names` (the
+ * `?name=` parameters of the request), only those families: a poller that wants one counter does not pay for
+ * thousands of per-peer series.
+ */
+export async function metricsText(
+  registry: Registry,
+  source: MetricsSource,
+  names?: ReadonlySet<string>,
+): Promise<string> {
+  const parts: string[] = [];
+  if (names === undefined) parts.push(await registry.metrics());
+  else {
+    for (const name of names) {
+      if (registry.getSingleMetric(name) !== undefined) parts.push(`${await registry.getSingleMetricAsString(name)}\n`);
+    }
+  }
+  if (source.peerLeaseTtls && (names === undefined || names.has(PEER_TTL))) {
+    parts.push(peerTtlFamily(source.peerLeaseTtls()));
+  }
+  return parts.join('\n');
+}
+
 export function startMetricsServer(host: string, port: number, source: MetricsSource, log: Logger): http.Server {
   const registry = metricsRegistry(source);
   const server = http.createServer((req, res) => {
-    const path = (req.url ?? '').split('?')[0];
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://weft');
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
+    const path = url.pathname;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
@@ -241,7 +267,8 @@ export function startMetricsServer(host: string, port: number, source: MetricsSo
       return;
     }
     if (path === '/metrics') {
-      registry.metrics().then(
+      const names = url.searchParams.getAll('name');
+      metricsText(registry, source, names.length > 0 ? new Set(names) : undefined).then(
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
         (err: unknown) => res.writeHead(500).end(String(err)),
       );
