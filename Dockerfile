@@ -19,9 +19,11 @@ WORKDIR /opt/weft
 # The trailing-bracket glob lets this stage build (empty) when nothing is staged, e.g. while building `runtime`
 # with the classic builder, which walks through this stage too.
 COPY package.json build/docker-prebuil[t] ./
-# `weft` on PATH for `docker-compose exec <host> weft status ...` (main.js starts with #!/usr/bin/env node).
+# `weft` on PATH for `docker-compose exec <host> weft status ...` (main.js's shebang runs node with the
+# ENTRYPOINT's flags).
 RUN ln -s /opt/weft/dist/src/cli/main.js /usr/local/bin/weft
-ENTRYPOINT ["node", "--max-semi-space-size=1", "--v8-pool-size=1", "--no-opt", "--no-sparkplug", \
+ENTRYPOINT ["node", "--max-semi-space-size=1", "--v8-pool-size=1", "--heap-growing-percent=50", \
+            "--no-opt", "--no-sparkplug", \
             "/opt/weft/dist/src/cli/main.js"]
 CMD ["daemon"]
 
@@ -54,6 +56,7 @@ COPY --from=build /src/dist ./dist
 COPY config ./config
 COPY scripts/compose-host.sh scripts/compose-netconf.sh ./scripts/
 RUN ln -s /opt/weft/dist/src/cli/main.js /usr/local/bin/weft
-ENTRYPOINT ["node", "--max-semi-space-size=1", "--v8-pool-size=1", "--no-opt", "--no-sparkplug", \
+ENTRYPOINT ["node", "--max-semi-space-size=1", "--v8-pool-size=1", "--heap-growing-percent=50", \
+            "--no-opt", "--no-sparkplug", \
             "/opt/weft/dist/src/cli/main.js"]
 CMD ["daemon"]

@@ -43,4 +43,5 @@ pod_side() {
 
 pod_side &
 # The same node flags as the weft bin's shebang (less idle RSS; the daemon turns V8's compilers on once it is up).
-exec node --max-semi-space-size=1 --v8-pool-size=1 --no-opt --no-sparkplug /opt/weft/dist/src/cli/main.js daemon "$@"
+exec node --max-semi-space-size=1 --v8-pool-size=1 --heap-growing-percent=50 --no-opt --no-sparkplug \
+  /opt/weft/dist/src/cli/main.js daemon "$@"

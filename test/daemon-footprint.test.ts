@@ -41,6 +41,7 @@ t.test(
     const first = readFileSync(WEFT_CLI, 'utf8').split('\n', 1)[0];
     t.match(first, /^#!\/usr\/bin\/env -S node .*--max-semi-space-size=1\b/);
     t.match(first, /^#!\/usr\/bin\/env -S node .*--v8-pool-size=1\b/);
+    t.match(first, /^#!\/usr\/bin\/env -S node .*--heap-growing-percent=50\b/, 'old space grows to 1.5x the live heap');
     t.match(first, /^#!\/usr\/bin\/env -S node .*--no-opt\b/, 'and starts without TurboFan (start-tiering.ts)');
     t.match(first, /^#!\/usr\/bin\/env -S node .*--no-sparkplug\b/, 'and without baseline code');
   },
