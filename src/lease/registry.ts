@@ -159,6 +159,15 @@ export class EtcdRegistry {
     return { leases, revision: res.header.revision };
   }
 
+  /** How many keys the subnets prefix holds: a count-only range, no values or TTL calls. */
+  async countLeases(): Promise<number> {
+    const key = Buffer.from(this.subnetsPrefix);
+    const res = await this.call('count subnets', (o) =>
+      this.client.kv.range({ key, range_end: prefixEnd(key), count_only: true }, o),
+    );
+    return Number(res.count);
+  }
+
   async getLease(sn: Subnet, ipv6Subnet: Subnet6 | null = null): Promise<Lease | null> {
     const key = this.keyOf(sn, ipv6Subnet);
     const res = await this.call(`get ${key}`, (o) => this.client.kv.range({ key: Buffer.from(key) }, o));
