@@ -45,7 +45,7 @@ function runCli(
 
 /** `weft bench --only <paths>` with short settings (e.g. { seconds: 1, json: true }), results into `out`. The runs
  *  that are not --quick pass retries 0: on a shared machine foreign load would run their tests again (the retries
- *  have their own test, test/bench-foreign.test.ts). */
+ *  have their own test, test/bench-foreign.test.ts); only the quick run reads idle memory (it waits ~10 s a path). */
 function bench(paths: string, out: string, settings: Record<string, number | true>): string[] {
   const flags = Object.entries(settings).flatMap(([k, v]) => (v === true ? [`--${k}`] : [`--${k}`, String(v)]));
   return ['bench', '--only', paths, ...flags, '--out', out];
@@ -224,7 +224,14 @@ t.test("wireguard-go: installed, measured like weft's paths, nothing of it left"
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   // wireguard-go alone: the quick run above checks the underlay's row.
   const r = await runCli(
-    bench('wireguard-go', out, { repeats: 1, seconds: 1, 'round-trips': 100, retries: 0, json: true }),
+    bench('wireguard-go', out, {
+      repeats: 1,
+      seconds: 1,
+      'round-trips': 100,
+      retries: 0,
+      'no-idle-memory': true,
+      json: true,
+    }),
     // the first run may install the Debian packages
     600_000,
   );
@@ -266,7 +273,13 @@ t.test('SIGINT in the middle of a run: partial results kept, no namespace, daemo
   let id: number | null = null;
   let sent = false;
   const r = await runCli(
-    bench('batch/udp,wireguard-go', out, { seconds: 1, repeats: 1, 'round-trips': 100, retries: 0 }),
+    bench('batch/udp,wireguard-go', out, {
+      seconds: 1,
+      repeats: 1,
+      'round-trips': 100,
+      retries: 0,
+      'no-idle-memory': true,
+    }),
     600_000,
     (text, kill) => {
       const m = /path wireguard-go: up on testbed w(\d+)/.exec(text);
@@ -301,11 +314,19 @@ t.test('profile: the perf CPU split of batch/udp (schema only)', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'weft-bench-prof-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   const r = await runCli(
-    bench('batch/udp', out, { repeats: 1, seconds: 3, 'round-trips': 100, retries: 0, json: true }),
+    bench('batch/udp', out, {
+      repeats: 1,
+      seconds: 3,
+      'round-trips': 100,
+      retries: 0,
+      'no-idle-memory': true,
+      json: true,
+    }),
     150_000,
   );
   t.equal(r.code, 0, `bench exits 0 (stderr tail: ${r.stderr.slice(-400)})`);
   const res = JSON.parse(r.stdout) as BenchResult;
+  t.equal(res.paths[0]?.idleMemory, undefined, '--no-idle-memory: no idle read');
   t.ok(res.profile, 'the run records whether it profiled');
   if (!res.profile?.enabled) {
     t.match(res.profile?.reason ?? '', /perf/, `profiling off says why: ${res.profile?.reason}`);

@@ -21,6 +21,8 @@ export interface BenchCliOptions {
   peers?: boolean;
   /** perf CPU split per path (`--profile`; `--no-profile` gives false). Default: on without --quick when perf works. */
   profile?: boolean;
+  /** False with `--no-idle-memory`. */
+  idleMemory?: boolean;
   retries?: string;
   socketBuffers?: string;
 }
@@ -101,6 +103,7 @@ export async function benchCommand(o: BenchCliOptions): Promise<void> {
     topology: topologyOf(o.topology),
     outDir: o.out,
     profile: o.profile,
+    idleMemory: o.idleMemory,
     retries: retriesOf(o.retries),
     socketBuffers: socketBuffersOf(o.socketBuffers),
   });

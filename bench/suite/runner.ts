@@ -67,6 +67,8 @@ export interface BenchOptions {
   progress?: boolean;
   /** perf CPU split of each path's TCP 1-stream test (profile.ts). Default: on without --quick when perf works;
    *  true also installs linux-perf when missing. */
+  /** Each path's idle daemon memory, read before its first test (idle-memory.ts). Default true. */
+  idleMemory?: boolean;
   profile?: boolean;
   /** 'equal' (default): every socket gets weft's buffers for the run; 'os': the machine's defaults (sockbuf.ts). */
   socketBuffers?: SocketBufferMode;
@@ -320,7 +322,7 @@ async function runPath(def: PathDef, pr: PathResult, cx: RunContext, onOpen: (en
     `path ${def.name}: up on testbed w${env.cluster.tb.id} in ${pr.setupSeconds.toFixed(1)} s (mtu ${env.mtu ?? '-'})`,
   );
   try {
-    if (env.daemons.length > 0) {
+    if (env.daemons.length > 0 && cx.opts.idleMemory !== false) {
       pr.idleMemory = await readIdleMemory(env);
       const rss = pr.idleMemory.map((m) => (m.rssBytes / 1e6).toFixed(1));
       progress.line(`path ${def.name}: idle daemon RSS ${rss.length > 0 ? rss.join(', ') : '-'} MB`);

@@ -54,6 +54,7 @@ export function addToolCommands(program: Command): void {
       'perf CPU split per path (default: on without --quick when perf works; installs linux-perf when missing)',
     )
     .option('--no-profile', 'no perf CPU split')
+    .option('--no-idle-memory', "skip the read of each path's idle daemon memory (it waits until the daemons settled)")
     .option('--peers', 'add wireguard-go, nebula and tinc (alone: kernel-vxlan, weft udp tiers and the peers)')
     .action(async (o: import('../../bench/suite/cli.js').BenchCliOptions) => {
       const { benchCommand } = await import('../../bench/suite/cli.js');
