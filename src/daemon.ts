@@ -19,7 +19,7 @@ import { registryFromConfig, type EtcdRegistry } from './lease/registry.js';
 import { LeaseManager } from './lease/manager.js';
 import { Backoff } from './lease/backoff.js';
 import { readSubnetEnv, writeSubnetEnv } from './lease/subnet-env.js';
-import { type Lease, type LeaseEvent, isReservation } from './lease/lease.js';
+import { type Lease, type LeaseEvent, isReservation, secondsUntil } from './lease/lease.js';
 import { containsIP, formatSubnet, overlaps, parseCIDR, parseIPv4, makeSubnet } from './ip/subnet.js';
 import {
   type Subnet6,
@@ -386,9 +386,7 @@ interface Running {
 }
 
 function secondsLeft(l: Lease | null): number | null {
-  return l === null || l.expiresAt === null || isReservation(l)
-    ? null
-    : Math.round((l.expiresAt - Date.now()) / 100) / 10;
+  return l === null || l.expiresAt === null || isReservation(l) ? null : secondsUntil(l.expiresAt, Date.now());
 }
 
 /** Healthy while the datapath runs and the lease has not expired (a reservation never does). */

@@ -359,9 +359,9 @@ export const tunSetOffload: Addon['tunSetOffload'] = addon.tunSetOffload;
 /** ioctl(TUNGETIFF): the device's name and IFF_* flags (IFF_VNET_HDR, IFF_MULTI_QUEUE below). */
 export const tunGetIff: Addon['tunGetIff'] = addon.tunGetIff;
 export const IFF_MULTI_QUEUE = 0x100;
+export const IFF_VNET_HDR = 0x4000;
 /** glibc's malloc_trim(0): the free pages of malloc's arenas back to the kernel; whether any went (false off glibc). */
 export const mallocTrim: Addon['mallocTrim'] = addon.mallocTrim;
-export const IFF_VNET_HDR = 0x4000;
 
 // ---- 2. underlay socket ----
 

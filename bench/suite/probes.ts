@@ -45,12 +45,7 @@ export function processCpu(pid: number): number | null {
 
 /** VmRSS in bytes; null when the process is gone. */
 export function processRss(pid: number): number | null {
-  try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : null;
-  } catch {
-    return null;
-  }
+  return processMemory(pid)?.rss ?? null;
 }
 
 /** VmRSS and its anonymous and file-backed parts (RssAnon, RssFile; RssShmem is the rest), bytes; null when the

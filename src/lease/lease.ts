@@ -42,6 +42,11 @@ export interface LeaseEvent {
   readonly lease: Lease;
 }
 
+/** Seconds from `now` until `expiresAt` (ms since the epoch), to a tenth: a lease's TTL in /status and /metrics. */
+export function secondsUntil(expiresAt: number, now: number): number {
+  return Math.round((expiresAt - now) / 100) / 10;
+}
+
 export function isReservation(l: Lease): boolean {
   return l.etcdLeaseId === null;
 }

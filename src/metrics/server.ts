@@ -11,6 +11,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from '../log.js';
 import type { QueueStatus } from '../backend/backend.js';
 import type { PeerTtlSeries } from './labels.js';
+import { secondsUntil } from '../lease/lease.js';
 
 export interface PeerStatus {
   readonly subnet: string; // "10.5.7.0/24"
@@ -217,7 +218,7 @@ function peerTtlFamily(series: Iterable<PeerTtlSeries>): string {
   let text = `# HELP ${PEER_TTL} seconds until each peer's lease expires (-1: a reservation or unknown)\n`;
   text += `# TYPE ${PEER_TTL} gauge\n`;
   for (const s of series) {
-    const left = s.expiresAt === null ? -1 : Math.round((s.expiresAt - now) / 100) / 10;
+    const left = s.expiresAt === null ? -1 : secondsUntil(s.expiresAt, now);
     text += `${PEER_TTL}{${s.labels}} ${left}\n`;
   }
   return text;
